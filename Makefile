@@ -1,0 +1,60 @@
+# OpenRDU — every target creates .venv and installs the project on first use.
+# Prerequisites: python3 >= 3.11, g++, make, perl.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.openrdu-installed
+CONFIG   ?= small
+KERNEL   ?= fpu
+ARGS     ?=
+JOBS     ?= auto
+
+.DEFAULT_GOAL := help
+.PHONY: help venv sim test verilog lint waves bench clean extras
+
+help:
+	@echo "OpenRDU targets:"
+	@echo "  make sim      run the default job ($(KERNEL) on config '$(CONFIG)'); KERNEL=... ARGS='...'"
+	@echo "  make test     the whole regression (pure Python, Amaranth simulator, cocotb on Verilator)"
+	@echo "  make verilog  write the generated Verilog to build/verilog/"
+	@echo "  make lint     Verilator --lint-only on the generated Verilog (documented waivers only)"
+	@echo "  make waves    run the default job with an FST waveform and open it (gtkwave if installed)"
+	@echo "  make bench    measure build time and simulation speed; writes build/bench.json"
+	@echo "  make extras   optional: install gtkwave and iverilog from Debian (needs apt)"
+	@echo "  make clean    remove build/ (the Verilator cache in ~/.cache/openrdu stays)"
+	@echo "Variables: CONFIG=small|plasticine|file.toml  KERNEL=...  ARGS=...  JOBS=auto"
+
+# The venv is rebuilt when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "OpenRDU needs python3 >= 3.11, found " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+venv: $(STAMP)
+
+sim: $(STAMP)
+	$(PY) -m sim run $(KERNEL) --config $(CONFIG) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) $(ARGS)
+
+verilog: $(STAMP)
+	$(PY) -m sim verilog --config $(CONFIG) --out build/verilog
+
+lint: $(STAMP)
+	$(PY) -m sim lint --config $(CONFIG)
+
+waves: $(STAMP)
+	$(PY) -m sim run $(KERNEL) --config $(CONFIG) --waves $(ARGS)
+	$(PY) -m sim waves
+
+bench: $(STAMP)
+	$(PY) -m sim bench --config $(CONFIG) --out build/bench.json $(ARGS)
+
+extras:
+	apt-get install -y gtkwave iverilog
+
+clean:
+	rm -rf build sim_build .pytest_cache

@@ -1,0 +1,1 @@
+"""OpenRDU firmware: numerics reference, compiler, runtime, kernels."""

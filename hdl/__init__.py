@@ -1,0 +1,1 @@
+"""OpenRDU gateware (Amaranth)."""
