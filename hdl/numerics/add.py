@@ -1,0 +1,99 @@
+"""Pipelined FP32 adder."""
+
+from amaranth import C, Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .pipeline import QNAN32, Stages, fp32_pack
+
+__all__ = ["FpAdd"]
+
+
+class FpAdd(wiring.Component):
+    """FP32 ``a + b``, or ``a - b`` when ``sub`` is high.
+
+    Round to nearest even, subnormal inputs read as zero, tiny results flushed to zero,
+    canonical NaN; bit-exact with ``firmware.numerics.fp32_add``.
+
+    Pipeline (``LATENCY`` = 4, one result per cycle while ``en`` is high):
+    unpack and order by magnitude | align with sticky and add | normalize | round and pack.
+    """
+
+    LATENCY = 4
+
+    en: In(1)
+    a: In(32)
+    b: In(32)
+    sub: In(1)
+    r: Out(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        st = Stages(m, self.en, "add")
+
+        # Stage 0: unpack (DAZ), classify, order by magnitude.
+        a = self.a
+        b = Cat(self.b[:31], self.b[31] ^ self.sub)
+        sa, ea, fa = a[31], a[23:31], Mux(a[23:31] == 0, 0, a[:23])
+        sb, eb, fb = b[31], b[23:31], Mux(b[23:31] == 0, 0, b[:23])
+        nan = ((ea == 255) & (fa != 0)) | ((eb == 255) & (fb != 0)) | \
+              ((ea == 255) & (eb == 255) & (sa != sb))
+        swap = Cat(fb, eb) > Cat(fa, ea)
+        sx, ex, fx = Mux(swap, sb, sa), Mux(swap, eb, ea), Mux(swap, fb, fa)
+        sy, ey, fy = Mux(swap, sa, sb), Mux(swap, ea, eb), Mux(swap, fa, fb)
+        d = Signal(8)
+        m.d.comb += d.eq(ex - ey)
+        s0_sx, s0_ex = st.reg(sx), st.reg(ex)
+        s0_mx = st.reg(Mux(ex == 0, 0, Cat(fx, C(1, 1))))
+        s0_my = st.reg(Mux(ey == 0, 0, Cat(fy, C(1, 1))))
+        s0_d = st.reg(Mux(d > 27, 27, d)[:5])
+        s0_sub = st.reg(sx != sy)
+        s0_nan = st.reg(nan)
+
+        # Stage 1: align the smaller operand (keeping a sticky bit) and add.
+        mx3 = Cat(C(0, 3), s0_mx)
+        my3 = Cat(C(0, 3), s0_my)
+        shifted = Signal(27)
+        m.d.comb += shifted.eq(my3 >> s0_d)
+        sticky = (shifted << s0_d)[:27] != my3
+        my_al = shifted | sticky
+        total = Mux(s0_sub, (mx3 - my_al)[:28], mx3 + my_al)
+        s1_sum = st.reg(total[:28])
+        s1_ex, s1_sx, s1_sub, s1_nan = st.reg(s0_ex), st.reg(s0_sx), st.reg(s0_sub), st.reg(s0_nan)
+
+        # Stage 2: normalize (right by one on carry, left by the leading-zero count).
+        carry = s1_sum[27]
+        s_c = Mux(carry, Cat(s1_sum[1] | s1_sum[0], s1_sum[2:28]), s1_sum[:27])
+        lz = Signal(5)
+        for i in range(27):                    # the highest set bit wins
+            with m.If(s_c[i]):
+                m.d.comb += lz.eq(26 - i)
+        s2_sig = st.reg((s_c << lz)[:27])
+        s2_exp = st.reg((s1_ex + carry - lz).as_signed())
+        s2_zero = st.reg(s_c == 0)
+        s2_sx, s2_sub, s2_nan = st.reg(s1_sx), st.reg(s1_sub), st.reg(s1_nan)
+        s2_xinf = st.reg(s1_ex == 255)
+
+        # Stage 3: round to nearest even, overflow to infinity, flush tiny results.
+        mant, grs = s2_sig[3:27], s2_sig[:3]
+        up = (grs > 4) | ((grs == 4) & mant[0])
+        rounded = Signal(25)
+        m.d.comb += rounded.eq(mant + up)
+        exp = Signal(signed(12))
+        m.d.comb += exp.eq(s2_exp + rounded[24])
+        frac = Mux(rounded[24], rounded[1:24], rounded[:23])
+        result = Signal(32)
+        with m.If(s2_nan):
+            m.d.comb += result.eq(QNAN32)
+        with m.Elif(s2_xinf):
+            m.d.comb += result.eq(fp32_pack(s2_sx, C(255, 8), C(0, 23)))
+        with m.Elif(s2_zero):
+            m.d.comb += result.eq(fp32_pack(s2_sx & ~s2_sub, C(0, 8), C(0, 23)))
+        with m.Elif(exp >= 255):
+            m.d.comb += result.eq(fp32_pack(s2_sx, C(255, 8), C(0, 23)))
+        with m.Elif(exp <= 0):
+            m.d.comb += result.eq(fp32_pack(s2_sx, C(0, 8), C(0, 23)))
+        with m.Else():
+            m.d.comb += result.eq(fp32_pack(s2_sx, exp[:8], frac))
+        m.d.comb += self.r.eq(st.reg(result, "add_r"))
+        return m
