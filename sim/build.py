@@ -1,0 +1,174 @@
+"""Cached Verilator builds of a :class:`~sim.harness.Harness`.
+
+A build is keyed by a hash of every compiled file's text, the flags, and the Verilator,
+cocotb and C++ compiler versions; it lives in ``<cache>/builds/<key>`` (the cache is
+``$OPENRDU_CACHE`` or ``~/.cache/openrdu``, outside the checkout). Concurrent builders
+(pytest-xdist workers) serialize on a per-key file lock and build into a private
+directory that is renamed into place, so a half-built model is never used.
+
+Verilator's own runtime (``verilated*.cpp``) is compiled once per flag set and its
+objects are reused by later builds (about 15 s each otherwise).
+
+Flows
+-----
+``fast``
+    Clock generated in HDL (``--timing``), ``--no-public-flat-rw`` plus a ``.vlt`` that
+    makes only ``tb_top``'s variables public.
+``default``
+    What the cocotb runner's Verilator build does: ``--public-flat-rw`` (every signal
+    public), clock driven from Python. Kept for comparison in ``make bench``.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import toolchain
+from .harness import Harness
+
+__all__ = ["Build", "BuildError", "build", "LINT_WAIVERS", "FLOWS"]
+
+#: Verilator warnings waived for Amaranth/Yosys output and the testbench modules. They
+#: flag widths Yosys leaves implicit and signals it keeps but does not read; real
+#: errors (syntax, undriven, multidriven, combinational loops) still fail.
+LINT_WAIVERS = [
+    "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-UNUSEDPARAM",
+    "-Wno-UNDRIVEN", "-Wno-PINCONNECTEMPTY", "-Wno-DECLFILENAME", "-Wno-MULTITOP",
+    "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE",
+]
+
+FLOWS = {
+    "fast": ["--no-public-flat-rw", "--timing", "-DOPENRDU_HDL_CLOCK",
+             "-CFLAGS", "-std=c++20 -fcoroutines"],
+    "default": ["--public-flat-rw"],
+}
+_FORMAT = 3          # bump when the layout of a build directory changes
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Build:
+    dir: Path
+    key: str
+    flow: str
+    waves: bool
+    seconds: float      # wall time of this call (0-ish when cached)
+    cached: bool
+
+    @property
+    def executable(self) -> Path:
+        return self.dir / "tb_top"
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.dir / "src" / "harness.json").read_text())
+
+
+def _flags(flow, waves):
+    if flow not in FLOWS:
+        raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
+    flags = ["--cc", "--exe", "--vpi", "--top-module", "tb_top", "--prefix", "Vtop",
+             "-o", "tb_top", "-Wno-fatal", *LINT_WAIVERS, *FLOWS[flow]]
+    if waves:
+        flags += ["--trace-fst", "--trace-structs"]
+    return flags
+
+
+def _key(files, flags, tag):
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": _FORMAT, "flags": flags, "tag": tag,
+                         "verilator": toolchain.verilator_version(),
+                         "cocotb": _cocotb_version(), "cxx": toolchain.cxx_version(),
+                         "main": toolchain.cocotb_verilator_main().read_text()},
+                        sort_keys=True).encode())
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def _cocotb_version():
+    import cocotb
+    return cocotb.__version__
+
+
+def _run(cmd, cwd, log, env):
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(map(str, cmd)) + "\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        tail = "".join(Path(log).read_text().splitlines(keepends=True)[-40:])
+        raise BuildError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}); log {log}:\n{tail}")
+
+
+def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) -> Build:
+    """Build (or reuse) the Verilator model of ``harness``."""
+    t0 = time.monotonic()
+    files = harness.sources()
+    flags = _flags(flow, waves)
+    key = _key(files, flags, "")
+    root = toolchain.cache_root()
+    out = root / "builds" / key
+    if (out / "tb_top").exists():
+        return Build(out, key, flow, waves, time.monotonic() - t0, True)
+    (root / "locks").mkdir(exist_ok=True)
+    with open(root / "locks" / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (out / "tb_top").exists():
+            return Build(out, key, flow, waves, time.monotonic() - t0, True)
+        if log:
+            log(f"building Verilator model {key} ({flow} flow{', waves' if waves else ''})")
+        tmp = root / "builds" / f"{key}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "src").mkdir(parents=True)
+        for name, text in files.items():
+            (tmp / "src" / name).write_text(text)
+        env = toolchain.verilator_env()
+        libs = toolchain.cocotb_libs_dir()
+        sources = [str(toolchain.cocotb_verilator_main())]
+        if flow == "fast":
+            sources.append("src/public.vlt")
+        sources += ["src/stream_source.sv", "src/stream_sink.sv", "src/top.v", "src/tb_top.sv"]
+        logf = tmp / "build.log"
+        _run([str(toolchain.verilator_root() / "bin" / "verilator"), *flags, "-Mdir", ".",
+              "-LDFLAGS", f"-L{libs} -lcocotbvpi_verilator", *sources], tmp, logf, env)
+        runtime = root / "runtime" / _key({}, flags, "runtime")
+        reused = _reuse_runtime(runtime, tmp)
+        _run(["make", "-j", str(jobs or os.cpu_count() or 2), "-f", "Vtop.mk",
+              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(waves)}"], tmp, logf, env)
+        if not reused:
+            _save_runtime(runtime, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.rename(tmp, out)
+    return Build(out, key, flow, waves, time.monotonic() - t0, False)
+
+
+def _reuse_runtime(runtime: Path, mdir: Path) -> bool:
+    """Copy prebuilt Verilator runtime objects in (newer than the fresh Vtop.mk)."""
+    objs = sorted(runtime.glob("verilated*.o")) if runtime.is_dir() else []
+    for o in objs:
+        shutil.copy(o, mdir / o.name)
+    return bool(objs)
+
+
+def _save_runtime(runtime: Path, mdir: Path):
+    objs = sorted(mdir.glob("verilated*.o"))
+    if not objs or runtime.exists():
+        return
+    tmp = runtime.with_name(f"{runtime.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for o in objs:
+        shutil.copy2(o, tmp / o.name)
+    try:
+        os.rename(tmp, runtime)
+    except OSError:            # another process saved it first
+        shutil.rmtree(tmp, ignore_errors=True)

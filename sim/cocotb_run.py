@@ -1,0 +1,105 @@
+"""Launch a cocotb test module on a cached Verilator model."""
+
+import contextlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import toolchain
+from .build import Build
+
+__all__ = ["TestRun", "SimulationError", "run_cocotb"]
+
+
+class SimulationError(AssertionError):
+    pass
+
+
+@dataclass
+class TestRun:
+    test_dir: Path
+    results_xml: Path
+    outputs: dict          # what the cocotb test wrote with tb.lib.harness.write_outputs
+
+    @property
+    def waves(self):
+        fst = self.test_dir / "dump.fst"
+        return fst if fst.exists() else None
+
+
+@contextlib.contextmanager
+def _patched_environ(changes):
+    saved = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _failures(xml_path: Path):
+    root = ET.parse(xml_path).getroot()
+    cases = list(root.iter("testcase"))
+    failed = [(c.get("name"), (f.get("message") or f.text or "").strip())
+              for c in cases for f in list(c.iter("failure")) + list(c.iter("error"))]
+    return len(cases), failed
+
+
+def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
+               seed=None, waves=False) -> TestRun:
+    """Run cocotb test ``module`` (e.g. ``"tb.test_fpu_stream"``) on ``build``.
+
+    ``args`` (JSON-able) reach the test as :func:`tb.lib.harness.test_args`. Raises
+    :class:`SimulationError` with the failing tests' messages and the log's tail.
+    """
+    from cocotb_tools.runner import get_runner
+
+    if waves and not build.waves:
+        raise ValueError("waves requested but the model was built without tracing")
+    test_dir = Path(test_dir).resolve()
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = test_dir / "results.xml"
+    out_file = test_dir / "outputs.json"
+    log = test_dir / "sim.log"
+    for f in (results, out_file, log):
+        f.unlink(missing_ok=True)
+    libs = str(toolchain.cocotb_libs_dir())
+    env = {
+        "OPENRDU_TB_ARGS": json.dumps(args or {}),
+        "OPENRDU_TB_OUT": str(out_file),
+        "OPENRDU_HARNESS": str(build.dir / "src" / "harness.json"),
+        "OPENRDU_FLOW": build.flow,
+        "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [libs, os.environ.get("LD_LIBRARY_PATH")])),
+        # cocotb's runner checks results itself under pytest and exits; we check here.
+        "PYTEST_CURRENT_TEST": "",
+    }
+    runner = get_runner("verilator")
+    exit_error = None
+    with _patched_environ(env):
+        os.environ.pop("PYTEST_CURRENT_TEST", None)
+        try:
+            runner.test(test_module=module, hdl_toplevel="tb_top", hdl_toplevel_lang="verilog",
+                        build_dir=build.dir,
+                        test_dir=test_dir, results_xml=str(results), testcase=testcase,
+                        seed=seed, waves=waves, log_file=log)
+        except SystemExit as e:
+            exit_error = f"simulator exited with {e.code}"
+    tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]) \
+        if log.exists() else ""
+    if not results.exists():
+        raise SimulationError(f"{module}: no results ({exit_error or 'no results file'}); "
+                              f"log {log}:\n{tail}")
+    n, failed = _failures(results)
+    if exit_error or failed or n == 0:
+        msgs = "\n".join(f"  {name}: {msg}" for name, msg in failed)
+        raise SimulationError(f"{module}: {len(failed)} of {n} cocotb tests failed"
+                              f"{'; ' + exit_error if exit_error else ''}\n{msgs}\n"
+                              f"log {log}:\n{tail}")
+    outputs = json.loads(out_file.read_text()) if out_file.exists() else {}
+    return TestRun(test_dir, results, outputs)

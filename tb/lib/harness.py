@@ -1,0 +1,124 @@
+"""cocotb side of the simulation top built by ``sim/harness.py``.
+
+A test loads each source stream by backdoor (a hex file read by ``$readmemh``), sets
+seeds and idle/back-pressure rates, starts, and awaits one ``tb_done`` edge: no Python
+runs per clock cycle. Afterwards it checks that no sink received more than expected
+and reads the sinks back (``$writememh``).
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import First, RisingEdge, Timer
+
+__all__ = ["TbHarness", "test_args", "write_outputs", "rate_of"]
+
+
+def test_args() -> dict:
+    """Arguments given to ``sim.cocotb_run.run_cocotb(args=...)``."""
+    return json.loads(os.environ.get("OPENRDU_TB_ARGS", "{}"))
+
+
+def write_outputs(**values):
+    """Results for the launcher (``TestRun.outputs``)."""
+    path = os.environ.get("OPENRDU_TB_OUT")
+    if path:
+        Path(path).write_text(json.dumps(values, indent=1))
+
+
+def rate_of(probability: float) -> int:
+    """Per-cycle probability -> the 9-bit rate of the HDL drivers (256 = always)."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability {probability} outside [0, 1]")
+    return round(probability * 256)
+
+
+class TbHarness:
+    def __init__(self, dut):
+        self.dut = dut
+        manifest = json.loads(Path(os.environ["OPENRDU_HARNESS"]).read_text())
+        self.period = manifest["clock_period_ns"]
+        self.streams = {s["name"]: s for s in manifest["streams"]}
+        self.expected = {}
+
+    def _stream(self, name, kind):
+        s = self.streams.get(name)
+        if s is None or s["kind"] != kind:
+            have = [n for n, v in self.streams.items() if v["kind"] == kind]
+            raise KeyError(f"no {kind} stream {name!r}; the design has {have}")
+        return s
+
+    def sig(self, name):
+        return getattr(self.dut, name)
+
+    async def reset(self, cycles=4):
+        if os.environ.get("OPENRDU_FLOW") == "default":
+            Clock(self.dut.clk, self.period, unit="ns").start()
+        self.dut.rst_req.value = 1
+        await Timer(cycles * self.period, unit="ns")
+        self.dut.rst_req.value = 0
+        await Timer(2 * self.period, unit="ns")
+
+    def load(self, name, words, *, seed=1, valid_probability=1.0):
+        """Queue ``words`` (payload integers) on source stream ``name``."""
+        s = self._stream(name, "source")
+        if len(words) > s["depth"]:
+            raise ValueError(f"stream {name}: {len(words)} words exceed the source depth "
+                             f"{s['depth']}")
+        digits = (s["width"] + 3) // 4
+        Path(f"{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
+        self.sig(f"{name}_count").value = len(words)
+        self.sig(f"{name}_seed").value = seed & 0xFFFFFFFF
+        self.sig(f"{name}_rate").value = rate_of(valid_probability)
+
+    def expect(self, name, count, *, seed=2, ready_probability=1.0):
+        self._stream(name, "sink")
+        self.expected[name] = count
+        self.sig(f"{name}_expect").value = count
+        self.sig(f"{name}_seed").value = seed & 0xFFFFFFFF
+        self.sig(f"{name}_rate").value = rate_of(ready_probability)
+
+    async def run(self, timeout_cycles, drain_cycles=64):
+        """Start every source and wait until every sink has its expected count.
+
+        Returns (cycles, wall seconds) from start to done; the backdoor load is not
+        counted. Fails, never hangs, when a stream stalls;
+        fails when any sink receives more than expected during ``drain_cycles`` after.
+        """
+        dut = self.dut
+        dut.tb_load.value = 1
+        await Timer(self.period, unit="ns")
+        dut.tb_load.value = 0
+        await Timer(self.period, unit="ns")
+        start = int(dut.cycle.value)
+        dut.tb_start.value = 1
+        t0 = time.perf_counter()
+        await First(RisingEdge(dut.tb_done), Timer(timeout_cycles * self.period, unit="ns"))
+        wall = time.perf_counter() - t0
+        if not int(dut.tb_done.value):
+            state = ", ".join(f"{n}: {int(self.sig(n + '_received').value)}/{c}"
+                              for n, c in self.expected.items())
+            raise AssertionError(f"timeout after {timeout_cycles} cycles; received {state}")
+        cycles = int(dut.cycle.value) - start
+        await Timer(drain_cycles * self.period, unit="ns")
+        for n, c in self.expected.items():
+            got = int(self.sig(f"{n}_received").value)
+            assert got == c, f"sink {n}: {got} words received, expected exactly {c}"
+        return cycles, wall
+
+    async def dump(self, name):
+        """The words sink ``name`` received, in order."""
+        s = self._stream(name, "sink")
+        self.dut.tb_dump.value = 1
+        await Timer(1, unit="ns")
+        self.dut.tb_dump.value = 0
+        await Timer(1, unit="ns")
+        n = min(self.expected.get(name, 0), s["depth"])
+        if n == 0:
+            return []
+        lines = Path(f"{name}.hex").read_text().split()
+        return [int(x, 16) for x in lines[:n]]

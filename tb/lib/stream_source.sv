@@ -1,0 +1,46 @@
+// Testbench stream source: plays `count` words from a memory loaded by backdoor
+// ($readmemh of <NAME>.hex in the simulator's working directory, on a rising `load`),
+// offering `valid` in a cycle with probability rate/256 (256 = every cycle) from a
+// seeded xorshift32. Valid never drops and the payload never changes until accepted.
+module openrdu_stream_source #(
+    parameter int W = 32,
+    parameter int DEPTH = 1024,
+    parameter string NAME = "src"
+) (
+    input  logic         clk,
+    input  logic         rst,
+    input  logic         start,
+    input  logic         load,
+    input  logic [31:0]  count,
+    input  logic [31:0]  seed,
+    input  logic [8:0]   rate,
+    output logic         valid,
+    input  logic         ready,
+    output logic [W-1:0] payload,
+    output logic [31:0]  sent
+);
+    logic [W-1:0] mem [DEPTH];
+    logic [31:0] rnd, rnd_a, rnd_b, rnd_next;
+    assign rnd_a = rnd ^ (rnd << 13);
+    assign rnd_b = rnd_a ^ (rnd_a >> 17);
+    assign rnd_next = rnd_b ^ (rnd_b << 5);
+
+    always @(posedge load) $readmemh({NAME, ".hex"}, mem);
+
+    wire fire = valid && ready;
+    wire [31:0] next_sent = sent + {31'b0, fire};
+    assign payload = mem[sent[$clog2(DEPTH)-1:0]];
+
+    always_ff @(posedge clk) begin
+        if (rst) begin
+            valid <= 1'b0;
+            sent <= 32'd0;
+            rnd <= seed | 32'd1;
+        end else begin
+            rnd <= rnd_next;
+            sent <= next_sent;
+            if (!valid || ready)
+                valid <= start && (next_sent < count) && ({1'b0, rnd[7:0]} < rate);
+        end
+    end
+endmodule
