@@ -131,10 +131,10 @@ class RduParams:
     def from_mapping(cls, mapping, *, source="mapping"):
         mapping = dict(mapping)
         base_name = mapping.pop("base", None)
-        base = PRESETS[base_name] if base_name is not None else cls()
         if base_name is not None and base_name not in PRESETS:
             raise ParamError(f"base: unknown preset {base_name!r} in {source}; "
                              f"known: {', '.join(PRESETS)}")
+        base = PRESETS[base_name] if base_name is not None else cls()
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(mapping) - known)
         if unknown:

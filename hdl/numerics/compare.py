@@ -55,7 +55,7 @@ class FpCompare(wiring.Component):
                 m.d.comb += truth.eq(ia == ib)
             with m.Case(CmpOp.LT):
                 m.d.comb += truth.eq(ia < ib)
-            with m.Case(CmpOp.LE):
+            with m.Default():        # LE; MAX and MIN do not use ``truth``
                 m.d.comb += truth.eq(ia <= ib)
         with m.Switch(self.op):
             with m.Case(CmpOp.MAX):

@@ -75,6 +75,8 @@ class Fpu(wiring.Component):
             for op, c in _CMP.items():
                 with m.Case(op):
                     m.d.comb += cmp_op.eq(c)
+            with m.Default():        # the comparator's result is not selected
+                m.d.comb += cmp_op.eq(CmpOp.MAX)
         m.d.comb += [
             add.a.eq(p.a), add.b.eq(p.b), add.sub.eq(p.op == FpuOp.SUB),
             mul.a.eq(p.a), mul.b.eq(p.b),
@@ -105,4 +107,6 @@ class Fpu(wiring.Component):
             for op, r in results.items():
                 with m.Case(op):
                     m.d.comb += self.o.payload.r.eq(r)
+            with m.Default():        # opcodes 14 and 15 are unassigned
+                m.d.comb += self.o.payload.r.eq(0)
         return m

@@ -1,0 +1,155 @@
+"""OpenRDU command line: ``python -m sim {run,verilog,lint,waves,bench} ...``."""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from hdl.params import ParamError, load_params
+
+
+def _config(value):
+    try:
+        return load_params(value)
+    except ParamError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_run(args, extra):
+    from .run import KERNELS, run_kernel, write_report
+    k = KERNELS.get(args.kernel)
+    if k is None:
+        sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
+    kp = argparse.ArgumentParser(prog=f"python -m sim run {k.name}", description=k.description)
+    for o in k.options:
+        kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
+                        default=o.default, help=f"{o.help} (default {o.default})")
+    kargs = kp.parse_args(extra)
+    report = run_kernel(k.name, args.config, seed=args.seed, waves=args.waves,
+                        options=vars(kargs))
+    path = write_report(report, args.json)
+    _print_report(report)
+    print(f"report: {path}")
+    sys.exit(0 if report["passed"] and report["bit_exact"] else 1)
+
+
+def _print_report(r):
+    print(f"\n== {r['kernel']} on config '{r['config']}' (seed {r['seed']}) ==")
+    print(f"shape: {r['shape']}")
+    if not r["passed"]:
+        print(f"FAILED:\n{r.get('error', '')}")
+        return
+    counters = r.get("counters", {}).get("ops")
+    if counters:
+        print(f"checked: {r['shape'].get('n')} results bit-exact against firmware.numerics "
+              f"({', '.join(f'{k} {v}' for k, v in counters.items())})")
+    print(f"bit-exact: {r['bit_exact']}   vs float64: max rel err {r['max_rel_err']:.3g}")
+    s = r["sim"]
+    model = "cached" if s["build_cached"] else f"built in {s['build_s']} s"
+    print(f"cycles: {r['cycles']}   simulated in {s['wall_s']} s = "
+          f"{s['cycles_per_second']:,} cycles/s ({s['flow']} flow; model {model})")
+    if r.get("waves"):
+        print(f"waves: {r['waves']}")
+
+
+def cmd_verilog(args, _):
+    from .designs import DESIGNS, harness_for
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in DESIGNS:
+        h = harness_for(name, args.config)
+        for fname, text in h.sources().items():
+            dest = out / name / fname
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+        print(f"{name}: {out / name}/top.v ({len(h.verilog.splitlines())} lines) and tb_top.sv")
+
+
+def cmd_lint(args, _):
+    from .build import LINT_WAIVERS
+    from .designs import DESIGNS, harness_for
+    from .toolchain import verilator_env, verilator_root
+    out = Path("build") / "lint"
+    out.mkdir(parents=True, exist_ok=True)
+    failed = False
+    for name in DESIGNS:
+        path = out / f"{name}.v"
+        path.write_text(harness_for(name, args.config).verilog)
+        cmd = [str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
+               *LINT_WAIVERS, "--top-module", "top", str(path)]
+        proc = subprocess.run(cmd, env=verilator_env(), capture_output=True, text=True)
+        status = "clean" if proc.returncode == 0 else "FAILED"
+        print(f"lint {name}: {status} (waived: {' '.join(w[5:] for w in LINT_WAIVERS)})")
+        if proc.returncode:
+            print(proc.stdout + proc.stderr)
+            failed = True
+    sys.exit(1 if failed else 0)
+
+
+def cmd_waves(args, _):
+    waves = sorted(Path("build/waves").glob("*.fst"), key=lambda p: p.stat().st_mtime)
+    path = Path(args.file) if args.file else (waves[-1] if waves else None)
+    if path is None or not path.exists():
+        sys.exit("no waveform yet: run 'make waves' or 'python -m sim run KERNEL --waves'")
+    viewer = shutil.which("gtkwave") or shutil.which("surfer")
+    if viewer is None:
+        print(f"waveform: {path}\n(no viewer found; 'make extras' installs gtkwave)")
+        return
+    subprocess.run([viewer, str(path)])
+
+
+def cmd_bench(args, _):
+    from .bench import run_bench
+    results = run_bench(args.config, Path(args.out), quick=args.quick)
+    print(json.dumps(results, indent=1))
+    print(f"written to {args.out}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m sim", description=(
+        "OpenRDU: build the Verilator model of a design (cached), run jobs on it, "
+        "generate Verilog, lint, view waveforms and measure performance."))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp):
+        sp.add_argument("--config", type=_config, default="small",
+                        help="preset name (small, plasticine) or TOML file (default small)")
+
+    r = sub.add_parser("run", help="run a kernel and check it; writes build/reports/KERNEL.json",
+                       description="Run KERNEL; kernel options follow (see 'run KERNEL -h').")
+    r.add_argument("kernel", help="kernel name (fpu)")
+    common(r)
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--waves", action="store_true", help="record an FST waveform")
+    r.add_argument("--json", help="report path (default build/reports/KERNEL.json)")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verilog", help="write generated Verilog")
+    common(v)
+    v.add_argument("--out", default="build/verilog")
+    v.set_defaults(func=cmd_verilog)
+
+    li = sub.add_parser("lint", help="Verilator --lint-only -Wall on the generated Verilog")
+    common(li)
+    li.set_defaults(func=cmd_lint)
+
+    w = sub.add_parser("waves", help="open the newest waveform (gtkwave if installed)")
+    w.add_argument("file", nargs="?")
+    w.set_defaults(func=cmd_waves)
+
+    b = sub.add_parser("bench", help="measure build time and simulation speed")
+    common(b)
+    b.add_argument("--out", default="build/bench.json")
+    b.add_argument("--quick", action="store_true", help="fewer repetitions")
+    b.set_defaults(func=cmd_bench)
+
+    args, extra = p.parse_known_args(argv)
+    if extra and args.cmd != "run":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.func(args, extra)
+
+
+if __name__ == "__main__":
+    main()

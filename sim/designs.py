@@ -1,0 +1,42 @@
+"""Simulation tops the CLI, the bench and the tests share: name -> how to build it."""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hdl.params import RduParams
+
+from .build import Build, build
+from .harness import Harness
+from .verilog import to_verilog
+
+__all__ = ["Design", "DESIGNS", "harness_for", "build_design"]
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    make: Callable[[RduParams], object]     # params -> Amaranth component
+    depths: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def _fpu(params):
+    from hdl.numerics.fpu import Fpu
+    return Fpu()
+
+
+DESIGNS = {
+    "fpu": Design("fpu", _fpu, {"i": 1 << 17, "o": 1 << 17},
+                  "every numerics unit behind one ready/valid stream"),
+}
+
+
+def harness_for(name: str, params: RduParams) -> Harness:
+    if name not in DESIGNS:
+        raise KeyError(f"unknown design {name!r}; known: {', '.join(DESIGNS)}")
+    d = DESIGNS[name]
+    return Harness(to_verilog(d.make(params)), depths=d.depths)
+
+
+def build_design(name: str, params: RduParams, *, flow="fast", waves=False, log=None) -> Build:
+    return build(harness_for(name, params), flow=flow, waves=waves, log=log)

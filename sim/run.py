@@ -1,0 +1,88 @@
+"""Run a named job on the simulated hardware and produce its report (ARCHITECTURE.md §7)."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdl.params import RduParams
+
+from .cocotb_run import SimulationError, run_cocotb
+from .designs import build_design
+
+__all__ = ["Kernel", "KERNELS", "run_kernel", "REPORT_DIR"]
+
+REPORT_DIR = Path("build") / "reports"
+RUN_DIR = Path("build") / "runs"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    type: type
+    default: object
+    help: str
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    design: str
+    test_module: str
+    description: str
+    options: list = field(default_factory=list)
+
+
+KERNELS = {
+    "fpu": Kernel(
+        "fpu", "fpu", "tb.test_fpu_stream",
+        "random operand vectors (every op, specials mixed in) through the FP units, "
+        "bit-exact against firmware.numerics",
+        [Option("n", int, 100_000, "operand vectors"),
+         Option("idle", float, 0.2, "probability the source idles in a cycle"),
+         Option("backpressure", float, 0.3, "probability the sink is not ready in a cycle")]),
+}
+
+
+def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print):
+    """Build (cached), run, check; returns the report dict. Never raises on a failed
+    check: the report says ``passed: false`` and carries the error."""
+    if name not in KERNELS:
+        raise KeyError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
+    k = KERNELS[name]
+    opts = {o.flag: o.default for o in k.options}
+    opts.update({key: v for key, v in (options or {}).items() if v is not None})
+    b = build_design(k.design, params, waves=waves, log=log)
+    log(f"model: {b.dir} ({'cached' if b.cached else f'built in {b.seconds:.1f} s'})")
+    report = {
+        "kernel": name, "config": params.name, "shape": opts, "seed": seed,
+        "passed": False, "bit_exact": False, "max_abs_err": None, "max_rel_err": None,
+        "cycles": None, "program_load_cycles": None, "pcu_utilization": None,
+        "hbm_bytes": None, "hbm_bw_utilization": None, "counters": {},
+        "sim": {"flow": b.flow, "build_s": round(b.seconds, 3), "build_cached": b.cached},
+    }
+    try:
+        run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name,
+                         args={"seed": seed, **opts}, waves=waves)
+    except SimulationError as e:
+        report["error"] = str(e)
+        return report
+    o = run.outputs
+    report.update(passed=True, bit_exact=o.get("mismatches") == 0,
+                  max_abs_err=o.get("max_abs_err"), max_rel_err=o.get("max_rel_err"),
+                  cycles=o.get("cycles"), counters={"ops": o.get("per_op", {})})
+    wall = o.get("wall_s") or 0.0
+    report["sim"].update(wall_s=round(wall, 4),
+                         cycles_per_second=round(o["cycles"] / wall) if wall else None)
+    if run.waves:
+        dest = Path("build") / "waves" / f"{name}.fst"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(run.waves.read_bytes())
+        report["waves"] = str(dest)
+    return report
+
+
+def write_report(report, path=None):
+    path = Path(path) if path else REPORT_DIR / f"{report['kernel']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return path
