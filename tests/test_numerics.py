@@ -319,3 +319,14 @@ def test_exp2_special_cases():
     assert N.exp2(F32(128.0))[0] == 0x7F800000 and N.exp2(F32(-127.0))[0] == 0
     assert N.exp2(F32(-126.5))[0] == 0                                 # below 2**-126
     assert N.exp2(N.QNAN32) == N.QNAN32
+
+
+def test_reference_within_bound_of_float64_on_fpu_vectors():
+    """The FPU stream's float64 check (the same one the RTL run asserts) holds for the
+    reference on many seeds, so an RTL failure of it is an RTL bug."""
+    from tb.lib.fpu_vectors import expected, float64_errors, make_vectors
+    for seed in range(40):
+        v = make_vectors(np.random.default_rng(seed), 50_000)
+        err = float64_errors(v, expected(v))
+        assert err["checked_vs_float64"] > 10_000
+        assert err["max_rel_err"] <= N.TAIL_ULP_BOUND * 2.0 ** -23, f"seed {seed}: {err}"
