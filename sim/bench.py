@@ -56,12 +56,13 @@ def _cold_builds(harness):
             "default_cold_s": round(default.seconds, 2)}
 
 
-def _speed(harness, flow, repeats, workdir):
+def _speed(harness, flow, repeats, workdir, lanes):
     b = build(harness, flow=flow)
     best = None
     for i in range(repeats):
         run = run_cocotb(b, "tb.test_fpu_stream", test_dir=workdir / f"{flow}{i}",
-                         args={"n": FPU_N, "seed": 11 + i, "idle": 0.0, "backpressure": 0.0})
+                         args={"n": FPU_N, "lanes": lanes, "seed": 11 + i, "idle": 0.0,
+                               "backpressure": 0.0})
         o = run.outputs
         cps = o["cycles"] / o["wall_s"]
         if best is None or cps > best["cycles_per_second"]:
@@ -71,16 +72,17 @@ def _speed(harness, flow, repeats, workdir):
 
 
 def run_bench(params, out: Path, quick=False):
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
     workdir = Path("build") / "bench-runs"
     results = {
-        "design": "fpu (every numerics unit behind one stream, HDL stream drivers)",
+        "design": f"fpu: {params.pcu_lanes}-lane SIMD FPU (every numerics unit per lane) behind "
+                  f"one stream, HDL stream drivers",
         "vectors_per_run": FPU_N,
         "repeats": repeats,
         "verilator_build": _cold_builds(harness),
-        "fast_flow": _speed(harness, "fast", repeats, workdir),
-        "default_flow": _speed(harness, "default", repeats, workdir),
+        "fast_flow": _speed(harness, "fast", repeats, workdir, params.pcu_lanes),
+        "default_flow": _speed(harness, "default", repeats, workdir, params.pcu_lanes),
         "flows": {
             "fast": "clock generated in HDL (--timing), --no-public-flat-rw + .vlt exposing "
                     "only tb_top control/status variables",

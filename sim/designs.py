@@ -22,12 +22,12 @@ class Design:
 
 def _fpu(params):
     from hdl.numerics.fpu import Fpu
-    return Fpu()
+    return Fpu(lanes=params.pcu_lanes)
 
 
 DESIGNS = {
     "fpu": Design("fpu", _fpu, {"i": 1 << 17, "o": 1 << 17},
-                  "every numerics unit behind one ready/valid stream"),
+                  "every numerics unit, pcu_lanes wide, behind one ready/valid stream"),
 }
 
 

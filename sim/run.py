@@ -58,11 +58,12 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
         "passed": False, "bit_exact": False, "max_abs_err": None, "max_rel_err": None,
         "cycles": None, "program_load_cycles": None, "pcu_utilization": None,
         "hbm_bytes": None, "hbm_bw_utilization": None, "counters": {},
+        "lanes": params.pcu_lanes,
         "sim": {"flow": b.flow, "build_s": round(b.seconds, 3), "build_cached": b.cached},
     }
     try:
         run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name,
-                         args={"seed": seed, **opts}, waves=waves)
+                         args={"seed": seed, "lanes": params.pcu_lanes, **opts}, waves=waves)
     except SimulationError as e:
         report["error"] = str(e)
         return report

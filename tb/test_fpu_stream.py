@@ -1,6 +1,6 @@
 """cocotb: random operand vectors through the FPU stream, bit-exact against the reference.
 
-Arguments (``test_args``): ``n`` vectors, ``seed``, ``idle`` (probability that the
+Arguments (``test_args``): ``n`` vectors of ``lanes`` operand triples, ``seed``, ``idle`` (probability that the
 source holds back a cycle) and ``backpressure`` (probability the sink is not ready).
 """
 
@@ -18,28 +18,30 @@ from hdl.numerics.fpu import FpuOp
 async def fpu_random_stream(dut):
     args = test_args()
     n, seed = int(args.get("n", 10_000)), int(args.get("seed", 1))
+    lanes = int(args["lanes"])
     idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
-    dut._log.info(f"fpu stream: {n} vectors, seed {seed}, idle {idle}, backpressure {bp}")
-    v = make_vectors(np.random.default_rng(seed), n)
+    dut._log.info(f"fpu stream: {n} vectors x {lanes} lanes, seed {seed}, idle {idle}, "
+                  f"backpressure {bp}")
+    v = make_vectors(np.random.default_rng(seed), n, lanes)
     tb = TbHarness(dut)
     await tb.reset()
     tb.load("i", pack_inputs(v), seed=seed, valid_probability=1.0 - idle)
     tb.expect("o", n, seed=seed * 7 + 1, ready_probability=1.0 - bp)
     cycles, wall = await tb.run(timeout_cycles=50 * n + 1000)
-    op, r = unpack_outputs(await tb.dump("o"))
+    op, r = unpack_outputs(await tb.dump("o"), lanes)
     assert np.array_equal(op, v["op"]), f"results reordered, lost or duplicated (seed {seed})"
     want = expected(v)
-    bad = np.flatnonzero(r != want)
+    bad = np.argwhere(r != want)
     errors = float64_errors(v, r)
     per_op = {o.name: int(np.sum(v["op"] == o.value)) for o in FpuOp}
-    write_outputs(n=n, seed=seed, cycles=cycles, wall_s=wall, mismatches=int(bad.size),
-                  per_op=per_op, **errors)
-    if bad.size:
-        i = bad[0]
+    write_outputs(n=n, lanes=lanes, seed=seed, cycles=cycles, wall_s=wall,
+                  mismatches=len(bad), per_op=per_op, **errors)
+    if len(bad):
+        i, k = bad[0]
         raise AssertionError(
-            f"{bad.size} of {n} results differ from firmware.numerics (seed {seed}); first: "
-            f"#{i} {FpuOp(int(v['op'][i])).name}({v['a'][i]:#x}, {v['b'][i]:#x}, "
-            f"{v['c'][i]:#x}) = {r[i]:#x}, expected {want[i]:#x}")
+            f"{len(bad)} of {n * lanes} results differ from firmware.numerics (seed {seed}); "
+            f"first: vector {i} lane {k}: {FpuOp(int(v['op'][i])).name}({v['a'][i, k]:#x}, "
+            f"{v['b'][i, k]:#x}, {v['c'][i, k]:#x}) = {r[i, k]:#x}, expected {want[i, k]:#x}")
     # Every arithmetic result is within the documented bound of the exact value
     # (1 ulp <= 2**-23 relative for a normal result).
     bound = TAIL_ULP_BOUND * 2.0 ** -23

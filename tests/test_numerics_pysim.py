@@ -10,6 +10,7 @@ from hdl.numerics.add import FpAdd
 from hdl.numerics.fpu import Fpu, FpuOp
 from hdl.numerics.mul import FpMul
 from tb.lib.fpu_vectors import SPECIAL_BITS, expected, make_vectors, pack_inputs, unpack_outputs
+from tb.lib.payload import from_ints, to_ints, words_of
 from tb.lib.pysim import run_stream
 
 SEED = 7
@@ -66,16 +67,19 @@ def test_fp_mul_unit(frac_bits):
     assert bad.size == 0, f"{a[bad[0]]:#x} * {b[bad[0]]:#x}: {got[bad[0]]:#x} != {want[bad[0]]:#x}"
 
 
-def test_fpu_stream_every_op_with_backpressure():
+@pytest.mark.parametrize("lanes,n", [(1, 400), (2, 150)])
+def test_fpu_stream_every_op_with_backpressure(lanes, n):
     rng = np.random.default_rng(SEED)
-    v = make_vectors(rng, 400)
-    words = run_stream(Fpu(), pack_inputs(v), 400, seed=SEED, idle=0.3, backpressure=0.4)
-    op, r = unpack_outputs(words)
+    v = make_vectors(rng, n, lanes)
+    fpu = Fpu(lanes)
+    got = run_stream(fpu, to_ints(pack_inputs(v)), n, seed=SEED, idle=0.3, backpressure=0.4)
+    op, r = unpack_outputs(from_ints(got, words_of(fpu.out_layout)), lanes)
     assert np.array_equal(op, v["op"]), "results out of order, lost or duplicated"
     want = expected(v)
-    bad = np.flatnonzero(r != want)
-    assert bad.size == 0, (
-        f"{bad.size} mismatches (seed {SEED}); first: {FpuOp(int(v['op'][bad[0]])).name}"
-        f"({v['a'][bad[0]]:#x}, {v['b'][bad[0]]:#x}, {v['c'][bad[0]]:#x}) = {r[bad[0]]:#x}, "
-        f"expected {want[bad[0]]:#x}")
+    bad = np.argwhere(r != want)
+    if len(bad):
+        i, k = bad[0]
+        pytest.fail(f"{len(bad)} mismatches (seed {SEED}); first: vector {i} lane {k} "
+                    f"{FpuOp(int(v['op'][i])).name}({v['a'][i, k]:#x}, {v['b'][i, k]:#x}, "
+                    f"{v['c'][i, k]:#x}) = {r[i, k]:#x}, expected {want[i, k]:#x}")
     assert set(op.tolist()) == {o.value for o in FpuOp}, "every op must be exercised"

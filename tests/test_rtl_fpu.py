@@ -13,6 +13,7 @@ from sim.designs import build_design
 pytestmark = pytest.mark.rtl
 
 SEED = int(os.environ.get("OPENRDU_SEED", "20261122"))
+LANES = PRESETS["small"].pcu_lanes
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def model():
 ])
 def test_fpu_random_stream(model, tmp_path, n, idle, backpressure, seed):
     run = run_cocotb(model, "tb.test_fpu_stream", test_dir=tmp_path,
-                     args={"n": n, "seed": seed, "idle": idle, "backpressure": backpressure})
+                     args={"n": n, "lanes": LANES, "seed": seed, "idle": idle,
+                           "backpressure": backpressure})
     assert run.outputs["n"] == n and run.outputs["mismatches"] == 0
 
 
@@ -36,5 +38,6 @@ def test_fpu_full_throughput(model, tmp_path):
     valid/ready (2 cycles) and the done flag (1 cycle)."""
     n = 20_000
     run = run_cocotb(model, "tb.test_fpu_stream", test_dir=tmp_path,
-                     args={"n": n, "seed": SEED + 2, "idle": 0.0, "backpressure": 0.0})
+                     args={"n": n, "lanes": LANES, "seed": SEED + 2, "idle": 0.0,
+                           "backpressure": 0.0})
     assert run.outputs["cycles"] <= n + Fpu.LATENCY + 3, run.outputs["cycles"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hdl.numerics.fpu import Fpu, FpuIn, FpuOut
+from hdl.numerics.fpu import Fpu, fpu_layouts
 from hdl.params import PRESETS
 from sim import build as B
 from sim.designs import harness_for
@@ -16,10 +16,11 @@ from sim.verilog import ports_of, to_verilog
 
 @pytest.fixture(scope="module")
 def fpu_verilog():
-    return to_verilog(Fpu())
+    return to_verilog(Fpu(2))
 
 
 def test_ports_and_streams(fpu_verilog):
+    FpuIn, FpuOut = fpu_layouts(2)
     ports = {p.name: p for p in ports_of(fpu_verilog)}
     assert ports["i__payload"].width == FpuIn.size and ports["i__payload"].direction == "input"
     assert ports["o__payload"].width == FpuOut.size and ports["o__payload"].direction == "output"
@@ -59,9 +60,12 @@ def test_cache_key_tracks_every_input(fpu_verilog):
         B._flags("turbo", False)
 
 
-def test_both_presets_generate(fpu_verilog):
+def test_fpu_design_width_follows_params():
+    from sim.designs import DESIGNS
     for name in ("small", "plasticine"):
-        assert "module tb_top" in harness_for("fpu", PRESETS[name]).wrapper_sv()
+        assert DESIGNS["fpu"].make(PRESETS[name]).lanes == PRESETS[name].pcu_lanes
+    with pytest.raises(KeyError, match="unknown design"):
+        harness_for("gpu", PRESETS["small"])
 
 
 def run_cli(*args):

@@ -1,8 +1,9 @@
-"""A stream-fed floating-point unit exercising every numerics block.
+"""A stream-fed SIMD floating-point unit exercising every numerics block.
 
-Each stream element carries an opcode and up to three operands; the element's result
-comes out after ``LATENCY`` cycles of advance. The pipeline stalls as a whole under
-back-pressure (``en = ~o.valid | o.ready``), so a result is never lost or duplicated.
+Each stream element carries one opcode and ``lanes`` operand triples (a SIMD vector, as
+a PCU stage sees it); the element's result vector comes out after ``LATENCY`` cycles
+of advance. The pipeline stalls as a whole under back-pressure
+(``en = ~o.valid | o.ready``), so a result is never lost or duplicated.
 """
 
 from amaranth import Module, Signal
@@ -17,7 +18,7 @@ from .mul import FpMul
 from .pipeline import Stages
 from .tail import Exp2, Rcp, Rsqrt
 
-__all__ = ["FpuOp", "FpuIn", "FpuOut", "Fpu"]
+__all__ = ["FpuOp", "fpu_layouts", "FpuLane", "Fpu"]
 
 
 class FpuOp(enum.Enum, shape=4):
@@ -37,29 +38,35 @@ class FpuOp(enum.Enum, shape=4):
     RSQRT = 13
 
 
-FpuIn = data.StructLayout({"op": FpuOp, "a": 32, "b": 32, "c": 32})
-FpuOut = data.StructLayout({"op": FpuOp, "r": 32})
+def fpu_layouts(lanes):
+    """(input, output) payload layouts of an ``lanes``-wide :class:`Fpu`. Operands come
+    first so that every 32-bit field is word aligned; the opcode is on top."""
+    vec = data.ArrayLayout(32, lanes)
+    return (data.StructLayout({"a": vec, "b": vec, "c": vec, "op": FpuOp}),
+            data.StructLayout({"r": vec, "op": FpuOp}))
+
 
 _CMP = {FpuOp.MAX: CmpOp.MAX, FpuOp.MIN: CmpOp.MIN, FpuOp.CMP_EQ: CmpOp.EQ,
         FpuOp.CMP_LT: CmpOp.LT, FpuOp.CMP_LE: CmpOp.LE}
 
 
-class Fpu(wiring.Component):
-    """Every numerics unit behind one ready/valid stream, selected per element."""
+class FpuLane(wiring.Component):
+    """One lane: every numerics unit on the same operands, the result selected by
+    ``op`` and aligned to the slowest unit (``LATENCY``)."""
 
     UNITS = (FpAdd, FpMul, FmaBf16, FpCompare, ToBf16, FromBf16, Exp2, Rcp, Rsqrt)
     LATENCY = max(u.LATENCY for u in UNITS)
 
-    i: In(stream.Signature(FpuIn))
-    o: Out(stream.Signature(FpuOut))
+    en: In(1)
+    op: In(FpuOp)
+    a: In(32)
+    b: In(32)
+    c: In(32)
+    r: Out(32)
 
     def elaborate(self, platform):
         m = Module()
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        st = Stages(m, en, "fpu")
-        p = self.i.payload
-
+        st = Stages(m, self.en, "lane")
         m.submodules.add = add = FpAdd()
         m.submodules.mul = mul = FpMul()
         m.submodules.fma = fma = FmaBf16()
@@ -71,22 +78,22 @@ class Fpu(wiring.Component):
         m.submodules.rsqrt = rsqrt = Rsqrt()
 
         cmp_op = Signal(CmpOp)
-        with m.Switch(p.op):
+        with m.Switch(self.op):
             for op, c in _CMP.items():
                 with m.Case(op):
                     m.d.comb += cmp_op.eq(c)
             with m.Default():        # the comparator's result is not selected
                 m.d.comb += cmp_op.eq(CmpOp.MAX)
         m.d.comb += [
-            add.a.eq(p.a), add.b.eq(p.b), add.sub.eq(p.op == FpuOp.SUB),
-            mul.a.eq(p.a), mul.b.eq(p.b),
-            fma.a.eq(p.a[:16]), fma.b.eq(p.b[:16]), fma.c.eq(p.c),
-            cmp.op.eq(cmp_op), cmp.a.eq(p.a), cmp.b.eq(p.b),
-            tobf.a.eq(p.a), frombf.a.eq(p.a[:16]),
-            exp2.a.eq(p.a), rcp.a.eq(p.a), rsqrt.a.eq(p.a),
+            add.a.eq(self.a), add.b.eq(self.b), add.sub.eq(self.op == FpuOp.SUB),
+            mul.a.eq(self.a), mul.b.eq(self.b),
+            fma.a.eq(self.a[:16]), fma.b.eq(self.b[:16]), fma.c.eq(self.c),
+            cmp.op.eq(cmp_op), cmp.a.eq(self.a), cmp.b.eq(self.b),
+            tobf.a.eq(self.a), frombf.a.eq(self.a[:16]),
+            exp2.a.eq(self.a), rcp.a.eq(self.a), rsqrt.a.eq(self.a),
         ]
         for unit in (add, mul, fma, cmp, tobf, frombf, exp2, rcp, rsqrt):
-            m.d.comb += unit.en.eq(en)
+            m.d.comb += unit.en.eq(self.en)
 
         def aligned(unit):
             return st.delay(unit.r, self.LATENCY - unit.LATENCY)
@@ -100,13 +107,44 @@ class Fpu(wiring.Component):
         cmp_r = aligned(cmp)
         results.update({op: cmp_r for op in _CMP})
 
-        op_out = st.delay(p.op, self.LATENCY, name="fpu_op")
-        valid = st.delay(self.i.valid, self.LATENCY, name="fpu_valid")
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.op.eq(op_out)]
+        op_out = st.delay(self.op, self.LATENCY, name="lane_op")
         with m.Switch(op_out):
             for op, r in results.items():
                 with m.Case(op):
-                    m.d.comb += self.o.payload.r.eq(r)
+                    m.d.comb += self.r.eq(r)
             with m.Default():        # opcodes 14 and 15 are unassigned
-                m.d.comb += self.o.payload.r.eq(0)
+                m.d.comb += self.r.eq(0)
+        return m
+
+
+class Fpu(wiring.Component):
+    """``lanes`` :class:`FpuLane` behind one ready/valid stream, one opcode per element.
+
+    Parameters
+    ----------
+    lanes : int
+        SIMD width (the PCU's ``pcu_lanes`` in the demo).
+    """
+
+    LATENCY = FpuLane.LATENCY
+
+    def __init__(self, lanes=1):
+        self.lanes = lanes
+        self.in_layout, self.out_layout = fpu_layouts(lanes)
+        super().__init__({"i": In(stream.Signature(self.in_layout)),
+                          "o": Out(stream.Signature(self.out_layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        st = Stages(m, en, "fpu")
+        p = self.i.payload
+        for k in range(self.lanes):
+            lane = FpuLane()
+            m.submodules[f"lane{k}"] = lane
+            m.d.comb += [lane.en.eq(en), lane.op.eq(p.op), lane.a.eq(p.a[k]),
+                         lane.b.eq(p.b[k]), lane.c.eq(p.c[k]), self.o.payload.r[k].eq(lane.r)]
+        m.d.comb += [self.o.valid.eq(st.delay(self.i.valid, self.LATENCY, name="fpu_valid")),
+                     self.o.payload.op.eq(st.delay(p.op, self.LATENCY, name="fpu_op"))]
         return m

@@ -1,9 +1,13 @@
-"""Operand vectors for the :class:`hdl.numerics.fpu.Fpu` stream and their expected results."""
+"""Operand vectors for the :class:`hdl.numerics.fpu.Fpu` stream and their expected results.
+
+Vectors are dicts of numpy arrays: ``op`` (n,) and operands ``a, b, c`` (n, lanes)."""
 
 import numpy as np
 
 from firmware import numerics as N
-from hdl.numerics.fpu import FpuIn, FpuOp, FpuOut
+from hdl.numerics.fpu import FpuOp, fpu_layouts
+
+from .payload import pack, unpack
 
 __all__ = ["make_vectors", "expected", "pack_inputs", "unpack_outputs", "float64_errors",
            "SPECIAL_BITS"]
@@ -16,41 +20,50 @@ SPECIAL_BITS = np.array([
 ], dtype=np.uint32)
 
 
-def _operands(rng, n, op):
+def _operands(rng, shape, op):
     """FP32 operand bit patterns: normals over all binades, arbitrary bits, specials,
     and for exp2 values in its interesting range."""
-    kind = rng.integers(0, 10, n)
-    normal = (rng.integers(0, 2, n, dtype=np.uint32) << 31) | \
-             (rng.integers(1, 255, n, dtype=np.uint32) << 23) | \
-             rng.integers(0, 1 << 23, n, dtype=np.uint32)
-    near_one = (rng.integers(0, 2, n, dtype=np.uint32) << 31) | \
-               (rng.integers(100, 150, n, dtype=np.uint32) << 23) | \
-               rng.integers(0, 1 << 23, n, dtype=np.uint32)
-    anybits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
-    special = SPECIAL_BITS[rng.integers(0, len(SPECIAL_BITS), n)]
-    exp2_range = N.to_bits(rng.uniform(-140, 140, n).astype(np.float32))
+    kind = rng.integers(0, 10, shape)
+    normal = (rng.integers(0, 2, shape, dtype=np.uint32) << 31) | \
+             (rng.integers(1, 255, shape, dtype=np.uint32) << 23) | \
+             rng.integers(0, 1 << 23, shape, dtype=np.uint32)
+    near_one = (rng.integers(0, 2, shape, dtype=np.uint32) << 31) | \
+               (rng.integers(100, 150, shape, dtype=np.uint32) << 23) | \
+               rng.integers(0, 1 << 23, shape, dtype=np.uint32)
+    anybits = rng.integers(0, 1 << 32, shape, dtype=np.uint64).astype(np.uint32)
+    special = SPECIAL_BITS[rng.integers(0, len(SPECIAL_BITS), shape)]
+    exp2_range = N.to_bits(rng.uniform(-140, 140, shape).astype(np.float32))
     out = np.where(kind < 4, normal, np.where(kind < 7, near_one,
                    np.where(kind < 8, anybits, special)))
     return np.where((op == FpuOp.EXP2.value) & (kind < 6), exp2_range, out).astype(np.uint32)
 
 
-def make_vectors(rng, n):
-    """``n`` random FPU stream elements as a dict of uint32 arrays op, a, b, c."""
+def make_vectors(rng, n, lanes=1):
+    """``n`` random FPU stream elements: ``op`` (n,) and operands ``a, b, c`` (n, lanes)."""
     op = rng.integers(0, len(FpuOp), n).astype(np.uint32)
-    a, b, c = (_operands(rng, n, op) for _ in range(3))
+    shape = (n, lanes)
+    opb = np.broadcast_to(op[:, None], shape)
+    a, b, c = (_operands(rng, shape, opb) for _ in range(3))
     # Make close operands common so cancellation and ties are exercised.
-    close = rng.random(n) < 0.2
-    b = np.where(close, a ^ rng.integers(0, 8, n, dtype=np.uint32) ^
-                 (rng.integers(0, 2, n, dtype=np.uint32) << 31), b)
-    bf16 = np.isin(op, [FpuOp.FMA_BF16.value, FpuOp.FROM_BF16.value])
+    close = rng.random(shape) < 0.2
+    b = np.where(close, a ^ rng.integers(0, 8, shape, dtype=np.uint32) ^
+                 (rng.integers(0, 2, shape, dtype=np.uint32) << 31), b)
+    bf16 = np.isin(opb, [FpuOp.FMA_BF16.value, FpuOp.FROM_BF16.value])
     a = np.where(bf16, a >> 16, a)
-    b = np.where(op == FpuOp.FMA_BF16.value, b >> 16, b)
+    b = np.where(opb == FpuOp.FMA_BF16.value, b >> 16, b)
     return {"op": op, "a": a.astype(np.uint32), "b": b.astype(np.uint32), "c": c}
 
 
+def _elementwise(v):
+    """(op, a, b, c) as flat arrays, the opcode repeated across lanes."""
+    a = v["a"]
+    op = np.broadcast_to(np.asarray(v["op"]).reshape(len(a), *([1] * (a.ndim - 1))), a.shape)
+    return op.ravel(), a.ravel(), v["b"].ravel(), v["c"].ravel()
+
+
 def expected(v):
-    """Reference results (uint32) of the vectors ``v`` through ``firmware.numerics``."""
-    op, a, b, c = v["op"], v["a"], v["b"], v["c"]
+    """Reference results (uint32, shaped like the operands) through ``firmware.numerics``."""
+    op, a, b, c = _elementwise(v)
     a16, b16 = (a & 0xFFFF).astype(np.uint16), (b & 0xFFFF).astype(np.uint16)
     table = {
         FpuOp.ADD: lambda: N.fp32_add(a, b),
@@ -71,44 +84,22 @@ def expected(v):
     out = np.zeros(len(op), dtype=np.uint32)
     for o, fn in table.items():
         sel = op == o.value
-        out[sel] = fn()[sel]
-    return out
-
-
-def _field(layout, name):
-    f = layout[name]
-    return f.offset, f.width
-
-
-def pack_inputs(v):
-    """Stream payload integers laid out by ``FpuIn`` (bit positions from the layout)."""
-    words = [0] * len(v["op"])
-    for name in ("op", "a", "b", "c"):
-        off, _ = _field(FpuIn, name)
-        col = v[name].tolist()
-        for i, x in enumerate(col):
-            words[i] |= int(x) << off
-    return words
-
-
-def unpack_outputs(words):
-    """(op, r) uint32 arrays from ``FpuOut`` payload integers."""
-    (op_off, op_w), (r_off, r_w) = _field(FpuOut, "op"), _field(FpuOut, "r")
-    op = np.array([(w >> op_off) & ((1 << op_w) - 1) for w in words], dtype=np.uint32)
-    r = np.array([(w >> r_off) & ((1 << r_w) - 1) for w in words], dtype=np.uint32)
-    return op, r
+        if sel.any():
+            out[sel] = fn()[sel]
+    return out.reshape(v["a"].shape)
 
 
 def float64_errors(v, r):
     """Max absolute and relative error of RTL results ``r`` against float64 math, over
     the arithmetic ops whose exact result is a finite FP32 normal number."""
-    op = v["op"]
+    op, a, b, c = _elementwise(v)
+    r = np.asarray(r).ravel()
     with np.errstate(all="ignore"):
-        a64 = N.from_bits(v["a"]).astype(np.float64)
-        b64 = N.from_bits(v["b"]).astype(np.float64)
-        c64 = N.from_bits(v["c"]).astype(np.float64)
-        a16 = N.from_bits16((v["a"] & 0xFFFF).astype(np.uint16)).astype(np.float64)
-        b16 = N.from_bits16((v["b"] & 0xFFFF).astype(np.uint16)).astype(np.float64)
+        a64 = N.from_bits(a).astype(np.float64)
+        b64 = N.from_bits(b).astype(np.float64)
+        c64 = N.from_bits(c).astype(np.float64)
+        a16 = N.from_bits16((a & 0xFFFF).astype(np.uint16)).astype(np.float64)
+        b16 = N.from_bits16((b & 0xFFFF).astype(np.uint16)).astype(np.float64)
         exact = np.full(len(op), np.nan)
         for o, val in ((FpuOp.ADD, a64 + b64), (FpuOp.SUB, a64 - b64), (FpuOp.MUL, a64 * b64),
                        (FpuOp.FMA_BF16, a16 * b16 + c64), (FpuOp.EXP2, np.exp2(a64)),
@@ -122,7 +113,7 @@ def float64_errors(v, r):
         def normal_or_zero(x):
             e = (x >> 23) & 0xFF
             return (e != 0) | ((x & 0x7FFFFFFF) == 0)
-        ok = valid_prod & normal_or_zero(v["a"]) & normal_or_zero(v["b"]) & normal_or_zero(v["c"])
+        ok = valid_prod & normal_or_zero(a) & normal_or_zero(b) & normal_or_zero(c)
         # Exact values from (2 - 2**-24) * 2**127 up round to infinity under RNE.
         overflow = (2.0 - 2.0 ** -24) * 2.0 ** 127
         ok &= np.isfinite(exact) & (np.abs(exact) >= 2.0 ** -126) & (np.abs(exact) < overflow)
@@ -132,3 +123,14 @@ def float64_errors(v, r):
     return {"max_abs_err": float(abs_err.max()) if abs_err.size else 0.0,
             "max_rel_err": float(rel_err.max()) if rel_err.size else 0.0,
             "checked_vs_float64": int(ok.sum())}
+
+
+def pack_inputs(v):
+    """(n, words) payload rows laid out by the Fpu's input layout."""
+    return pack(fpu_layouts(v["a"].shape[1])[0], v)
+
+
+def unpack_outputs(rows, lanes):
+    """(op (n,), r (n, lanes)) from output payload rows."""
+    out = unpack(fpu_layouts(lanes)[1], rows)
+    return out["op"], out["r"]

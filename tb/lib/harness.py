@@ -15,6 +15,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import First, RisingEdge, Timer
 
+from .payload import from_hex, to_hex
+
 __all__ = ["TbHarness", "test_args", "write_outputs", "rate_of"]
 
 
@@ -63,15 +65,18 @@ class TbHarness:
         self.dut.rst_req.value = 0
         await Timer(2 * self.period, unit="ns")
 
-    def load(self, name, words, *, seed=1, valid_probability=1.0):
-        """Queue ``words`` (payload integers) on source stream ``name``."""
+    def load(self, name, rows, *, seed=1, valid_probability=1.0):
+        """Queue payload ``rows`` ((n, words) uint32, see ``tb.lib.payload``) on source
+        stream ``name``."""
         s = self._stream(name, "source")
-        if len(words) > s["depth"]:
-            raise ValueError(f"stream {name}: {len(words)} words exceed the source depth "
+        if len(rows) > s["depth"]:
+            raise ValueError(f"stream {name}: {len(rows)} payloads exceed the source depth "
                              f"{s['depth']}")
-        digits = (s["width"] + 3) // 4
-        Path(f"{name}.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
-        self.sig(f"{name}_count").value = len(words)
+        if rows.shape[1] != (s["width"] + 31) // 32:
+            raise ValueError(f"stream {name}: rows of {rows.shape[1]} words for a "
+                             f"{s['width']}-bit payload")
+        Path(f"{name}.hex").write_bytes(to_hex(rows, s["width"]))
+        self.sig(f"{name}_count").value = len(rows)
         self.sig(f"{name}_seed").value = seed & 0xFFFFFFFF
         self.sig(f"{name}_rate").value = rate_of(valid_probability)
 
@@ -111,7 +116,7 @@ class TbHarness:
         return cycles, wall
 
     async def dump(self, name):
-        """The words sink ``name`` received, in order."""
+        """The payload rows sink ``name`` received, in order."""
         s = self._stream(name, "sink")
         self.dut.tb_dump.value = 1
         await Timer(1, unit="ns")
@@ -119,6 +124,5 @@ class TbHarness:
         await Timer(1, unit="ns")
         n = min(self.expected.get(name, 0), s["depth"])
         if n == 0:
-            return []
-        lines = Path(f"{name}.hex").read_text().split()
-        return [int(x, 16) for x in lines[:n]]
+            return from_hex("", s["width"])
+        return from_hex(Path(f"{name}.hex").read_text(), s["width"])[:n]
