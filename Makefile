@@ -9,6 +9,7 @@ CONFIG   ?= small
 KERNEL   ?= fpu
 ARGS     ?=
 JOBS     ?= auto
+WAVES_ARGS ?= --n 2000
 
 .DEFAULT_GOAL := help
 .PHONY: help venv sim test verilog lint waves bench clean extras
@@ -19,9 +20,9 @@ help:
 	@echo "  make test     the whole regression (pure Python, Amaranth simulator, cocotb on Verilator)"
 	@echo "  make verilog  write the generated Verilog to build/verilog/"
 	@echo "  make lint     Verilator --lint-only on the generated Verilog (documented waivers only)"
-	@echo "  make waves    run the default job with an FST waveform and open it (gtkwave if installed)"
+	@echo "  make waves    a short run of the default job with an FST waveform, opened in gtkwave"
 	@echo "  make bench    measure build time and simulation speed; writes build/bench.json"
-	@echo "  make extras   optional: install gtkwave and iverilog from Debian (needs apt)"
+	@echo "  make extras   optional: gtkwave, iverilog, and liblz4-dev for FST waveforms (apt)"
 	@echo "  make clean    remove build/ (the Verilator cache in ~/.cache/openrdu stays)"
 	@echo "Variables: CONFIG=small|plasticine|file.toml  KERNEL=...  ARGS=...  JOBS=auto"
 
@@ -29,7 +30,7 @@ help:
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "OpenRDU needs python3 >= 3.11, found " + sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install -qq --disable-pip-version-check -e .
 	@touch $@
 
 venv: $(STAMP)
@@ -47,14 +48,14 @@ lint: $(STAMP)
 	$(PY) -m sim lint --config $(CONFIG)
 
 waves: $(STAMP)
-	$(PY) -m sim run $(KERNEL) --config $(CONFIG) --waves $(ARGS)
+	$(PY) -m sim run $(KERNEL) --config $(CONFIG) --waves $(WAVES_ARGS) $(ARGS)
 	$(PY) -m sim waves
 
 bench: $(STAMP)
 	$(PY) -m sim bench --config $(CONFIG) --out build/bench.json $(ARGS)
 
 extras:
-	apt-get install -y gtkwave iverilog
+	apt-get install -y gtkwave iverilog liblz4-dev zlib1g-dev
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -89,7 +89,8 @@ def cmd_lint(args, _):
 
 
 def cmd_waves(args, _):
-    waves = sorted(Path("build/waves").glob("*.fst"), key=lambda p: p.stat().st_mtime)
+    waves = sorted(list(Path("build/waves").glob("*.fst")) + list(Path("build/waves").glob("*.vcd")),
+                   key=lambda p: p.stat().st_mtime)
     path = Path(args.file) if args.file else (waves[-1] if waves else None)
     if path is None or not path.exists():
         sys.exit("no waveform yet: run 'make waves' or 'python -m sim run KERNEL --waves'")
@@ -122,7 +123,8 @@ def main(argv=None):
     r.add_argument("kernel", help="kernel name (fpu)")
     common(r)
     r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--waves", action="store_true", help="record an FST waveform")
+    r.add_argument("--waves", action="store_true",
+                   help="record a waveform (FST; VCD where liblz4-dev is missing)")
     r.add_argument("--json", help="report path (default build/reports/KERNEL.json)")
     r.set_defaults(func=cmd_run)
 

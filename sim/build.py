@@ -84,7 +84,7 @@ def _flags(flow, waves):
     flags = ["--cc", "--exe", "--vpi", "--top-module", "tb_top", "--prefix", "Vtop",
              "-o", "tb_top", "-Wno-fatal", *LINT_WAIVERS, *FLOWS[flow]]
     if waves:
-        flags += ["--trace-fst", "--trace-structs"]
+        flags += ["--trace-fst" if toolchain.fst_available() else "--trace", "--trace-structs"]
     return flags
 
 
@@ -142,7 +142,8 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
         sources = [str(toolchain.cocotb_verilator_main())]
         if flow == "fast":
             sources.append("src/public.vlt")
-        sources += ["src/stream_source.sv", "src/stream_sink.sv", "src/top.v", "src/tb_top.sv"]
+        sources += ["src/openrdu_tb_pkg.sv", "src/stream_source.sv", "src/stream_sink.sv",
+                    "src/top.v", "src/tb_top.sv"]
         logf = tmp / "build.log"
         _run([str(toolchain.verilator_root() / "bin" / "verilator"), *flags, "-Mdir", ".",
               "-LDFLAGS", f"-L{libs} -lcocotbvpi_verilator", *sources], tmp, logf, env)

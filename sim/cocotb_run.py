@@ -25,8 +25,12 @@ class TestRun:
 
     @property
     def waves(self):
-        fst = self.test_dir / "dump.fst"
-        return fst if fst.exists() else None
+        """The waveform of the run: FST, or VCD where Verilator's FST writer cannot be
+        built (see ``sim.toolchain.fst_available``)."""
+        for name in ("dump.fst", "dump.vcd"):
+            if (self.test_dir / name).exists():
+                return self.test_dir / name
+        return None
 
 
 @contextlib.contextmanager
@@ -67,7 +71,7 @@ def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
     results = test_dir / "results.xml"
     out_file = test_dir / "outputs.json"
     log = test_dir / "sim.log"
-    for f in (results, out_file, log):
+    for f in (results, out_file, log, test_dir / "dump.fst", test_dir / "dump.vcd"):
         f.unlink(missing_ok=True)
     libs = str(toolchain.cocotb_libs_dir())
     env = {

@@ -161,6 +161,7 @@ class Harness:
         return {
             "top.v": self.verilog,
             "tb_top.sv": self.wrapper_sv(),
+            "openrdu_tb_pkg.sv": (TB_LIB / "openrdu_tb_pkg.sv").read_text(),
             "stream_source.sv": (TB_LIB / "stream_source.sv").read_text(),
             "stream_sink.sv": (TB_LIB / "stream_sink.sv").read_text(),
             "public.vlt": self.public_vlt(),

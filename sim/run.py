@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hdl.params import RduParams
 
+from . import toolchain
 from .cocotb_run import SimulationError, run_cocotb
 from .designs import build_design
 
@@ -51,6 +52,9 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     k = KERNELS[name]
     opts = {o.flag: o.default for o in k.options}
     opts.update({key: v for key, v in (options or {}).items() if v is not None})
+    if waves and not toolchain.fst_available():
+        log("note: Verilator's FST writer needs liblz4-dev and zlib1g-dev ('make extras'); "
+            "writing a VCD waveform instead")
     b = build_design(k.design, params, waves=waves, log=log)
     log(f"model: {b.dir} ({'cached' if b.cached else f'built in {b.seconds:.1f} s'})")
     report = {
@@ -75,7 +79,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     report["sim"].update(wall_s=round(wall, 4),
                          cycles_per_second=round(o["cycles"] / wall) if wall else None)
     if run.waves:
-        dest = Path("build") / "waves" / f"{name}.fst"
+        dest = Path("build") / "waves" / f"{name}{run.waves.suffix}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(run.waves.read_bytes())
         report["waves"] = str(dest)

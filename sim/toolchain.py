@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["verilator_root", "verilator_env", "verilator_version", "cocotb_libs_dir",
+__all__ = ["verilator_root", "verilator_env", "verilator_version", "fst_available", "cocotb_libs_dir",
            "cocotb_verilator_main", "cache_root", "ToolchainError"]
 
 
@@ -50,6 +50,20 @@ def cxx_version() -> str:
         raise ToolchainError(f"C++ compiler {cxx!r} not found; OpenRDU needs g++ to build "
                              f"Verilator models")
     return subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+
+
+@functools.cache
+def fst_available() -> bool:
+    """Verilator's FST writer needs the lz4 and zlib headers and libraries (Debian
+    liblz4-dev, zlib1g-dev; ``make extras``). Without them waveforms are VCD."""
+    cxx = os.environ.get("CXX", "g++")
+    probe = "#include <lz4.h>\n#include <zlib.h>\nint main(){return LZ4_compressBound(1) > 0 && zlibVersion() ? 0 : 1;}\n"
+    try:
+        proc = subprocess.run([cxx, "-x", "c++", "-", "-o", os.devnull, "-llz4", "-lz"],
+                              input=probe, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
 
 
 def cocotb_libs_dir() -> Path:

@@ -1,10 +1,10 @@
 """Pipelined FP32 adder."""
 
-from amaranth import C, Cat, Module, Mux, Signal, signed
+from amaranth import C, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import QNAN32, Stages, fp32_pack
+from .pipeline import Stages, round_and_pack
 
 __all__ = ["FpAdd"]
 
@@ -77,23 +77,7 @@ class FpAdd(wiring.Component):
         # Stage 3: round to nearest even, overflow to infinity, flush tiny results.
         mant, grs = s2_sig[3:27], s2_sig[:3]
         up = (grs > 4) | ((grs == 4) & mant[0])
-        rounded = Signal(25)
-        m.d.comb += rounded.eq(mant + up)
-        exp = Signal(signed(12))
-        m.d.comb += exp.eq(s2_exp + rounded[24])
-        frac = Mux(rounded[24], rounded[1:24], rounded[:23])
-        result = Signal(32)
-        with m.If(s2_nan):
-            m.d.comb += result.eq(QNAN32)
-        with m.Elif(s2_xinf):
-            m.d.comb += result.eq(fp32_pack(s2_sx, C(255, 8), C(0, 23)))
-        with m.Elif(s2_zero):
-            m.d.comb += result.eq(fp32_pack(s2_sx & ~s2_sub, C(0, 8), C(0, 23)))
-        with m.Elif(exp >= 255):
-            m.d.comb += result.eq(fp32_pack(s2_sx, C(255, 8), C(0, 23)))
-        with m.Elif(exp <= 0):
-            m.d.comb += result.eq(fp32_pack(s2_sx, C(0, 8), C(0, 23)))
-        with m.Else():
-            m.d.comb += result.eq(fp32_pack(s2_sx, exp[:8], frac))
+        result = round_and_pack(m, sign=s2_sx, exp=s2_exp, mant=mant, up=up, nan=s2_nan,
+                                inf=s2_xinf, zero=s2_zero, zero_sign=s2_sx & ~s2_sub)
         m.d.comb += self.r.eq(st.reg(result, "add_r"))
         return m

@@ -10,7 +10,7 @@ __all__ = ["CmpOp", "FpCompare"]
 
 
 class CmpOp(enum.Enum, shape=3):
-    """Operation of :class:`FpCompare`. EQ/LT/LE values equal ``firmware.numerics.CmpOp``."""
+    """Operation of :class:`FpCompare`."""
     EQ = 0
     LT = 1
     LE = 2

@@ -1,10 +1,10 @@
 """Pipelined floating-point multiplier with an FP32 result."""
 
-from amaranth import C, Cat, Module, Mux, Signal, signed
+from amaranth import C, Cat, Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import QNAN32, Stages, fp32_pack
+from .pipeline import Stages, round_and_pack
 
 __all__ = ["FpMul"]
 
@@ -63,21 +63,7 @@ class FpMul(wiring.Component):
             up = (rest > half) | ((rest == half) & mant[0])
         else:
             mant, up = Cat(C(0, 24 - W), p_n), C(0, 1)
-        rounded = Signal(25)
-        m.d.comb += rounded.eq(mant + up)
-        exp = Signal(signed(12))
-        m.d.comb += exp.eq(s0_e + hi + rounded[24])
-        frac = Mux(rounded[24], rounded[1:24], rounded[:23])
-        result = Signal(32)
-        with m.If(s0_nan):
-            m.d.comb += result.eq(QNAN32)
-        with m.Elif(s0_inf):
-            m.d.comb += result.eq(fp32_pack(s0_s, C(255, 8), C(0, 23)))
-        with m.Elif(s0_zero | (exp <= 0)):
-            m.d.comb += result.eq(fp32_pack(s0_s, C(0, 8), C(0, 23)))
-        with m.Elif(exp >= 255):
-            m.d.comb += result.eq(fp32_pack(s0_s, C(255, 8), C(0, 23)))
-        with m.Else():
-            m.d.comb += result.eq(fp32_pack(s0_s, exp[:8], frac))
+        result = round_and_pack(m, sign=s0_s, exp=s0_e + hi, mant=mant, up=up, nan=s0_nan,
+                                inf=s0_inf, zero=s0_zero)
         m.d.comb += self.r.eq(st.reg(result, "mul_r"))
         return m

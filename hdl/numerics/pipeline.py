@@ -2,20 +2,15 @@
 
 Every arithmetic unit is a fixed-latency pipeline that advances when its ``en`` input is
 high (a global stall, driven by back-pressure). :class:`Stages` registers values under
-that enable; :func:`fp32_fields` and :func:`fp32_pack` name the FP32 fields once.
+that enable; :func:`fp32_pack` and :func:`round_and_pack` build FP32 results.
 """
 
-from amaranth import Cat, Module, Mux, Signal, Value
+from amaranth import C, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 
-__all__ = ["Fp32", "Bf16", "Stages", "QNAN32", "QNAN16", "fp32_pack", "saturate"]
+from firmware.numerics import QNAN16, QNAN32
 
-#: FP32 and BF16 bit layouts (LSB first).
-Fp32 = data.StructLayout({"frac": 23, "exp": 8, "sign": 1})
-Bf16 = data.StructLayout({"frac": 7, "exp": 8, "sign": 1})
-
-QNAN32 = 0x7FC00000
-QNAN16 = 0x7FC0
+__all__ = ["Stages", "QNAN32", "QNAN16", "fp32_pack", "round_and_pack"]
 
 
 class Stages:
@@ -52,5 +47,29 @@ def fp32_pack(sign, exp, frac):
     return Cat(frac[:23], exp[:8], sign)
 
 
-def saturate(value, lo, hi):
-    return Mux(value < lo, lo, Mux(value > hi, hi, value))
+def round_and_pack(m, *, sign, exp, mant, up, nan, inf, zero, zero_sign=None):
+    """FP32 result of a rounded significand, with the special cases in priority order
+    NaN > infinite operand > zero result > overflow (infinity) > tiny (FTZ) > normal.
+
+    ``mant`` is 24 bits with its leading one at bit 23, ``up`` the round increment,
+    ``exp`` the signed biased exponent before rounding. Returns a 32-bit signal.
+    """
+    rounded = Signal(25)
+    m.d.comb += rounded.eq(mant + up)
+    e = Signal(signed(12))
+    m.d.comb += e.eq(exp + rounded[24])
+    frac = Mux(rounded[24], rounded[1:24], rounded[:23])
+    result = Signal(32)
+    with m.If(nan):
+        m.d.comb += result.eq(QNAN32)
+    with m.Elif(inf):
+        m.d.comb += result.eq(fp32_pack(sign, C(255, 8), C(0, 23)))
+    with m.Elif(zero):
+        m.d.comb += result.eq(fp32_pack(sign if zero_sign is None else zero_sign, C(0, 8), C(0, 23)))
+    with m.Elif(e >= 255):
+        m.d.comb += result.eq(fp32_pack(sign, C(255, 8), C(0, 23)))
+    with m.Elif(e <= 0):
+        m.d.comb += result.eq(fp32_pack(sign, C(0, 8), C(0, 23)))
+    with m.Else():
+        m.d.comb += result.eq(fp32_pack(sign, e[:8], frac))
+    return result

@@ -21,10 +21,7 @@ module openrdu_stream_sink #(
     output logic         done
 );
     logic [W-1:0] mem [DEPTH];
-    logic [31:0] rnd, rnd_a, rnd_b, rnd_next;
-    assign rnd_a = rnd ^ (rnd << 13);
-    assign rnd_b = rnd_a ^ (rnd_a >> 17);
-    assign rnd_next = rnd_b ^ (rnd_b << 5);
+    logic [31:0] rnd;
     assign done = received >= expect_count;
 
     always @(posedge dump) begin
@@ -38,7 +35,7 @@ module openrdu_stream_sink #(
             received <= 32'd0;
             rnd <= seed | 32'd1;
         end else begin
-            rnd <= rnd_next;
+            rnd <= openrdu_tb_pkg::xorshift32(rnd);
             ready <= {1'b0, rnd[7:0]} < rate;
             if (valid && ready) begin
                 if (received < DEPTH)

@@ -20,10 +20,7 @@ module openrdu_stream_source #(
     output logic [31:0]  sent
 );
     logic [W-1:0] mem [DEPTH];
-    logic [31:0] rnd, rnd_a, rnd_b, rnd_next;
-    assign rnd_a = rnd ^ (rnd << 13);
-    assign rnd_b = rnd_a ^ (rnd_a >> 17);
-    assign rnd_next = rnd_b ^ (rnd_b << 5);
+    logic [31:0] rnd;
 
     always @(posedge load) $readmemh({NAME, ".hex"}, mem);
 
@@ -37,7 +34,7 @@ module openrdu_stream_source #(
             sent <= 32'd0;
             rnd <= seed | 32'd1;
         end else begin
-            rnd <= rnd_next;
+            rnd <= openrdu_tb_pkg::xorshift32(rnd);
             sent <= next_sent;
             if (!valid || ready)
                 valid <= start && (next_sent < count) && ({1'b0, rnd[7:0]} < rate);
