@@ -9,7 +9,7 @@ CONFIG   ?= small
 KERNEL   ?= fpu
 ARGS     ?=
 JOBS     ?= auto
-WAVES_ARGS ?= --n 2000
+WAVES_ARGS ?= --n 300
 
 .DEFAULT_GOAL := help
 .PHONY: help venv sim test verilog lint waves bench clean extras

@@ -43,8 +43,10 @@ def _print_report(r):
         return
     counters = r.get("counters", {}).get("ops")
     if counters:
-        print(f"checked: {r['shape'].get('n')} results bit-exact against firmware.numerics "
-              f"({', '.join(f'{k} {v}' for k, v in counters.items())})")
+        n, lanes = r["shape"].get("n"), r.get("lanes", 1)
+        print(f"checked: {n} vectors x {lanes} lanes = {n * lanes} results against "
+              f"firmware.numerics (vectors per op: "
+              f"{', '.join(f'{k} {v}' for k, v in counters.items())})")
     print(f"bit-exact: {r['bit_exact']}   vs float64: max rel err {r['max_rel_err']:.3g}")
     s = r["sim"]
     model = "cached" if s["build_cached"] else f"built in {s['build_s']} s"
