@@ -66,7 +66,7 @@ class FpuLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        st = Stages(m, self.en, "lane")
+        st = Stages(m, self.en, "align")
         m.submodules.add = add = FpAdd()
         m.submodules.mul = mul = FpMul()
         m.submodules.fma = fma = FmaBf16()
@@ -107,7 +107,7 @@ class FpuLane(wiring.Component):
         cmp_r = aligned(cmp)
         results.update({op: cmp_r for op in _CMP})
 
-        op_out = st.delay(self.op, self.LATENCY, name="lane_op")
+        op_out = st.delay(self.op, self.LATENCY, name="align_op")
         with m.Switch(op_out):
             for op, r in results.items():
                 with m.Case(op):
