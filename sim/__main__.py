@@ -70,22 +70,16 @@ def cmd_verilog(args, _):
 
 
 def cmd_lint(args, _):
-    from .build import LINT_WAIVERS
+    from .build import LINT_WAIVERS, lint
     from .designs import DESIGNS, harness_for
-    from .toolchain import verilator_env, verilator_root
-    out = Path("build") / "lint"
-    out.mkdir(parents=True, exist_ok=True)
     failed = False
     for name in DESIGNS:
-        path = out / f"{name}.v"
-        path.write_text(harness_for(name, args.config).verilog)
-        cmd = [str(verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
-               *LINT_WAIVERS, "--top-module", "top", str(path)]
-        proc = subprocess.run(cmd, env=verilator_env(), capture_output=True, text=True)
-        status = "clean" if proc.returncode == 0 else "FAILED"
-        print(f"lint {name}: {status} (waived: {' '.join(w[5:] for w in LINT_WAIVERS)})")
-        if proc.returncode:
-            print(proc.stdout + proc.stderr)
+        clean, messages = lint(harness_for(name, args.config).verilog,
+                               Path("build") / "lint" / f"{name}.v")
+        print(f"lint {name}: {'clean' if clean else 'FAILED'} "
+              f"(waived: {' '.join(w[5:] for w in LINT_WAIVERS)})")
+        if not clean:
+            print(messages)
             failed = True
     sys.exit(1 if failed else 0)
 

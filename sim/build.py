@@ -32,7 +32,7 @@ from pathlib import Path
 from . import toolchain
 from .harness import Harness
 
-__all__ = ["Build", "BuildError", "build", "LINT_WAIVERS", "FLOWS"]
+__all__ = ["Build", "BuildError", "build", "lint", "LINT_WAIVERS", "FLOWS"]
 
 #: Verilator warnings waived for Amaranth/Yosys output (``make lint`` runs -Wall with
 #: exactly these off; everything else is an error):
@@ -178,3 +178,15 @@ def _save_runtime(runtime: Path, mdir: Path):
         os.rename(tmp, runtime)
     except OSError:            # another process saved it first
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def lint(verilog: str, path: Path):
+    """``verilator --lint-only -Wall`` with :data:`LINT_WAIVERS` on the module ``top`` of
+    ``verilog`` (written to ``path``). Returns (clean, Verilator's messages)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verilog)
+    cmd = [str(toolchain.verilator_root() / "bin" / "verilator"), "--lint-only", "-Wall",
+           *LINT_WAIVERS, "--top-module", "top", str(path)]
+    proc = subprocess.run(cmd, env=toolchain.verilator_env(), capture_output=True, text=True)
+    return proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,5 +1,6 @@
 """Simulation tops the CLI, the bench and the tests share: name -> how to build it."""
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,7 +32,9 @@ DESIGNS = {
 }
 
 
+@functools.lru_cache(maxsize=8)
 def harness_for(name: str, params: RduParams) -> Harness:
+    """The simulation top of design ``name`` (memoized: Verilog generation takes seconds)."""
     if name not in DESIGNS:
         raise KeyError(f"unknown design {name!r}; known: {', '.join(DESIGNS)}")
     d = DESIGNS[name]
