@@ -1,9 +1,9 @@
 """Stream drivers for the Amaranth Python simulator (tier-2 tests of small blocks).
 
-:func:`run_stream` feeds payloads into a ``stream.Signature`` input with seeded random
-idle cycles, drains an output stream with seeded random back-pressure, and returns the
-output payloads as integers. It fails (never hangs) if outputs stop coming, and checks
-that no extra output appears after the expected count.
+:func:`drive` feeds payloads into a ``stream.Signature`` input with seeded random idle
+cycles; :func:`collect` drains an output stream with seeded random back-pressure, fails
+(never hangs) when outputs stop coming, and checks that nothing extra appears after the
+expected count. :func:`run_stream` runs both around a one-input, one-output block.
 """
 
 import random
@@ -11,11 +11,42 @@ import random
 from amaranth import Value
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream", "StreamTimeout"]
+__all__ = ["drive", "collect", "run_stream", "StreamTimeout"]
 
 
 class StreamTimeout(AssertionError):
     pass
+
+
+async def drive(ctx, port, payloads, rng, idle=0.0):
+    for x in payloads:
+        while rng.random() < idle:
+            await ctx.tick()
+        ctx.set(port.valid, 1)
+        ctx.set(Value.cast(port.payload), x)
+        await ctx.tick().until(port.ready)
+        ctx.set(port.valid, 0)
+
+
+async def collect(ctx, port, n, rng, backpressure=0.0, *, max_cycles, drain_cycles=20,
+                  seed=None, out=None):
+    """Payload integers of ``n`` transfers on ``port`` (appended to ``out`` if given)."""
+    got = [] if out is None else out
+    cycles = extra = 0
+    while len(got) < n or extra < drain_cycles:
+        if len(got) >= n:
+            extra += 1
+        ctx.set(port.ready, rng.random() >= backpressure)
+        _, _, valid, ready, payload = await ctx.tick().sample(
+            port.valid, port.ready, Value.cast(port.payload))
+        cycles += 1
+        if valid and ready:
+            got.append(payload)
+        if cycles > max_cycles:
+            raise StreamTimeout(f"{len(got)} of {n} outputs after {max_cycles} cycles "
+                                f"(seed {seed})")
+    assert len(got) == n, f"{len(got)} outputs, expected exactly {n} (seed {seed})"
+    return got
 
 
 def run_stream(dut, inputs, n_out, *, seed, i="i", o="o", idle=0.3, backpressure=0.3,
@@ -24,31 +55,13 @@ def run_stream(dut, inputs, n_out, *, seed, i="i", o="o", idle=0.3, backpressure
     rng_i, rng_o = random.Random(seed), random.Random(seed ^ 0x5EED)
     max_cycles = max_cycles or 50 + 10 * (len(inputs) + n_out)
     got = []
-    state = {"cycles": 0}
 
     async def producer(ctx):
-        for x in inputs:
-            while rng_i.random() < idle:
-                await ctx.tick()
-            ctx.set(port_i.valid, 1)
-            ctx.set(Value.cast(port_i.payload), x)
-            await ctx.tick().until(port_i.ready)
-            ctx.set(port_i.valid, 0)
+        await drive(ctx, port_i, inputs, rng_i, idle)
 
     async def consumer(ctx):
-        extra = 0
-        while len(got) < n_out or extra < drain_cycles:
-            if len(got) >= n_out:
-                extra += 1
-            ctx.set(port_o.ready, rng_o.random() >= backpressure)
-            _, _, valid, ready, payload = await ctx.tick().sample(
-                port_o.valid, port_o.ready, Value.cast(port_o.payload))
-            state["cycles"] += 1
-            if valid and ready:
-                got.append(payload)
-            if state["cycles"] > max_cycles:
-                raise StreamTimeout(f"{len(got)} of {n_out} outputs after {max_cycles} cycles "
-                                    f"(seed {seed})")
+        await collect(ctx, port_o, n_out, rng_o, backpressure, max_cycles=max_cycles,
+                      drain_cycles=drain_cycles, seed=seed, out=got)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -59,5 +72,4 @@ def run_stream(dut, inputs, n_out, *, seed, i="i", o="o", idle=0.3, backpressure
             sim.run()
     else:
         sim.run()
-    assert len(got) == n_out, f"{len(got)} outputs, expected exactly {n_out} (seed {seed})"
     return got

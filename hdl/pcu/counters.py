@@ -1,0 +1,101 @@
+"""PCU header counter chain: up to four nested counters, the innermost unrolled across
+lanes, streamed out one step per cycle with a ``last`` (done) flag."""
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import COUNTER_BITS, MAX_COUNTERS, ChainConfig, chain_output_layout
+
+__all__ = ["CounterChain"]
+
+
+class CounterChain(wiring.Component):
+    """Nested loop generator.
+
+    With ``config.depth = d`` the chain runs
+    ``for c0 in range(min0, max0, stride0): ... for c[d-1] in range(min, max, stride*lanes)``
+    and emits one :func:`~hdl.pcu.config.chain_output_layout` element per innermost
+    step: lane ``l`` sees ``c[d-1] + l*stride``, masked off past ``max``. A ``start``
+    pulse (while not ``busy``) begins a run; the run's final element has ``last`` set.
+    Empty ranges (``min >= max``) and ``depth = 0`` produce no elements (firmware
+    rejects them). One element per cycle while ``o.ready`` is high.
+
+    Parameters
+    ----------
+    lanes : int
+        SIMD lanes (a power of two).
+    """
+
+    def __init__(self, lanes):
+        if lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, got {lanes}")
+        self.lanes = lanes
+        super().__init__({
+            "config": In(ChainConfig),
+            "start": In(1),
+            "busy": Out(1),
+            "o": Out(stream.Signature(chain_output_layout(lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        lanes_log2 = self.lanes.bit_length() - 1
+        W = COUNTER_BITS + 2                      # headroom for value + step
+        cur = [Signal(signed(COUNTER_BITS), name=f"ctr{i}") for i in range(MAX_COUNTERS)]
+        running = Signal()
+
+        active = [cfg.depth > i for i in range(MAX_COUNTERS)]
+        inner = [cfg.depth == i + 1 for i in range(MAX_COUNTERS)]
+        at_end, nexts = [], []
+        for i in range(MAX_COUNTERS):
+            c = cfg.ctr[i]
+            step = Mux(inner[i], c.stride << lanes_log2, c.stride)
+            nxt = Signal(signed(W), name=f"next{i}")
+            m.d.comb += nxt.eq(cur[i] + step)
+            end = Signal(name=f"at_end{i}")
+            m.d.comb += end.eq(nxt >= c.max)
+            at_end.append(end)
+            nexts.append(nxt)
+
+        # inside_done[i]: every active counter inside counter i is at its last value, so
+        # counter i advances on this step; wrap[i]: counter i's whole loop ends here.
+        inside_done, wrap = [], []
+        for i in range(MAX_COUNTERS):
+            inside = Signal(name=f"inside_done{i}")
+            m.d.comb += inside.eq(Cat(*[~active[j] | at_end[j]
+                                        for j in range(i + 1, MAX_COUNTERS)], 1).all())
+            w = Signal(name=f"wrap{i}")
+            m.d.comb += w.eq(active[i] & at_end[i] & inside)
+            inside_done.append(inside)
+            wrap.append(w)
+
+        inner_idx = (cfg.depth - 1)[:2]
+        inner_val = Array(cur)[inner_idx]
+        inner_stride = Array(c.stride for c in cfg.ctr)[inner_idx]
+        inner_max = Array(c.max for c in cfg.ctr)[inner_idx]
+        p = self.o.payload
+        for i in range(MAX_COUNTERS):
+            m.d.comb += p.value[i].eq(Mux(active[i], cur[i], 0))
+        for lane in range(self.lanes):
+            v = Signal(signed(W), name=f"lane{lane}_value")
+            m.d.comb += [v.eq(inner_val + inner_stride * lane), p.lane[lane].eq(v)]
+            m.d.comb += p.mask[lane].eq(v < inner_max)
+        m.d.comb += [p.wrap.eq(Cat(*wrap)), p.last.eq(wrap[0]),
+                     self.o.valid.eq(running), self.busy.eq(running)]
+
+        with m.If(running):
+            with m.If(self.o.ready):
+                for i in range(MAX_COUNTERS):
+                    with m.If(active[i] & inside_done[i]):
+                        m.d.sync += cur[i].eq(Mux(at_end[i], cfg.ctr[i].min, nexts[i]))
+                with m.If(wrap[0]):
+                    m.d.sync += running.eq(0)
+        with m.Elif(self.start):
+            nonempty = Cat(*[~active[i] | (cfg.ctr[i].min < cfg.ctr[i].max)
+                             for i in range(MAX_COUNTERS)]).all()
+            m.d.sync += running.eq((cfg.depth != 0) & nonempty)
+            for i in range(MAX_COUNTERS):
+                m.d.sync += cur[i].eq(cfg.ctr[i].min)
+        return m
