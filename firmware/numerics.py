@@ -30,7 +30,8 @@ import numpy as np
 
 __all__ = [
     "QNAN32", "QNAN16", "ONE32", "TAIL_ULP_BOUND", "CmpOp",
-    "fp32_add", "fp32_sub", "fp32_mul", "fp32_fma_bf16", "fp32_max", "fp32_min",
+    "fp32_add", "fp32_sub", "fp32_mul", "fp32_fma_bf16", "simd_fma", "fp32_max", "fp32_min",
+    "i32_add", "i32_mul", "i32_lt", "shl", "shr", "select",
     "fp32_cmp", "fp32_to_bf16", "bf16_to_fp32", "exp2", "rcp", "rsqrt",
     "InterpTable", "TABLES", "to_bits", "from_bits", "to_bits16", "from_bits16",
 ]
@@ -173,6 +174,47 @@ def fp32_mul(a, b):
 def fp32_fma_bf16(a, b, c):
     """a * b + c with BF16 a, b (exact product) and FP32 c, one rounding."""
     return fp32_add(fp32_mul(bf16_to_fp32(a), bf16_to_fp32(b)), c)
+
+
+def simd_fma(a, b, c):
+    """The SIMD pipeline's fma on FP32 registers: ``a`` and ``b`` rounded to BF16 (nearest
+    even), exact product, one rounded FP32 add. Exact for operands loaded from BF16."""
+    return fp32_fma_bf16(fp32_to_bf16(a), fp32_to_bf16(b), c)
+
+
+# --- integer and bitwise ops (INT32 two's complement on the same 32-bit registers) ----
+
+def _u32(x):
+    return np.asarray(x, np.uint32)
+
+
+def i32_add(a, b):
+    return (_u32(a).astype(np.uint64) + _u32(b)).astype(np.uint32)
+
+
+def i32_mul(a, b):
+    """Low 32 bits of the product (same for signed and unsigned)."""
+    return ((_u32(a).astype(np.uint64) * _u32(b)) & 0xFFFFFFFF).astype(np.uint32)
+
+
+def i32_lt(a, b):
+    """Signed a < b as integer 1 or 0."""
+    return (_u32(a).view(np.int32) < _u32(b).view(np.int32)).astype(np.uint32)
+
+
+def shl(a, b):
+    """a << (b mod 32)."""
+    return (_u32(a).astype(np.uint64) << (_u32(b) & 31).astype(np.uint64)).astype(np.uint32)
+
+
+def shr(a, b):
+    """Logical a >> (b mod 32)."""
+    return (_u32(a) >> (_u32(b) & 31)).astype(np.uint32)
+
+
+def select(c, a, b):
+    """a where c is non-zero (any bit set), else b; bits pass unchanged."""
+    return np.where(_u32(c) != 0, _u32(a), _u32(b)).astype(np.uint32)
 
 
 # --- min / max / compare --------------------------------------------------------------

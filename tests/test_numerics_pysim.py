@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-from amaranth import Module
-from amaranth.sim import Simulator
 
 from firmware import numerics as N
 from hdl.numerics.add import FpAdd
@@ -11,30 +9,13 @@ from hdl.numerics.fpu import Fpu, FpuOp
 from hdl.numerics.mul import FpMul
 from tb.lib.fpu_vectors import SPECIAL_BITS, expected, make_vectors, pack_inputs, unpack_outputs
 from tb.lib.payload import from_ints, to_ints, words_of
-from tb.lib.pysim import run_stream
+from tb.lib.pysim import run_pipeline, run_stream
 
 SEED = 7
 
 
-def run_unit(unit, inputs, output="r"):
-    """Drive a bare pipelined unit (``en`` high) and collect ``LATENCY``-late results."""
-    out = []
-
-    async def tb(ctx):
-        ctx.set(unit.en, 1)
-        n = len(next(iter(inputs.values())))
-        for k in range(n + unit.LATENCY):
-            if k < n:
-                for name, col in inputs.items():
-                    ctx.set(getattr(unit, name), int(col[k]))
-            await ctx.tick()
-            if k >= unit.LATENCY - 1 and len(out) < n:
-                out.append(ctx.get(getattr(unit, output)))
-    sim = Simulator(unit)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return np.array(out, dtype=np.uint32)
+def run_unit(unit, inputs):
+    return np.array(run_pipeline(unit, inputs, seed=SEED, stall=0.25), dtype=np.uint32)
 
 
 def test_fp_add_sub_unit():

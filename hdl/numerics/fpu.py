@@ -15,7 +15,7 @@ from .compare import CmpOp, FpCompare
 from .convert import FromBf16, ToBf16
 from .fma import FmaBf16
 from .mul import FpMul
-from .pipeline import Stages
+from .pipeline import Stages, select_aligned
 from .tail import Exp2, Rcp, Rsqrt
 
 __all__ = ["FpuOp", "fpu_layouts", "FpuLane", "Fpu"]
@@ -95,25 +95,12 @@ class FpuLane(wiring.Component):
         for unit in (add, mul, fma, cmp, tobf, frombf, exp2, rcp, rsqrt):
             m.d.comb += unit.en.eq(self.en)
 
-        def aligned(unit):
-            return st.delay(unit.r, self.LATENCY - unit.LATENCY)
-
-        results = {
-            FpuOp.ADD: aligned(add), FpuOp.SUB: aligned(add), FpuOp.MUL: aligned(mul),
-            FpuOp.FMA_BF16: aligned(fma), FpuOp.TO_BF16: aligned(tobf),
-            FpuOp.FROM_BF16: aligned(frombf), FpuOp.EXP2: aligned(exp2),
-            FpuOp.RCP: aligned(rcp), FpuOp.RSQRT: aligned(rsqrt),
-        }
-        cmp_r = aligned(cmp)
-        results.update({op: cmp_r for op in _CMP})
-
-        op_out = st.delay(self.op, self.LATENCY, name="align_op")
-        with m.Switch(op_out):
-            for op, r in results.items():
-                with m.Case(op):
-                    m.d.comb += self.r.eq(r)
-            with m.Default():        # opcodes 14 and 15 are unassigned
-                m.d.comb += self.r.eq(0)
+        L = lambda u: (u.r, u.LATENCY)
+        results = {FpuOp.ADD: L(add), FpuOp.SUB: L(add), FpuOp.MUL: L(mul),
+                   FpuOp.FMA_BF16: L(fma), FpuOp.TO_BF16: L(tobf), FpuOp.FROM_BF16: L(frombf),
+                   FpuOp.EXP2: L(exp2), FpuOp.RCP: L(rcp), FpuOp.RSQRT: L(rsqrt)}
+        results.update({op: L(cmp) for op in _CMP})
+        m.d.comb += self.r.eq(select_aligned(m, st, self.op, self.LATENCY, results))
         return m
 
 

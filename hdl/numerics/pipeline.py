@@ -10,7 +10,7 @@ from amaranth.lib import data
 
 from firmware.numerics import QNAN16, QNAN32
 
-__all__ = ["Stages", "QNAN32", "QNAN16", "fp32_pack", "round_and_pack"]
+__all__ = ["Stages", "QNAN32", "QNAN16", "fp32_pack", "round_and_pack", "select_aligned"]
 
 
 class Stages:
@@ -73,3 +73,27 @@ def round_and_pack(m, *, sign, exp, mant, up, nan, inf, zero, zero_sign=None):
     with m.Else():
         m.d.comb += result.eq(fp32_pack(sign, e[:8], frac))
     return result
+
+
+def select_aligned(m, st, op, latency, results, width=32):
+    """Result of a multi-unit lane: each unit's output delayed to ``latency`` (delay
+    lines shared by ops of one unit), chosen by ``op`` delayed by ``latency``; unlisted
+    opcodes give 0.
+
+    ``results`` maps opcode -> (unit output, unit latency).
+    """
+    delayed = {}
+    for out, lat in results.values():
+        if id(out) not in delayed:
+            if lat > latency:
+                raise ValueError(f"unit latency {lat} exceeds the lane latency {latency}")
+            delayed[id(out)] = st.delay(out, latency - lat)
+    op_out = st.delay(op, latency, name=f"{st.prefix}_op")
+    r = Signal(width, name=f"{st.prefix}_result")
+    with m.Switch(op_out):
+        for code, (out, _) in results.items():
+            with m.Case(code):
+                m.d.comb += r.eq(delayed[id(out)])
+        with m.Default():
+            m.d.comb += r.eq(0)
+    return r

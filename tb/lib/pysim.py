@@ -3,7 +3,8 @@
 :func:`drive` feeds payloads into a ``stream.Signature`` input with seeded random idle
 cycles; :func:`collect` drains an output stream with seeded random back-pressure, fails
 (never hangs) when outputs stop coming, and checks that nothing extra appears after the
-expected count. :func:`run_stream` runs both around a one-input, one-output block.
+expected count. :func:`run_stream` runs both around a one-input, one-output block;
+:func:`run_pipeline` drives a bare fixed-latency unit with random ``en`` stalls.
 """
 
 import random
@@ -11,7 +12,7 @@ import random
 from amaranth import Value
 from amaranth.sim import Simulator
 
-__all__ = ["drive", "collect", "run_stream", "StreamTimeout"]
+__all__ = ["drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
 
 
 class StreamTimeout(AssertionError):
@@ -73,3 +74,37 @@ def run_stream(dut, inputs, n_out, *, seed, i="i", o="o", idle=0.3, backpressure
     else:
         sim.run()
     return got
+
+
+def run_pipeline(unit, inputs, *, seed, stall=0.3, output="r"):
+    """Results of a fixed-latency unit (``en``, ``LATENCY``, inputs named by ``inputs``'
+    keys): input k enters on the k-th enabled edge and its result is read after
+    ``LATENCY`` further enabled edges. ``en`` is low with probability ``stall``."""
+    rng = random.Random(seed)
+    n = len(next(iter(inputs.values())))
+    latency = unit.LATENCY
+    out = [None] * n
+
+    async def tb(ctx):
+        entered = 0
+        while entered < n + latency:
+            en = rng.random() >= stall
+            ctx.set(unit.en, en)
+            for name, col in inputs.items():
+                port = Value.cast(getattr(unit, name))
+                if en and entered < n:
+                    ctx.set(port, int(col[entered]))
+                else:   # what is presented while stalled must not leak into results
+                    ctx.set(port, rng.getrandbits(len(port)))
+            await ctx.tick()
+            if en:
+                entered += 1
+                k = entered - latency
+                if 0 <= k < n:
+                    out[k] = ctx.get(getattr(unit, output))
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
