@@ -31,6 +31,8 @@ class RduParams:
         Unit grid; PCUs and PMUs alternate in a checkerboard.
     pcu_lanes, pcu_stages : int
         SIMD lanes and pipeline stages of a PCU (the systolic array is stages x lanes).
+    pcu_fifo_depth : int
+        Elements buffered by each PCU input FIFO.
     pmu_banks, pmu_bank_words : int
         SRAM banks of a PMU and 32-bit words per bank.
     agcus : int
@@ -51,6 +53,7 @@ class RduParams:
     cols: int = 4
     pcu_lanes: int = 8
     pcu_stages: int = 4
+    pcu_fifo_depth: int = 4
     pmu_banks: int = 8
     pmu_bank_words: int = 1024
     agcus: int = 2
@@ -80,6 +83,9 @@ class RduParams:
                      "hbm_capacity", "ddr_capacity"):
             if not _is_pow2(getattr(self, name)):
                 raise ParamError(f"{name}: must be a power of two, got {getattr(self, name)}")
+        if self.pcu_fifo_depth < 2:
+            raise ParamError(f"pcu_fifo_depth: an input FIFO needs at least 2 entries to "
+                             f"stream at full rate, got {self.pcu_fifo_depth}")
         if self.pcu_lanes < 2:
             raise ParamError(f"pcu_lanes: the reduction tree needs at least 2 lanes, got {self.pcu_lanes}")
         if self.pmu_banks < self.pcu_lanes:

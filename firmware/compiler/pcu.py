@@ -1,6 +1,6 @@
 """PCU programs: readable descriptions, validated, packed with the HDL's config layouts.
 
-So far: the header counter chain, and the reference of the body's functional unit. A
+So far: the header counter chain, the body's functional unit, and SIMD programs. A
 program that cannot be expressed raises
 :class:`PcuProgramError` naming the part and field.
 """
@@ -12,7 +12,8 @@ import numpy as np
 from hdl.params import RduParams
 from hdl.pcu.config import COUNTER_BITS, MAX_COUNTERS, ChainConfig
 
-__all__ = ["PcuProgramError", "Counter", "pack_chain", "chain_steps", "alu_reference"]
+__all__ = ["PcuProgramError", "Counter", "pack_chain", "chain_steps", "alu_reference",
+           "Stage", "SimdProgram", "pack_simd", "simd_reference"]
 
 _SMIN, _SMAX = -(1 << (COUNTER_BITS - 1)), (1 << (COUNTER_BITS - 1)) - 1
 _STRIDE_MAX = (1 << (COUNTER_BITS - 1)) - 1
@@ -127,3 +128,122 @@ def alu_reference(op, a, b, c):
         if sel.any():
             out[sel] = np.broadcast_to(fn(), op.shape)[sel]
     return out
+
+
+# --- SIMD programs --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stage:
+    """One body stage: ``op`` (an ``AluOp`` name) on operands ``a``, ``b``, ``c`` (``Src``
+    names); ``imm`` is a float (stored as FP32) or an int (stored as INT32)."""
+    op: str
+    a: str = "PREV"
+    b: str = "ZERO"
+    c: str = "ZERO"
+    imm: float | int = 0
+
+
+@dataclass(frozen=True)
+class SimdProgram:
+    """A PCU program in SIMD mode.
+
+    ``counters`` set the iterations (the innermost is unrolled over the lanes); each
+    iteration takes one element from each input in ``inputs`` (``"vin0"``, ``"vin1"``,
+    ``"sin0"``) and emits one output vector. Unused trailing stages pass data through.
+    """
+    counters: tuple
+    stages: tuple
+    inputs: frozenset = frozenset({"vin0"})
+
+
+def _imm_bits(imm, where):
+    if isinstance(imm, bool) or not isinstance(imm, (int, float)):
+        raise PcuProgramError(f"{where}: imm must be a number, got {imm!r}")
+    if isinstance(imm, int):
+        if not -(1 << 31) <= imm < (1 << 32):
+            raise PcuProgramError(f"{where}: imm {imm} does not fit 32 bits")
+        return imm & 0xFFFFFFFF
+    with np.errstate(over="ignore"):
+        value = np.float32(imm)
+    if not np.isfinite(value) and np.isfinite(imm):
+        raise PcuProgramError(f"{where}: imm {imm} overflows FP32")
+    return int(value.view(np.uint32))
+
+
+def _resolve(program: SimdProgram, params: RduParams):
+    from hdl.pcu.alu import AluOp
+    from hdl.pcu.config import Src
+    known_inputs = {"vin0", "vin1", "sin0"}
+    bad = set(program.inputs) - known_inputs
+    if bad:
+        raise PcuProgramError(f"inputs: unknown input {sorted(bad)[0]!r}; the PCU has "
+                              f"{sorted(known_inputs)}")
+    if not program.counters:
+        raise PcuProgramError("counters: a SIMD program needs at least one counter "
+                              "(the iteration count)")
+    if len(program.stages) > params.pcu_stages:
+        raise PcuProgramError(f"stages: {len(program.stages)} stages, the PCU has "
+                              f"{params.pcu_stages}")
+    needs = {"VIN0": "vin0", "VIN1": "vin1", "SIN0": "sin0"}
+    stages = []
+    for i, st in enumerate(program.stages):
+        where = f"stage {i}"
+        if st.op not in AluOp.__members__:
+            raise PcuProgramError(f"{where}: unknown op {st.op!r}; ops: "
+                                  f"{', '.join(AluOp.__members__)}")
+        srcs = {}
+        for field in ("a", "b", "c"):
+            name = getattr(st, field)
+            if name not in Src.__members__:
+                raise PcuProgramError(f"{where}.{field}: unknown source {name!r}; sources: "
+                                      f"{', '.join(Src.__members__)}")
+            if name in needs and needs[name] not in program.inputs:
+                raise PcuProgramError(f"{where}.{field}: source {name} is not available: "
+                                      f"input {needs[name]} is not enabled")
+            if name == "PREV" and i == 0 and "vin0" not in program.inputs:
+                raise PcuProgramError(f"{where}.{field}: PREV of stage 0 is vector input 0, "
+                                      f"which is not enabled")
+            srcs[field] = Src[name]
+        stages.append((AluOp[st.op], srcs, _imm_bits(st.imm, f"{where}.imm")))
+    while len(stages) < params.pcu_stages:
+        stages.append((AluOp.PASS, {"a": Src.PREV, "b": Src.ZERO, "c": Src.ZERO}, 0))
+    return stages
+
+
+def pack_simd(program: SimdProgram, params: RduParams) -> int:
+    """Config bits of ``program`` for one PCU (``pcu_config_layout``)."""
+    from hdl.pcu.config import pcu_config_layout
+    stages = _resolve(program, params)
+    chain = ChainConfig.from_bits(pack_chain(program.counters, params))
+    layout = pcu_config_layout(params)
+    return layout.const({
+        "chain": chain,
+        "stage": [{"op": op, "a": s["a"], "b": s["b"], "c": s["c"], "imm": imm}
+                  for op, s, imm in stages],
+        "vin_en": int("vin0" in program.inputs) | int("vin1" in program.inputs) << 1,
+        "sin_en": int("sin0" in program.inputs),
+    }).as_value().value
+
+
+def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None, sin0=None):
+    """What the PCU emits for ``program`` given its inputs (one row per iteration):
+    returns ``data`` (n, lanes) uint32, ``mask`` (n,) and ``last`` (n,)."""
+    from hdl.pcu.config import Src
+    lanes = params.pcu_lanes
+    stages = _resolve(program, params)
+    steps = chain_steps(program.counters, lanes)
+    n = len(steps)
+    zeros = np.zeros((n, lanes), np.uint32)
+    v0 = zeros if vin0 is None else np.asarray(vin0, np.uint32).reshape(n, lanes)
+    v1 = zeros if vin1 is None else np.asarray(vin1, np.uint32).reshape(n, lanes)
+    s0 = np.zeros(n, np.uint32) if sin0 is None else np.asarray(sin0, np.uint32).reshape(n)
+    ctr = np.array([s["lane"] for s in steps], dtype=np.int64).astype(np.uint32)
+    prev = v0
+    for op, srcs, imm in stages:
+        pick = {Src.PREV: prev, Src.VIN0: v0, Src.VIN1: v1, Src.CTR: ctr,
+                Src.SIN0: np.broadcast_to(s0[:, None], (n, lanes)),
+                Src.IMM: np.full((n, lanes), imm, np.uint32), Src.ZERO: zeros}
+        prev = alu_reference(np.full((n, lanes), op.value), pick[srcs["a"]],
+                             pick[srcs["b"]], pick[srcs["c"]])
+    return {"data": prev, "mask": np.array([s["mask"] for s in steps], np.uint32),
+            "last": np.array([s["last"] for s in steps], np.uint32)}

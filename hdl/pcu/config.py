@@ -2,9 +2,13 @@
 ``firmware/compiler/pcu.py``."""
 
 from amaranth import signed, unsigned
-from amaranth.lib import data
+from amaranth.lib import data, enum
 
-__all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig", "chain_output_layout"]
+from .alu import AluOp
+
+__all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig", "chain_output_layout",
+           "VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "pcu_config_layout",
+           "vector_layout"]
 
 #: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
 MAX_COUNTERS = 4
@@ -41,4 +45,47 @@ def chain_output_layout(lanes):
         "mask": unsigned(lanes),
         "wrap": unsigned(MAX_COUNTERS),
         "last": unsigned(1),
+    })
+
+
+#: Vector and scalar input ports of a PCU header.
+VECTOR_INPUTS = 2
+SCALAR_INPUTS = 1
+
+
+class Src(enum.Enum, shape=3):
+    """Where a stage operand comes from."""
+    PREV = 0      # the previous stage's result (stage 0: vector input 0)
+    VIN0 = 1      # vector input 0, this iteration's element
+    VIN1 = 2      # vector input 1
+    SIN0 = 3      # scalar input 0, broadcast to every lane
+    CTR = 4       # the innermost counter as seen by the lane (INT32)
+    IMM = 5       # the stage's immediate, broadcast
+    ZERO = 6
+
+
+StageConfig = data.StructLayout({
+    "op": AluOp, "a": Src, "b": Src, "c": Src, "imm": unsigned(32),
+})
+
+
+def pcu_config_layout(params):
+    """Configuration of one PCU (SIMD mode so far).
+
+    ``vin_en`` / ``sin_en``: which inputs an iteration consumes (one element from each
+    enabled input per innermost counter step; the chain sets the iteration count).
+    """
+    return data.StructLayout({
+        "chain": ChainConfig,
+        "stage": data.ArrayLayout(StageConfig, params.pcu_stages),
+        "vin_en": unsigned(VECTOR_INPUTS),
+        "sin_en": unsigned(SCALAR_INPUTS),
+    })
+
+
+def vector_layout(lanes):
+    """A vector packet between units: LANES words, the valid-lane mask, and the last flag
+    of the producing loop (the ``done`` token rides on the final vector)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(32, lanes), "mask": unsigned(lanes), "last": unsigned(1),
     })

@@ -1,7 +1,8 @@
 """Stream payloads as numpy word arrays, packed by the HDL's own ``data`` layouts.
 
-A row is one payload as little-endian 32-bit words. Fields must be word aligned: a
-scalar of at most 32 bits, or an array of 32-bit elements (column of shape (n, len)).
+A row is one payload as little-endian 32-bit words. A field is either a scalar inside
+one word (it may share the word, not straddle two), or a word-aligned array of 32-bit
+elements (a column of shape (n, len)).
 Bit positions come from the layout, never from hand-written shifts.
 """
 
@@ -16,31 +17,32 @@ def words_of(layout) -> int:
 
 
 def _fields(layout):
+    """(name, word, shift, length or None, mask) per field."""
     for name, field in data.Layout.cast(layout):
         shape = field.shape
-        if field.offset % 32:
-            raise ValueError(f"field {name!r} at bit {field.offset} is not word aligned")
         if isinstance(shape, data.ArrayLayout):
-            if data.Layout.cast(shape).size != 32 * shape.length or \
-                    field.width != 32 * shape.length:
-                raise ValueError(f"field {name!r}: only arrays of 32-bit elements are packed")
-            yield name, field.offset // 32, shape.length, 0xFFFFFFFF
+            if field.offset % 32 or field.width != 32 * shape.length:
+                raise ValueError(f"field {name!r}: only word-aligned arrays of 32-bit "
+                                 f"elements are packed")
+            yield name, field.offset // 32, 0, shape.length, 0xFFFFFFFF
         else:
-            if field.width > 32:
-                raise ValueError(f"field {name!r} is wider than a word")
-            yield name, field.offset // 32, None, (1 << field.width) - 1
+            word, shift = divmod(field.offset, 32)
+            if shift + field.width > 32:
+                raise ValueError(f"field {name!r} at bits {field.offset}..."
+                                 f"{field.offset + field.width - 1} straddles two words")
+            yield name, word, shift, None, (1 << field.width) - 1
 
 
 def pack(layout, columns: dict) -> np.ndarray:
     """(n, words) uint32 rows from named columns (missing fields are zero)."""
     n = len(next(iter(columns.values())))
     rows = np.zeros((n, words_of(layout)), dtype=np.uint32)
-    for name, word, length, mask in _fields(layout):
+    for name, word, shift, length, mask in _fields(layout):
         if name not in columns:
             continue
         col = np.asarray(columns[name]).astype(np.uint64) & mask
         if length is None:
-            rows[:, word] = col
+            rows[:, word] |= (col << shift).astype(np.uint32)
         else:
             rows[:, word:word + length] = col.reshape(n, length)
     return rows
@@ -48,8 +50,9 @@ def pack(layout, columns: dict) -> np.ndarray:
 
 def unpack(layout, rows: np.ndarray) -> dict:
     out = {}
-    for name, word, length, mask in _fields(layout):
-        out[name] = (rows[:, word] & mask) if length is None else rows[:, word:word + length].copy()
+    for name, word, shift, length, mask in _fields(layout):
+        out[name] = ((rows[:, word] >> shift) & mask) if length is None \
+            else rows[:, word:word + length].copy()
     return out
 
 

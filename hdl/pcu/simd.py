@@ -1,0 +1,72 @@
+"""PCU body in SIMD mode: ``stages`` stages, each one :class:`~hdl.pcu.alu.Alu` per lane."""
+
+from amaranth import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.numerics.pipeline import Stages
+
+from .alu import Alu
+from .config import COUNTER_BITS, Src, StageConfig
+
+__all__ = ["SimdBody"]
+
+
+class SimdBody(wiring.Component):
+    """A stall-able pipeline of ``stages`` x ``lanes`` functional units.
+
+    Stage ``s`` applies ``config[s].op`` to all lanes; its operands come from the
+    previous stage, the iteration's vector/scalar inputs or lane counter (carried down
+    the pipeline beside the data), or the stage immediate (see :class:`Src`). An element
+    entering with ``i_valid`` leaves ``LATENCY = stages * Alu.LATENCY`` enabled cycles
+    later with its ``mask`` and ``last``.
+    """
+
+    def __init__(self, lanes, stages):
+        self.lanes, self.stages = lanes, stages
+        self.LATENCY = stages * Alu.LATENCY
+        vec = data.ArrayLayout(32, lanes)
+        super().__init__({
+            "en": In(1),
+            "config": In(data.ArrayLayout(StageConfig, stages)),
+            "i_valid": In(1),
+            "vin0": In(vec), "vin1": In(vec), "sin0": In(32),
+            "ctr": In(data.ArrayLayout(COUNTER_BITS, lanes)),
+            "i_mask": In(lanes), "i_last": In(1),
+            "o_valid": Out(1), "o_data": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L = Alu.LATENCY
+        side = {"vin0": self.vin0, "vin1": self.vin1, "sin0": self.sin0, "ctr": self.ctr,
+                "valid": self.i_valid, "mask": self.i_mask, "last": self.i_last}
+        prev = self.vin0
+        for s in range(self.stages):
+            st = Stages(m, self.en, f"st{s}")
+            cfg = self.config[s]
+            result = Signal(data.ArrayLayout(32, self.lanes), name=f"stage{s}_r")
+            for lane in range(self.lanes):
+                sources = {Src.PREV: prev[lane], Src.VIN0: side["vin0"][lane],
+                           Src.VIN1: side["vin1"][lane], Src.SIN0: side["sin0"],
+                           Src.CTR: side["ctr"][lane], Src.IMM: cfg.imm, Src.ZERO: 0}
+                alu = Alu()
+                m.submodules[f"s{s}_l{lane}"] = alu
+                operands = {}
+                for port in ("a", "b", "c"):
+                    v = Signal(32, name=f"s{s}_l{lane}_{port}")
+                    with m.Switch(getattr(cfg, port)):
+                        for src, value in sources.items():
+                            with m.Case(src):
+                                m.d.comb += v.eq(value)
+                    operands[port] = v
+                m.d.comb += [alu.en.eq(self.en), alu.op.eq(cfg.op), alu.a.eq(operands["a"]),
+                             alu.b.eq(operands["b"]), alu.c.eq(operands["c"]),
+                             result[lane].eq(alu.r)]
+            last_stage = s == self.stages - 1
+            side = {k: st.delay(v, L, name=f"st{s}_{k}") for k, v in side.items()
+                    if not last_stage or k in ("valid", "mask", "last")}
+            prev = result
+        m.d.comb += [self.o_valid.eq(side["valid"]), self.o_data.eq(prev),
+                     self.o_mask.eq(side["mask"]), self.o_last.eq(side["last"])]
+        return m
