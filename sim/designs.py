@@ -26,9 +26,18 @@ def _fpu(params):
     return Fpu(lanes=params.pcu_lanes)
 
 
+def _pcu(params):
+    from hdl.pcu.pcu import Pcu
+    return Pcu(params)
+
+
+_PCU_DEPTH = 1 << 13
+
 DESIGNS = {
     "fpu": Design("fpu", _fpu, {"i": 1 << 17, "o": 1 << 17},
                   "every numerics unit, pcu_lanes wide, behind one ready/valid stream"),
+    "pcu": Design("pcu", _pcu, {k: _PCU_DEPTH for k in ("vin0", "vin1", "sin0", "vout")},
+                  "one PCU (SIMD mode) with its input and output streams"),
 }
 
 

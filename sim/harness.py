@@ -3,8 +3,8 @@
 Every ready/valid stream port of the design (Amaranth names them ``<s>__valid``,
 ``<s>__ready``, ``<s>__payload``) gets a testbench source or sink from ``tb/lib/*.sv``,
 so a whole stream runs at Verilator speed with no Python per cycle. Other design ports
-become ``tb_top`` variables that cocotb reads and writes; inputs reach the design
-through a register (one cycle later), as does the reset (``rst_req`` -> ``rst``). Only ``tb_top``'s own
+become ``tb_top`` variables ``io_<port>`` that cocotb reads and writes; inputs reach
+the design through a register (one cycle later), as does the reset (``rst_req`` -> ``rst``). Only ``tb_top``'s own
 variables are made public to VPI (see :meth:`Harness.public_vlt`).
 
 In the fast flow the clock is generated in HDL (``OPENRDU_HDL_CLOCK``, needs
@@ -91,14 +91,17 @@ class Harness:
             "    always_ff @(posedge clk) cycle <= rst ? 64'd0 : cycle + 64'd1;",
         ]
         conns = [".clk(clk)", ".rst(rst)"]
+        # Design ports become tb_top variables io_<port> (a port may be named after a
+        # SystemVerilog keyword, such as `config`); connections use escaped identifiers.
         for p in self.others:
+            v = f"io_{p.name}"
             if p.direction == "input":
-                lines += [f"    logic {w(p.width)}{p.name} = '0, {p.name}__q = '0;",
-                          f"    always_ff @(posedge clk) {p.name}__q <= {p.name};"]
-                conns.append(f".{p.name}({p.name}__q)")
+                lines += [f"    logic {w(p.width)}{v} = '0, {v}__q = '0;",
+                          f"    always_ff @(posedge clk) {v}__q <= {v};"]
+                conns.append(f".\\{p.name} ({v}__q)")
             else:
-                lines.append(f"    wire {w(p.width)}{p.name};")
-                conns.append(f".{p.name}({p.name})")
+                lines.append(f"    wire {w(p.width)}{v};")
+                conns.append(f".\\{p.name} ({v})")
         dones = []
         for s in self.streams:
             lines += [f"    wire {s.name}__valid, {s.name}__ready;",
@@ -145,7 +148,7 @@ class Harness:
                 rw.append(f"{s.name}_expect")
                 rd += [f"{s.name}_received", f"{s.name}_done"]
         for p in self.others:
-            (rw if p.direction == "input" else rd).append(p.name)
+            (rw if p.direction == "input" else rd).append(f"io_{p.name}")
         lines = ["`verilator_config"]
         lines += [f'public_flat_rw -module "tb_top" -var "{v}"' for v in rw]
         lines += [f'public_flat_rd -module "tb_top" -var "{v}"' for v in rd]

@@ -57,6 +57,11 @@ class TbHarness:
     def sig(self, name):
         return getattr(self.dut, name)
 
+    def port(self, name):
+        """The tb_top variable of design port ``name`` (inputs reach the design one
+        cycle after they are written)."""
+        return getattr(self.dut, f"io_{name}")
+
     async def reset(self, cycles=4):
         if os.environ.get("OPENRDU_FLOW") == "default":
             Clock(self.dut.clk, self.period, unit="ns").start()
@@ -86,6 +91,10 @@ class TbHarness:
         self.sig(f"{name}_expect").value = count
         self.sig(f"{name}_seed").value = seed & 0xFFFFFFFF
         self.sig(f"{name}_rate").value = rate_of(ready_probability)
+
+    async def cycles(self, n):
+        """Let ``n`` clock cycles pass (one timer, no per-cycle Python)."""
+        await Timer(n * self.period, unit="ns")
 
     async def run(self, timeout_cycles, drain_cycles=64):
         """Start every source and wait until every sink has its expected count.
