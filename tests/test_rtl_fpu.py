@@ -65,10 +65,3 @@ def test_waveform_is_written(tmp_path):
         text = run.waves.read_text(errors="replace")
         assert "tb_top" in text and "i__valid" in text and "#1000" in text
 
-
-def test_generated_verilog_is_lint_clean(tmp_path):
-    """``make lint``'s check: -Wall clean apart from the documented waivers."""
-    from sim.build import lint
-    from sim.designs import harness_for
-    clean, messages = lint(harness_for("fpu", PRESETS["small"]).verilog, tmp_path / "fpu.v")
-    assert clean, messages[:4000]

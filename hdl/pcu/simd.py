@@ -49,7 +49,7 @@ class SimdBody(wiring.Component):
             for lane in range(self.lanes):
                 sources = {Src.PREV: prev[lane], Src.VIN0: side["vin0"][lane],
                            Src.VIN1: side["vin1"][lane], Src.SIN0: side["sin0"],
-                           Src.CTR: side["ctr"][lane], Src.IMM: cfg.imm, Src.ZERO: 0}
+                           Src.CTR: side["ctr"][lane], Src.IMM: cfg.imm}
                 alu = Alu()
                 m.submodules[f"s{s}_l{lane}"] = alu
                 operands = {}
@@ -59,6 +59,8 @@ class SimdBody(wiring.Component):
                         for src, value in sources.items():
                             with m.Case(src):
                                 m.d.comb += v.eq(value)
+                        with m.Default():        # Src.ZERO (and the unused code 7)
+                            m.d.comb += v.eq(0)
                     operands[port] = v
                 m.d.comb += [alu.en.eq(self.en), alu.op.eq(cfg.op), alu.a.eq(operands["a"]),
                              alu.b.eq(operands["b"]), alu.c.eq(operands["c"]),
