@@ -71,6 +71,32 @@ def _speed(harness, flow, repeats, workdir, lanes):
     return best
 
 
+def _pcu_section(params, repeats, workdir):
+    """PCU SIMD figures: full-rate elementwise fma throughput and simulation speed."""
+    from hdl.pcu.alu import Alu
+    from .designs import build_design
+    b = build_design("pcu", params)
+    n = 8192
+    best = None
+    for i in range(repeats):
+        run = run_cocotb(b, "tb.test_pcu_simd", test_dir=workdir / f"pcu{i}",
+                         args={"params": params.to_dict(), "case": "fma", "n": n,
+                               "seed": 21 + i, "idle": 0.0, "backpressure": 0.0})
+        o = run.outputs
+        if best is None or o["wall_s"] < best["wall_s"]:
+            best = o
+    lanes = params.pcu_lanes
+    return {
+        "lanes": lanes, "stages": params.pcu_stages,
+        "body_latency_cycles": params.pcu_stages * Alu.LATENCY,
+        "simd_fma": {"iterations": n, "cycles": best["cycles"],
+                     "results_per_cycle": round(n * lanes / best["cycles"], 3),
+                     "iterations_per_cycle": round(n / best["cycles"], 4)},
+        "cycles_per_second": round(best["cycles"] / best["wall_s"]),
+        "verilator_build_s": b.built_seconds,
+    }
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -93,4 +119,6 @@ def run_bench(params, out: Path, quick=False):
     results["fast_over_default"] = round(
         results["fast_flow"]["cycles_per_second"] / results["default_flow"]["cycles_per_second"], 2)
     merge_bench(out, "foundation", results)
-    return results
+    pcu = _pcu_section(params, repeats, workdir)
+    merge_bench(out, "pcu", pcu)
+    return {"foundation": results, "pcu": pcu}

@@ -74,6 +74,12 @@ class Build:
         return self.dir / "tb_top"
 
     @property
+    def built_seconds(self) -> float | None:
+        """Wall time of the Verilator build that produced this model (measured then)."""
+        info = self.dir / "build_info.json"
+        return json.loads(info.read_text())["seconds"] if info.exists() else None
+
+    @property
     def manifest(self) -> dict:
         return json.loads((self.dir / "src" / "harness.json").read_text())
 
@@ -153,6 +159,9 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
               "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(waves)}"], tmp, logf, env)
         if not reused:
             _save_runtime(runtime, tmp)
+        (tmp / "build_info.json").write_text(json.dumps(
+            {"seconds": round(time.monotonic() - t0, 2), "runtime_reused": reused,
+             "date": time.strftime("%Y-%m-%d %H:%M:%S")}))
         shutil.rmtree(out, ignore_errors=True)
         os.rename(tmp, out)
     return Build(out, key, flow, waves, time.monotonic() - t0, False)

@@ -1,6 +1,6 @@
 """cocotb: one PCU in SIMD mode on Verilator, bit-exact against ``simd_reference``.
 
-Arguments (``test_args``): ``config`` (preset or TOML), ``case`` (``fma`` or
+Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case`` (``fma`` or
 ``random``), ``n`` iterations (vectors), ``seed``, ``idle``, ``backpressure``.
 """
 
@@ -10,7 +10,7 @@ import cocotb
 import numpy as np
 
 from firmware.compiler.pcu import Counter, SimdProgram, Stage, pack_simd, simd_reference
-from hdl.params import load_params
+from hdl.params import RduParams, load_params
 from hdl.pcu.config import vector_layout
 from tb.lib.harness import TbHarness, test_args, write_outputs
 from tb.lib.payload import pack, unpack
@@ -49,7 +49,8 @@ def operands(nrng, shape):
 @cocotb.test()
 async def pcu_simd(dut):
     args = test_args()
-    params = load_params(args.get("config", "small"))
+    params = RduParams.from_mapping(args["params"]) if "params" in args \
+        else load_params(args.get("config", "small"))
     lanes, seed, n = params.pcu_lanes, int(args.get("seed", 1)), int(args.get("n", 1000))
     idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
     nrng = np.random.default_rng(seed)
