@@ -18,17 +18,18 @@ def run_unit(unit, inputs):
     return np.array(run_pipeline(unit, inputs, seed=SEED, stall=0.25), dtype=np.uint32)
 
 
-def test_fp_add_sub_unit():
+@pytest.mark.parametrize("latency", [4, 3, 2, 1])
+def test_fp_add_sub_unit(latency):
     rng = np.random.default_rng(SEED)
     a = np.concatenate([np.repeat(SPECIAL_BITS, len(SPECIAL_BITS)),
                         rng.integers(0, 1 << 32, 300, dtype=np.uint64).astype(np.uint32)])
     b = np.concatenate([np.tile(SPECIAL_BITS, len(SPECIAL_BITS)),
                         a[-300:] ^ rng.integers(0, 1 << 24, 300, dtype=np.uint32)])
     sub = rng.integers(0, 2, len(a))
-    got = run_unit(FpAdd(), {"a": a, "b": b, "sub": sub})
+    got = run_unit(FpAdd(latency), {"a": a, "b": b, "sub": sub})
     want = np.where(sub == 1, N.fp32_sub(a, b), N.fp32_add(a, b))
     bad = np.flatnonzero(got != want)
-    assert bad.size == 0, f"{a[bad[0]]:#x} {'-' if sub[bad[0]] else '+'} {b[bad[0]]:#x}: " \
+    assert bad.size == 0, f"latency {latency}: {a[bad[0]]:#x} {'-' if sub[bad[0]] else '+'} {b[bad[0]]:#x}: " \
                           f"{got[bad[0]]:#x} != {want[bad[0]]:#x}"
 
 
@@ -64,3 +65,8 @@ def test_fpu_stream_every_op_with_backpressure(lanes, n):
                     f"{FpuOp(int(v['op'][i])).name}({v['a'][i, k]:#x}, {v['b'][i, k]:#x}, "
                     f"{v['c'][i, k]:#x}) = {r[i, k]:#x}, expected {want[i, k]:#x}")
     assert set(op.tolist()) == {o.value for o in FpuOp}, "every op must be exercised"
+
+
+def test_fp_add_rejects_bad_latency():
+    with pytest.raises(ValueError, match="latency must be 1..4"):
+        FpAdd(5)

@@ -13,7 +13,7 @@ from hdl.params import RduParams
 from hdl.pcu.config import COUNTER_BITS, MAX_COUNTERS, ChainConfig
 
 __all__ = ["PcuProgramError", "Counter", "pack_chain", "chain_steps", "alu_reference",
-           "Stage", "SimdProgram", "pack_simd", "simd_reference"]
+           "Stage", "SimdProgram", "pack_simd", "simd_reference", "reduce_reference"]
 
 _SMIN, _SMAX = -(1 << (COUNTER_BITS - 1)), (1 << (COUNTER_BITS - 1)) - 1
 _STRIDE_MAX = (1 << (COUNTER_BITS - 1)) - 1
@@ -247,3 +247,19 @@ def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None
                              pick[srcs["b"]], pick[srcs["c"]])
     return {"data": prev, "mask": np.array([s["mask"] for s in steps], np.uint32),
             "last": np.array([s["last"] for s in steps], np.uint32)}
+
+
+def reduce_reference(op, vectors, mask):
+    """Cross-lane reduction of each row of ``vectors`` over the lanes set in ``mask``, in
+    the tree order of ``hdl.pcu.reduce.ReduceTree`` (pairs (0,1), (2,3), ... per level)."""
+    from firmware import numerics as N
+    from hdl.pcu.reduce import IDENTITY, ReduceOp
+    op = ReduceOp(op)
+    v = np.asarray(vectors, np.uint32)
+    lanes = v.shape[1]
+    bits = (np.asarray(mask, np.uint32)[:, None] >> np.arange(lanes)) & 1
+    v = np.where(bits == 1, v, np.uint32(IDENTITY[op]))
+    combine = N.fp32_add if op == ReduceOp.ADD else N.fp32_max
+    while v.shape[1] > 1:
+        v = combine(v[:, 0::2], v[:, 1::2])
+    return v[:, 0]

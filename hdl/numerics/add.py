@@ -15,21 +15,31 @@ class FpAdd(wiring.Component):
     Round to nearest even, subnormal inputs read as zero, tiny results flushed to zero,
     canonical NaN; bit-exact with ``firmware.numerics.fp32_add``.
 
-    Pipeline (``LATENCY`` = 4, one result per cycle while ``en`` is high):
-    unpack and order by magnitude | align with sticky and add | normalize | round and pack.
+    Pipeline (one result per cycle while ``en`` is high): unpack and order by magnitude |
+    align with sticky and add | normalize | round and pack, with a register after each
+    step for ``latency`` = 4 (the default). Lower latencies drop the inner registers
+    (3: after align and normalize; 2: after align; 1: output register only), trading
+    clock period for depth, e.g. for a one-element-per-cycle accumulator.
     """
 
     LATENCY = 4
+    _REGISTERED = {4: {0, 1, 2}, 3: {1, 2}, 2: {1}, 1: set()}
 
-    en: In(1)
-    a: In(32)
-    b: In(32)
-    sub: In(1)
-    r: Out(32)
+    def __init__(self, latency=4):
+        if latency not in self._REGISTERED:
+            self._MustUse__silence = True        # never built: no "unused" warning
+            raise ValueError(f"FpAdd latency must be 1..4, got {latency}")
+        self.LATENCY = latency
+        super().__init__({"en": In(1), "a": In(32), "b": In(32), "sub": In(1), "r": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
         st = Stages(m, self.en, "add")
+        keep = self._REGISTERED[self.LATENCY]
+
+        def boundary(k):
+            return st.reg if k in keep else (lambda value, name=None: value)
+        r0, r1, r2 = boundary(0), boundary(1), boundary(2)
 
         # Stage 0: unpack (DAZ), classify, order by magnitude.
         a = self.a
@@ -43,12 +53,12 @@ class FpAdd(wiring.Component):
         sy, ey, fy = Mux(swap, sa, sb), Mux(swap, ea, eb), Mux(swap, fa, fb)
         d = Signal(8)
         m.d.comb += d.eq(ex - ey)
-        s0_sx, s0_ex = st.reg(sx), st.reg(ex)
-        s0_mx = st.reg(Mux(ex == 0, 0, Cat(fx, C(1, 1))))
-        s0_my = st.reg(Mux(ey == 0, 0, Cat(fy, C(1, 1))))
-        s0_d = st.reg(Mux(d > 27, 27, d)[:5])
-        s0_sub = st.reg(sx != sy)
-        s0_nan = st.reg(nan)
+        s0_sx, s0_ex = r0(sx), r0(ex)
+        s0_mx = r0(Mux(ex == 0, 0, Cat(fx, C(1, 1))))
+        s0_my = r0(Mux(ey == 0, 0, Cat(fy, C(1, 1))))
+        s0_d = r0(Mux(d > 27, 27, d)[:5])
+        s0_sub = r0(sx != sy)
+        s0_nan = r0(nan)
 
         # Stage 1: align the smaller operand (keeping a sticky bit) and add.
         mx3 = Cat(C(0, 3), s0_mx)
@@ -58,8 +68,8 @@ class FpAdd(wiring.Component):
         sticky = (shifted << s0_d)[:27] != my3
         my_al = shifted | sticky
         total = Mux(s0_sub, (mx3 - my_al)[:28], mx3 + my_al)
-        s1_sum = st.reg(total[:28])
-        s1_ex, s1_sx, s1_sub, s1_nan = st.reg(s0_ex), st.reg(s0_sx), st.reg(s0_sub), st.reg(s0_nan)
+        s1_sum = r1(total[:28])
+        s1_ex, s1_sx, s1_sub, s1_nan = r1(s0_ex), r1(s0_sx), r1(s0_sub), r1(s0_nan)
 
         # Stage 2: normalize (right by one on carry, left by the leading-zero count).
         carry = s1_sum[27]
@@ -68,11 +78,11 @@ class FpAdd(wiring.Component):
         for i in range(27):                    # the highest set bit wins
             with m.If(s_c[i]):
                 m.d.comb += lz.eq(26 - i)
-        s2_sig = st.reg((s_c << lz)[:27])
-        s2_exp = st.reg((s1_ex + carry - lz).as_signed())
-        s2_zero = st.reg(s_c == 0)
-        s2_sx, s2_sub, s2_nan = st.reg(s1_sx), st.reg(s1_sub), st.reg(s1_nan)
-        s2_xinf = st.reg(s1_ex == 255)
+        s2_sig = r2((s_c << lz)[:27])
+        s2_exp = r2((s1_ex + carry - lz).as_signed())
+        s2_zero = r2(s_c == 0)
+        s2_sx, s2_sub, s2_nan = r2(s1_sx), r2(s1_sub), r2(s1_nan)
+        s2_xinf = r2(s1_ex == 255)
 
         # Stage 3: round to nearest even, overflow to infinity, flush tiny results.
         mant, grs = s2_sig[3:27], s2_sig[:3]
