@@ -13,7 +13,8 @@ from hdl.params import RduParams
 from hdl.pcu.config import COUNTER_BITS, MAX_COUNTERS, ChainConfig
 
 __all__ = ["PcuProgramError", "Counter", "pack_chain", "chain_steps", "alu_reference",
-           "Stage", "SimdProgram", "pack_simd", "simd_reference", "reduce_reference"]
+           "Stage", "SimdProgram", "pack_simd", "simd_reference", "reduce_reference",
+           "accumulate_reference"]
 
 _SMIN, _SMAX = -(1 << (COUNTER_BITS - 1)), (1 << (COUNTER_BITS - 1)) - 1
 _STRIDE_MAX = (1 << (COUNTER_BITS - 1)) - 1
@@ -263,3 +264,19 @@ def reduce_reference(op, vectors, mask):
     while v.shape[1] > 1:
         v = combine(v[:, 0::2], v[:, 1::2])
     return v[:, 0]
+
+
+def accumulate_reference(op, values, ends):
+    """Window results of the stream accumulator: ``op`` folded over ``values`` in order,
+    starting from the identity, a window closing at each set ``ends``."""
+    from firmware import numerics as N
+    from hdl.pcu.reduce import IDENTITY, ReduceOp
+    op = ReduceOp(op)
+    combine = N.fp32_add if op == ReduceOp.ADD else N.fp32_max
+    out, acc = [], np.uint32(IDENTITY[op])
+    for x, end in zip(np.asarray(values, np.uint32), ends):
+        acc = combine(acc, x)
+        if end:
+            out.append(int(acc))
+            acc = np.uint32(IDENTITY[op])
+    return np.array(out, dtype=np.uint32)
