@@ -13,7 +13,7 @@ from firmware.compiler.pcu import (Counter, PcuProgramError, SimdProgram, Stage,
                                    simd_reference)
 from hdl.params import PRESETS
 from hdl.pcu.alu import AluOp
-from hdl.pcu.config import Src, vector_layout
+from hdl.pcu.config import Src, scalar_layout, vector_layout
 from hdl.pcu.pcu import Pcu
 from tb.lib.payload import from_ints, pack, to_ints, unpack, words_of
 from tb.lib.pysim import collect, drive
@@ -83,7 +83,10 @@ def run_pcu(params, program, inputs, seed, idle=0.3, backpressure=0.3, idle_inpu
     dut = Pcu(params)
     vec = vector_layout(params.pcu_lanes)
     rng = random.Random(seed)
-    n = len(simd_reference(program, params, **inputs)["mask"])
+    ref = simd_reference(program, params, **inputs)
+    scalar = program.reduce is not None
+    out_port, out_layout = (dut.sout, scalar_layout) if scalar else (dut.vout, vec)
+    n = len(ref["sdata"]) if scalar else len(ref["mask"])
     got = []
 
     async def control(ctx):
@@ -113,7 +116,7 @@ def run_pcu(params, program, inputs, seed, idle=0.3, backpressure=0.3, idle_inpu
         ctx.set(port.valid, 0)
 
     async def sink(ctx):
-        await collect(ctx, dut.vout, n, rng, backpressure, max_cycles=60 * n + 200, seed=seed,
+        await collect(ctx, out_port, n, rng, backpressure, max_cycles=60 * n + 400, seed=seed,
                       out=got)
         assert not ctx.get(dut.busy), "busy after the last vector"
         if idle_input:
@@ -132,7 +135,7 @@ def run_pcu(params, program, inputs, seed, idle=0.3, backpressure=0.3, idle_inpu
         sim.add_testbench(unused, background=True)
     sim.add_testbench(sink)
     sim.run()
-    return unpack(vec, from_ints(got, words_of(vec)))
+    return unpack(out_layout, from_ints(got, words_of(out_layout)))
 
 
 def check_program(prog, nrng, seed):
@@ -170,3 +173,42 @@ def test_pcu_simd_random_programs_match_reference():
     nrng = np.random.default_rng(SEED)
     for trial in range(8):
         check_program(random_program(rng, TINY), nrng, SEED + 100 + trial)
+
+
+def test_pcu_reductions():
+    """Dot products per row (multiply, add across lanes, accumulate over the row), row
+    maxima, and per-iteration lane sums; ragged rows exercise the lane mask."""
+    nrng = np.random.default_rng(SEED)
+    rows = (Counter(0, 3), Counter(0, 7))
+    both = frozenset({"vin0", "vin1"})
+    programs = [
+        SimdProgram(rows, (Stage("MUL", "VIN0", "VIN1"),), both, "ADD", ("ADD", 1)),
+        SimdProgram(rows, (Stage("PASS", "VIN0"),), frozenset({"vin0"}), "MAX", ("MAX", 1)),
+        SimdProgram(rows, (Stage("ADD", "VIN0", "IMM", imm=0.5),), frozenset({"vin0"}), "ADD"),
+        SimdProgram((Counter(0, 2), Counter(0, 2), Counter(0, 5)),
+                    (Stage("FMA", "VIN0", "VIN1", "IMM", imm=-1.0),), both, "ADD", ("ADD", 1)),
+    ]
+    for k, prog in enumerate(programs):
+        steps = len(simd_reference(prog, TINY)["mask"])
+        fp = lambda: nrng.normal(0, 4, (steps, TINY.pcu_lanes)).astype(np.float32).view(np.uint32)
+        inputs = {"vin0": fp()}
+        if "vin1" in prog.inputs:
+            inputs["vin1"] = fp()
+        want = simd_reference(prog, TINY, **inputs)
+        got = run_pcu(TINY, prog, inputs, seed=SEED + 200 + k)
+        assert np.array_equal(got["data"], want["sdata"]), f"program {k}: {prog}"
+        assert np.array_equal(got["last"], want["slast"]), f"program {k}: {prog}"
+
+
+@pytest.mark.parametrize("reduce,accumulate,message", [
+    ("SUM", None, "reduce: unknown reduction 'SUM'"),
+    (None, ("ADD", 0), "accumulate: needs reduce"),
+    ("ADD", ("ADD", 2), "accumulate: level 2 is not a counter of this program"),
+    ("ADD", ("MIN", 0), "accumulate: unknown reduction 'MIN'"),
+    ("ADD", "ADD", "accumulate: expected (op, level)"),
+])
+def test_bad_reductions(reduce, accumulate, message):
+    prog = SimdProgram((Counter(0, 2), Counter(0, 8)), (Stage("PASS"),), frozenset({"vin0"}),
+                       reduce, accumulate)
+    with pytest.raises(PcuProgramError, match=re.escape(message)):
+        pack_simd(prog, SMALL)

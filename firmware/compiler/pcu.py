@@ -151,10 +151,16 @@ class SimdProgram:
     ``counters`` set the iterations (the innermost is unrolled over the lanes); each
     iteration takes one element from each input in ``inputs`` (``"vin0"``, ``"vin1"``,
     ``"sin0"``) and emits one output vector. Unused trailing stages pass data through.
+    ``reduce`` (``"ADD"`` or ``"MAX"``) reduces each result vector across its valid lanes
+    onto the scalar output instead; ``accumulate = (op, level)`` then folds those values
+    and emits one per window, a window ending when counter ``level`` wraps (the innermost
+    counter's level: one value per innermost loop, e.g. a dot product per row).
     """
     counters: tuple
     stages: tuple
     inputs: frozenset = frozenset({"vin0"})
+    reduce: str | None = None
+    accumulate: tuple | None = None
 
 
 def _imm_bits(imm, where):
@@ -169,6 +175,32 @@ def _imm_bits(imm, where):
     if not np.isfinite(value) and np.isfinite(imm):
         raise PcuProgramError(f"{where}: imm {imm} overflows FP32")
     return int(value.view(np.uint32))
+
+
+def _resolve_reduce(program: SimdProgram):
+    """(reduce op or None, (acc op, level) or None) as enums, validated."""
+    from hdl.pcu.reduce import ReduceOp
+    def op_of(name, where):
+        if name not in ReduceOp.__members__:
+            raise PcuProgramError(f"{where}: unknown reduction {name!r}; reductions: "
+                                  f"{', '.join(ReduceOp.__members__)}")
+        return ReduceOp[name]
+    red = None if program.reduce is None else op_of(program.reduce, "reduce")
+    acc = None
+    if program.accumulate is not None:
+        if red is None:
+            raise PcuProgramError("accumulate: needs reduce (the accumulator folds the "
+                                  "per-iteration reductions)")
+        try:
+            name, level = program.accumulate
+        except (TypeError, ValueError):
+            raise PcuProgramError(f"accumulate: expected (op, level), got "
+                                  f"{program.accumulate!r}") from None
+        if not isinstance(level, int) or not 0 <= level < len(program.counters):
+            raise PcuProgramError(f"accumulate: level {level!r} is not a counter of this "
+                                  f"program (0..{len(program.counters) - 1})")
+        acc = (op_of(name, "accumulate"), level)
+    return red, acc
 
 
 def _resolve(program: SimdProgram, params: RduParams):
@@ -214,7 +246,9 @@ def _resolve(program: SimdProgram, params: RduParams):
 def pack_simd(program: SimdProgram, params: RduParams) -> int:
     """Config bits of ``program`` for one PCU (``pcu_config_layout``)."""
     from hdl.pcu.config import pcu_config_layout
+    from hdl.pcu.reduce import ReduceOp
     stages = _resolve(program, params)
+    red, acc = _resolve_reduce(program)
     chain = ChainConfig.from_bits(pack_chain(program.counters, params))
     layout = pcu_config_layout(params)
     return layout.const({
@@ -223,12 +257,17 @@ def pack_simd(program: SimdProgram, params: RduParams) -> int:
                   for op, s, imm in stages],
         "vin_en": int("vin0" in program.inputs) | int("vin1" in program.inputs) << 1,
         "sin_en": int("sin0" in program.inputs),
+        "reduce": {"en": red is not None, "op": red or ReduceOp.ADD},
+        "acc": {"en": acc is not None, "op": acc[0] if acc else ReduceOp.ADD,
+                "level": acc[1] if acc else 0},
     }).as_value().value
 
 
 def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None, sin0=None):
-    """What the PCU emits for ``program`` given its inputs (one row per iteration):
-    returns ``data`` (n, lanes) uint32, ``mask`` (n,) and ``last`` (n,)."""
+    """What the PCU emits for ``program`` given its inputs: ``data`` (n, lanes) uint32,
+    ``mask`` (n,) and ``last`` (n,) per iteration (the vector output), and for reducing
+    programs the scalar output ``sdata`` and ``slast`` (one per iteration, or one per
+    accumulation window)."""
     from hdl.pcu.config import Src
     lanes = params.pcu_lanes
     stages = _resolve(program, params)
@@ -246,8 +285,18 @@ def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None
                 Src.IMM: np.full((n, lanes), imm, np.uint32), Src.ZERO: zeros}
         prev = alu_reference(np.full((n, lanes), op.value), pick[srcs["a"]],
                              pick[srcs["b"]], pick[srcs["c"]])
-    return {"data": prev, "mask": np.array([s["mask"] for s in steps], np.uint32),
-            "last": np.array([s["last"] for s in steps], np.uint32)}
+    out = {"data": prev, "mask": np.array([s["mask"] for s in steps], np.uint32),
+           "last": np.array([s["last"] for s in steps], np.uint32)}
+    red, acc = _resolve_reduce(program)
+    if red is not None:
+        per_iter = reduce_reference(red.value, out["data"], out["mask"])
+        if acc is None:
+            out["sdata"], out["slast"] = per_iter, out["last"]
+        else:
+            ends = np.array([(s["wrap"] >> acc[1]) & 1 for s in steps], bool)
+            out["sdata"] = accumulate_reference(acc[0].value, per_iter, ends)
+            out["slast"] = out["last"][ends]
+    return out
 
 
 def reduce_reference(op, vectors, mask):

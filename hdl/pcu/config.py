@@ -5,10 +5,11 @@ from amaranth import signed, unsigned
 from amaranth.lib import data, enum
 
 from .alu import AluOp
+from .reduce import ReduceOp
 
 __all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig", "chain_output_layout",
            "VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "pcu_config_layout",
-           "vector_layout"]
+           "vector_layout", "scalar_layout"]
 
 #: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
 MAX_COUNTERS = 4
@@ -74,12 +75,18 @@ def pcu_config_layout(params):
 
     ``vin_en`` / ``sin_en``: which inputs an iteration consumes (one element from each
     enabled input per innermost counter step; the chain sets the iteration count).
+    ``reduce``: reduce each result vector across its lanes and emit it on ``sout``.
+    ``acc``: fold those per-iteration values over a window that closes when counter
+    ``acc.level`` wraps, and emit one value per window on ``sout``.
     """
     return data.StructLayout({
         "chain": ChainConfig,
         "stage": data.ArrayLayout(StageConfig, params.pcu_stages),
         "vin_en": unsigned(VECTOR_INPUTS),
         "sin_en": unsigned(SCALAR_INPUTS),
+        "reduce": data.StructLayout({"en": unsigned(1), "op": ReduceOp}),
+        "acc": data.StructLayout({"en": unsigned(1), "op": ReduceOp,
+                                  "level": range(MAX_COUNTERS)}),
     })
 
 
@@ -89,3 +96,7 @@ def vector_layout(lanes):
     return data.StructLayout({
         "data": data.ArrayLayout(32, lanes), "mask": unsigned(lanes), "last": unsigned(1),
     })
+
+
+#: A scalar packet: one word and the last flag of the producing loop.
+scalar_layout = data.StructLayout({"data": unsigned(32), "last": unsigned(1)})

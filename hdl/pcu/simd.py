@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hdl.numerics.pipeline import Stages
 
 from .alu import Alu
-from .config import COUNTER_BITS, Src, StageConfig
+from .config import COUNTER_BITS, MAX_COUNTERS, Src, StageConfig
 
 __all__ = ["SimdBody"]
 
@@ -19,7 +19,7 @@ class SimdBody(wiring.Component):
     previous stage, the iteration's vector/scalar inputs or lane counter (carried down
     the pipeline beside the data), or the stage immediate (see :class:`Src`). An element
     entering with ``i_valid`` leaves ``LATENCY = stages * Alu.LATENCY`` enabled cycles
-    later with its ``mask`` and ``last``.
+    later with its ``mask``, ``last`` and counter ``wrap`` bits.
     """
 
     def __init__(self, lanes, stages):
@@ -32,15 +32,17 @@ class SimdBody(wiring.Component):
             "i_valid": In(1),
             "vin0": In(vec), "vin1": In(vec), "sin0": In(32),
             "ctr": In(data.ArrayLayout(COUNTER_BITS, lanes)),
-            "i_mask": In(lanes), "i_last": In(1),
+            "i_mask": In(lanes), "i_last": In(1), "i_wrap": In(MAX_COUNTERS),
             "o_valid": Out(1), "o_data": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
+            "o_wrap": Out(MAX_COUNTERS),
         })
 
     def elaborate(self, platform):
         m = Module()
         L = Alu.LATENCY
         side = {"vin0": self.vin0, "vin1": self.vin1, "sin0": self.sin0, "ctr": self.ctr,
-                "valid": self.i_valid, "mask": self.i_mask, "last": self.i_last}
+                "valid": self.i_valid, "mask": self.i_mask, "last": self.i_last,
+                "wrap": self.i_wrap}
         prev = self.vin0
         for s in range(self.stages):
             st = Stages(m, self.en, f"st{s}")
@@ -67,8 +69,9 @@ class SimdBody(wiring.Component):
                              result[lane].eq(alu.r)]
             last_stage = s == self.stages - 1
             side = {k: st.delay(v, L, name=f"st{s}_{k}") for k, v in side.items()
-                    if not last_stage or k in ("valid", "mask", "last")}
+                    if not last_stage or k in ("valid", "mask", "last", "wrap")}
             prev = result
         m.d.comb += [self.o_valid.eq(side["valid"]), self.o_data.eq(prev),
-                     self.o_mask.eq(side["mask"]), self.o_last.eq(side["last"])]
+                     self.o_mask.eq(side["mask"]), self.o_last.eq(side["last"]),
+                     self.o_wrap.eq(side["wrap"])]
         return m
