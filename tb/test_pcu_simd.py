@@ -1,6 +1,6 @@
 """cocotb: one PCU in SIMD mode on Verilator, bit-exact against ``simd_reference``.
 
-Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case`` (``fma`` or
+Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case``
 ``random``), ``n`` iterations (vectors), ``seed``, ``idle``, ``backpressure``.
 """
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from firmware.compiler.pcu import Counter, SimdProgram, Stage, pack_simd, simd_reference
 from hdl.params import RduParams, load_params
-from hdl.pcu.config import vector_layout
+from hdl.pcu.config import scalar_layout, vector_layout
 from tb.lib.harness import TbHarness, test_args, write_outputs
 from tb.lib.payload import pack, unpack
 
@@ -22,6 +22,14 @@ def fma_program(n, lanes):
     """out = a * b + 1.5 elementwise over n vectors."""
     return SimdProgram((Counter(0, n * lanes),), (Stage("FMA", "VIN0", "VIN1", "IMM", 1.5),),
                        frozenset({"vin0", "vin1"}))
+
+
+def dot_program(n, k, lanes):
+    """One dot product of length k per row: multiply, add across lanes, accumulate the
+    row (k need not be a multiple of the lanes: the last vector of a row is masked)."""
+    rows = max(1, n // -(-k // lanes))
+    return SimdProgram((Counter(0, rows), Counter(0, k)), (Stage("MUL", "VIN0", "VIN1"),),
+                       frozenset({"vin0", "vin1"}), "ADD", ("ADD", 1))
 
 
 def random_program(rng, n, params):
@@ -54,10 +62,11 @@ async def pcu_simd(dut):
     lanes, seed, n = params.pcu_lanes, int(args.get("seed", 1)), int(args.get("n", 1000))
     idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
     nrng = np.random.default_rng(seed)
-    if args.get("case", "fma") == "fma":
-        prog = fma_program(n, lanes)
-        bf16 = lambda shape: (nrng.normal(0, 2, shape).astype(np.float32).view(np.uint32)
-                              & 0xFFFF0000)
+    case = args.get("case", "fma")
+    bf16 = lambda shape: (nrng.normal(0, 2, shape).astype(np.float32).view(np.uint32)
+                          & 0xFFFF0000)
+    if case in ("fma", "dot"):
+        prog = fma_program(n, lanes) if case == "fma" else dot_program(n, 61, lanes)
         steps = len(simd_reference(prog, params)["mask"])
         inputs = {"vin0": bf16((steps, lanes)), "vin1": bf16((steps, lanes))}
     else:
@@ -65,10 +74,13 @@ async def pcu_simd(dut):
         steps = len(simd_reference(prog, params)["mask"])
         inputs = {"vin0": operands(nrng, (steps, lanes)), "vin1": operands(nrng, (steps, lanes)),
                   "sin0": operands(nrng, steps)}
-    dut._log.info(f"pcu {args.get('case', 'fma')}: {steps} iterations x {lanes} lanes, "
+    dut._log.info(f"pcu {case}: {steps} iterations x {lanes} lanes, "
                   f"seed {seed}, program {prog}")
     want = simd_reference(prog, params, **inputs)
     vec = vector_layout(lanes)
+    scalar = prog.reduce is not None
+    out_name, out_layout = ("sout", scalar_layout) if scalar else ("vout", vec)
+    n_out = len(want["sdata"]) if scalar else steps
 
     tb = TbHarness(dut)
     await tb.reset()
@@ -83,10 +95,19 @@ async def pcu_simd(dut):
                     valid_probability=1 - idle)
     if "sin0" in inputs:
         tb.load("sin0", inputs["sin0"][:, None], seed=seed + 7, valid_probability=1 - idle)
-    tb.expect("vout", steps, seed=seed + 9, ready_probability=1 - bp)
+    tb.expect(out_name, n_out, seed=seed + 9, ready_probability=1 - bp)
     cycles, wall = await tb.run(timeout_cycles=40 * steps + 2000)
     assert not int(tb.port("busy").value), "PCU still busy after its last vector"
-    got = unpack(vec, await tb.dump("vout"))
+    got = unpack(out_layout, await tb.dump(out_name))
+    if scalar:
+        bad = np.flatnonzero(got["data"] != want["sdata"])
+        write_outputs(steps=steps, lanes=lanes, cycles=cycles, wall_s=wall,
+                      mismatches=int(bad.size), results=len(want["sdata"]))
+        assert np.array_equal(got["last"], want["slast"]), f"last flags differ (seed {seed})"
+        assert bad.size == 0, (f"{bad.size} of {n_out} reductions differ (seed {seed}); first "
+                               f"#{bad[0]}: {got['data'][bad[0]]:#x}, expected "
+                               f"{want['sdata'][bad[0]]:#x}")
+        return
     for key in ("mask", "last"):
         assert np.array_equal(got[key], want[key]), f"{key} differs (seed {seed})"
     valid = ((want["mask"][:, None] >> np.arange(lanes)) & 1).astype(bool)

@@ -23,6 +23,7 @@ def model():
 
 @pytest.mark.parametrize("case,n,idle,backpressure,seed", [
     ("fma", 4096, 0.2, 0.3, SEED),            # elementwise fma over long vectors
+    ("dot", 2048, 0.2, 0.4, SEED + 4),        # dot products: reduction tree + accumulator
     ("random", 600, 0.3, 0.5, SEED + 1),      # every stage busy, all sources
     ("random", 600, 0.6, 0.8, SEED + 2),      # starved and heavily back-pressured
 ])
