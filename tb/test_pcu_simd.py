@@ -1,7 +1,8 @@
 """cocotb: one PCU in SIMD mode on Verilator, bit-exact against ``simd_reference``.
 
 Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case``
-``random``), ``n`` iterations (vectors), ``seed``, ``idle``, ``backpressure``.
+(``fma``, ``dot`` or ``random``), ``n`` iterations (vectors), ``seed``, ``idle``,
+``backpressure``.
 """
 
 import random
