@@ -76,69 +76,77 @@ def directed_programs():
     ]
 
 
-def run_pcu(params, program, inputs, seed, idle=0.3, backpressure=0.3, idle_input=None):
-    """Drive a Pcu in the Amaranth simulator; returns the output rows. ``idle_input``
-    names an input the program does not enable: it is offered more elements than its
-    FIFO holds, and must not be drained."""
+def run_pcu(params, jobs, seed, idle=0.3, backpressure=0.3):
+    """Run ``jobs`` — (program, inputs, idle_input) — one after another on one Pcu in one
+    Amaranth simulator (compiled once; ``reset`` between jobs). Returns the output rows
+    of each job. ``idle_input`` names an input the program does not enable: it is offered
+    more elements than its FIFO holds and must not be drained."""
     dut = Pcu(params)
     vec = vector_layout(params.pcu_lanes)
-    rng = random.Random(seed)
-    ref = simd_reference(program, params, **inputs)
-    scalar = program.reduce is not None
-    out_port, out_layout = (dut.sout, scalar_layout) if scalar else (dut.vout, vec)
-    n = len(ref["sdata"]) if scalar else len(ref["mask"])
-    got = []
+    state = {}
 
     async def control(ctx):
-        ctx.set(Value.cast(dut.config), pack_simd(program, params))
+        ctx.set(Value.cast(dut.config), pack_simd(state["program"], params))
         await ctx.tick()
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
 
-    def feeder(name, payloads):
+    def feeder(name):
         async def run(ctx):
-            await drive(ctx, getattr(dut, name), payloads, random.Random(seed + hash(name) % 97),
-                        idle)
+            payloads = state["feeds"].get(name)
+            if payloads:
+                await drive(ctx, getattr(dut, name), payloads,
+                            random.Random(state["seed"] + len(name) * 31 + ord(name[-1])), idle)
         return run
 
-    offered = params.pcu_fifo_depth + 3
-    accepted = []
-
     async def unused(ctx):
-        port = getattr(dut, idle_input)
+        name = state["idle_input"]
+        if name is None:
+            return
+        port = getattr(dut, name)
         ctx.set(port.valid, 1)
-        while len(accepted) < offered:
-            ctx.set(Value.cast(port.payload), len(accepted))
+        while len(state["accepted"]) < params.pcu_fifo_depth + 3:
+            ctx.set(Value.cast(port.payload), len(state["accepted"]))
             _, _, ready = await ctx.tick().sample(port.ready)
             if ready:
-                accepted.append(len(accepted))
+                state["accepted"].append(1)
         ctx.set(port.valid, 0)
 
     async def sink(ctx):
-        await collect(ctx, out_port, n, rng, backpressure, max_cycles=60 * n + 400, seed=seed,
-                      out=got)
+        n, port = state["n_out"], state["out_port"]
+        await collect(ctx, port, n, random.Random(state["seed"]), backpressure,
+                      max_cycles=60 * n + 400, seed=state["seed"], out=state["got"])
         assert not ctx.get(dut.busy), "busy after the last vector"
-        if idle_input:
-            assert len(accepted) <= params.pcu_fifo_depth + 1, \
-                f"the disabled input {idle_input} was drained"
+        if state["idle_input"]:
+            assert len(state["accepted"]) <= params.pcu_fifo_depth + 1, \
+                f"the disabled input {state['idle_input']} was drained"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(control)
-    for name in ("vin0", "vin1"):
-        if name in inputs:
-            sim.add_testbench(feeder(name, to_ints(pack(vec, {"data": inputs[name]}))))
-    if "sin0" in inputs:
-        sim.add_testbench(feeder("sin0", [int(x) for x in inputs["sin0"]]))
-    if idle_input:
-        sim.add_testbench(unused, background=True)
-    sim.add_testbench(sink)
-    sim.run()
-    return unpack(out_layout, from_ints(got, words_of(out_layout)))
+    for tb in (control, feeder("vin0"), feeder("vin1"), feeder("sin0"), sink):
+        sim.add_testbench(tb)
+    sim.add_testbench(unused, background=True)
+    results = []
+    for k, (program, inputs, idle_input) in enumerate(jobs):
+        ref = simd_reference(program, params, **inputs)
+        scalar = program.reduce is not None
+        feeds = {name: to_ints(pack(vec, {"data": inputs[name]}))
+                 for name in ("vin0", "vin1") if name in inputs}
+        if "sin0" in inputs:
+            feeds["sin0"] = [int(x) for x in inputs["sin0"]]
+        state.update(program=program, feeds=feeds, seed=seed + k, got=[], accepted=[],
+                     idle_input=idle_input, out_port=dut.sout if scalar else dut.vout,
+                     n_out=len(ref["sdata"]) if scalar else len(ref["mask"]))
+        if k:
+            sim.reset()
+        sim.run()
+        layout = scalar_layout if scalar else vec
+        results.append(unpack(layout, from_ints(state["got"], words_of(layout))))
+    return results
 
 
-def check_program(prog, nrng, seed):
+def program_inputs(prog, nrng):
     lanes = TINY.pcu_lanes
     steps = len(simd_reference(prog, TINY)["mask"])
     def vals(shape):
@@ -152,27 +160,33 @@ def check_program(prog, nrng, seed):
         inputs["vin1"] = vals((steps, lanes))
     if "sin0" in prog.inputs:
         inputs["sin0"] = vals(steps)
-    disabled = next((k for k in ("vin1", "sin0") if k not in prog.inputs), None)
-    want = simd_reference(prog, TINY, **inputs)
-    got = run_pcu(TINY, prog, inputs, seed=seed, idle_input=disabled)
-    for key in ("mask", "last"):
-        assert np.array_equal(got[key], want[key]), f"{key} (seed {seed}): {prog}"
-    # Lanes outside the mask carry don't-care values; compare the valid ones.
-    valid = ((want["mask"][:, None] >> np.arange(lanes)) & 1).astype(bool)
-    assert np.array_equal(got["data"][valid], want["data"][valid]), f"seed {seed}: {prog}"
+    return inputs
+
+
+def check_programs(programs, nrng, seed):
+    jobs = []
+    for prog in programs:
+        disabled = next((k for k in ("vin1", "sin0") if k not in prog.inputs), None)
+        jobs.append((prog, program_inputs(prog, nrng), disabled))
+    lanes = TINY.pcu_lanes
+    for k, ((prog, inputs, _), got) in enumerate(zip(jobs, run_pcu(TINY, jobs, seed))):
+        want = simd_reference(prog, TINY, **inputs)
+        for key in ("mask", "last"):
+            assert np.array_equal(got[key], want[key]), f"job {k} {key} (seed {seed}): {prog}"
+        # Lanes outside the mask carry don't-care values; compare the valid ones.
+        valid = ((want["mask"][:, None] >> np.arange(lanes)) & 1).astype(bool)
+        assert np.array_equal(got["data"][valid], want["data"][valid]), \
+            f"job {k} (seed {seed}): {prog}"
 
 
 def test_pcu_simd_directed_sources():
-    nrng = np.random.default_rng(SEED)
-    for k, prog in enumerate(directed_programs()):
-        check_program(prog, nrng, SEED + k)
+    check_programs(directed_programs(), np.random.default_rng(SEED), SEED)
 
 
 def test_pcu_simd_random_programs_match_reference():
     rng = random.Random(SEED)
-    nrng = np.random.default_rng(SEED)
-    for trial in range(8):
-        check_program(random_program(rng, TINY), nrng, SEED + 100 + trial)
+    check_programs([random_program(rng, TINY) for _ in range(8)], np.random.default_rng(SEED),
+                   SEED + 100)
 
 
 def test_pcu_reductions():
@@ -188,14 +202,16 @@ def test_pcu_reductions():
         SimdProgram((Counter(0, 2), Counter(0, 2), Counter(0, 5)),
                     (Stage("FMA", "VIN0", "VIN1", "IMM", imm=-1.0),), both, "ADD", ("ADD", 1)),
     ]
-    for k, prog in enumerate(programs):
+    jobs = []
+    for prog in programs:
         steps = len(simd_reference(prog, TINY)["mask"])
         fp = lambda: nrng.normal(0, 4, (steps, TINY.pcu_lanes)).astype(np.float32).view(np.uint32)
         inputs = {"vin0": fp()}
         if "vin1" in prog.inputs:
             inputs["vin1"] = fp()
+        jobs.append((prog, inputs, None))
+    for k, ((prog, inputs, _), got) in enumerate(zip(jobs, run_pcu(TINY, jobs, SEED + 200))):
         want = simd_reference(prog, TINY, **inputs)
-        got = run_pcu(TINY, prog, inputs, seed=SEED + 200 + k)
         assert np.array_equal(got["data"], want["sdata"]), f"program {k}: {prog}"
         assert np.array_equal(got["last"], want["slast"]), f"program {k}: {prog}"
 
