@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .pipeline import QNAN32, Stages
 
-__all__ = ["CmpOp", "FpCompare"]
+__all__ = ["CmpOp", "FpCompare", "cmp_op_for"]
 
 
 class CmpOp(enum.Enum, shape=3):
@@ -66,3 +66,16 @@ class FpCompare(wiring.Component):
                 m.d.comb += result.eq(Mux(truth & ~(na | nb), 0x3F800000, 0))
         m.d.comb += self.r.eq(st.reg(result, "cmp_r"))
         return m
+
+
+def cmp_op_for(m, op, mapping):
+    """A ``CmpOp`` signal for the comparator of a multi-op lane: ``mapping`` takes the
+    lane's opcodes to comparator ops; other opcodes do not use the comparator's result."""
+    cmp_op = Signal(CmpOp)
+    with m.Switch(op):
+        for code, c in mapping.items():
+            with m.Case(code):
+                m.d.comb += cmp_op.eq(c)
+        with m.Default():
+            m.d.comb += cmp_op.eq(CmpOp.MAX)
+    return cmp_op

@@ -11,7 +11,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .add import FpAdd
-from .compare import CmpOp, FpCompare
+from .compare import CmpOp, FpCompare, cmp_op_for
 from .convert import FromBf16, ToBf16
 from .fma import FmaBf16
 from .mul import FpMul
@@ -77,13 +77,7 @@ class FpuLane(wiring.Component):
         m.submodules.rcp = rcp = Rcp()
         m.submodules.rsqrt = rsqrt = Rsqrt()
 
-        cmp_op = Signal(CmpOp)
-        with m.Switch(self.op):
-            for op, c in _CMP.items():
-                with m.Case(op):
-                    m.d.comb += cmp_op.eq(c)
-            with m.Default():        # the comparator's result is not selected
-                m.d.comb += cmp_op.eq(CmpOp.MAX)
+        cmp_op = cmp_op_for(m, self.op, _CMP)
         m.d.comb += [
             add.a.eq(self.a), add.b.eq(self.b), add.sub.eq(self.op == FpuOp.SUB),
             mul.a.eq(self.a), mul.b.eq(self.b),

@@ -5,7 +5,7 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.numerics.add import FpAdd
-from hdl.numerics.compare import CmpOp, FpCompare
+from hdl.numerics.compare import CmpOp, FpCompare, cmp_op_for
 from hdl.numerics.convert import ToBf16
 from hdl.numerics.fma import FmaBf16
 from hdl.numerics.mul import FpMul
@@ -74,13 +74,7 @@ class Alu(wiring.Component):
         for unit in (rnd_a, rnd_b, fma, add, mul, cmp):
             m.d.comb += unit.en.eq(self.en)
 
-        cmp_op = Signal(CmpOp)
-        with m.Switch(self.op):
-            for op, code in _CMP.items():
-                with m.Case(op):
-                    m.d.comb += cmp_op.eq(code)
-            with m.Default():        # the comparator's result is not selected
-                m.d.comb += cmp_op.eq(CmpOp.MAX)
+        cmp_op = cmp_op_for(m, self.op, _CMP)
         m.d.comb += [
             rnd_a.a.eq(a), rnd_b.a.eq(b),
             fma.a.eq(rnd_a.r), fma.b.eq(rnd_b.r), fma.c.eq(st.delay(c, ToBf16.LATENCY)),
