@@ -6,20 +6,13 @@ import re
 
 import numpy as np
 import pytest
-from amaranth import Value
-from amaranth.sim import Simulator
 
 from firmware.compiler.pcu import (Counter, PcuProgramError, SimdProgram, Stage, pack_simd,
                                    simd_reference)
 from hdl.params import PRESETS
-from hdl.pcu.alu import AluOp
-from hdl.pcu.config import Src, scalar_layout, vector_layout
-from hdl.pcu.pcu import Pcu
-from tb.lib.payload import from_ints, pack, to_ints, unpack, words_of
-from tb.lib.pysim import collect, drive
+from tb.lib.pcu_pysim import TINY, run_pcu, simd_job
 
 SMALL = PRESETS["small"]
-TINY = SMALL.replace(pcu_lanes=2, pcu_stages=2)
 SEED = 5
 
 
@@ -76,76 +69,6 @@ def directed_programs():
     ]
 
 
-def run_pcu(params, jobs, seed, idle=0.3, backpressure=0.3):
-    """Run ``jobs`` — (program, inputs, idle_input) — one after another on one Pcu in one
-    Amaranth simulator (compiled once; ``reset`` between jobs). Returns the output rows
-    of each job. ``idle_input`` names an input the program does not enable: it is offered
-    more elements than its FIFO holds and must not be drained."""
-    dut = Pcu(params)
-    vec = vector_layout(params.pcu_lanes)
-    state = {}
-
-    async def control(ctx):
-        ctx.set(Value.cast(dut.config), pack_simd(state["program"], params))
-        await ctx.tick()
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-
-    def feeder(name):
-        async def run(ctx):
-            payloads = state["feeds"].get(name)
-            if payloads:
-                await drive(ctx, getattr(dut, name), payloads,
-                            random.Random(state["seed"] + len(name) * 31 + ord(name[-1])), idle)
-        return run
-
-    async def unused(ctx):
-        name = state["idle_input"]
-        if name is None:
-            return
-        port = getattr(dut, name)
-        ctx.set(port.valid, 1)
-        while len(state["accepted"]) < params.pcu_fifo_depth + 3:
-            ctx.set(Value.cast(port.payload), len(state["accepted"]))
-            _, _, ready = await ctx.tick().sample(port.ready)
-            if ready:
-                state["accepted"].append(1)
-        ctx.set(port.valid, 0)
-
-    async def sink(ctx):
-        n, port = state["n_out"], state["out_port"]
-        await collect(ctx, port, n, random.Random(state["seed"]), backpressure,
-                      max_cycles=60 * n + 400, seed=state["seed"], out=state["got"])
-        assert not ctx.get(dut.busy), "busy after the last vector"
-        if state["idle_input"]:
-            assert len(state["accepted"]) <= params.pcu_fifo_depth + 1, \
-                f"the disabled input {state['idle_input']} was drained"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    for tb in (control, feeder("vin0"), feeder("vin1"), feeder("sin0"), sink):
-        sim.add_testbench(tb)
-    sim.add_testbench(unused, background=True)
-    results = []
-    for k, (program, inputs, idle_input) in enumerate(jobs):
-        ref = simd_reference(program, params, **inputs)
-        scalar = program.reduce is not None
-        feeds = {name: to_ints(pack(vec, {"data": inputs[name]}))
-                 for name in ("vin0", "vin1") if name in inputs}
-        if "sin0" in inputs:
-            feeds["sin0"] = [int(x) for x in inputs["sin0"]]
-        state.update(program=program, feeds=feeds, seed=seed + k, got=[], accepted=[],
-                     idle_input=idle_input, out_port=dut.sout if scalar else dut.vout,
-                     n_out=len(ref["sdata"]) if scalar else len(ref["mask"]))
-        if k:
-            sim.reset()
-        sim.run()
-        layout = scalar_layout if scalar else vec
-        results.append(unpack(layout, from_ints(state["got"], words_of(layout))))
-    return results
-
-
 def program_inputs(prog, nrng):
     lanes = TINY.pcu_lanes
     steps = len(simd_reference(prog, TINY)["mask"])
@@ -164,12 +87,13 @@ def program_inputs(prog, nrng):
 
 
 def check_programs(programs, nrng, seed):
-    jobs = []
+    cases = []
     for prog in programs:
         disabled = next((k for k in ("vin1", "sin0") if k not in prog.inputs), None)
-        jobs.append((prog, program_inputs(prog, nrng), disabled))
+        cases.append((prog, program_inputs(prog, nrng), disabled))
+    jobs = [simd_job(*case, TINY) for case in cases]
     lanes = TINY.pcu_lanes
-    for k, ((prog, inputs, _), got) in enumerate(zip(jobs, run_pcu(TINY, jobs, seed))):
+    for k, ((prog, inputs, _), got) in enumerate(zip(cases, run_pcu(TINY, jobs, seed))):
         want = simd_reference(prog, TINY, **inputs)
         for key in ("mask", "last"):
             assert np.array_equal(got[key], want[key]), f"job {k} {key} (seed {seed}): {prog}"
@@ -202,15 +126,16 @@ def test_pcu_reductions():
         SimdProgram((Counter(0, 2), Counter(0, 2), Counter(0, 5)),
                     (Stage("FMA", "VIN0", "VIN1", "IMM", imm=-1.0),), both, "ADD", ("ADD", 1)),
     ]
-    jobs = []
+    cases = []
     for prog in programs:
         steps = len(simd_reference(prog, TINY)["mask"])
         fp = lambda: nrng.normal(0, 4, (steps, TINY.pcu_lanes)).astype(np.float32).view(np.uint32)
         inputs = {"vin0": fp()}
         if "vin1" in prog.inputs:
             inputs["vin1"] = fp()
-        jobs.append((prog, inputs, None))
-    for k, ((prog, inputs, _), got) in enumerate(zip(jobs, run_pcu(TINY, jobs, SEED + 200))):
+        cases.append((prog, inputs))
+    jobs = [simd_job(prog, inputs, None, TINY) for prog, inputs in cases]
+    for k, ((prog, inputs), got) in enumerate(zip(cases, run_pcu(TINY, jobs, SEED + 200))):
         want = simd_reference(prog, TINY, **inputs)
         assert np.array_equal(got["data"], want["sdata"]), f"program {k}: {prog}"
         assert np.array_equal(got["last"], want["slast"]), f"program {k}: {prog}"

@@ -1,6 +1,6 @@
 """Pipelined FP32 adder."""
 
-from amaranth import C, Cat, Module, Mux, Signal
+from amaranth import C, Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,8 +37,15 @@ class FpAdd(wiring.Component):
         st = Stages(m, self.en, "add")
         keep = self._REGISTERED[self.LATENCY]
 
+        def wire(value, name=None):
+            # An unregistered boundary is still a named net: reusing the bare expression
+            # would copy its whole tree into every use.
+            sig = Signal(Value.cast(value).shape(), name=name)
+            m.d.comb += sig.eq(value)
+            return sig
+
         def boundary(k):
-            return st.reg if k in keep else (lambda value, name=None: value)
+            return st.reg if k in keep else wire
         r0, r1, r2 = boundary(0), boundary(1), boundary(2)
 
         # Stage 0: unpack (DAZ), classify, order by magnitude.

@@ -8,8 +8,9 @@ from .alu import AluOp
 from .reduce import ReduceOp
 
 __all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig", "chain_output_layout",
-           "VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "pcu_config_layout",
-           "vector_layout", "scalar_layout"]
+           "VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
+           "ScaleSrc", "TailConfig", "systolic_interleave", "systolic_config_layout",
+           "TILE_COUNT_BITS", "pcu_config_layout", "vector_layout", "scalar_layout"]
 
 #: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
 MAX_COUNTERS = 4
@@ -63,6 +64,7 @@ class Src(enum.Enum, shape=3):
     CTR = 4       # the innermost counter as seen by the lane (INT32)
     IMM = 5       # the stage's immediate, broadcast
     ZERO = 6
+    RED = 7       # the header's cross-lane reduction of vector input 0, broadcast
 
 
 StageConfig = data.StructLayout({
@@ -70,23 +72,91 @@ StageConfig = data.StructLayout({
 })
 
 
-def pcu_config_layout(params):
-    """Configuration of one PCU (SIMD mode so far).
+class Mode(enum.Enum, shape=1):
+    """How the body's functional-unit grid is used."""
+    SIMD = 0       # one op per stage across the lanes, a pipeline of stages
+    SYSTOLIC = 1   # an output-stationary stages x lanes FMA array
 
+
+class TailFunc(enum.Enum, shape=2):
+    """A tail function (``firmware.numerics`` exp2 / rcp / rsqrt) or none."""
+    NONE = 0
+    EXP2 = 1
+    RCP = 2
+    RSQRT = 3
+
+
+class ScaleSrc(enum.Enum, shape=2):
+    """The tail's scale factor."""
+    NONE = 0       # no scaling
+    IMM = 1        # the tail immediate
+    ROW = 2        # row_fn of the vector's own cross-lane reduction (e.g. 1 / sum)
+
+
+#: The tail, after the body: ``f = func(x)`` per lane; ``row = reduce(f)`` over the valid
+#: lanes (``red_op``; also what the scalar output carries); ``y = f * scale`` with the
+#: scale from :class:`ScaleSrc` (``ROW``: ``row_fn(row)`` broadcast); ``relu``:
+#: ``max(y, +0)``; ``bf16``: round to BF16 (the lane keeps the value as FP32, low half 0).
+TailConfig = data.StructLayout({
+    "func": TailFunc, "red_op": ReduceOp, "row_fn": TailFunc, "scale": ScaleSrc,
+    "imm": unsigned(32), "relu": unsigned(1), "bf16": unsigned(1),
+})
+
+#: Tile counts of a systolic run are this wide.
+TILE_COUNT_BITS = 16
+
+
+def systolic_interleave():
+    """Accumulators per systolic FU: the FMA loop latency, so that each FU issues one MAC
+    per cycle, rotating over this many independent output rows."""
+    from .alu import Alu
+    return Alu.LATENCY
+
+
+def systolic_config_layout(params):
+    """Systolic mode: ``tiles`` tiles of ``k`` accumulation steps each; every tile drains
+    ``rows`` (<= interleave x stages) output rows whose ``mask`` marks the valid columns."""
+    rows = systolic_interleave() * params.pcu_stages
+    return data.StructLayout({
+        "k": unsigned(COUNTER_BITS - 1), "tiles": unsigned(TILE_COUNT_BITS),
+        "rows": range(rows + 1), "mask": unsigned(params.pcu_lanes),
+    })
+
+
+def pcu_config_layout(params):
+    """Configuration of one PCU.
+
+    ``mode``: SIMD or systolic body (``systolic`` holds the latter's shape).
     ``vin_en`` / ``sin_en``: which inputs an iteration consumes (one element from each
     enabled input per innermost counter step; the chain sets the iteration count).
-    ``reduce``: reduce each result vector across its lanes and emit it on ``sout``.
+    ``sin_hold``: with ``en``, the scalar input is held and popped only on the last step
+    of each window of counter ``level`` (one scalar per row instead of per iteration).
+    ``hred``: the op of the header's cross-lane reduction of vector input 0 (``Src.RED``).
+    ``tail``: the tail functions (:data:`TailConfig`).
+    ``vout_en``: emit result vectors on ``vout``.
+    ``reduce``: with ``en``, emit the tail's cross-lane reduction of each vector on ``sout``.
     ``acc``: fold those per-iteration values over a window that closes when counter
     ``acc.level`` wraps, and emit one value per window on ``sout``.
+    ``tok``: with ``en``, every window of counter ``level`` waits for one token on
+    ``tok_in`` before its first step; ``tok_out`` pulses once a window's last step has
+    taken its inputs (the producer may refill that buffer).
     """
+    level = data.StructLayout({"en": unsigned(1), "level": range(MAX_COUNTERS)})
     return data.StructLayout({
+        "mode": Mode,
         "chain": ChainConfig,
         "stage": data.ArrayLayout(StageConfig, params.pcu_stages),
+        "systolic": systolic_config_layout(params),
         "vin_en": unsigned(VECTOR_INPUTS),
         "sin_en": unsigned(SCALAR_INPUTS),
-        "reduce": data.StructLayout({"en": unsigned(1), "op": ReduceOp}),
+        "sin_hold": level,
+        "hred": ReduceOp,
+        "tail": TailConfig,
+        "vout_en": unsigned(1),
+        "reduce": data.StructLayout({"en": unsigned(1)}),
         "acc": data.StructLayout({"en": unsigned(1), "op": ReduceOp,
                                   "level": range(MAX_COUNTERS)}),
+        "tok": level,
     })
 
 

@@ -1,36 +1,46 @@
-"""The pattern compute unit (SIMD mode so far): header FIFOs and counter chain, body,
-vector output."""
+"""The pattern compute unit: header (input FIFOs, counter chain, control tokens, operand
+reduction), body (SIMD pipeline or systolic array), tail, vector and scalar outputs."""
 
-from amaranth import Module, Signal
-
-from hdl.numerics.pipeline import Stages
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.numerics.pipeline import Stages
 from hdl.params import RduParams
 
 from .accum import Accumulator
-from .config import pcu_config_layout, scalar_layout, vector_layout
+from .body import Body
+from .config import Mode, pcu_config_layout, scalar_layout, vector_layout
 from .counters import CounterChain
 from .reduce import ReduceTree
-from .simd import SimdBody
+from .systolic import Systolic
+from .tail import Tail
 
 __all__ = ["Pcu"]
+
+#: Control tokens a PCU can hold before it uses them.
+TOKEN_BITS = 8
 
 
 class Pcu(wiring.Component):
     """One PCU.
 
-    After ``start``, every step of the counter chain is one iteration: it takes one
-    element from each enabled input (``config.vin_en``, ``config.sin_en``), runs it
-    through the body, and emits one vector on ``vout`` with the chain's lane mask; the
-    final vector carries ``last`` (the ``done`` token). With ``config.reduce`` the result
-    vector is reduced across its (masked) lanes and emitted on ``sout`` instead; with
-    ``config.acc`` as well, those values are folded and one value per window (closed by
-    counter ``acc.level`` wrapping) goes to ``sout``. An iteration fires only when
-    every enabled input has data and the output can advance, so nothing is lost or
-    duplicated under back-pressure. ``busy`` is high from ``start`` until the last
-    vector has left.
+    SIMD mode: after ``start``, every step of the counter chain is one iteration: it takes
+    one element from each enabled input (``config.vin_en``, ``config.sin_en``; a held
+    scalar input only on the last step of its window), runs it through the body and the
+    tail, and emits one vector on ``vout`` with the chain's lane mask; the final vector
+    carries ``last`` (the ``done`` token). With ``config.reduce`` the tail's row reduction
+    of each vector goes to ``sout``; with ``config.acc`` those values are folded and one
+    value per window (closed by counter ``acc.level`` wrapping) goes to ``sout``.
+
+    Systolic mode: see :mod:`hdl.pcu.systolic`; A arrives on ``vin0``, B on ``vin1``,
+    result rows leave through the tail on ``vout``.
+
+    An iteration fires only when every input it needs has data and the outputs can
+    advance, so nothing is lost or duplicated under back-pressure. ``busy`` is high from
+    ``start`` until the last element has left; ``done`` pulses then. ``tok_in`` pulses
+    add control tokens (``config.tok``); ``tok_out`` pulses when a token window's last
+    step has taken its inputs.
     """
 
     def __init__(self, params: RduParams):
@@ -41,6 +51,9 @@ class Pcu(wiring.Component):
             "config": In(pcu_config_layout(params)),
             "start": In(1),
             "busy": Out(1),
+            "done": Out(1),
+            "tok_in": In(1),
+            "tok_out": Out(1),
             "vin0": In(stream.Signature(vec)),
             "vin1": In(stream.Signature(vec)),
             "sin0": In(stream.Signature(32)),
@@ -53,6 +66,7 @@ class Pcu(wiring.Component):
         p = self.params
         cfg = self.config
         vec = vector_layout(p.pcu_lanes)
+        systolic = cfg.mode == Mode.SYSTOLIC
 
         fifos = {}
         for name, port, width in (("vin0", self.vin0, vec.size), ("vin1", self.vin1, vec.size),
@@ -62,70 +76,137 @@ class Pcu(wiring.Component):
             m.d.comb += [f.w_data.eq(port.payload), f.w_en.eq(port.valid),
                          port.ready.eq(f.w_rdy)]
             fifos[name] = f
+        vin0 = data.View(vec, fifos["vin0"].r_data)
+        vin1 = data.View(vec, fifos["vin1"].r_data)
 
         m.submodules.chain = chain = CounterChain(p.pcu_lanes)
-        m.submodules.body = body = SimdBody(p.pcu_lanes, p.pcu_stages)
-        m.d.comb += [chain.config.eq(cfg.chain), chain.start.eq(self.start),
-                     body.config.eq(cfg.stage)]
-
-        m.submodules.tree = tree = ReduceTree(p.pcu_lanes)
+        m.submodules.body = body = Body(p.pcu_lanes, p.pcu_stages)
+        m.submodules.systolic = sa = Systolic(p)
+        m.submodules.tail = tail = Tail(p.pcu_lanes)
         m.submodules.acc = acc = Accumulator()
+        m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=1)
 
+        # Output FIFOs: each output stream drains on its own; everything after the header
+        # advances while both FIFOs have room.
+        out_fifos = {}
+        for name, port, width in (("vout", self.vout, vec.size),
+                                  ("sout", self.sout, scalar_layout.size)):
+            f = fifo.SyncFIFOBuffered(width=width, depth=p.pcu_fifo_depth)
+            m.submodules[f"{name}_fifo"] = f
+            m.d.comb += [port.payload.eq(f.r_data), port.valid.eq(f.r_rdy),
+                         f.r_en.eq(port.ready)]
+            out_fifos[name] = f
+        vout = stream.Signature(vec).create(path=("pcu_vout",))
+        sout = stream.Signature(scalar_layout).create(path=("pcu_sout",))
         en = Signal()
+        m.d.comb += [
+            en.eq(out_fifos["vout"].w_rdy & out_fifos["sout"].w_rdy),
+            out_fifos["vout"].w_data.eq(vout.payload), out_fifos["sout"].w_data.eq(sout.payload),
+            out_fifos["vout"].w_en.eq(vout.valid & en), out_fifos["sout"].w_en.eq(sout.valid & en),
+        ]
+
+        # --- SIMD header: inputs, counters, tokens ---------------------------------
         fire = Signal()
+        step = chain.o.payload
+        tok_count = Signal(TOKEN_BITS)
+        need_tok = Signal()
+        tok_wait = cfg.tok.en & need_tok & (tok_count == 0)
+        window_end = step.wrap.bit_select(cfg.tok.level, 1)
         need = {"vin0": cfg.vin_en[0], "vin1": cfg.vin_en[1], "sin0": cfg.sin_en[0]}
         inputs_ready = [~need[k] | fifos[k].r_rdy for k in fifos]
         m.d.comb += [
-            en.eq((~self.vout.valid | self.vout.ready) & (~self.sout.valid | self.sout.ready)),
-            fire.eq(en & chain.o.valid & inputs_ready[0] & inputs_ready[1] & inputs_ready[2]),
-            chain.o.ready.eq(fire),
+            fire.eq(~systolic & en & chain.o.valid & ~tok_wait & inputs_ready[0] &
+                    inputs_ready[1] & inputs_ready[2]),
+            chain.o.ready.eq(fire), chain.config.eq(cfg.chain),
+            chain.start.eq(self.start & ~systolic),
+            self.tok_out.eq(fire & window_end),
         ]
-        for k, f in fifos.items():
-            m.d.comb += f.r_en.eq(fire & need[k])
-
-        vin0 = data.View(vec, fifos["vin0"].r_data)
-        vin1 = data.View(vec, fifos["vin1"].r_data)
-        step = chain.o.payload
+        take_tok = fire & cfg.tok.en & need_tok
+        m.d.sync += tok_count.eq(tok_count + self.tok_in - take_tok)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += need_tok.eq(1)
+        with m.Elif(fire):
+            m.d.sync += need_tok.eq(window_end)
+        sin_pop = ~cfg.sin_hold.en | step.wrap.bit_select(cfg.sin_hold.level, 1)
+        pops = {"vin0": fire & need["vin0"], "vin1": fire & need["vin1"],
+                "sin0": fire & need["sin0"] & sin_pop}
         m.d.comb += [
-            body.en.eq(en), body.i_valid.eq(fire),
-            body.vin0.eq(vin0.data), body.vin1.eq(vin1.data), body.sin0.eq(fifos["sin0"].r_data),
-            body.ctr.eq(step.lane), body.i_mask.eq(step.mask), body.i_last.eq(step.last),
-            body.i_wrap.eq(step.wrap),
-            self.vout.valid.eq(body.o_valid & ~cfg.reduce.en),
-            self.vout.payload.data.eq(body.o_data),
-            self.vout.payload.mask.eq(body.o_mask),
-            self.vout.payload.last.eq(body.o_last),
+            sa.a.valid.eq(fifos["vin0"].r_rdy), sa.a.payload.eq(vin0.data),
+            sa.b.valid.eq(fifos["vin1"].r_rdy), sa.b.payload.eq(vin1.data),
+            fifos["vin0"].r_en.eq(Mux(systolic, sa.a.ready, pops["vin0"])),
+            fifos["vin1"].r_en.eq(Mux(systolic, sa.b.ready, pops["vin1"])),
+            fifos["sin0"].r_en.eq(~systolic & pops["sin0"]),
         ]
 
-        # Cross-lane reduction and the stream accumulator, after the body.
-        st = Stages(m, en, "red")
-        t_valid = st.delay(body.o_valid & cfg.reduce.en, tree.LATENCY, name="tree_valid")
-        t_last = st.delay(body.o_last, tree.LATENCY, name="tree_last")
-        t_wrap = st.delay(body.o_wrap, tree.LATENCY, name="tree_wrap")
+        # The header's cross-lane reduction of vin0 (Src.RED); the other operands wait
+        # beside it.
+        m.d.comb += [hred.en.eq(en), hred.op.eq(cfg.hred), hred.i.eq(vin0.data),
+                     hred.mask.eq(step.mask)]
+        hst = Stages(m, en, "hdr")
+        late = {k: hst.delay(v, hred.LATENCY, name=f"hdr_{k}") for k, v in {
+            "vin0": vin0.data, "vin1": vin1.data, "sin0": fifos["sin0"].r_data,
+            "ctr": step.lane, "valid": fire, "mask": step.mask, "last": step.last,
+            "wrap": step.wrap}.items()}
+
+        # --- body ---------------------------------------------------------------------
+        m.d.comb += [
+            body.en.eq(Mux(systolic, sa.array_en, en)), body.config.eq(cfg.stage),
+            body.sys.eq(systolic), body.sys_a.eq(sa.sys_a), body.sys_b.eq(sa.sys_b),
+            body.sys_c.eq(sa.sys_c), sa.fu_r.eq(body.fu_r),
+            body.i_valid.eq(late["valid"]), body.vin0.eq(late["vin0"]),
+            body.vin1.eq(late["vin1"]), body.sin0.eq(late["sin0"]), body.red.eq(hred.r),
+            body.ctr.eq(late["ctr"]), body.i_mask.eq(late["mask"]),
+            body.i_last.eq(late["last"]), body.i_wrap.eq(late["wrap"]),
+            sa.config.eq(cfg.systolic), sa.start.eq(self.start & systolic),
+            sa.o_ready.eq(en),
+        ]
+
+        # --- tail and outputs ------------------------------------------------------------
+        m.d.comb += [tail.en.eq(en), tail.config.eq(cfg.tail)]
+        with m.If(systolic):
+            m.d.comb += [tail.i_valid.eq(sa.o_valid), tail.i.eq(sa.o),
+                         tail.i_mask.eq(sa.o_mask), tail.i_last.eq(sa.o_last)]
+        with m.Else():
+            m.d.comb += [tail.i_valid.eq(body.o_valid), tail.i.eq(body.o_data),
+                         tail.i_mask.eq(body.o_mask), tail.i_last.eq(body.o_last),
+                         tail.i_wrap.eq(body.o_wrap)]
+        m.d.comb += [
+            vout.valid.eq(tail.o_valid & cfg.vout_en),
+            vout.payload.data.eq(tail.o), vout.payload.mask.eq(tail.o_mask),
+            vout.payload.last.eq(tail.o_last),
+        ]
         end = Signal()
         m.d.comb += [
-            tree.en.eq(en), tree.op.eq(cfg.reduce.op), tree.i.eq(body.o_data),
-            tree.mask.eq(body.o_mask),
-            end.eq(t_wrap.bit_select(cfg.acc.level, 1)),
-            acc.en.eq(en), acc.op.eq(cfg.acc.op), acc.i_valid.eq(t_valid & cfg.acc.en),
-            acc.x.eq(tree.r), acc.end.eq(end),
+            end.eq(tail.o_wrap.bit_select(cfg.acc.level, 1)),
+            acc.en.eq(en), acc.op.eq(cfg.acc.op),
+            acc.i_valid.eq(tail.o_valid & cfg.reduce.en & cfg.acc.en),
+            acc.x.eq(tail.o_row), acc.end.eq(end),
         ]
         acc_last = Signal()
-        with m.If(en & t_valid & end):
-            m.d.sync += acc_last.eq(t_last)
+        with m.If(en & tail.o_valid & end):
+            m.d.sync += acc_last.eq(tail.o_last)
         with m.If(cfg.acc.en):
-            m.d.comb += [self.sout.valid.eq(acc.r_valid), self.sout.payload.data.eq(acc.r),
-                         self.sout.payload.last.eq(acc_last)]
+            m.d.comb += [sout.valid.eq(acc.r_valid & cfg.reduce.en),
+                         sout.payload.data.eq(acc.r),
+                         sout.payload.last.eq(acc_last)]
         with m.Else():
-            m.d.comb += [self.sout.valid.eq(t_valid), self.sout.payload.data.eq(tree.r),
-                         self.sout.payload.last.eq(t_last)]
+            m.d.comb += [sout.valid.eq(tail.o_valid & cfg.reduce.en),
+                         sout.payload.data.eq(tail.o_row),
+                         sout.payload.last.eq(tail.o_last)]
 
-        # Busy from start until the element carrying `last` has been accepted downstream.
-        running = Signal()
-        with m.If(self.start & ~running):
-            m.d.sync += running.eq(cfg.chain.depth != 0)   # firmware never loads depth 0
-        with m.Elif((self.vout.valid & self.vout.ready & self.vout.payload.last) |
-                    (self.sout.valid & self.sout.ready & self.sout.payload.last)):
-            m.d.sync += running.eq(0)
-        m.d.comb += self.busy.eq(running | chain.busy)
+        # Busy from start until each enabled output's element carrying `last` has left.
+        v_run, s_run = Signal(), Signal()
+        v_end = v_run & self.vout.valid & self.vout.ready & self.vout.payload.last
+        s_end = s_run & self.sout.valid & self.sout.ready & self.sout.payload.last
+        with m.If(self.start & ~self.busy):
+            go = Mux(systolic, cfg.systolic.tiles != 0, cfg.chain.depth != 0)
+            m.d.sync += [v_run.eq(go & (systolic | cfg.vout_en)),
+                         s_run.eq(go & ~systolic & cfg.reduce.en)]
+        with m.Else():
+            with m.If(v_end):
+                m.d.sync += v_run.eq(0)
+            with m.If(s_end):
+                m.d.sync += s_run.eq(0)
+        m.d.comb += [self.busy.eq(v_run | s_run | chain.busy | sa.busy),
+                     self.done.eq((v_run | s_run) & (~v_run | v_end) & (~s_run | s_end))]
         return m

@@ -26,15 +26,17 @@ class ReduceTree(wiring.Component):
 
     The order is fixed and documented (the reference follows it): level 0 combines lanes
     (0,1), (2,3), ...; level k combines the results of level k-1 pairwise in the same way.
-    ``LATENCY`` = log2(lanes) x the adder latency (max is delayed to match).
+    ``LATENCY`` = log2(lanes) x ``add_latency`` (max is delayed to match); the header's
+    operand tree uses one-cycle adders so it adds little to the pipeline.
     """
 
-    def __init__(self, lanes):
+    def __init__(self, lanes, add_latency=FpAdd.LATENCY):
         if lanes < 2 or lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two >= 2, got {lanes}")
         self.lanes = lanes
         self.levels = lanes.bit_length() - 1
-        self.LATENCY = self.levels * FpAdd.LATENCY
+        self.add_latency = add_latency
+        self.LATENCY = self.levels * add_latency
         super().__init__({
             "en": In(1), "op": In(ReduceOp),
             "i": In(data.ArrayLayout(32, lanes)), "mask": In(lanes), "r": Out(32),
@@ -50,16 +52,16 @@ class ReduceTree(wiring.Component):
             nxt = []
             for pair in range(len(values) // 2):
                 a, b = values[2 * pair], values[2 * pair + 1]
-                add, cmp = FpAdd(), FpCompare()
+                add, cmp = FpAdd(self.add_latency), FpCompare()
                 m.submodules[f"add_{level}_{pair}"] = add
                 m.submodules[f"max_{level}_{pair}"] = cmp
                 m.d.comb += [add.en.eq(self.en), add.a.eq(a), add.b.eq(b), add.sub.eq(0),
                              cmp.en.eq(self.en), cmp.op.eq(CmpOp.MAX), cmp.a.eq(a),
                              cmp.b.eq(b)]
                 nxt.append(select_aligned(
-                    m, Stages(m, self.en, f"red{level}_{pair}"), op, FpAdd.LATENCY,
-                    {ReduceOp.ADD: (add.r, FpAdd.LATENCY), ReduceOp.MAX: (cmp.r, 1)}))
+                    m, Stages(m, self.en, f"red{level}_{pair}"), op, self.add_latency,
+                    {ReduceOp.ADD: (add.r, self.add_latency), ReduceOp.MAX: (cmp.r, 1)}))
             values = nxt
-            op = st.delay(op, FpAdd.LATENCY, name=f"red{level}_op")
+            op = st.delay(op, self.add_latency, name=f"red{level}_op")
         m.d.comb += self.r.eq(values[0])
         return m

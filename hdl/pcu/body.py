@@ -1,36 +1,44 @@
-"""PCU body in SIMD mode: ``stages`` stages, each one :class:`~hdl.pcu.alu.Alu` per lane."""
+"""PCU body: a ``stages`` x ``lanes`` grid of :class:`~hdl.pcu.alu.Alu` functional units,
+used as a SIMD pipeline or, with operands from :mod:`hdl.pcu.systolic`, as a systolic array."""
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.numerics.pipeline import Stages
 
-from .alu import Alu
+from .alu import Alu, AluOp
 from .config import COUNTER_BITS, MAX_COUNTERS, Src, StageConfig
 
-__all__ = ["SimdBody"]
+__all__ = ["Body"]
 
 
-class SimdBody(wiring.Component):
-    """A stall-able pipeline of ``stages`` x ``lanes`` functional units.
+class Body(wiring.Component):
+    """A stall-able grid of ``stages`` x ``lanes`` functional units.
 
-    Stage ``s`` applies ``config[s].op`` to all lanes; its operands come from the
-    previous stage, the iteration's vector/scalar inputs or lane counter (carried down
-    the pipeline beside the data), or the stage immediate (see :class:`Src`). An element
-    entering with ``i_valid`` leaves ``LATENCY = stages * Alu.LATENCY`` enabled cycles
-    later with its ``mask``, ``last`` and counter ``wrap`` bits.
+    SIMD (``sys`` low): stage ``s`` applies ``config[s].op`` to all lanes; its operands
+    come from the previous stage, the iteration's vector/scalar inputs, lane counter or
+    header reduction ``red`` (carried down the pipeline beside the data), or the stage
+    immediate (see :class:`Src`). An element entering with ``i_valid`` leaves
+    ``LATENCY = stages * Alu.LATENCY`` enabled cycles later with its ``mask``, ``last``
+    and counter ``wrap`` bits.
+
+    Systolic (``sys`` high): every unit computes ``fma(sys_a, sys_b, sys_c)`` of its own
+    grid position; ``fu_r`` exposes every unit's result.
     """
 
     def __init__(self, lanes, stages):
         self.lanes, self.stages = lanes, stages
         self.LATENCY = stages * Alu.LATENCY
         vec = data.ArrayLayout(32, lanes)
+        grid = data.ArrayLayout(vec, stages)
         super().__init__({
             "en": In(1),
             "config": In(data.ArrayLayout(StageConfig, stages)),
+            "sys": In(1), "sys_a": In(grid), "sys_b": In(grid), "sys_c": In(grid),
+            "fu_r": Out(grid),
             "i_valid": In(1),
-            "vin0": In(vec), "vin1": In(vec), "sin0": In(32),
+            "vin0": In(vec), "vin1": In(vec), "sin0": In(32), "red": In(32),
             "ctr": In(data.ArrayLayout(COUNTER_BITS, lanes)),
             "i_mask": In(lanes), "i_last": In(1), "i_wrap": In(MAX_COUNTERS),
             "o_valid": Out(1), "o_data": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
@@ -41,7 +49,7 @@ class SimdBody(wiring.Component):
         m = Module()
         L = Alu.LATENCY
         side = {"vin0": self.vin0, "vin1": self.vin1, "sin0": self.sin0, "ctr": self.ctr,
-                "valid": self.i_valid, "mask": self.i_mask, "last": self.i_last,
+                "red": self.red, "valid": self.i_valid, "mask": self.i_mask, "last": self.i_last,
                 "wrap": self.i_wrap}
         prev = self.vin0
         for s in range(self.stages):
@@ -51,7 +59,7 @@ class SimdBody(wiring.Component):
             for lane in range(self.lanes):
                 sources = {Src.PREV: prev[lane], Src.VIN0: side["vin0"][lane],
                            Src.VIN1: side["vin1"][lane], Src.SIN0: side["sin0"],
-                           Src.CTR: side["ctr"][lane], Src.IMM: cfg.imm}
+                           Src.CTR: side["ctr"][lane], Src.IMM: cfg.imm, Src.RED: side["red"]}
                 alu = Alu()
                 m.submodules[f"s{s}_l{lane}"] = alu
                 operands = {}
@@ -61,12 +69,13 @@ class SimdBody(wiring.Component):
                         for src, value in sources.items():
                             with m.Case(src):
                                 m.d.comb += v.eq(value)
-                        with m.Default():        # Src.ZERO (and the unused code 7)
+                        with m.Default():        # Src.ZERO
                             m.d.comb += v.eq(0)
-                    operands[port] = v
-                m.d.comb += [alu.en.eq(self.en), alu.op.eq(cfg.op), alu.a.eq(operands["a"]),
-                             alu.b.eq(operands["b"]), alu.c.eq(operands["c"]),
-                             result[lane].eq(alu.r)]
+                    operands[port] = Mux(self.sys, getattr(self, f"sys_{port}")[s][lane], v)
+                m.d.comb += [alu.en.eq(self.en), alu.op.eq(Mux(self.sys, AluOp.FMA, cfg.op)),
+                             alu.a.eq(operands["a"]), alu.b.eq(operands["b"]),
+                             alu.c.eq(operands["c"]), result[lane].eq(alu.r),
+                             self.fu_r[s][lane].eq(alu.r)]
             last_stage = s == self.stages - 1
             side = {k: st.delay(v, L, name=f"st{s}_{k}") for k, v in side.items()
                     if not last_stage or k in ("valid", "mask", "last", "wrap")}
