@@ -1,7 +1,7 @@
 """cocotb: one PCU in SIMD mode on Verilator, bit-exact against ``simd_reference``.
 
 Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case``
-(``fma``, ``dot`` or ``random``), ``n`` iterations (vectors), ``seed``, ``idle``,
+(``fma``, ``dot``, ``softmax`` or ``random``), ``n`` iterations (vectors), ``seed``, ``idle``,
 ``backpressure``.
 """
 
@@ -10,10 +10,12 @@ import random
 import cocotb
 import numpy as np
 
-from firmware.compiler.pcu import Counter, SimdProgram, Stage, pack_simd, simd_reference
-from hdl.params import RduParams, load_params
+import math
+
+from firmware import numerics as N
+from firmware.compiler.pcu import Counter, SimdProgram, Stage, Tail, pack_simd, simd_reference
 from hdl.pcu.config import scalar_layout, vector_layout
-from tb.lib.harness import TbHarness, test_args, write_outputs
+from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.payload import pack, unpack
 
 MIXING = ["IADD", "XOR", "FMA", "ADD", "SUB", "MUL", "SELECT", "IMUL", "MAX", "CMP_LT"]
@@ -31,6 +33,25 @@ def dot_program(n, k, lanes):
     rows = max(1, n // -(-k // lanes))
     return SimdProgram((Counter(0, rows), Counter(0, k)), (Stage("MUL", "VIN0", "VIN1"),),
                        frozenset({"vin0", "vin1"}), "ADD", ("ADD", 1))
+
+
+def softmax_program(rows, n):
+    """Softmax of each row of ``n`` values (one vector, ``n`` <= lanes) on one PCU:
+    header max-reduce (RED), x - max, times log2(e), exp2, sum-reduce, rcp, scale."""
+    return SimdProgram((Counter(0, rows), Counter(0, n)),
+                       (Stage("SUB", "PREV", "RED"), Stage("MUL", "PREV", "IMM", imm=math.log2(math.e))),
+                       red="MAX", tail=Tail(func="EXP2", reduce="ADD", scale="ROW", row_fn="RCP"))
+
+
+def softmax_bound(t, lanes):
+    """Relative error bound of the softmax vs float64, for exponent arguments ``t``:
+    rounding x - max, log2(e) and the product perturbs t by at most 1.5 |t| 2^-23, which
+    exp2 turns into a relative 1.5 |t| ln2 2^-23 (bounded here by 2 |t| ln2 2^-23); exp2
+    and rcp add TAIL_ULP_BOUND ulp each and the final multiply 0.5 ulp; the tree sum of
+    up to ``lanes`` positive terms log2(lanes) x 0.5 ulp. One ulp is at most 2^-23 of
+    the value."""
+    ulp_terms = 2 * N.TAIL_ULP_BOUND + 0.5 + 0.5 * math.log2(lanes)
+    return 2.0 ** -23 * (2 * math.log(2) * float(np.max(np.abs(t))) + ulp_terms)
 
 
 def random_program(rng, n, params):
@@ -58,15 +79,19 @@ def operands(nrng, shape):
 @cocotb.test()
 async def pcu_simd(dut):
     args = test_args()
-    params = RduParams.from_mapping(args["params"]) if "params" in args \
-        else load_params(args.get("config", "small"))
+    params = test_params(args)
     lanes, seed, n = params.pcu_lanes, int(args.get("seed", 1)), int(args.get("n", 1000))
     idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
     nrng = np.random.default_rng(seed)
     case = args.get("case", "fma")
     bf16 = lambda shape: (nrng.normal(0, 2, shape).astype(np.float32).view(np.uint32)
                           & 0xFFFF0000)
-    if case in ("fma", "dot"):
+    if case == "softmax":
+        width = lanes - 1 if seed % 2 else lanes
+        prog = softmax_program(n, width)
+        inputs = {"vin0": nrng.normal(0, 3, (n, lanes)).astype(np.float32).view(np.uint32)}
+        steps = n
+    elif case in ("fma", "dot"):
         prog = fma_program(n, lanes) if case == "fma" else dot_program(n, 61, lanes)
         steps = len(simd_reference(prog, params)["mask"])
         inputs = {"vin0": bf16((steps, lanes)), "vin1": bf16((steps, lanes))}
@@ -111,6 +136,17 @@ async def pcu_simd(dut):
         return
     for key in ("mask", "last"):
         assert np.array_equal(got[key], want[key]), f"{key} differs (seed {seed})"
+    if case == "softmax":
+        x = N.from_bits(inputs["vin0"]).astype(np.float64)[:, :width]
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        exact = e / e.sum(axis=1, keepdims=True)
+        y = N.from_bits(got["data"][:, :width]).astype(np.float64)
+        rel = np.abs(y - exact) / exact
+        t = (x - x.max(axis=1, keepdims=True)) * math.log2(math.e)
+        bound = softmax_bound(t, lanes)
+        write_outputs(max_rel_err=float(rel.max()), rel_bound=bound)
+        assert rel.max() <= bound, (f"softmax off float64 by {rel.max():.3g} > {bound:.3g} "
+                                    f"(seed {seed})")
     valid = ((want["mask"][:, None] >> np.arange(lanes)) & 1).astype(bool)
     bad = np.argwhere(valid & (got["data"] != want["data"]))
     write_outputs(steps=steps, lanes=lanes, cycles=cycles, wall_s=wall, mismatches=len(bad),

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from hdl.params import PRESETS
-from hdl.pcu.alu import Alu
+from hdl.pcu.pcu import Pcu
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
 
@@ -26,6 +26,8 @@ def model():
     ("dot", 2048, 0.2, 0.4, SEED + 4),        # dot products: reduction tree + accumulator
     ("random", 600, 0.3, 0.5, SEED + 1),      # every stage busy, all sources
     ("random", 600, 0.6, 0.8, SEED + 2),      # starved and heavily back-pressured
+    ("softmax", 3000, 0.2, 0.3, SEED + 5),    # one row per vector, all lanes
+    ("softmax", 3000, 0.3, 0.5, SEED + 6),    # ragged rows (lanes - 1 wide)
 ])
 def test_pcu_simd(model, tmp_path, case, n, idle, backpressure, seed):
     run = run_cocotb(model, "tb.test_pcu_simd", test_dir=tmp_path,
@@ -37,11 +39,23 @@ def test_pcu_simd(model, tmp_path, case, n, idle, backpressure, seed):
 def test_pcu_simd_full_rate(model, tmp_path):
     """With inputs always valid and the output always ready, one iteration (LANES
     results) retires per cycle once the pipeline is full: start-to-done is the
-    iteration count plus the body latency plus a few cycles of FIFO, driver and done
-    flag registers."""
+    iteration count plus the pipeline latency (header reduction, body, tail) plus a few
+    cycles of input and output FIFO, driver and done-flag registers."""
     n = 4096
     run = run_cocotb(model, "tb.test_pcu_simd", test_dir=tmp_path,
                      args={"config": "small", "case": "fma", "n": n, "seed": SEED + 3,
                            "idle": 0.0, "backpressure": 0.0})
-    body_latency = SMALL.pcu_stages * Alu.LATENCY
-    assert run.outputs["cycles"] <= n + body_latency + 6, run.outputs
+    assert run.outputs["cycles"] <= n + Pcu.latency(SMALL) + 8, run.outputs
+
+
+@pytest.mark.parametrize("m,n,k,idle,backpressure", [
+    (5, 3, 1, 0.2, 0.3),          # M, N below the array, K = 1
+    (28, 8, 37, 0.2, 0.3),        # one full tile, K not a multiple of anything
+    (61, 19, 50, 0.3, 0.5),       # several partial tiles in both dimensions
+    (40, 8, 2, 0.0, 0.7),         # short tiles back to back, slow consumer
+])
+def test_pcu_systolic_gemm(model, tmp_path, m, n, k, idle, backpressure):
+    run = run_cocotb(model, "tb.test_pcu_systolic", test_dir=tmp_path,
+                     args={"config": "small", "m": m, "n": n, "k": k, "seed": SEED + m + k,
+                           "idle": idle, "backpressure": backpressure})
+    assert run.outputs["mismatches"] == 0 and run.outputs["results"] == m * n

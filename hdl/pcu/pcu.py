@@ -9,6 +9,7 @@ from hdl.numerics.pipeline import Stages
 from hdl.params import RduParams
 
 from .accum import Accumulator
+from .alu import Alu
 from .body import Body
 from .config import Mode, pcu_config_layout, scalar_layout, vector_layout
 from .counters import CounterChain
@@ -20,6 +21,9 @@ __all__ = ["Pcu"]
 
 #: Control tokens a PCU can hold before it uses them.
 TOKEN_BITS = 8
+#: The header's operand reduction uses one-cycle adders: it sits in front of the body
+#: and adds log2(lanes) cycles.
+HRED_ADD_LATENCY = 1
 
 
 class Pcu(wiring.Component):
@@ -47,6 +51,7 @@ class Pcu(wiring.Component):
         self.params = params
         lanes = params.pcu_lanes
         vec = vector_layout(lanes)
+        self.LATENCY = self.latency(params)
         super().__init__({
             "config": In(pcu_config_layout(params)),
             "start": In(1),
@@ -60,6 +65,13 @@ class Pcu(wiring.Component):
             "vout": Out(stream.Signature(vec)),
             "sout": Out(stream.Signature(scalar_layout)),
         })
+
+    @staticmethod
+    def latency(params):
+        """Enabled cycles from the header firing an iteration to its vector entering the
+        output FIFO (SIMD mode): header reduction + body + tail."""
+        return (ReduceTree.latency(params.pcu_lanes, HRED_ADD_LATENCY) +
+                params.pcu_stages * Alu.LATENCY + Tail.latency(params.pcu_lanes))
 
     def elaborate(self, platform):
         m = Module()
@@ -84,7 +96,7 @@ class Pcu(wiring.Component):
         m.submodules.systolic = sa = Systolic(p)
         m.submodules.tail = tail = Tail(p.pcu_lanes)
         m.submodules.acc = acc = Accumulator()
-        m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=1)
+        m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=HRED_ADD_LATENCY)
 
         # Output FIFOs: each output stream drains on its own; everything after the header
         # advances while both FIFOs have room.

@@ -36,11 +36,15 @@ class ReduceTree(wiring.Component):
         self.lanes = lanes
         self.levels = lanes.bit_length() - 1
         self.add_latency = add_latency
-        self.LATENCY = self.levels * add_latency
+        self.LATENCY = self.latency(lanes, add_latency)
         super().__init__({
             "en": In(1), "op": In(ReduceOp),
             "i": In(data.ArrayLayout(32, lanes)), "mask": In(lanes), "r": Out(32),
         })
+
+    @staticmethod
+    def latency(lanes, add_latency=FpAdd.LATENCY):
+        return (lanes.bit_length() - 1) * add_latency
 
     def elaborate(self, platform):
         m = Module()

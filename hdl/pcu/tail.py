@@ -59,10 +59,9 @@ class Tail(wiring.Component):
 
     def __init__(self, lanes):
         self.lanes = lanes
-        self._tree = ReduceTree(lanes)
-        self.tree_latency = self._tree.LATENCY
+        self.tree_latency = ReduceTree.latency(lanes)
         self.ROW_LATENCY = FuncUnit.LATENCY + self.tree_latency + FuncUnit.LATENCY
-        self.LATENCY = self.ROW_LATENCY + FpMul.LATENCY + FpCompare.LATENCY + ToBf16.LATENCY
+        self.LATENCY = self.latency(lanes)
         vec = data.ArrayLayout(32, lanes)
         super().__init__({
             "en": In(1), "config": In(TailConfig),
@@ -71,6 +70,11 @@ class Tail(wiring.Component):
             "o_valid": Out(1), "o": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
             "o_wrap": Out(MAX_COUNTERS), "o_row": Out(32),
         })
+
+    @staticmethod
+    def latency(lanes):
+        return (FuncUnit.LATENCY + ReduceTree.latency(lanes) + FuncUnit.LATENCY +
+                FpMul.LATENCY + FpCompare.LATENCY + ToBf16.LATENCY)
 
     def elaborate(self, platform):
         m = Module()
@@ -86,7 +90,7 @@ class Tail(wiring.Component):
                          f[lane].eq(fu.r)]
         side = {k: st.delay(v, FuncUnit.LATENCY, name=f"tail_f_{k}") for k, v in side.items()}
 
-        m.submodules.tree = tree = self._tree
+        m.submodules.tree = tree = ReduceTree(self.lanes)
         m.submodules.row_fn = row_fn = FuncUnit()
         m.d.comb += [tree.en.eq(self.en), tree.op.eq(cfg.red_op), tree.i.eq(f),
                      tree.mask.eq(side["mask"]),

@@ -17,7 +17,7 @@ from cocotb.triggers import First, RisingEdge, Timer
 
 from .payload import from_hex, to_hex
 
-__all__ = ["TbHarness", "test_args", "write_outputs", "rate_of"]
+__all__ = ["TbHarness", "test_args", "test_params", "write_outputs", "rate_of"]
 
 
 def test_args() -> dict:
@@ -25,11 +25,24 @@ def test_args() -> dict:
     return json.loads(os.environ.get("OPENRDU_TB_ARGS", "{}"))
 
 
+def test_params(args):
+    """The machine parameters a test runs with: ``args["params"]`` (a dict) or
+    ``args["config"]`` (a preset name or TOML file, default ``small``)."""
+    from hdl.params import RduParams, load_params
+    if "params" in args:
+        return RduParams.from_mapping(args["params"])
+    return load_params(args.get("config", "small"))
+
+
+_OUTPUTS = {}
+
+
 def write_outputs(**values):
-    """Results for the launcher (``TestRun.outputs``)."""
+    """Results for the launcher (``TestRun.outputs``); calls add to earlier ones."""
+    _OUTPUTS.update(values)
     path = os.environ.get("OPENRDU_TB_OUT")
     if path:
-        Path(path).write_text(json.dumps(values, indent=1))
+        Path(path).write_text(json.dumps(_OUTPUTS, indent=1))
 
 
 def rate_of(probability: float) -> int:
