@@ -110,11 +110,7 @@ async def pcu_simd(dut):
 
     tb = TbHarness(dut)
     await tb.reset()
-    tb.port("config").value = pack_simd(prog, params)
-    await tb.cycles(2)
-    tb.port("start").value = 1
-    await tb.cycles(1)
-    tb.port("start").value = 0
+    await tb.configure(pack_simd(prog, params))
     for k, name in enumerate(("vin0", "vin1")):
         if name in inputs:
             tb.load(name, pack(vec, {"data": inputs[name]}), seed=seed + k,

@@ -105,6 +105,14 @@ class TbHarness:
         self.sig(f"{name}_seed").value = seed & 0xFFFFFFFF
         self.sig(f"{name}_rate").value = rate_of(ready_probability)
 
+    async def configure(self, config, *, start="start"):
+        """Load configuration bits into port ``config``, then pulse ``start``."""
+        self.port("config").value = config
+        await self.cycles(2)
+        self.port(start).value = 1
+        await self.cycles(1)
+        self.port(start).value = 0
+
     async def cycles(self, n):
         """Let ``n`` clock cycles pass (one timer, no per-cycle Python)."""
         await Timer(n * self.period, unit="ns")
