@@ -165,7 +165,8 @@ class Systolic(wiring.Component):
                      self.o_last.eq((row == cfg.rows - 1) & (drained == cfg.tiles - 1))]
         with m.Switch(row):
             for r in range(P * S):
-                with m.Case(r):
+                # The last row is the default: row never exceeds it.
+                with (m.Case(r) if r < P * S - 1 else m.Default()):
                     m.d.comb += [self.o[l].eq(buf[r % S][l][r // S]) for l in range(L)]
         with m.If(drain):
             m.d.sync += row.eq(row + 1)
