@@ -47,7 +47,12 @@ def _print_report(r):
         print(f"checked: {n} vectors x {lanes} lanes = {n * lanes} results against "
               f"firmware.numerics (vectors per op: "
               f"{', '.join(f'{k} {v}' for k, v in counters.items())})")
-    print(f"bit-exact: {r['bit_exact']}   vs float64: max rel err {r['max_rel_err']:.3g}")
+    line = f"bit-exact: {r['bit_exact']}"
+    if r.get("max_rel_err") is not None:
+        line += f"   vs float64: max rel err {r['max_rel_err']:.3g}"
+    if r.get("pcu_utilization") is not None:
+        line += f"   PCU MAC utilization: {r['pcu_utilization']:.3f}"
+    print(line)
     s = r["sim"]
     model = "cached" if s["build_cached"] else f"built in {s['build_s']} s"
     print(f"cycles: {r['cycles']}   simulated in {s['wall_s']} s = "
@@ -116,7 +121,7 @@ def main(argv=None):
 
     r = sub.add_parser("run", help="run a kernel and check it; writes build/reports/KERNEL.json",
                        description="Run KERNEL; kernel options follow (see 'run KERNEL -h').")
-    r.add_argument("kernel", help="kernel name (fpu)")
+    r.add_argument("kernel", help="kernel name (fpu, pcu-gemm, pcu-softmax)")
     common(r)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--waves", action="store_true",

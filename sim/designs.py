@@ -37,7 +37,7 @@ DESIGNS = {
     "fpu": Design("fpu", _fpu, {"i": 1 << 17, "o": 1 << 17},
                   "every numerics unit, pcu_lanes wide, behind one ready/valid stream"),
     "pcu": Design("pcu", _pcu, {k: _PCU_DEPTH for k in ("vin0", "vin1", "sin0", "vout", "sout")},
-                  "one PCU (SIMD mode) with its input and output streams"),
+                  "one PCU (SIMD or systolic) with its input and output streams"),
 }
 
 

@@ -31,6 +31,7 @@ class Kernel:
     test_module: str
     description: str
     options: list = field(default_factory=list)
+    fixed: dict = field(default_factory=dict)      # arguments the kernel always passes
 
 
 KERNELS = {
@@ -41,6 +42,22 @@ KERNELS = {
         [Option("n", int, 100_000, "operand vectors"),
          Option("idle", float, 0.2, "probability the source idles in a cycle"),
          Option("backpressure", float, 0.3, "probability the sink is not ready in a cycle")]),
+    "pcu-gemm": Kernel(
+        "pcu-gemm", "pcu", "tb.test_pcu_systolic",
+        "C = A x B (BF16 inputs, FP32 accumulation) on one PCU in systolic mode, tiled by "
+        "firmware, bit-exact against gemm_reference and within k roundings of float64",
+        [Option("m", int, 56, "rows of A and C"), Option("n", int, 8, "columns of B and C"),
+         Option("k", int, 256, "the reduction length"),
+         Option("idle", float, 0.0, "probability an input source idles in a cycle"),
+         Option("backpressure", float, 0.0, "probability the sink is not ready in a cycle")]),
+    "pcu-softmax": Kernel(
+        "pcu-softmax", "pcu", "tb.test_pcu_simd",
+        "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
+        "sum-reduce, rcp, scale), bit-exact against simd_reference, close to float64",
+        [Option("n", int, 4096, "rows (one vector each)"),
+         Option("idle", float, 0.0, "probability the source idles in a cycle"),
+         Option("backpressure", float, 0.0, "probability the sink is not ready in a cycle")],
+        {"case": "softmax"}),
 }
 
 
@@ -67,14 +84,16 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     }
     try:
         run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name,
-                         args={"seed": seed, "lanes": params.pcu_lanes, **opts}, waves=waves)
+                         args={"seed": seed, "lanes": params.pcu_lanes,
+                               "params": params.to_dict(), **k.fixed, **opts}, waves=waves)
     except SimulationError as e:
         report["error"] = str(e)
         return report
     o = run.outputs
     report.update(passed=True, bit_exact=o.get("mismatches") == 0,
                   max_abs_err=o.get("max_abs_err"), max_rel_err=o.get("max_rel_err"),
-                  cycles=o.get("cycles"), counters={"ops": o.get("per_op", {})})
+                  cycles=o.get("cycles"), pcu_utilization=o.get("utilization"),
+                  counters={"ops": o.get("per_op", {})})
     wall = o.get("wall_s") or 0.0
     report["sim"].update(wall_s=round(wall, 4),
                          cycles_per_second=round(o["cycles"] / wall) if wall else None)

@@ -59,3 +59,16 @@ def test_pcu_systolic_gemm(model, tmp_path, m, n, k, idle, backpressure):
                      args={"config": "small", "m": m, "n": n, "k": k, "seed": SEED + m + k,
                            "idle": idle, "backpressure": backpressure})
     assert run.outputs["mismatches"] == 0 and run.outputs["results"] == m * n
+
+
+@pytest.mark.parametrize("kernel,options", [
+    ("pcu-gemm", {"m": 30, "n": 5, "k": 9, "idle": 0.2, "backpressure": 0.2}),
+    ("pcu-softmax", {"n": 200, "idle": 0.2, "backpressure": 0.2}),
+])
+def test_pcu_kernels_through_the_cli_runner(model, kernel, options):
+    """``python -m sim run pcu-gemm|pcu-softmax`` (what ``make sim KERNEL=...`` runs):
+    the report says the run passed bit-exact, with measured cycles."""
+    from sim.run import run_kernel
+    report = run_kernel(kernel, SMALL, seed=SEED, options=options, log=lambda *_: None)
+    assert report["passed"] and report["bit_exact"], report.get("error")
+    assert report["cycles"] > 0 and report["max_rel_err"] is not None
