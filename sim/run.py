@@ -34,29 +34,30 @@ class Kernel:
     fixed: dict = field(default_factory=dict)      # arguments the kernel always passes
 
 
+def _rates(idle, backpressure):
+    """The seeded stream-driver options every kernel takes."""
+    return [Option("idle", float, idle, "probability an input source idles in a cycle"),
+            Option("backpressure", float, backpressure,
+                   "probability the sink is not ready in a cycle")]
+
+
 KERNELS = {
     "fpu": Kernel(
         "fpu", "fpu", "tb.test_fpu_stream",
         "random operand vectors (every op, specials mixed in) through the FP units, "
         "bit-exact against firmware.numerics",
-        [Option("n", int, 100_000, "operand vectors"),
-         Option("idle", float, 0.2, "probability the source idles in a cycle"),
-         Option("backpressure", float, 0.3, "probability the sink is not ready in a cycle")]),
+        [Option("n", int, 100_000, "operand vectors"), *_rates(0.2, 0.3)]),
     "pcu-gemm": Kernel(
         "pcu-gemm", "pcu", "tb.test_pcu_systolic",
         "C = A x B (BF16 inputs, FP32 accumulation) on one PCU in systolic mode, tiled by "
         "firmware, bit-exact against gemm_reference and within k roundings of float64",
         [Option("m", int, 56, "rows of A and C"), Option("n", int, 8, "columns of B and C"),
-         Option("k", int, 256, "the reduction length"),
-         Option("idle", float, 0.0, "probability an input source idles in a cycle"),
-         Option("backpressure", float, 0.0, "probability the sink is not ready in a cycle")]),
+         Option("k", int, 256, "the reduction length"), *_rates(0.0, 0.0)]),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", "tb.test_pcu_simd",
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
         "sum-reduce, rcp, scale), bit-exact against simd_reference, close to float64",
-        [Option("n", int, 4096, "rows (one vector each)"),
-         Option("idle", float, 0.0, "probability the source idles in a cycle"),
-         Option("backpressure", float, 0.0, "probability the sink is not ready in a cycle")],
+        [Option("n", int, 4096, "rows (one vector each)"), *_rates(0.0, 0.0)],
         {"case": "softmax"}),
 }
 
