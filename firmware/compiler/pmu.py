@@ -1,0 +1,99 @@
+"""PMU programs: bank-bit choice and the reference of the banked scratchpad, packed with
+the HDL's config layouts (``hdl.pmu.config``). Errors name the field."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hdl.params import RduParams
+
+__all__ = ["PmuProgramError", "BankBits", "pack_bank_bits", "bank_of", "offset_of",
+           "conflict_cycles", "choose_bank_bits"]
+
+
+class PmuProgramError(ValueError):
+    """A PMU program the hardware cannot run; the message names where and why."""
+
+
+@dataclass(frozen=True)
+class BankBits:
+    """``bank = ((a >> shift) ^ (a >> fold_shift if fold_shift is not None else 0)) mod
+    banks``. The default (``shift = 0``) interleaves consecutive words across banks."""
+    shift: int = 0
+    fold_shift: int | None = None
+
+
+def _check(bits: BankBits, params: RduParams):
+    from hdl.pmu.config import addr_bits, bank_bits
+    a, nb = addr_bits(params), bank_bits(params)
+    for name in ("shift", "fold_shift"):
+        v = getattr(bits, name)
+        if v is None and name == "fold_shift":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= a - nb:
+            raise PmuProgramError(f"bank_bits.{name}: {v!r} must be an integer in "
+                                  f"0..{a - nb} (address bits {a}, bank bits {nb})")
+    f = bits.fold_shift
+    if f is not None and f < bits.shift + nb and bits.shift < f + nb:
+        raise PmuProgramError(f"bank_bits.fold_shift: bits [{f}, {f + nb}) overlap the bank "
+                              f"field [{bits.shift}, {bits.shift + nb}); the mapping would "
+                              f"not be one-to-one")
+
+
+def pack_bank_bits(bits: BankBits, params: RduParams) -> int:
+    from hdl.pmu.config import bank_config_layout
+    _check(bits, params)
+    return bank_config_layout(params).const({
+        "shift": bits.shift, "fold": bits.fold_shift is not None,
+        "fold_shift": bits.fold_shift or 0}).as_value().value
+
+
+def bank_of(addr, bits: BankBits, params: RduParams):
+    a = np.asarray(addr, np.int64)
+    b = a >> bits.shift
+    if bits.fold_shift is not None:
+        b = b ^ (a >> bits.fold_shift)
+    return b & (params.pmu_banks - 1)
+
+
+def offset_of(addr, bits: BankBits, params: RduParams):
+    from hdl.pmu.config import bank_bits
+    a = np.asarray(addr, np.int64)
+    low = a & ((1 << bits.shift) - 1)
+    return low | ((a >> (bits.shift + bank_bits(params))) << bits.shift)
+
+
+def conflict_cycles(addrs, bits: BankBits, params: RduParams, mask=None):
+    """Extra cycles a sequence of vector accesses (rows of ``addrs``) spends on bank
+    conflicts: per vector, the most lanes any one bank serves, minus one."""
+    b = bank_of(addrs, bits, params)
+    if mask is not None:
+        on = ((np.asarray(mask)[:, None] >> np.arange(b.shape[1])) & 1).astype(bool)
+    else:
+        on = np.ones(b.shape, bool)
+    total = 0
+    for row, valid in zip(b, on):
+        if valid.any():
+            total += int(np.bincount(row[valid], minlength=params.pmu_banks).max()) - 1
+    return total
+
+
+def choose_bank_bits(patterns, params: RduParams) -> BankBits:
+    """Bank bits under which every access pattern (arrays of vector addresses, one row
+    per access) has the fewest conflict cycles; ties prefer no fold, then a low shift."""
+    from hdl.pmu.config import addr_bits, bank_bits
+    a, nb = addr_bits(params), bank_bits(params)
+    best = None
+    for fold in [None] + list(range(a - nb + 1)):
+        for shift in range(a - nb + 1):
+            bits = BankBits(shift, fold)
+            try:
+                _check(bits, params)
+            except PmuProgramError:
+                continue
+            cost = sum(conflict_cycles(p, bits, params) for p in patterns)
+            if best is None or cost < best[0]:
+                best = (cost, bits)
+            if cost == 0 and fold is None:
+                return bits
+    return best[1]

@@ -1,0 +1,1 @@
+"""Pattern memory unit (ARCHITECTURE.md section 4)."""

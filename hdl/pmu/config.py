@@ -1,0 +1,45 @@
+"""PMU configuration layouts: defined here once, used by the HDL and packed by
+``firmware/compiler/pmu.py``."""
+
+from amaranth import unsigned
+from amaranth.lib import data
+
+__all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
+           "read_data_layout"]
+
+
+def addr_bits(params):
+    """Word-address width of one PMU (banks x words per bank words)."""
+    return (params.pmu_banks * params.pmu_bank_words - 1).bit_length()
+
+
+def bank_bits(params):
+    return params.pmu_banks.bit_length() - 1
+
+
+def bank_config_layout(params):
+    """Which address bits select the bank: ``bank = ((a >> shift) ^ (fold ? a >> fold_shift
+    : 0)) mod banks``; the word inside the bank is ``a`` with bits
+    ``[shift, shift + log2(banks))`` removed."""
+    a = addr_bits(params)
+    return data.StructLayout({"shift": range(a), "fold": unsigned(1), "fold_shift": range(a)})
+
+
+def write_layout(params):
+    """One vector write: LANES word addresses (INT32, like every address; the PMU decodes
+    the low :func:`addr_bits`), data, and the lanes that write."""
+    lanes = params.pcu_lanes
+    return data.StructLayout({"addr": data.ArrayLayout(32, lanes),
+                              "data": data.ArrayLayout(32, lanes), "mask": unsigned(lanes)})
+
+
+def read_layout(params):
+    """One vector read request: LANES word addresses and the lanes that read."""
+    lanes = params.pcu_lanes
+    return data.StructLayout({"addr": data.ArrayLayout(32, lanes), "mask": unsigned(lanes)})
+
+
+def read_data_layout(params):
+    """The answer to a read request: LANES words and the request's lane mask."""
+    return data.StructLayout({"data": data.ArrayLayout(32, params.pcu_lanes),
+                              "mask": unsigned(params.pcu_lanes)})
