@@ -9,7 +9,8 @@ import pytest
 from amaranth import Value
 from amaranth.sim import Simulator
 
-from firmware.compiler.pcu import Counter, PcuProgramError, chain_steps, pack_chain
+from firmware.compiler.counters import Counter, chain_steps, pack_chain
+from firmware.compiler.pcu import PcuProgramError
 from hdl.params import PRESETS
 from hdl.pcu.config import MAX_COUNTERS, ChainConfig, chain_output_layout
 from hdl.pcu.counters import CounterChain
@@ -78,7 +79,9 @@ def test_packing_uses_the_hdl_layout():
 ])
 def test_bad_chains_are_rejected(counters, message):
     with pytest.raises(PcuProgramError, match=re.escape(message)):
-        pack_chain(counters, SMALL)
+        pack_chain(counters, SMALL, PcuProgramError)
+    with pytest.raises(ValueError, match=re.escape("write.")):
+        pack_chain(counters, SMALL, prefix="write.")
 
 
 def run_chain_rtl(lanes, programs, seed, backpressure):
