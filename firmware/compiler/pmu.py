@@ -7,8 +7,11 @@ import numpy as np
 
 from hdl.params import RduParams
 
+from .counters import chain_steps, pack_chain
+
 __all__ = ["PmuProgramError", "BankBits", "pack_bank_bits", "bank_of", "offset_of",
-           "conflict_cycles", "choose_bank_bits"]
+           "conflict_cycles", "choose_bank_bits", "AccessPattern", "pack_access",
+           "access_reference"]
 
 
 class PmuProgramError(ValueError):
@@ -97,3 +100,70 @@ def choose_bank_bits(patterns, params: RduParams) -> BankBits:
             if cost == 0 and fold is None:
                 return bits
     return best[1]
+
+
+_I32 = (-(1 << 31), (1 << 31) - 1)
+
+
+@dataclass(frozen=True)
+class AccessPattern:
+    """An address pipeline program (``hdl.pmu.config.address_config_layout``): nested
+    ``counters`` (``firmware.compiler.counters.Counter``; the innermost unrolled over
+    the lanes), a ``base``, an optional offset per lane, and the predicate range
+    ``[lo, hi)`` (default: the whole PMU)."""
+    counters: tuple
+    base: int = 0
+    lane_offset: tuple | None = None
+    lo: int | None = None
+    hi: int | None = None
+
+
+def _resolve_access(pattern: AccessPattern, params: RduParams, where):
+    from hdl.pmu.config import LANE_OFFSET_BITS
+    if not pattern.counters:
+        raise PmuProgramError(f"{where}.counters: an access pattern needs at least one counter")
+    lanes = params.pcu_lanes
+    offsets = tuple(pattern.lane_offset) if pattern.lane_offset is not None else (0,) * lanes
+    if len(offsets) != lanes:
+        raise PmuProgramError(f"{where}.lane_offset: {len(offsets)} offsets for {lanes} lanes")
+    lim = 1 << (LANE_OFFSET_BITS - 1)
+    for l, o in enumerate(offsets):
+        if isinstance(o, bool) or not isinstance(o, int) or not -lim <= o < lim:
+            raise PmuProgramError(f"{where}.lane_offset[{l}]: {o!r} must be an integer in "
+                                  f"{-lim}..{lim - 1}")
+    lo = 0 if pattern.lo is None else pattern.lo
+    hi = params.pmu_banks * params.pmu_bank_words if pattern.hi is None else pattern.hi
+    for name, v in (("base", pattern.base), ("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, int) or not _I32[0] <= v <= _I32[1]:
+            raise PmuProgramError(f"{where}.{name}: {v!r} must be an INT32")
+    if lo >= hi:
+        raise PmuProgramError(f"{where}: empty predicate range [{lo}, {hi})")
+    return offsets, lo, hi
+
+
+def pack_access(pattern: AccessPattern, params: RduParams, where="access") -> int:
+    """Config bits of an address pipeline; errors name ``where`` and the field."""
+    from hdl.pcu.config import ChainConfig
+    from hdl.pmu.config import address_config_layout
+    offsets, lo, hi = _resolve_access(pattern, params, where)
+    chain = ChainConfig.from_bits(pack_chain(pattern.counters, params, PmuProgramError,
+                                             f"{where}."))
+    return address_config_layout(params).const({
+        "chain": chain, "base": pattern.base, "lane_offset": list(offsets), "lo": lo,
+        "hi": hi}).as_value().value
+
+
+def access_reference(pattern: AccessPattern, params: RduParams, where="access"):
+    """The steps an address pipeline emits: ``addr`` (n, lanes) int64, ``mask``,
+    ``wrap`` and ``last`` (n,)."""
+    offsets, lo, hi = _resolve_access(pattern, params, where)
+    steps = chain_steps(pattern.counters, params.pcu_lanes, PmuProgramError)
+    d = len(pattern.counters)
+    addr = np.array([[pattern.base + sum(s["value"][:d - 1]) + s["lane"][l] + offsets[l]
+                      for l in range(params.pcu_lanes)] for s in steps], np.int64)
+    inside = (addr >= lo) & (addr < hi)
+    lanes_on = (np.array([s["mask"] for s in steps])[:, None] >> np.arange(addr.shape[1])) & 1
+    mask = ((lanes_on.astype(bool) & inside) * (1 << np.arange(addr.shape[1]))).sum(axis=1)
+    return {"addr": addr, "mask": mask.astype(np.int64),
+            "wrap": np.array([s["wrap"] for s in steps]),
+            "last": np.array([s["last"] for s in steps], np.int64)}

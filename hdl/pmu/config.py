@@ -1,11 +1,16 @@
 """PMU configuration layouts: defined here once, used by the HDL and packed by
 ``firmware/compiler/pmu.py``."""
 
-from amaranth import unsigned
+from amaranth import signed, unsigned
 from amaranth.lib import data
 
+from hdl.pcu.config import MAX_COUNTERS, ChainConfig
+
 __all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
-           "read_data_layout"]
+           "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout"]
+
+#: Per-lane address offsets are this wide (signed).
+LANE_OFFSET_BITS = 16
 
 
 def addr_bits(params):
@@ -43,3 +48,24 @@ def read_data_layout(params):
     """The answer to a read request: LANES words and the request's lane mask."""
     return data.StructLayout({"data": data.ArrayLayout(32, params.pcu_lanes),
                               "mask": unsigned(params.pcu_lanes)})
+
+
+def address_config_layout(params):
+    """An address pipeline: lane ``l`` of each counter-chain step addresses
+    ``base + (sum of the outer counters) + (innermost counter as seen by lane l) +
+    lane_offset[l]``; lanes outside the innermost range or outside ``[lo, hi)`` are off
+    (predication)."""
+    return data.StructLayout({
+        "chain": ChainConfig, "base": signed(32),
+        "lane_offset": data.ArrayLayout(signed(LANE_OFFSET_BITS), params.pcu_lanes),
+        "lo": signed(32), "hi": signed(32),
+    })
+
+
+def address_layout(params):
+    """One step of an address pipeline: LANES addresses, the lanes on, the chain's
+    counter-wrap bits and ``last``."""
+    return data.StructLayout({
+        "addr": data.ArrayLayout(32, params.pcu_lanes), "mask": unsigned(params.pcu_lanes),
+        "wrap": unsigned(MAX_COUNTERS), "last": unsigned(1),
+    })

@@ -12,7 +12,7 @@ from hdl.pcu.config import scalar_layout, vector_layout
 from hdl.pcu.pcu import Pcu
 
 from .payload import from_ints, pack, to_ints, unpack, words_of
-from .pysim import collect, drive
+from .pysim import collect, configure, drive
 
 __all__ = ["TINY", "simd_job", "run_pcu"]
 
@@ -45,11 +45,7 @@ def run_pcu(params, jobs, seed, idle=0.3, backpressure=0.3):
     state = {}
 
     async def control(ctx):
-        ctx.set(Value.cast(dut.config), state["config"])
-        await ctx.tick()
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
+        await configure(ctx, dut, state["config"])
 
     def feeder(name):
         async def run(ctx):

@@ -12,11 +12,20 @@ import random
 from amaranth import Value
 from amaranth.sim import Simulator
 
-__all__ = ["drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
+__all__ = ["configure", "drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
 
 
 class StreamTimeout(AssertionError):
     pass
+
+
+async def configure(ctx, dut, config):
+    """Load ``config`` bits into ``dut.config``, then pulse ``dut.start`` for a cycle."""
+    ctx.set(Value.cast(dut.config), config)
+    await ctx.tick()
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
 
 
 async def drive(ctx, port, payloads, rng, idle=0.0):
