@@ -28,6 +28,8 @@ SEED = 9
      "read.lane_offset[7]: 40000 must be an integer in -32768..32767"),
     (AccessPattern((Counter(0, 8),), lo=5, hi=5), "read: empty predicate range [5, 5)"),
     (AccessPattern((Counter(0, 8),), base=1 << 40), "read.base: 1099511627776 must be an INT32"),
+    (AccessPattern((Counter(0, 2), Counter(0, 8)), repeat=(1,)),
+     "read.repeat: 1 is not an outer counter (0..0)"),
 ])
 def test_bad_access_patterns(pattern, message):
     with pytest.raises(PmuProgramError, match=re.escape(message)):
@@ -40,6 +42,7 @@ PATTERNS = [
     AccessPattern((Counter(0, 3), Counter(0, 5, 2), Counter(0, 13)),   # ragged, 3 deep
                   lane_offset=tuple(range(0, 16, 2)), lo=30, hi=200),  # predicated
     AccessPattern((Counter(-20, 20, 7), Counter(0, 8)), base=-5, lo=0),
+    AccessPattern((Counter(0, 3), Counter(0, 4), Counter(0, 16)), repeat=(0,)),
 ]
 
 

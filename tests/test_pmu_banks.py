@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 from amaranth import Value
-from amaranth.sim import Simulator
 
 from firmware.compiler.pmu import (BankBits, PmuProgramError, choose_bank_bits,
                                    conflict_cycles, offset_of, bank_of, pack_bank_bits)
@@ -16,7 +15,7 @@ from hdl.params import PRESETS
 from hdl.pmu.banks import Banks
 from hdl.pmu.config import read_data_layout, read_layout, write_layout
 from tb.lib.payload import from_ints, pack, to_ints, unpack, words_of
-from tb.lib.pysim import collect, drive
+from tb.lib.pysim import collect, drive, simulate
 
 SMALL = PRESETS["small"]
 PMU = SMALL.replace(pmu_bank_words=64)          # 8 banks x 64 words, 8 lanes
@@ -78,11 +77,7 @@ def run_banks(params, bits, writes, reads, seed, idle=0.3, backpressure=0.3):
                       max_cycles=20 * n + 20 * len(writes["mask"]) + 200, seed=seed, out=got)
         state["r"] = ctx.get(dut.r_conflicts)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.add_testbench(sink)
-    sim.run()
+    simulate(dut, bench, sink)
     return unpack(dl, from_ints(got, words_of(dl))), state["w"], state["r"]
 
 

@@ -7,11 +7,13 @@ import numpy as np
 
 from hdl.params import RduParams
 
+from hdl.pcu.config import MAX_COUNTERS
+
 from .counters import chain_steps, pack_chain
 
 __all__ = ["PmuProgramError", "BankBits", "pack_bank_bits", "bank_of", "offset_of",
            "conflict_cycles", "choose_bank_bits", "AccessPattern", "pack_access",
-           "access_reference"]
+           "access_reference", "PmuProgram", "pack_pmu", "pmu_reference"]
 
 
 class PmuProgramError(ValueError):
@@ -110,9 +112,11 @@ class AccessPattern:
     """An address pipeline program (``hdl.pmu.config.address_config_layout``): nested
     ``counters`` (``firmware.compiler.counters.Counter``; the innermost unrolled over
     the lanes), a ``base``, an optional offset per lane, and the predicate range
-    ``[lo, hi)`` (default: the whole PMU)."""
+    ``[lo, hi)`` (default: the whole PMU). ``repeat``: outer counters (indices) that do
+    not add to the address, e.g. a loop over tiles that all land in one buffer."""
     counters: tuple
     base: int = 0
+    repeat: tuple = ()
     lane_offset: tuple | None = None
     lo: int | None = None
     hi: int | None = None
@@ -138,6 +142,11 @@ def _resolve_access(pattern: AccessPattern, params: RduParams, where):
             raise PmuProgramError(f"{where}.{name}: {v!r} must be an INT32")
     if lo >= hi:
         raise PmuProgramError(f"{where}: empty predicate range [{lo}, {hi})")
+    for i in pattern.repeat:
+        if isinstance(i, bool) or not isinstance(i, int) or \
+                not 0 <= i < len(pattern.counters) - 1:
+            raise PmuProgramError(f"{where}.repeat: {i!r} is not an outer counter "
+                                  f"(0..{len(pattern.counters) - 2})")
     return offsets, lo, hi
 
 
@@ -150,6 +159,7 @@ def pack_access(pattern: AccessPattern, params: RduParams, where="access") -> in
                                              f"{where}."))
     return address_config_layout(params).const({
         "chain": chain, "base": pattern.base, "lane_offset": list(offsets), "lo": lo,
+        "ctr_en": sum(1 << i for i in range(MAX_COUNTERS) if i not in pattern.repeat),
         "hi": hi}).as_value().value
 
 
@@ -159,7 +169,8 @@ def access_reference(pattern: AccessPattern, params: RduParams, where="access"):
     offsets, lo, hi = _resolve_access(pattern, params, where)
     steps = chain_steps(pattern.counters, params.pcu_lanes, PmuProgramError)
     d = len(pattern.counters)
-    addr = np.array([[pattern.base + sum(s["value"][:d - 1]) + s["lane"][l] + offsets[l]
+    outer = [i for i in range(d - 1) if i not in pattern.repeat]
+    addr = np.array([[pattern.base + sum(s["value"][i] for i in outer) + s["lane"][l] + offsets[l]
                       for l in range(params.pcu_lanes)] for s in steps], np.int64)
     inside = (addr >= lo) & (addr < hi)
     lanes_on = (np.array([s["mask"] for s in steps])[:, None] >> np.arange(addr.shape[1])) & 1
@@ -167,3 +178,99 @@ def access_reference(pattern: AccessPattern, params: RduParams, where="access"):
     return {"addr": addr, "mask": mask.astype(np.int64),
             "wrap": np.array([s["wrap"] for s in steps]),
             "last": np.array([s["last"] for s in steps], np.int64)}
+
+
+@dataclass(frozen=True)
+class PmuProgram:
+    """A PMU program (``hdl.pmu.config.pmu_config_layout``): bank bits, the ``write`` and
+    ``read`` access patterns (addresses inside one buffer), and ``nbuf`` buffers of
+    ``buf_words`` words (default: the capacity divided evenly). A write window is one run
+    of write counter ``w_level`` and fills a buffer; a read window (``r_level``) drains
+    one; both sides have the same number of windows."""
+    write: AccessPattern
+    read: AccessPattern
+    bank_bits: BankBits = BankBits()
+    nbuf: int = 1
+    buf_words: int | None = None
+    w_level: int = 0
+    r_level: int = 0
+
+
+def _windows(steps, level):
+    return int(sum((w >> level) & 1 for w in steps["wrap"]))
+
+
+def _resolve_pmu(program: PmuProgram, params: RduParams):
+    from hdl.pmu.config import MAX_BUFFERS
+    cap = params.pmu_banks * params.pmu_bank_words
+    if isinstance(program.nbuf, bool) or program.nbuf not in range(1, MAX_BUFFERS + 1):
+        raise PmuProgramError(f"nbuf: {program.nbuf!r} must be 1..{MAX_BUFFERS}")
+    buf = cap // program.nbuf if program.buf_words is None else program.buf_words
+    if isinstance(buf, bool) or not isinstance(buf, int) or not 1 <= buf <= cap // program.nbuf:
+        raise PmuProgramError(f"buf_words: {buf!r} x {program.nbuf} buffers must fit the "
+                              f"PMU's {cap} words")
+    sides = {}
+    for name, pattern, level in (("write", program.write, program.w_level),
+                                 ("read", program.read, program.r_level)):
+        if not isinstance(level, int) or not 0 <= level < len(pattern.counters):
+            raise PmuProgramError(f"{name[0]}_level: {level!r} is not a counter of the "
+                                  f"{name} pattern")
+        steps = access_reference(pattern, params, name)
+        on = ((steps["mask"][:, None] >> np.arange(params.pcu_lanes)) & 1).astype(bool)
+        used = steps["addr"][on]
+        if used.size and (used.min() < 0 or used.max() >= buf):
+            raise PmuProgramError(f"{name}: addresses {used.min()}..{used.max()} leave the "
+                                  f"buffer [0, {buf}) (use lo/hi to drop lanes)")
+        sides[name] = (steps, _windows(steps, level))
+    if sides["write"][1] != sides["read"][1]:
+        raise PmuProgramError(f"windows: the write pattern fills {sides['write'][1]} buffers, "
+                              f"the read pattern drains {sides['read'][1]}")
+    return buf, sides
+
+
+def pack_pmu(program: PmuProgram, params: RduParams) -> int:
+    from hdl.pmu.config import address_config_layout, bank_config_layout, pmu_config_layout
+    buf, _ = _resolve_pmu(program, params)
+    return pmu_config_layout(params).const({
+        "banks": bank_config_layout(params).from_bits(pack_bank_bits(program.bank_bits, params)),
+        "write": address_config_layout(params).from_bits(pack_access(program.write, params,
+                                                                     "write")),
+        "read": address_config_layout(params).from_bits(pack_access(program.read, params,
+                                                                    "read")),
+        "nbuf": program.nbuf, "buf_words": buf, "w_level": program.w_level,
+        "r_level": program.r_level}).as_value().value
+
+
+def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None):
+    """The vectors a PMU emits for input vectors ``vin`` (n, lanes): for each window,
+    the write window's stores, then the read window's loads. Lanes a read leaves off
+    read as 0 here (don't-care in hardware)."""
+    buf, sides = _resolve_pmu(program, params)
+    (ws, _), (rs, _) = sides["write"], sides["read"]
+    lanes = params.pcu_lanes
+    vin = np.asarray(vin, np.uint32)
+    vm = np.full(len(vin), (1 << lanes) - 1) if vin_mask is None else np.asarray(vin_mask)
+    mem = np.zeros(buf * program.nbuf, np.uint32)
+    out, masks = [], []
+    wi = ri = 0
+    for window in range(_windows(ws, program.w_level)):
+        base = (window % program.nbuf) * buf
+        while True:
+            m = int(ws["mask"][wi]) & int(vm[wi])
+            for l in range(lanes):
+                if m >> l & 1:
+                    mem[base + ws["addr"][wi, l]] = vin[wi, l]
+            wi += 1
+            if ws["wrap"][wi - 1] >> program.w_level & 1:
+                break
+        while True:
+            m = int(rs["mask"][ri])
+            out.append([mem[base + rs["addr"][ri, l]] if m >> l & 1 else 0
+                        for l in range(lanes)])
+            masks.append(m)
+            ri += 1
+            if rs["wrap"][ri - 1] >> program.r_level & 1:
+                break
+    last = np.zeros(len(out), np.int64)
+    last[-1] = 1
+    return {"data": np.array(out, np.uint32), "mask": np.array(masks), "last": last}

@@ -31,7 +31,8 @@ class AddressGen(wiring.Component):
         m.submodules.chain = chain = CounterChain(lanes)
         step = chain.o.payload
         outer = Signal(signed(32))
-        m.d.comb += outer.eq(sum(Mux(cfg.chain.depth > i + 1, step.value[i], 0)
+        m.d.comb += outer.eq(sum(Mux((cfg.chain.depth > i + 1) & cfg.ctr_en[i],
+                                     step.value[i], 0)
                                  for i in range(MAX_COUNTERS - 1)))
         p = self.o.payload
         for l in range(lanes):

@@ -116,6 +116,7 @@ class Banks(wiring.Component):
         bank_d = [Signal(bank_bits(p), name=f"r{l}_bank_d") for l in range(L)]
         got = [Signal(32, name=f"r{l}_got") for l in range(L)]
         mask = Signal(L)
+        last = Signal()
         m.d.sync += served_d.eq(Mux(go, served, 0))
         for l in range(L):
             with m.If(go & served[l]):
@@ -125,8 +126,10 @@ class Banks(wiring.Component):
             m.d.comb += self.rd.payload.data[l].eq(
                 Mux(last_d[l], port_data[bank_d[l]], got[l]))
         with m.If(go & final):
-            m.d.sync += [out_valid.eq(1), last_d.eq(served), mask.eq(self.r.payload.mask)]
+            m.d.sync += [out_valid.eq(1), last_d.eq(served), mask.eq(self.r.payload.mask),
+                         last.eq(self.r.payload.last)]
         with m.Elif(self.rd.ready):
             m.d.sync += out_valid.eq(0)
-        m.d.comb += [self.rd.valid.eq(out_valid), self.rd.payload.mask.eq(mask)]
+        m.d.comb += [self.rd.valid.eq(out_valid), self.rd.payload.mask.eq(mask),
+                     self.rd.payload.last.eq(last)]
         return m

@@ -7,7 +7,8 @@ from amaranth.lib import data
 from hdl.pcu.config import MAX_COUNTERS, ChainConfig
 
 __all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
-           "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout"]
+           "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout",
+           "MAX_BUFFERS", "pmu_config_layout"]
 
 #: Per-lane address offsets are this wide (signed).
 LANE_OFFSET_BITS = 16
@@ -39,24 +40,28 @@ def write_layout(params):
 
 
 def read_layout(params):
-    """One vector read request: LANES word addresses and the lanes that read."""
+    """One vector read request: LANES word addresses, the lanes that read, and a ``last``
+    flag the answer carries back."""
     lanes = params.pcu_lanes
-    return data.StructLayout({"addr": data.ArrayLayout(32, lanes), "mask": unsigned(lanes)})
+    return data.StructLayout({"addr": data.ArrayLayout(32, lanes), "mask": unsigned(lanes),
+                              "last": unsigned(1)})
 
 
 def read_data_layout(params):
-    """The answer to a read request: LANES words and the request's lane mask."""
-    return data.StructLayout({"data": data.ArrayLayout(32, params.pcu_lanes),
-                              "mask": unsigned(params.pcu_lanes)})
+    """The answer to a read request: LANES words, the request's lane mask and ``last``
+    (the vector packet of :func:`hdl.pcu.config.vector_layout`)."""
+    from hdl.pcu.config import vector_layout
+    return vector_layout(params.pcu_lanes)
 
 
 def address_config_layout(params):
     """An address pipeline: lane ``l`` of each counter-chain step addresses
-    ``base + (sum of the outer counters) + (innermost counter as seen by lane l) +
-    lane_offset[l]``; lanes outside the innermost range or outside ``[lo, hi)`` are off
-    (predication)."""
+    ``base + (sum of the outer counters with their ctr_en bit) + (innermost counter as
+    seen by lane l) + lane_offset[l]``; lanes outside the innermost range or outside
+    ``[lo, hi)`` are off (predication). Counters without ``ctr_en`` only repeat (e.g. a
+    loop over buffers)."""
     return data.StructLayout({
-        "chain": ChainConfig, "base": signed(32),
+        "chain": ChainConfig, "base": signed(32), "ctr_en": unsigned(MAX_COUNTERS),
         "lane_offset": data.ArrayLayout(signed(LANE_OFFSET_BITS), params.pcu_lanes),
         "lo": signed(32), "hi": signed(32),
     })
@@ -68,4 +73,26 @@ def address_layout(params):
     return data.StructLayout({
         "addr": data.ArrayLayout(32, params.pcu_lanes), "mask": unsigned(params.pcu_lanes),
         "wrap": unsigned(MAX_COUNTERS), "last": unsigned(1),
+    })
+
+
+#: N-buffering depth: 1 (single buffer) to 4.
+MAX_BUFFERS = 4
+
+
+def pmu_config_layout(params):
+    """One PMU: bank bits, the write and read address pipelines, and N-buffering.
+
+    Buffer ``i`` is the ``buf_words`` words from ``i * buf_words`` (added to both
+    pipelines' addresses). A write window (one run of write counter ``w_level``) fills a
+    buffer; a read window (one run of read counter ``r_level``) drains one. The writer
+    may start a window while fewer than ``nbuf`` buffers are full; the reader while at
+    least one is.
+    """
+    return data.StructLayout({
+        "banks": bank_config_layout(params),
+        "write": address_config_layout(params), "read": address_config_layout(params),
+        "nbuf": range(1, MAX_BUFFERS + 1),
+        "buf_words": range(params.pmu_banks * params.pmu_bank_words + 1),
+        "w_level": range(MAX_COUNTERS), "r_level": range(MAX_COUNTERS),
     })

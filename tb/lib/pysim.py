@@ -12,11 +12,25 @@ import random
 from amaranth import Value
 from amaranth.sim import Simulator
 
-__all__ = ["configure", "drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
+__all__ = ["simulate", "configure", "drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
 
 
 class StreamTimeout(AssertionError):
     pass
+
+
+def simulate(dut, *testbenches, vcd=None):
+    """Run ``testbenches`` (async functions of ``ctx``) on ``dut`` with a clock until
+    they all return."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
 
 
 async def configure(ctx, dut, config):
@@ -73,15 +87,7 @@ def run_stream(dut, inputs, n_out, *, seed, i="i", o="o", idle=0.3, backpressure
         await collect(ctx, port_o, n_out, rng_o, backpressure, max_cycles=max_cycles,
                       drain_cycles=drain_cycles, seed=seed, out=got)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    simulate(dut, producer, consumer, vcd=vcd)
     return got
 
 

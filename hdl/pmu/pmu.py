@@ -1,0 +1,98 @@
+"""The pattern memory unit: write and read address pipelines around the banked
+scratchpad, N-buffered so a producer fills one buffer while a consumer drains another."""
+
+from amaranth import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.pcu.config import vector_layout
+
+from .address import AddressGen
+from .banks import COUNTER_BITS, Banks
+from .config import MAX_BUFFERS, pmu_config_layout
+
+__all__ = ["Pmu"]
+
+
+class Pmu(wiring.Component):
+    """One PMU (:func:`~hdl.pmu.config.pmu_config_layout`).
+
+    After ``start``, every write-pipeline step stores one vector from ``vin`` (lanes on
+    in both the step's and the vector's mask) and every read-pipeline step emits one
+    vector on ``vout`` (``last`` on the read pipeline's final step). Full buffers are
+    counted between the two sides (``full``); ``busy`` until the last read left.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        vec = vector_layout(params.pcu_lanes)
+        super().__init__({
+            "config": In(pmu_config_layout(params)),
+            "start": In(1), "busy": Out(1),
+            "vin": In(stream.Signature(vec)),
+            "vout": Out(stream.Signature(vec)),
+            "w_conflicts": Out(COUNTER_BITS), "r_conflicts": Out(COUNTER_BITS),
+            "full": Out(range(MAX_BUFFERS + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, cfg = self.params, self.config
+        L = p.pcu_lanes
+        m.submodules.wgen = wgen = AddressGen(p)
+        m.submodules.rgen = rgen = AddressGen(p)
+        m.submodules.banks = banks = Banks(p)
+        m.d.comb += [wgen.config.eq(cfg.write), rgen.config.eq(cfg.read),
+                     wgen.start.eq(self.start & ~self.busy),
+                     rgen.start.eq(self.start & ~self.busy),
+                     banks.config.eq(cfg.banks),
+                     self.w_conflicts.eq(banks.w_conflicts),
+                     self.r_conflicts.eq(banks.r_conflicts)]
+
+        full = self.full
+        w_buf = Signal(range(MAX_BUFFERS))
+        r_buf = Signal(range(MAX_BUFFERS))
+        w_base = Signal(32)
+        r_base = Signal(32)
+
+        # Writes: one address step + one input vector per stored vector.
+        ws, wv = wgen.o.payload, self.vin.payload
+        w_room = full < cfg.nbuf
+        m.d.comb += [
+            banks.w.valid.eq(wgen.o.valid & self.vin.valid & w_room),
+            banks.w.payload.mask.eq(ws.mask & wv.mask),
+            banks.w.payload.data.eq(wv.data),
+            wgen.o.ready.eq(banks.w.ready), self.vin.ready.eq(banks.w.ready),
+        ]
+        for l in range(L):
+            m.d.comb += banks.w.payload.addr[l].eq(ws.addr[l] + w_base)
+        w_done = banks.w.ready & ws.wrap.bit_select(cfg.w_level, 1)
+
+        # Reads: one address step per request while a buffer is full.
+        rs = rgen.o.payload
+        m.d.comb += [
+            banks.r.valid.eq(rgen.o.valid & (full != 0)),
+            banks.r.payload.mask.eq(rs.mask), banks.r.payload.last.eq(rs.last),
+            rgen.o.ready.eq(banks.r.ready),
+        ]
+        for l in range(L):
+            m.d.comb += banks.r.payload.addr[l].eq(rs.addr[l] + r_base)
+        r_done = banks.r.ready & rs.wrap.bit_select(cfg.r_level, 1)
+        wiring.connect(m, banks.rd, wiring.flipped(self.vout))
+
+        m.d.sync += full.eq(full + w_done - r_done)
+        for done, buf, base in ((w_done, w_buf, w_base), (r_done, r_buf, r_base)):
+            with m.If(done):
+                with m.If(buf == cfg.nbuf - 1):
+                    m.d.sync += [buf.eq(0), base.eq(0)]
+                with m.Else():
+                    m.d.sync += [buf.eq(buf + 1), base.eq(base + cfg.buf_words)]
+
+        running = Signal()
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [running.eq(1), full.eq(0), w_buf.eq(0), r_buf.eq(0), w_base.eq(0),
+                         r_base.eq(0)]
+        with m.Elif(self.vout.valid & self.vout.ready & self.vout.payload.last):
+            m.d.sync += running.eq(0)
+        m.d.comb += self.busy.eq(running | wgen.busy | rgen.busy)
+        return m
