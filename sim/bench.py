@@ -122,6 +122,30 @@ def _pcu_section(params, repeats, workdir):
     }
 
 
+def _pmu_section(params, workdir):
+    """PMU figures: streaming write+read through a double buffer (vectors per cycle), and
+    bank-conflict cycles of a column walk under default vs chosen bank bits."""
+    from .designs import build_design
+    b = build_design("pmu", params)
+    args = {"params": params.to_dict(), "seed": 41, "idle": 0.0, "backpressure": 0.0}
+    stream = _best(b, "tb.test_pmu_stream", workdir / "stream", 1,
+                   dict(args, case="linear", tiles=64, nbuf=2, bank_bits="chosen"))
+    walk = {bits: _best(b, "tb.test_pmu_stream", workdir / f"walk-{bits}", 1,
+                        dict(args, case="transpose", tiles=16, nbuf=2, bank_bits=bits))
+            for bits in ("default", "chosen")}
+    return {
+        "double_buffer_stream": {"vectors": stream["vectors"], "cycles": stream["cycles"],
+                                 "vectors_per_cycle": round(stream["vectors_per_cycle"], 4)},
+        "column_walk_transpose": {
+            bits: {"vectors": o["vectors"], "cycles": o["cycles"],
+                   "read_conflict_cycles": o["r_conflicts"],
+                   "vectors_per_cycle": round(o["vectors_per_cycle"], 4)}
+            for bits, o in walk.items()},
+        "cycles_per_second": round(stream["cycles"] / stream["wall_s"]),
+        "verilator_build_s": b.built_seconds,
+    }
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -149,4 +173,6 @@ def run_bench(params, out: Path, quick=False):
                                                 "plasticine": PRESETS["plasticine"]}
     pcu = {name: _pcu_section(p, repeats, workdir / f"pcu-{name}") for name, p in presets.items()}
     merge_bench(out, "pcu", pcu)
-    return {"foundation": results, "pcu": pcu}
+    pmu = _pmu_section(params, workdir / "pmu")
+    merge_bench(out, "pmu", pmu)
+    return {"foundation": results, "pcu": pcu, "pmu": pmu}

@@ -31,6 +31,11 @@ def _pcu(params):
     return Pcu(params)
 
 
+def _pmu(params):
+    from hdl.pmu.pmu import Pmu
+    return Pmu(params)
+
+
 _PCU_DEPTH = 1 << 13
 
 DESIGNS = {
@@ -38,6 +43,8 @@ DESIGNS = {
                   "every numerics unit, pcu_lanes wide, behind one ready/valid stream"),
     "pcu": Design("pcu", _pcu, {k: _PCU_DEPTH for k in ("vin0", "vin1", "sin0", "vout", "sout")},
                   "one PCU (SIMD or systolic) with its input and output streams"),
+    "pmu": Design("pmu", _pmu, {"vin": _PCU_DEPTH, "vout": _PCU_DEPTH},
+                  "one PMU (banks, address pipelines, N-buffering) with its vector streams"),
 }
 
 

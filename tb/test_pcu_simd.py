@@ -108,9 +108,7 @@ async def pcu_simd(dut):
     out_name, out_layout = ("sout", scalar_layout) if scalar else ("vout", vec)
     n_out = len(want["sdata"]) if scalar else steps
 
-    tb = TbHarness(dut)
-    await tb.reset()
-    await tb.configure(pack_simd(prog, params))
+    tb = await TbHarness.started(dut, pack_simd(prog, params))
     for k, name in enumerate(("vin0", "vin1")):
         if name in inputs:
             tb.load(name, pack(vec, {"data": inputs[name]}), seed=seed + k,

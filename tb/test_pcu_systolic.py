@@ -34,9 +34,7 @@ async def pcu_gemm(dut):
                   f"seed {seed}")
 
     vec = vector_layout(lanes)
-    tb = TbHarness(dut)
-    await tb.reset()
-    await tb.configure(pack_systolic(prog, params))
+    tb = await TbHarness.started(dut, pack_systolic(prog, params))
     tb.load("vin0", pack(vec, {"data": vin0}), seed=seed, valid_probability=1 - idle)
     tb.load("vin1", pack(vec, {"data": vin1}), seed=seed + 1, valid_probability=1 - idle)
     tb.expect("vout", len(want["mask"]), seed=seed + 2, ready_probability=1 - bp)

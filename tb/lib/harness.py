@@ -105,6 +105,14 @@ class TbHarness:
         self.sig(f"{name}_seed").value = seed & 0xFFFFFFFF
         self.sig(f"{name}_rate").value = rate_of(ready_probability)
 
+    @classmethod
+    async def started(cls, dut, config):
+        """A harness on ``dut``, reset, configured with ``config`` and started."""
+        tb = cls(dut)
+        await tb.reset()
+        await tb.configure(config)
+        return tb
+
     async def configure(self, config, *, start="start"):
         """Load configuration bits into port ``config``, then pulse ``start``."""
         self.port("config").value = config
