@@ -43,7 +43,8 @@ DESIGNS = {
                   "every numerics unit, pcu_lanes wide, behind one ready/valid stream"),
     "pcu": Design("pcu", _pcu, {k: _PCU_DEPTH for k in ("vin0", "vin1", "sin0", "vout", "sout")},
                   "one PCU (SIMD or systolic) with its input and output streams"),
-    "pmu": Design("pmu", _pmu, {"vin": _PCU_DEPTH, "vout": _PCU_DEPTH},
+    "pmu": Design("pmu", _pmu, {"vin": _PCU_DEPTH, "vout": _PCU_DEPTH, "wsin": 1 << 10,
+                                "rsin": 1 << 10},
                   "one PMU (banks, address pipelines, N-buffering) with its vector streams"),
 }
 

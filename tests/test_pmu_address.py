@@ -14,7 +14,7 @@ from hdl.params import PRESETS
 from hdl.pmu.address import AddressGen
 from hdl.pmu.config import address_layout
 from tb.lib.payload import from_ints, unpack, words_of
-from tb.lib.pysim import collect, configure
+from tb.lib.pysim import collect, configure, drive
 
 SMALL = PRESETS["small"]
 SEED = 9
@@ -28,6 +28,8 @@ SEED = 9
      "read.lane_offset[7]: 40000 must be an integer in -32768..32767"),
     (AccessPattern((Counter(0, 8),), lo=5, hi=5), "read: empty predicate range [5, 5)"),
     (AccessPattern((Counter(0, 8),), base=1 << 40), "read.base: 1099511627776 must be an INT32"),
+    (AccessPattern((Counter(0, 8),), scalar_hi=True, scalar_level=2),
+     "read.scalar_level: 2 is not a counter (0..0)"),
     (AccessPattern((Counter(0, 2), Counter(0, 8)), repeat=(1,)),
      "read.repeat: 1 is not an outer counter (0..0)"),
 ])
@@ -43,7 +45,12 @@ PATTERNS = [
                   lane_offset=tuple(range(0, 16, 2)), lo=30, hi=200),  # predicated
     AccessPattern((Counter(-20, 20, 7), Counter(0, 8)), base=-5, lo=0),
     AccessPattern((Counter(0, 3), Counter(0, 4), Counter(0, 16)), repeat=(0,)),
+    AccessPattern((Counter(0, 3), Counter(0, 20)), repeat=(0,), scalar_base=True,
+                  scalar_hi=True, scalar_level=1),            # per-window base and bound
+    AccessPattern((Counter(0, 2), Counter(0, 2), Counter(0, 8)), scalar_hi=True),
 ]
+#: What each pattern's scalar input supplies (per window: base offset, then hi).
+SCALARS = {5: [100, 112, 200, 215, (-5) & 0xFFFFFFFF, 10], 6: [7]}
 
 
 def test_address_pipeline_matches_reference():
@@ -53,6 +60,8 @@ def test_address_pipeline_matches_reference():
 
     async def bench(ctx):
         await configure(ctx, dut, state["config"])
+        await drive(ctx, dut.s, state["scalars"], random.Random(state["seed"]), 0.5,
+                    max_wait=20 * state["n"] + 50)
 
     async def sink(ctx):
         await collect(ctx, dut.o, state["n"], random.Random(state["seed"]), 0.4,
@@ -64,9 +73,10 @@ def test_address_pipeline_matches_reference():
     sim.add_testbench(bench)
     sim.add_testbench(sink)
     for k, pattern in enumerate(PATTERNS):
-        want = access_reference(pattern, SMALL)
+        scalars = SCALARS.get(k, [])
+        want = access_reference(pattern, SMALL, scalars=scalars)
         state.update(config=pack_access(pattern, SMALL), n=len(want["mask"]), got=[],
-                     seed=SEED + k)
+                     seed=SEED + k, scalars=scalars)
         if k:
             sim.reset()
         sim.run()

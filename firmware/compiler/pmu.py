@@ -113,10 +113,15 @@ class AccessPattern:
     ``counters`` (``firmware.compiler.counters.Counter``; the innermost unrolled over
     the lanes), a ``base``, an optional offset per lane, and the predicate range
     ``[lo, hi)`` (default: the whole PMU). ``repeat``: outer counters (indices) that do
-    not add to the address, e.g. a loop over tiles that all land in one buffer."""
+    not add to the address, e.g. a loop over tiles that all land in one buffer.
+    ``scalar_base`` / ``scalar_hi``: every window of counter ``scalar_level`` reads from
+    the pipeline's scalar input an offset added to ``base``, then its ``hi`` bound."""
     counters: tuple
     base: int = 0
     repeat: tuple = ()
+    scalar_base: bool = False
+    scalar_hi: bool = False
+    scalar_level: int = 0
     lane_offset: tuple | None = None
     lo: int | None = None
     hi: int | None = None
@@ -142,6 +147,10 @@ def _resolve_access(pattern: AccessPattern, params: RduParams, where):
             raise PmuProgramError(f"{where}.{name}: {v!r} must be an INT32")
     if lo >= hi:
         raise PmuProgramError(f"{where}: empty predicate range [{lo}, {hi})")
+    if not isinstance(pattern.scalar_level, int) or \
+            not 0 <= pattern.scalar_level < len(pattern.counters):
+        raise PmuProgramError(f"{where}.scalar_level: {pattern.scalar_level!r} is not a "
+                              f"counter (0..{len(pattern.counters) - 1})")
     for i in pattern.repeat:
         if isinstance(i, bool) or not isinstance(i, int) or \
                 not 0 <= i < len(pattern.counters) - 1:
@@ -160,22 +169,37 @@ def pack_access(pattern: AccessPattern, params: RduParams, where="access") -> in
     return address_config_layout(params).const({
         "chain": chain, "base": pattern.base, "lane_offset": list(offsets), "lo": lo,
         "ctr_en": sum(1 << i for i in range(MAX_COUNTERS) if i not in pattern.repeat),
+        "dyn": {"base": pattern.scalar_base, "hi": pattern.scalar_hi,
+                "level": pattern.scalar_level},
         "hi": hi}).as_value().value
 
 
-def access_reference(pattern: AccessPattern, params: RduParams, where="access"):
+def access_reference(pattern: AccessPattern, params: RduParams, where="access",
+                     scalars=None):
     """The steps an address pipeline emits: ``addr`` (n, lanes) int64, ``mask``,
-    ``wrap`` and ``last`` (n,)."""
+    ``wrap`` and ``last`` (n,). ``scalars``: what its scalar input supplies, in order
+    (per window: the base offset, then hi, as the pattern reads them)."""
     offsets, lo, hi = _resolve_access(pattern, params, where)
     steps = chain_steps(pattern.counters, params.pcu_lanes, PmuProgramError)
-    d = len(pattern.counters)
+    d, lanes = len(pattern.counters), params.pcu_lanes
+    feed = iter([] if scalars is None else [int(np.int32(np.uint32(x))) for x in scalars])
     outer = [i for i in range(d - 1) if i not in pattern.repeat]
-    addr = np.array([[pattern.base + sum(s["value"][i] for i in outer) + s["lane"][l] + offsets[l]
-                      for l in range(params.pcu_lanes)] for s in steps], np.int64)
-    inside = (addr >= lo) & (addr < hi)
-    lanes_on = (np.array([s["mask"] for s in steps])[:, None] >> np.arange(addr.shape[1])) & 1
-    mask = ((lanes_on.astype(bool) & inside) * (1 << np.arange(addr.shape[1]))).sum(axis=1)
-    return {"addr": addr, "mask": mask.astype(np.int64),
+    addr, mask, fresh = [], [], True
+    off, hi_now = 0, hi
+    for s in steps:
+        if fresh:
+            try:
+                off = next(feed) if pattern.scalar_base else 0
+                hi_now = next(feed) if pattern.scalar_hi else hi
+            except StopIteration:
+                raise PmuProgramError(f"{where}: the scalar input ran out") from None
+        row = [pattern.base + off + sum(s["value"][i] for i in outer) + s["lane"][l] +
+               offsets[l] for l in range(lanes)]
+        addr.append(row)
+        mask.append(sum(1 << l for l in range(lanes)
+                        if s["mask"] >> l & 1 and lo <= row[l] < hi_now))
+        fresh = bool(s["wrap"] >> pattern.scalar_level & 1)
+    return {"addr": np.array(addr, np.int64), "mask": np.array(mask, np.int64),
             "wrap": np.array([s["wrap"] for s in steps]),
             "last": np.array([s["last"] for s in steps], np.int64)}
 
@@ -200,7 +224,7 @@ def _windows(steps, level):
     return int(sum((w >> level) & 1 for w in steps["wrap"]))
 
 
-def _resolve_pmu(program: PmuProgram, params: RduParams):
+def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
     from hdl.pmu.config import MAX_BUFFERS
     cap = params.pmu_banks * params.pmu_bank_words
     if isinstance(program.nbuf, bool) or program.nbuf not in range(1, MAX_BUFFERS + 1):
@@ -210,12 +234,21 @@ def _resolve_pmu(program: PmuProgram, params: RduParams):
         raise PmuProgramError(f"buf_words: {buf!r} x {program.nbuf} buffers must fit the "
                               f"PMU's {cap} words")
     sides = {}
-    for name, pattern, level in (("write", program.write, program.w_level),
-                                 ("read", program.read, program.r_level)):
+    for name, pattern, level, sin in (("write", program.write, program.w_level, wsin),
+                                      ("read", program.read, program.r_level, rsin)):
         if not isinstance(level, int) or not 0 <= level < len(pattern.counters):
             raise PmuProgramError(f"{name[0]}_level: {level!r} is not a counter of the "
                                   f"{name} pattern")
-        steps = access_reference(pattern, params, name)
+        dynamic = pattern.scalar_base or pattern.scalar_hi
+        if dynamic and sin is None:
+            # Addresses depend on run-time scalars: only the static fields are checked.
+            _resolve_access(pattern, params, name)
+            pack_chain(pattern.counters, params, PmuProgramError, f"{name}.")
+            steps = {"wrap": [s["wrap"] for s in chain_steps(pattern.counters,
+                                                             params.pcu_lanes)]}
+            sides[name] = (steps, _windows(steps, level))
+            continue
+        steps = access_reference(pattern, params, name, sin)
         on = ((steps["mask"][:, None] >> np.arange(params.pcu_lanes)) & 1).astype(bool)
         used = steps["addr"][on]
         if used.size and (used.min() < 0 or used.max() >= buf):
@@ -241,11 +274,13 @@ def pack_pmu(program: PmuProgram, params: RduParams) -> int:
         "r_level": program.r_level}).as_value().value
 
 
-def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None):
-    """The vectors a PMU emits for input vectors ``vin`` (n, lanes): for each window,
-    the write window's stores, then the read window's loads. Lanes a read leaves off
-    read as 0 here (don't-care in hardware)."""
-    buf, sides = _resolve_pmu(program, params)
+def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None, wsin=None,
+                  rsin=None):
+    """The vectors a PMU emits for input vectors ``vin`` (n, lanes) and the scalar inputs
+    of its pipelines: for each window, the write window's stores, then the read window's
+    loads. Lanes a read leaves off read as 0 here (don't-care in hardware)."""
+    buf, sides = _resolve_pmu(program, params, wsin if wsin is not None else [],
+                              rsin if rsin is not None else [])
     (ws, _), (rs, _) = sides["write"], sides["read"]
     lanes = params.pcu_lanes
     vin = np.asarray(vin, np.uint32)

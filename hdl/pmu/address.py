@@ -22,6 +22,7 @@ class AddressGen(wiring.Component):
         super().__init__({
             "config": In(address_config_layout(params)),
             "start": In(1), "busy": Out(1),
+            "s": In(stream.Signature(32)),
             "o": Out(stream.Signature(address_layout(params))),
         })
 
@@ -34,14 +35,33 @@ class AddressGen(wiring.Component):
         m.d.comb += outer.eq(sum(Mux((cfg.chain.depth > i + 1) & cfg.ctr_en[i],
                                      step.value[i], 0)
                                  for i in range(MAX_COUNTERS - 1)))
+        # Window operands from the scalar input: base offset, then hi, per window.
+        dyn = cfg.dyn
+        need_base, need_hi = Signal(), Signal()
+        base_off = Signal(signed(32))
+        hi_dyn = Signal(signed(32))
+        m.d.comb += self.s.ready.eq(need_base | need_hi)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [need_base.eq(dyn.base), need_hi.eq(dyn.hi), base_off.eq(0)]
+        with m.Elif(self.s.valid & need_base):
+            m.d.sync += [base_off.eq(self.s.payload), need_base.eq(0)]
+        with m.Elif(self.s.valid & need_hi):
+            m.d.sync += [hi_dyn.eq(self.s.payload), need_hi.eq(0)]
+        with m.Elif(self.o.valid & self.o.ready & step.wrap.bit_select(dyn.level, 1) &
+                    ~step.last):
+            m.d.sync += [need_base.eq(dyn.base), need_hi.eq(dyn.hi)]
+        hi = Mux(dyn.hi, hi_dyn, cfg.hi)
+        loaded = ~need_base & ~need_hi
+
         p = self.o.payload
         for l in range(lanes):
             a = Signal(signed(32), name=f"addr{l}")
-            m.d.comb += [a.eq(cfg.base + outer + step.lane[l] + cfg.lane_offset[l]),
+            m.d.comb += [a.eq(cfg.base + base_off + outer + step.lane[l] + cfg.lane_offset[l]),
                          p.addr[l].eq(a),
-                         p.mask[l].eq(step.mask[l] & (a >= cfg.lo) & (a < cfg.hi))]
+                         p.mask[l].eq(step.mask[l] & (a >= cfg.lo) & (a < hi))]
         m.d.comb += [chain.config.eq(cfg.chain), chain.start.eq(self.start),
                      p.wrap.eq(step.wrap), p.last.eq(step.last),
-                     self.o.valid.eq(chain.o.valid), chain.o.ready.eq(self.o.ready),
+                     self.o.valid.eq(chain.o.valid & loaded),
+                     chain.o.ready.eq(self.o.ready & loaded),
                      self.busy.eq(chain.busy)]
         return m

@@ -59,9 +59,13 @@ def address_config_layout(params):
     ``base + (sum of the outer counters with their ctr_en bit) + (innermost counter as
     seen by lane l) + lane_offset[l]``; lanes outside the innermost range or outside
     ``[lo, hi)`` are off (predication). Counters without ``ctr_en`` only repeat (e.g. a
-    loop over buffers)."""
+    loop over buffers). ``dyn``: at the start of every window of counter ``dyn.level``
+    the pipeline reads, from its scalar input, a value added to ``base`` (``dyn.base``)
+    and then the window's ``hi`` bound (``dyn.hi``), in that order."""
     return data.StructLayout({
         "chain": ChainConfig, "base": signed(32), "ctr_en": unsigned(MAX_COUNTERS),
+        "dyn": data.StructLayout({"base": unsigned(1), "hi": unsigned(1),
+                                  "level": range(MAX_COUNTERS)}),
         "lane_offset": data.ArrayLayout(signed(LANE_OFFSET_BITS), params.pcu_lanes),
         "lo": signed(32), "hi": signed(32),
     })

@@ -19,7 +19,8 @@ class Pmu(wiring.Component):
 
     After ``start``, every write-pipeline step stores one vector from ``vin`` (lanes on
     in both the step's and the vector's mask) and every read-pipeline step emits one
-    vector on ``vout`` (``last`` on the read pipeline's final step). Full buffers are
+    vector on ``vout`` (``last`` on the read pipeline's final step). ``wsin``/``rsin``
+    carry the pipelines' per-window base offsets and bounds when configured. Full buffers are
     counted between the two sides (``full``); ``busy`` until the last read left.
     """
 
@@ -30,6 +31,7 @@ class Pmu(wiring.Component):
             "config": In(pmu_config_layout(params)),
             "start": In(1), "busy": Out(1),
             "vin": In(stream.Signature(vec)),
+            "wsin": In(stream.Signature(32)), "rsin": In(stream.Signature(32)),
             "vout": Out(stream.Signature(vec)),
             "w_conflicts": Out(COUNTER_BITS), "r_conflicts": Out(COUNTER_BITS),
             "full": Out(range(MAX_BUFFERS + 1)),
@@ -49,6 +51,8 @@ class Pmu(wiring.Component):
                      self.w_conflicts.eq(banks.w_conflicts),
                      self.r_conflicts.eq(banks.r_conflicts)]
 
+        wiring.connect(m, wiring.flipped(self.wsin), wgen.s)
+        wiring.connect(m, wiring.flipped(self.rsin), rgen.s)
         full = self.full
         w_buf = Signal(range(MAX_BUFFERS))
         r_buf = Signal(range(MAX_BUFFERS))

@@ -42,13 +42,23 @@ async def configure(ctx, dut, config):
     ctx.set(dut.start, 0)
 
 
-async def drive(ctx, port, payloads, rng, idle=0.0):
-    for x in payloads:
+async def drive(ctx, port, payloads, rng, idle=0.0, max_wait=None):
+    """Offer ``payloads`` in order; with ``max_wait``, fail (never hang) when one waits
+    longer than that many cycles for ``ready``."""
+    for k, x in enumerate(payloads):
         while rng.random() < idle:
             await ctx.tick()
         ctx.set(port.valid, 1)
         ctx.set(Value.cast(port.payload), x)
-        await ctx.tick().until(port.ready)
+        waited = 0
+        while True:
+            _, _, ready = await ctx.tick().sample(port.ready)
+            if ready:
+                break
+            waited += 1
+            if max_wait is not None and waited > max_wait:
+                raise StreamTimeout(f"input {k} of {len(payloads)} not taken in {max_wait} "
+                                    f"cycles")
         ctx.set(port.valid, 0)
 
 
