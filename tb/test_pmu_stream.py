@@ -1,10 +1,13 @@
 """cocotb: one PMU on Verilator, bit-exact against ``pmu_reference``.
 
 Arguments (``test_args``): ``config``/``params``; ``case``: ``transpose`` (L x L tiles
-written by rows, read by columns) or ``linear`` (read in write order); ``tiles``,
+written by rows, read by columns), ``linear`` (read in write order) or ``random`` (random
+strides, per-lane offsets and bank bits, predicated to the tile); ``tiles``,
 ``nbuf``, ``bank_bits`` (``chosen`` or ``default``), ``seed``, ``idle``, ``backpressure``.
 Outputs: cycles, vectors read, vectors per cycle, read/write conflict cycles.
 """
+
+import random
 
 import cocotb
 import numpy as np
@@ -13,13 +16,31 @@ from firmware.compiler.counters import Counter
 from firmware.compiler.pmu import (AccessPattern, BankBits, PmuProgram, access_reference,
                                    choose_bank_bits, pack_pmu, pmu_reference)
 from hdl.pcu.config import vector_layout
+from hdl.pmu.config import addr_bits
+from hdl.pmu.config import bank_bits as nbits
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.payload import pack, unpack
 
 
-def program_for(case, tiles, nbuf, bank_bits, params):
+def random_read(rng, tiles, L):
+    """Random strided reads with random per-lane offsets, lanes outside the tile dropped."""
+    stride, steps = rng.randint(1, 2 * L), rng.randint(1, 2 * L)
+    offsets = tuple(rng.randrange(-L, L * L) for _ in range(L))
+    return AccessPattern((Counter(0, tiles), Counter(0, steps), Counter(0, L * stride, stride)),
+                         repeat=(0,), lane_offset=offsets, lo=0, hi=L * L)
+
+
+def program_for(case, tiles, nbuf, bank_bits, params, seed=1):
     L = params.pcu_lanes
     write = AccessPattern((Counter(0, tiles), Counter(0, L * L)), repeat=(0,))
+    if case == "random":
+        rng = random.Random(seed)
+        top = addr_bits(params) - nbits(params)
+        shift = rng.randint(0, top)
+        fold = rng.choice([None, *[f for f in range(top + 1)
+                                   if f >= shift + nbits(params) or f + nbits(params) <= shift]])
+        return PmuProgram(write, random_read(rng, tiles, L), BankBits(shift, fold), nbuf=nbuf,
+                          buf_words=L * L, w_level=1, r_level=1)
     if case == "transpose":
         read = AccessPattern((Counter(0, tiles), Counter(0, L), Counter(0, L * L, L)),
                              repeat=(0,))
@@ -40,7 +61,7 @@ async def pmu_stream(dut):
     seed, tiles, nbuf = int(args.get("seed", 1)), int(args.get("tiles", 8)), int(args.get("nbuf", 2))
     idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
     case = args.get("case", "transpose")
-    program = program_for(case, tiles, nbuf, args.get("bank_bits", "chosen"), params)
+    program = program_for(case, tiles, nbuf, args.get("bank_bits", "chosen"), params, seed)
     nrng = np.random.default_rng(seed)
     vin = nrng.integers(0, 1 << 32, (tiles * L, L), dtype=np.uint64).astype(np.uint32)
     want = pmu_reference(program, params, vin)

@@ -30,11 +30,16 @@ def run(model, tmp_path, **args):
     ("transpose", 12, 2, 0.2, 0.3),
     ("transpose", 6, 1, 0.5, 0.6),
     ("linear", 10, 4, 0.3, 0.2),
+    ("random", 6, 2, 0.3, 0.3),
+    ("random", 5, 3, 0.1, 0.5),
+    ("random", 4, 1, 0.4, 0.1),
 ])
 def test_pmu_streams(model, tmp_path, case, tiles, nbuf, idle, backpressure):
     o = run(model, tmp_path, case=case, tiles=tiles, nbuf=nbuf, seed=SEED + tiles,
             idle=idle, backpressure=backpressure)
-    assert o["mismatches"] == 0 and o["vectors"] == tiles * L
+    assert o["mismatches"] == 0 and o["vectors"] > 0
+    if case != "random":
+        assert o["vectors"] == tiles * L
 
 
 def test_column_walk_conflicts_default_vs_chosen_bank_bits(model, tmp_path):
