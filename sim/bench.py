@@ -173,6 +173,6 @@ def run_bench(params, out: Path, quick=False):
                                                 "plasticine": PRESETS["plasticine"]}
     pcu = {name: _pcu_section(p, repeats, workdir / f"pcu-{name}") for name, p in presets.items()}
     merge_bench(out, "pcu", pcu)
-    pmu = _pmu_section(params, workdir / "pmu")
+    pmu = {name: _pmu_section(p, workdir / f"pmu-{name}") for name, p in presets.items()}
     merge_bench(out, "pmu", pmu)
     return {"foundation": results, "pcu": pcu, "pmu": pmu}
