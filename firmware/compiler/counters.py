@@ -54,10 +54,10 @@ def pack_chain(counters, params: RduParams, error=ValueError, prefix="") -> int:
     return ChainConfig.const({"depth": len(counters), "ctr": ctr}).as_value().value
 
 
-def chain_steps(counters, lanes, error=ValueError):
+def chain_steps(counters, lanes, error=ValueError, prefix=""):
     """Reference: the elements a chain emits, as dicts of ``value`` (list), ``lane``
     (list), ``mask`` (int), ``wrap`` (int) and ``last`` (bool)."""
-    counters = check_chain(counters, lanes, error)
+    counters = check_chain(counters, lanes, error, prefix)
     d = len(counters)
     if d == 0:
         return []

@@ -180,7 +180,7 @@ def access_reference(pattern: AccessPattern, params: RduParams, where="access",
     ``wrap`` and ``last`` (n,). ``scalars``: what its scalar input supplies, in order
     (per window: the base offset, then hi, as the pattern reads them)."""
     offsets, lo, hi = _resolve_access(pattern, params, where)
-    steps = chain_steps(pattern.counters, params.pcu_lanes, PmuProgramError)
+    steps = chain_steps(pattern.counters, params.pcu_lanes, PmuProgramError, f"{where}.")
     d, lanes = len(pattern.counters), params.pcu_lanes
     feed = iter([] if scalars is None else [int(np.int32(np.uint32(x))) for x in scalars])
     outer = [i for i in range(d - 1) if i not in pattern.repeat]
@@ -243,9 +243,8 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
         if dynamic and sin is None:
             # Addresses depend on run-time scalars: only the static fields are checked.
             _resolve_access(pattern, params, name)
-            pack_chain(pattern.counters, params, PmuProgramError, f"{name}.")
-            steps = {"wrap": [s["wrap"] for s in chain_steps(pattern.counters,
-                                                             params.pcu_lanes)]}
+            steps = {"wrap": [s["wrap"] for s in chain_steps(
+                pattern.counters, params.pcu_lanes, PmuProgramError, f"{name}.")]}
             sides[name] = (steps, _windows(steps, level))
             continue
         steps = access_reference(pattern, params, name, sin)

@@ -5,12 +5,12 @@ from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.pcu.config import COUNTER_BITS
+
 from .config import (addr_bits, bank_bits, bank_config_layout, read_data_layout, read_layout,
                      write_layout)
 
 __all__ = ["Banks"]
-
-COUNTER_BITS = 32
 
 
 class Banks(wiring.Component):

@@ -5,10 +5,10 @@ from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.pcu.config import vector_layout
+from hdl.pcu.config import COUNTER_BITS, vector_layout
 
 from .address import AddressGen
-from .banks import COUNTER_BITS, Banks
+from .banks import Banks
 from .config import MAX_BUFFERS, pmu_config_layout
 
 __all__ = ["Pmu"]
