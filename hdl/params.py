@@ -35,6 +35,13 @@ class RduParams:
         Elements buffered by each PCU input FIFO.
     pmu_banks, pmu_bank_words : int
         SRAM banks of a PMU and 32-bit words per bank.
+    rdn_buffer_depth : int
+        Packets buffered by every RDN switch input (the credits of the link feeding it);
+        at least 3 for one packet per cycle per link (the credit loop is 3 cycles).
+    rdn_flows : int
+        Entries of each switch input's flow table (flow ids 0 .. rdn_flows-1).
+    rdn_tracks : int
+        1-bit control-token tracks per direction on every link of the control fabric.
     agcus : int
         Address generator / coalescing units, attached on the west and east edges.
     hbm_channels, hbm_bytes_per_cycle, hbm_latency, hbm_capacity :
@@ -56,6 +63,9 @@ class RduParams:
     pcu_fifo_depth: int = 4
     pmu_banks: int = 8
     pmu_bank_words: int = 1024
+    rdn_buffer_depth: int = 4
+    rdn_flows: int = 16
+    rdn_tracks: int = 2
     agcus: int = 2
     hbm_channels: int = 2
     hbm_bytes_per_cycle: int = 32
@@ -80,12 +90,14 @@ class RduParams:
             raise ParamError(f"clock_ghz: must be a positive number, got {self.clock_ghz!r}")
         for name in ("pcu_lanes", "pmu_banks", "pmu_bank_words", "hbm_channels",
                      "hbm_bytes_per_cycle", "ddr_bytes_per_cycle", "host_bytes_per_cycle",
-                     "hbm_capacity", "ddr_capacity"):
+                     "hbm_capacity", "ddr_capacity", "rdn_flows"):
             if not _is_pow2(getattr(self, name)):
                 raise ParamError(f"{name}: must be a power of two, got {getattr(self, name)}")
         if self.pcu_fifo_depth < 2:
             raise ParamError(f"pcu_fifo_depth: an input FIFO needs at least 2 entries to "
                              f"stream at full rate, got {self.pcu_fifo_depth}")
+        if self.rdn_flows < 2:
+            raise ParamError(f"rdn_flows: a flow table needs at least 2 entries, got {self.rdn_flows}")
         if self.pcu_lanes < 2:
             raise ParamError(f"pcu_lanes: the reduction tree needs at least 2 lanes, got {self.pcu_lanes}")
         if self.pmu_banks < self.pcu_lanes:

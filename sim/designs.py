@@ -1,13 +1,17 @@
 """Simulation tops the CLI, the bench and the tests share: name -> how to build it."""
 
 import functools
+import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from hdl.params import RduParams
 
+from . import toolchain
 from .build import Build, build
-from .harness import Harness
+from .harness import DEFAULT_DEPTH, Harness
 from .verilog import to_verilog
 
 __all__ = ["Design", "DESIGNS", "harness_for", "build_design"]
@@ -19,6 +23,8 @@ class Design:
     make: Callable[[RduParams], object]     # params -> Amaranth component
     depths: dict = field(default_factory=dict)
     description: str = ""
+    timed: bool = False          # harness records per-word cycles (see sim.harness)
+    default_depth: int = DEFAULT_DEPTH
 
 
 def _fpu(params):
@@ -36,7 +42,14 @@ def _pmu(params):
     return Pmu(params)
 
 
+def _rdn(params):
+    from hdl.rdn.rdn import Rdn
+    return Rdn(params)
+
+
 _PCU_DEPTH = 1 << 13
+#: Every RDN stream port gets a source or sink this deep (packets per test run).
+RDN_DEPTH = 1 << 10
 
 DESIGNS = {
     "fpu": Design("fpu", _fpu, {"i": 1 << 17, "o": 1 << 17},
@@ -46,7 +59,36 @@ DESIGNS = {
     "pmu": Design("pmu", _pmu, {"vin": _PCU_DEPTH, "vout": _PCU_DEPTH, "wsin": 1 << 10,
                                 "rsin": 1 << 10},
                   "one PMU (banks, address pipelines, N-buffering) with its vector streams"),
+    "rdn": Design("rdn", _rdn, {}, "the RDN: vector, scalar and control fabrics of the grid, "
+                  "every unit-side and edge port a stream", timed=True, default_depth=RDN_DEPTH),
 }
+
+_HDL = Path(__file__).resolve().parent.parent / "hdl"
+
+
+def _hdl_digest():
+    h = hashlib.sha256()
+    for f in sorted(_HDL.rglob("*.py")):
+        h.update(str(f.relative_to(_HDL)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def design_verilog(name: str, params: RduParams) -> str:
+    """Verilog of design ``name``, cached on disk by the HDL sources and the parameters
+    (elaborating the whole RDN takes about 20 s)."""
+    import amaranth
+    key = hashlib.sha256(repr((name, params, _hdl_digest(), amaranth.__version__))
+                         .encode()).hexdigest()[:24]
+    path = toolchain.cache_root() / "verilog" / f"{name}-{key}.v"
+    if path.exists():
+        return path.read_text()
+    text = to_verilog(DESIGNS[name].make(params))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return text
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,7 +97,8 @@ def harness_for(name: str, params: RduParams) -> Harness:
     if name not in DESIGNS:
         raise KeyError(f"unknown design {name!r}; known: {', '.join(DESIGNS)}")
     d = DESIGNS[name]
-    return Harness(to_verilog(d.make(params)), depths=d.depths)
+    return Harness(design_verilog(name, params), depths=d.depths, timed=d.timed,
+                   default_depth=d.default_depth)
 
 
 def build_design(name: str, params: RduParams, *, flow="fast", waves=False, log=None) -> Build:

@@ -41,10 +41,15 @@ class Harness:
     verilog : str
         Generated Verilog containing module ``top``.
     depths : dict
-        Stream name -> memory depth of its source/sink (default ``DEFAULT_DEPTH``).
+        Stream name -> memory depth of its source/sink (others: ``default_depth``).
+    timed : bool
+        Sources take a release cycle per word and record when each was accepted; sinks
+        record when each word arrived (cycles from the start; see ``tb/lib/*.sv``).
     """
     verilog: str
     depths: dict = field(default_factory=dict)
+    timed: bool = False
+    default_depth: int = DEFAULT_DEPTH
 
     def __post_init__(self):
         ports = {p.name: p for p in ports_of(self.verilog, "top")}
@@ -58,7 +63,7 @@ class Harness:
             if ready is None or payload is None:
                 continue
             kind = "source" if p.direction == "input" else "sink"
-            depth = self.depths.get(s, DEFAULT_DEPTH)
+            depth = self.depths.get(s, self.default_depth)
             if depth & (depth - 1):
                 raise ValueError(f"stream {s}: harness depth {depth} is not a power of two")
             self.streams.append(StreamSpec(s, kind, payload.width, depth))
@@ -89,6 +94,8 @@ class Harness:
             "    logic tb_start = 1'b0, tb_load = 1'b0, tb_dump = 1'b0;",
             "    logic [63:0] cycle = 64'd0;",
             "    always_ff @(posedge clk) cycle <= rst ? 64'd0 : cycle + 64'd1;",
+            "    logic [31:0] tb_time = 32'd0;",
+            "    always_ff @(posedge clk) tb_time <= tb_start ? tb_time + 32'd1 : 32'd0;",
         ]
         conns = [".clk(clk)", ".rst(rst)"]
         # Design ports become tb_top variables io_<port> (a port may be named after a
@@ -109,8 +116,10 @@ class Harness:
                       f"    logic [31:0] {s.name}_seed = 32'd1;",
                       f"    logic [8:0] {s.name}_rate = 9'd256;"]
             conns += [f".{s.name}__{x}({s.name}__{x})" for x in ("valid", "ready", "payload")]
-            common = (f"#(.W({s.width}), .DEPTH({s.depth}), .NAME(\"{s.name}\")) {s.name}_tb (\n"
+            common = (f"#(.W({s.width}), .DEPTH({s.depth}), .NAME(\"{s.name}\"), "
+                      f".TIMED({int(self.timed)})) {s.name}_tb (\n"
                       f"        .clk(clk), .rst(rst), .seed({s.name}_seed), .rate({s.name}_rate),\n"
+                      f"        .now(tb_time), .dump(tb_dump),\n"
                       f"        .valid({s.name}__valid), .ready({s.name}__ready), "
                       f".payload({s.name}__payload),\n")
             if s.kind == "source":
@@ -124,7 +133,7 @@ class Harness:
                           f"    wire [31:0] {s.name}_received;",
                           f"    wire {s.name}_done;",
                           f"    openrdu_stream_sink {common}"
-                          f"        .dump(tb_dump), .expect_count({s.name}_expect), "
+                          f"        .expect_count({s.name}_expect), "
                           f".received({s.name}_received), .done({s.name}_done));"]
                 dones.append(f"{s.name}_done")
         all_done = " & ".join(dones) if dones else "1'b1"
@@ -157,7 +166,7 @@ class Harness:
     def manifest(self) -> dict:
         return {"streams": [asdict(s) for s in self.streams],
                 "ports": [asdict(p) for p in self.others],
-                "clock_period_ns": CLOCK_PERIOD_NS}
+                "clock_period_ns": CLOCK_PERIOD_NS, "timed": self.timed}
 
     def sources(self) -> dict:
         """File name -> text of everything the Verilator build compiles."""

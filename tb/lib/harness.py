@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
+import numpy as np
 from cocotb.triggers import First, RisingEdge, Timer
 
 from .payload import from_hex, to_hex
@@ -58,6 +59,7 @@ class TbHarness:
         manifest = json.loads(Path(os.environ["OPENRDU_HARNESS"]).read_text())
         self.period = manifest["clock_period_ns"]
         self.streams = {s["name"]: s for s in manifest["streams"]}
+        self.timed = manifest.get("timed", False)
         self.expected = {}
 
     def _stream(self, name, kind):
@@ -83,10 +85,19 @@ class TbHarness:
         self.dut.rst_req.value = 0
         await Timer(2 * self.period, unit="ns")
 
-    def load(self, name, rows, *, seed=1, valid_probability=1.0):
+    def load(self, name, rows, *, seed=1, valid_probability=1.0, when=None):
         """Queue payload ``rows`` ((n, words) uint32, see ``tb.lib.payload``) on source
-        stream ``name``."""
+        stream ``name``. In a timed harness, ``when[i]`` is the first cycle (from the
+        start) row i may be offered (default: at once)."""
         s = self._stream(name, "source")
+        if self.timed:
+            release = np.zeros(len(rows), dtype=np.uint64) if when is None else np.asarray(when)
+            if len(release) != len(rows):
+                raise ValueError(f"stream {name}: {len(release)} release cycles for "
+                                 f"{len(rows)} payloads")
+            Path(f"{name}.when.hex").write_text("".join(f"{int(c):08x}\n" for c in release))
+        elif when is not None:
+            raise ValueError("release cycles need a timed harness (Design.timed)")
         if len(rows) > s["depth"]:
             raise ValueError(f"stream {name}: {len(rows)} payloads exceed the source depth "
                              f"{s['depth']}")
@@ -164,3 +175,22 @@ class TbHarness:
         if n == 0:
             return from_hex("", s["width"])
         return from_hex(Path(f"{name}.hex").read_text(), s["width"])[:n]
+
+    async def times(self, name):
+        """Timed harness: the cycle (from the start) each word of stream ``name`` was
+        accepted (source) or arrived (sink), as an int64 array."""
+        if not self.timed:
+            raise ValueError("per-word cycles need a timed harness (Design.timed)")
+        s = self.streams[name]
+        self.dut.tb_dump.value = 1
+        await Timer(1, unit="ns")
+        self.dut.tb_dump.value = 0
+        await Timer(1, unit="ns")
+        if s["kind"] == "source":
+            n, path = int(self.sig(f"{name}_sent").value), Path(f"{name}.acc.hex")
+        else:
+            n, path = int(self.sig(f"{name}_received").value), Path(f"{name}.at.hex")
+        n = min(n, s["depth"])
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.array([int(v, 16) for v in path.read_text().split()[:n]], dtype=np.int64)

@@ -16,20 +16,24 @@ def words_of(layout) -> int:
     return (data.Layout.cast(layout).size + 31) // 32
 
 
-def _fields(layout):
-    """(name, word, shift, length or None, mask) per field."""
+def _fields(layout, prefix="", base=0):
+    """(name, word, shift, length or None, mask) per field; fields of a nested struct are
+    named ``outer.inner``."""
     for name, field in data.Layout.cast(layout):
         shape = field.shape
-        if isinstance(shape, data.ArrayLayout):
-            if field.offset % 32 or field.width != 32 * shape.length:
+        name, offset = prefix + name, base + field.offset
+        if isinstance(shape, data.StructLayout):
+            yield from _fields(shape, name + ".", offset)
+        elif isinstance(shape, data.ArrayLayout):
+            if offset % 32 or field.width != 32 * shape.length:
                 raise ValueError(f"field {name!r}: only word-aligned arrays of 32-bit "
                                  f"elements are packed")
-            yield name, field.offset // 32, 0, shape.length, 0xFFFFFFFF
+            yield name, offset // 32, 0, shape.length, 0xFFFFFFFF
         else:
-            word, shift = divmod(field.offset, 32)
+            word, shift = divmod(offset, 32)
             if shift + field.width > 32:
-                raise ValueError(f"field {name!r} at bits {field.offset}..."
-                                 f"{field.offset + field.width - 1} straddles two words")
+                raise ValueError(f"field {name!r} at bits {offset}..."
+                                 f"{offset + field.width - 1} straddles two words")
             yield name, word, shift, None, (1 << field.width) - 1
 
 

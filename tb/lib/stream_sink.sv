@@ -2,15 +2,18 @@
 // rate/256 (seeded xorshift32), stores them in order and counts every beat (beyond
 // DEPTH they are counted, not stored). A rising `dump` writes the stored words to
 // <NAME>.hex ($writememh) in the simulator's working directory. `done` is high once
-// `expect` words have arrived.
+// `expect` words have arrived. With TIMED, the arrival cycle of each word (`now`) goes
+// to <NAME>.at.hex as well.
 module openrdu_stream_sink #(
     parameter int W = 32,
     parameter int DEPTH = 1024,
-    parameter string NAME = "sink"
+    parameter string NAME = "sink",
+    parameter bit TIMED = 0
 ) (
     input  logic         clk,
     input  logic         rst,
     input  logic         dump,
+    input  logic [31:0]  now,
     input  logic [31:0]  expect_count,
     input  logic [31:0]  seed,
     input  logic [8:0]   rate,
@@ -28,6 +31,19 @@ module openrdu_stream_sink #(
         if (received > 0)
             $writememh({NAME, ".hex"}, mem, 0, (received > DEPTH ? DEPTH : received) - 1);
     end
+
+    generate
+        if (TIMED) begin : timed
+            logic [31:0] at_mem [DEPTH];
+            always @(posedge dump) begin
+                if (received > 0)
+                    $writememh({NAME, ".at.hex"}, at_mem, 0, (received > DEPTH ? DEPTH : received) - 1);
+            end
+            always_ff @(posedge clk)
+                if (!rst && valid && ready && received < DEPTH)
+                    at_mem[received[$clog2(DEPTH)-1:0]] <= now;
+        end
+    endgenerate
 
     always_ff @(posedge clk) begin
         if (rst) begin

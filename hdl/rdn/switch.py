@@ -1,0 +1,226 @@
+"""One packet switch of the vector or scalar fabric."""
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arbiter import RoundRobin
+from .config import (COUNTER_BITS, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_IN, N_OUT, S, W,
+                     route_entry_layout, switch_config_layout, switch_counters_layout)
+from .throttle import TokenBucket
+
+__all__ = ["LINK", "EDGE", "NONE", "link_signature", "Switch"]
+
+#: What a switch's neighbour link connects to: another switch (credit link), the edge
+#: of the grid where an AGCU attaches (ready/valid stream), or nothing.
+LINK, EDGE, NONE = "link", "edge", "none"
+
+
+def link_signature(packet):
+    """A switch-to-switch hop: a packet per ``valid`` cycle, sent only with a credit in
+    hand; the receiver returns one ``credit`` pulse per packet it frees from its buffer."""
+    return wiring.Signature({"valid": Out(1), "payload": Out(packet), "credit": In(1)})
+
+
+class Switch(wiring.Component):
+    """Input-buffered packet switch at column ``x``, row ``y`` of the mesh.
+
+    Every input has a FIFO of ``params.rdn_buffer_depth`` packets; a link output holds
+    one credit per free entry of the neighbour's FIFO and sends only with a credit. The
+    head packet of an input is routed by its header (dimension order to ``x, y`` or the
+    input's flow table), then each output grants one requesting input per cycle, round
+    robin. A multicast head leaves its input once every output it asked for has taken a
+    copy (outputs that are free go ahead, the rest follow), so one flow never overtakes
+    itself and nothing is copied twice. A packet that cannot be routed here (no table
+    entry, a coordinate outside the grid, an exit through a port that is not connected)
+    is dropped and counted in ``dropped``; a credit that would overflow, or a packet that
+    arrives at a full buffer, sets ``credit_error`` (both mean a broken link, never
+    expected).
+
+    Parameters
+    ----------
+    params : RduParams
+    packet : data.Layout
+        Header + body (``config.packet_layout``).
+    x, y : int
+        Position (column, row).
+    kinds : dict
+        Direction (``N``, ``E``, ``S``, ``W``) -> ``LINK``, ``EDGE`` or ``NONE``.
+
+    Attributes
+    ----------
+    ``link_in[d]``, ``link_out[d]`` : credit links, for directions of kind ``LINK``.
+    ``edge_in[d]``, ``edge_out[d]`` : streams, for directions of kind ``EDGE``.
+    ``l_in`` : stream from the unit; ``l_out[k]`` : streams to the unit.
+    """
+
+    def __init__(self, params, packet, x, y, kinds):
+        self.params, self.packet, self.x, self.y = params, packet, x, y
+        self.kinds = {d: kinds.get(d, NONE) for d in (N, E, S, W)}
+        members = {
+            "config": In(switch_config_layout(params)),
+            "l_in": In(stream.Signature(packet)),
+            "l_out": Out(stream.Signature(packet)).array(LOCAL_OUT),
+            "counters": Out(switch_counters_layout()),
+            "dropped": Out(COUNTER_BITS),
+            "credit_error": Out(1),
+        }
+        for d, kind in self.kinds.items():
+            if kind == LINK:
+                members[f"link_in_{d}"] = In(link_signature(packet))
+                members[f"link_out_{d}"] = Out(link_signature(packet))
+            elif kind == EDGE:
+                members[f"edge_in_{d}"] = In(stream.Signature(packet))
+                members[f"edge_out_{d}"] = Out(stream.Signature(packet))
+        super().__init__(members)
+
+    def _kind_in(self, i):
+        return self.kinds[i] if i < LINKS else EDGE        # the local input is a stream
+
+    def _kind_out(self, o):
+        return self.kinds[o] if o < LINKS else EDGE
+
+    def _port_in(self, i):
+        if i == IN_LOCAL:
+            return self.l_in
+        return getattr(self, f"{self._kind_in(i)}_in_{i}")
+
+    def _port_out(self, o):
+        if o >= LINKS:
+            return self.l_out[o - LINKS]
+        return getattr(self, f"{self._kind_out(o)}_out_{o}")
+
+    def elaborate(self, platform):
+        m = Module()
+        p, layout = self.params, self.packet
+        depth = p.rdn_buffer_depth
+        hdr_layout = layout["hdr"].shape
+        width = layout.size
+        cfg, ctr = self.config, self.counters
+        connected = Const(sum(1 << o for o in range(N_OUT) if self._kind_out(o) != NONE), N_OUT)
+        # Exit ports of dimension-order routing: the unit's, and edge ports (an exit by a
+        # switch link would send the packet on to a neighbour that routes it back).
+        exits = Const(sum(1 << o for o in range(N_OUT) if self._kind_out(o) == EDGE), N_OUT)
+
+        inputs = [i for i in range(N_IN) if self._kind_in(i) != NONE]
+        outputs = [o for o in range(N_OUT) if self._kind_out(o) != NONE]
+
+        head_valid, head, pop = {}, {}, {}
+        req, hdr_out, bad = {}, {}, {}
+        credit_errors = []
+        for i in inputs:
+            port, kind = self._port_in(i), self._kind_in(i)
+            buf = m.submodules[f"buf{i}"] = fifo.SyncFIFO(width=width, depth=depth)
+            pop[i] = Signal(name=f"pop{i}")
+            head_valid[i] = buf.r_rdy
+            head[i] = data.View(layout, buf.r_data)
+            m.d.comb += [buf.w_data.eq(port.payload), buf.r_en.eq(pop[i])]
+            c = ctr.inp[i]
+            if kind == LINK:
+                m.d.comb += [buf.w_en.eq(port.valid), port.credit.eq(pop[i])]
+                m.d.sync += [c.packets.eq(c.packets + port.valid),
+                             c.starve.eq(c.starve + ~port.valid)]
+                overrun = Signal(name=f"overrun{i}")
+                m.d.comb += overrun.eq(port.valid & ~buf.w_rdy)
+                credit_errors.append(overrun)
+            else:
+                bucket = m.submodules[f"throttle{i}"] = TokenBucket()
+                m.d.comb += [
+                    bucket.config.eq(cfg.throttle[i]),
+                    port.ready.eq(buf.w_rdy & bucket.allow),
+                    buf.w_en.eq(port.valid & port.ready),
+                    bucket.take.eq(buf.w_en),
+                ]
+                m.d.sync += [
+                    c.packets.eq(c.packets + buf.w_en),
+                    c.stall.eq(c.stall + (port.valid & ~buf.w_rdy)),
+                    c.starve.eq(c.starve + ~port.valid),
+                    c.throttled.eq(c.throttled + (port.valid & buf.w_rdy & ~bucket.allow)),
+                ]
+
+            # Route the head packet.
+            hdr = head[i].hdr
+            req[i] = Signal(N_OUT, name=f"req{i}")
+            hdr_out[i] = Signal(hdr_layout, name=f"hdr_out{i}")
+            bad[i] = Signal(name=f"bad{i}")
+            with m.If(hdr.dyn):
+                m.d.comb += hdr_out[i].eq(hdr)
+                bad_exit = Signal(name=f"bad_exit{i}")
+                with m.If(hdr.x > self.x):
+                    m.d.comb += req[i].eq(1 << E)
+                with m.Elif(hdr.x < self.x):
+                    m.d.comb += req[i].eq(1 << W)
+                with m.Elif(hdr.y > self.y):
+                    m.d.comb += req[i].eq(1 << S)
+                with m.Elif(hdr.y < self.y):
+                    m.d.comb += req[i].eq(1 << N)
+                with m.Else():
+                    m.d.comb += [req[i].eq(Const(1, N_OUT) << hdr.port),
+                                 bad_exit.eq(~(exits >> hdr.port)[0] | (hdr.port >= N_OUT))]
+                outside = (hdr.x >= p.cols) | (hdr.y >= p.rows)
+                m.d.comb += bad[i].eq(outside | bad_exit | (req[i] & ~connected).any())
+            with m.Else():
+                entry = Signal(route_entry_layout(p), name=f"entry{i}")
+                m.d.comb += entry.eq(cfg.table[i][hdr.flow])
+                m.d.comb += [
+                    req[i].eq(entry.out),
+                    hdr_out[i].eq(hdr),
+                    hdr_out[i].flow.eq(entry.flow),
+                    bad[i].eq(~entry.out.any() | (entry.out & ~connected).any()),
+                ]
+
+        # Per-output arbitration among the inputs whose head still wants it.
+        served = {i: Signal(N_OUT, name=f"served{i}") for i in inputs}
+        pending = {}
+        for i in inputs:
+            pending[i] = Signal(N_OUT, name=f"pending{i}")
+            m.d.comb += pending[i].eq(req[i] & ~served[i] & (head_valid[i] & ~bad[i]).replicate(N_OUT))
+        taken = {i: [] for i in inputs}     # (output, granted) pairs
+        for o in outputs:
+            port, kind = self._port_out(o), self._kind_out(o)
+            arb = m.submodules[f"arb{o}"] = RoundRobin(len(inputs))
+            can_send = Signal(name=f"can_send{o}")
+            m.d.comb += [arb.request.eq(Cat(pending[i][o] for i in inputs)), arb.take.eq(can_send)]
+            send = Signal(name=f"send{o}")
+            m.d.comb += send.eq(can_send & arb.grant.any())
+            for k, i in enumerate(inputs):
+                g = Signal(name=f"grant{o}_{i}")
+                m.d.comb += g.eq(can_send & arb.grant[k])
+                taken[i].append((o, g))
+                with m.If(g):
+                    m.d.sync += [port.payload.body.eq(head[i].body),
+                                 port.payload.hdr.eq(hdr_out[i])]
+            c = ctr.out[o]
+            wanted = arb.request.any()
+            m.d.sync += [c.packets.eq(c.packets + send),
+                         c.stall.eq(c.stall + (wanted & ~can_send)),
+                         c.starve.eq(c.starve + (can_send & ~wanted))]
+            if kind == LINK:
+                credits = Signal(range(depth + 1), init=depth, name=f"credits{o}")
+                m.d.comb += can_send.eq(credits != 0)
+                m.d.sync += [port.valid.eq(send), credits.eq(credits - send + port.credit)]
+                overflow = Signal(name=f"overflow{o}")
+                m.d.comb += overflow.eq(port.credit & (credits == depth))
+                credit_errors.append(overflow)
+            else:
+                m.d.comb += can_send.eq(~port.valid | port.ready)
+                with m.If(send):
+                    m.d.sync += port.valid.eq(1)
+                with m.Elif(port.ready):
+                    m.d.sync += port.valid.eq(0)
+
+        for i in inputs:
+            got = Signal(N_OUT, name=f"got{i}")
+            grants = dict(taken[i])
+            m.d.comb += got.eq(Cat(grants.get(o, Const(0, 1)) for o in range(N_OUT)))
+            m.d.comb += pop[i].eq(head_valid[i] & (bad[i] | ~(pending[i] & ~got).any()))
+            with m.If(pop[i]):
+                m.d.sync += served[i].eq(0)
+            with m.Else():
+                m.d.sync += served[i].eq(served[i] | got)
+
+        m.d.sync += self.dropped.eq(self.dropped + sum(pop[i] & bad[i] for i in inputs))
+        if credit_errors:
+            with m.If(Cat(credit_errors).any()):
+                m.d.sync += self.credit_error.eq(1)
+        return m
