@@ -146,6 +146,68 @@ def _pmu_section(params, workdir):
     }
 
 
+def _rdn_section(params, workdir):
+    """RDN figures on the vector fabric: uncontended link throughput, zero-load latency per
+    hop, and a bursty many-to-one pattern with and without token-bucket throttling."""
+    from hdl.rdn.config import IN_LOCAL, OUT_L0
+    from .designs import build_design
+    b = build_design("rdn", params)
+    rows, cols = params.rows, params.cols
+
+    def scenario(name, flows, **extra):
+        return run_cocotb(b, "tb.test_rdn", test_dir=workdir / name, testcase="rdn_scenario",
+                          args={"params": params.to_dict(), "flows": flows, **extra}).outputs
+
+    n = 1000
+    link = scenario("link", [{"src": [0, 0, IN_LOCAL], "dst": [cols - 1, 0, OUT_L0],
+                              "when": [0] * n}])
+    f = link["flows"]["0"]
+    throughput = (n - 1) / (f["last_arrival"] - f["first_arrival"])
+    # Zero load: one packet at a time from (0, 0) to each column of row 0 (x + 1 switches).
+    spacing, reps = 64, 8
+    hop = scenario("hops", [{"src": [0, 0, IN_LOCAL], "dst": [x, 0, OUT_L0], "dynamic": True,
+                             "rate": 1 / cols,
+                             "when": [spacing * (i * cols + x) for i in range(reps)]}
+                            for x in range(cols)])
+    lat = [hop["flows"][str(x)]["network_latency_min"] for x in range(cols)]
+    per_hop = (lat[-1] - lat[0]) / (cols - 1) if cols > 1 else None
+    # Bursty many-to-one: every other unit bursts `burst` packets at once, all in step,
+    # every `period` cycles, into the unit at (0, 0); the offered load is 0.8 of its port.
+    producers = [(x, y) for y in range(rows) for x in range(cols) if (x, y) != (0, 0)]
+    burst, bursts = 16, 8
+    period = round(len(producers) * burst / 0.8)
+    flows = [{"src": [x, y, IN_LOCAL], "dst": [0, 0, OUT_L0], "rate": burst / period,
+              "when": [period * (i // burst) for i in range(burst * bursts)]}
+             for x, y in producers]
+    # Throttled: each producer's bucket at its flow's planned (average) rate
+    # (FabricRoutes.throttle_to_rates), burst 2.
+    runs = {"unthrottled": scenario("burst-free", flows),
+            "throttled": scenario("burst-throttled", flows, throttle_to_rates=2)}
+    keys = ("packets", "span_cycles", "throughput", "worst_port_stall", "worst_output_stall",
+            "worst_input_stall", "throttled_cycles", "latency_p50", "latency_p99", "latency_max",
+            "network_latency_p50", "network_latency_p99")
+    many = {k: {x: (round(v[x], 4) if isinstance(v[x], float) else v[x]) for x in keys}
+            for k, v in runs.items()}
+    free, thr = runs["unthrottled"], runs["throttled"]
+    return {
+        "link_throughput_packets_per_cycle": round(throughput, 4),
+        "link_test": f"{n} packets (0,0) -> ({cols - 1},0), {cols} switches, sink always ready",
+        "zero_load_latency_by_switches": {str(x + 1): lat[x] for x in range(cols)},
+        "zero_load_latency_per_hop_cycles": per_hop,
+        "many_to_one": {
+            "pattern": f"{len(producers)} producers x {bursts} bursts of {burst} packets, all "
+                       f"released together every {period} cycles, into one unit port "
+                       f"(offered load 0.8); throttled: each producer at its planned rate "
+                       f"{burst}/{period} (rounded up to 1/256), burst 2",
+            **many,
+            "stall_reduction": round(free["worst_port_stall"] / max(1, thr["worst_port_stall"]), 2),
+            "throughput_ratio": round(thr["throughput"] / free["throughput"], 4),
+        },
+        "cycles_per_second": round(free["cycles"] / free["wall_s"]),
+        "verilator_build_s": b.built_seconds,
+    }
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -175,4 +237,6 @@ def run_bench(params, out: Path, quick=False):
     merge_bench(out, "pcu", pcu)
     pmu = {name: _pmu_section(p, workdir / f"pmu-{name}") for name, p in presets.items()}
     merge_bench(out, "pmu", pmu)
-    return {"foundation": results, "pcu": pcu, "pmu": pmu}
+    rdn = {name: _rdn_section(p, workdir / f"rdn-{name}") for name, p in presets.items()}
+    merge_bench(out, "rdn", rdn)
+    return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn}

@@ -55,6 +55,10 @@ FLOWS = {
 }
 _FORMAT = 3          # bump when the layout of a build directory changes
 
+#: C++ optimization of the model. Verilator's default (-Os) spends minutes in g++ on the
+#: large evaluation functions of a mesh or a PCU; ``OPENRDU_OPT`` overrides (see make bench).
+OPT = os.environ.get("OPENRDU_OPT", "-O1")
+
 
 class BuildError(RuntimeError):
     pass
@@ -126,7 +130,8 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
     t0 = time.monotonic()
     files = harness.sources()
     flags = _flags(flow, waves)
-    key = _key(files, flags, "")
+    make_vars = [f"OPT_FAST={OPT}", f"OPT_GLOBAL={OPT}"]
+    key = _key(files, flags + make_vars, "")
     root = toolchain.cache_root()
     out = root / "builds" / key
     if (out / "tb_top").exists():
@@ -153,10 +158,10 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
         logf = tmp / "build.log"
         _run([str(toolchain.verilator_root() / "bin" / "verilator"), *flags, "-Mdir", ".",
               "-LDFLAGS", f"-L{libs} -lcocotbvpi_verilator", *sources], tmp, logf, env)
-        runtime = root / "runtime" / _key({}, flags, "runtime")
+        runtime = root / "runtime" / _key({}, flags + make_vars, "runtime")
         reused = _reuse_runtime(runtime, tmp)
         _run(["make", "-j", str(jobs or os.cpu_count() or 2), "-f", "Vtop.mk",
-              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(waves)}"], tmp, logf, env)
+              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(waves)}", *make_vars], tmp, logf, env)
         if not reused:
             _save_runtime(runtime, tmp)
         (tmp / "build_info.json").write_text(json.dumps(

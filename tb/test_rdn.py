@@ -17,17 +17,16 @@ import random
 
 import cocotb
 import numpy as np
-from amaranth.lib import data
 from cocotb.triggers import RisingEdge
 
-from firmware.compiler.route import (ControlFlow, FabricRoutes, route, route_control, pack_rdn,
-                                     unit_dst)
-from hdl.rdn.config import (CTRL_LOCAL, IN_LOCAL, OUT_L0, W, RATE_ONE, scalar_packet_layout,
-                            switch_counters_layout, vector_packet_layout)
+from firmware.compiler.route import (ControlFlow, Endpoint, Flow, pack_rdn, route,
+                                     route_control)
+from hdl.rdn.config import (CTRL_LOCAL, RATE_ONE, scalar_packet_layout, switch_counters_layout,
+                            vector_packet_layout)
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.payload import pack, unpack
-from tb.lib.rdn_traffic import (check_delivery, make_traffic, random_flows, sink_name, sinks,
-                                source_name, sources)
+from tb.lib.rdn_traffic import (SEQ_BITS, check_delivery, make_traffic, random_flows,
+                                sink_name, sinks, source_name, sources)
 
 FIELDS = ("hdr.dyn", "hdr.flow", "hdr.x", "hdr.y", "hdr.port", "body.data", "body.mask",
           "body.last")
@@ -212,3 +211,84 @@ async def rdn_control(dut):
             problems.append(f"unit {d}: delay {delay + lat} does not match its {lat}-hop route")
     assert not problems, f"seed {seed}: " + "; ".join(problems[:5])
     write_outputs(flows=len(cflows), pulses=sum(len(v) for v in seen.values()), seed=seed)
+
+
+@cocotb.test()
+async def rdn_scenario(dut):
+    """A measured scenario on the vector fabric: ``flows`` = [{"src": [x, y, port],
+    "dst": [x, y, port], "when": [release cycle per packet], "rate": r, "dynamic": b}],
+    ``throttle`` = [[x, y, port, rate, burst]] or ``throttle_to_rates`` = burst (every
+    source at its flows' planned rate); sources never idle, sinks always ready.
+    Outputs throughput, latency percentiles (from release and from injection) and the
+    worst stall counters."""
+    args = test_args()
+    params = test_params(args)
+    layout = vector_packet_layout(params)
+    specs = args["flows"]
+    flows = [Flow(f"f{k}", Endpoint(*s["src"]), (Endpoint(*s["dst"]),), rate=s.get("rate", 1.0),
+                  dynamic=s.get("dynamic", False)) for k, s in enumerate(specs)]
+    routes = route(params, flows)
+    for x, y, port, rate, burst in args.get("throttle", []):
+        routes.throttle(params, Endpoint(x, y, port), rate, burst)
+    if "throttle_to_rates" in args:
+        routes.throttle_to_rates(params, flows, args["throttle_to_rates"])
+    per_source = {}
+    for k, (f, s) in enumerate(zip(flows, specs)):
+        hdr = {f"hdr.{n}": v for n, v in routes.headers[f.name].items()}
+        for seq, t in enumerate(s["when"]):
+            p = {**hdr, "body.data": [(k << SEQ_BITS) | seq] + [0] * (params.pcu_lanes - 1),
+                 "body.mask": 0, "body.last": 0}
+            per_source.setdefault(source_name("vec", f.src), []).append((t, k, seq, p))
+    tb = TbHarness(dut)
+    await tb.reset()
+    tb.port("config").value = pack_rdn(params, routes)
+    await tb.cycles(3)
+    release = {}
+    for name, items in per_source.items():
+        items.sort(key=lambda it: (it[0], it[1], it[2]))
+        tb.load(name, _rows(layout, [p for *_, p in items]), when=[t for t, *_ in items])
+        for t, k, seq, _ in items:
+            release[k, seq] = t
+    sinks_used = {}
+    for f in flows:
+        for d in f.dsts:
+            sinks_used[sink_name("vec", d)] = sinks_used.get(sink_name("vec", d), 0) + \
+                len(specs[int(f.name[1:])]["when"])
+    for ep in sinks(params):
+        tb.expect(sink_name("vec", ep), sinks_used.get(sink_name("vec", ep), 0))
+    cycles, wall = await tb.run(timeout_cycles=100 * (len(release) + 1000))
+    accept, arrive = {}, {}
+    for name, items in per_source.items():
+        for (t, k, seq, _), c in zip(items, await tb.times(name)):
+            accept[k, seq] = int(c)
+    for name in sinks_used:
+        pkts = _packets(layout, await tb.dump(name), True)
+        for p, c in zip(pkts, await tb.times(name)):
+            tag = p["body.data"][0]
+            arrive[tag >> SEQ_BITS, tag & ((1 << SEQ_BITS) - 1)] = int(c)
+    assert set(arrive) == set(release), "packets lost or duplicated"
+    lat = np.array([arrive[k] - release[k] for k in release])
+    net = np.array([arrive[k] - accept[k] for k in release])
+    ctr = [switch_counters_layout().from_bits(int(tb.port(f"vec_counters__{k}").value))
+           for k in range(params.rows * params.cols)]
+    out_stall = max(c.out[o].stall for c in ctr for o in range(6))
+    in_stall = max(c.inp[i].stall for c in ctr for i in range(5))
+    span = max(arrive.values()) - min(release.values()) + 1
+    by_flow = {}
+    for k in range(len(flows)):
+        keys = [(k, s) for s in range(len(specs[k]["when"]))]
+        ts = sorted(arrive[x] for x in keys)
+        by_flow[k] = {"first_arrival": ts[0], "last_arrival": ts[-1], "packets": len(ts),
+                      "network_latency_min": min(arrive[x] - accept[x] for x in keys),
+                      "network_latency_p50": float(np.median([arrive[x] - accept[x]
+                                                              for x in keys]))}
+    write_outputs(
+        packets=len(release), span_cycles=span, throughput=len(release) / span,
+        latency_p50=float(np.percentile(lat, 50)), latency_p99=float(np.percentile(lat, 99)),
+        latency_max=int(lat.max()),
+        network_latency_p50=float(np.percentile(net, 50)),
+        network_latency_p99=float(np.percentile(net, 99)), network_latency_max=int(net.max()),
+        worst_output_stall=out_stall, worst_input_stall=in_stall,
+        worst_port_stall=max(out_stall, in_stall),
+        throttled_cycles=max(c.inp[i].throttled for c in ctr for i in range(5)),
+        flows=by_flow, cycles=cycles, wall_s=wall)

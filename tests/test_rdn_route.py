@@ -139,3 +139,13 @@ def test_control_routes_and_track_exhaustion():
     with pytest.raises(RouteError, match="does not exist"):
         route_control(P, [ControlFlow("a", (0, 0, 2), ((1, 1, 0),))])
     assert pack_rdn(P, ctl=c) > 0
+
+
+def test_throttle_to_rates_sums_the_flows_of_each_port():
+    flows = [Flow("a", unit_src(0, 0), (unit_dst(1, 0),), rate=0.1),
+             Flow("b", unit_src(0, 0), (unit_dst(2, 1),), rate=0.2),
+             Flow("c", edge_src(P, "E", 1), (unit_dst(2, 1, 1),), rate=1 / 7)]
+    r = route(P, flows)
+    r.throttle_to_rates(P, flows, burst=3)
+    assert r.throttles[0, 0][IN_LOCAL] == (77, 3)          # ceil(0.3 x 256)
+    assert r.throttles[3, 1][E] == (37, 3)                 # ceil(256 / 7)

@@ -179,6 +179,16 @@ class FabricRoutes:
                              f"1..{(1 << BURST_BITS) - 1}")
         self.throttles.setdefault((ep.x, ep.y), {})[ep.port] = (r, burst)
 
+    def throttle_to_rates(self, params, flows, burst=2):
+        """Throttle every injection port to the total planned rate of the flows that enter
+        there (rounded up to 1/RATE_ONE): bursts are smoothed to the rate the router
+        checked the links for."""
+        total = {}
+        for f in flows:
+            total[f.src] = total.get(f.src, 0.0) + f.rate
+        for ep, rate in total.items():
+            self.throttle(params, ep, min(1.0, -(-rate * RATE_ONE // 1) / RATE_ONE), burst)
+
 
 def route(params, flows):
     """Route ``flows`` (one fabric); returns :class:`FabricRoutes` or raises RouteError."""
