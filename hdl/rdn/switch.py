@@ -22,6 +22,15 @@ def link_signature(packet):
     return wiring.Signature({"valid": Out(1), "payload": Out(packet), "credit": In(1)})
 
 
+def _above(v, k):
+    """``v > k``, or None where that is constant (false) for the width of ``v``."""
+    return v > k if k < (1 << len(v)) - 1 else None
+
+
+def _below(v, k):
+    return v < k if k > 0 else None
+
+
 class Switch(wiring.Component):
     """Input-buffered packet switch at column ``x``, row ``y`` of the mesh.
 
@@ -146,18 +155,21 @@ class Switch(wiring.Component):
             with m.If(hdr.dyn):
                 m.d.comb += hdr_out[i].eq(hdr)
                 bad_exit = Signal(name=f"bad_exit{i}")
-                with m.If(hdr.x > self.x):
-                    m.d.comb += req[i].eq(1 << E)
-                with m.Elif(hdr.x < self.x):
-                    m.d.comb += req[i].eq(1 << W)
-                with m.Elif(hdr.y > self.y):
-                    m.d.comb += req[i].eq(1 << S)
-                with m.Elif(hdr.y < self.y):
-                    m.d.comb += req[i].eq(1 << N)
-                with m.Else():
+                # X then Y; comparisons that cannot hold here (the edge of the coordinate
+                # range) are left out rather than emitted as constants.
+                steps = [(c, d) for c, d in ((_above(hdr.x, self.x), E), (_below(hdr.x, self.x), W),
+                                             (_above(hdr.y, self.y), S), (_below(hdr.y, self.y), N))
+                         if c is not None]
+                for k, (cond, d) in enumerate(steps):
+                    with (m.If if k == 0 else m.Elif)(cond):
+                        m.d.comb += req[i].eq(1 << d)
+                with (m.Else() if steps else m.If(1)):
                     m.d.comb += [req[i].eq(Const(1, N_OUT) << hdr.port),
                                  bad_exit.eq(~(exits >> hdr.port)[0] | (hdr.port >= N_OUT))]
-                outside = (hdr.x >= p.cols) | (hdr.y >= p.rows)
+                outside = Const(0)
+                for v, top in ((hdr.x, p.cols - 1), (hdr.y, p.rows - 1)):
+                    if _above(v, top) is not None:
+                        outside = outside | _above(v, top)
                 m.d.comb += bad[i].eq(outside | bad_exit | (req[i] & ~connected).any())
             with m.Else():
                 entry = Signal(route_entry_layout(p), name=f"entry{i}")
