@@ -19,13 +19,15 @@ class StreamTimeout(AssertionError):
     pass
 
 
-def simulate(dut, *testbenches, vcd=None):
+def simulate(dut, *testbenches, background=(), vcd=None):
     """Run ``testbenches`` (async functions of ``ctx``) on ``dut`` with a clock until
-    they all return."""
+    they all return; ``background`` ones (models that never return) run alongside."""
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     for tb in testbenches:
         sim.add_testbench(tb)
+    for tb in background:
+        sim.add_testbench(tb, background=True)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()

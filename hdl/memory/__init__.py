@@ -1,0 +1,1 @@
+"""Off-chip memory side: HBM and DDR controller stubs, host link, top-level network."""
