@@ -35,19 +35,14 @@ def run(requests, wbeats, *, latency, outstanding, seed, backpressure=0.3, idle=
     rq = [req_layout(ABITS).const(r).as_value().value for r in requests]
     wd = [wdata_layout(WORDS).const(b).as_value().value for b in wbeats]
 
-    async def accept_times(ctx):
-        cycle = 0
-        async for _, _, valid, ready in ctx.tick().sample(ch.req.valid, ch.req.ready):
-            if valid and ready:
-                times.setdefault("accept", []).append(cycle)
-            cycle += 1
-
-    async def resp_times(ctx):
-        cycle = 0
-        async for _, _, valid, ready in ctx.tick().sample(ch.resp.valid, ch.resp.ready):
-            if valid and ready:
-                times.setdefault("resp", []).append(cycle)
-            cycle += 1
+    def handshakes(port, key):
+        async def tb(ctx):
+            cycle = 0
+            async for _, _, valid, ready in ctx.tick().sample(port.valid, port.ready):
+                if valid and ready:
+                    times.setdefault(key, []).append(cycle)
+                cycle += 1
+        return tb
 
     async def reqs(ctx):
         await drive(ctx, ch.req, rq, random.Random(seed), idle, max_wait=5000)
@@ -60,7 +55,8 @@ def run(requests, wbeats, *, latency, outstanding, seed, backpressure=0.3, idle=
                       max_cycles=20000, seed=seed, out=got)
 
     simulate(ch, reqs, wdata, resps,
-             background=[dram_model(ch, store, WORDS), accept_times, resp_times])
+             background=[dram_model(ch, store, WORDS), handshakes(ch.req, "accept"),
+                         handshakes(ch.resp, "resp")])
     views = [resp_layout(WORDS).from_bits(p) for p in got]
     return views, times, store, ch
 
