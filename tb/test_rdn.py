@@ -63,12 +63,16 @@ def window_excess(times, rate, burst):
     return worst
 
 
+def _setup():
+    """The test's arguments, machine parameters, seed and a generator seeded with it."""
+    args = test_args()
+    seed = args.get("seed", 1)
+    return args, test_params(args), seed, random.Random(seed)
+
+
 @cocotb.test()
 async def rdn_traffic(dut):
-    args = test_args()
-    params = test_params(args)
-    seed = args.get("seed", 1)
-    rng = random.Random(seed)
+    args, params, seed, rng = _setup()
     layouts = {"vec": vector_packet_layout(params), "sca": scalar_packet_layout(params)}
     routes, flows, traffic = {}, {}, {}
     throttled = {}
@@ -148,10 +152,7 @@ async def rdn_traffic(dut):
 
 @cocotb.test()
 async def rdn_control(dut):
-    args = test_args()
-    params = test_params(args)
-    seed = args.get("seed", 1)
-    rng = random.Random(seed)
+    args, params, seed, rng = _setup()
     cells = [(x, y, k) for y in range(params.rows) for x in range(params.cols)
              for k in range(CTRL_LOCAL)]
     srcs = rng.sample(cells, args.get("flows", 4))
@@ -250,10 +251,10 @@ async def rdn_scenario(dut):
         for t, k, seq, _ in items:
             release[k, seq] = t
     sinks_used = {}
-    for f in flows:
+    for f, spec in zip(flows, specs):
         for d in f.dsts:
-            sinks_used[sink_name("vec", d)] = sinks_used.get(sink_name("vec", d), 0) + \
-                len(specs[int(f.name[1:])]["when"])
+            name = sink_name("vec", d)
+            sinks_used[name] = sinks_used.get(name, 0) + len(spec["when"])
     for ep in sinks(params):
         tb.expect(sink_name("vec", ep), sinks_used.get(sink_name("vec", ep), 0))
     cycles, wall = await tb.run(timeout_cycles=100 * (len(release) + 1000))

@@ -3,8 +3,6 @@ with a Python backing store on its DRAM port."""
 
 import random
 
-from amaranth import Value
-
 from hdl.memory.channel import MemChannel
 from hdl.memory.config import MAX_BURST, req_layout, resp_layout, wdata_layout
 from tb.lib.pysim import collect, drive, simulate

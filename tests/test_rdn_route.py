@@ -8,7 +8,7 @@ from firmware.compiler.route import (ControlFlow, FabricRoutes, Flow, RouteError
                                      edge_dst, edge_src, pack_fabric, pack_rdn, route,
                                      route_control, unit_dst, unit_src, xy_path)
 from hdl.params import PRESETS
-from hdl.rdn.config import E, IN_LOCAL, N, OUT_L0, S, W, fabric_config_layout
+from hdl.rdn.config import E, IN_LOCAL, N, OPPOSITE, OUT_L0, S, STEP, W, fabric_config_layout
 
 P = PRESETS["small"]
 
@@ -17,8 +17,6 @@ def walk(params, routes, flow):
     """Follow the packed tables from the flow's source: the delivery ports reached and the
     flow id seen there."""
     tables = routes.tables
-    step = {N: (0, -1), S: (0, 1), E: (1, 0), W: (-1, 0)}
-    opposite = {N: S, S: N, E: W, W: E}
     out = {}
     todo = [(flow.src.x, flow.src.y, flow.src.port, routes.headers[flow.name]["flow"])]
     while todo:
@@ -30,7 +28,7 @@ def walk(params, routes, flow):
                     assert (x, y, o) not in out, "a delivery port reached twice"
                     out[x, y, o] = new
                 else:
-                    todo.append((x + step[o][0], y + step[o][1], opposite[o], new))
+                    todo.append((x + STEP[o][0], y + STEP[o][1], OPPOSITE[o], new))
     return out
 
 

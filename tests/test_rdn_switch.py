@@ -4,7 +4,6 @@ one switch (every neighbour link an edge stream) for arbitration, multicast and 
 import random
 
 from amaranth import Value
-from amaranth.lib import data
 
 from hdl.params import RduParams
 from hdl.rdn.arbiter import RoundRobin

@@ -16,19 +16,16 @@ Bits are packed with the layouts of ``hdl/rdn/config.py``.
 
 from dataclasses import dataclass, field
 
-from hdl.rdn.config import (CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_OUT, OUT_L0,
-                            PORT_NAMES_IN, PORT_NAMES_OUT, RATE_ONE, BURST_BITS, S, W,
-                            control_fabric_config_layout, fabric_config_layout,
-                            header_layout, rdn_config_layout)
+from hdl.rdn.config import (BURST_BITS, CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_OUT,
+                            OPPOSITE, OUT_L0, PORT_NAMES_IN, PORT_NAMES_OUT, RATE_ONE, S, STEP,
+                            W, ctrl_outputs, ctrl_wire, fabric_config_layout,
+                            rdn_config_layout)
 
 __all__ = ["RouteError", "Endpoint", "unit_src", "unit_dst", "edge_src", "edge_dst", "Flow",
            "FabricRoutes", "route", "check_tables", "fabric_config", "pack_fabric",
-           "ControlFlow", "ControlRoutes", "route_control", "pack_rdn", "xy_path",
-           "header_bits"]
+           "ControlFlow", "ControlRoutes", "route_control", "pack_rdn", "xy_path"]
 
-OPPOSITE = {N: S, S: N, E: W, W: E}
 _EXIT = 16          # ids_used key offset of delivery ports (output port + _EXIT)
-STEP = {N: (0, -1), S: (0, 1), E: (1, 0), W: (-1, 0)}
 
 
 class RouteError(ValueError):
@@ -336,11 +333,6 @@ def check_tables(params, tables):
                     stack.append((nxt, iter(succ(*nxt))))
 
 
-def header_bits(params, fields):
-    """A header (dict of fields) as an integer, with the HDL's layout."""
-    return header_layout(params).const(fields).as_value().value
-
-
 def fabric_config(params, routes):
     """The ``fabric_config_layout`` value (a nested dict) of ``routes``."""
     check_tables(params, routes.tables)
@@ -349,10 +341,10 @@ def fabric_config(params, routes):
         for x in range(params.cols):
             tab = routes.tables.get((x, y), {})
             thr = routes.throttles.get((x, y), {})
+            entries = [[tab.get(i, {}).get(fid, (0, 0)) for fid in range(params.rdn_flows)]
+                       for i in range(LINKS + 1)]
             switches.append({
-                "table": [[{"out": tab.get(i, {}).get(fid, (0, 0))[0],
-                            "flow": tab.get(i, {}).get(fid, (0, 0))[1]}
-                           for fid in range(params.rdn_flows)] for i in range(LINKS + 1)],
+                "table": [[{"out": out, "flow": new} for out, new in row] for row in entries],
                 "throttle": [{"en": int(i in thr), "rate": thr.get(i, (0, 0))[0],
                               "burst": thr.get(i, (0, 0))[1]} for i in range(LINKS + 1)],
             })
@@ -393,7 +385,7 @@ def route_control(params, flows):
                                  f"exist ({params.rows} x {params.cols} grid, {CTRL_LOCAL} tokens "
                                  f"per unit)")
         sx, sy, sk = f.src
-        wire_at = {(sx, sy): LINKS * t + sk}      # switch -> input wire carrying the token
+        wire_at = {(sx, sy): ctrl_wire(params, LINKS, sk)}   # switch -> wire carrying it
         res.latency[f.name] = {}
         for dst in f.dsts:
             dx_, dy_, dk = dst
@@ -402,7 +394,7 @@ def route_control(params, flows):
                 inw = wire_at[x, y]
                 sel = res.sel.setdefault((x, y), {})
                 if out >= LINKS:
-                    outw = LINKS * t + dk
+                    outw = ctrl_wire(params, LINKS, dk)
                     if outw in sel:
                         raise RouteError(f"control flow {f.name!r}: token input {dk} of unit "
                                          f"({x},{y}) is already driven by "
@@ -414,21 +406,22 @@ def route_control(params, flows):
                 nx, ny = x + STEP[out][0], y + STEP[out][1]
                 if (nx, ny) in wire_at:           # the tree already reaches the neighbour
                     continue
-                free = [tr for tr in range(t) if out * t + tr not in sel]
+                free = [tr for tr in range(t) if ctrl_wire(params, out, tr) not in sel]
                 if not free:
-                    users = sorted({res.owner[x, y, out * t + tr] for tr in range(t)})
+                    users = sorted({res.owner[x, y, ctrl_wire(params, out, tr)]
+                                    for tr in range(t)})
                     raise RouteError(f"control flow {f.name!r}: no free track on link "
                                      f"{_link_name(x, y, out)} ({t} tracks, used by "
                                      f"{', '.join(users)})")
                 tr = free[0]
-                sel[out * t + tr] = 1 + inw
-                res.owner[x, y, out * t + tr] = f.name
-                wire_at[nx, ny] = OPPOSITE[out] * t + tr
+                outw = ctrl_wire(params, out, tr)
+                sel[outw] = 1 + inw
+                res.owner[x, y, outw] = f.name
+                wire_at[nx, ny] = ctrl_wire(params, OPPOSITE[out], tr)
     return res
 
 
 def _control_config(params, ctl):
-    from hdl.rdn.config import ctrl_outputs
     return [{"sel": [ctl.sel.get((x, y), {}).get(w, 0) for w in range(ctrl_outputs(params))]}
             for y in range(params.rows) for x in range(params.cols)]
 

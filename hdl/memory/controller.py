@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 from hdl.rdn.arbiter import RoundRobin
 
 from .channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
-from .config import BURST_BITS, MAX_BURST, req_layout, resp_layout, wdata_layout
+from .config import (BURST_BITS, MAX_BURST, beat_addr_bits, beat_words, req_layout,
+                     resp_layout, wdata_layout)
 
 __all__ = ["MemController"]
 
@@ -37,13 +38,13 @@ class MemController(wiring.Component):
 
     def __init__(self, *, channels, bytes_per_cycle, latency, outstanding, capacity):
         self.channels = channels
-        self.words = bytes_per_cycle // 4
+        self.words = beat_words(bytes_per_cycle)
         beats = capacity // bytes_per_cycle
         if channels & (channels - 1) or beats % (channels * MAX_BURST):
             raise ValueError(f"{channels} channels cannot interleave {beats} beats in blocks "
                              f"of {MAX_BURST}")
-        self.addr_bits = (beats - 1).bit_length()
-        self.chan_addr_bits = (beats // channels - 1).bit_length()
+        self.addr_bits = beat_addr_bits(capacity, bytes_per_cycle)
+        self.chan_addr_bits = beat_addr_bits(capacity // channels, bytes_per_cycle)
         self.latency, self.outstanding = latency, outstanding
         super().__init__({
             "req": In(stream.Signature(req_layout(self.addr_bits))),

@@ -16,7 +16,7 @@ Other links that leave the grid are not connected; routing to them is an error.
 """
 
 from amaranth import unsigned
-from amaranth.lib import data, enum
+from amaranth.lib import data
 
 from hdl.pcu.config import scalar_layout, vector_layout
 
@@ -28,9 +28,12 @@ __all__ = ["N", "E", "S", "W", "LINKS", "LOCAL_IN", "LOCAL_OUT", "N_IN", "N_OUT"
            "fabric_config_layout", "CTRL_LOCAL", "ctrl_inputs", "ctrl_outputs",
            "ctrl_sel_bits", "control_config_layout", "control_fabric_config_layout",
            "rdn_config_layout", "port_counter_layout", "switch_counters_layout",
-           "FABRICS", "Fabric"]
+           "STEP", "OPPOSITE", "ctrl_wire"]
 
 N, E, S, W = 0, 1, 2, 3
+#: (dx, dy) of a hop in each direction (y grows southwards), and the way back.
+STEP = {N: (0, -1), S: (0, 1), E: (1, 0), W: (-1, 0)}
+OPPOSITE = {N: S, S: N, E: W, W: E}
 #: Neighbour links of a switch, and the opposite direction of each.
 LINKS = 4
 #: Unit-side ports per fabric: packets from the unit, and deliveries to it.
@@ -53,14 +56,6 @@ COUNTER_BITS = 32
 #: Unit-side control tokens per switch (a PCU's ``done`` and ``tok_out`` go in, its
 #: ``tok_in`` and a spare come out).
 CTRL_LOCAL = 2
-
-
-class Fabric(enum.Enum):
-    VECTOR = 0
-    SCALAR = 1
-
-
-FABRICS = ("vec", "sca")
 
 
 def flow_bits(params):
@@ -136,6 +131,12 @@ def ctrl_inputs(params):
 
 
 ctrl_outputs = ctrl_inputs
+
+
+def ctrl_wire(params, port, track):
+    """Wire number of ``track`` on link ``port`` (N, E, S, W), or of unit token ``track``
+    when ``port`` is ``LINKS``; inputs and outputs are numbered alike."""
+    return port * params.rdn_tracks + track
 
 
 def ctrl_sel_bits(params):

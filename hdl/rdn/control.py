@@ -4,16 +4,10 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import (CTRL_LOCAL, LINKS, E, N, S, W, control_config_layout,
-                     control_fabric_config_layout, ctrl_inputs, ctrl_outputs)
+from .config import (CTRL_LOCAL, LINKS, OPPOSITE, STEP, control_config_layout,
+                     control_fabric_config_layout, ctrl_inputs, ctrl_outputs, ctrl_wire)
 
-__all__ = ["ControlSwitch", "ControlFabric", "ctrl_wire"]
-
-
-def ctrl_wire(params, port, track):
-    """Wire number of ``track`` on link ``port`` (0..3), or of unit token ``track`` when
-    ``port`` is ``LINKS``; inputs and outputs are numbered alike."""
-    return port * params.rdn_tracks + track
+__all__ = ["ControlSwitch", "ControlFabric"]
 
 
 class ControlSwitch(wiring.Component):
@@ -60,15 +54,15 @@ class ControlFabric(wiring.Component):
         for r in range(rows):
             for c in range(cols):
                 s = sw[r, c] = m.submodules[f"ctl_{r}_{c}"] = ControlSwitch(p)
+                unit = ctrl_wire(p, LINKS, 0)
                 m.d.comb += [s.config.eq(self.config[r * cols + c]),
-                             s.t_in[LINKS * t:].eq(self.tok_in[r][c]),
-                             self.tok_out[r][c].eq(s.t_out[LINKS * t:])]
-        step = {N: (-1, 0), S: (1, 0), W: (0, -1), E: (0, 1)}
-        opposite = {N: S, S: N, E: W, W: E}
+                             s.t_in[unit:].eq(self.tok_in[r][c]),
+                             self.tok_out[r][c].eq(s.t_out[unit:])]
         for (r, c), s in sw.items():
-            for d, (dr, dc) in step.items():
-                nb = sw.get((r + dr, c + dc))
+            for d, (dx, dy) in STEP.items():
+                nb = sw.get((r + dy, c + dx))
                 if nb is not None:
-                    o = opposite[d]
-                    m.d.comb += nb.t_in[o * t:(o + 1) * t].eq(s.t_out[d * t:(d + 1) * t])
+                    o = OPPOSITE[d]
+                    m.d.comb += nb.t_in[ctrl_wire(p, o, 0):ctrl_wire(p, o, t)].eq(
+                        s.t_out[ctrl_wire(p, d, 0):ctrl_wire(p, d, t)])
         return m

@@ -157,15 +157,19 @@ class Switch(wiring.Component):
                 bad_exit = Signal(name=f"bad_exit{i}")
                 # X then Y; comparisons that cannot hold here (the edge of the coordinate
                 # range) are left out rather than emitted as constants.
-                steps = [(c, d) for c, d in ((_above(hdr.x, self.x), E), (_below(hdr.x, self.x), W),
-                                             (_above(hdr.y, self.y), S), (_below(hdr.y, self.y), N))
-                         if c is not None]
+                # (A grid of 2+ switches always leaves at least one step.)
+                steps = [(cond, d) for cond, d in ((_above(hdr.x, self.x), E),
+                                                   (_below(hdr.x, self.x), W),
+                                                   (_above(hdr.y, self.y), S),
+                                                   (_below(hdr.y, self.y), N))
+                         if cond is not None]
                 for k, (cond, d) in enumerate(steps):
                     with (m.If if k == 0 else m.Elif)(cond):
                         m.d.comb += req[i].eq(1 << d)
-                with (m.Else() if steps else m.If(1)):
+                with m.Else():
+                    # Ports beyond N_OUT shift out of `exits`: also a bad exit.
                     m.d.comb += [req[i].eq(Const(1, N_OUT) << hdr.port),
-                                 bad_exit.eq(~(exits >> hdr.port)[0] | (hdr.port >= N_OUT))]
+                                 bad_exit.eq(~(exits >> hdr.port)[0])]
                 outside = Const(0)
                 for v, top in ((hdr.x, p.cols - 1), (hdr.y, p.rows - 1)):
                     if _above(v, top) is not None:

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
 import numpy as np
+from cocotb.clock import Clock
 from cocotb.triggers import First, RisingEdge, Timer
 
 from .payload import from_hex, to_hex
@@ -91,11 +91,12 @@ class TbHarness:
         start) row i may be offered (default: at once)."""
         s = self._stream(name, "source")
         if self.timed:
-            release = np.zeros(len(rows), dtype=np.uint64) if when is None else np.asarray(when)
+            release = np.zeros(len(rows)) if when is None else np.asarray(when)
             if len(release) != len(rows):
                 raise ValueError(f"stream {name}: {len(release)} release cycles for "
                                  f"{len(rows)} payloads")
-            Path(f"{name}.when.hex").write_text("".join(f"{int(c):08x}\n" for c in release))
+            Path(f"{name}.when.hex").write_bytes(
+                to_hex(release.astype(np.uint32).reshape(-1, 1), 32))
         elif when is not None:
             raise ValueError("release cycles need a timed harness (Design.timed)")
         if len(rows) > s["depth"]:
@@ -164,13 +165,17 @@ class TbHarness:
             assert got == c, f"sink {n}: {got} words received, expected exactly {c}"
         return cycles, wall
 
-    async def dump(self, name):
-        """The payload rows sink ``name`` received, in order."""
-        s = self._stream(name, "sink")
+    async def _write_files(self):
+        """Pulse ``tb_dump``: sinks (and timed sources) write their memories to files."""
         self.dut.tb_dump.value = 1
         await Timer(1, unit="ns")
         self.dut.tb_dump.value = 0
         await Timer(1, unit="ns")
+
+    async def dump(self, name):
+        """The payload rows sink ``name`` received, in order."""
+        s = self._stream(name, "sink")
+        await self._write_files()
         n = min(self.expected.get(name, 0), s["depth"])
         if n == 0:
             return from_hex("", s["width"])
@@ -182,10 +187,7 @@ class TbHarness:
         if not self.timed:
             raise ValueError("per-word cycles need a timed harness (Design.timed)")
         s = self.streams[name]
-        self.dut.tb_dump.value = 1
-        await Timer(1, unit="ns")
-        self.dut.tb_dump.value = 0
-        await Timer(1, unit="ns")
+        await self._write_files()
         if s["kind"] == "source":
             n, path = int(self.sig(f"{name}_sent").value), Path(f"{name}.acc.hex")
         else:
@@ -193,4 +195,4 @@ class TbHarness:
         n = min(n, s["depth"])
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.array([int(v, 16) for v in path.read_text().split()[:n]], dtype=np.int64)
+        return from_hex(path.read_text(), 32)[:n, 0].astype(np.int64)

@@ -7,10 +7,9 @@ its sequence number in the flow, so the checker can tell which flow a delivery b
 to and whether it came in order.
 """
 
-import random
 from collections import defaultdict
 
-from firmware.compiler.route import Flow, edge_src, unit_dst, unit_src
+from firmware.compiler.route import Flow, edge_dst, edge_src, unit_dst, unit_src
 from hdl.rdn.config import IN_LOCAL, LOCAL_OUT, OUT_L0, W
 
 __all__ = ["source_name", "sink_name", "sources", "sinks", "random_flows", "Traffic",
@@ -40,7 +39,7 @@ def sources(params):
 def sinks(params):
     eps = [unit_dst(x, y, k) for y in range(params.rows) for x in range(params.cols)
            for k in range(LOCAL_OUT)]
-    eps += [edge_src(params, s, r) for s in ("W", "E") for r in range(params.rows)]
+    eps += [edge_dst(params, s, r) for s in ("W", "E") for r in range(params.rows)]
     return eps
 
 
@@ -74,10 +73,10 @@ def _body(rng, vector, lanes, tag):
     return {"body.data": tag, "body.last": rng.getrandbits(1)}
 
 
-def make_traffic(params, fabric, flows, routes, rng, packets, traffic=None):
+def make_traffic(params, fabric, flows, routes, rng, packets):
     """``packets`` packets per flow, interleaved at random per source (order within a
     flow kept). ``fabric`` is ``"vec"`` or ``"sca"``."""
-    t = traffic or Traffic()
+    t = Traffic()
     vector = fabric == "vec"
     queues = defaultdict(list)
     for k, f in enumerate(flows):
