@@ -44,11 +44,17 @@ class RduParams:
         1-bit control-token tracks per direction on every link of the control fabric.
     agcus : int
         Address generator / coalescing units, attached on the west and east edges.
-    hbm_channels, hbm_bytes_per_cycle, hbm_latency, hbm_capacity :
+    agcu_tags, agcu_segments : int
+        Bursts an AGCU keeps in flight (its reorder buffer holds that many bursts) and
+        entries of its segment table.
+    dma_tags : int
+        Bursts the DMA engine keeps in flight.
+    hbm_channels, hbm_bytes_per_cycle, hbm_latency, hbm_capacity, hbm_outstanding :
         HBM controller stub: channels, bytes per cycle per channel, read latency in
-        cycles, total bytes.
-    ddr_bytes_per_cycle, ddr_latency, ddr_capacity :
-        DDR controller stub.
+        cycles, total bytes, requests queued per channel. One HBM channel beat is also
+        the width of the top-level network.
+    ddr_bytes_per_cycle, ddr_latency, ddr_capacity, ddr_outstanding :
+        DDR controller stub (one channel).
     host_bytes_per_cycle, host_latency :
         Host link.
     clock_ghz : float
@@ -67,13 +73,18 @@ class RduParams:
     rdn_flows: int = 16
     rdn_tracks: int = 2
     agcus: int = 2
+    agcu_tags: int = 16
+    agcu_segments: int = 4
+    dma_tags: int = 16
     hbm_channels: int = 2
     hbm_bytes_per_cycle: int = 32
     hbm_latency: int = 64
     hbm_capacity: int = 4 << 20
+    hbm_outstanding: int = 8
     ddr_bytes_per_cycle: int = 8
     ddr_latency: int = 150
     ddr_capacity: int = 16 << 20
+    ddr_outstanding: int = 8
     host_bytes_per_cycle: int = 2
     host_latency: int = 500
     clock_ghz: float = 1.0
@@ -90,7 +101,7 @@ class RduParams:
             raise ParamError(f"clock_ghz: must be a positive number, got {self.clock_ghz!r}")
         for name in ("pcu_lanes", "pmu_banks", "pmu_bank_words", "hbm_channels",
                      "hbm_bytes_per_cycle", "ddr_bytes_per_cycle", "host_bytes_per_cycle",
-                     "hbm_capacity", "ddr_capacity", "rdn_flows"):
+                     "hbm_capacity", "ddr_capacity", "rdn_flows", "agcu_tags", "dma_tags"):
             if not _is_pow2(getattr(self, name)):
                 raise ParamError(f"{name}: must be a power of two, got {getattr(self, name)}")
         if self.pcu_fifo_depth < 2:
@@ -116,6 +127,20 @@ class RduParams:
                              f"of a {self.rows}-row grid (at most {2 * self.rows})")
         if self.hbm_capacity < self.hbm_channels * self.hbm_bytes_per_cycle:
             raise ParamError("hbm_capacity: smaller than one transfer across all channels")
+        for name in ("ddr_bytes_per_cycle", "host_bytes_per_cycle"):
+            if getattr(self, name) > self.hbm_bytes_per_cycle:
+                raise ParamError(f"{name}: {getattr(self, name)} B exceeds the top-level "
+                                 f"network beat (hbm_bytes_per_cycle = "
+                                 f"{self.hbm_bytes_per_cycle} B)")
+        from hdl.memory.config import MAX_BURST
+        beat_block = MAX_BURST * self.hbm_bytes_per_cycle
+        if self.hbm_capacity % (beat_block * self.hbm_channels) or self.ddr_capacity % beat_block:
+            raise ParamError(f"hbm_capacity / ddr_capacity: must be whole {beat_block}-byte "
+                             f"bursts on every channel")
+        for name in ("agcu_tags", "dma_tags"):
+            if not 2 <= getattr(self, name) <= 64:
+                raise ParamError(f"{name}: must be 2 .. 64 (6-bit request tags), got "
+                                 f"{getattr(self, name)}")
 
     # Derived sizes -------------------------------------------------------------------
 
@@ -180,6 +205,7 @@ PRESETS = {
         name="plasticine", rows=4, cols=8, pcu_lanes=16, pcu_stages=6,
         pmu_banks=16, pmu_bank_words=4096, agcus=4,
         hbm_channels=4, hbm_bytes_per_cycle=64, hbm_latency=100, hbm_capacity=16 << 20,
+        hbm_outstanding=16,
         ddr_bytes_per_cycle=16, ddr_latency=200, ddr_capacity=64 << 20,
         host_bytes_per_cycle=4, host_latency=1000),
 }

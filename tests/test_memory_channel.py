@@ -139,8 +139,8 @@ def test_controller_interleaves_channels_and_tags_name_out_of_order_responses():
     request's beats together and right; the backing stores hold the writes."""
     from hdl.memory.controller import MemController
     words, nch, latency = 2, 2, 6
-    mc = MemController(channels=nch, bytes_per_cycle=4 * words, latency=latency,
-                       outstanding=4, capacity=nch * MAX_BURST * 8 * 4 * words)
+    mc = MemController(channels=nch, words=words, latency=latency, outstanding=4,
+                       beats=nch * MAX_BURST * 8)
     rng = random.Random(9)
     stores = [{} for _ in range(nch)]
     requests, wbeats = [], []

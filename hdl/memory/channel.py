@@ -1,10 +1,11 @@
 """One memory channel of the HBM or DDR controller stub."""
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import req_layout, resp_layout, wdata_layout
+from .config import MAX_BURST, TAG_BITS, req_layout, resp_layout, wdata_layout
+from .delay import Delay
 
 __all__ = ["dram_signature", "MemChannel", "BYTE_COUNTER_BITS"]
 
@@ -25,15 +26,20 @@ def dram_signature(addr_bits, words):
 
 class MemChannel(wiring.Component):
     """A memory channel: at most ``outstanding`` requests queued, each served in order no
-    earlier than ``latency`` cycles after it was accepted, one beat per cycle.
+    earlier than ``latency`` cycles after it was accepted, one beat every ``interval``
+    cycles. Write beats are taken into a write buffer as they come (room for the data
+    of every queued request) and stored when their request is served.
 
     Parameters
     ----------
     words : int
-        32-bit words per beat (the channel's bytes per cycle / 4).
+        32-bit words per beat.
     addr_bits : int
         Beat-address width (the channel's capacity in beats).
     latency, outstanding : int
+    interval : int
+        Cycles per beat (bytes per cycle = 4 x words / interval).
+    tag_bits : int
 
     Attributes
     ----------
@@ -43,15 +49,17 @@ class MemChannel(wiring.Component):
     read_bytes, write_bytes : Out(48)
     """
 
-    def __init__(self, *, words, addr_bits, latency, outstanding):
-        if latency < 1 or outstanding < 1:
-            raise ValueError(f"latency {latency} and outstanding {outstanding} must be >= 1")
-        self.words, self.addr_bits = words, addr_bits
-        self.latency, self.outstanding = latency, outstanding
+    def __init__(self, *, words, addr_bits, latency, outstanding, interval=1,
+                 tag_bits=TAG_BITS):
+        if latency < 1 or outstanding < 1 or interval < 1:
+            raise ValueError(f"latency {latency}, outstanding {outstanding} and interval "
+                             f"{interval} must be >= 1")
+        self.words, self.addr_bits, self.tag_bits = words, addr_bits, tag_bits
+        self.latency, self.outstanding, self.interval = latency, outstanding, interval
         super().__init__({
-            "req": In(stream.Signature(req_layout(addr_bits))),
+            "req": In(stream.Signature(req_layout(addr_bits, tag_bits))),
             "wdata": In(stream.Signature(wdata_layout(words))),
-            "resp": Out(stream.Signature(resp_layout(words))),
+            "resp": Out(stream.Signature(resp_layout(words, tag_bits))),
             "dram": Out(dram_signature(addr_bits, words)),
             "read_bytes": Out(BYTE_COUNTER_BITS),
             "write_bytes": Out(BYTE_COUNTER_BITS),
@@ -59,53 +67,56 @@ class MemChannel(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        rl = req_layout(self.addr_bits)
-        entry = data.StructLayout({"req": rl, "due": unsigned(32)})
-        now = Signal(32)
-        m.d.sync += now.eq(now + 1)
+        q = m.submodules.queue = Delay(req_layout(self.addr_bits, self.tag_bits),
+                                       latency=self.latency, depth=self.outstanding)
+        wiring.connect(m, wiring.flipped(self.req), q.i)
+        wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(
+            width=wdata_layout(self.words).size, depth=self.outstanding * MAX_BURST)
+        m.d.comb += [wbuf.w_data.eq(self.wdata.payload), wbuf.w_en.eq(self.wdata.valid),
+                     self.wdata.ready.eq(wbuf.w_rdy)]
+        wbeat = data.View(wdata_layout(self.words), wbuf.r_data)
+        head = q.o.payload
 
-        q = m.submodules.queue = fifo.SyncFIFOBuffered(width=entry.size, depth=self.outstanding)
-        m.d.comb += [
-            q.w_data.eq(Cat(self.req.payload, now + self.latency)),
-            q.w_en.eq(self.req.valid),
-            self.req.ready.eq(q.w_rdy),
-        ]
-        head = data.View(entry, q.r_data)
-        waited = Signal(32)
-        m.d.comb += waited.eq(now - head.due)
-        active = Signal()
-        m.d.comb += active.eq(q.r_rdy & ~waited[31])
-
-        out = m.submodules.out = fifo.SyncFIFOBuffered(width=resp_layout(self.words).size,
-                                                        depth=RESP_DEPTH)
-        pend = Signal(data.StructLayout({"valid": 1, "write": 1, "tag": rl["tag"].shape,
+        out = m.submodules.out = fifo.SyncFIFOBuffered(
+            width=resp_layout(self.words, self.tag_bits).size, depth=RESP_DEPTH)
+        pend = Signal(data.StructLayout({"valid": 1, "write": 1, "tag": self.tag_bits,
                                          "last": 1}))
         room = Signal()
         m.d.comb += room.eq(out.level + pend.valid < RESP_DEPTH)
+        slot = Signal()                       # the channel may move a beat this cycle
+        if self.interval > 1:
+            gap = Signal(range(self.interval))
+            with m.If(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            m.d.comb += slot.eq(gap == 0)
+        else:
+            m.d.comb += slot.eq(1)
 
-        beat = Signal(range(1 << len(head.req.len)))
+        beat = Signal(range(1 << len(head.len)))
         last = Signal()
         issue = Signal()
         m.d.comb += [
-            last.eq(beat == head.req.len),
-            issue.eq(active & room & (~head.req.write | self.wdata.valid)),
-            self.dram.addr.eq(head.req.addr + beat),
-            self.dram.re.eq(issue & ~head.req.write),
-            self.dram.we.eq(issue & head.req.write),
-            self.dram.wdata.eq(self.wdata.payload.data),
-            self.dram.wmask.eq(self.wdata.payload.mask),
-            self.wdata.ready.eq(active & room & head.req.write),
-            q.r_en.eq(issue & last),
+            last.eq(beat == head.len),
+            issue.eq(q.o.valid & slot & room & (~head.write | wbuf.r_rdy)),
+            self.dram.addr.eq(head.addr + beat),
+            self.dram.re.eq(issue & ~head.write),
+            self.dram.we.eq(issue & head.write),
+            self.dram.wdata.eq(wbeat.data),
+            self.dram.wmask.eq(wbeat.mask),
+            wbuf.r_en.eq(issue & head.write),
+            q.o.ready.eq(issue & last),
         ]
         with m.If(issue):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+            if self.interval > 1:
+                m.d.sync += gap.eq(self.interval - 1)
         m.d.sync += [
-            pend.valid.eq(issue & (~head.req.write | last)),
-            pend.write.eq(head.req.write),
-            pend.tag.eq(head.req.tag),
+            pend.valid.eq(issue & (~head.write | last)),
+            pend.write.eq(head.write),
+            pend.tag.eq(head.tag),
             pend.last.eq(last),
         ]
-        resp = data.View(resp_layout(self.words), out.w_data)
+        resp = data.View(resp_layout(self.words, self.tag_bits), out.w_data)
         m.d.comb += [
             out.w_en.eq(pend.valid),
             resp.data.eq(Mux(pend.write, 0, self.dram.rdata)),
@@ -122,4 +133,3 @@ class MemChannel(wiring.Component):
             self.write_bytes.eq(self.write_bytes + (self.dram.we * nbytes)),
         ]
         return m
-

@@ -4,11 +4,10 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.rdn.arbiter import RoundRobin
-
 from .channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
-from .config import (BURST_BITS, MAX_BURST, beat_addr_bits, beat_words, req_layout,
+from .config import (BURST_BITS, MAX_BURST, TAG_BITS, beat_addr_bits, req_layout,
                      resp_layout, wdata_layout)
+from .merge import BurstMerge
 
 __all__ = ["MemController"]
 
@@ -24,10 +23,11 @@ class MemController(wiring.Component):
 
     Parameters
     ----------
-    channels, bytes_per_cycle, latency, outstanding : int
-        Per channel: beat size, latency, queued requests.
-    capacity : int
-        Bytes over all channels.
+    channels, words, latency, outstanding, interval : int
+        Per channel: 32-bit words per beat, latency, queued requests, cycles per beat.
+    beats : int
+        Capacity over all channels, in beats.
+    tag_bits : int
 
     Attributes
     ----------
@@ -36,20 +36,20 @@ class MemController(wiring.Component):
     read_bytes[c], write_bytes[c] : Out(48)
     """
 
-    def __init__(self, *, channels, bytes_per_cycle, latency, outstanding, capacity):
-        self.channels = channels
-        self.words = beat_words(bytes_per_cycle)
-        beats = capacity // bytes_per_cycle
+    def __init__(self, *, channels, words, latency, outstanding, beats, interval=1,
+                 tag_bits=TAG_BITS):
+        self.channels, self.words, self.tag_bits = channels, words, tag_bits
         if channels & (channels - 1) or beats % (channels * MAX_BURST):
             raise ValueError(f"{channels} channels cannot interleave {beats} beats in blocks "
                              f"of {MAX_BURST}")
-        self.addr_bits = beat_addr_bits(capacity, bytes_per_cycle)
-        self.chan_addr_bits = beat_addr_bits(capacity // channels, bytes_per_cycle)
-        self.latency, self.outstanding = latency, outstanding
+        self.beats = beats
+        self.addr_bits = beat_addr_bits(beats)
+        self.chan_addr_bits = beat_addr_bits(beats // channels)
+        self.latency, self.outstanding, self.interval = latency, outstanding, interval
         super().__init__({
-            "req": In(stream.Signature(req_layout(self.addr_bits))),
+            "req": In(stream.Signature(req_layout(self.addr_bits, tag_bits))),
             "wdata": In(stream.Signature(wdata_layout(self.words))),
-            "resp": Out(stream.Signature(resp_layout(self.words))),
+            "resp": Out(stream.Signature(resp_layout(self.words, tag_bits))),
             "dram": Out(dram_signature(self.chan_addr_bits, self.words)).array(channels),
             "read_bytes": Out(BYTE_COUNTER_BITS).array(channels),
             "write_bytes": Out(BYTE_COUNTER_BITS).array(channels),
@@ -60,7 +60,8 @@ class MemController(wiring.Component):
         n = self.channels
         sel_bits = max(1, (n - 1).bit_length())
         chans = [MemChannel(words=self.words, addr_bits=self.chan_addr_bits,
-                            latency=self.latency, outstanding=self.outstanding)
+                            latency=self.latency, outstanding=self.outstanding,
+                            interval=self.interval, tag_bits=self.tag_bits)
                  for _ in range(n)]
         for c, ch in enumerate(chans):
             m.submodules[f"ch{c}"] = ch
@@ -107,21 +108,8 @@ class MemController(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
 
         # Responses: round robin among channels, a whole read burst at a time.
-        arb = m.submodules.arb = RoundRobin(n)
-        locked = Signal()
-        owner = Signal(range(n))
-        m.d.comb += arb.request.eq(Cat(ch.resp.valid for ch in chans))
-        cur = Signal(range(n))
-        m.d.comb += cur.eq(owner)
-        with m.If(~locked):
-            m.d.comb += cur.eq(arb.index)
+        merge = m.submodules.merge = BurstMerge(n, resp_layout(self.words, self.tag_bits))
         for c, ch in enumerate(chans):
-            with m.If(cur == c):
-                m.d.comb += [self.resp.payload.eq(ch.resp.payload),
-                             self.resp.valid.eq(ch.resp.valid & (locked | arb.grant.any())),
-                             ch.resp.ready.eq(self.resp.ready & (locked | arb.grant.any()))]
-        fire = self.resp.valid & self.resp.ready
-        m.d.comb += arb.take.eq(fire & ~locked)
-        with m.If(fire):
-            m.d.sync += [locked.eq(~self.resp.payload.last), owner.eq(cur)]
+            wiring.connect(m, ch.resp, merge.i[c])
+        wiring.connect(m, merge.o, wiring.flipped(self.resp))
         return m

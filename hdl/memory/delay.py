@@ -1,0 +1,66 @@
+"""A stream delay line: fixed latency, limited rate, bounded occupancy."""
+
+from amaranth import Cat, Module, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Delay"]
+
+#: Width of the free-running cycle counter items are stamped with (wraps safely: an item
+#: never waits 2**31 cycles).
+TIME_BITS = 32
+
+
+class Delay(wiring.Component):
+    """Items leave in order, each no earlier than ``latency`` cycles after it entered and
+    at most one every ``interval`` cycles; at most ``depth`` items are inside.
+
+    A memory channel's request queue, and each direction of the host link.
+
+    Attributes
+    ----------
+    i : In(stream)    items in.
+    o : Out(stream)   the same items, delayed.
+    level : Out       items inside.
+    """
+
+    def __init__(self, shape, *, latency, depth, interval=1):
+        if latency < 0 or depth < 1 or interval < 1:
+            raise ValueError(f"Delay: latency {latency}, depth {depth} and interval "
+                             f"{interval} must be >= 0, >= 1, >= 1")
+        self.shape, self.latency, self.depth, self.interval = shape, latency, depth, interval
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+            "level": Out(range(depth + 2)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = len(Cat(self.i.payload))
+        entry = data.StructLayout({"item": unsigned(width), "due": unsigned(TIME_BITS)})
+        now = Signal(TIME_BITS)
+        m.d.sync += now.eq(now + 1)
+        q = m.submodules.q = fifo.SyncFIFOBuffered(width=entry.size, depth=self.depth)
+        m.d.comb += [
+            q.w_data.eq(Cat(self.i.payload, now + self.latency)),
+            q.w_en.eq(self.i.valid),
+            self.i.ready.eq(q.w_rdy),
+            self.level.eq(q.level),
+        ]
+        head = data.View(entry, q.r_data)
+        waited = Signal(TIME_BITS)
+        m.d.comb += waited.eq(now - head.due)
+        due = Signal()
+        m.d.comb += due.eq(q.r_rdy & ~waited[-1])
+        if self.interval > 1:
+            gap = Signal(range(self.interval))
+            with m.If(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+            with m.If(self.o.valid & self.o.ready):
+                m.d.sync += gap.eq(self.interval - 1)
+            m.d.comb += self.o.valid.eq(due & (gap == 0))
+        else:
+            m.d.comb += self.o.valid.eq(due)
+        m.d.comb += [self.o.payload.eq(head.item), q.r_en.eq(self.o.valid & self.o.ready)]
+        return m

@@ -1,0 +1,161 @@
+"""DMA engine: bulk copies between memory regions (DDR -> HBM, HBM -> DDR) by descriptor."""
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import BURST_BITS, MAX_BURST, dma_desc_layout, mem_port_signature
+
+__all__ = ["DmaEngine"]
+
+
+class DmaEngine(wiring.Component):
+    """Copies ``count`` words from ``src`` to ``dst`` (beat addresses) on its own.
+
+    Reads go out in bursts that stay inside one MAX_BURST block of both the source and
+    the destination, up to ``tags`` at a time; each response burst lands in a buffer slot
+    reserved when it was requested (so responses are always accepted), and a completed
+    burst is written out as soon as the port is free — in whatever order the bursts
+    came back. A descriptor is done when every write is acknowledged; ``done`` counts
+    finished descriptors.
+
+    A descriptor whose source or destination runs past ``beats`` is refused: ``error``
+    is set and nothing is read or written.
+
+    Attributes
+    ----------
+    desc : In(stream)                 descriptors (taken when idle).
+    net : Out(mem_port_signature)     towards the top-level network.
+    busy, error : Out(1);  done : Out(32)
+    """
+
+    def __init__(self, *, words, addr_bits, beats, tags):
+        if tags & (tags - 1) or tags < 2:
+            raise ValueError(f"DMA tags must be a power of two >= 2, got {tags}")
+        self.words, self.addr_bits, self.beats, self.tags = words, addr_bits, beats, tags
+        super().__init__({
+            "desc": In(stream.Signature(dma_desc_layout(addr_bits, words))),
+            "net": Out(mem_port_signature(addr_bits, words)),
+            "busy": Out(1), "error": Out(1), "done": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W, T = self.words, self.tags
+        tbits = (T - 1).bit_length()
+        wbits = (W - 1).bit_length()
+        d = self.desc.payload
+        # Descriptor -> beats and the mask of the last beat.
+        nbeats = Signal(len(d.count) - wbits + 1)
+        tail = Signal(W)
+        m.d.comb += nbeats.eq((d.count + W - 1) >> wbits)
+        if wbits:
+            rem = d.count[:wbits]
+            m.d.comb += tail.eq(Mux(rem == 0, (1 << W) - 1, (Const(1, W + 1) << rem) - 1))
+        else:
+            m.d.comb += tail.eq(1)
+        fits = Signal()
+        m.d.comb += fits.eq((d.src + nbeats <= self.beats) & (d.dst + nbeats <= self.beats))
+
+        active = Signal()
+        src = Signal(self.addr_bits)
+        dst = Signal(self.addr_bits)
+        left = Signal.like(nbeats)
+        last_mask = Signal(W)
+        issued = Signal(32)
+        acked = Signal(32)
+        m.d.comb += [self.desc.ready.eq(~active), self.busy.eq(active)]
+        with m.If(self.desc.valid & ~active):
+            with m.If(fits):
+                m.d.sync += [active.eq(1), src.eq(d.src), dst.eq(d.dst), left.eq(nbeats),
+                             last_mask.eq(tail), issued.eq(0), acked.eq(0)]
+            with m.Else():
+                m.d.sync += self.error.eq(1)
+
+        # Burst slots.
+        info_l = data.StructLayout({"dst": self.addr_bits, "len": BURST_BITS, "mask": W})
+        info = m.submodules.info = Memory(shape=info_l, depth=T, init=[])
+        buf = m.submodules.buf = Memory(shape=unsigned(32 * W), depth=T * MAX_BURST, init=[])
+        info_w = info.write_port()
+        buf_w = buf.write_port()
+        info_r = info.read_port(domain="comb")
+        buf_r = buf.read_port(domain="comb")
+        inuse = Signal(T)
+        next_tag = Signal(tbits)
+        ready_q = m.submodules.ready_q = fifo.SyncFIFOBuffered(width=tbits, depth=T)
+
+        # Read burst: up to the next block boundary of source and destination.
+        room_s = Signal(BURST_BITS + 1)
+        room_d = Signal(BURST_BITS + 1)
+        room = Signal(BURST_BITS + 1)
+        n = Signal(BURST_BITS + 1)
+        m.d.comb += [room_s.eq(MAX_BURST - src[:BURST_BITS]),
+                     room_d.eq(MAX_BURST - dst[:BURST_BITS]),
+                     room.eq(Mux(room_s < room_d, room_s, room_d)),
+                     n.eq(Mux(left < room, left, room))]
+        want_read = Signal()
+        m.d.comb += want_read.eq(active & (left != 0) & ~(inuse.bit_select(next_tag, 1)))
+
+        # Write side: a completed burst, its request then its beats.
+        wphase = Signal()
+        wbeat = Signal(BURST_BITS)
+        wtag = Signal(tbits)
+        m.d.comb += [wtag.eq(ready_q.r_data), info_r.addr.eq(wtag),
+                     buf_r.addr.eq(Cat(wbeat, wtag))]
+        want_write = Signal()
+        m.d.comb += want_write.eq(ready_q.r_rdy & ~wphase)
+
+        req = self.net.req
+        with m.If(want_write):
+            m.d.comb += [req.valid.eq(1), req.payload.addr.eq(info_r.data.dst),
+                         req.payload.len.eq(info_r.data.len), req.payload.write.eq(1),
+                         req.payload.tag.eq(wtag)]
+            with m.If(req.ready):
+                m.d.sync += [wphase.eq(1), wbeat.eq(0)]
+        with m.Elif(want_read):
+            m.d.comb += [req.valid.eq(1), req.payload.addr.eq(src),
+                         req.payload.len.eq(n - 1), req.payload.tag.eq(next_tag),
+                         info_w.addr.eq(next_tag), info_w.en.eq(req.ready),
+                         info_w.data.dst.eq(dst), info_w.data.len.eq(n - 1),
+                         info_w.data.mask.eq(Mux(left == n, last_mask, (1 << W) - 1))]
+            with m.If(req.ready):
+                m.d.sync += [src.eq(src + n), dst.eq(dst + n), left.eq(left - n),
+                             next_tag.eq(next_tag + 1), issued.eq(issued + 1)]
+        set_bit = Signal(T)
+        clear_bit = Signal(T)
+        with m.If(~want_write & want_read & req.ready):
+            m.d.comb += set_bit.eq(1 << next_tag)
+
+        wd = self.net.wdata
+        wlast = Signal()
+        m.d.comb += [
+            wlast.eq(wbeat == info_r.data.len),
+            wd.valid.eq(wphase),
+            wd.payload.data.eq(buf_r.data),
+            wd.payload.mask.eq(Mux(wlast, info_r.data.mask, (1 << W) - 1)),
+        ]
+        with m.If(wd.valid & wd.ready):
+            m.d.sync += wbeat.eq(wbeat + 1)
+            with m.If(wlast):
+                m.d.sync += wphase.eq(0)
+                m.d.comb += [ready_q.r_en.eq(1), clear_bit.eq(1 << wtag)]
+        m.d.sync += inuse.eq((inuse | set_bit) & ~clear_bit)
+
+        # Responses: read beats into their slot; acknowledgements counted.
+        resp = self.net.resp
+        rbeat = Signal(BURST_BITS)
+        m.d.comb += [resp.ready.eq(1),
+                     buf_w.addr.eq(Cat(rbeat, resp.payload.tag[:tbits])),
+                     buf_w.data.eq(resp.payload.data),
+                     buf_w.en.eq(resp.valid & ~resp.payload.write),
+                     ready_q.w_data.eq(resp.payload.tag[:tbits])]
+        with m.If(resp.valid & ~resp.payload.write):
+            m.d.sync += rbeat.eq(Mux(resp.payload.last, 0, rbeat + 1))
+            m.d.comb += ready_q.w_en.eq(resp.payload.last)
+        with m.If(resp.valid & resp.payload.write):
+            m.d.sync += acked.eq(acked + 1)
+        with m.If(active & (left == 0) & (acked == issued) & ~want_write & ~wphase
+                  & ~ready_q.r_rdy & (inuse == 0)):
+            m.d.sync += [active.eq(0), self.done.eq(self.done + 1)]
+        return m

@@ -1,0 +1,100 @@
+"""The memory system of a socket: HBM and DDR controller stubs, the host link, the DMA
+engine and the top-level network joining them to the AGCUs."""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .channel import BYTE_COUNTER_BITS, dram_signature
+from .config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
+from .controller import MemController
+from .dma import DmaEngine
+from .hostlink import HostLink
+from .tln import Tln
+
+__all__ = ["MemorySystem"]
+
+
+class MemorySystem(wiring.Component):
+    """Requesters on the network: ``agcu[0 .. agcus-1]``, then the DMA engine, then the
+    host link (see :meth:`requester`).
+
+    Attributes
+    ----------
+    agcu[k] : In(mem_port_signature)      AGCU k's memory port.
+    host : In(mem_port_signature)         the host's end of the host link.
+    dma : In(stream)                      DMA descriptors.
+    dma_busy, dma_error : Out(1);  dma_done : Out(32)
+    hbm[c], ddr[0] : Out(dram_signature)  backing stores of every channel.
+    hbm_read_bytes[c], hbm_write_bytes[c], ddr_read_bytes[0], ddr_write_bytes[0] : Out(48)
+    decode_error : Out(1);  decode_addr : Out
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.map = mm = MemoryMap(params)
+        port = mem_port_signature(mm.addr_bits, mm.words)
+        members = {
+            "agcu": In(port).array(params.agcus),
+            "host": In(port),
+            "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
+            "dma_busy": Out(1), "dma_error": Out(1), "dma_done": Out(32),
+            "decode_error": Out(1), "decode_addr": Out(mm.addr_bits),
+        }
+        for r in mm.regions:
+            members[r.name] = Out(dram_signature(beat_addr_bits(r.beats // r.channels),
+                                                 mm.words)).array(r.channels)
+            for kind in ("read", "write"):
+                members[f"{r.name}_{kind}_bytes"] = Out(BYTE_COUNTER_BITS).array(r.channels)
+        super().__init__(members)
+
+    def requester(self, name):
+        """Network port number of ``"agcu<k>"``, ``"dma"`` or ``"host"``."""
+        a = self.params.agcus
+        if name == "dma":
+            return a
+        if name == "host":
+            return a + 1
+        if name.startswith("agcu") and name[4:].isdigit() and int(name[4:]) < a:
+            return int(name[4:])
+        raise KeyError(f"no requester {name!r}")
+
+    def elaborate(self, platform):
+        m = Module()
+        mm, p = self.map, self.params
+        tln = m.submodules.tln = Tln(masters=p.agcus + 2, regions=mm.regions, words=mm.words,
+                                     addr_bits=mm.addr_bits)
+        for k in range(p.agcus):
+            wiring.connect(m, wiring.flipped(self.agcu[k]), tln.m[k])
+        dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,
+                                           beats=mm.beats, tags=p.dma_tags)
+        wiring.connect(m, wiring.flipped(self.dma), dma.desc)
+        wiring.connect(m, dma.net, tln.m[self.requester("dma")])
+        m.d.comb += [self.dma_busy.eq(dma.busy), self.dma_error.eq(dma.error),
+                     self.dma_done.eq(dma.done)]
+        link = m.submodules.host_link = HostLink(words=mm.words, addr_bits=mm.addr_bits,
+                                                 latency=mm.host_latency,
+                                                 interval=mm.host_interval)
+        wiring.connect(m, wiring.flipped(self.host), link.host)
+        wiring.connect(m, link.net, tln.m[self.requester("host")])
+        m.d.comb += [self.decode_error.eq(tln.decode_error), self.decode_addr.eq(tln.decode_addr)]
+
+        for j, r in enumerate(mm.regions):
+            mc = m.submodules[r.name] = MemController(
+                channels=r.channels, words=mm.words, latency=r.latency,
+                outstanding=r.outstanding, beats=r.beats, interval=r.interval,
+                tag_bits=len(tln.t[j].req.payload.tag))
+            t = tln.t[j]
+            m.d.comb += [mc.req.payload.addr.eq(t.req.payload.addr),
+                         mc.req.payload.len.eq(t.req.payload.len),
+                         mc.req.payload.write.eq(t.req.payload.write),
+                         mc.req.payload.tag.eq(t.req.payload.tag),
+                         mc.req.valid.eq(t.req.valid), t.req.ready.eq(mc.req.ready)]
+            wiring.connect(m, t.wdata, mc.wdata)
+            wiring.connect(m, mc.resp, t.resp)
+            dram = getattr(self, r.name)
+            for c in range(r.channels):
+                wiring.connect(m, mc.dram[c], wiring.flipped(dram[c]))
+                m.d.comb += [getattr(self, f"{r.name}_read_bytes")[c].eq(mc.read_bytes[c]),
+                             getattr(self, f"{r.name}_write_bytes")[c].eq(mc.write_bytes[c])]
+        return m
