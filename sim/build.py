@@ -153,8 +153,10 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
         sources = [str(toolchain.cocotb_verilator_main())]
         if flow == "fast":
             sources.append("src/public.vlt")
-        sources += ["src/openrdu_tb_pkg.sv", "src/stream_source.sv", "src/stream_sink.sv",
-                    "src/top.v", "src/tb_top.sv"]
+        sources += ["src/openrdu_tb_pkg.sv", "src/stream_source.sv", "src/stream_sink.sv"]
+        if "mem_model.sv" in files:
+            sources.append("src/mem_model.sv")
+        sources += ["src/top.v", "src/tb_top.sv"]
         logf = tmp / "build.log"
         _run([str(toolchain.verilator_root() / "bin" / "verilator"), *flags, "-Mdir", ".",
               "-LDFLAGS", f"-L{libs} -lcocotbvpi_verilator", *sources], tmp, logf, env)

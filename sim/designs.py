@@ -47,7 +47,14 @@ def _rdn(params):
     return Rdn(params)
 
 
+def _memory(params):
+    from hdl.memory.system import MemorySystem
+    return MemorySystem(params)
+
+
 _PCU_DEPTH = 1 << 13
+#: Host-link streams hold a 1 MiB transfer (the expert-switch bench).
+HOST_DEPTH = 1 << 15
 #: Every RDN stream port gets a source or sink this deep (packets per test run).
 RDN_DEPTH = 1 << 10
 
@@ -61,6 +68,11 @@ DESIGNS = {
                   "one PMU (banks, address pipelines, N-buffering) with its vector streams"),
     "rdn": Design("rdn", _rdn, {}, "the RDN: vector, scalar and control fabrics of the grid, "
                   "every unit-side and edge port a stream", timed=True, default_depth=RDN_DEPTH),
+    "memory": Design("memory", _memory, {"host__req": 1 << 12, "host__wdata": HOST_DEPTH,
+                                         "host__resp": HOST_DEPTH, "dma": 16},
+                     "the memory system: HBM and DDR stubs (backing stores in the testbench), "
+                     "host link, DMA engine, top-level network, AGCU ports as streams",
+                     timed=True, default_depth=1 << 10),
 }
 
 _HDL = Path(__file__).resolve().parent.parent / "hdl"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .verilog import Port, ports_of
 
-__all__ = ["StreamSpec", "Harness", "TB_LIB", "CLOCK_PERIOD_NS"]
+__all__ = ["StreamSpec", "MemorySpec", "Harness", "TB_LIB", "CLOCK_PERIOD_NS"]
 
 TB_LIB = Path(__file__).resolve().parent.parent / "tb" / "lib"
 CLOCK_PERIOD_NS = 10
@@ -30,6 +30,18 @@ class StreamSpec:
     kind: str        # "source" (drives a design input stream) or "sink"
     width: int
     depth: int
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """A DRAM port ``<name>__{addr,re,we,wdata,wmask,rdata}`` of the design, served by a
+    backing-store model (``tb/lib/mem_model.sv``) of ``2**addr_bits`` beats."""
+    name: str
+    addr_bits: int
+    words: int
+
+
+_DRAM_PINS = ("addr", "re", "we", "wdata", "wmask", "rdata")
 
 
 @dataclass
@@ -68,6 +80,16 @@ class Harness:
                 raise ValueError(f"stream {s}: harness depth {depth} is not a power of two")
             self.streams.append(StreamSpec(s, kind, payload.width, depth))
             used |= {name, ready.name, payload.name}
+        self.memories: list[MemorySpec] = []
+        for name, p in sorted(ports.items()):
+            if not name.endswith("__rdata") or p.direction != "input":
+                continue
+            prefix = name[: -len("__rdata")]
+            pins = [ports.get(f"{prefix}__{x}") for x in _DRAM_PINS]
+            if any(q is None for q in pins):
+                continue
+            self.memories.append(MemorySpec(prefix, pins[0].width, p.width // 32))
+            used |= {q.name for q in pins}
         unknown = set(self.depths) - {s.name for s in self.streams}
         if unknown:
             raise ValueError(f"depths given for unknown streams: {sorted(unknown)}")
@@ -136,6 +158,20 @@ class Harness:
                           f"        .expect_count({s.name}_expect), "
                           f".received({s.name}_received), .done({s.name}_done));"]
                 dones.append(f"{s.name}_done")
+        for mem in self.memories:
+            n = mem.name
+            lines += [f"    logic {n}_load = 1'b0, {n}_dump = 1'b0;",
+                      f"    logic [31:0] {n}_lo = 32'd0, {n}_hi = 32'd0;",
+                      f"    wire [{mem.addr_bits - 1}:0] {n}__addr;",
+                      f"    wire {n}__re, {n}__we;",
+                      f"    wire [{32 * mem.words - 1}:0] {n}__wdata, {n}__rdata;",
+                      f"    wire [{mem.words - 1}:0] {n}__wmask;",
+                      f"    openrdu_mem_model #(.AW({mem.addr_bits}), .WORDS({mem.words}), "
+                      f".NAME(\"{n}\")) {n}_mem (\n"
+                      f"        .clk(clk), .load({n}_load), .dump({n}_dump), .lo({n}_lo), "
+                      f".hi({n}_hi),\n        "
+                      + ", ".join(f".{x}({n}__{x})" for x in _DRAM_PINS) + ");"]
+            conns += [f".{n}__{x}({n}__{x})" for x in _DRAM_PINS]
         all_done = " & ".join(dones) if dones else "1'b1"
         lines.append(f"    wire tb_done = tb_start & {all_done};")
         lines.append("    top dut (\n        " + ",\n        ".join(conns) + "\n    );")
@@ -156,6 +192,8 @@ class Harness:
             else:
                 rw.append(f"{s.name}_expect")
                 rd += [f"{s.name}_received", f"{s.name}_done"]
+        for mem in self.memories:
+            rw += [f"{mem.name}_{x}" for x in ("load", "dump", "lo", "hi")]
         for p in self.others:
             (rw if p.direction == "input" else rd).append(f"io_{p.name}")
         lines = ["`verilator_config"]
@@ -164,13 +202,16 @@ class Harness:
         return "\n".join(lines) + "\n"
 
     def manifest(self) -> dict:
-        return {"streams": [asdict(s) for s in self.streams],
-                "ports": [asdict(p) for p in self.others],
-                "clock_period_ns": CLOCK_PERIOD_NS, "timed": self.timed}
+        out = {"streams": [asdict(s) for s in self.streams],
+               "ports": [asdict(p) for p in self.others],
+               "clock_period_ns": CLOCK_PERIOD_NS, "timed": self.timed}
+        if self.memories:
+            out["memories"] = [asdict(m) for m in self.memories]
+        return out
 
     def sources(self) -> dict:
         """File name -> text of everything the Verilator build compiles."""
-        return {
+        files = {
             "top.v": self.verilog,
             "tb_top.sv": self.wrapper_sv(),
             "openrdu_tb_pkg.sv": (TB_LIB / "openrdu_tb_pkg.sv").read_text(),
@@ -179,3 +220,6 @@ class Harness:
             "public.vlt": self.public_vlt(),
             "harness.json": json.dumps(self.manifest(), indent=1),
         }
+        if self.memories:
+            files["mem_model.sv"] = (TB_LIB / "mem_model.sv").read_text()
+        return files

@@ -77,6 +77,12 @@ class Region:
     def end(self):
         return self.base + self.beats
 
+    def channel_of(self, beat):
+        """(channel, beat within the channel) of region-relative ``beat`` (ints or numpy
+        arrays): channels interleave by blocks of MAX_BURST beats (see MemController)."""
+        block, off = beat // MAX_BURST, beat % MAX_BURST
+        return block % self.channels, (block // self.channels) * MAX_BURST + off
+
 
 class MemoryMap:
     """The global address space of the top-level network, in beats of one HBM channel

@@ -60,6 +60,7 @@ class TbHarness:
         self.period = manifest["clock_period_ns"]
         self.streams = {s["name"]: s for s in manifest["streams"]}
         self.timed = manifest.get("timed", False)
+        self.memories = {m["name"]: m for m in manifest.get("memories", [])}
         self.expected = {}
 
     def _stream(self, name, kind):
@@ -196,3 +197,49 @@ class TbHarness:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         return from_hex(path.read_text(), 32)[:n, 0].astype(np.int64)
+
+    # --- backing stores (tb/lib/mem_model.sv) -------------------------------------------
+
+    def _memory(self, name):
+        mem = self.memories.get(name)
+        if mem is None:
+            raise KeyError(f"no memory model {name!r}; the design has {sorted(self.memories)}")
+        return mem
+
+    async def mem_load(self, name, chunks):
+        """Backdoor-write ``chunks`` [(beat, rows (n, words) uint32), ...] into memory
+        model ``name`` (other beats keep their contents)."""
+        mem = self._memory(name)
+        parts = []
+        for beat, rows in chunks:
+            rows = np.asarray(rows, dtype=np.uint32).reshape(-1, mem["words"])
+            if beat < 0 or beat + len(rows) > 1 << mem["addr_bits"]:
+                raise ValueError(f"memory {name}: beats {beat} .. {beat + len(rows) - 1} "
+                                 f"outside 0 .. {(1 << mem['addr_bits']) - 1}")
+            if len(rows):
+                parts += [f"@{beat:x}\n".encode(), to_hex(rows, 32 * mem["words"])]
+        Path(f"{name}.mem.hex").write_bytes(b"".join(parts))
+        self.sig(f"{name}_load").value = 1
+        await Timer(1, unit="ns")
+        self.sig(f"{name}_load").value = 0
+        await Timer(1, unit="ns")
+
+    async def mem_dump(self, name, beat, n):
+        """Rows (n, words) of memory model ``name`` from ``beat``."""
+        mem = self._memory(name)
+        if n <= 0:
+            return np.zeros((0, mem["words"]), dtype=np.uint32)
+        if beat < 0 or beat + n > 1 << mem["addr_bits"]:
+            raise ValueError(f"memory {name}: beats {beat} .. {beat + n - 1} outside 0 .. "
+                             f"{(1 << mem['addr_bits']) - 1}")
+        self.sig(f"{name}_lo").value = beat
+        self.sig(f"{name}_hi").value = beat + n - 1
+        await Timer(1, unit="ns")
+        self.sig(f"{name}_dump").value = 1
+        await Timer(1, unit="ns")
+        self.sig(f"{name}_dump").value = 0
+        await Timer(1, unit="ns")
+        rows = from_hex(Path(f"{name}.dump.hex").read_text(), 32 * mem["words"])
+        if len(rows) != n:
+            raise AssertionError(f"memory {name}: dump gave {len(rows)} beats, wanted {n}")
+        return rows

@@ -1,0 +1,234 @@
+"""cocotb: the memory system (HBM and DDR stubs with testbench backing stores, host link,
+DMA engine, top-level network) on Verilator.
+
+Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
+
+* ``dma_copy``: ``count`` words DDR -> HBM, then the HBM copy back to another DDR place
+  (block offsets of source and destination differ); both copies exact, words around
+  the destinations unchanged, byte counters = the beats moved.
+* ``dma_error``: a descriptor running past the end of memory raises ``dma_error`` and
+  writes nothing.
+* ``host_link``: ``requests`` random host reads and writes (``backpressure`` on the
+  response stream) to HBM and DDR, then one request outside memory: every response
+  right (by tag), the stores hold the writes, the stray request raises ``decode_error``
+  with its address.
+* ``host_bandwidth`` / ``dma_bandwidth``: ``count`` words host -> HBM over the host link,
+  or DDR -> HBM by DMA; outputs the cycles.
+"""
+
+import random
+
+import cocotb
+import numpy as np
+
+from firmware.compiler.memory import pack_dma, word_address
+from hdl.memory.config import MAX_BURST, MemoryMap, req_layout, resp_layout, wdata_layout
+from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.memimage import MemoryImage
+from tb.lib.payload import from_ints, pack, unpack
+
+
+async def until(tb, cond, *, timeout, step=256, what="condition"):
+    """Wait (``step`` cycles at a time) until ``cond()``; fail after ``timeout`` cycles."""
+    waited = 0
+    while not cond():
+        if waited >= timeout:
+            raise AssertionError(f"timeout after {timeout} cycles waiting for {what}")
+        await tb.cycles(step)
+        waited += step
+    return waited
+
+
+def _port(tb, name):
+    return int(tb.port(name).value)
+
+
+async def _setup(dut):
+    args = test_args()
+    params = test_params(args)
+    tb = TbHarness(dut)
+    await tb.reset()
+    return args, params, tb, MemoryImage(params), random.Random(args.get("seed", 1))
+
+
+def _words(rng, n):
+    return np.array([rng.getrandbits(32) for _ in range(n)], dtype=np.uint32)
+
+
+def _dma_rows(params, copies):
+    return from_ints([pack_dma(params, *c) for c in copies], 2)
+
+
+async def _run_dma(tb, params, copies, timeout):
+    tb.load("dma", _dma_rows(params, copies))
+    await tb.run(timeout_cycles=16)
+    waited = await until(tb, lambda: _port(tb, "dma_done") >= len(copies) or
+                         _port(tb, "dma_error"), timeout=timeout, step=64, what="DMA done")
+    assert not _port(tb, "dma_error"), "DMA refused a valid descriptor"
+    return waited
+
+
+def _counters(tb, mm):
+    return {f"{r.name}_{k}": sum(_port(tb, f"{r.name}_{k}_bytes__{c}") for c in range(r.channels))
+            for r in mm.regions for k in ("read", "write")}
+
+
+@cocotb.test()
+async def dma_copy(dut):
+    args, params, tb, img, rng = await _setup(dut)
+    W = img.words
+    count = args["count"]
+    beats = -(-count // W)
+    span = (beats + 2) * W
+    src = word_address(params, "ddr", W * rng.randrange(64))
+    mid = word_address(params, "hbm", W * (MAX_BURST * rng.randrange(64) + 5))
+    back = word_address(params, "ddr", W * (MAX_BURST * (70 + rng.randrange(64)) + 11))
+    payload = _words(rng, beats * W)
+    around = {a: _words(rng, span + 2 * W) for a in (mid, back)}
+    await img.write(tb, src, payload)
+    for a, v in around.items():
+        await img.write(tb, a - W, v)
+    cycles = await _run_dma(tb, params, [(src, mid, count), (mid, back, count)],
+                            timeout=200 * beats + 20000)
+    for a, v in around.items():
+        got = await img.read(tb, a - W, span + 2 * W)
+        want = v.copy()
+        want[W:W + count] = payload[:count]
+        bad = np.nonzero(got != want)[0]
+        assert not len(bad), (f"copy to {a:#x}: {len(bad)} words wrong, first at word "
+                              f"{bad[0] - W} of the copy (got {got[bad[0]]:#x}, want "
+                              f"{want[bad[0]]:#x})")
+    mm = MemoryMap(params)
+    moved = beats * mm.beat_bytes
+    counters = _counters(tb, mm)
+    assert counters == {"hbm_read": moved, "hbm_write": moved, "ddr_read": moved,
+                        "ddr_write": moved}, counters
+    write_outputs(cycles=cycles, counters=counters)
+
+
+@cocotb.test()
+async def dma_error(dut):
+    args, params, tb, img, rng = await _setup(dut)
+    mm = MemoryMap(params)
+    W = img.words
+    dst = word_address(params, "hbm", W * MAX_BURST * 3)
+    before = _words(rng, 4 * MAX_BURST * W)
+    await img.write(tb, dst, before)
+    # A valid descriptor, then patch its count so it runs past the end of memory.
+    desc = pack_dma(params, word_address(params, "ddr", mm.region("ddr").beats * W - 64 * W),
+                    dst, 8 * W)
+    cbits = mm.addr_bits * 2
+    desc = (desc & ((1 << cbits) - 1)) | ((100 * W) << cbits)
+    tb.load("dma", from_ints([desc], 2))
+    await tb.run(timeout_cycles=16)
+    await until(tb, lambda: _port(tb, "dma_error"), timeout=2000, step=16, what="dma_error")
+    await tb.cycles(500)
+    assert _port(tb, "dma_done") == 0 and not _port(tb, "dma_busy")
+    assert (await img.read(tb, dst, before.size) == before).all(), "refused DMA wrote memory"
+    assert sum(_counters(tb, mm).values()) == 0
+
+
+def _host_requests(rng, params, n):
+    """Random host bursts inside one MAX_BURST block each: (global beat, len, write)."""
+    mm = MemoryMap(params)
+    out = []
+    for i in range(n):
+        r = mm.regions[rng.randrange(len(mm.regions))]
+        block = rng.randrange(8)
+        length = rng.randrange(MAX_BURST)
+        start = rng.randrange(MAX_BURST - length)
+        out.append((r.base + block * MAX_BURST + start, length, int(rng.random() < 0.5)))
+    return out
+
+
+@cocotb.test()
+async def host_link(dut):
+    args, params, tb, img, rng = await _setup(dut)
+    mm = MemoryMap(params)
+    W = img.words
+    reqs = _host_requests(rng, params, args["requests"])
+    # Initial contents of every block touched.
+    blocks = sorted({b // MAX_BURST for b, _, _ in reqs})
+    init = {b: _words(rng, MAX_BURST * W).reshape(MAX_BURST, W) for b in blocks}
+    for b, v in init.items():
+        await img.write(tb, b * MAX_BURST * W, v)
+    store = {b * MAX_BURST + k: v[k].copy() for b, v in init.items() for k in range(MAX_BURST)}
+    wbeats, wmasks, expect = [], [], {}
+    for tag, (beat, length, write) in enumerate(reqs):
+        if write:
+            for k in range(length + 1):
+                d, mask = _words(rng, W), rng.getrandbits(W)
+                wbeats.append(d)
+                wmasks.append(mask)
+                for w in range(W):
+                    if mask >> w & 1:
+                        store[beat + k][w] = d[w]
+            expect[tag] = "ack"
+        else:
+            expect[tag] = np.array([store[beat + k] for k in range(length + 1)])
+    stray = mm.beats + 3 * MAX_BURST
+    req_rows = pack(req_layout(mm.addr_bits), {
+        "addr": [b for b, _, _ in reqs] + [stray], "len": [l for _, l, _ in reqs] + [0],
+        "write": [w for _, _, w in reqs] + [0], "tag": list(range(len(reqs))) + [63]})
+    tb.load("host__req", req_rows, seed=rng.getrandbits(32), valid_probability=0.7)
+    if wbeats:
+        tb.load("host__wdata", pack(wdata_layout(W), {"data": np.array(wbeats),
+                                                      "mask": wmasks}))
+    n_resp = sum(1 if w else l + 1 for _, l, w in reqs)
+    tb.expect("host__resp", n_resp, seed=rng.getrandbits(32),
+              ready_probability=1 - args.get("backpressure", 0.0))
+    cycles, _ = await tb.run(timeout_cycles=100000)
+    resp = unpack(resp_layout(W), await tb.dump("host__resp"))
+    got = {}
+    for i in range(n_resp):
+        tag = int(resp["tag"][i])
+        if resp["write"][i]:
+            assert resp["last"][i] and tag not in got, f"write {tag}: bad acknowledgement"
+            got[tag] = "ack"
+        else:
+            got.setdefault(tag, []).append((resp["data"][i], int(resp["last"][i])))
+    for tag, want in expect.items():
+        g = got.get(tag)
+        if isinstance(want, str):
+            assert g == "ack", f"request {tag}: write not acknowledged ({g})"
+            continue
+        assert g is not None and len(g) == len(want), f"read {tag}: {g and len(g)} beats, want {len(want)}"
+        assert [last for _, last in g] == [0] * (len(want) - 1) + [1], f"read {tag}: last flags"
+        assert (np.array([d for d, _ in g]) == want).all(), f"read {tag}: wrong data"
+    for b in blocks:
+        have = (await img.read(tb, b * MAX_BURST * W, MAX_BURST * W)).reshape(MAX_BURST, W)
+        want = np.array([store[b * MAX_BURST + k] for k in range(MAX_BURST)])
+        assert (have == want).all(), f"block {b}: memory differs from the host's writes"
+    assert _port(tb, "decode_error") == 1 and _port(tb, "decode_addr") == stray
+    write_outputs(cycles=cycles, responses=n_resp)
+
+
+async def _timed_copy(tb, img, params, rng, count, via):
+    """Move ``count`` words into HBM from DDR by DMA or from the host over the link."""
+    mm = MemoryMap(params)
+    W = img.words
+    dst = word_address(params, "hbm", 0)
+    data = _words(rng, count)
+    if via == "dma":
+        src = word_address(params, "ddr", 0)
+        await img.write(tb, src, data)
+        cycles = await _run_dma(tb, params, [(src, dst, count)], timeout=64 * count)
+    else:
+        beats = count // W
+        nreq = beats // MAX_BURST
+        tb.load("host__req", pack(req_layout(mm.addr_bits), {
+            "addr": [k * MAX_BURST for k in range(nreq)], "len": [MAX_BURST - 1] * nreq,
+            "write": [1] * nreq, "tag": [k % 64 for k in range(nreq)]}))
+        tb.load("host__wdata", pack(wdata_layout(W), {"data": data.reshape(beats, W),
+                                                      "mask": [(1 << W) - 1] * beats}))
+        tb.expect("host__resp", nreq)
+        cycles, _ = await tb.run(timeout_cycles=64 * count)
+    assert (await img.read(tb, dst, count) == data).all(), f"{via} copy is wrong"
+    return cycles
+
+
+@cocotb.test()
+async def copy_bandwidth(dut):
+    args, params, tb, img, rng = await _setup(dut)
+    cycles = await _timed_copy(tb, img, params, rng, args["count"], args["via"])
+    write_outputs(cycles=cycles)
