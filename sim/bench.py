@@ -208,6 +208,34 @@ def _rdn_section(params, workdir):
     }
 
 
+def _memory_section(params, workdir):
+    """Memory-system figures: a 1 MiB "expert" moved into HBM by the DMA engine from DDR
+    versus by the host over the host link (cycles measured in RTL, data checked)."""
+    from hdl.memory.config import MemoryMap
+    from .designs import build_design
+    b = build_design("memory", params)
+    mm = MemoryMap(params)
+    count = (1 << 20) // 4
+    runs = {via: run_cocotb(b, "tb.test_memory", test_dir=workdir / via,
+                            testcase="copy_bandwidth",
+                            args={"params": params.to_dict(), "count": count, "via": via,
+                                  "seed": 51}).outputs
+            for via in ("dma", "host")}
+    dma, host = runs["dma"]["cycles"], runs["host"]["cycles"]
+    return {
+        "expert_bytes": 1 << 20,
+        "ddr_to_hbm_dma": {"cycles": dma, "bytes_per_cycle": round((1 << 20) / dma, 3),
+                           "ddr_peak_bytes_per_cycle": params.ddr_bytes_per_cycle},
+        "host_to_hbm_link": {"cycles": host, "bytes_per_cycle": round((1 << 20) / host, 3),
+                             "host_peak_bytes_per_cycle": params.host_bytes_per_cycle,
+                             "host_latency": params.host_latency},
+        "dma_speedup_over_host": round(host / dma, 3),
+        "configured_ddr_over_host_bandwidth": params.ddr_bytes_per_cycle / params.host_bytes_per_cycle,
+        "network_beat_bytes": mm.beat_bytes,
+        "verilator_build_s": b.built_seconds,
+    }
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -243,4 +271,6 @@ def run_bench(params, out: Path, quick=False):
     rdn = {name: _rdn_section(p, workdir / f"rdn-{name}") for name, p in presets.items()
            if name != "plasticine"}
     merge_bench(out, "rdn", rdn)
-    return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn}
+    memory = {name: _memory_section(p, workdir / f"memory-{name}") for name, p in presets.items()}
+    merge_bench(out, "memory", memory)
+    return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn, "memory": memory}

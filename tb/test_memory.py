@@ -22,10 +22,11 @@ import cocotb
 import numpy as np
 
 from firmware.compiler.memory import pack_dma, word_address
-from hdl.memory.config import MAX_BURST, MemoryMap, req_layout, resp_layout, wdata_layout
+from hdl.memory.config import (MAX_BURST, MemoryMap, dma_desc_layout, req_layout,
+                               resp_layout, wdata_layout)
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.memimage import MemoryImage
-from tb.lib.payload import from_ints, pack, unpack
+from tb.lib.payload import from_ints, pack, unpack, words_of
 
 
 async def until(tb, cond, *, timeout, step=256, what="condition"):
@@ -55,17 +56,23 @@ def _words(rng, n):
     return np.array([rng.getrandbits(32) for _ in range(n)], dtype=np.uint32)
 
 
+def _desc_words(params):
+    mm = MemoryMap(params)
+    return words_of(dma_desc_layout(mm.addr_bits, mm.words))
+
+
 def _dma_rows(params, copies):
-    return from_ints([pack_dma(params, *c) for c in copies], 2)
+    return from_ints([pack_dma(params, *c) for c in copies], _desc_words(params))
 
 
 async def _run_dma(tb, params, copies, timeout):
     tb.load("dma", _dma_rows(params, copies))
     await tb.run(timeout_cycles=16)
-    waited = await until(tb, lambda: _port(tb, "dma_done") >= len(copies) or
-                         _port(tb, "dma_error"), timeout=timeout, step=64, what="DMA done")
+    await until(tb, lambda: _port(tb, "dma_done") >= len(copies) or _port(tb, "dma_error"),
+                timeout=timeout, step=64, what="DMA done")
     assert not _port(tb, "dma_error"), "DMA refused a valid descriptor"
-    return waited
+    assert _port(tb, "dma_done") == len(copies)
+    return _port(tb, "dma_cycles")
 
 
 def _counters(tb, mm):
@@ -114,12 +121,10 @@ async def dma_error(dut):
     dst = word_address(params, "hbm", W * MAX_BURST * 3)
     before = _words(rng, 4 * MAX_BURST * W)
     await img.write(tb, dst, before)
-    # A valid descriptor, then patch its count so it runs past the end of memory.
-    desc = pack_dma(params, word_address(params, "ddr", mm.region("ddr").beats * W - 64 * W),
-                    dst, 8 * W)
-    cbits = mm.addr_bits * 2
-    desc = (desc & ((1 << cbits) - 1)) | ((100 * W) << cbits)
-    tb.load("dma", from_ints([desc], 2))
+    # Packed directly (firmware's pack_dma refuses it): 100 beats from 64 before the end.
+    desc = dma_desc_layout(mm.addr_bits, W).const(
+        {"src": mm.beats - 64, "dst": dst // W, "count": 100 * W}).as_value().value
+    tb.load("dma", from_ints([desc], _desc_words(params)))
     await tb.run(timeout_cycles=16)
     await until(tb, lambda: _port(tb, "dma_error"), timeout=2000, step=16, what="dma_error")
     await tb.cycles(500)

@@ -28,6 +28,7 @@ class DmaEngine(wiring.Component):
     desc : In(stream)                 descriptors (taken when idle).
     net : Out(mem_port_signature)     towards the top-level network.
     busy, error : Out(1);  done : Out(32)
+    busy_cycles : Out(32)             cycles spent on descriptors (taken to done).
     """
 
     def __init__(self, *, words, addr_bits, beats, tags):
@@ -37,7 +38,7 @@ class DmaEngine(wiring.Component):
         super().__init__({
             "desc": In(stream.Signature(dma_desc_layout(addr_bits, words))),
             "net": Out(mem_port_signature(addr_bits, words)),
-            "busy": Out(1), "error": Out(1), "done": Out(32),
+            "busy": Out(1), "error": Out(1), "done": Out(32), "busy_cycles": Out(32),
         })
 
     def elaborate(self, platform):
@@ -66,6 +67,8 @@ class DmaEngine(wiring.Component):
         issued = Signal(32)
         acked = Signal(32)
         m.d.comb += [self.desc.ready.eq(~active), self.busy.eq(active)]
+        with m.If(active):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.If(self.desc.valid & ~active):
             with m.If(fits):
                 m.d.sync += [active.eq(1), src.eq(d.src), dst.eq(d.dst), left.eq(nbeats),

@@ -24,7 +24,7 @@ class MemorySystem(wiring.Component):
     agcu[k] : In(mem_port_signature)      AGCU k's memory port.
     host : In(mem_port_signature)         the host's end of the host link.
     dma : In(stream)                      DMA descriptors.
-    dma_busy, dma_error : Out(1);  dma_done : Out(32)
+    dma_busy, dma_error : Out(1);  dma_done, dma_cycles : Out(32)   (see DmaEngine)
     hbm[c], ddr[0] : Out(dram_signature)  backing stores of every channel.
     hbm_read_bytes[c], hbm_write_bytes[c], ddr_read_bytes[0], ddr_write_bytes[0] : Out(48)
     decode_error : Out(1);  decode_addr : Out
@@ -39,6 +39,7 @@ class MemorySystem(wiring.Component):
             "host": In(port),
             "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
             "dma_busy": Out(1), "dma_error": Out(1), "dma_done": Out(32),
+            "dma_cycles": Out(32),
             "decode_error": Out(1), "decode_addr": Out(mm.addr_bits),
         }
         for r in mm.regions:
@@ -71,7 +72,7 @@ class MemorySystem(wiring.Component):
         wiring.connect(m, wiring.flipped(self.dma), dma.desc)
         wiring.connect(m, dma.net, tln.m[self.requester("dma")])
         m.d.comb += [self.dma_busy.eq(dma.busy), self.dma_error.eq(dma.error),
-                     self.dma_done.eq(dma.done)]
+                     self.dma_done.eq(dma.done), self.dma_cycles.eq(dma.busy_cycles)]
         link = m.submodules.host_link = HostLink(words=mm.words, addr_bits=mm.addr_bits,
                                                  latency=mm.host_latency,
                                                  interval=mm.host_interval)
