@@ -16,12 +16,15 @@ __all__ = ["MemorySystem"]
 
 
 class MemorySystem(wiring.Component):
-    """Requesters on the network: ``agcu[0 .. agcus-1]``, then the DMA engine, then the
-    host link (see :meth:`requester`).
+    """Requesters on the network: the AGCUs ``0 .. agcus-1``, then the DMA engine, then
+    the host link (see :meth:`requester`).
 
     Attributes
     ----------
-    agcu[k] : In(mem_port_signature)      AGCU k's memory port.
+    agcu_config[k], agcu_start[k] : In       AGCU k's program and start pulse.
+    agcu_busy[k], agcu_done[k], agcu_fault[k], agcu_fault_addr[k], agcu_bursts[k],
+    agcu_cycles[k] : Out                     its status (see :class:`hdl.agcu.agcu.Agcu`).
+    vout[k], vin[k] : stream                 its RDN side (vector packets).
     host : In(mem_port_signature)         the host's end of the host link.
     dma : In(stream)                      DMA descriptors.
     dma_busy, dma_error : Out(1);  dma_done, dma_cycles : Out(32)   (see DmaEngine)
@@ -34,14 +37,24 @@ class MemorySystem(wiring.Component):
         self.params = params
         self.map = mm = MemoryMap(params)
         port = mem_port_signature(mm.addr_bits, mm.words)
+        from hdl.agcu.config import agcu_config_layout
+        from hdl.rdn.config import vector_packet_layout
+        a = params.agcus
+        packets = stream.Signature(vector_packet_layout(params))
         members = {
-            "agcu": In(port).array(params.agcus),
+            "agcu_config": In(agcu_config_layout(params)).array(a),
+            "agcu_start": In(1).array(a),
+            "vout": Out(packets).array(a),
+            "vin": In(packets).array(a),
             "host": In(port),
             "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
             "dma_busy": Out(1), "dma_error": Out(1), "dma_done": Out(32),
             "dma_cycles": Out(32),
             "decode_error": Out(1), "decode_addr": Out(mm.addr_bits),
         }
+        for name, width in (("busy", 1), ("done", 32), ("fault", 1), ("fault_addr", 32),
+                            ("bursts", 32), ("cycles", 32)):
+            members[f"agcu_{name}"] = Out(width).array(a)
         for r in mm.regions:
             members[r.name] = Out(dram_signature(beat_addr_bits(r.beats // r.channels),
                                                  mm.words)).array(r.channels)
@@ -65,8 +78,15 @@ class MemorySystem(wiring.Component):
         mm, p = self.map, self.params
         tln = m.submodules.tln = Tln(masters=p.agcus + 2, regions=mm.regions, words=mm.words,
                                      addr_bits=mm.addr_bits)
+        from hdl.agcu.agcu import Agcu
         for k in range(p.agcus):
-            wiring.connect(m, wiring.flipped(self.agcu[k]), tln.m[k])
+            u = m.submodules[f"agcu{k}"] = Agcu(p)
+            wiring.connect(m, u.net, tln.m[k])
+            wiring.connect(m, u.vout, wiring.flipped(self.vout[k]))
+            wiring.connect(m, wiring.flipped(self.vin[k]), u.vin)
+            m.d.comb += [u.config.eq(self.agcu_config[k]), u.start.eq(self.agcu_start[k])]
+            for name in ("busy", "done", "fault", "fault_addr", "bursts", "cycles"):
+                m.d.comb += getattr(self, f"agcu_{name}")[k].eq(getattr(u, name))
         dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,
                                            beats=mm.beats, tags=p.dma_tags)
         wiring.connect(m, wiring.flipped(self.dma), dma.desc)

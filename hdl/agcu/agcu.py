@@ -1,0 +1,202 @@
+"""Address generator and coalescing unit (AGCU): tensors in memory <-> vector packets."""
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
+from hdl.pcu.config import MAX_COUNTERS
+from hdl.pcu.counters import CounterChain
+from hdl.rdn.config import vector_packet_layout
+
+from .config import agcu_config_layout, burst_layout
+from .pack import Packer, Unpacker
+from .splitter import BurstSplitter
+
+__all__ = ["Agcu"]
+
+
+class Agcu(wiring.Component):
+    """One AGCU: a counter chain gives the start of each run of the access, the splitter
+    checks, translates and cuts runs into bursts, and then
+
+    * read (``config.write`` = 0): bursts are requested with tags (up to
+      ``agcu_tags`` in flight, each with a reorder-buffer slot reserved, so responses
+      are always accepted), responses land in their slot in whatever order they come,
+      and slots drain in request order into the packer: dense vector packets with header
+      ``config.hdr`` on ``vout``, the last one flagged ``last``;
+    * write (``config.write`` = 1): vector packets from ``vin`` are unpacked into masked
+      beats; a burst's write request goes out once all its beats are buffered, so it
+      holds its memory controller only for those beats.
+
+    ``start`` (while not ``busy``) begins an access; ``busy`` drops once every burst is
+    answered (read: delivered; write: acknowledged); ``done`` counts finished accesses.
+    A segment violation raises ``fault`` / ``fault_addr`` (see :class:`BurstSplitter`): the
+    access stops issuing, its bursts in flight complete, and it finishes with the fault
+    flag up. ``bursts`` counts bursts requested, ``cycles`` busy cycles.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.map = mm = MemoryMap(params)
+        self.tags = params.agcu_tags
+        super().__init__({
+            "config": In(agcu_config_layout(params)),
+            "start": In(1), "busy": Out(1), "done": Out(32),
+            "fault": Out(1), "fault_addr": Out(signed(32)),
+            "bursts": Out(32), "cycles": Out(32),
+            "vout": Out(stream.Signature(vector_packet_layout(params))),
+            "vin": In(stream.Signature(vector_packet_layout(params))),
+            "net": Out(mem_port_signature(mm.addr_bits, mm.words)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, cfg = self.params, self.config
+        W, L, T = self.map.words, p.pcu_lanes, self.tags
+        tbits = max(1, (T - 1).bit_length())
+        bl = burst_layout(p)
+        busy = Signal()
+        begin = Signal()
+        m.d.comb += [begin.eq(self.start & ~busy), self.busy.eq(busy)]
+
+        # Runs: the chain's counter values summed.
+        chain = m.submodules.chain = CounterChain(1)
+        m.d.comb += [chain.config.eq(cfg.chain), chain.start.eq(begin)]
+        split = m.submodules.split = BurstSplitter(p)
+        step = chain.o.payload
+        m.d.comb += [
+            split.seg.eq(cfg.segments[cfg.segment]), split.run.eq(cfg.run),
+            split.start.eq(begin),
+            split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
+            split.i.payload.offset.eq(sum(step.value[i] for i in range(MAX_COUNTERS))),
+            split.i.payload.last.eq(step.last),
+            self.fault.eq(split.fault), self.fault_addr.eq(split.fault_addr),
+        ]
+        bq = m.submodules.bq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
+        m.d.comb += [bq.w_data.eq(split.o.payload), bq.w_en.eq(split.o.valid),
+                     split.o.ready.eq(bq.w_rdy)]
+        head = data.View(bl, bq.r_data)
+
+        net = self.net
+        issued = Signal(32)
+        finished = Signal(32)                   # bursts delivered (read) or acknowledged
+        wphase = Signal()
+
+        # ---- read: tags, reorder buffer, packer ----
+        inuse = Signal(T)
+        arrived = Signal(T)
+        next_tag = Signal(tbits)
+        info = m.submodules.info = Memory(shape=bl, depth=T, init=[])
+        rob = m.submodules.rob = Memory(shape=unsigned(32 * W), depth=T * MAX_BURST, init=[])
+        info_w, info_r = info.write_port(), info.read_port(domain="comb")
+        rob_w, rob_r = rob.write_port(), rob.read_port(domain="comb")
+        set_use, clr_use = Signal(T), Signal(T)
+        set_arr, clr_arr = Signal(T), Signal(T)
+
+        read_req = Signal()
+        m.d.comb += read_req.eq(~cfg.write & bq.r_rdy & ~inuse.bit_select(next_tag, 1))
+        # ---- write: unpacker, beat buffer, bursts ready to go ----
+        unpack = m.submodules.unpack = Unpacker(W, L, bl)
+        wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(width=len(unpack.o.payload.as_value()),
+                                                         depth=2 * MAX_BURST)
+        wq = m.submodules.wq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
+        m.d.comb += [
+            unpack.start.eq(begin),
+            unpack.i.valid.eq(self.vin.valid & cfg.write & busy),
+            unpack.i.payload.eq(self.vin.payload.body),
+            self.vin.ready.eq(unpack.i.ready & cfg.write & busy),
+            unpack.bursts.valid.eq(cfg.write & bq.r_rdy),
+            unpack.bursts.payload.eq(head),
+            wbuf.w_data.eq(unpack.o.payload), wbuf.w_en.eq(unpack.o.valid),
+            unpack.o.ready.eq(wbuf.w_rdy),
+            wq.w_data.eq(unpack.done.payload), wq.w_en.eq(unpack.done.valid),
+            unpack.done.ready.eq(wq.w_rdy),
+        ]
+        wnext = data.View(bl, wq.r_data)
+        write_req = Signal()
+        m.d.comb += write_req.eq(cfg.write & wq.r_rdy & ~wphase)
+        m.d.comb += bq.r_en.eq(Mux(cfg.write, unpack.bursts.ready, read_req & net.req.ready))
+
+        with m.If(write_req):
+            m.d.comb += [net.req.valid.eq(1), net.req.payload.addr.eq(wnext.addr),
+                         net.req.payload.len.eq(wnext.len), net.req.payload.write.eq(1)]
+        with m.Elif(read_req):
+            m.d.comb += [net.req.valid.eq(1), net.req.payload.addr.eq(head.addr),
+                         net.req.payload.len.eq(head.len), net.req.payload.tag.eq(next_tag),
+                         info_w.addr.eq(next_tag), info_w.data.eq(head),
+                         info_w.en.eq(net.req.ready)]
+        sent = net.req.valid & net.req.ready
+        with m.If(sent):
+            m.d.sync += [issued.eq(issued + 1), self.bursts.eq(self.bursts + 1)]
+            with m.If(write_req):
+                m.d.comb += wq.r_en.eq(1)
+                m.d.sync += wphase.eq(1)
+            with m.Else():
+                m.d.sync += next_tag.eq(next_tag + 1)
+                m.d.comb += set_use.eq(1 << next_tag)
+        # Write beats of the burst just requested.
+        wleft = Signal(BURST_BITS)
+        with m.If(sent & write_req):
+            m.d.sync += wleft.eq(wnext.len)
+        m.d.comb += [net.wdata.valid.eq(wphase & wbuf.r_rdy), net.wdata.payload.eq(wbuf.r_data),
+                     wbuf.r_en.eq(wphase & net.wdata.ready)]
+        with m.If(net.wdata.valid & net.wdata.ready):
+            m.d.sync += wleft.eq(wleft - 1)
+            with m.If(wleft == 0):
+                m.d.sync += wphase.eq(0)
+
+        # Responses: read beats into their slot; write acknowledgements finish bursts.
+        resp = net.resp
+        rbeat = Signal(BURST_BITS)
+        rtag = Signal(tbits)
+        m.d.comb += [resp.ready.eq(1), rtag.eq(resp.payload.tag[:tbits]),
+                     rob_w.addr.eq(Cat(rbeat, rtag)), rob_w.data.eq(resp.payload.data),
+                     rob_w.en.eq(resp.valid & ~resp.payload.write)]
+        acked = Signal()
+        with m.If(resp.valid & ~resp.payload.write):
+            m.d.sync += rbeat.eq(Mux(resp.payload.last, 0, rbeat + 1))
+            with m.If(resp.payload.last):
+                m.d.comb += set_arr.eq(1 << rtag)
+        m.d.comb += acked.eq(resp.valid & resp.payload.write)
+
+        # Drain slots in request order into the packer.
+        packer = m.submodules.packer = Packer(W, L)
+        htag = Signal(tbits)
+        dbeat = Signal(BURST_BITS)
+        m.d.comb += [info_r.addr.eq(htag), rob_r.addr.eq(Cat(dbeat, htag)), packer.start.eq(begin)]
+        hi_ = info_r.data
+        dlast = Signal()
+        m.d.comb += [
+            dlast.eq(dbeat == hi_.len),
+            packer.i.valid.eq(arrived.bit_select(htag, 1)),
+            packer.i.payload.data.eq(rob_r.data),
+            packer.i.payload.lo.eq(Mux(dbeat == 0, hi_.lo, 0)),
+            packer.i.payload.hi.eq(Mux(dlast, hi_.hi, W)),
+            packer.i.payload.last.eq(dlast & hi_.last),
+        ]
+        drained = Signal()
+        with m.If(packer.i.valid & packer.i.ready):
+            m.d.sync += dbeat.eq(Mux(dlast, 0, dbeat + 1))
+            with m.If(dlast):
+                m.d.sync += htag.eq(htag + 1)
+                m.d.comb += [clr_arr.eq(1 << htag), clr_use.eq(1 << htag), drained.eq(1)]
+        m.d.sync += [inuse.eq((inuse | set_use) & ~clr_use),
+                     arrived.eq((arrived | set_arr) & ~clr_arr)]
+        with m.If(drained | acked):
+            m.d.sync += finished.eq(finished + 1)
+        m.d.comb += [self.vout.payload.body.eq(packer.o.payload),
+                     self.vout.payload.hdr.eq(cfg.hdr),
+                     self.vout.valid.eq(packer.o.valid), packer.o.ready.eq(self.vout.ready)]
+
+        # Access lifetime.
+        with m.If(begin):
+            m.d.sync += [busy.eq(1), issued.eq(0), finished.eq(0)]
+        with m.Elif(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            quiet = (~chain.busy & split.idle & ~split.o.valid & ~bq.r_rdy & ~wq.r_rdy &
+                     ~wphase & (issued == finished) & ~packer.busy)
+            with m.If(quiet):
+                m.d.sync += [busy.eq(0), self.done.eq(self.done + 1)]
+        return m
