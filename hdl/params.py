@@ -21,6 +21,10 @@ def _is_pow2(n):
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
 
 
+#: Fields where 0 is meaningful.
+_MAY_BE_ZERO = {"mem_jitter"}
+
+
 @dataclasses.dataclass(frozen=True)
 class RduParams:
     """Sizes of one RDU socket.
@@ -57,6 +61,10 @@ class RduParams:
         DDR controller stub (one channel).
     host_bytes_per_cycle, host_latency :
         Host link.
+    mem_jitter : int
+        Extra latency of each HBM / DDR request, pseudo-random in 0 .. mem_jitter
+        (2**k - 1; 0 = fixed latency). Channels still answer in order, so requests to
+        different channels come back out of order.
     clock_ghz : float
         Nominal clock used only to convert cycles to time in reports.
     """
@@ -87,6 +95,7 @@ class RduParams:
     ddr_outstanding: int = 8
     host_bytes_per_cycle: int = 2
     host_latency: int = 500
+    mem_jitter: int = 0
     clock_ghz: float = 1.0
 
     def __post_init__(self):
@@ -95,7 +104,7 @@ class RduParams:
             if f.type is int or f.type == "int":
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ParamError(f"{f.name}: must be an integer, got {value!r}")
-                if value <= 0:
+                if value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
                     raise ParamError(f"{f.name}: must be positive, got {value}")
         if not isinstance(self.clock_ghz, (int, float)) or self.clock_ghz <= 0:
             raise ParamError(f"clock_ghz: must be a positive number, got {self.clock_ghz!r}")
@@ -137,6 +146,9 @@ class RduParams:
         if self.hbm_capacity % (beat_block * self.hbm_channels) or self.ddr_capacity % beat_block:
             raise ParamError(f"hbm_capacity / ddr_capacity: must be whole {beat_block}-byte "
                              f"bursts on every channel")
+        if self.mem_jitter & (self.mem_jitter + 1):
+            raise ParamError(f"mem_jitter: must be 2**k - 1 (0, 1, 3, 7, ...), got "
+                             f"{self.mem_jitter}")
         for name in ("agcu_tags", "dma_tags"):
             if not 2 <= getattr(self, name) <= 64:
                 raise ParamError(f"{name}: must be 2 .. 64 (6-bit request tags), got "

@@ -46,9 +46,11 @@ def check_chain(counters, lanes, error=ValueError, prefix=""):
     return counters
 
 
-def pack_chain(counters, params: RduParams, error=ValueError, prefix="") -> int:
-    """Config bits of a counter chain (``ChainConfig``); ``[]`` leaves it unused."""
-    counters = check_chain(counters, params.pcu_lanes, error, prefix)
+def pack_chain(counters, params: RduParams, error=ValueError, prefix="", lanes=None) -> int:
+    """Config bits of a counter chain (``ChainConfig``) of ``lanes`` (default the PCU's)
+    lanes; ``[]`` leaves it unused."""
+    counters = check_chain(counters, params.pcu_lanes if lanes is None else lanes, error,
+                           prefix)
     ctr = [{"min": c.min, "max": c.max, "stride": c.stride} for c in counters]
     ctr += [{"min": 0, "max": 0, "stride": 0}] * (MAX_COUNTERS - len(ctr))
     return ChainConfig.const({"depth": len(counters), "ctr": ctr}).as_value().value

@@ -34,7 +34,8 @@ class Agcu(wiring.Component):
     answered (read: delivered; write: acknowledged); ``done`` counts finished accesses.
     A segment violation raises ``fault`` / ``fault_addr`` (see :class:`BurstSplitter`): the
     access stops issuing, its bursts in flight complete, and it finishes with the fault
-    flag up. ``bursts`` counts bursts requested, ``cycles`` busy cycles.
+    flag up. ``bursts`` counts bursts requested, ``cycles`` busy cycles, ``reordered``
+    read bursts that arrived while an older one was still missing.
     """
 
     def __init__(self, params):
@@ -45,7 +46,7 @@ class Agcu(wiring.Component):
             "config": In(agcu_config_layout(params)),
             "start": In(1), "busy": Out(1), "done": Out(32),
             "fault": Out(1), "fault_addr": Out(signed(32)),
-            "bursts": Out(32), "cycles": Out(32),
+            "bursts": Out(32), "cycles": Out(32), "reordered": Out(32),
             "vout": Out(stream.Signature(vector_packet_layout(params))),
             "vin": In(stream.Signature(vector_packet_layout(params))),
             "net": Out(mem_port_signature(mm.addr_bits, mm.words)),
@@ -149,6 +150,7 @@ class Agcu(wiring.Component):
 
         # Responses: read beats into their slot; write acknowledgements finish bursts.
         resp = net.resp
+        htag = Signal(tbits)                   # oldest read not yet drained
         rbeat = Signal(BURST_BITS)
         rtag = Signal(tbits)
         m.d.comb += [resp.ready.eq(1), rtag.eq(resp.payload.tag[:tbits]),
@@ -159,11 +161,12 @@ class Agcu(wiring.Component):
             m.d.sync += rbeat.eq(Mux(resp.payload.last, 0, rbeat + 1))
             with m.If(resp.payload.last):
                 m.d.comb += set_arr.eq(1 << rtag)
+                with m.If((rtag != htag) & ~arrived.bit_select(htag, 1)):
+                    m.d.sync += self.reordered.eq(self.reordered + 1)
         m.d.comb += acked.eq(resp.valid & resp.payload.write)
 
         # Drain slots in request order into the packer.
         packer = m.submodules.packer = Packer(W, L)
-        htag = Signal(tbits)
         dbeat = Signal(BURST_BITS)
         m.d.comb += [info_r.addr.eq(htag), rob_r.addr.eq(Cat(dbeat, htag)), packer.start.eq(begin)]
         hi_ = info_r.data

@@ -37,6 +37,8 @@ class MemChannel(wiring.Component):
     addr_bits : int
         Beat-address width (the channel's capacity in beats).
     latency, outstanding : int
+    jitter, seed : int
+        Extra latency per request, pseudo-random 0 .. jitter (see Delay).
     interval : int
         Cycles per beat (bytes per cycle = 4 x words / interval).
     tag_bits : int
@@ -50,12 +52,13 @@ class MemChannel(wiring.Component):
     """
 
     def __init__(self, *, words, addr_bits, latency, outstanding, interval=1,
-                 tag_bits=TAG_BITS):
+                 tag_bits=TAG_BITS, jitter=0, seed=1):
         if latency < 1 or outstanding < 1 or interval < 1:
             raise ValueError(f"latency {latency}, outstanding {outstanding} and interval "
                              f"{interval} must be >= 1")
         self.words, self.addr_bits, self.tag_bits = words, addr_bits, tag_bits
         self.latency, self.outstanding, self.interval = latency, outstanding, interval
+        self.jitter, self.seed = jitter, seed
         super().__init__({
             "req": In(stream.Signature(req_layout(addr_bits, tag_bits))),
             "wdata": In(stream.Signature(wdata_layout(words))),
@@ -68,7 +71,8 @@ class MemChannel(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         q = m.submodules.queue = Delay(req_layout(self.addr_bits, self.tag_bits),
-                                       latency=self.latency, depth=self.outstanding)
+                                       latency=self.latency, depth=self.outstanding,
+                                       jitter=self.jitter, seed=self.seed)
         wiring.connect(m, wiring.flipped(self.req), q.i)
         wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(
             width=wdata_layout(self.words).size, depth=self.outstanding * MAX_BURST)

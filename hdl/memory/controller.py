@@ -27,7 +27,7 @@ class MemController(wiring.Component):
         Per channel: 32-bit words per beat, latency, queued requests, cycles per beat.
     beats : int
         Capacity over all channels, in beats.
-    tag_bits : int
+    tag_bits, jitter, seed : int      (see MemChannel; each channel seeded apart)
 
     Attributes
     ----------
@@ -37,7 +37,7 @@ class MemController(wiring.Component):
     """
 
     def __init__(self, *, channels, words, latency, outstanding, beats, interval=1,
-                 tag_bits=TAG_BITS):
+                 tag_bits=TAG_BITS, jitter=0, seed=1):
         self.channels, self.words, self.tag_bits = channels, words, tag_bits
         if channels & (channels - 1) or beats % (channels * MAX_BURST):
             raise ValueError(f"{channels} channels cannot interleave {beats} beats in blocks "
@@ -46,6 +46,7 @@ class MemController(wiring.Component):
         self.addr_bits = beat_addr_bits(beats)
         self.chan_addr_bits = beat_addr_bits(beats // channels)
         self.latency, self.outstanding, self.interval = latency, outstanding, interval
+        self.jitter, self.seed = jitter, seed
         super().__init__({
             "req": In(stream.Signature(req_layout(self.addr_bits, tag_bits))),
             "wdata": In(stream.Signature(wdata_layout(self.words))),
@@ -61,8 +62,9 @@ class MemController(wiring.Component):
         sel_bits = max(1, (n - 1).bit_length())
         chans = [MemChannel(words=self.words, addr_bits=self.chan_addr_bits,
                             latency=self.latency, outstanding=self.outstanding,
-                            interval=self.interval, tag_bits=self.tag_bits)
-                 for _ in range(n)]
+                            interval=self.interval, tag_bits=self.tag_bits,
+                            jitter=self.jitter, seed=self.seed * 31 + c)
+                 for c in range(n)]
         for c, ch in enumerate(chans):
             m.submodules[f"ch{c}"] = ch
             wiring.connect(m, ch.dram, wiring.flipped(self.dram[c]))

@@ -1,6 +1,6 @@
 """A stream delay line: fixed latency, limited rate, bounded occupancy."""
 
-from amaranth import Cat, Module, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,8 +12,9 @@ TIME_BITS = 32
 
 
 class Delay(wiring.Component):
-    """Items leave in order, each no earlier than ``latency`` cycles after it entered and
-    at most one every ``interval`` cycles; at most ``depth`` items are inside.
+    """Items leave in order, each no earlier than ``latency`` (plus a pseudo-random 0 ..
+    ``jitter``, 2**k - 1) cycles after it entered and at most one every ``interval``
+    cycles; at most ``depth`` items are inside. ``seed`` seeds the jitter's LFSR.
 
     A memory channel's request queue, and each direction of the host link.
 
@@ -24,11 +25,12 @@ class Delay(wiring.Component):
     level : Out       items inside.
     """
 
-    def __init__(self, shape, *, latency, depth, interval=1):
-        if latency < 0 or depth < 1 or interval < 1:
-            raise ValueError(f"Delay: latency {latency}, depth {depth} and interval "
-                             f"{interval} must be >= 0, >= 1, >= 1")
+    def __init__(self, shape, *, latency, depth, interval=1, jitter=0, seed=1):
+        if latency < 0 or depth < 1 or interval < 1 or jitter < 0 or jitter & (jitter + 1):
+            raise ValueError(f"Delay: latency {latency}, depth {depth}, interval {interval} "
+                             f"and jitter {jitter} must be >= 0, >= 1, >= 1, 2**k - 1")
         self.shape, self.latency, self.depth, self.interval = shape, latency, depth, interval
+        self.jitter, self.seed = jitter, seed
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -42,8 +44,14 @@ class Delay(wiring.Component):
         now = Signal(TIME_BITS)
         m.d.sync += now.eq(now + 1)
         q = m.submodules.q = fifo.SyncFIFOBuffered(width=entry.size, depth=self.depth)
+        due = now + self.latency
+        if self.jitter:
+            # 16-bit Galois LFSR (taps 16, 14, 13, 11), one step per cycle.
+            lfsr = Signal(16, init=(self.seed * 0x9E37 & 0xFFFF) or 1)
+            m.d.sync += lfsr.eq(Mux(lfsr[0], (lfsr >> 1) ^ 0xB400, lfsr >> 1))
+            due = due + lfsr[:self.jitter.bit_length()]
         m.d.comb += [
-            q.w_data.eq(Cat(self.i.payload, now + self.latency)),
+            q.w_data.eq(Cat(self.i.payload, due)),
             q.w_en.eq(self.i.valid),
             self.i.ready.eq(q.w_rdy),
             self.level.eq(q.level),
@@ -51,16 +59,16 @@ class Delay(wiring.Component):
         head = data.View(entry, q.r_data)
         waited = Signal(TIME_BITS)
         m.d.comb += waited.eq(now - head.due)
-        due = Signal()
-        m.d.comb += due.eq(q.r_rdy & ~waited[-1])
+        ripe = Signal()
+        m.d.comb += ripe.eq(q.r_rdy & ~waited[-1])
         if self.interval > 1:
             gap = Signal(range(self.interval))
             with m.If(gap != 0):
                 m.d.sync += gap.eq(gap - 1)
             with m.If(self.o.valid & self.o.ready):
                 m.d.sync += gap.eq(self.interval - 1)
-            m.d.comb += self.o.valid.eq(due & (gap == 0))
+            m.d.comb += self.o.valid.eq(ripe & (gap == 0))
         else:
-            m.d.comb += self.o.valid.eq(due)
+            m.d.comb += self.o.valid.eq(ripe)
         m.d.comb += [self.o.payload.eq(head.item), q.r_en.eq(self.o.valid & self.o.ready)]
         return m

@@ -23,7 +23,7 @@ class MemorySystem(wiring.Component):
     ----------
     agcu_config[k], agcu_start[k] : In       AGCU k's program and start pulse.
     agcu_busy[k], agcu_done[k], agcu_fault[k], agcu_fault_addr[k], agcu_bursts[k],
-    agcu_cycles[k] : Out                     its status (see :class:`hdl.agcu.agcu.Agcu`).
+    agcu_cycles[k], agcu_reordered[k] : Out   its status (see :class:`hdl.agcu.agcu.Agcu`).
     vout[k], vin[k] : stream                 its RDN side (vector packets).
     host : In(mem_port_signature)         the host's end of the host link.
     dma : In(stream)                      DMA descriptors.
@@ -53,7 +53,7 @@ class MemorySystem(wiring.Component):
             "decode_error": Out(1), "decode_addr": Out(mm.addr_bits),
         }
         for name, width in (("busy", 1), ("done", 32), ("fault", 1), ("fault_addr", 32),
-                            ("bursts", 32), ("cycles", 32)):
+                            ("bursts", 32), ("cycles", 32), ("reordered", 32)):
             members[f"agcu_{name}"] = Out(width).array(a)
         for r in mm.regions:
             members[r.name] = Out(dram_signature(beat_addr_bits(r.beats // r.channels),
@@ -85,7 +85,7 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, u.vout, wiring.flipped(self.vout[k]))
             wiring.connect(m, wiring.flipped(self.vin[k]), u.vin)
             m.d.comb += [u.config.eq(self.agcu_config[k]), u.start.eq(self.agcu_start[k])]
-            for name in ("busy", "done", "fault", "fault_addr", "bursts", "cycles"):
+            for name in ("busy", "done", "fault", "fault_addr", "bursts", "cycles", "reordered"):
                 m.d.comb += getattr(self, f"agcu_{name}")[k].eq(getattr(u, name))
         dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,
                                            beats=mm.beats, tags=p.dma_tags)
@@ -104,7 +104,7 @@ class MemorySystem(wiring.Component):
             mc = m.submodules[r.name] = MemController(
                 channels=r.channels, words=mm.words, latency=r.latency,
                 outstanding=r.outstanding, beats=r.beats, interval=r.interval,
-                tag_bits=len(tln.t[j].req.payload.tag))
+                tag_bits=len(tln.t[j].req.payload.tag), jitter=p.mem_jitter, seed=j + 1)
             t = tln.t[j]
             m.d.comb += [mc.req.payload.addr.eq(t.req.payload.addr),
                          mc.req.payload.len.eq(t.req.payload.len),
