@@ -208,9 +208,48 @@ def _rdn_section(params, workdir):
     }
 
 
+def _agcu_bandwidth(params, model, workdir):
+    """Every AGCU streams as many contiguous words as the harness streams hold (4096
+    vector packets) from (then to) its own HBM segment at once; bandwidth over the slowest AGCU's busy cycles, as a fraction of the HBM
+    stub's peak (channels x bytes per cycle). One AGCU port moves one network beat per
+    cycle, so the HBM peak needs hbm_channels AGCUs at once."""
+    from .designs import AGCU_DEPTH
+    words = AGCU_DEPTH * params.pcu_lanes
+    peak = params.hbm_channels * params.hbm_bytes_per_cycle
+    out = {"words_per_agcu": words, "agcus": params.agcus, "hbm_peak_bytes_per_cycle": peak,
+           "agcu_tags": params.agcu_tags, "hbm_outstanding_per_channel": params.hbm_outstanding}
+    for kind, write in (("read", False), ("write", True)):
+        o = run_cocotb(model, "tb.test_memory", test_dir=workdir / f"agcu-{kind}",
+                       testcase="agcu_bandwidth",
+                       args={"params": params.to_dict(), "words": words, "write": write,
+                             "seed": 61}).outputs
+        bpc = o["bytes"] / o["cycles"]
+        out[kind] = {"bytes": o["bytes"], "cycles": o["cycles"],
+                     "bytes_per_cycle": round(bpc, 3),
+                     "fraction_of_hbm_peak": round(bpc / peak, 4)}
+    return out
+
+
+def _agcu_tag_sweep(params, workdir, words=1 << 14):
+    """Read bandwidth against the bursts an AGCU keeps in flight (Little's law: the
+    latency needs about latency / burst beats of bursts in flight per AGCU)."""
+    from .designs import build_design
+    out = {}
+    for tags in (2, 4, 16):
+        p = params.replace(name=f"{params.name}-tags{tags}", agcu_tags=tags)
+        o = run_cocotb(build_design("memory", p), "tb.test_memory",
+                       test_dir=workdir / f"tags{tags}", testcase="agcu_bandwidth",
+                       args={"params": p.to_dict(), "words": words, "write": False,
+                             "seed": 62}).outputs
+        out[str(tags)] = round(o["bytes"] / o["cycles"] /
+                               (params.hbm_channels * params.hbm_bytes_per_cycle), 4)
+    return {"words_per_agcu": words, "read_fraction_of_hbm_peak_by_agcu_tags": out}
+
+
 def _memory_section(params, workdir):
-    """Memory-system figures: a 1 MiB "expert" moved into HBM by the DMA engine from DDR
-    versus by the host over the host link (cycles measured in RTL, data checked)."""
+    """Memory-system figures: AGCU streaming bandwidth, and a 1 MiB "expert" moved into
+    HBM by the DMA engine from DDR versus by the host over the host link (cycles measured
+    in RTL, data checked)."""
     from hdl.memory.config import MemoryMap
     from .designs import build_design
     b = build_design("memory", params)
@@ -223,6 +262,7 @@ def _memory_section(params, workdir):
             for via in ("dma", "host")}
     dma, host = runs["dma"]["cycles"], runs["host"]["cycles"]
     return {
+        "agcu_streaming": _agcu_bandwidth(params, b, workdir),
         "expert_bytes": 1 << 20,
         "ddr_to_hbm_dma": {"cycles": dma, "bytes_per_cycle": round((1 << 20) / dma, 3),
                            "ddr_peak_bytes_per_cycle": params.ddr_bytes_per_cycle},
@@ -272,5 +312,8 @@ def run_bench(params, out: Path, quick=False):
            if name != "plasticine"}
     merge_bench(out, "rdn", rdn)
     memory = {name: _memory_section(p, workdir / f"memory-{name}") for name, p in presets.items()}
+    first = next(iter(presets))
+    memory[first]["agcu_tag_sweep"] = _agcu_tag_sweep(presets[first],
+                                                      workdir / f"memory-{first}-tags")
     merge_bench(out, "memory", memory)
     return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn, "memory": memory}

@@ -55,6 +55,8 @@ def _memory(params):
 _PCU_DEPTH = 1 << 13
 #: Host-link streams hold a 1 MiB transfer (the expert-switch bench).
 HOST_DEPTH = 1 << 15
+#: Vector packets per AGCU stream (vin, vout) in one run.
+AGCU_DEPTH = 1 << 12
 #: Every RDN stream port gets a source or sink this deep (packets per test run).
 RDN_DEPTH = 1 << 10
 
@@ -71,8 +73,8 @@ DESIGNS = {
     "memory": Design("memory", _memory, {"host__req": 1 << 12, "host__wdata": HOST_DEPTH,
                                          "host__resp": HOST_DEPTH, "dma": 16},
                      "the memory system: HBM and DDR stubs (backing stores in the testbench), "
-                     "host link, DMA engine, top-level network, AGCU ports as streams",
-                     timed=True, default_depth=1 << 10),
+                     "host link, DMA engine, top-level network, AGCUs with their RDN-side "
+                     "vector streams", timed=True, default_depth=AGCU_DEPTH),
 }
 
 _HDL = Path(__file__).resolve().parent.parent / "hdl"

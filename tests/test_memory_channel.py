@@ -1,9 +1,14 @@
-"""Tier 2: a memory channel stub (``hdl/memory/channel.py``) in the Amaranth simulator,
-with a Python backing store on its DRAM port."""
+"""Tier 2: a memory channel stub (``hdl/memory/channel.py``), alone and behind the
+top-level network, in the Amaranth simulator with a Python backing store on its DRAM
+port."""
 
 import random
 
-from hdl.memory.channel import MemChannel
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.memory.channel import MemChannel, dram_signature
 from hdl.memory.config import MAX_BURST, req_layout, resp_layout, wdata_layout
 from tb.lib.pysim import collect, drive, simulate
 
@@ -134,13 +139,52 @@ def test_latency_is_respected_and_bandwidth_is_one_beat_per_cycle():
                 (outstanding, span)
 
 
-def test_controller_interleaves_channels_and_tags_name_out_of_order_responses():
-    """Two channels of different load: responses come back out of request order, each
-    request's beats together and right; the backing stores hold the writes."""
-    from hdl.memory.controller import MemController
+class _Interleaved(wiring.Component):
+    """One requester on the network, two interleaved channels behind it."""
+
+    def __init__(self, words, nch, latency):
+        from hdl.memory.config import Region, beat_addr_bits
+        self.region = Region("mem", 0, nch * MAX_BURST * 8, nch, 1, latency, 4)
+        self.addr_bits = beat_addr_bits(self.region.beats)
+        self.words, self.nch = words, nch
+        super().__init__({
+            "req": In(stream.Signature(req_layout(self.addr_bits))),
+            "wdata": In(stream.Signature(wdata_layout(words))),
+            "resp": Out(stream.Signature(resp_layout(words))),
+            "dram": Out(dram_signature(beat_addr_bits(self.region.beats // nch), words))
+            .array(nch)})
+
+    def elaborate(self, platform):
+        from hdl.memory.tln import Tln
+        m = Module()
+        r = self.region
+        tln = m.submodules.tln = Tln(masters=1, regions=[r], words=self.words,
+                                     addr_bits=self.addr_bits)
+        wiring.connect(m, wiring.flipped(self.req), tln.m[0].req)
+        wiring.connect(m, wiring.flipped(self.wdata), tln.m[0].wdata)
+        wiring.connect(m, tln.m[0].resp, wiring.flipped(self.resp))
+        for c in range(self.nch):
+            ch = m.submodules[f"ch{c}"] = MemChannel(
+                words=self.words, addr_bits=len(self.dram[c].addr), latency=r.latency + 3 * c,
+                outstanding=r.outstanding, tag_bits=len(tln.t[c].req.payload.tag))
+            t = tln.t[c]
+            m.d.comb += [ch.req.payload.addr.eq(t.req.payload.addr),
+                         ch.req.payload.len.eq(t.req.payload.len),
+                         ch.req.payload.write.eq(t.req.payload.write),
+                         ch.req.payload.tag.eq(t.req.payload.tag),
+                         ch.req.valid.eq(t.req.valid), t.req.ready.eq(ch.req.ready)]
+            wiring.connect(m, t.wdata, ch.wdata)
+            wiring.connect(m, ch.resp, t.resp)
+            wiring.connect(m, ch.dram, wiring.flipped(self.dram[c]))
+        return m
+
+
+def test_network_interleaves_channels_and_tags_name_out_of_order_responses():
+    """The TLN in front of two channels of different latency: requests go to the channel
+    of their block, responses come back out of request order, each request's beats
+    together and right; the backing stores hold the writes."""
     words, nch, latency = 2, 2, 6
-    mc = MemController(channels=nch, words=words, latency=latency, outstanding=4,
-                       beats=nch * MAX_BURST * 8)
+    mc = _Interleaved(words, nch, latency)
     rng = random.Random(9)
     stores = [{} for _ in range(nch)]
     requests, wbeats = [], []

@@ -116,8 +116,18 @@ class Agcu(wiring.Component):
             unpack.done.ready.eq(wq.w_rdy),
         ]
         wnext = data.View(bl, wq.r_data)
+        # Write beats of the burst requested last; the next request may go with the last.
+        wleft = Signal(BURST_BITS)
+        wfin = Signal()
+        m.d.comb += [net.wdata.valid.eq(wphase & wbuf.r_rdy), net.wdata.payload.eq(wbuf.r_data),
+                     wbuf.r_en.eq(wphase & net.wdata.ready),
+                     wfin.eq(net.wdata.valid & net.wdata.ready & (wleft == 0))]
+        with m.If(net.wdata.valid & net.wdata.ready):
+            m.d.sync += wleft.eq(wleft - 1)
+            with m.If(wleft == 0):
+                m.d.sync += wphase.eq(0)
         write_req = Signal()
-        m.d.comb += write_req.eq(cfg.write & wq.r_rdy & ~wphase)
+        m.d.comb += write_req.eq(cfg.write & wq.r_rdy & (~wphase | wfin))
         m.d.comb += bq.r_en.eq(Mux(cfg.write, unpack.bursts.ready, read_req & net.req.ready))
 
         with m.If(write_req):
@@ -133,20 +143,10 @@ class Agcu(wiring.Component):
             m.d.sync += [issued.eq(issued + 1), self.bursts.eq(self.bursts + 1)]
             with m.If(write_req):
                 m.d.comb += wq.r_en.eq(1)
-                m.d.sync += wphase.eq(1)
+                m.d.sync += [wphase.eq(1), wleft.eq(wnext.len)]
             with m.Else():
                 m.d.sync += next_tag.eq(next_tag + 1)
                 m.d.comb += set_use.eq(1 << next_tag)
-        # Write beats of the burst just requested.
-        wleft = Signal(BURST_BITS)
-        with m.If(sent & write_req):
-            m.d.sync += wleft.eq(wnext.len)
-        m.d.comb += [net.wdata.valid.eq(wphase & wbuf.r_rdy), net.wdata.payload.eq(wbuf.r_data),
-                     wbuf.r_en.eq(wphase & net.wdata.ready)]
-        with m.If(net.wdata.valid & net.wdata.ready):
-            m.d.sync += wleft.eq(wleft - 1)
-            with m.If(wleft == 0):
-                m.d.sync += wphase.eq(0)
 
         # Responses: read beats into their slot; write acknowledgements finish bursts.
         resp = net.resp

@@ -79,7 +79,7 @@ class Region:
 
     def channel_of(self, beat):
         """(channel, beat within the channel) of region-relative ``beat`` (ints or numpy
-        arrays): channels interleave by blocks of MAX_BURST beats (see MemController)."""
+        arrays): channels interleave by blocks of MAX_BURST beats (decoded by the Tln)."""
         block, off = beat // MAX_BURST, beat % MAX_BURST
         return block % self.channels, (block // self.channels) * MAX_BURST + off
 

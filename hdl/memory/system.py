@@ -1,13 +1,12 @@
-"""The memory system of a socket: HBM and DDR controller stubs, the host link, the DMA
-engine and the top-level network joining them to the AGCUs."""
+"""The memory system of a socket: HBM and DDR controller stubs (their channels), the host
+link, the DMA engine, the AGCUs and the top-level network joining them."""
 
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .channel import BYTE_COUNTER_BITS, dram_signature
+from .channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
 from .config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
-from .controller import MemController
 from .dma import DmaEngine
 from .hostlink import HostLink
 from .tln import Tln
@@ -100,22 +99,20 @@ class MemorySystem(wiring.Component):
         wiring.connect(m, link.net, tln.m[self.requester("host")])
         m.d.comb += [self.decode_error.eq(tln.decode_error), self.decode_addr.eq(tln.decode_addr)]
 
-        for j, r in enumerate(mm.regions):
-            mc = m.submodules[r.name] = MemController(
-                channels=r.channels, words=mm.words, latency=r.latency,
-                outstanding=r.outstanding, beats=r.beats, interval=r.interval,
+        for j, (r, c) in enumerate(tln.targets):
+            ch = m.submodules[f"{r.name}{c}"] = MemChannel(
+                words=mm.words, addr_bits=beat_addr_bits(r.beats // r.channels),
+                latency=r.latency, outstanding=r.outstanding, interval=r.interval,
                 tag_bits=len(tln.t[j].req.payload.tag), jitter=p.mem_jitter, seed=j + 1)
             t = tln.t[j]
-            m.d.comb += [mc.req.payload.addr.eq(t.req.payload.addr),
-                         mc.req.payload.len.eq(t.req.payload.len),
-                         mc.req.payload.write.eq(t.req.payload.write),
-                         mc.req.payload.tag.eq(t.req.payload.tag),
-                         mc.req.valid.eq(t.req.valid), t.req.ready.eq(mc.req.ready)]
-            wiring.connect(m, t.wdata, mc.wdata)
-            wiring.connect(m, mc.resp, t.resp)
-            dram = getattr(self, r.name)
-            for c in range(r.channels):
-                wiring.connect(m, mc.dram[c], wiring.flipped(dram[c]))
-                m.d.comb += [getattr(self, f"{r.name}_read_bytes")[c].eq(mc.read_bytes[c]),
-                             getattr(self, f"{r.name}_write_bytes")[c].eq(mc.write_bytes[c])]
+            m.d.comb += [ch.req.payload.addr.eq(t.req.payload.addr),
+                         ch.req.payload.len.eq(t.req.payload.len),
+                         ch.req.payload.write.eq(t.req.payload.write),
+                         ch.req.payload.tag.eq(t.req.payload.tag),
+                         ch.req.valid.eq(t.req.valid), t.req.ready.eq(ch.req.ready)]
+            wiring.connect(m, t.wdata, ch.wdata)
+            wiring.connect(m, ch.resp, t.resp)
+            wiring.connect(m, ch.dram, wiring.flipped(getattr(self, r.name)[c]))
+            m.d.comb += [getattr(self, f"{r.name}_read_bytes")[c].eq(ch.read_bytes),
+                         getattr(self, f"{r.name}_write_bytes")[c].eq(ch.write_bytes)]
         return m
