@@ -12,7 +12,7 @@ from hdl.pcu.config import MAX_COUNTERS
 from .counters import Counter, check_chain, chain_steps, pack_chain
 
 __all__ = ["AgcuProgramError", "Segment", "TensorAccess", "AgcuProgram", "lower_access",
-           "access_words", "pack_agcu"]
+           "access_words", "pack_agcu", "run_bursts"]
 
 MAX_DIMS = 4
 
@@ -142,3 +142,20 @@ def pack_agcu(params, access: TensorAccess, *, write: bool, segments, segment=0,
     value = layout.const(fields).as_value().value
     value |= chain << layout["chain"].offset
     return value, prog
+
+
+def run_bursts(words, phys, run):
+    """Reference of the AGCU's splitter: the bursts ``(beat, len, lo, hi)`` of ``run``
+    words from global word address ``phys`` with ``words`` words per beat — cut at
+    MAX_BURST-beat block boundaries and at the end of the run."""
+    from hdl.memory.config import MAX_BURST
+    out = []
+    while run:
+        beat, lo = divmod(phys, words)
+        room = (MAX_BURST - beat % MAX_BURST) * words - lo
+        take = min(run, room)
+        nbeats = -(-(lo + take) // words)
+        out.append((beat, nbeats - 1, lo, lo + take - (nbeats - 1) * words))
+        phys += take
+        run -= take
+    return out

@@ -30,7 +30,8 @@ class RoundRobin(wiring.Component):
         after = Signal(n)            # requests strictly after the last grant
         with m.Switch(last):
             for k in range(n):
-                with m.Case(k):
+                # The last value as Default: a non-power-of-two n leaves patterns uncovered.
+                with (m.Case(k) if k < n - 1 else m.Default()):
                     m.d.comb += after.eq(self.request & (((1 << n) - 1) ^ ((1 << (k + 1)) - 1)))
         pool = Signal(n)
         m.d.comb += pool.eq(after.any().replicate(n) & after | ~after.any().replicate(n) & self.request)
