@@ -155,7 +155,7 @@ class _Interleaved(wiring.Component):
             .array(nch)})
 
     def elaborate(self, platform):
-        from hdl.memory.tln import Tln
+        from hdl.memory.tln import Tln, connect_channel
         m = Module()
         r = self.region
         tln = m.submodules.tln = Tln(masters=1, regions=[r], words=self.words,
@@ -167,14 +167,7 @@ class _Interleaved(wiring.Component):
             ch = m.submodules[f"ch{c}"] = MemChannel(
                 words=self.words, addr_bits=len(self.dram[c].addr), latency=r.latency + 3 * c,
                 outstanding=r.outstanding, tag_bits=len(tln.t[c].req.payload.tag))
-            t = tln.t[c]
-            m.d.comb += [ch.req.payload.addr.eq(t.req.payload.addr),
-                         ch.req.payload.len.eq(t.req.payload.len),
-                         ch.req.payload.write.eq(t.req.payload.write),
-                         ch.req.payload.tag.eq(t.req.payload.tag),
-                         ch.req.valid.eq(t.req.valid), t.req.ready.eq(ch.req.ready)]
-            wiring.connect(m, t.wdata, ch.wdata)
-            wiring.connect(m, ch.resp, t.resp)
+            connect_channel(m, tln.t[c], ch)
             wiring.connect(m, ch.dram, wiring.flipped(self.dram[c]))
         return m
 

@@ -9,7 +9,7 @@ from .channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
 from .config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
 from .dma import DmaEngine
 from .hostlink import HostLink
-from .tln import Tln
+from .tln import Tln, connect_channel
 
 __all__ = ["MemorySystem"]
 
@@ -104,14 +104,7 @@ class MemorySystem(wiring.Component):
                 words=mm.words, addr_bits=beat_addr_bits(r.beats // r.channels),
                 latency=r.latency, outstanding=r.outstanding, interval=r.interval,
                 tag_bits=len(tln.t[j].req.payload.tag), jitter=p.mem_jitter, seed=j + 1)
-            t = tln.t[j]
-            m.d.comb += [ch.req.payload.addr.eq(t.req.payload.addr),
-                         ch.req.payload.len.eq(t.req.payload.len),
-                         ch.req.payload.write.eq(t.req.payload.write),
-                         ch.req.payload.tag.eq(t.req.payload.tag),
-                         ch.req.valid.eq(t.req.valid), t.req.ready.eq(ch.req.ready)]
-            wiring.connect(m, t.wdata, ch.wdata)
-            wiring.connect(m, ch.resp, t.resp)
+            connect_channel(m, tln.t[j], ch)
             wiring.connect(m, ch.dram, wiring.flipped(getattr(self, r.name)[c]))
             m.d.comb += [getattr(self, f"{r.name}_read_bytes")[c].eq(ch.read_bytes),
                          getattr(self, f"{r.name}_write_bytes")[c].eq(ch.write_bytes)]

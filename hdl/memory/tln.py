@@ -10,7 +10,7 @@ from hdl.rdn.arbiter import RoundRobin
 from .config import BURST_BITS, MAX_BURST, TAG_BITS, mem_port_signature, resp_layout
 from .merge import BurstMerge
 
-__all__ = ["Tln"]
+__all__ = ["Tln", "connect_channel"]
 
 
 class Tln(wiring.Component):
@@ -164,3 +164,15 @@ class Tln(wiring.Component):
                 readies.append(mine & q.w_rdy)
             m.d.comb += t.resp.ready.eq(Cat(*readies).any())
         return m
+
+
+def connect_channel(m, target, channel):
+    """Wire a TLN target port to a MemChannel (the port's address is wider than the
+    channel's; a channel-relative address fits)."""
+    m.d.comb += [channel.req.payload.addr.eq(target.req.payload.addr),
+                 channel.req.payload.len.eq(target.req.payload.len),
+                 channel.req.payload.write.eq(target.req.payload.write),
+                 channel.req.payload.tag.eq(target.req.payload.tag),
+                 channel.req.valid.eq(target.req.valid), target.req.ready.eq(channel.req.ready)]
+    wiring.connect(m, target.wdata, channel.wdata)
+    wiring.connect(m, channel.resp, target.resp)
