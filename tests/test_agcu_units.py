@@ -160,3 +160,9 @@ def test_unpacker_places_words_by_burst_and_masks_the_rest():
             assert v.mask == ((1 << (b - a)) - 1) << a, f"seed {seed} beat {k}: mask"
             assert [v.data[j] for j in range(a, b)] == vals, f"seed {seed} beat {k}: data"
         assert done == bursts, f"seed {seed}: bursts done"
+
+
+def test_splitter_zero_word_runs_yield_nothing():
+    """A malformed program (run = 0; firmware never makes one) must not request beats."""
+    got, want, fault = _splitter([0, 5, 9], 100, 50, 0, seed=3)
+    assert got == [] and want == [] and fault is None

@@ -91,7 +91,9 @@ class BurstSplitter(wiring.Component):
             m.d.sync += [self.fault.eq(0), busy.eq(0)]
         with m.Elif(self.i.valid & free & ~self.fault):
             with m.If(inside):
-                m.d.sync += [busy.eq(1), word.eq(self.seg.base + off), left.eq(self.run),
+                # A zero-word run (a malformed program) yields no burst.
+                m.d.sync += [busy.eq(self.run != 0), word.eq(self.seg.base + off),
+                             left.eq(self.run),
                              run_last.eq(self.i.payload.last)]
             with m.Else():
                 m.d.sync += [self.fault.eq(1),
