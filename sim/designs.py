@@ -39,7 +39,9 @@ def _pcu(params):
 
 def _pmu(params):
     from hdl.pmu.pmu import Pmu
-    return Pmu(params)
+    from hdl.shared import Standalone, unit_module_name
+    # Through the shared-module path the tile uses (one Verilog module per unit type).
+    return Standalone(unit_module_name("pmu", params), lambda: Pmu(params))
 
 
 def _rdn(params):

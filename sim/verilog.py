@@ -17,8 +17,14 @@ class Port:
 
 def to_verilog(component, name="top") -> str:
     """Verilog text of ``component`` with top module ``name`` (no source attributes, so the
-    text, and the build-cache key, depend only on the design)."""
-    return verilog.convert(component, name=name, emit_src=False)
+    text, and the build-cache key, depend only on the design), followed by one module per
+    shared unit type it instantiates (``hdl.shared.Shared``)."""
+    from hdl.shared import forget_used, used_units
+    forget_used()
+    text = verilog.convert(component, name=name, emit_src=False)
+    for unit_name, unit in used_units().items():
+        text += verilog.convert(unit, name=unit_name, emit_src=False)
+    return text
 
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):(\d+)\]\s+)?\\?([\w$]+)\s*;", re.M)

@@ -1,0 +1,77 @@
+"""Shared unit modules: one Verilog module per unit type, instantiated many times.
+
+Amaranth writes every instance of a component as its own Verilog module, so a tile of
+N identical PCUs would make Verilator compile the PCU N times. :class:`Shared` stands in
+for a unit inside a larger design: it has the unit's signature but elaborates to an
+``Instance`` of the module ``name``; :func:`sim.verilog.to_verilog` writes the module of
+every shared unit the design used once, after the design. Units of one name must be
+identical (same class and parameters — put the parameters in the name): they differ only
+by their configuration bits.
+"""
+
+from amaranth import ClockSignal, Instance, Module, ResetSignal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+__all__ = ["Shared", "Standalone", "unit_module_name", "used_units", "forget_used"]
+
+_UNITS = {}      # module name -> the one unit component written as that module
+_USED = set()    # module names elaborated since forget_used()
+
+
+def used_units():
+    """{module name: unit component} of every Shared elaborated since forget_used()."""
+    return {n: _UNITS[n] for n in sorted(_USED)}
+
+
+def forget_used():
+    _USED.clear()
+
+
+class Shared(wiring.Component):
+    """A stand-in for the unit ``make()`` builds (called once per module ``name``)."""
+
+    def __init__(self, name, make):
+        if name not in _UNITS:
+            _UNITS[name] = make()
+        self.name = name
+        super().__init__(_UNITS[name].signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        _USED.add(self.name)
+        ports = {}
+        for path, member, value in self.signature.flatten(self):
+            pin = "__".join(str(p) for p in path)
+            ports[("i_" if member.flow == In else "o_") + pin] = Value.cast(value)
+        m.submodules.unit = Instance(self.name, i_clk=ClockSignal("sync"),
+                                     i_rst=ResetSignal("sync"), **ports)
+        return m
+
+
+def unit_module_name(kind, params):
+    """A module name for unit ``kind`` elaborated from ``params`` (the parameters are
+    part of the name, so two configurations never share a module by mistake)."""
+    import hashlib
+    return f"openrdu_{kind}_{hashlib.sha256(repr(params).encode()).hexdigest()[:10]}"
+
+
+class Standalone(wiring.Component):
+    """A design whose ports are exactly one shared unit's (its module written once)."""
+
+    def __init__(self, name, make):
+        self.unit = Shared(name, make)
+        super().__init__(self.unit.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self.unit
+        for name, member in self.signature.members.items():
+            outer, inner = getattr(self, name), getattr(self.unit, name)
+            if member.is_signature:
+                wiring.connect(m, wiring.flipped(outer), inner)
+            elif member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)
+        return m
