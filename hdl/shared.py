@@ -64,14 +64,8 @@ class Standalone(wiring.Component):
         super().__init__(self.unit.signature)
 
     def elaborate(self, platform):
+        from .util import forward
         m = Module()
         m.submodules.unit = self.unit
-        for name, member in self.signature.members.items():
-            outer, inner = getattr(self, name), getattr(self.unit, name)
-            if member.is_signature:
-                wiring.connect(m, wiring.flipped(outer), inner)
-            elif member.flow == In:
-                m.d.comb += inner.eq(outer)
-            else:
-                m.d.comb += outer.eq(inner)
+        forward(m, self, self.unit)
         return m

@@ -8,19 +8,9 @@ from .config import (COUNTER_BITS, CTRL_LOCAL, rdn_config_layout, scalar_packet_
                      switch_counters_layout, vector_packet_layout)
 from .control import ControlFabric
 from .fabric import Fabric, fabric_ports_signature
+from hdl.util import forward
 
 __all__ = ["Rdn"]
-
-
-def _forward(m, outer, inner):
-    """Drive the ports of interface ``outer`` from ``inner`` (same signature) and back."""
-    mine = outer.signature.flatten(outer)
-    theirs = inner.signature.flatten(inner)
-    for (path, member, a), (_, _, b) in zip(mine, theirs):
-        if member.flow == Out:
-            m.d.comb += a.eq(b)
-        else:
-            m.d.comb += b.eq(a)
 
 
 class Rdn(wiring.Component):
@@ -63,7 +53,7 @@ class Rdn(wiring.Component):
         m.submodules.sca = s = self.sca_fabric
         m.submodules.ctl = c = self.ctl_fabric
         for outer, inner in ((self.vec, v.ports), (self.sca, s.ports)):
-            _forward(m, outer, inner)
+            forward(m, outer, inner)
         m.d.comb += [v.config.eq(self.config.vec), s.config.eq(self.config.sca),
                      c.config.eq(self.config.ctl),
                      self.credit_error.eq(v.credit_error | (s.credit_error << n))]
