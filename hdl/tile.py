@@ -4,7 +4,7 @@ register on the config bus, the AGCU attachment points (edge ports) as its own p
 from dataclasses import dataclass
 
 from amaranth import Cat, Module, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .configbus import ConfigTarget, config_beat_layout

@@ -3,8 +3,6 @@ Python references, with random idle inputs and back-pressure."""
 
 import random
 
-from amaranth import Value
-
 from firmware.compiler.agcu import run_bursts
 from hdl.agcu.config import burst_layout
 from hdl.agcu.pack import Packer, Unpacker, beat_words_layout

@@ -1,11 +1,11 @@
 """Address generator and coalescing unit (AGCU): tensors in memory <-> vector packets."""
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
+from hdl.memory.slots import BurstSlots
 from hdl.pcu.config import MAX_COUNTERS
 from hdl.pcu.counters import CounterChain
 from hdl.rdn.config import vector_packet_layout
@@ -85,19 +85,14 @@ class Agcu(wiring.Component):
         finished = Signal(32)                   # bursts delivered (read) or acknowledged
         wphase = Signal()
 
-        # ---- read: tags, reorder buffer, packer ----
-        inuse = Signal(T)
+        # ---- read: tagged slots (the reorder buffer), packer ----
+        slots = m.submodules.slots = BurstSlots(words=W, tags=T, info=bl)
+        wiring.connect(m, wiring.flipped(net.resp), slots.resp)
         arrived = Signal(T)
-        next_tag = Signal(tbits)
-        info = m.submodules.info = Memory(shape=bl, depth=T, init=[])
-        rob = m.submodules.rob = Memory(shape=unsigned(32 * W), depth=T * MAX_BURST, init=[])
-        info_w, info_r = info.write_port(), info.read_port(domain="comb")
-        rob_w, rob_r = rob.write_port(), rob.read_port(domain="comb")
-        set_use, clr_use = Signal(T), Signal(T)
         set_arr, clr_arr = Signal(T), Signal(T)
 
         read_req = Signal()
-        m.d.comb += read_req.eq(~cfg.write & bq.r_rdy & ~inuse.bit_select(next_tag, 1))
+        m.d.comb += read_req.eq(~cfg.write & bq.r_rdy & slots.free)
         # ---- write: unpacker, beat buffer, bursts ready to go ----
         unpack = m.submodules.unpack = Unpacker(W, L, bl)
         wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(width=len(unpack.o.payload.as_value()),
@@ -135,46 +130,34 @@ class Agcu(wiring.Component):
                          net.req.payload.len.eq(wnext.len), net.req.payload.write.eq(1)]
         with m.Elif(read_req):
             m.d.comb += [net.req.valid.eq(1), net.req.payload.addr.eq(head.addr),
-                         net.req.payload.len.eq(head.len), net.req.payload.tag.eq(next_tag),
-                         info_w.addr.eq(next_tag), info_w.data.eq(head),
-                         info_w.en.eq(net.req.ready)]
+                         net.req.payload.len.eq(head.len),
+                         net.req.payload.tag.eq(slots.next_tag),
+                         slots.alloc_info.eq(head), slots.alloc.eq(net.req.ready)]
         sent = net.req.valid & net.req.ready
         with m.If(sent):
             m.d.sync += [issued.eq(issued + 1), self.bursts.eq(self.bursts + 1)]
             with m.If(write_req):
                 m.d.comb += wq.r_en.eq(1)
                 m.d.sync += [wphase.eq(1), wleft.eq(wnext.len)]
-            with m.Else():
-                m.d.sync += next_tag.eq(next_tag + 1)
-                m.d.comb += set_use.eq(1 << next_tag)
 
-        # Responses: read beats into their slot; write acknowledgements finish bursts.
-        resp = net.resp
+        # Responses: a read burst landed (possibly before older ones); a write acknowledged.
         htag = Signal(tbits)                   # oldest read not yet drained
-        rbeat = Signal(BURST_BITS)
-        rtag = Signal(tbits)
-        m.d.comb += [resp.ready.eq(1), rtag.eq(resp.payload.tag[:tbits]),
-                     rob_w.addr.eq(Cat(rbeat, rtag)), rob_w.data.eq(resp.payload.data),
-                     rob_w.en.eq(resp.valid & ~resp.payload.write)]
-        acked = Signal()
-        with m.If(resp.valid & ~resp.payload.write):
-            m.d.sync += rbeat.eq(Mux(resp.payload.last, 0, rbeat + 1))
-            with m.If(resp.payload.last):
-                m.d.comb += set_arr.eq(1 << rtag)
-                with m.If((rtag != htag) & ~arrived.bit_select(htag, 1)):
-                    m.d.sync += self.reordered.eq(self.reordered + 1)
-        m.d.comb += acked.eq(resp.valid & resp.payload.write)
+        with m.If(slots.landed):
+            m.d.comb += set_arr.eq(1 << slots.landed_tag)
+            with m.If((slots.landed_tag != htag) & ~arrived.bit_select(htag, 1)):
+                m.d.sync += self.reordered.eq(self.reordered + 1)
 
         # Drain slots in request order into the packer.
         packer = m.submodules.packer = Packer(W, L)
         dbeat = Signal(BURST_BITS)
-        m.d.comb += [info_r.addr.eq(htag), rob_r.addr.eq(Cat(dbeat, htag)), packer.start.eq(begin)]
-        hi_ = info_r.data
+        m.d.comb += [slots.read_tag.eq(htag), slots.read_beat.eq(dbeat),
+                     packer.start.eq(begin)]
+        hi_ = slots.read_info
         dlast = Signal()
         m.d.comb += [
             dlast.eq(dbeat == hi_.len),
             packer.i.valid.eq(arrived.bit_select(htag, 1)),
-            packer.i.payload.data.eq(rob_r.data),
+            packer.i.payload.data.eq(slots.read_data),
             packer.i.payload.lo.eq(Mux(dbeat == 0, hi_.lo, 0)),
             packer.i.payload.hi.eq(Mux(dlast, hi_.hi, W)),
             packer.i.payload.last.eq(dlast & hi_.last),
@@ -184,10 +167,10 @@ class Agcu(wiring.Component):
             m.d.sync += dbeat.eq(Mux(dlast, 0, dbeat + 1))
             with m.If(dlast):
                 m.d.sync += htag.eq(htag + 1)
-                m.d.comb += [clr_arr.eq(1 << htag), clr_use.eq(1 << htag), drained.eq(1)]
-        m.d.sync += [inuse.eq((inuse | set_use) & ~clr_use),
-                     arrived.eq((arrived | set_arr) & ~clr_arr)]
-        with m.If(drained | acked):
+                m.d.comb += [clr_arr.eq(1 << htag), slots.release.eq(1),
+                             slots.release_tag.eq(htag), drained.eq(1)]
+        m.d.sync += arrived.eq((arrived | set_arr) & ~clr_arr)
+        with m.If(drained | slots.acked):
             m.d.sync += finished.eq(finished + 1)
         m.d.comb += [self.vout.payload.body.eq(packer.o.payload),
                      self.vout.payload.hdr.eq(cfg.hdr),

@@ -139,7 +139,7 @@ class Unpacker(wiring.Component):
         go = Signal()
         m.d.comb += [
             go.eq(self.bursts.valid & (fill >= need) & (~final | self.done.ready)),
-            self.o.valid.eq(self.bursts.valid & (fill >= need) & (~final | self.done.ready)),
+            self.o.valid.eq(go),
             self.o.payload.data.eq((acc << _words(lo))[:32 * W]),
             self.o.payload.mask.eq((_prefix_mask(need, W) << lo)[:W]),
             self.done.payload.eq(bu),

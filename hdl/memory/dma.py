@@ -1,11 +1,11 @@
 """DMA engine: bulk copies between memory regions (DDR -> HBM, HBM -> DDR) by descriptor."""
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import BURST_BITS, MAX_BURST, dma_desc_layout, mem_port_signature
+from .slots import BurstSlots
 
 __all__ = ["DmaEngine"]
 
@@ -76,17 +76,12 @@ class DmaEngine(wiring.Component):
             with m.Else():
                 m.d.sync += self.error.eq(1)
 
-        # Burst slots.
+        # Burst slots: read bursts land there, completed ones queue for writing.
         info_l = data.StructLayout({"dst": self.addr_bits, "len": BURST_BITS, "mask": W})
-        info = m.submodules.info = Memory(shape=info_l, depth=T, init=[])
-        buf = m.submodules.buf = Memory(shape=unsigned(32 * W), depth=T * MAX_BURST, init=[])
-        info_w = info.write_port()
-        buf_w = buf.write_port()
-        info_r = info.read_port(domain="comb")
-        buf_r = buf.read_port(domain="comb")
-        inuse = Signal(T)
-        next_tag = Signal(tbits)
+        slots = m.submodules.slots = BurstSlots(words=W, tags=T, info=info_l)
+        wiring.connect(m, wiring.flipped(self.net.resp), slots.resp)
         ready_q = m.submodules.ready_q = fifo.SyncFIFOBuffered(width=tbits, depth=T)
+        m.d.comb += [ready_q.w_data.eq(slots.landed_tag), ready_q.w_en.eq(slots.landed)]
 
         # Read burst: up to the next block boundary of source and destination.
         room_s = Signal(BURST_BITS + 1)
@@ -98,67 +93,52 @@ class DmaEngine(wiring.Component):
                      room.eq(Mux(room_s < room_d, room_s, room_d)),
                      n.eq(Mux(left < room, left, room))]
         want_read = Signal()
-        m.d.comb += want_read.eq(active & (left != 0) & ~(inuse.bit_select(next_tag, 1)))
+        m.d.comb += want_read.eq(active & (left != 0) & slots.free)
 
         # Write side: a completed burst, its request then its beats.
         wphase = Signal()
         wbeat = Signal(BURST_BITS)
         wtag = Signal(tbits)
-        m.d.comb += [wtag.eq(ready_q.r_data), info_r.addr.eq(wtag),
-                     buf_r.addr.eq(Cat(wbeat, wtag))]
+        winfo = slots.read_info
+        m.d.comb += [wtag.eq(ready_q.r_data), slots.read_tag.eq(wtag),
+                     slots.read_beat.eq(wbeat)]
         want_write = Signal()
         m.d.comb += want_write.eq(ready_q.r_rdy & ~wphase)
 
         req = self.net.req
         with m.If(want_write):
-            m.d.comb += [req.valid.eq(1), req.payload.addr.eq(info_r.data.dst),
-                         req.payload.len.eq(info_r.data.len), req.payload.write.eq(1),
+            m.d.comb += [req.valid.eq(1), req.payload.addr.eq(winfo.dst),
+                         req.payload.len.eq(winfo.len), req.payload.write.eq(1),
                          req.payload.tag.eq(wtag)]
             with m.If(req.ready):
                 m.d.sync += [wphase.eq(1), wbeat.eq(0)]
         with m.Elif(want_read):
             m.d.comb += [req.valid.eq(1), req.payload.addr.eq(src),
-                         req.payload.len.eq(n - 1), req.payload.tag.eq(next_tag),
-                         info_w.addr.eq(next_tag), info_w.en.eq(req.ready),
-                         info_w.data.dst.eq(dst), info_w.data.len.eq(n - 1),
-                         info_w.data.mask.eq(Mux(left == n, last_mask, (1 << W) - 1))]
+                         req.payload.len.eq(n - 1), req.payload.tag.eq(slots.next_tag),
+                         slots.alloc.eq(req.ready),
+                         slots.alloc_info.dst.eq(dst), slots.alloc_info.len.eq(n - 1),
+                         slots.alloc_info.mask.eq(Mux(left == n, last_mask, (1 << W) - 1))]
             with m.If(req.ready):
                 m.d.sync += [src.eq(src + n), dst.eq(dst + n), left.eq(left - n),
-                             next_tag.eq(next_tag + 1), issued.eq(issued + 1)]
-        set_bit = Signal(T)
-        clear_bit = Signal(T)
-        with m.If(~want_write & want_read & req.ready):
-            m.d.comb += set_bit.eq(1 << next_tag)
+                             issued.eq(issued + 1)]
 
         wd = self.net.wdata
         wlast = Signal()
         m.d.comb += [
-            wlast.eq(wbeat == info_r.data.len),
+            wlast.eq(wbeat == winfo.len),
             wd.valid.eq(wphase),
-            wd.payload.data.eq(buf_r.data),
-            wd.payload.mask.eq(Mux(wlast, info_r.data.mask, (1 << W) - 1)),
+            wd.payload.data.eq(slots.read_data),
+            wd.payload.mask.eq(Mux(wlast, winfo.mask, (1 << W) - 1)),
         ]
         with m.If(wd.valid & wd.ready):
             m.d.sync += wbeat.eq(wbeat + 1)
             with m.If(wlast):
                 m.d.sync += wphase.eq(0)
-                m.d.comb += [ready_q.r_en.eq(1), clear_bit.eq(1 << wtag)]
-        m.d.sync += inuse.eq((inuse | set_bit) & ~clear_bit)
-
-        # Responses: read beats into their slot; acknowledgements counted.
-        resp = self.net.resp
-        rbeat = Signal(BURST_BITS)
-        m.d.comb += [resp.ready.eq(1),
-                     buf_w.addr.eq(Cat(rbeat, resp.payload.tag[:tbits])),
-                     buf_w.data.eq(resp.payload.data),
-                     buf_w.en.eq(resp.valid & ~resp.payload.write),
-                     ready_q.w_data.eq(resp.payload.tag[:tbits])]
-        with m.If(resp.valid & ~resp.payload.write):
-            m.d.sync += rbeat.eq(Mux(resp.payload.last, 0, rbeat + 1))
-            m.d.comb += ready_q.w_en.eq(resp.payload.last)
-        with m.If(resp.valid & resp.payload.write):
+                m.d.comb += [ready_q.r_en.eq(1), slots.release.eq(1),
+                             slots.release_tag.eq(wtag)]
+        with m.If(slots.acked):
             m.d.sync += acked.eq(acked + 1)
         with m.If(active & (left == 0) & (acked == issued) & ~want_write & ~wphase
-                  & ~ready_q.r_rdy & (inuse == 0)):
+                  & ~ready_q.r_rdy & slots.idle):
             m.d.sync += [active.eq(0), self.done.eq(self.done + 1)]
         return m

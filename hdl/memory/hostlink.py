@@ -1,7 +1,7 @@
 """The host link: the slow path between the host and the top-level network."""
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import MAX_BURST, mem_port_signature, wdata_layout
