@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import MAX_BURST, TAG_BITS, req_layout, resp_layout, wdata_layout
-from .delay import Delay
+from .delay import Delay, rate_slot
 
 __all__ = ["dram_signature", "MemChannel", "BYTE_COUNTER_BITS"]
 
@@ -87,18 +87,11 @@ class MemChannel(wiring.Component):
                                          "last": 1}))
         room = Signal()
         m.d.comb += room.eq(out.level + pend.valid < RESP_DEPTH)
-        slot = Signal()                       # the channel may move a beat this cycle
-        if self.interval > 1:
-            gap = Signal(range(self.interval))
-            with m.If(gap != 0):
-                m.d.sync += gap.eq(gap - 1)
-            m.d.comb += slot.eq(gap == 0)
-        else:
-            m.d.comb += slot.eq(1)
+        issue = Signal()
+        slot = rate_slot(m, self.interval, issue)   # the channel may move a beat now
 
         beat = Signal(range(1 << len(head.len)))
         last = Signal()
-        issue = Signal()
         m.d.comb += [
             last.eq(beat == head.len),
             issue.eq(q.o.valid & slot & room & (~head.write | wbuf.r_rdy)),
@@ -112,8 +105,6 @@ class MemChannel(wiring.Component):
         ]
         with m.If(issue):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
-            if self.interval > 1:
-                m.d.sync += gap.eq(self.interval - 1)
         m.d.sync += [
             pend.valid.eq(issue & (~head.write | last)),
             pend.write.eq(head.write),

@@ -4,7 +4,7 @@ from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Delay"]
+__all__ = ["Delay", "rate_slot"]
 
 #: Width of the free-running cycle counter items are stamped with (wraps safely: an item
 #: never waits 2**31 cycles).
@@ -61,14 +61,24 @@ class Delay(wiring.Component):
         m.d.comb += waited.eq(now - head.due)
         ripe = Signal()
         m.d.comb += ripe.eq(q.r_rdy & ~waited[-1])
-        if self.interval > 1:
-            gap = Signal(range(self.interval))
-            with m.If(gap != 0):
-                m.d.sync += gap.eq(gap - 1)
-            with m.If(self.o.valid & self.o.ready):
-                m.d.sync += gap.eq(self.interval - 1)
-            m.d.comb += self.o.valid.eq(ripe & (gap == 0))
-        else:
-            m.d.comb += self.o.valid.eq(ripe)
-        m.d.comb += [self.o.payload.eq(head.item), q.r_en.eq(self.o.valid & self.o.ready)]
+        slot = rate_slot(m, self.interval, self.o.valid & self.o.ready)
+        m.d.comb += [self.o.valid.eq(ripe & slot), self.o.payload.eq(head.item),
+                     q.r_en.eq(self.o.valid & self.o.ready)]
         return m
+
+
+def rate_slot(m, interval, used):
+    """A signal that is high when something may move this cycle, at most once every
+    ``interval`` cycles: after a cycle with ``used`` high it stays low ``interval - 1``
+    cycles."""
+    slot = Signal()
+    if interval > 1:
+        gap = Signal(range(interval))
+        with m.If(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
+        with m.If(used):
+            m.d.sync += gap.eq(interval - 1)
+        m.d.comb += slot.eq(gap == 0)
+    else:
+        m.d.comb += slot.eq(1)
+    return slot
