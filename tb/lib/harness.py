@@ -168,10 +168,7 @@ class TbHarness:
 
     async def _write_files(self):
         """Pulse ``tb_dump``: sinks (and timed sources) write their memories to files."""
-        self.dut.tb_dump.value = 1
-        await Timer(1, unit="ns")
-        self.dut.tb_dump.value = 0
-        await Timer(1, unit="ns")
+        await _pulse(self.dut.tb_dump)
 
     async def dump(self, name):
         """The payload rows sink ``name`` received, in order."""
@@ -213,33 +210,37 @@ class TbHarness:
         parts = []
         for beat, rows in chunks:
             rows = np.asarray(rows, dtype=np.uint32).reshape(-1, mem["words"])
-            if beat < 0 or beat + len(rows) > 1 << mem["addr_bits"]:
-                raise ValueError(f"memory {name}: beats {beat} .. {beat + len(rows) - 1} "
-                                 f"outside 0 .. {(1 << mem['addr_bits']) - 1}")
+            _check_beats(name, mem, beat, len(rows))
             if len(rows):
                 parts += [f"@{beat:x}\n".encode(), to_hex(rows, 32 * mem["words"])]
         Path(f"{name}.mem.hex").write_bytes(b"".join(parts))
-        self.sig(f"{name}_load").value = 1
-        await Timer(1, unit="ns")
-        self.sig(f"{name}_load").value = 0
-        await Timer(1, unit="ns")
+        await _pulse(self.sig(f"{name}_load"))
 
     async def mem_dump(self, name, beat, n):
         """Rows (n, words) of memory model ``name`` from ``beat``."""
         mem = self._memory(name)
         if n <= 0:
             return np.zeros((0, mem["words"]), dtype=np.uint32)
-        if beat < 0 or beat + n > 1 << mem["addr_bits"]:
-            raise ValueError(f"memory {name}: beats {beat} .. {beat + n - 1} outside 0 .. "
-                             f"{(1 << mem['addr_bits']) - 1}")
+        _check_beats(name, mem, beat, n)
         self.sig(f"{name}_lo").value = beat
         self.sig(f"{name}_hi").value = beat + n - 1
         await Timer(1, unit="ns")
-        self.sig(f"{name}_dump").value = 1
-        await Timer(1, unit="ns")
-        self.sig(f"{name}_dump").value = 0
-        await Timer(1, unit="ns")
+        await _pulse(self.sig(f"{name}_dump"))
         rows = from_hex(Path(f"{name}.dump.hex").read_text(), 32 * mem["words"])
         if len(rows) != n:
             raise AssertionError(f"memory {name}: dump gave {len(rows)} beats, wanted {n}")
         return rows
+
+
+async def _pulse(sig):
+    """A 1 ns pulse on a backdoor trigger (``always @(posedge ...)`` in the HDL drivers)."""
+    sig.value = 1
+    await Timer(1, unit="ns")
+    sig.value = 0
+    await Timer(1, unit="ns")
+
+
+def _check_beats(name, mem, beat, n):
+    if beat < 0 or beat + n > 1 << mem["addr_bits"]:
+        raise ValueError(f"memory {name}: beats {beat} .. {beat + n - 1} outside 0 .. "
+                         f"{(1 << mem['addr_bits']) - 1}")
