@@ -208,25 +208,29 @@ def _rdn_section(params, workdir):
     }
 
 
+def _agcu_stream(params, model, workdir, words, write, seed):
+    """One ``agcu_bandwidth`` run: every AGCU streams ``words`` contiguous words from (or
+    to) its own HBM segment at once; bytes over the slowest AGCU's busy cycles, and that
+    as a fraction of the HBM stub's peak (channels x bytes per cycle)."""
+    o = run_cocotb(model, "tb.test_memory", test_dir=workdir, testcase="agcu_bandwidth",
+                   args={"params": params.to_dict(), "words": words, "write": write,
+                         "seed": seed}).outputs
+    bpc = o["bytes"] / o["cycles"]
+    return {"bytes": o["bytes"], "cycles": o["cycles"], "bytes_per_cycle": round(bpc, 3),
+            "fraction_of_hbm_peak": round(bpc / params.hbm_peak_bytes_per_cycle, 4)}
+
+
 def _agcu_bandwidth(params, model, workdir):
-    """Every AGCU streams as many contiguous words as the harness streams hold (4096
-    vector packets) from (then to) its own HBM segment at once; bandwidth over the slowest AGCU's busy cycles, as a fraction of the HBM
-    stub's peak (channels x bytes per cycle). One AGCU port moves one network beat per
-    cycle, so the HBM peak needs hbm_channels AGCUs at once."""
+    """AGCU streaming read and write bandwidth, as many words per AGCU as the harness
+    streams hold (4096 vector packets). One AGCU port moves one network beat per cycle,
+    so the HBM peak needs hbm_channels AGCUs at once."""
     from .designs import AGCU_DEPTH
     words = AGCU_DEPTH * params.pcu_lanes
-    peak = params.hbm_channels * params.hbm_bytes_per_cycle
-    out = {"words_per_agcu": words, "agcus": params.agcus, "hbm_peak_bytes_per_cycle": peak,
+    out = {"words_per_agcu": words, "agcus": params.agcus,
+           "hbm_peak_bytes_per_cycle": params.hbm_peak_bytes_per_cycle,
            "agcu_tags": params.agcu_tags, "hbm_outstanding_per_channel": params.hbm_outstanding}
     for kind, write in (("read", False), ("write", True)):
-        o = run_cocotb(model, "tb.test_memory", test_dir=workdir / f"agcu-{kind}",
-                       testcase="agcu_bandwidth",
-                       args={"params": params.to_dict(), "words": words, "write": write,
-                             "seed": 61}).outputs
-        bpc = o["bytes"] / o["cycles"]
-        out[kind] = {"bytes": o["bytes"], "cycles": o["cycles"],
-                     "bytes_per_cycle": round(bpc, 3),
-                     "fraction_of_hbm_peak": round(bpc / peak, 4)}
+        out[kind] = _agcu_stream(params, model, workdir / f"agcu-{kind}", words, write, 61)
     return out
 
 
@@ -237,12 +241,8 @@ def _agcu_tag_sweep(params, workdir, words=1 << 14):
     out = {}
     for tags in (2, 4, 16):
         p = params.replace(name=f"{params.name}-tags{tags}", agcu_tags=tags)
-        o = run_cocotb(build_design("memory", p), "tb.test_memory",
-                       test_dir=workdir / f"tags{tags}", testcase="agcu_bandwidth",
-                       args={"params": p.to_dict(), "words": words, "write": False,
-                             "seed": 62}).outputs
-        out[str(tags)] = round(o["bytes"] / o["cycles"] /
-                               (params.hbm_channels * params.hbm_bytes_per_cycle), 4)
+        out[str(tags)] = _agcu_stream(p, build_design("memory", p), workdir / f"tags{tags}",
+                                      words, False, 62)["fraction_of_hbm_peak"]
     return {"words_per_agcu": words, "read_fraction_of_hbm_peak_by_agcu_tags": out}
 
 
