@@ -353,8 +353,6 @@ async def agcu_stream(dut):
     out = {}
     for i, name in enumerate(args["cases"]):
         if i:
-            dut.tb_start.value = 0
-            tb.expected.clear()
             await tb.reset()
         out[name] = await _agcu_case(tb, params, img, rng, name, args)
     write_outputs(cases=out)

@@ -62,6 +62,7 @@ class TbHarness:
         self.timed = manifest.get("timed", False)
         self.memories = {m["name"]: m for m in manifest.get("memories", [])}
         self.expected = {}
+        self._clocked = False
 
     def _stream(self, name, kind):
         s = self.streams.get(name)
@@ -79,8 +80,13 @@ class TbHarness:
         return getattr(self.dut, f"io_{name}")
 
     async def reset(self, cycles=4):
-        if os.environ.get("OPENRDU_FLOW") == "default":
+        """Reset the design and the stream drivers (again: a fresh run in the same
+        simulation, memories of the backing-store models kept)."""
+        if os.environ.get("OPENRDU_FLOW") == "default" and not self._clocked:
             Clock(self.dut.clk, self.period, unit="ns").start()
+            self._clocked = True
+        self.dut.tb_start.value = 0
+        self.expected.clear()
         self.dut.rst_req.value = 1
         await Timer(cycles * self.period, unit="ns")
         self.dut.rst_req.value = 0
