@@ -7,11 +7,12 @@ register's layout is the unit's own config layout (``pcu_config_layout`` and so 
 bit positions are defined once, by the HDL, and firmware packs with the same layout.
 """
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UNIT_BITS", "INDEX_BITS", "config_beat_layout", "config_words", "ConfigTarget"]
+__all__ = ["UNIT_BITS", "INDEX_BITS", "COUNT_BITS", "BEAT_WORDS", "config_beat_layout",
+           "config_words", "ConfigTarget", "ConfigLoader"]
 
 #: Config targets addressable on one bus.
 UNIT_BITS = 10
@@ -21,6 +22,11 @@ INDEX_BITS = 8
 config_beat_layout = data.StructLayout({
     "data": unsigned(32), "index": unsigned(INDEX_BITS), "unit": unsigned(UNIT_BITS),
 })
+
+#: 32-bit words per config beat in a bitstream held in memory.
+BEAT_WORDS = (config_beat_layout.size + 31) // 32
+#: Config beats in one program load: 1 .. 2**COUNT_BITS - 1.
+COUNT_BITS = 20
 
 
 def config_words(layout):
@@ -64,4 +70,50 @@ class ConfigTarget(wiring.Component):
                 m.d.sync += value[32 * k:hi].eq(b.data[:hi - 32 * k])
         with m.If(mine):
             m.d.sync += self.writes.eq(self.writes + 1)
+        return m
+
+
+class ConfigLoader(wiring.Component):
+    """The config controller's datapath: memory beats of a bitstream (``words`` 32-bit
+    words each, config beats packed ``BEAT_WORDS`` words apart, as
+    ``firmware/compiler/bitstream.py`` lays them out) -> one config beat per cycle on
+    ``bus``. ``start`` with ``count`` begins a load of ``count`` config beats; the
+    rest of the last memory beat is dropped. ``busy`` until the last beat is out.
+
+    Attributes
+    ----------
+    beats : In(stream(32 x words))      memory beats, in order.
+    bus : Out(stream(config_beat_layout))
+    start : In(1);  count : In(COUNT_BITS);  busy : Out(1)
+    """
+
+    def __init__(self, words):
+        if words % BEAT_WORDS:
+            raise ValueError(f"a memory beat of {words} words holds no whole number of "
+                             f"{BEAT_WORDS}-word config beats")
+        self.words = words
+        super().__init__({"beats": In(stream.Signature(unsigned(32 * words))),
+                          "bus": Out(stream.Signature(config_beat_layout)),
+                          "start": In(1), "count": In(COUNT_BITS), "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        per = self.words // BEAT_WORDS
+        left = Signal(COUNT_BITS)
+        j = Signal(range(per))
+        m.d.comb += self.busy.eq(left != 0)
+        with m.If(self.start):
+            m.d.sync += [left.eq(self.count), j.eq(0)]
+        pieces = [self.beats.payload[32 * BEAT_WORDS * k:][:config_beat_layout.size]
+                  for k in range(per)]
+        with m.Switch(j):
+            for k, piece in enumerate(pieces):
+                with m.Case(k):
+                    m.d.comb += self.bus.payload.eq(piece)
+        m.d.comb += self.bus.valid.eq(self.busy & self.beats.valid)
+        with m.If(self.bus.valid & self.bus.ready):
+            m.d.sync += left.eq(left - 1)
+            last_piece = (j == per - 1) | (left == 1)
+            m.d.comb += self.beats.ready.eq(last_piece)
+            m.d.sync += j.eq(Mux(last_piece, 0, j + 1))
         return m

@@ -7,6 +7,11 @@ for a unit inside a larger design: it has the unit's signature but elaborates to
 every shared unit the design used once, after the design. Units of one name must be
 identical (same class and parameters — put the parameters in the name): they differ only
 by their configuration bits.
+
+The module's ports are the unit's with a ``u_`` prefix (``config`` is a SystemVerilog
+keyword, which Verilator's hierarchical wrappers do not escape). Shared modules are the
+``hier_block`` s of the Verilator build (``sim.build``): compiled once, whatever the
+number of instances.
 """
 
 from amaranth import ClockSignal, Instance, Module, ResetSignal, Value
@@ -15,7 +20,7 @@ from amaranth.lib.wiring import In
 
 __all__ = ["Shared", "Standalone", "unit_module_name", "used_units", "forget_used"]
 
-_UNITS = {}      # module name -> the one unit component written as that module
+_UNITS = {}      # module name -> the one component written as that module (a _Ports)
 _USED = set()    # module names elaborated since forget_used()
 
 
@@ -33,16 +38,16 @@ class Shared(wiring.Component):
 
     def __init__(self, name, make):
         if name not in _UNITS:
-            _UNITS[name] = make()
+            _UNITS[name] = _Ports(make())
         self.name = name
-        super().__init__(_UNITS[name].signature)
+        super().__init__(_UNITS[name].unit.signature)
 
     def elaborate(self, platform):
         m = Module()
         _USED.add(self.name)
         ports = {}
         for path, member, value in self.signature.flatten(self):
-            pin = "__".join(str(p) for p in path)
+            pin = "u_" + "__".join(str(p) for p in path)
             ports[("i_" if member.flow == In else "o_") + pin] = Value.cast(value)
         m.submodules.unit = Instance(self.name, i_clk=ClockSignal("sync"),
                                      i_rst=ResetSignal("sync"), **ports)
@@ -54,6 +59,27 @@ def unit_module_name(kind, params):
     part of the name, so two configurations never share a module by mistake)."""
     import hashlib
     return f"openrdu_{kind}_{hashlib.sha256(repr(params).encode()).hexdigest()[:10]}"
+
+
+class _Ports(wiring.Component):
+    """The unit with every port renamed ``u_<name>``: the module written for a Shared."""
+
+    def __init__(self, unit):
+        self.unit = unit
+        super().__init__(wiring.Signature({f"u_{k}": v
+                                           for k, v in unit.signature.members.items()}))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self.unit
+        mine = self.signature.flatten(self)
+        for (path, member, inner), (_, _, outer) in zip(self.unit.signature.flatten(self.unit),
+                                                         mine):
+            if member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)
+        return m
 
 
 class Standalone(wiring.Component):

@@ -61,7 +61,7 @@ class Tile(wiring.Component):
     Attributes
     ----------
     cfg : In(stream(config_beat_layout))     the config bus (always ready).
-    start : In(1)                            starts every unit.
+    start : In(ROWS x COLS)                  starts the unit at each position.
     busy, done : Out(ROWS x COLS)            per position (a PMU is done when not busy).
     vec_west_in[r], vec_west_out[r], vec_east_in[r], vec_east_out[r], and ``sca_*``:
         the edge streams of each row (AGCU attachment points).
@@ -71,7 +71,7 @@ class Tile(wiring.Component):
     def __init__(self, params):
         self.params = params
         rows, n = params.rows, params.rows * params.cols
-        members = {"cfg": In(stream.Signature(config_beat_layout)), "start": In(1),
+        members = {"cfg": In(stream.Signature(config_beat_layout)), "start": In(n),
                    "busy": Out(n), "done": Out(n)}
         for fabric, layout in (("vec", vector_packet_layout(params)),
                                ("sca", scalar_packet_layout(params))):
@@ -133,7 +133,7 @@ class Tile(wiring.Component):
                 _inject(m, u.vout, vinj)
                 m.d.comb += sinj.valid.eq(0)
                 done.append(~u.busy)
-            m.d.comb += [u.config.eq(regs[k]), u.start.eq(self.start)]
+            m.d.comb += [u.config.eq(regs[k]), u.start.eq(self.start[k])]
             busy.append(u.busy)
         m.d.comb += [self.busy.eq(Cat(*busy)), self.done.eq(Cat(*done))]
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .verilog import Port, ports_of
+from .verilog import Port, ports_of, shared_modules
 
 __all__ = ["StreamSpec", "MemorySpec", "Harness", "TB_LIB", "CLOCK_PERIOD_NS"]
 
@@ -222,4 +222,8 @@ class Harness:
         }
         if self.memories:
             files["mem_model.sv"] = (TB_LIB / "mem_model.sv").read_text()
+        shared = shared_modules(self.verilog)
+        if shared:
+            files["hier.vlt"] = "`verilator_config\n" + "".join(
+                f'hier_block -module "{name}"\n' for name in shared)
         return files

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from amaranth.back import verilog
 
-__all__ = ["Port", "to_verilog", "ports_of"]
+__all__ = ["Port", "to_verilog", "ports_of", "shared_modules"]
 
 
 @dataclass(frozen=True)
@@ -18,13 +18,29 @@ class Port:
 def to_verilog(component, name="top") -> str:
     """Verilog text of ``component`` with top module ``name`` (no source attributes, so the
     text, and the build-cache key, depend only on the design), followed by one module per
-    shared unit type it instantiates (``hdl.shared.Shared``)."""
+    shared unit type it instantiates (``hdl.shared.Shared``).
+
+    Amaranth also declares a wire per field of every struct-shaped signal (``cfg.op``,
+    ``cfg.table[3][7].flow`` ...), only for debugging; on a tile these double the
+    Verilog and Verilator's work, so they are left out.
+    """
+    from amaranth.back import rtlil
     from hdl.shared import forget_used, used_units
     forget_used()
-    text = verilog.convert(component, name=name, emit_src=False)
-    for unit_name, unit in used_units().items():
-        text += verilog.convert(unit, name=unit_name, emit_src=False)
+    emit = rtlil.ModuleEmitter.emit_signal_fields
+    rtlil.ModuleEmitter.emit_signal_fields = lambda self: None
+    try:
+        text = verilog.convert(component, name=name, emit_src=False)
+        for unit_name, unit in used_units().items():
+            text += verilog.convert(unit, name=unit_name, emit_src=False)
+    finally:
+        rtlil.ModuleEmitter.emit_signal_fields = emit
     return text
+
+
+def shared_modules(verilog_text: str) -> list[str]:
+    """Names of the shared unit modules (``hdl.shared``) in ``verilog_text``."""
+    return sorted(set(re.findall(r"^module\s+(openrdu_\w+)\s*\(", verilog_text, re.M)))
 
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:\[(\d+):(\d+)\]\s+)?\\?([\w$]+)\s*;", re.M)

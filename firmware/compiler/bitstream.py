@@ -3,7 +3,7 @@ packed with ``config_beat_layout`` (what the config controller streams from memo
 
 import numpy as np
 
-from hdl.configbus import UNIT_BITS, config_beat_layout, config_words
+from hdl.configbus import BEAT_WORDS, UNIT_BITS, config_beat_layout, config_words
 
 __all__ = ["BitstreamError", "BEAT_WORDS", "config_beats", "bitstream_rows"]
 
@@ -25,10 +25,6 @@ def config_beats(unit, layout, value):
     except ValueError as e:
         raise BitstreamError(f"unit {unit}: {e}") from None
     return [(unit, k, (value >> (32 * k)) & 0xFFFFFFFF) for k in range(n)]
-
-
-#: 32-bit words per config beat in a bitstream held in memory.
-BEAT_WORDS = (config_beat_layout.size + 31) // 32
 
 
 def bitstream_rows(units):

@@ -23,7 +23,8 @@ from hdl.rdn.config import (BURST_BITS, CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OU
 
 __all__ = ["RouteError", "Endpoint", "unit_src", "unit_dst", "edge_src", "edge_dst", "Flow",
            "FabricRoutes", "route", "check_tables", "fabric_config", "pack_fabric",
-           "ControlFlow", "ControlRoutes", "route_control", "pack_rdn", "xy_path"]
+           "ControlFlow", "ControlRoutes", "route_control", "control_config", "pack_rdn",
+           "xy_path"]
 
 _EXIT = 16          # ids_used key offset of delivery ports (output port + _EXIT)
 
@@ -421,7 +422,7 @@ def route_control(params, flows):
     return res
 
 
-def _control_config(params, ctl):
+def control_config(params, ctl):
     return [{"sel": [ctl.sel.get((x, y), {}).get(w, 0) for w in range(ctrl_outputs(params))]}
             for y in range(params.rows) for x in range(params.cols)]
 
@@ -430,5 +431,5 @@ def pack_rdn(params, vec=None, sca=None, ctl=None):
     """The whole ``rdn_config_layout`` as an integer (missing parts: nothing routed)."""
     vec, sca, ctl = vec or FabricRoutes(), sca or FabricRoutes(), ctl or ControlRoutes()
     value = {"vec": fabric_config(params, vec), "sca": fabric_config(params, sca),
-             "ctl": _control_config(params, ctl)}
+             "ctl": control_config(params, ctl)}
     return rdn_config_layout(params).const(value).as_value().value

@@ -5,12 +5,12 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
-from hdl.memory.slots import BurstSlots
+from hdl.memory.reader import BurstReader
 from hdl.pcu.config import MAX_COUNTERS
 from hdl.pcu.counters import CounterChain
 from hdl.rdn.config import vector_packet_layout
 
-from .config import agcu_config_layout, burst_layout
+from .config import agcu_config_layout, burst_layout, word_bits
 from .pack import Packer, Unpacker
 from .splitter import BurstSplitter
 
@@ -30,6 +30,9 @@ class Agcu(wiring.Component):
       beats; a burst's write request goes out once all its beats are buffered, so it
       holds its memory controller only for those beats.
 
+    ``offset`` (the kernel's argument, set by the kernel sequencer) moves the selected
+    segment: its base is ``base + offset`` words.
+
     ``start`` (while not ``busy``) begins an access; ``busy`` drops once every burst is
     answered (read: delivered; write: acknowledged); ``done`` counts finished accesses.
     A segment violation raises ``fault`` / ``fault_addr`` (see :class:`BurstSplitter`): the
@@ -44,6 +47,7 @@ class Agcu(wiring.Component):
         self.tags = params.agcu_tags
         super().__init__({
             "config": In(agcu_config_layout(params)),
+            "offset": In(word_bits(params)),
             "start": In(1), "busy": Out(1), "done": Out(32),
             "fault": Out(1), "fault_addr": Out(signed(32)),
             "bursts": Out(32), "cycles": Out(32), "reordered": Out(32),
@@ -56,7 +60,6 @@ class Agcu(wiring.Component):
         m = Module()
         p, cfg = self.params, self.config
         W, L, T = self.map.words, p.pcu_lanes, self.tags
-        tbits = max(1, (T - 1).bit_length())
         bl = burst_layout(p)
         busy = Signal()
         begin = Signal()
@@ -68,7 +71,8 @@ class Agcu(wiring.Component):
         split = m.submodules.split = BurstSplitter(p)
         step = chain.o.payload
         m.d.comb += [
-            split.seg.eq(cfg.segments[cfg.segment]), split.run.eq(cfg.run),
+            split.seg.base.eq(cfg.segments[cfg.segment].base + self.offset),
+            split.seg.size.eq(cfg.segments[cfg.segment].size), split.run.eq(cfg.run),
             split.start.eq(begin),
             split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
             split.i.payload.offset.eq(sum(step.value[i] for i in range(MAX_COUNTERS))),
@@ -85,14 +89,10 @@ class Agcu(wiring.Component):
         finished = Signal(32)                   # bursts delivered (read) or acknowledged
         wphase = Signal()
 
-        # ---- read: tagged slots (the reorder buffer), packer ----
-        slots = m.submodules.slots = BurstSlots(words=W, tags=T, info=bl)
-        wiring.connect(m, wiring.flipped(net.resp), slots.resp)
-        arrived = Signal(T)
-        set_arr, clr_arr = Signal(T), Signal(T)
-
-        read_req = Signal()
-        m.d.comb += read_req.eq(~cfg.write & bq.r_rdy & slots.free)
+        # ---- read: tagged bursts, reordered, into the packer ----
+        reader = m.submodules.reader = BurstReader(words=W, addr_bits=self.map.addr_bits,
+                                                   tags=T, info=bl)
+        wiring.connect(m, wiring.flipped(net.resp), reader.resp)
         # ---- write: unpacker, beat buffer, bursts ready to go ----
         unpack = m.submodules.unpack = Unpacker(W, L, bl)
         wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(width=len(unpack.o.payload.as_value()),
@@ -123,16 +123,18 @@ class Agcu(wiring.Component):
                 m.d.sync += wphase.eq(0)
         write_req = Signal()
         m.d.comb += write_req.eq(cfg.write & wq.r_rdy & (~wphase | wfin))
-        m.d.comb += bq.r_en.eq(Mux(cfg.write, unpack.bursts.ready, read_req & net.req.ready))
+        m.d.comb += [
+            reader.bursts.valid.eq(~cfg.write & bq.r_rdy),
+            reader.bursts.payload.addr.eq(head.addr), reader.bursts.payload.len.eq(head.len),
+            reader.bursts.payload.info.eq(head),
+            bq.r_en.eq(Mux(cfg.write, unpack.bursts.ready, reader.bursts.ready)),
+        ]
 
         with m.If(write_req):
             m.d.comb += [net.req.valid.eq(1), net.req.payload.addr.eq(wnext.addr),
                          net.req.payload.len.eq(wnext.len), net.req.payload.write.eq(1)]
-        with m.Elif(read_req):
-            m.d.comb += [net.req.valid.eq(1), net.req.payload.addr.eq(head.addr),
-                         net.req.payload.len.eq(head.len),
-                         net.req.payload.tag.eq(slots.next_tag),
-                         slots.alloc_info.eq(head), slots.alloc.eq(net.req.ready)]
+        with m.Else():
+            wiring.connect(m, reader.req, wiring.flipped(net.req))
         sent = net.req.valid & net.req.ready
         with m.If(sent):
             m.d.sync += [issued.eq(issued + 1), self.bursts.eq(self.bursts + 1)]
@@ -140,48 +142,34 @@ class Agcu(wiring.Component):
                 m.d.comb += wq.r_en.eq(1)
                 m.d.sync += [wphase.eq(1), wleft.eq(wnext.len)]
 
-        # Responses: a read burst landed (possibly before older ones); a write acknowledged.
-        htag = Signal(tbits)                   # oldest read not yet drained
-        with m.If(slots.landed):
-            m.d.comb += set_arr.eq(1 << slots.landed_tag)
-            with m.If((slots.landed_tag != htag) & ~arrived.bit_select(htag, 1)):
-                m.d.sync += self.reordered.eq(self.reordered + 1)
-
-        # Drain slots in request order into the packer.
-        packer = m.submodules.packer = Packer(W, L)
-        dbeat = Signal(BURST_BITS)
-        m.d.comb += [slots.read_tag.eq(htag), slots.read_beat.eq(dbeat),
-                     packer.start.eq(begin)]
-        hi_ = slots.read_info
-        dlast = Signal()
-        m.d.comb += [
-            dlast.eq(dbeat == hi_.len),
-            packer.i.valid.eq(arrived.bit_select(htag, 1)),
-            packer.i.payload.data.eq(slots.read_data),
-            packer.i.payload.lo.eq(Mux(dbeat == 0, hi_.lo, 0)),
-            packer.i.payload.hi.eq(Mux(dlast, hi_.hi, W)),
-            packer.i.payload.last.eq(dlast & hi_.last),
-        ]
-        drained = Signal()
-        with m.If(packer.i.valid & packer.i.ready):
-            m.d.sync += dbeat.eq(Mux(dlast, 0, dbeat + 1))
-            with m.If(dlast):
-                m.d.sync += htag.eq(htag + 1)
-                m.d.comb += [clr_arr.eq(1 << htag), slots.release.eq(1),
-                             slots.release_tag.eq(htag), drained.eq(1)]
-        m.d.sync += arrived.eq((arrived | set_arr) & ~clr_arr)
-        with m.If(drained | slots.acked):
+        with m.If(reader.reordered):
+            m.d.sync += self.reordered.eq(self.reordered + 1)
+        with m.If(reader.drained | reader.acked):
             m.d.sync += finished.eq(finished + 1)
-        m.d.comb += [self.vout.payload.body.eq(packer.o.payload),
-                     self.vout.payload.hdr.eq(cfg.hdr),
-                     self.vout.valid.eq(packer.o.valid), packer.o.ready.eq(self.vout.ready)]
+
+        # Bursts in request order into the packer.
+        packer = m.submodules.packer = Packer(W, L)
+        beat = reader.o.payload
+        m.d.comb += [
+            packer.start.eq(begin),
+            packer.i.valid.eq(reader.o.valid), reader.o.ready.eq(packer.i.ready),
+            packer.i.payload.data.eq(beat.data),
+            packer.i.payload.lo.eq(Mux(beat.first, beat.info.lo, 0)),
+            packer.i.payload.hi.eq(Mux(beat.last, beat.info.hi, W)),
+            packer.i.payload.last.eq(beat.last & beat.info.last),
+            self.vout.payload.body.eq(packer.o.payload), self.vout.payload.hdr.eq(cfg.hdr),
+            self.vout.valid.eq(packer.o.valid), packer.o.ready.eq(self.vout.ready),
+        ]
 
         # Access lifetime.
         with m.If(begin):
             m.d.sync += [busy.eq(1), issued.eq(0), finished.eq(0)]
         with m.Elif(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-            quiet = (~chain.busy & split.idle & ~split.o.valid & ~bq.r_rdy & ~wq.r_rdy &
+            # FIFO levels, not r_rdy: a buffered FIFO holds an entry a cycle before it
+            # shows it.
+            quiet = (~chain.busy & split.idle & ~split.o.valid & (bq.level == 0) &
+                     (wq.level == 0) &
                      ~wphase & (issued == finished) & ~packer.busy)
             with m.If(quiet):
                 m.d.sync += [busy.eq(0), self.done.eq(self.done + 1)]

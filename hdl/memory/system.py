@@ -15,16 +15,19 @@ __all__ = ["MemorySystem"]
 
 
 class MemorySystem(wiring.Component):
-    """Requesters on the network: the AGCUs ``0 .. agcus-1``, then the DMA engine, then
-    the host link (see :meth:`requester`).
+    """Requesters on the network: the AGCUs ``0 .. agcus-1``, then the DMA engine, the
+    host link and the kernel sequencer (see :meth:`requester`).
 
     Attributes
     ----------
-    agcu_config[k], agcu_start[k] : In       AGCU k's program and start pulse.
+    agcu_config[k], agcu_offset[k], agcu_start[k] : In   AGCU k's program, argument
+                                          (segment offset) and start pulse.
     agcu_busy[k], agcu_done[k], agcu_fault[k], agcu_fault_addr[k], agcu_bursts[k],
     agcu_cycles[k], agcu_reordered[k] : Out   its status (see :class:`hdl.agcu.agcu.Agcu`).
     vout[k], vin[k] : stream                 its RDN side (vector packets).
     host : In(mem_port_signature)         the host's end of the host link.
+    seq : In(mem_port_signature)          the kernel sequencer's port (launch records and
+                                          bitstreams).
     dma : In(stream)                      DMA descriptors.
     dma_busy, dma_error : Out(1);  dma_done, dma_cycles : Out(32)   (see DmaEngine)
     hbm[c], ddr[0] : Out(dram_signature)  backing stores of every channel.
@@ -36,16 +39,18 @@ class MemorySystem(wiring.Component):
         self.params = params
         self.map = mm = MemoryMap(params)
         port = mem_port_signature(mm.addr_bits, mm.words)
-        from hdl.agcu.config import agcu_config_layout
+        from hdl.agcu.config import agcu_config_layout, word_bits
         from hdl.rdn.config import vector_packet_layout
         a = params.agcus
         packets = stream.Signature(vector_packet_layout(params))
         members = {
             "agcu_config": In(agcu_config_layout(params)).array(a),
+            "agcu_offset": In(word_bits(params)).array(a),
             "agcu_start": In(1).array(a),
             "vout": Out(packets).array(a),
             "vin": In(packets).array(a),
             "host": In(port),
+            "seq": In(port),
             "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
             "dma_busy": Out(1), "dma_error": Out(1), "dma_done": Out(32),
             "dma_cycles": Out(32),
@@ -68,6 +73,8 @@ class MemorySystem(wiring.Component):
             return a
         if name == "host":
             return a + 1
+        if name == "seq":
+            return a + 2
         if name.startswith("agcu") and name[4:].isdigit() and int(name[4:]) < a:
             return int(name[4:])
         raise KeyError(f"no requester {name!r}")
@@ -75,7 +82,7 @@ class MemorySystem(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         mm, p = self.map, self.params
-        tln = m.submodules.tln = Tln(masters=p.agcus + 2, regions=mm.regions, words=mm.words,
+        tln = m.submodules.tln = Tln(masters=p.agcus + 3, regions=mm.regions, words=mm.words,
                                      addr_bits=mm.addr_bits)
         from hdl.agcu.agcu import Agcu
         for k in range(p.agcus):
@@ -83,7 +90,8 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, u.net, tln.m[k])
             wiring.connect(m, u.vout, wiring.flipped(self.vout[k]))
             wiring.connect(m, wiring.flipped(self.vin[k]), u.vin)
-            m.d.comb += [u.config.eq(self.agcu_config[k]), u.start.eq(self.agcu_start[k])]
+            m.d.comb += [u.config.eq(self.agcu_config[k]), u.offset.eq(self.agcu_offset[k]),
+                         u.start.eq(self.agcu_start[k])]
             for name in ("busy", "done", "fault", "fault_addr", "bursts", "cycles", "reordered"):
                 m.d.comb += getattr(self, f"agcu_{name}")[k].eq(getattr(u, name))
         dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,
@@ -97,6 +105,7 @@ class MemorySystem(wiring.Component):
                                                  interval=mm.host_interval)
         wiring.connect(m, wiring.flipped(self.host), link.host)
         wiring.connect(m, link.net, tln.m[self.requester("host")])
+        wiring.connect(m, wiring.flipped(self.seq), tln.m[self.requester("seq")])
         m.d.comb += [self.decode_error.eq(tln.decode_error), self.decode_addr.eq(tln.decode_addr)]
 
         for j, (r, c) in enumerate(tln.targets):

@@ -1,0 +1,74 @@
+"""A kernel's configuration: every config register of the socket, as a bitstream.
+
+A program load writes *every* register (units a kernel does not use get zeros and are
+not started), so nothing of an earlier kernel's configuration survives into this one.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hdl.rdn.config import control_config_layout, switch_config_layout
+from hdl.socket import socket_config_units
+
+from .bitstream import BitstreamError, bitstream_rows
+from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
+
+__all__ = ["KernelProgram", "kernel_program"]
+
+
+@dataclass(frozen=True)
+class KernelProgram:
+    """What the sequencer needs to run a kernel: the bitstream rows, the tile positions
+    (``units``, a row-major bit mask) and the AGCUs (``agcus``) it starts."""
+    name: str
+    rows: np.ndarray = field(repr=False)
+    units: int
+    agcus: int
+
+    @property
+    def beats(self):
+        """Config beats of the bitstream (= program-load cycles on the config bus)."""
+        return len(self.rows)
+
+
+def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, sca=None,
+                   ctl=None):
+    """Bitstream of a kernel. ``pcus`` / ``pmus``: {(row, col): config value}; ``agcus``:
+    {k: config value}; ``vec``, ``sca``: :class:`FabricRoutes`, ``ctl``:
+    :class:`ControlRoutes` (nothing routed where missing)."""
+    pcus, pmus, agcus = dict(pcus or {}), dict(pmus or {}), dict(agcus or {})
+    units = socket_config_units(params)
+    by_pos = {}
+    for u in units:
+        by_pos[u.name, u.row, u.col] = u
+    values = {u.id: 0 for u in units}
+    mask = 0
+    for kind, table in (("pcu", pcus), ("pmu", pmus)):
+        for (r, c), v in table.items():
+            u = by_pos.get((kind, r, c))
+            if u is None:
+                raise BitstreamError(f"kernel {name!r}: there is no {kind.upper()} at row {r}, "
+                                     f"column {c}")
+            values[u.id] = v
+            mask |= 1 << (r * params.cols + c)
+    agcu_ids = [u.id for u in units if u.name == "agcu"]
+    amask = 0
+    for k, v in agcus.items():
+        if not 0 <= k < len(agcu_ids):
+            raise BitstreamError(f"kernel {name!r}: AGCU {k} does not exist "
+                                 f"({len(agcu_ids)} AGCUs)")
+        values[agcu_ids[k]] = v
+        amask |= 1 << k
+    for kind, routes, conf, layout in (
+            ("vec_switch", vec or FabricRoutes(), fabric_config, switch_config_layout(params)),
+            ("sca_switch", sca or FabricRoutes(), fabric_config, switch_config_layout(params)),
+            ("ctl_switch", ctl or ControlRoutes(), control_config,
+             control_config_layout(params))):
+        per_switch = conf(params, routes)
+        for u in units:
+            if u.name == kind:
+                values[u.id] = layout.const(per_switch[u.row * params.cols + u.col]) \
+                    .as_value().value
+    rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in units})
+    return KernelProgram(name, rows, mask, amask)

@@ -1,0 +1,69 @@
+"""Elementwise kernels: ``y = relu?(x * scale + bias)`` streamed through one PCU.
+
+Dataflow: AGCU 0 (west edge) reads ``x`` -> the PCU's ``vin0``; the PCU's ``vout`` ->
+AGCU 1 (east edge) writes ``y``. One kernel iteration processes ``n`` words; kernel
+looping walks further slices by the AGCU argument strides.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.counters import Counter
+from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
+from firmware.compiler.program import kernel_program
+from firmware.compiler.route import Flow, edge_dst, edge_src, route, unit_dst, unit_src
+from hdl.rdn.config import E, W
+from hdl.socket import agcu_position
+from hdl.tile import is_pcu
+
+__all__ = ["ScaleBias", "compile_scale_bias"]
+
+_SIDE = {W: "W", E: "E"}
+
+
+@dataclass(frozen=True)
+class ScaleBias:
+    """The compiled kernel: its program, and its parts (``pcus``, ``agcus``, ``vec`` as
+    ``kernel_program`` takes them) with the PCU program for the reference."""
+    program: object
+    simd: SimdProgram
+    n: int
+    parts: dict
+
+    def reference(self, params, x):
+        """Bit-exact result for input words ``x`` (n,) uint32."""
+        L = params.pcu_lanes
+        v = np.zeros(-(-self.n // L) * L, np.uint32)
+        v[:self.n] = x
+        out = simd_reference(self.simd, params, vin0=v.reshape(-1, L))
+        return out["data"].reshape(-1)[:self.n]
+
+
+def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=(0, 0)):
+    """``y[i] = relu?(x[i] * scale + bias)`` for ``n`` FP32 words; ``x``, ``y``: the
+    buffers (``firmware.runtime.memory.Buffer``) each iteration's window starts in."""
+    r, c = pcu
+    if not (0 <= r < params.rows and 0 <= c < params.cols and is_pcu(r, c)):
+        raise ValueError(f"position {pcu} holds no PCU")
+    if params.agcus < 2:
+        raise ValueError("the elementwise kernel needs two AGCUs")
+    simd = SimdProgram(counters=(Counter(0, n, 1),),
+                       stages=(Stage("MUL", "VIN0", "IMM", imm=float(scale)),
+                               Stage("ADD", "PREV", "IMM", imm=float(bias))),
+                       tail=Tail(relu=relu))
+    ra, wa = (agcu_position(params, k) for k in (0, 1))
+    flows = [Flow("x", edge_src(params, _SIDE[ra[0]], ra[1]), (unit_dst(c, r, 0),)),
+             Flow("y", unit_src(c, r), (edge_dst(params, _SIDE[wa[0]], wa[1]),))]
+    vec = route(params, flows)
+    if vec.headers["y"] != {"dyn": 0, "flow": 0, "x": 0, "y": 0, "port": 0}:
+        raise AssertionError("a unit's output flow must have id 0 at its switch")
+    access = TensorAccess((n,), (1,))
+    agcus = {
+        0: pack_agcu(params, access, write=False, segments=[Segment(x.addr, n)],
+                     hdr=vec.headers["x"])[0],
+        1: pack_agcu(params, access, write=True, segments=[Segment(y.addr, n)])[0],
+    }
+    parts = {"pcus": {(r, c): pack_simd(simd, params)}, "agcus": agcus, "vec": vec}
+    return ScaleBias(kernel_program(params, "scale_bias", **parts), simd, n, parts)

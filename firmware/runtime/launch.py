@@ -1,0 +1,71 @@
+"""Launch records for the kernel sequencer (``hdl.sequencer.launch_layout``)."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hdl.agcu.config import word_bits
+from hdl.configbus import COUNT_BITS
+from hdl.memory.config import MemoryMap
+from hdl.sequencer import ITER_BITS, launch_layout, record_beats
+
+__all__ = ["LaunchError", "Launch", "pack_launch", "launch_words"]
+
+
+class LaunchError(ValueError):
+    """A launch the sequencer cannot run; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One launch record.
+
+    ``program`` is the global word address of the kernel's bitstream (beat aligned) and
+    ``beats`` its config beats, or ``beats`` = 0 to run the program already loaded.
+    ``units`` / ``agcus`` are the masks of what starts; ``offsets[k]`` is AGCU k's
+    argument (words added to its segment base) and ``strides[k]`` what each further
+    iteration adds to it.
+    """
+    program: int
+    beats: int
+    units: int
+    agcus: int
+    iterations: int = 1
+    offsets: tuple = ()
+    strides: tuple = ()
+
+
+def pack_launch(params, launch: Launch) -> int:
+    mm = MemoryMap(params)
+    a = params.agcus
+    wmask = (1 << word_bits(params)) - 1
+    if launch.program % mm.words:
+        raise LaunchError(f"program word address {launch.program:#x} is not beat aligned "
+                          f"({mm.words} words per beat)")
+    if not 0 <= launch.beats < 1 << COUNT_BITS:
+        raise LaunchError(f"{launch.beats} config beats: at most {(1 << COUNT_BITS) - 1}")
+    if not 1 <= launch.iterations < 1 << ITER_BITS:
+        raise LaunchError(f"{launch.iterations} iterations: 1 .. {(1 << ITER_BITS) - 1}")
+    for name in ("offsets", "strides"):
+        if len(getattr(launch, name)) > a:
+            raise LaunchError(f"{len(getattr(launch, name))} {name} for {a} AGCUs")
+    offsets = list(launch.offsets) + [0] * (a - len(launch.offsets))
+    strides = list(launch.strides) + [0] * (a - len(launch.strides))
+    value = {"program": launch.program // mm.words, "beats": launch.beats,
+             "iterations": launch.iterations, "units": launch.units, "agcus": launch.agcus,
+             # Offsets and strides wrap modulo the address width (a negative stride walks
+             # backwards).
+             "args": [{"offset": o & wmask, "stride": s & wmask}
+                      for o, s in zip(offsets, strides)]}
+    return launch_layout(params).const(value).as_value().value
+
+
+def launch_words(params, launches) -> np.ndarray:
+    """The records as 32-bit words, each padded to ``record_beats`` memory beats."""
+    mm = MemoryMap(params)
+    n = record_beats(params) * mm.words
+    out = np.zeros((len(launches), n), np.uint32)
+    for i, launch in enumerate(launches):
+        v = pack_launch(params, launch)
+        out[i] = [(v >> (32 * k)) & 0xFFFFFFFF for k in range(n)]
+    return out.reshape(-1)

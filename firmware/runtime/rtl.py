@@ -1,0 +1,127 @@
+"""The device API on the simulated socket (cocotb on Verilator).
+
+``RtlDevice`` drives the socket design's host registers through a ``tb.lib.harness``
+``TbHarness`` (given, not imported: firmware does not depend on the testbench); memory
+is written and read by backdoor (initial data is not part of a kernel's cycles), kernels
+are loaded and run by the kernel sequencer — program load and execution are simulated
+cycles, read back from the counters.
+"""
+
+import numpy as np
+
+from hdl.memory.config import MemoryMap
+from hdl.sequencer import SeqError
+from hdl.socket import counters_layout
+
+from .launch import Launch, launch_words
+from .memory import Allocator
+
+__all__ = ["DeviceError", "LoadedProgram", "RtlDevice", "decode_counters"]
+
+#: Launch records the list area holds.
+MAX_LAUNCHES = 256
+
+
+class DeviceError(RuntimeError):
+    """The socket reported an error (an AGCU fault, a kernel timeout)."""
+
+
+class LoadedProgram:
+    """A kernel's bitstream in device memory."""
+
+    def __init__(self, program, buffer):
+        self.program, self.buffer = program, buffer
+
+    def launch(self, *, iterations=1, offsets=(), strides=(), reload=True):
+        p = self.program
+        return Launch(self.buffer.addr, p.beats if reload else 0, p.units, p.agcus,
+                      iterations, tuple(offsets), tuple(strides))
+
+
+def decode_counters(params, value):
+    """The ``counters_layout`` register value as nested dicts / lists of ints."""
+    from amaranth.lib import data
+
+    def walk(v):
+        if not isinstance(v, data.Const):
+            return int(v)
+        layout = v.shape()
+        if isinstance(layout, data.ArrayLayout):
+            return [walk(v[i]) for i in range(layout.length)]
+        return {name: walk(v[name]) for name, _ in layout}
+    return walk(counters_layout(params).from_bits(value))
+
+
+class RtlDevice:
+    def __init__(self, tb, params, image):
+        self.tb, self.params, self.image = tb, params, image
+        self.map = MemoryMap(params)
+        self.alloc = Allocator(params)
+        self.launch_area = self.alloc.alloc("hbm", MAX_LAUNCHES * self._record_words(),
+                                            "launch list")
+
+    def _record_words(self):
+        from hdl.sequencer import record_beats
+        return record_beats(self.params) * self.map.words
+
+    def _pad(self, values):
+        v = np.asarray(values, np.uint32).reshape(-1)
+        n = -(-len(v) // self.map.words) * self.map.words
+        return np.concatenate([v, np.zeros(n - len(v), np.uint32)])
+
+    async def write(self, buf, values):
+        values = np.asarray(values, np.uint32).reshape(-1)
+        if len(values) > buf.words:
+            raise ValueError(f"{len(values)} words do not fit {buf}")
+        await self.image.write(self.tb, buf.addr, self._pad(values))
+
+    async def read(self, buf, n=None):
+        n = buf.words if n is None else n
+        m = -(-n // self.map.words) * self.map.words
+        return (await self.image.read(self.tb, buf.addr, m))[:n]
+
+    async def load(self, program, region="hbm"):
+        """Put ``program``'s bitstream in device memory (loading it onto the tile is part
+        of the launch that runs it)."""
+        words = program.rows.reshape(-1)
+        buf = self.alloc.alloc(region, len(words), f"bitstream {program.name}")
+        await self.write(buf, words)
+        return LoadedProgram(program, buf)
+
+    async def run(self, launches, *, timeout_cycles=1 << 22, kernel_timeout=0, poll=256):
+        """Run ``launches`` (a list of :class:`Launch`) on the sequencer; returns the
+        counters after. ``kernel_timeout`` (cycles, 0 = none) is the sequencer's own
+        per-iteration watchdog; ``timeout_cycles`` bounds the whole wait here."""
+        if not 1 <= len(launches) <= MAX_LAUNCHES:
+            raise ValueError(f"{len(launches)} launches: 1 .. {MAX_LAUNCHES}")
+        await self.image.write(self.tb, self.launch_area.addr,
+                               self._pad(launch_words(self.params, launches)))
+        tb = self.tb
+        tb.port("launches").value = self.launch_area.addr // self.map.words
+        tb.port("count").value = len(launches)
+        tb.port("timeout").value = kernel_timeout
+        await tb.cycles(2)
+        tb.port("go").value = 1
+        await tb.cycles(1)
+        tb.port("go").value = 0
+        await tb.cycles(4)
+        waited = 0
+        while int(tb.port("busy").value):
+            if waited >= timeout_cycles:
+                raise DeviceError(f"the sequencer is still busy after {timeout_cycles} cycles")
+            await tb.cycles(poll)
+            waited += poll
+        err = SeqError(int(tb.port("error").value))
+        if err != SeqError.NONE:
+            faults = int(tb.port("fault").value)
+            detail = ""
+            if err == SeqError.FAULT:
+                ks = [k for k in range(self.params.agcus) if faults >> k & 1]
+                detail = "; " + ", ".join(
+                    f"AGCU {k} at segment word {int(tb.port(f'fault_addr__{k}').value)}"
+                    for k in ks)
+            raise DeviceError(f"kernel sequencer stopped: {err.name}{detail}")
+        return await self.counters()
+
+    async def counters(self):
+        return decode_counters(self.params, int(self.tb.port("counters").value))

@@ -1,0 +1,204 @@
+"""Kernel sequencer: runs a list of kernel launches from memory without the host.
+
+A *launch record* (``launch_layout``, packed by ``firmware/runtime`` with the same
+layout) says which program to load (``program``: beat address of its bitstream,
+``beats`` config beats; 0 = keep the program already loaded), which AGCUs the kernel
+uses (``units``: tile positions, row-major; ``agcus``), each AGCU's argument (``args[k].offset``, words added to its segment
+base) and how many times to run it (``iterations``; each iteration adds ``args[k].stride``
+to the offsets: kernel looping, no reload in between).
+
+For every record: fetch it, load the program (config controller: the bitstream streams
+from HBM/DDR onto the config bus, one config beat per cycle, counted in
+``load_cycles``), load the arguments, then per iteration: start the kernel's tile units and
+AGCUs, and wait until those AGCUs are idle and no tile unit is busy (counted in
+``exec_cycles``). An AGCU fault or an iteration longer than ``timeout`` cycles (if not 0)
+stops the sequencer with ``error`` set; it never hangs.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.agcu.config import word_bits
+from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
+from hdl.memory.reader import BurstReader
+
+from .configbus import BEAT_WORDS, COUNT_BITS, ConfigLoader, config_beat_layout
+
+__all__ = ["SeqError", "ITER_BITS", "launch_layout", "record_beats", "KernelSequencer"]
+
+#: Iterations of one launch: 1 .. 2**ITER_BITS - 1.
+ITER_BITS = 16
+
+
+class SeqError(enum.Enum, shape=2):
+    NONE = 0
+    FAULT = 1        # an AGCU raised a segment fault
+    TIMEOUT = 2      # an iteration ran longer than ``timeout`` cycles
+
+
+def launch_layout(params):
+    mm = MemoryMap(params)
+    wb = word_bits(params)
+    return data.StructLayout({
+        "program": unsigned(mm.addr_bits),
+        "beats": unsigned(COUNT_BITS),
+        "iterations": unsigned(ITER_BITS),
+        "units": unsigned(params.rows * params.cols),
+        "agcus": unsigned(params.agcus),
+        "args": data.ArrayLayout(data.StructLayout({"offset": unsigned(wb),
+                                                    "stride": unsigned(wb)}), params.agcus),
+    })
+
+
+def record_beats(params):
+    """Memory beats of one launch record (records are beat-aligned)."""
+    mm = MemoryMap(params)
+    return -(-launch_layout(params).size // (32 * mm.words))
+
+
+class KernelSequencer(wiring.Component):
+    """See the module docstring.
+
+    Attributes
+    ----------
+    go : In(1)                 start the list: ``count`` records from beat ``launches``.
+    launches : In(addr_bits);  count : In(16);  timeout : In(32)
+    busy : Out(1);  error : Out(SeqError)
+    net : Out(mem_port_signature)       reads records and bitstreams.
+    cfg : Out(stream(config_beat_layout))   the config bus.
+    tile_start, tile_busy : per tile position
+    agcu_start, agcu_busy, agcu_fault : per AGCU;  agcu_offset : Out per AGCU.
+    launched, iterations : Out(32)      records and iterations finished.
+    load_cycles, exec_cycles, cycles : Out(48)
+        program loading, kernel execution, and everything from ``go`` to idle.
+    """
+
+    def __init__(self, params):
+        self.params = params
+        self.map = mm = MemoryMap(params)
+        n, a = params.rows * params.cols, params.agcus
+        rb = record_beats(params)
+        if rb > MAX_BURST:
+            raise ValueError(f"a launch record of {rb} beats does not fit one burst")
+        super().__init__({
+            "go": In(1), "launches": In(mm.addr_bits), "count": In(16), "timeout": In(32),
+            "busy": Out(1), "error": Out(SeqError),
+            "net": Out(mem_port_signature(mm.addr_bits, mm.words)),
+            "cfg": Out(stream.Signature(config_beat_layout)),
+            "tile_start": Out(n), "tile_busy": In(n),
+            "agcu_start": Out(a), "agcu_busy": In(a), "agcu_fault": In(a),
+            "agcu_offset": Out(word_bits(params)).array(a),
+            "launched": Out(32), "iterations": Out(32),
+            "load_cycles": Out(48), "exec_cycles": Out(48), "cycles": Out(48),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, mm = self.params, self.map
+        W = mm.words
+        rb = record_beats(p)
+        lay = launch_layout(p)
+
+        reader = m.submodules.reader = BurstReader(words=W, addr_bits=mm.addr_bits, tags=4,
+                                                   info=unsigned(1))
+        wiring.connect(m, reader.req, wiring.flipped(self.net.req))
+        wiring.connect(m, wiring.flipped(self.net.resp), reader.resp)
+        m.d.comb += self.net.wdata.valid.eq(0)
+
+        # Read bursts of `rd_left` beats from `rd_addr`, cut at MAX_BURST blocks.
+        rd_addr = Signal(mm.addr_bits)
+        rd_left = Signal(COUNT_BITS)
+        room = Signal(BURST_BITS + 1)
+        n = Signal(BURST_BITS + 1)
+        m.d.comb += [room.eq(MAX_BURST - rd_addr[:BURST_BITS]),
+                     n.eq(Mux(rd_left < room, rd_left, room)),
+                     reader.bursts.valid.eq(rd_left != 0),
+                     reader.bursts.payload.addr.eq(rd_addr),
+                     reader.bursts.payload.len.eq(n - 1)]
+        with m.If(reader.bursts.valid & reader.bursts.ready):
+            m.d.sync += [rd_addr.eq(rd_addr + n), rd_left.eq(rd_left - n)]
+
+        loader = m.submodules.loader = ConfigLoader(W)
+        wiring.connect(m, loader.bus, wiring.flipped(self.cfg))
+
+        record = Signal(32 * W * rb)
+        rec = data.View(lay, record[:lay.size])
+        nrec = Signal(16)
+        next_rec = Signal(mm.addr_bits)
+        it = Signal(ITER_BITS)
+        offs = [Signal(len(o), name=f"offset{k}") for k, o in enumerate(self.agcu_offset)]
+        for k, o in enumerate(offs):
+            m.d.comb += self.agcu_offset[k].eq(o)
+        settle = Signal(2)
+        elapsed = Signal(32)
+        agcus = Signal(p.agcus)
+        units = Signal(len(self.tile_start))
+        per = W // BEAT_WORDS
+
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.go):
+                    m.d.sync += [self.error.eq(SeqError.NONE), nrec.eq(self.count),
+                                 next_rec.eq(self.launches)]
+                    m.next = "NEXT_RECORD"
+            with m.State("NEXT_RECORD"):
+                with m.If(nrec == 0):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += [rd_addr.eq(next_rec), rd_left.eq(rb),
+                                 next_rec.eq(next_rec + rb), nrec.eq(nrec - 1)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += reader.o.ready.eq(1)
+                with m.If(reader.o.valid):
+                    m.d.sync += record.eq(Cat(record[32 * W:], reader.o.payload.data))
+                    with m.If(reader.o.payload.last):
+                        m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += [it.eq(rec.iterations), agcus.eq(rec.agcus), units.eq(rec.units)]
+                with m.If(rec.beats != 0):
+                    m.d.sync += [rd_addr.eq(rec.program),
+                                 rd_left.eq((rec.beats + per - 1) // per)]
+                    m.d.comb += [loader.start.eq(1), loader.count.eq(rec.beats)]
+                    m.next = "LOAD"
+                with m.Else():
+                    m.next = "ARGS"
+            with m.State("LOAD"):
+                m.d.sync += self.load_cycles.eq(self.load_cycles + 1)
+                m.d.comb += [loader.beats.payload.eq(reader.o.payload.data),
+                             loader.beats.valid.eq(reader.o.valid),
+                             reader.o.ready.eq(loader.beats.ready)]
+                with m.If(~loader.busy):
+                    m.next = "ARGS"
+            with m.State("ARGS"):
+                m.d.sync += Cat(*offs).eq(Cat(*(rec.args[k].offset for k in range(p.agcus))))
+                m.next = "START"
+            with m.State("START"):
+                with m.If(it == 0):
+                    m.d.sync += self.launched.eq(self.launched + 1)
+                    m.next = "NEXT_RECORD"
+                with m.Else():
+                    m.d.comb += [self.tile_start.eq(units), self.agcu_start.eq(agcus)]
+                    m.d.sync += [settle.eq(3), elapsed.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += [self.exec_cycles.eq(self.exec_cycles + 1), elapsed.eq(elapsed + 1)]
+                with m.If(settle != 0):
+                    m.d.sync += settle.eq(settle - 1)
+                with m.If((self.agcu_fault & agcus).any()):
+                    m.d.sync += self.error.eq(SeqError.FAULT)
+                    m.next = "IDLE"
+                with m.Elif((self.timeout != 0) & (elapsed >= self.timeout)):
+                    m.d.sync += self.error.eq(SeqError.TIMEOUT)
+                    m.next = "IDLE"
+                with m.Elif((settle == 0) & ~(self.agcu_busy & agcus).any() &
+                            ~self.tile_busy.any()):
+                    m.d.sync += [it.eq(it - 1), self.iterations.eq(self.iterations + 1)]
+                    for k, o in enumerate(offs):
+                        m.d.sync += o.eq(o + rec.args[k].stride)
+                    m.next = "START"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m

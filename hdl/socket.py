@@ -1,0 +1,175 @@
+"""One socket: the tile, its AGCUs and the memory system (HBM and DDR stubs, DMA, host
+link, top-level network), the kernel sequencer with its config controller, and the
+host-visible registers and performance counters."""
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .agcu.config import agcu_config_layout
+from .configbus import ConfigTarget
+from .memory.channel import BYTE_COUNTER_BITS
+from .memory.config import MemoryMap, dma_desc_layout, mem_port_signature
+from .rdn.config import COUNTER_BITS, E, W, switch_counters_layout
+from .sequencer import KernelSequencer, SeqError
+from .tile import ConfigUnit, config_units
+
+__all__ = ["agcu_position", "socket_config_units", "counters_layout", "Socket"]
+
+
+def agcu_position(params, k):
+    """(side, row) where AGCU ``k`` attaches: even AGCUs on the west edge, odd ones on the
+    east edge, spread over the rows."""
+    return (W if k % 2 == 0 else E), k * params.rows // params.agcus
+
+
+def socket_config_units(params):
+    """Every config register of the socket, by bus id: the tile's, then AGCU k at id
+    ``4 x ROWS x COLS + k`` (its row; column -1 on the west edge, COLS on the east)."""
+    units = config_units(params)
+    base = len(units)
+    for k in range(params.agcus):
+        side, row = agcu_position(params, k)
+        units.append(ConfigUnit(base + k, "agcu", row, -1 if side == W else params.cols,
+                                agcu_config_layout(params)))
+    return units
+
+
+def counters_layout(params):
+    """Everything the host can read after a run (one wide register; firmware decodes it
+    with this layout). A unit's stall / starve cycles are its switch's local-port
+    counters: ``vec[k].inp[4]`` (its output, ``stall`` = the network could not take a
+    packet) and ``vec[k].out[4..5]`` (its inputs, ``starve``)."""
+    mm = MemoryMap(params)
+    n = params.rows * params.cols
+    bytes_ = data.StructLayout({"read": unsigned(BYTE_COUNTER_BITS),
+                                "write": unsigned(BYTE_COUNTER_BITS)})
+    fields = {
+        "unit_busy": data.ArrayLayout(unsigned(COUNTER_BITS), n),
+        "vec": data.ArrayLayout(switch_counters_layout(), n),
+        "sca": data.ArrayLayout(switch_counters_layout(), n),
+        "dropped": data.ArrayLayout(unsigned(COUNTER_BITS), 2 * n),
+        "agcu": data.ArrayLayout(data.StructLayout({
+            "done": unsigned(32), "bursts": unsigned(32), "cycles": unsigned(32),
+            "reordered": unsigned(32)}), params.agcus),
+        "dma": data.StructLayout({"done": unsigned(32), "cycles": unsigned(32)}),
+        "seq": data.StructLayout({"launched": unsigned(32), "iterations": unsigned(32),
+                                  "load_cycles": unsigned(48), "exec_cycles": unsigned(48),
+                                  "cycles": unsigned(48)}),
+    }
+    for r in mm.regions:
+        fields[r.name] = data.ArrayLayout(bytes_, r.channels)
+    return data.StructLayout(fields)
+
+
+class Socket(wiring.Component):
+    """The whole machine behind its host interface.
+
+    Attributes
+    ----------
+    go, launches, count, timeout : In     start the kernel sequencer on ``count`` launch
+                                          records from beat address ``launches``.
+    busy : Out(1);  error : Out(SeqError)  the sequencer's state.
+    fault : Out(agcus);  fault_addr : Out(32) x agcus   AGCU segment faults.
+    host : In(mem_port_signature)         the host's end of the host link.
+    dma : In(stream);  dma_busy, dma_error : Out(1)
+    hbm[c], ddr[0] : Out(dram_signature)  backing stores of the memory channels.
+    counters : Out(counters_layout)       performance counters.
+    decode_error, credit_error : Out      broken-address / broken-link flags (never
+                                          expected).
+    """
+
+    def __init__(self, params):
+        from .memory.system import MemorySystem
+        self.params = params
+        self.mem = MemorySystem(params)
+        mm = self.map = MemoryMap(params)
+        n, a = params.rows * params.cols, params.agcus
+        members = {
+            "go": In(1), "launches": In(mm.addr_bits), "count": In(16), "timeout": In(32),
+            "busy": Out(1), "error": Out(SeqError),
+            "fault": Out(a), "fault_addr": Out(32).array(a),
+            "host": In(mem_port_signature(mm.addr_bits, mm.words)),
+            "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
+            "dma_busy": Out(1), "dma_error": Out(1),
+            "counters": Out(counters_layout(params)),
+            "decode_error": Out(1), "credit_error": Out(2 * n),
+        }
+        for r in mm.regions:
+            members[r.name] = self.mem.signature.members[r.name]
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        from .tile import Tile
+        m = Module()
+        p = self.params
+        n, a = p.rows * p.cols, p.agcus
+        mem = m.submodules.mem = self.mem
+        tile = m.submodules.tile = Tile(p)
+        seq = m.submodules.seq = KernelSequencer(p)
+        ctr = self.counters
+
+        # Host side.
+        wiring.connect(m, wiring.flipped(self.host), mem.host)
+        wiring.connect(m, wiring.flipped(self.dma), mem.dma)
+        wiring.connect(m, seq.net, mem.seq)
+        for r in self.map.regions:
+            for c in range(r.channels):
+                wiring.connect(m, getattr(mem, r.name)[c],
+                               wiring.flipped(getattr(self, r.name)[c]))
+                m.d.comb += [ctr[r.name][c].read.eq(getattr(mem, f"{r.name}_read_bytes")[c]),
+                             ctr[r.name][c].write.eq(getattr(mem, f"{r.name}_write_bytes")[c])]
+        m.d.comb += [
+            seq.go.eq(self.go), seq.launches.eq(self.launches), seq.count.eq(self.count),
+            seq.timeout.eq(self.timeout), self.busy.eq(seq.busy), self.error.eq(seq.error),
+            self.dma_busy.eq(mem.dma_busy), self.dma_error.eq(mem.dma_error),
+            self.decode_error.eq(mem.decode_error), self.credit_error.eq(tile.credit_error),
+            ctr.dma.done.eq(mem.dma_done), ctr.dma.cycles.eq(mem.dma_cycles),
+        ]
+        for name in ("launched", "iterations", "load_cycles", "exec_cycles", "cycles"):
+            m.d.comb += getattr(ctr.seq, name).eq(getattr(seq, name))
+
+        # Config bus: the sequencer's config controller to the tile and the AGCUs.
+        wiring.connect(m, seq.cfg, tile.cfg)
+        agcu_units = [u for u in socket_config_units(p) if u.name == "agcu"]
+        for k, u in enumerate(agcu_units):
+            t = m.submodules[f"agcu_cfg{k}"] = ConfigTarget(u.layout, u.id)
+            m.d.comb += [t.bus.payload.eq(seq.cfg.payload),
+                         t.bus.valid.eq(seq.cfg.valid & seq.cfg.ready),
+                         mem.agcu_config[k].eq(t.config)]
+
+        # Kernel control.
+        m.d.comb += [tile.start.eq(seq.tile_start), seq.tile_busy.eq(tile.busy)]
+        for k in range(a):
+            m.d.comb += [mem.agcu_start[k].eq(seq.agcu_start[k]),
+                         mem.agcu_offset[k].eq(seq.agcu_offset[k]),
+                         seq.agcu_busy[k].eq(mem.agcu_busy[k]),
+                         seq.agcu_fault[k].eq(mem.agcu_fault[k]),
+                         self.fault[k].eq(mem.agcu_fault[k]),
+                         self.fault_addr[k].eq(mem.agcu_fault_addr[k])]
+            for name in ("done", "bursts", "cycles", "reordered"):
+                m.d.comb += getattr(ctr.agcu[k], name).eq(getattr(mem, f"agcu_{name}")[k])
+
+        # AGCUs on the edge ports of the vector fabric; other edge ports are closed.
+        attached = {agcu_position(p, k): k for k in range(a)}
+        for fabric in ("vec", "sca"):
+            for side, side_name in ((W, "west"), (E, "east")):
+                for r in range(p.rows):
+                    i = getattr(tile, f"{fabric}_{side_name}_in")[r]
+                    o = getattr(tile, f"{fabric}_{side_name}_out")[r]
+                    k = attached.get((side, r)) if fabric == "vec" else None
+                    if k is None:
+                        m.d.comb += [i.valid.eq(0), o.ready.eq(0)]
+                    else:
+                        wiring.connect(m, mem.vout[k], i)
+                        wiring.connect(m, o, mem.vin[k])
+
+        # Counters.
+        for k in range(n):
+            busy_cycles = Signal(COUNTER_BITS, name=f"busy_cycles{k}")
+            m.d.sync += busy_cycles.eq(busy_cycles + tile.busy[k])
+            m.d.comb += [ctr.unit_busy[k].eq(busy_cycles), ctr.vec[k].eq(tile.vec_counters[k]),
+                         ctr.sca[k].eq(tile.sca_counters[k]),
+                         ctr.dropped[k].eq(tile.dropped[0][k]),
+                         ctr.dropped[n + k].eq(tile.dropped[1][k])]
+        return m
