@@ -3,9 +3,10 @@
 A *launch record* (``launch_layout``, packed by ``firmware/runtime`` with the same
 layout) says which program to load (``program``: beat address of its bitstream,
 ``beats`` config beats; 0 = keep the program already loaded), which AGCUs the kernel
-uses (``units``: tile positions, row-major; ``agcus``), each AGCU's argument (``args[k].offset``, words added to its segment
-base) and how many times to run it (``iterations``; each iteration adds ``args[k].stride``
-to the offsets: kernel looping, no reload in between).
+uses (``units``: tile positions, row-major; ``agcus``), the arguments of each AGCU stream
+(``args[k].load.offset``: words added to its segment base) and how many times to run it
+(``iterations``; each iteration adds ``args[k].load.stride`` and so on to the offsets:
+kernel looping, no reload in between).
 
 For every record: fetch it, load the program (config controller: the bitstream streams
 from HBM/DDR onto the config bus, one config beat per cycle, counted in
@@ -19,7 +20,7 @@ from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.agcu.config import word_bits
+from hdl.agcu.config import agcu_args_layout, word_bits
 from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
 from hdl.memory.reader import BurstReader
 
@@ -46,8 +47,9 @@ def launch_layout(params):
         "iterations": unsigned(ITER_BITS),
         "units": unsigned(params.rows * params.cols),
         "agcus": unsigned(params.agcus),
-        "args": data.ArrayLayout(data.StructLayout({"offset": unsigned(wb),
-                                                    "stride": unsigned(wb)}), params.agcus),
+        "args": data.ArrayLayout(data.StructLayout({
+            name: data.StructLayout({"offset": unsigned(wb), "stride": unsigned(wb)})
+            for name in ("load", "store")}), params.agcus),
     })
 
 
@@ -88,7 +90,7 @@ class KernelSequencer(wiring.Component):
             "cfg": Out(stream.Signature(config_beat_layout)),
             "tile_start": Out(n), "tile_busy": In(n),
             "agcu_start": Out(a), "agcu_busy": In(a), "agcu_fault": In(a),
-            "agcu_offset": Out(word_bits(params)).array(a),
+            "agcu_offset": Out(agcu_args_layout(params)).array(a),
             "launched": Out(32), "iterations": Out(32),
             "load_cycles": Out(48), "exec_cycles": Out(48), "cycles": Out(48),
         })
@@ -127,9 +129,8 @@ class KernelSequencer(wiring.Component):
         nrec = Signal(16)
         next_rec = Signal(mm.addr_bits)
         it = Signal(ITER_BITS)
-        offs = [Signal(len(o), name=f"offset{k}") for k, o in enumerate(self.agcu_offset)]
-        for k, o in enumerate(offs):
-            m.d.comb += self.agcu_offset[k].eq(o)
+        offs = [(self.agcu_offset[k][name], rec.args[k][name]) for k in range(p.agcus)
+                for name in ("load", "store")]
         settle = Signal(2)
         elapsed = Signal(32)
         agcus = Signal(p.agcus)
@@ -174,7 +175,7 @@ class KernelSequencer(wiring.Component):
                 with m.If(~loader.busy):
                     m.next = "ARGS"
             with m.State("ARGS"):
-                m.d.sync += Cat(*offs).eq(Cat(*(rec.args[k].offset for k in range(p.agcus))))
+                m.d.sync += [o.eq(arg.offset) for o, arg in offs]
                 m.next = "START"
             with m.State("START"):
                 with m.If(it == 0):
@@ -197,8 +198,7 @@ class KernelSequencer(wiring.Component):
                 with m.Elif((settle == 0) & ~(self.agcu_busy & agcus).any() &
                             ~self.tile_busy.any()):
                     m.d.sync += [it.eq(it - 1), self.iterations.eq(self.iterations + 1)]
-                    for k, o in enumerate(offs):
-                        m.d.sync += o.eq(o + rec.args[k].stride)
+                    m.d.sync += [o.eq(o + arg.stride) for o, arg in offs]
                     m.next = "START"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

@@ -313,9 +313,9 @@ async def _agcu_case(tb, params, img, rng, name, args):
         await img.write(tb, lo, vals)
         before.append((lo, vals))
     hdr = {"flow": 3}
-    rd, prog = pack_agcu(params, acc, write=False, segments=[segs[1], segs[0]], segment=1,
-                         hdr=hdr)
-    wr, _ = pack_agcu(params, acc, write=True, segments=[segs[1]], segment=0)
+    rd, progs = pack_agcu(params, load=(acc, 1), segments=[segs[1], segs[0]], hdr=hdr)
+    prog = progs["load"]
+    wr, _ = pack_agcu(params, store=(acc, 0), segments=[segs[1]])
     new = _words(rng, len(idx))
     tb.load("vin__1", _packets(params, new), seed=rng.getrandbits(32),
             valid_probability=1 - args.get("idle", 0.0))
@@ -376,8 +376,8 @@ async def agcu_fault(dut):
     lo, n = base - 5 - 4 * W, 400 + 8 * W
     vals = _words(rng, n)
     await img.write(tb, lo, vals)
-    wr, _ = pack_agcu(params, acc, write=True, segments=[seg], check_bounds=False)
-    rd, _ = pack_agcu(params, acc, write=False, segments=[seg], check_bounds=False)
+    wr, _ = pack_agcu(params, store=(acc, 0), segments=[seg], check_bounds=False)
+    rd, _ = pack_agcu(params, load=(acc, 0), segments=[seg], check_bounds=False)
     new = _words(rng, len(idx))
     tb.load("vin__1", _packets(params, new))
     tb.expect("vout__0", 6 * 16 // params.pcu_lanes)
@@ -422,7 +422,8 @@ async def agcu_bandwidth(dut):
         else:
             await img.write(tb, segs[k].base, data[k])
             tb.expect(f"vout__{k}", -(-n // params.pcu_lanes))
-        config, _ = pack_agcu(params, acc, write=write, segments=[segs[k]])
+        config, _ = pack_agcu(params, segments=[segs[k]],
+                              **{"store" if write else "load": (acc, 0)})
         await _start_agcu(tb, k, config)
     await tb.run(timeout_cycles=20 * n + 20000)
     for k in range(A):

@@ -9,6 +9,9 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
 * ``looping``: the same ``iterations`` slices once by kernel looping (one launch, one
   program load) and once as separate launches (reloading the program each time): same
   results; looping loads the program once.
+* ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``relu``, ``bf16``) on one PCU's
+  systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
+  the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
 * ``fault``: an AGCU access outside its segment stops the sequencer with FAULT and the
   address; memory outside the segment unchanged.
 * ``timeout``: a kernel whose writer waits for more data than the PCU sends stops with
@@ -22,7 +25,9 @@ import numpy as np
 
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.program import kernel_program
+from firmware import numerics as N
 from firmware.kernels.elementwise import compile_scale_bias
+from firmware.kernels.gemm import GemmShape, compile_gemm
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.memimage import MemoryImage
@@ -54,6 +59,11 @@ def _check(got, want, x, scale, bias, what):
     assert (err <= tol).all(), f"{what}: word {worst} off float64 by {err[worst]:g}"
 
 
+def _slices(words):
+    """Arguments of the scale_bias kernel: both streams moved by ``words``."""
+    return {(0, "load"): words, (1, "store"): words}
+
+
 @cocotb.test()
 async def scale_bias(dut):
     args, params, dev, rng = await _setup(dut)
@@ -65,7 +75,7 @@ async def scale_bias(dut):
     await dev.write(x, xs)
     k = compile_scale_bias(params, n, x=x, y=y, scale=scale, bias=bias, relu=True)
     prog = await dev.load(k.program)
-    c = await dev.run([prog.launch(iterations=iters, strides=(n, n))])
+    c = await dev.run([prog.launch(iterations=iters, strides=_slices(n))])
     got = await dev.read(y, n * iters)
     want = np.concatenate([k.reference(params, xs[i * n:(i + 1) * n]) for i in range(iters)])
     _check(got, want, xs, np.float32(scale), np.float32(bias), "scale_bias")
@@ -91,9 +101,9 @@ async def looping(dut):
     k1 = compile_scale_bias(params, n, x=x, y=y1, scale=1.5, bias=-0.25)
     k2 = compile_scale_bias(params, n, x=x, y=y2, scale=1.5, bias=-0.25)
     p1, p2 = await dev.load(k1.program), await dev.load(k2.program)
-    c1 = await dev.run([p1.launch(iterations=iters, strides=(n, n))])
+    c1 = await dev.run([p1.launch(iterations=iters, strides=_slices(n))])
     looped = await dev.read(y1, n * iters)
-    c2 = await dev.run([p2.launch(offsets=(i * n, i * n)) for i in range(iters)])
+    c2 = await dev.run([p2.launch(offsets=_slices(i * n)) for i in range(iters)])
     separate = await dev.read(y2, n * iters)
     assert (looped == separate).all(), "kernel looping and separate launches differ"
     want = np.concatenate([k1.reference(params, xs[i * n:(i + 1) * n]) for i in range(iters)])
@@ -106,6 +116,49 @@ async def looping(dut):
                   looped_load=load1, launches_load=load2)
 
 
+@cocotb.test()
+async def gemm(dut):
+    args, params, dev, rng = await _setup(dut)
+    m, n, k = args["m"], args["n"], args["k"]
+    relu, bf16 = args.get("relu", False), args.get("bf16", False)
+    nrng = np.random.default_rng(args.get("seed", 1))
+    a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+    b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+    s = GemmShape.of(params, m, n, k)
+    bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
+            (("a", "hbm", s.a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
+    g = compile_gemm(params, m, n, k, relu=relu, bf16=bf16, **bufs)
+    await dev.write(bufs["a"], g.pack_a(params, a))
+    await dev.write(bufs["b"], g.pack_b(params, b))
+    prog = await dev.load(g.program)
+    c = await dev.run([prog.launch()],
+                      kernel_timeout=100 * s.macs // (s.lanes * s.stages) + 20000)
+    got = g.unpack_c(await dev.read(bufs["c"]))
+    want = g.reference(params, a, b)
+    bad = np.argwhere(got != want)
+    assert not len(bad), (f"gemm {m}x{n}x{k}: {len(bad)} results differ from the reference, "
+                          f"first C[{bad[0][0]}, {bad[0][1]}] = {got[tuple(bad[0])]:#010x}, "
+                          f"expected {want[tuple(bad[0])]:#010x}")
+    fa, fb = N.from_bits(a).astype(np.float64), N.from_bits(b).astype(np.float64)
+    exact = fa @ fb
+    if relu:
+        exact = np.maximum(exact, 0)
+    scale = np.abs(fa) @ np.abs(fb)
+    # Exact BF16 products, one FP32 rounding per accumulation step; a BF16 output adds
+    # one rounding to 8 significant bits (at most 2**-8 of the value).
+    bound = k * 2.0 ** -24 * scale
+    if bf16:
+        bound = bound + 2.0 ** -8 * (np.abs(exact) + bound)
+    err = np.abs(N.from_bits(got).astype(np.float64) - exact)
+    assert (err <= bound).all(), f"gemm {m}x{n}x{k}: C differs from float64 beyond the bound"
+    seq = c["seq"]
+    write_outputs(cycles=seq["exec_cycles"], load_cycles=seq["load_cycles"], macs=s.macs,
+                  useful_macs=m * n * k, beats=g.program.beats,
+                  max_abs_err=float(err.max()),
+                  max_rel_err=float(np.max(err / np.where(scale > 0, scale, 1))),
+                  hbm_bytes=sum(ch["read"] + ch["write"] for ch in c["hbm"]))
+
+
 async def _expect_error(dev, prog, code, **kw):
     try:
         await dev.run([prog.launch()], **kw)
@@ -115,21 +168,28 @@ async def _expect_error(dev, prog, code, **kw):
     raise AssertionError(f"the sequencer reported no {code}")
 
 
+async def _with_writer(dev, params, n, writer_words, segment_words, guard=None):
+    """The scale_bias kernel on ``n`` words, its writer replaced by one storing
+    ``writer_words`` words into a segment of ``segment_words`` (unchecked here)."""
+    x = dev.alloc.alloc("hbm", 2 * n, "x")
+    y = dev.alloc.alloc("hbm", 2 * n, "y")
+    if guard is not None:
+        await dev.write(y, guard)
+    k = compile_scale_bias(params, n, x=x, y=y)
+    agcus = dict(k.parts["agcus"])
+    agcus[1] = pack_agcu(params, store=(TensorAccess((writer_words,), (1,)), 0),
+                         segments=[Segment(y.addr, segment_words)], check_bounds=False)[0]
+    return y, await dev.load(kernel_program(params, "bad writer", **{**k.parts, "agcus": agcus}))
+
+
 @cocotb.test()
 async def fault(dut):
     args, params, dev, rng = await _setup(dut)
     n = args["n"]
-    x = dev.alloc.alloc("hbm", 2 * n, "x")
-    y = dev.alloc.alloc("hbm", 2 * n, "y")
     guard = _floats(rng, 2 * n)
-    await dev.write(y, guard)
-    k = compile_scale_bias(params, n, x=x, y=y)
     # The writer's segment is one word short: the last run must fault, and nothing of it
     # may be written.
-    agcus = dict(k.parts["agcus"])
-    agcus[1] = pack_agcu(params, TensorAccess((n,), (1,)), write=True,
-                         segments=[Segment(y.addr, n - 1)], check_bounds=False)[0]
-    prog = await dev.load(kernel_program(params, "fault", **{**k.parts, "agcus": agcus}))
+    y, prog = await _with_writer(dev, params, n, n, n - 1, guard)
     msg = await _expect_error(dev, prog, "FAULT", kernel_timeout=50000)
     assert "AGCU 1" in msg, msg
     got = await dev.read(y, 2 * n)
@@ -140,12 +200,6 @@ async def fault(dut):
 async def timeout(dut):
     args, params, dev, rng = await _setup(dut)
     n = args["n"]
-    x = dev.alloc.alloc("hbm", 2 * n, "x")
-    y = dev.alloc.alloc("hbm", 2 * n, "y")
-    k = compile_scale_bias(params, n, x=x, y=y)
     # The writer expects twice what the PCU sends: it would wait forever.
-    agcus = dict(k.parts["agcus"])
-    agcus[1] = pack_agcu(params, TensorAccess((2 * n,), (1,)), write=True,
-                         segments=[Segment(y.addr, 2 * n)])[0]
-    prog = await dev.load(kernel_program(params, "timeout", **{**k.parts, "agcus": agcus}))
+    _, prog = await _with_writer(dev, params, n, 2 * n, 2 * n)
     await _expect_error(dev, prog, "TIMEOUT", kernel_timeout=5000)

@@ -1,6 +1,6 @@
-"""AGCU access programs: a strided tensor (up to 4-D) in a memory segment -> the AGCU's
-counter chain, run length and segment table, packed with ``hdl.agcu.config``. Errors
-name the problem."""
+"""AGCU access programs: a strided tensor (up to 5-D, stride 0 = a repeated dimension) in
+a memory segment -> the counter chain, run length and segment of one AGCU stream (load
+or store), packed with ``hdl.agcu.config``. Errors name the problem."""
 
 from dataclasses import dataclass
 
@@ -14,7 +14,8 @@ from .counters import Counter, check_chain, chain_steps, pack_chain
 __all__ = ["AgcuProgramError", "Segment", "TensorAccess", "AgcuProgram", "lower_access",
            "access_words", "pack_agcu", "run_bursts"]
 
-MAX_DIMS = 4
+#: A contiguous run and one counter per further dimension.
+MAX_DIMS = MAX_COUNTERS + 1
 
 
 class AgcuProgramError(ValueError):
@@ -31,7 +32,8 @@ class Segment:
 @dataclass(frozen=True)
 class TensorAccess:
     """Element ``(i0, .., i{d-1})`` (outermost first) is the word at segment-relative
-    offset ``offset + sum(i_k * strides[k])``, visited in row-major order."""
+    offset ``offset + sum(i_k * strides[k])``, visited in row-major order. A stride of 0
+    repeats the inner dimensions (the same words again)."""
     shape: tuple
     strides: tuple
     offset: int = 0
@@ -41,6 +43,7 @@ class TensorAccess:
 class AgcuProgram:
     counters: tuple          # firmware.compiler.counters.Counter, outermost first
     run: int                 # contiguous words per chain step
+    addr_en: tuple = ()      # per counter: it moves the address (else it repeats)
 
     @property
     def words(self):
@@ -60,9 +63,9 @@ def _check_access(a):
     for k, (n, s) in enumerate(zip(a.shape, a.strides)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise AgcuProgramError(f"shape[{k}] = {n!r}: must be a positive integer")
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise AgcuProgramError(f"strides[{k}] = {s!r}: must be a positive number of "
-                                   f"words (the AGCU counters step forwards)")
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise AgcuProgramError(f"strides[{k}] = {s!r}: must be a number of words >= 0 "
+                                   f"(the AGCU counters step forwards; 0 repeats)")
     if isinstance(a.offset, bool) or not isinstance(a.offset, int) or a.offset < 0:
         raise AgcuProgramError(f"offset {a.offset!r}: must be a non-negative word offset")
 
@@ -70,7 +73,8 @@ def _check_access(a):
 def lower_access(access: TensorAccess) -> AgcuProgram:
     """Runs and counters: the innermost dimension is a run if its stride is 1, and outer
     dimensions contiguous with the run are folded into it; every other dimension of
-    size > 1 is a counter (the offset rides on the outermost)."""
+    size > 1 is a counter — one that moves the address, or (stride 0) one that only
+    repeats. The offset rides on the outermost address counter."""
     _check_access(access)
     dims = list(zip(access.shape, access.strides))
     run = 1
@@ -79,6 +83,8 @@ def lower_access(access: TensorAccess) -> AgcuProgram:
         while dims and dims[-1][1] == run:
             run *= dims.pop()[0]
     dims = [(n, s) for n, s in dims if n > 1]
+    if not any(s for _, s in dims):
+        dims.insert(0, (1, 1))              # an address counter to carry the offset
     if len(dims) > MAX_COUNTERS:
         raise AgcuProgramError(f"access {access.shape} / {access.strides} needs {len(dims)} "
                                f"counters after folding contiguous dimensions; the AGCU "
@@ -86,11 +92,13 @@ def lower_access(access: TensorAccess) -> AgcuProgram:
     if run >= 1 << RUN_BITS:
         raise AgcuProgramError(f"a contiguous run of {run} words exceeds the AGCU's "
                                f"{(1 << RUN_BITS) - 1}")
-    counters = [Counter(0, n * s, s) for n, s in dims] or [Counter(0, 1, 1)]
-    c0 = counters[0]
-    counters[0] = Counter(access.offset, access.offset + c0.max, c0.stride)
+    counters = [Counter(0, n * s, s) if s else Counter(0, n, 1) for n, s in dims]
+    addr_en = tuple(bool(s) for _, s in dims)
+    k = addr_en.index(True)
+    c = counters[k]
+    counters[k] = Counter(access.offset, access.offset + c.max, c.stride)
     check_chain(counters, 1, AgcuProgramError, "AGCU ")
-    return AgcuProgram(tuple(counters), run)
+    return AgcuProgram(tuple(counters), run, addr_en)
 
 
 def access_words(access: TensorAccess) -> np.ndarray:
@@ -103,19 +111,21 @@ def access_words(access: TensorAccess) -> np.ndarray:
 
 
 def _run_starts(prog: AgcuProgram):
-    return [sum(st["value"]) for st in chain_steps(list(prog.counters), 1)]
+    return [sum(v for v, en in zip(st["value"], prog.addr_en) if en)
+            for st in chain_steps(list(prog.counters), 1)]
 
 
-def pack_agcu(params, access: TensorAccess, *, write: bool, segments, segment=0, hdr=None,
-              check_bounds=True):
-    """The AGCU config (``agcu_config_layout``) as an integer, and the lowered program.
+def pack_agcu(params, *, segments, load=None, store=None, hdr=None, check_bounds=True):
+    """The AGCU config (``agcu_config_layout``) as an integer, and the lowered programs
+    ({"load": AgcuProgram, "store": ...} of the streams used).
 
-    ``segments`` is the segment table (:class:`Segment` list, at most ``agcu_segments``),
-    ``segment`` the entry the access uses. With ``check_bounds`` an access reaching
-    outside its segment is refused here; without, the AGCU's own check faults at run
-    time (tests of the fault path)."""
+    ``load`` / ``store``: ``(TensorAccess, segment)`` of each stream used (``load``
+    streams to ``vout`` with header ``hdr``, ``store`` from ``vin``); ``segments`` is the
+    segment table (:class:`Segment` list, at most ``agcu_segments``). With
+    ``check_bounds`` an access reaching outside its segment is refused here; without,
+    the AGCU's own check faults at run time (tests of the fault path)."""
+    from hdl.agcu.config import access_layout
     from hdl.memory.config import MemoryMap
-    prog = lower_access(access)
     mm = MemoryMap(params)
     total = mm.beats * mm.words
     if not 1 <= len(segments) <= params.agcu_segments:
@@ -125,23 +135,35 @@ def pack_agcu(params, access: TensorAccess, *, write: bool, segments, segment=0,
         if not (0 <= sg.base and 0 < sg.size and sg.base + sg.size <= total):
             raise AgcuProgramError(f"segment {k}: words {sg.base:#x} + {sg.size:#x} are not "
                                    f"inside memory ({total:#x} words)")
-    if not 0 <= segment < len(segments):
-        raise AgcuProgramError(f"segment {segment}: the table has {len(segments)} entries")
-    if check_bounds:
-        hi = max(_run_starts(prog)) + prog.run
-        if hi > segments[segment].size:
-            raise AgcuProgramError(f"access {access.shape} / {access.strides} + "
-                                   f"{access.offset} reaches word {hi - 1} of segment "
-                                   f"{segment}, which has {segments[segment].size} words")
+    if load is None and store is None:
+        raise AgcuProgramError("an AGCU program needs a load or a store stream")
     layout = agcu_config_layout(params)
     seg_list = [{"base": s.base, "size": s.size} for s in segments]
     seg_list += [{"base": 0, "size": 0}] * (params.agcu_segments - len(seg_list))
-    chain = pack_chain(list(prog.counters), params, AgcuProgramError, "AGCU ", lanes=1)
-    fields = {"run": prog.run, "write": int(write), "segment": segment,
-              "segments": seg_list, "hdr": hdr or {}}
-    value = layout.const(fields).as_value().value
-    value |= chain << layout["chain"].offset
-    return value, prog
+    value = layout.const({"segments": seg_list, "hdr": hdr or {}}).as_value().value
+    progs = {}
+    for name, stream in (("load", load), ("store", store)):
+        if stream is None:
+            continue
+        access, segment = stream
+        prog = progs[name] = lower_access(access)
+        if not 0 <= segment < len(segments):
+            raise AgcuProgramError(f"{name}: segment {segment}: the table has "
+                                   f"{len(segments)} entries")
+        if check_bounds:
+            hi = max(_run_starts(prog)) + prog.run
+            if hi > segments[segment].size:
+                raise AgcuProgramError(f"{name}: access {access.shape} / {access.strides} + "
+                                       f"{access.offset} reaches word {hi - 1} of segment "
+                                       f"{segment}, which has {segments[segment].size} words")
+        acc = access_layout(params)
+        fields = acc.const({"en": 1, "run": prog.run, "segment": segment,
+                            "addr_en": sum(1 << i for i, e in enumerate(prog.addr_en) if e)}) \
+            .as_value().value
+        fields |= pack_chain(list(prog.counters), params, AgcuProgramError, "AGCU ",
+                             lanes=1) << acc["chain"].offset
+        value |= fields << layout[name].offset
+    return value, progs
 
 
 def run_bursts(words, phys, run):

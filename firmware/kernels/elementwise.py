@@ -1,7 +1,7 @@
 """Elementwise kernels: ``y = relu?(x * scale + bias)`` streamed through one PCU.
 
-Dataflow: AGCU 0 (west edge) reads ``x`` -> the PCU's ``vin0``; the PCU's ``vout`` ->
-AGCU 1 (east edge) writes ``y``. One kernel iteration processes ``n`` words; kernel
+Dataflow: AGCU 0's load stream (west edge) reads ``x`` -> the PCU's ``vin0``; the PCU's
+``vout`` -> AGCU 1's store stream (east edge) writes ``y``. One kernel iteration processes ``n`` words; kernel
 looping walks further slices by the AGCU argument strides.
 """
 
@@ -61,9 +61,9 @@ def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=
         raise AssertionError("a unit's output flow must have id 0 at its switch")
     access = TensorAccess((n,), (1,))
     agcus = {
-        0: pack_agcu(params, access, write=False, segments=[Segment(x.addr, n)],
+        0: pack_agcu(params, load=(access, 0), segments=[Segment(x.addr, n)],
                      hdr=vec.headers["x"])[0],
-        1: pack_agcu(params, access, write=True, segments=[Segment(y.addr, n)])[0],
+        1: pack_agcu(params, store=(access, 0), segments=[Segment(y.addr, n)])[0],
     }
     parts = {"pcus": {(r, c): pack_simd(simd, params)}, "agcus": agcus, "vec": vec}
     return ScaleBias(kernel_program(params, "scale_bias", **parts), simd, n, parts)

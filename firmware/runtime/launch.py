@@ -1,6 +1,6 @@
 """Launch records for the kernel sequencer (``hdl.sequencer.launch_layout``)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,17 +22,18 @@ class Launch:
 
     ``program`` is the global word address of the kernel's bitstream (beat aligned) and
     ``beats`` its config beats, or ``beats`` = 0 to run the program already loaded.
-    ``units`` / ``agcus`` are the masks of what starts; ``offsets[k]`` is AGCU k's
-    argument (words added to its segment base) and ``strides[k]`` what each further
-    iteration adds to it.
+    ``units`` / ``agcus`` are the masks of what starts; ``offsets[k, "load"]`` is the
+    argument of AGCU k's load stream (words added to its segment base; ``"store"``
+    likewise) and ``strides[k, "load"]`` what each further iteration adds to it (missing
+    entries are 0).
     """
     program: int
     beats: int
     units: int
     agcus: int
     iterations: int = 1
-    offsets: tuple = ()
-    strides: tuple = ()
+    offsets: dict = field(default_factory=dict)
+    strides: dict = field(default_factory=dict)
 
 
 def pack_launch(params, launch: Launch) -> int:
@@ -47,16 +48,20 @@ def pack_launch(params, launch: Launch) -> int:
     if not 1 <= launch.iterations < 1 << ITER_BITS:
         raise LaunchError(f"{launch.iterations} iterations: 1 .. {(1 << ITER_BITS) - 1}")
     for name in ("offsets", "strides"):
-        if len(getattr(launch, name)) > a:
-            raise LaunchError(f"{len(getattr(launch, name))} {name} for {a} AGCUs")
-    offsets = list(launch.offsets) + [0] * (a - len(launch.offsets))
-    strides = list(launch.strides) + [0] * (a - len(launch.strides))
+        for key in getattr(launch, name):
+            if not (isinstance(key, tuple) and len(key) == 2 and key[0] in range(a)
+                    and key[1] in ("load", "store")):
+                raise LaunchError(f"{name}: key {key!r} is not (AGCU 0 .. {a - 1}, "
+                                  f"'load' or 'store')")
+
+    def arg(k, stream):
+        # Offsets and strides wrap modulo the address width (a negative stride walks
+        # backwards).
+        return {"offset": launch.offsets.get((k, stream), 0) & wmask,
+                "stride": launch.strides.get((k, stream), 0) & wmask}
     value = {"program": launch.program // mm.words, "beats": launch.beats,
              "iterations": launch.iterations, "units": launch.units, "agcus": launch.agcus,
-             # Offsets and strides wrap modulo the address width (a negative stride walks
-             # backwards).
-             "args": [{"offset": o & wmask, "stride": s & wmask}
-                      for o, s in zip(offsets, strides)]}
+             "args": [{s: arg(k, s) for s in ("load", "store")} for k in range(a)]}
     return launch_layout(params).const(value).as_value().value
 
 

@@ -32,10 +32,11 @@ class LoadedProgram:
     def __init__(self, program, buffer):
         self.program, self.buffer = program, buffer
 
-    def launch(self, *, iterations=1, offsets=(), strides=(), reload=True):
+    def launch(self, *, iterations=1, offsets=None, strides=None, reload=True):
+        """A launch record of this program (see :class:`Launch`)."""
         p = self.program
         return Launch(self.buffer.addr, p.beats if reload else 0, p.units, p.agcus,
-                      iterations, tuple(offsets), tuple(strides))
+                      iterations, dict(offsets or {}), dict(strides or {}))
 
 
 def decode_counters(params, value):
@@ -88,10 +89,12 @@ class RtlDevice:
         await self.write(buf, words)
         return LoadedProgram(program, buf)
 
-    async def run(self, launches, *, timeout_cycles=1 << 22, kernel_timeout=0, poll=256):
+    async def run(self, launches, *, timeout_cycles=1 << 24, kernel_timeout=1 << 20,
+                  poll=256):
         """Run ``launches`` (a list of :class:`Launch`) on the sequencer; returns the
         counters after. ``kernel_timeout`` (cycles, 0 = none) is the sequencer's own
-        per-iteration watchdog; ``timeout_cycles`` bounds the whole wait here."""
+        per-iteration watchdog (a kernel that stalls stops with TIMEOUT);
+        ``timeout_cycles`` bounds the whole wait here."""
         if not 1 <= len(launches) <= MAX_LAUNCHES:
             raise ValueError(f"{len(launches)} launches: 1 .. {MAX_LAUNCHES}")
         await self.image.write(self.tb, self.launch_area.addr,

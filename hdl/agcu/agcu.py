@@ -10,7 +10,7 @@ from hdl.pcu.config import MAX_COUNTERS
 from hdl.pcu.counters import CounterChain
 from hdl.rdn.config import vector_packet_layout
 
-from .config import agcu_config_layout, burst_layout, word_bits
+from .config import agcu_args_layout, agcu_config_layout, burst_layout
 from .pack import Packer, Unpacker
 from .splitter import BurstSplitter
 
@@ -18,23 +18,26 @@ __all__ = ["Agcu"]
 
 
 class Agcu(wiring.Component):
-    """One AGCU: a counter chain gives the start of each run of the access, the splitter
-    checks, translates and cuts runs into bursts, and then
+    """One AGCU with two streams that run at once, each a counter chain (the start of
+    each run of its access) and a splitter (checks, translates and cuts runs into
+    bursts):
 
-    * read (``config.write`` = 0): bursts are requested with tags (up to
-      ``agcu_tags`` in flight, each with a reorder-buffer slot reserved, so responses
-      are always accepted), responses land in their slot in whatever order they come,
-      and slots drain in request order into the packer: dense vector packets with header
+    * load (``config.load``): bursts are requested with tags (up to ``agcu_tags`` in
+      flight, each with a reorder-buffer slot reserved, so responses are always
+      accepted), responses land in their slot in whatever order they come, and slots
+      drain in request order into the packer: dense vector packets with header
       ``config.hdr`` on ``vout``, the last one flagged ``last``;
-    * write (``config.write`` = 1): vector packets from ``vin`` are unpacked into masked
+    * store (``config.store``): vector packets from ``vin`` are unpacked into masked
       beats; a burst's write request goes out once all its beats are buffered, so it
-      holds its memory controller only for those beats.
+      holds its memory controller only for those beats. Write requests go before read
+      requests on the shared network port.
 
-    ``offset`` (the kernel's argument, set by the kernel sequencer) moves the selected
-    segment: its base is ``base + offset`` words.
+    ``offset.load`` / ``offset.store`` (the kernel's arguments, set by the kernel
+    sequencer) move each stream's segment: its base is ``base + offset`` words.
 
-    ``start`` (while not ``busy``) begins an access; ``busy`` drops once every burst is
-    answered (read: delivered; write: acknowledged); ``done`` counts finished accesses.
+    ``start`` (while not ``busy``) begins the enabled streams; ``busy`` drops once every
+    burst is answered (load: delivered; store: acknowledged); ``done`` counts finished
+    starts.
     A segment violation raises ``fault`` / ``fault_addr`` (see :class:`BurstSplitter`): the
     access stops issuing, its bursts in flight complete, and it finishes with the fault
     flag up. ``bursts`` counts bursts requested, ``cycles`` busy cycles, ``reordered``
@@ -47,7 +50,7 @@ class Agcu(wiring.Component):
         self.tags = params.agcu_tags
         super().__init__({
             "config": In(agcu_config_layout(params)),
-            "offset": In(word_bits(params)),
+            "offset": In(agcu_args_layout(params)),
             "start": In(1), "busy": Out(1), "done": Out(32),
             "fault": Out(1), "fault_addr": Out(signed(32)),
             "bursts": Out(32), "cycles": Out(32), "reordered": Out(32),
@@ -65,24 +68,34 @@ class Agcu(wiring.Component):
         begin = Signal()
         m.d.comb += [begin.eq(self.start & ~busy), self.busy.eq(busy)]
 
-        # Runs: the chain's counter values summed.
-        chain = m.submodules.chain = CounterChain(1)
-        m.d.comb += [chain.config.eq(cfg.chain), chain.start.eq(begin)]
-        split = m.submodules.split = BurstSplitter(p)
-        step = chain.o.payload
-        m.d.comb += [
-            split.seg.base.eq(cfg.segments[cfg.segment].base + self.offset),
-            split.seg.size.eq(cfg.segments[cfg.segment].size), split.run.eq(cfg.run),
-            split.start.eq(begin),
-            split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
-            split.i.payload.offset.eq(sum(step.value[i] for i in range(MAX_COUNTERS))),
-            split.i.payload.last.eq(step.last),
-            self.fault.eq(split.fault), self.fault_addr.eq(split.fault_addr),
-        ]
-        bq = m.submodules.bq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
-        m.d.comb += [bq.w_data.eq(split.o.payload), bq.w_en.eq(split.o.valid),
-                     split.o.ready.eq(bq.w_rdy)]
-        head = data.View(bl, bq.r_data)
+        # Each stream: its chain's (address-moving) counter values summed give the start of
+        # each run; the splitter checks, translates and cuts runs into bursts.
+        bqs, parts = {}, []
+        for name in ("load", "store"):
+            acc = cfg[name]
+            chain = m.submodules[f"{name}_chain"] = CounterChain(1)
+            m.d.comb += [chain.config.eq(acc.chain), chain.start.eq(begin & acc.en)]
+            split = m.submodules[f"{name}_split"] = BurstSplitter(p)
+            step = chain.o.payload
+            seg = cfg.segments[acc.segment]
+            m.d.comb += [
+                split.seg.base.eq(seg.base + self.offset[name]), split.seg.size.eq(seg.size),
+                split.run.eq(acc.run), split.start.eq(begin),
+                split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
+                split.i.payload.offset.eq(sum(Mux(acc.addr_en[i], step.value[i], 0)
+                                              for i in range(MAX_COUNTERS))),
+                split.i.payload.last.eq(step.last),
+            ]
+            bq = bqs[name] = m.submodules[f"{name}_bq"] = fifo.SyncFIFOBuffered(width=bl.size,
+                                                                                depth=4)
+            m.d.comb += [bq.w_data.eq(split.o.payload), bq.w_en.eq(split.o.valid),
+                         split.o.ready.eq(bq.w_rdy)]
+            parts.append((split, chain))
+        (lsplit, lchain), (ssplit, schain) = parts
+        m.d.comb += [self.fault.eq(lsplit.fault | ssplit.fault),
+                     self.fault_addr.eq(Mux(lsplit.fault, lsplit.fault_addr, ssplit.fault_addr))]
+        lhead = data.View(bl, bqs["load"].r_data)
+        shead = data.View(bl, bqs["store"].r_data)
 
         net = self.net
         issued = Signal(32)
@@ -100,11 +113,12 @@ class Agcu(wiring.Component):
         wq = m.submodules.wq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
         m.d.comb += [
             unpack.start.eq(begin),
-            unpack.i.valid.eq(self.vin.valid & cfg.write & busy),
+            unpack.i.valid.eq(self.vin.valid & cfg.store.en & busy),
             unpack.i.payload.eq(self.vin.payload.body),
-            self.vin.ready.eq(unpack.i.ready & cfg.write & busy),
-            unpack.bursts.valid.eq(cfg.write & bq.r_rdy),
-            unpack.bursts.payload.eq(head),
+            self.vin.ready.eq(unpack.i.ready & cfg.store.en & busy),
+            unpack.bursts.valid.eq(bqs["store"].r_rdy),
+            unpack.bursts.payload.eq(shead),
+            bqs["store"].r_en.eq(unpack.bursts.ready),
             wbuf.w_data.eq(unpack.o.payload), wbuf.w_en.eq(unpack.o.valid),
             unpack.o.ready.eq(wbuf.w_rdy),
             wq.w_data.eq(unpack.done.payload), wq.w_en.eq(unpack.done.valid),
@@ -122,12 +136,12 @@ class Agcu(wiring.Component):
             with m.If(wleft == 0):
                 m.d.sync += wphase.eq(0)
         write_req = Signal()
-        m.d.comb += write_req.eq(cfg.write & wq.r_rdy & (~wphase | wfin))
+        m.d.comb += write_req.eq(wq.r_rdy & (~wphase | wfin))
         m.d.comb += [
-            reader.bursts.valid.eq(~cfg.write & bq.r_rdy),
-            reader.bursts.payload.addr.eq(head.addr), reader.bursts.payload.len.eq(head.len),
-            reader.bursts.payload.info.eq(head),
-            bq.r_en.eq(Mux(cfg.write, unpack.bursts.ready, reader.bursts.ready)),
+            reader.bursts.valid.eq(bqs["load"].r_rdy),
+            reader.bursts.payload.addr.eq(lhead.addr), reader.bursts.payload.len.eq(lhead.len),
+            reader.bursts.payload.info.eq(lhead),
+            bqs["load"].r_en.eq(reader.bursts.ready),
         ]
 
         with m.If(write_req):
@@ -144,8 +158,8 @@ class Agcu(wiring.Component):
 
         with m.If(reader.reordered):
             m.d.sync += self.reordered.eq(self.reordered + 1)
-        with m.If(reader.drained | reader.acked):
-            m.d.sync += finished.eq(finished + 1)
+        # A load burst can drain in the cycle a store burst is acknowledged.
+        m.d.sync += finished.eq(finished + reader.drained + reader.acked)
 
         # Bursts in request order into the packer.
         packer = m.submodules.packer = Packer(W, L)
@@ -168,9 +182,10 @@ class Agcu(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
             # FIFO levels, not r_rdy: a buffered FIFO holds an entry a cycle before it
             # shows it.
-            quiet = (~chain.busy & split.idle & ~split.o.valid & (bq.level == 0) &
-                     (wq.level == 0) &
-                     ~wphase & (issued == finished) & ~packer.busy)
+            quiet = (~lchain.busy & ~schain.busy & lsplit.idle & ssplit.idle &
+                     ~lsplit.o.valid & ~ssplit.o.valid & (bqs["load"].level == 0) &
+                     (bqs["store"].level == 0) & (wq.level == 0) & ~wphase &
+                     (issued == finished) & ~packer.busy)
             with m.If(quiet):
                 m.d.sync += [busy.eq(0), self.done.eq(self.done + 1)]
         return m

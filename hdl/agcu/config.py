@@ -12,10 +12,11 @@ from amaranth import unsigned
 from amaranth.lib import data
 
 from hdl.memory.config import BURST_BITS, MemoryMap
-from hdl.pcu.config import ChainConfig
+from hdl.pcu.config import MAX_COUNTERS, ChainConfig
 from hdl.rdn.config import header_layout
 
-__all__ = ["RUN_BITS", "word_bits", "segment_layout", "agcu_config_layout", "burst_layout"]
+__all__ = ["RUN_BITS", "word_bits", "segment_layout", "access_layout", "agcu_config_layout",
+           "agcu_args_layout", "burst_layout"]
 
 #: Words per run: 1 .. 2**RUN_BITS - 1.
 RUN_BITS = 24
@@ -33,18 +34,36 @@ def segment_layout(params):
     return data.StructLayout({"base": unsigned(wb), "size": unsigned(wb + 1)})
 
 
-def agcu_config_layout(params):
-    """``write`` = 0: memory -> vector packets (with header ``hdr``) on ``vout``;
-    1: vector packets from ``vin`` -> memory. ``segment`` selects the entry of the
-    segment table ``segments`` every address is checked against and translated by."""
+def access_layout(params):
+    """One stream of an AGCU: ``en``; the counter chain whose values, where ``addr_en``
+    is set, sum to each run's start (a counter with its bit clear only repeats: a
+    stride-0 dimension); ``run`` words per run; ``segment``, the entry of the segment
+    table every address is checked against and translated by."""
     return data.StructLayout({
+        "en": unsigned(1),
         "chain": ChainConfig,
+        "addr_en": unsigned(MAX_COUNTERS),
         "run": unsigned(RUN_BITS),
-        "write": unsigned(1),
         "segment": range(max(2, params.agcu_segments)),
+    })
+
+
+def agcu_config_layout(params):
+    """``load``: memory -> vector packets (with header ``hdr``) on ``vout``; ``store``:
+    vector packets from ``vin`` -> memory. Both streams run at once."""
+    return data.StructLayout({
+        "load": access_layout(params),
+        "store": access_layout(params),
         "segments": data.ArrayLayout(segment_layout(params), params.agcu_segments),
         "hdr": header_layout(params),
     })
+
+
+def agcu_args_layout(params):
+    """A kernel's arguments to one AGCU: words added to the base of each stream's segment
+    (set by the kernel sequencer, stepped per iteration by kernel looping)."""
+    wb = word_bits(params)
+    return data.StructLayout({"load": unsigned(wb), "store": unsigned(wb)})
 
 
 def burst_layout(params):

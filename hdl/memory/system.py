@@ -20,8 +20,9 @@ class MemorySystem(wiring.Component):
 
     Attributes
     ----------
-    agcu_config[k], agcu_offset[k], agcu_start[k] : In   AGCU k's program, argument
-                                          (segment offset) and start pulse.
+    agcu_config[k], agcu_offset[k], agcu_start[k] : In   AGCU k's program, arguments
+                                          (segment offsets of its load and store streams)
+                                          and start pulse.
     agcu_busy[k], agcu_done[k], agcu_fault[k], agcu_fault_addr[k], agcu_bursts[k],
     agcu_cycles[k], agcu_reordered[k] : Out   its status (see :class:`hdl.agcu.agcu.Agcu`).
     vout[k], vin[k] : stream                 its RDN side (vector packets).
@@ -39,13 +40,13 @@ class MemorySystem(wiring.Component):
         self.params = params
         self.map = mm = MemoryMap(params)
         port = mem_port_signature(mm.addr_bits, mm.words)
-        from hdl.agcu.config import agcu_config_layout, word_bits
+        from hdl.agcu.config import agcu_args_layout, agcu_config_layout
         from hdl.rdn.config import vector_packet_layout
         a = params.agcus
         packets = stream.Signature(vector_packet_layout(params))
         members = {
             "agcu_config": In(agcu_config_layout(params)).array(a),
-            "agcu_offset": In(word_bits(params)).array(a),
+            "agcu_offset": In(agcu_args_layout(params)).array(a),
             "agcu_start": In(1).array(a),
             "vout": Out(packets).array(a),
             "vin": In(packets).array(a),

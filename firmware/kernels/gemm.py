@@ -1,0 +1,167 @@
+"""GEMM on the socket: ``C = A @ B`` (BF16 values in FP32 words, FP32 accumulation) in one
+PCU's systolic array, with an optional fused epilogue of the PCU tail (ReLU, BF16
+convert).
+
+Dataflow: AGCU 0's load stream feeds A to the PCU's ``vin0`` (one vector per cycle), AGCU
+1's load stream feeds B to ``vin1`` (one vector per accumulation step), and the result
+rows come back to AGCU 0's store stream. The whole product is one kernel: output tiles
+of ``systolic_tile_rows`` x LANES in row-major tile order, A re-read for every column
+tile and B for every row tile by repeated (stride-0) AGCU dimensions.
+
+Operand layouts in device memory (``pack_a`` / ``pack_b`` write them, as weights are
+packed ahead of time): A as the systolic array takes it, per row tile and step the
+``interleave`` vectors of STAGES rows (LANES words each, the upper lanes unused); B per
+column tile and step one LANES-word row; both zero padded. C is row-major with
+``c_cols`` columns (N, or N rounded up to LANES when N > LANES) and ``c_rows`` rows.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
+                                   systolic_reference, systolic_tile_rows)
+from firmware.compiler.program import kernel_program
+from firmware.compiler.route import Flow, edge_dst, edge_src, route, unit_dst, unit_src
+from hdl.rdn.config import E, W
+from hdl.socket import agcu_position
+from hdl.tile import is_pcu
+
+__all__ = ["GemmShape", "Gemm", "compile_gemm"]
+
+_SIDE = {W: "W", E: "E"}
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """Tiling of an M x K by K x N product on the array of ``params``."""
+    m: int
+    n: int
+    k: int
+    lanes: int
+    stages: int
+    tile_rows: int
+
+    @classmethod
+    def of(cls, params, m, n, k):
+        for name, v in (("m", m), ("n", n), ("k", k)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"gemm: {name} = {v!r} must be a positive integer")
+        return cls(m, n, k, params.pcu_lanes, params.pcu_stages, systolic_tile_rows(params))
+
+    @property
+    def mt(self):
+        return -(-self.m // self.tile_rows)
+
+    @property
+    def nt(self):
+        return -(-self.n // self.lanes)
+
+    @property
+    def rows(self):
+        """Result rows each tile emits."""
+        return min(self.m, self.tile_rows)
+
+    @property
+    def cols(self):
+        """Result lanes each tile emits (the packet mask)."""
+        return min(self.n, self.lanes)
+
+    @property
+    def c_rows(self):
+        return self.mt * self.rows
+
+    @property
+    def c_cols(self):
+        return self.nt * self.cols
+
+    @property
+    def a_words(self):
+        return self.mt * self.k * (self.tile_rows // self.stages) * self.lanes
+
+    @property
+    def b_words(self):
+        return self.nt * self.k * self.lanes
+
+    @property
+    def c_words(self):
+        return self.c_rows * self.c_cols
+
+    @property
+    def macs(self):
+        """MACs the array performs (padded tiles included)."""
+        return self.mt * self.nt * self.tile_rows * self.lanes * self.k
+
+
+@dataclass(frozen=True)
+class Gemm:
+    shape: GemmShape
+    systolic: SystolicProgram
+    program: object
+    parts: dict
+
+    def pack_a(self, params, a):
+        """A (M x K FP32 words) in the device layout."""
+        s = self.shape
+        _, vin0, _ = gemm_streams(a, np.zeros((s.k, 1), np.uint32), params)
+        return vin0.reshape(s.mt, 1, -1)[:, 0].reshape(-1)
+
+    def pack_b(self, params, b):
+        """B (K x N FP32 words) in the device layout."""
+        s = self.shape
+        _, _, vin1 = gemm_streams(np.zeros((1, s.k), np.uint32), b, params)
+        return vin1.reshape(-1)
+
+    def unpack_c(self, words):
+        s = self.shape
+        return np.asarray(words, np.uint32).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
+
+    def reference(self, params, a, b):
+        """C bit-exactly as the PCU computes it (tail included)."""
+        s = self.shape
+        _, vin0, vin1 = gemm_streams(a, b, params)
+        out = systolic_reference(self.systolic, params, vin0, vin1)["data"]
+        tiles = out.reshape(s.mt, s.nt, s.rows, s.lanes)[..., :s.cols]
+        return tiles.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
+
+
+def compile_gemm(params, m, n, k, *, a, b, c, relu=False, bf16=False, pcu=(0, 0)):
+    """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
+    of at least ``shape.a_words`` ... words)."""
+    s = GemmShape.of(params, m, n, k)
+    r, col = pcu
+    if not (0 <= r < params.rows and 0 <= col < params.cols and is_pcu(r, col)):
+        raise ValueError(f"position {pcu} holds no PCU")
+    if params.agcus < 2:
+        raise ValueError("the GEMM kernel needs two AGCUs")
+    for name, buf, need in (("a", a, s.a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
+        if buf.words < need:
+            raise ValueError(f"gemm {m}x{n}x{k}: buffer {name} has {buf.words} words, the "
+                             f"layout needs {need}")
+    systolic = SystolicProgram(k=k, tiles=s.mt * s.nt, rows=s.rows, cols=s.cols,
+                               tail=Tail(relu=relu, bf16=bf16))
+    interleave = s.tile_rows // s.stages
+    ra, rb = agcu_position(params, 0), agcu_position(params, 1)
+    vec = route(params, [
+        Flow("a", edge_src(params, _SIDE[ra[0]], ra[1]), (unit_dst(col, r, 0),)),
+        Flow("b", edge_src(params, _SIDE[rb[0]], rb[1]), (unit_dst(col, r, 1),),
+             rate=1 / interleave),
+        Flow("c", unit_src(col, r), (edge_dst(params, _SIDE[ra[0]], ra[1]),),
+             rate=1 / interleave),
+    ])
+    if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
+        raise AssertionError("a unit's output flow must have id 0 at its switch")
+    tile_a = k * interleave * s.lanes
+    a_acc = TensorAccess((s.mt, s.nt, tile_a), (tile_a, 0, 1))
+    b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
+    c_acc = TensorAccess((s.mt, s.nt, s.rows, s.cols), (s.rows * s.c_cols, s.cols, s.c_cols, 1))
+    agcus = {
+        0: pack_agcu(params, load=(a_acc, 0), store=(c_acc, 1),
+                     segments=[Segment(a.addr, s.a_words), Segment(c.addr, s.c_words)],
+                     hdr=vec.headers["a"])[0],
+        1: pack_agcu(params, load=(b_acc, 0), segments=[Segment(b.addr, s.b_words)],
+                     hdr=vec.headers["b"])[0],
+    }
+    parts = {"pcus": {(r, col): pack_systolic(systolic, params)}, "agcus": agcus, "vec": vec}
+    return Gemm(s, systolic, kernel_program(params, "gemm", **parts), parts)
