@@ -6,10 +6,10 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.openrdu-installed
 CONFIG   ?= small
-KERNEL   ?= fpu
+KERNEL   ?= gemm
 ARGS     ?=
 JOBS     ?= auto
-WAVES_ARGS ?= --n 300
+WAVES_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv sim test verilog lint waves bench clean extras

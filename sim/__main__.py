@@ -53,6 +53,9 @@ def _print_report(r):
     if r.get("pcu_utilization") is not None:
         line += f"   PCU MAC utilization: {r['pcu_utilization']:.3f}"
     print(line)
+    if r.get("program_load_cycles") is not None:
+        print(f"program load: {r['program_load_cycles']} cycles   HBM: {r['hbm_bytes']} bytes "
+              f"= {r['hbm_bw_utilization']:.3f} of peak over the kernel's cycles")
     s = r["sim"]
     model = "cached" if s["build_cached"] else f"built in {s['build_s']} s"
     print(f"cycles: {r['cycles']}   simulated in {s['wall_s']} s = "
@@ -121,7 +124,7 @@ def main(argv=None):
 
     r = sub.add_parser("run", help="run a kernel and check it; writes build/reports/KERNEL.json",
                        description="Run KERNEL; kernel options follow (see 'run KERNEL -h').")
-    r.add_argument("kernel", help="kernel name (fpu, pcu-gemm, pcu-softmax)")
+    r.add_argument("kernel", help="kernel name (gemm, fpu, pcu-gemm, pcu-softmax)")
     common(r)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--waves", action="store_true",

@@ -276,6 +276,30 @@ def _memory_section(params, workdir):
     }
 
 
+def _socket_section(params, workdir, shape=(112, 32, 256)):
+    """The socket end to end: its Verilator build time, a GEMM (program load from HBM,
+    AGCU streams, one PCU's systolic array) — PCU utilization across the array
+    (MACs / (PCUs x STAGES x LANES x cycles)), program-load cycles, HBM traffic — and
+    the simulation speed of the whole socket (cycles from ``go`` to idle per wall
+    second of that run). Checked bit-exactly by the test it runs."""
+    from .designs import build_design
+    b = build_design("socket", params)
+    m, n, k = shape
+    o = run_cocotb(b, "tb.test_socket", test_dir=workdir / "gemm", testcase="gemm",
+                   args={"params": params.to_dict(), "m": m, "n": n, "k": k,
+                         "seed": 61}).outputs
+    return {
+        "verilator_build_s": b.built_seconds,
+        "gemm": {"m": m, "n": n, "k": k, "cycles": o["cycles"], "macs": o["macs"],
+                 "pcu_utilization_array": round(o["utilization"], 4),
+                 "active_pcu_utilization": round(o["active_pcu_utilization"], 4),
+                 "program_load_cycles": o["load_cycles"], "config_beats": o["beats"],
+                 "hbm_bytes": o["hbm_bytes"],
+                 "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)},
+        "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"]),
+    }
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -316,4 +340,8 @@ def run_bench(params, out: Path, quick=False):
     memory[first]["agcu_tag_sweep"] = _agcu_tag_sweep(presets[first],
                                                       workdir / f"memory-{first}-tags")
     merge_bench(out, "memory", memory)
-    return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn, "memory": memory}
+    socket = {name: _socket_section(p, workdir / f"socket-{name}")
+              for name, p in presets.items()}
+    merge_bench(out, "socket", socket)
+    return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn, "memory": memory,
+            "socket": socket}

@@ -53,6 +53,16 @@ KERNELS = {
         "firmware, bit-exact against gemm_reference and within k roundings of float64",
         [Option("m", int, 56, "rows of A and C"), Option("n", int, 8, "columns of B and C"),
          Option("k", int, 256, "the reduction length"), *_rates(0.0, 0.0)]),
+    "gemm": Kernel(
+        "gemm", "socket", "tb.test_socket",
+        "C = A x B on the socket: the bitstream loads from HBM through the config "
+        "controller, AGCUs stream A and B from HBM into a PCU's systolic array and C back, "
+        "bit-exact against the PCU reference and within k FP32 roundings of float64",
+        [Option("m", int, 56, "rows of A and C"), Option("n", int, 24, "columns of B and C"),
+         Option("k", int, 64, "the reduction length"),
+         Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
+         Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)")],
+        {"testcase": "gemm"}),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", "tb.test_pcu_simd",
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -84,9 +94,11 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
         "sim": {"flow": b.flow, "build_s": round(b.seconds, 3), "build_cached": b.cached},
     }
     try:
+        fixed = dict(k.fixed)
         run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name,
+                         testcase=fixed.pop("testcase", None),
                          args={"seed": seed, "lanes": params.pcu_lanes,
-                               "params": params.to_dict(), **k.fixed, **opts}, waves=waves)
+                               "params": params.to_dict(), **fixed, **opts}, waves=waves)
     except SimulationError as e:
         report["error"] = str(e)
         return report
@@ -94,7 +106,9 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     report.update(passed=True, bit_exact=o.get("mismatches") == 0,
                   max_abs_err=o.get("max_abs_err"), max_rel_err=o.get("max_rel_err"),
                   cycles=o.get("cycles"), pcu_utilization=o.get("utilization"),
-                  counters={"ops": o.get("per_op", {})})
+                  program_load_cycles=o.get("load_cycles"), hbm_bytes=o.get("hbm_bytes"),
+                  hbm_bw_utilization=o.get("hbm_bw_utilization"),
+                  counters=o.get("counters") or {"ops": o.get("per_op", {})})
     wall = o.get("wall_s") or 0.0
     report["sim"].update(wall_s=round(wall, 4),
                          cycles_per_second=round(o["cycles"] / wall) if wall else None)

@@ -19,6 +19,7 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
 """
 
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -120,7 +121,7 @@ async def looping(dut):
 async def gemm(dut):
     args, params, dev, rng = await _setup(dut)
     m, n, k = args["m"], args["n"], args["k"]
-    relu, bf16 = args.get("relu", False), args.get("bf16", False)
+    relu, bf16 = bool(args.get("relu", False)), bool(args.get("bf16", False))
     nrng = np.random.default_rng(args.get("seed", 1))
     a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
@@ -131,8 +132,10 @@ async def gemm(dut):
     await dev.write(bufs["a"], g.pack_a(params, a))
     await dev.write(bufs["b"], g.pack_b(params, b))
     prog = await dev.load(g.program)
+    t0 = time.perf_counter()
     c = await dev.run([prog.launch()],
                       kernel_timeout=100 * s.macs // (s.lanes * s.stages) + 20000)
+    wall = time.perf_counter() - t0
     got = g.unpack_c(await dev.read(bufs["c"]))
     want = g.reference(params, a, b)
     bad = np.argwhere(got != want)
@@ -151,12 +154,29 @@ async def gemm(dut):
         bound = bound + 2.0 ** -8 * (np.abs(exact) + bound)
     err = np.abs(N.from_bits(got).astype(np.float64) - exact)
     assert (err <= bound).all(), f"gemm {m}x{n}x{k}: C differs from float64 beyond the bound"
+    write_outputs(**_report(params, c, wall, s.macs), useful_macs=m * n * k,
+                  beats=g.program.beats, mismatches=0, max_abs_err=float(err.max()),
+                  max_rel_err=float(np.max(err / np.where(scale > 0, scale, 1))))
+
+
+def _report(params, c, wall, macs):
+    """The report fields (ARCHITECTURE.md section 7) of a run from its counters."""
+    from hdl.memory.config import MemoryMap
     seq = c["seq"]
-    write_outputs(cycles=seq["exec_cycles"], load_cycles=seq["load_cycles"], macs=s.macs,
-                  useful_macs=m * n * k, beats=g.program.beats,
-                  max_abs_err=float(err.max()),
-                  max_rel_err=float(np.max(err / np.where(scale > 0, scale, 1))),
-                  hbm_bytes=sum(ch["read"] + ch["write"] for ch in c["hbm"]))
+    cycles = seq["exec_cycles"]
+    pcus = sum(1 for r in range(params.rows) for col in range(params.cols)
+               if (r + col) % 2 == 0)
+    peak = params.pcu_stages * params.pcu_lanes
+    hbm = MemoryMap(params).region("hbm")
+    hbm_bytes = sum(ch["read"] + ch["write"] for ch in c["hbm"])
+    return {"cycles": cycles, "load_cycles": seq["load_cycles"], "macs": macs,
+            "utilization": macs / (pcus * peak * cycles),
+            "active_pcu_utilization": macs / (peak * cycles),
+            "hbm_bytes": hbm_bytes,
+            "hbm_bw_utilization": hbm_bytes / (cycles * hbm.channels *
+                                               params.hbm_bytes_per_cycle),
+            "wall_s": wall, "sim_cycles": seq["cycles"],
+            "counters": {k: c[k] for k in ("seq", "agcu", "unit_busy", "hbm", "ddr", "dma")}}
 
 
 async def _expect_error(dev, prog, code, **kw):

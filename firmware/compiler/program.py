@@ -14,7 +14,27 @@ from hdl.socket import socket_config_units
 from .bitstream import BitstreamError, bitstream_rows
 from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
 
-__all__ = ["KernelProgram", "kernel_program"]
+__all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu"]
+
+
+def agcu_edge(params, k):
+    """The RDN edge port (a route ``Endpoint``, as source or destination) of AGCU ``k``."""
+    from hdl.rdn.config import W
+    from hdl.socket import agcu_position
+
+    from .route import edge_src
+    if not 0 <= k < params.agcus:
+        raise BitstreamError(f"AGCU {k} does not exist ({params.agcus} AGCUs)")
+    side, row = agcu_position(params, k)
+    return edge_src(params, "W" if side == W else "E", row)
+
+
+def check_pcu(params, pos):
+    """``pos`` = (row, col) must hold a PCU."""
+    from hdl.tile import is_pcu
+    r, c = pos
+    if not (0 <= r < params.rows and 0 <= c < params.cols and is_pcu(r, c)):
+        raise BitstreamError(f"position {pos} holds no PCU")
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,10 @@ import numpy as np
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
-from firmware.compiler.program import kernel_program
-from firmware.compiler.route import Flow, edge_dst, edge_src, route, unit_dst, unit_src
-from hdl.rdn.config import E, W
-from hdl.socket import agcu_position
-from hdl.tile import is_pcu
+from firmware.compiler.program import agcu_edge, check_pcu, kernel_program
+from firmware.compiler.route import Flow, route, unit_dst, unit_src
 
 __all__ = ["ScaleBias", "compile_scale_bias"]
-
-_SIDE = {W: "W", E: "E"}
-
 
 @dataclass(frozen=True)
 class ScaleBias:
@@ -44,18 +38,16 @@ class ScaleBias:
 def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=(0, 0)):
     """``y[i] = relu?(x[i] * scale + bias)`` for ``n`` FP32 words; ``x``, ``y``: the
     buffers (``firmware.runtime.memory.Buffer``) each iteration's window starts in."""
+    check_pcu(params, pcu)
     r, c = pcu
-    if not (0 <= r < params.rows and 0 <= c < params.cols and is_pcu(r, c)):
-        raise ValueError(f"position {pcu} holds no PCU")
     if params.agcus < 2:
         raise ValueError("the elementwise kernel needs two AGCUs")
     simd = SimdProgram(counters=(Counter(0, n, 1),),
                        stages=(Stage("MUL", "VIN0", "IMM", imm=float(scale)),
                                Stage("ADD", "PREV", "IMM", imm=float(bias))),
                        tail=Tail(relu=relu))
-    ra, wa = (agcu_position(params, k) for k in (0, 1))
-    flows = [Flow("x", edge_src(params, _SIDE[ra[0]], ra[1]), (unit_dst(c, r, 0),)),
-             Flow("y", unit_src(c, r), (edge_dst(params, _SIDE[wa[0]], wa[1]),))]
+    flows = [Flow("x", agcu_edge(params, 0), (unit_dst(c, r, 0),)),
+             Flow("y", unit_src(c, r), (agcu_edge(params, 1),))]
     vec = route(params, flows)
     if vec.headers["y"] != {"dyn": 0, "flow": 0, "x": 0, "y": 0, "port": 0}:
         raise AssertionError("a unit's output flow must have id 0 at its switch")

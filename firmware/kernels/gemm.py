@@ -22,16 +22,10 @@ import numpy as np
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
-from firmware.compiler.program import kernel_program
-from firmware.compiler.route import Flow, edge_dst, edge_src, route, unit_dst, unit_src
-from hdl.rdn.config import E, W
-from hdl.socket import agcu_position
-from hdl.tile import is_pcu
+from firmware.compiler.program import agcu_edge, check_pcu, kernel_program
+from firmware.compiler.route import Flow, route, unit_dst, unit_src
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm"]
-
-_SIDE = {W: "W", E: "E"}
-
 
 @dataclass(frozen=True)
 class GemmShape:
@@ -130,9 +124,8 @@ def compile_gemm(params, m, n, k, *, a, b, c, relu=False, bf16=False, pcu=(0, 0)
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
     of at least ``shape.a_words`` ... words)."""
     s = GemmShape.of(params, m, n, k)
+    check_pcu(params, pcu)
     r, col = pcu
-    if not (0 <= r < params.rows and 0 <= col < params.cols and is_pcu(r, col)):
-        raise ValueError(f"position {pcu} holds no PCU")
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
     for name, buf, need in (("a", a, s.a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
@@ -142,13 +135,10 @@ def compile_gemm(params, m, n, k, *, a, b, c, relu=False, bf16=False, pcu=(0, 0)
     systolic = SystolicProgram(k=k, tiles=s.mt * s.nt, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
     interleave = s.tile_rows // s.stages
-    ra, rb = agcu_position(params, 0), agcu_position(params, 1)
     vec = route(params, [
-        Flow("a", edge_src(params, _SIDE[ra[0]], ra[1]), (unit_dst(col, r, 0),)),
-        Flow("b", edge_src(params, _SIDE[rb[0]], rb[1]), (unit_dst(col, r, 1),),
-             rate=1 / interleave),
-        Flow("c", unit_src(col, r), (edge_dst(params, _SIDE[ra[0]], ra[1]),),
-             rate=1 / interleave),
+        Flow("a", agcu_edge(params, 0), (unit_dst(col, r, 0),)),
+        Flow("b", agcu_edge(params, 1), (unit_dst(col, r, 1),), rate=1 / interleave),
+        Flow("c", unit_src(col, r), (agcu_edge(params, 0),), rate=1 / interleave),
     ])
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
