@@ -36,18 +36,18 @@ def socket_config_units(params):
 
 
 def counters_layout(params):
-    """Everything the host can read after a run (one wide register; firmware decodes it
-    with this layout). A unit's stall / starve cycles are its switch's local-port
-    counters: ``vec[k].inp[4]`` (its output, ``stall`` = the network could not take a
-    packet) and ``vec[k].out[4..5]`` (its inputs, ``starve``)."""
+    """The socket's counters the host reads after a run (one wide register; firmware
+    decodes it with this layout); the switch ports' counters are the registers
+    ``vec_counters[k]`` / ``sca_counters[k]`` (``switch_counters_layout``) beside it. A
+    unit's stall / starve cycles are its switch's local-port counters: ``inp[4]`` (its
+    output, ``stall`` = the network could not take a packet) and ``out[4..5]`` (its
+    inputs, ``starve``)."""
     mm = MemoryMap(params)
     n = params.rows * params.cols
     bytes_ = data.StructLayout({"read": unsigned(BYTE_COUNTER_BITS),
                                 "write": unsigned(BYTE_COUNTER_BITS)})
     fields = {
         "unit_busy": data.ArrayLayout(unsigned(COUNTER_BITS), n),
-        "vec": data.ArrayLayout(switch_counters_layout(), n),
-        "sca": data.ArrayLayout(switch_counters_layout(), n),
         "dropped": data.ArrayLayout(unsigned(COUNTER_BITS), 2 * n),
         "agcu": data.ArrayLayout(data.StructLayout({
             "done": unsigned(32), "bursts": unsigned(32), "cycles": unsigned(32),
@@ -74,7 +74,8 @@ class Socket(wiring.Component):
     host : In(mem_port_signature)         the host's end of the host link.
     dma : In(stream);  dma_busy, dma_error : Out(1)
     hbm[c], ddr[0] : Out(dram_signature)  backing stores of the memory channels.
-    counters : Out(counters_layout)       performance counters.
+    counters : Out(counters_layout)       performance counters;
+    vec_counters[k], sca_counters[k]      and those of the switch ports.
     decode_error, credit_error : Out      broken-address / broken-link flags (never
                                           expected).
     """
@@ -93,6 +94,8 @@ class Socket(wiring.Component):
             "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
             "dma_busy": Out(1), "dma_error": Out(1),
             "counters": Out(counters_layout(params)),
+            "vec_counters": Out(switch_counters_layout()).array(n),
+            "sca_counters": Out(switch_counters_layout()).array(n),
             "decode_error": Out(1), "credit_error": Out(2 * n),
         }
         for r in mm.regions:
@@ -168,8 +171,9 @@ class Socket(wiring.Component):
         for k in range(n):
             busy_cycles = Signal(COUNTER_BITS, name=f"busy_cycles{k}")
             m.d.sync += busy_cycles.eq(busy_cycles + tile.busy[k])
-            m.d.comb += [ctr.unit_busy[k].eq(busy_cycles), ctr.vec[k].eq(tile.vec_counters[k]),
-                         ctr.sca[k].eq(tile.sca_counters[k]),
+            m.d.comb += [ctr.unit_busy[k].eq(busy_cycles),
+                         self.vec_counters[k].eq(tile.vec_counters[k]),
+                         self.sca_counters[k].eq(tile.sca_counters[k]),
                          ctr.dropped[k].eq(tile.dropped[0][k]),
                          ctr.dropped[n + k].eq(tile.dropped[1][k])]
         return m

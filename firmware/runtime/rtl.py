@@ -11,12 +11,13 @@ import numpy as np
 
 from hdl.memory.config import MemoryMap
 from hdl.sequencer import SeqError
+from hdl.rdn.config import switch_counters_layout
 from hdl.socket import counters_layout
 
 from .launch import Launch, launch_words
 from .memory import Allocator
 
-__all__ = ["DeviceError", "LoadedProgram", "RtlDevice", "decode_counters"]
+__all__ = ["DeviceError", "LoadedProgram", "RtlDevice", "decode"]
 
 #: Launch records the list area holds.
 MAX_LAUNCHES = 256
@@ -39,8 +40,8 @@ class LoadedProgram:
                       iterations, dict(offsets or {}), dict(strides or {}))
 
 
-def decode_counters(params, value):
-    """The ``counters_layout`` register value as nested dicts / lists of ints."""
+def decode(layout, value):
+    """A register value of ``layout`` as nested dicts / lists of ints."""
     from amaranth.lib import data
 
     def walk(v):
@@ -50,7 +51,7 @@ def decode_counters(params, value):
         if isinstance(layout, data.ArrayLayout):
             return [walk(v[i]) for i in range(layout.length)]
         return {name: walk(v[name]) for name, _ in layout}
-    return walk(counters_layout(params).from_bits(value))
+    return walk(data.Layout.cast(layout).from_bits(value))
 
 
 class RtlDevice:
@@ -127,4 +128,12 @@ class RtlDevice:
         return await self.counters()
 
     async def counters(self):
-        return decode_counters(self.params, int(self.tb.port("counters").value))
+        """Every counter: ``counters_layout`` fields, and ``vec`` / ``sca``: per switch
+        (row-major) its port counters."""
+        out = decode(counters_layout(self.params), int(self.tb.port("counters").value))
+        n = self.params.rows * self.params.cols
+        for fabric in ("vec", "sca"):
+            out[fabric] = [decode(switch_counters_layout(),
+                                  int(self.tb.port(f"{fabric}_counters__{k}").value))
+                           for k in range(n)]
+        return out
