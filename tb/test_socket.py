@@ -29,6 +29,7 @@ from firmware.compiler.program import kernel_program
 from firmware import numerics as N
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm
+from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.memimage import MemoryImage
@@ -109,6 +110,14 @@ async def looping(dut):
     assert (looped == separate).all(), "kernel looping and separate launches differ"
     want = np.concatenate([k1.reference(params, xs[i * n:(i + 1) * n]) for i in range(iters)])
     assert (looped == want).all(), "looped results differ from the reference"
+    # The reference backend runs the same launch records to the same memory.
+    ref = ReferenceDevice(params)
+    rx, ry1, ry2 = (ref.alloc.alloc(b.region, b.words, b.name) for b in (x, y1, y2))
+    await ref.write(rx, xs)
+    rp1, rp2 = await ref.load(k1.program), await ref.load(k2.program)
+    await ref.run([rp1.launch(iterations=iters, strides=_slices(n))])
+    await ref.run([rp2.launch(offsets=_slices(i * n)) for i in range(iters)])
+    assert (await ref.read(ry1) == looped).all() and (await ref.read(ry2) == separate).all()
     load1 = c1["seq"]["load_cycles"]
     load2 = c2["seq"]["load_cycles"] - load1
     assert load2 >= iters * k2.program.beats > load1 >= k1.program.beats
@@ -136,7 +145,16 @@ async def gemm(dut):
     c = await dev.run([prog.launch()],
                       kernel_timeout=100 * s.macs // (s.lanes * s.stages) + 20000)
     wall = time.perf_counter() - t0
-    got = g.unpack_c(await dev.read(bufs["c"]))
+    raw = await dev.read(bufs["c"])
+    # The numpy backend, given the same calls, holds the same words — padding included.
+    ref = ReferenceDevice(params)
+    rbufs = {name: ref.alloc.alloc(b_.region, b_.words, name) for name, b_ in bufs.items()}
+    await ref.write(rbufs["a"], g.pack_a(params, a))
+    await ref.write(rbufs["b"], g.pack_b(params, b))
+    await ref.run([(await ref.load(g.program)).launch()])
+    diff = np.nonzero(raw != await ref.read(rbufs["c"]))[0]
+    assert not len(diff), f"C buffer differs from the reference backend at word {diff[0]}"
+    got = g.unpack_c(raw)
     want = g.reference(params, a, b)
     bad = np.argwhere(got != want)
     assert not len(bad), (f"gemm {m}x{n}x{k}: {len(bad)} results differ from the reference, "

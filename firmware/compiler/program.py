@@ -14,7 +14,14 @@ from hdl.socket import socket_config_units
 from .bitstream import BitstreamError, bitstream_rows
 from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
 
-__all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu"]
+__all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu", "stream_words"]
+
+
+def stream_words(buffer, args, key, access):
+    """Global word addresses an AGCU stream visits, in order: its segment (``buffer``)
+    moved by the argument ``args[key]``, then the access pattern."""
+    from .agcu import access_words
+    return buffer.addr + args.get(key, 0) + access_words(access)
 
 
 def agcu_edge(params, k):
@@ -40,11 +47,14 @@ def check_pcu(params, pos):
 @dataclass(frozen=True)
 class KernelProgram:
     """What the sequencer needs to run a kernel: the bitstream rows, the tile positions
-    (``units``, a row-major bit mask) and the AGCUs (``agcus``) it starts."""
+    (``units``, a row-major bit mask) and the AGCUs (``agcus``) it starts; and for the
+    reference backend ``execute(memory, args)``: the kernel applied to a memory image
+    (uint32 words, global addresses) with AGCU arguments {(k, "load"/"store"): words}."""
     name: str
     rows: np.ndarray = field(repr=False)
     units: int
     agcus: int
+    execute: object = field(default=None, repr=False, compare=False)
 
     @property
     def beats(self):
@@ -53,7 +63,7 @@ class KernelProgram:
 
 
 def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, sca=None,
-                   ctl=None):
+                   ctl=None, execute=None):
     """Bitstream of a kernel. ``pcus`` / ``pmus``: {(row, col): config value}; ``agcus``:
     {k: config value}; ``vec``, ``sca``: :class:`FabricRoutes`, ``ctl``:
     :class:`ControlRoutes` (nothing routed where missing)."""
@@ -91,4 +101,4 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
                 values[u.id] = layout.const(per_switch[u.row * params.cols + u.col]) \
                     .as_value().value
     rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in units})
-    return KernelProgram(name, rows, mask, amask)
+    return KernelProgram(name, rows, mask, amask, execute)

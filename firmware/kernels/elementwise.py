@@ -12,7 +12,7 @@ import numpy as np
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
-from firmware.compiler.program import agcu_edge, check_pcu, kernel_program
+from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
 from firmware.compiler.route import Flow, route, unit_dst, unit_src
 
 __all__ = ["ScaleBias", "compile_scale_bias"]
@@ -28,11 +28,7 @@ class ScaleBias:
 
     def reference(self, params, x):
         """Bit-exact result for input words ``x`` (n,) uint32."""
-        L = params.pcu_lanes
-        v = np.zeros(-(-self.n // L) * L, np.uint32)
-        v[:self.n] = x
-        out = simd_reference(self.simd, params, vin0=v.reshape(-1, L))
-        return out["data"].reshape(-1)[:self.n]
+        return _simd(params, self.simd, np.asarray(x, np.uint32))
 
 
 def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=(0, 0)):
@@ -58,4 +54,18 @@ def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=
         1: pack_agcu(params, store=(access, 0), segments=[Segment(y.addr, n)])[0],
     }
     parts = {"pcus": {(r, c): pack_simd(simd, params)}, "agcus": agcus, "vec": vec}
-    return ScaleBias(kernel_program(params, "scale_bias", **parts), simd, n, parts)
+
+    def execute(mem, args):
+        src = mem[stream_words(x, args, (0, "load"), access)]
+        mem[stream_words(y, args, (1, "store"), access)] = _simd(params, simd, src)
+    return ScaleBias(kernel_program(params, "scale_bias", **parts, execute=execute), simd, n,
+                     parts)
+
+
+def _simd(params, simd, words):
+    """The SIMD program on ``words`` as the AGCU packs them (LANES per packet, the last
+    one partial); the words stored back."""
+    L = params.pcu_lanes
+    v = np.zeros(-(-len(words) // L) * L, np.uint32)
+    v[:len(words)] = words
+    return simd_reference(simd, params, vin0=v.reshape(-1, L))["data"].reshape(-1)[:len(words)]

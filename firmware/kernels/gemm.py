@@ -22,7 +22,7 @@ import numpy as np
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
-from firmware.compiler.program import agcu_edge, check_pcu, kernel_program
+from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
 from firmware.compiler.route import Flow, route, unit_dst, unit_src
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm"]
@@ -154,4 +154,12 @@ def compile_gemm(params, m, n, k, *, a, b, c, relu=False, bf16=False, pcu=(0, 0)
                      hdr=vec.headers["b"])[0],
     }
     parts = {"pcus": {(r, col): pack_systolic(systolic, params)}, "agcus": agcus, "vec": vec}
-    return Gemm(s, systolic, kernel_program(params, "gemm", **parts), parts)
+
+    def execute(mem, args):
+        # The streams as the AGCUs deliver them, the array's reference, the rows' valid
+        # lanes stored as the store stream unpacks them.
+        va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, s.lanes)
+        vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(-1, s.lanes)
+        rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
+        mem[stream_words(c, args, (0, "store"), c_acc)] = rows.reshape(-1)
+    return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts)

@@ -7,37 +7,14 @@ are loaded and run by the kernel sequencer — program load and execution are si
 cycles, read back from the counters.
 """
 
-import numpy as np
-
-from hdl.memory.config import MemoryMap
-from hdl.sequencer import SeqError
 from hdl.rdn.config import switch_counters_layout
+from hdl.sequencer import SeqError
 from hdl.socket import counters_layout
 
-from .launch import Launch, launch_words
-from .memory import Allocator
+from .device import Device, DeviceError, LoadedProgram
+from .launch import launch_words
 
 __all__ = ["DeviceError", "LoadedProgram", "RtlDevice", "decode"]
-
-#: Launch records the list area holds.
-MAX_LAUNCHES = 256
-
-
-class DeviceError(RuntimeError):
-    """The socket reported an error (an AGCU fault, a kernel timeout)."""
-
-
-class LoadedProgram:
-    """A kernel's bitstream in device memory."""
-
-    def __init__(self, program, buffer):
-        self.program, self.buffer = program, buffer
-
-    def launch(self, *, iterations=1, offsets=None, strides=None, reload=True):
-        """A launch record of this program (see :class:`Launch`)."""
-        p = self.program
-        return Launch(self.buffer.addr, p.beats if reload else 0, p.units, p.agcus,
-                      iterations, dict(offsets or {}), dict(strides or {}))
 
 
 def decode(layout, value):
@@ -54,41 +31,16 @@ def decode(layout, value):
     return walk(data.Layout.cast(layout).from_bits(value))
 
 
-class RtlDevice:
+class RtlDevice(Device):
     def __init__(self, tb, params, image):
-        self.tb, self.params, self.image = tb, params, image
-        self.map = MemoryMap(params)
-        self.alloc = Allocator(params)
-        self.launch_area = self.alloc.alloc("hbm", MAX_LAUNCHES * self._record_words(),
-                                            "launch list")
+        super().__init__(params)
+        self.tb, self.image = tb, image
 
-    def _record_words(self):
-        from hdl.sequencer import record_beats
-        return record_beats(self.params) * self.map.words
+    async def _store(self, addr, words):
+        await self.image.write(self.tb, addr, words)
 
-    def _pad(self, values):
-        v = np.asarray(values, np.uint32).reshape(-1)
-        n = -(-len(v) // self.map.words) * self.map.words
-        return np.concatenate([v, np.zeros(n - len(v), np.uint32)])
-
-    async def write(self, buf, values):
-        values = np.asarray(values, np.uint32).reshape(-1)
-        if len(values) > buf.words:
-            raise ValueError(f"{len(values)} words do not fit {buf}")
-        await self.image.write(self.tb, buf.addr, self._pad(values))
-
-    async def read(self, buf, n=None):
-        n = buf.words if n is None else n
-        m = -(-n // self.map.words) * self.map.words
-        return (await self.image.read(self.tb, buf.addr, m))[:n]
-
-    async def load(self, program, region="hbm"):
-        """Put ``program``'s bitstream in device memory (loading it onto the tile is part
-        of the launch that runs it)."""
-        words = program.rows.reshape(-1)
-        buf = self.alloc.alloc(region, len(words), f"bitstream {program.name}")
-        await self.write(buf, words)
-        return LoadedProgram(program, buf)
+    async def _load(self, addr, n):
+        return await self.image.read(self.tb, addr, n)
 
     async def run(self, launches, *, timeout_cycles=1 << 24, kernel_timeout=1 << 20,
                   poll=256):
@@ -96,8 +48,7 @@ class RtlDevice:
         counters after. ``kernel_timeout`` (cycles, 0 = none) is the sequencer's own
         per-iteration watchdog (a kernel that stalls stops with TIMEOUT);
         ``timeout_cycles`` bounds the whole wait here."""
-        if not 1 <= len(launches) <= MAX_LAUNCHES:
-            raise ValueError(f"{len(launches)} launches: 1 .. {MAX_LAUNCHES}")
+        self._check_launches(launches)
         await self.image.write(self.tb, self.launch_area.addr,
                                self._pad(launch_words(self.params, launches)))
         tb = self.tb
