@@ -288,8 +288,19 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     o = run_cocotb(b, "tb.test_socket", test_dir=workdir / "gemm", testcase="gemm",
                    args={"params": params.to_dict(), "m": m, "n": n, "k": k,
                          "seed": 61}).outputs
+    layers = 8
+    loop = run_cocotb(b, "tb.test_socket", test_dir=workdir / "layer_loop",
+                      testcase="layer_loop",
+                      args={"params": params.to_dict(), "m": 1, "n": params.pcu_lanes,
+                            "k": 64, "layers": layers, "seed": 62}).outputs
     return {
         "verilator_build_s": b.built_seconds,
+        "kernel_looping": {
+            "what": f"decode-style layer loop: {layers} GEMVs (1 x {params.pcu_lanes} x 64), "
+                    f"one weight set each; one launch looping {layers} iterations vs "
+                    f"{layers} launches that each load the program",
+            "looped": loop["looped"], "launches": loop["launches"],
+            "speedup": round(loop["speedup"], 3)},
         "gemm": {"m": m, "n": n, "k": k, "cycles": o["cycles"], "macs": o["macs"],
                  "pcu_utilization_array": round(o["utilization"], 4),
                  "active_pcu_utilization": round(o["active_pcu_utilization"], 4),

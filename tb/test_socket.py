@@ -12,6 +12,10 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
 * ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``relu``, ``bf16``) on one PCU's
   systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
   the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
+* ``layer_loop``: ``layers`` GEMMs (``m``, ``n``, ``k``) with one weight set each — by
+  kernel looping (one launch, the weight and output arguments stepped per iteration) and
+  by separate launches that each load the program (kernel-by-kernel): same results,
+  equal to the reference backend; outputs both cycle counts.
 * ``fault``: an AGCU access outside its segment stops the sequencer with FAULT and the
   address; memory outside the segment unchanged.
 * ``timeout``: a kernel whose writer waits for more data than the PCU sends stops with
@@ -195,6 +199,45 @@ def _report(params, c, wall, macs):
                                                params.hbm_bytes_per_cycle),
             "wall_s": wall, "sim_cycles": seq["cycles"],
             "counters": {k: c[k] for k in ("seq", "agcu", "unit_busy", "hbm", "ddr", "dma")}}
+
+
+@cocotb.test()
+async def layer_loop(dut):
+    args, params, dev, rng = await _setup(dut)
+    m, n, k, layers = args["m"], args["n"], args["k"], args["layers"]
+    s = GemmShape.of(params, m, n, k)
+    nrng = np.random.default_rng(args.get("seed", 1))
+    a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+    ws = [nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+          for _ in range(layers)]
+    al = dev.alloc.align                          # block-aligned weight sets
+    bsz, csz = -(-s.b_words // al) * al, -(-s.c_words // al) * al
+    results = {}
+    for mode in ("looped", "launches"):
+        bufs = {"a": dev.alloc.alloc("hbm", s.a_words, "a"),
+                "b": dev.alloc.alloc("hbm", bsz * layers, "weights"),
+                "c": dev.alloc.alloc("hbm", csz * layers, "outputs")}
+        g = compile_gemm(params, m, n, k, relu=True, **bufs)
+        await dev.write(bufs["a"], g.pack_a(params, a))
+        await dev.write(bufs["b"], np.concatenate(
+            [np.pad(g.pack_b(params, w), (0, bsz - s.b_words)) for w in ws]))
+        prog = await dev.load(g.program)
+        before = (await dev.counters())["seq"]
+        step = {(1, "load"): bsz, (0, "store"): csz}
+        if mode == "looped":
+            launches = [prog.launch(iterations=layers, strides=step)]
+        else:
+            launches = [prog.launch(offsets={key: i * v for key, v in step.items()})
+                        for i in range(layers)]
+        after = (await dev.run(launches))["seq"]
+        out = (await dev.read(bufs["c"])).reshape(layers, csz)[:, :s.c_words]
+        for i, w in enumerate(ws):
+            got = g.unpack_c(out[i])
+            assert (got == g.reference(params, a, w)).all(), f"{mode}: layer {i} differs"
+        results[mode] = {key: after[key] - before[key]
+                         for key in ("cycles", "load_cycles", "exec_cycles")}
+    write_outputs(**results, layers=layers, macs=layers * s.macs,
+                  speedup=results["launches"]["cycles"] / results["looped"]["cycles"])
 
 
 async def _expect_error(dev, prog, code, **kw):

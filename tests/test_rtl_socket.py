@@ -51,6 +51,13 @@ def test_kernel_looping_matches_separate_launches(model, tmp_path):
     assert o["looped_load"] < o["launches_load"]
 
 
+def test_layer_loop_by_kernel_looping_and_by_launches(model, tmp_path):
+    o = run(model, tmp_path, "layer_loop", seed=SEED + 50, m=12, n=8, k=16, layers=4)
+    # Looping loads the program once; kernel-by-kernel loads it per layer.
+    assert o["launches"]["load_cycles"] >= 4 * o["looped"]["load_cycles"] > 0
+    assert o["launches"]["cycles"] > o["looped"]["cycles"]
+
+
 def test_agcu_fault_stops_the_sequencer(model, tmp_path):
     run(model, tmp_path, "fault", seed=SEED + 20, n=50)
 
