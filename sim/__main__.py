@@ -61,7 +61,8 @@ def _print_report(r):
     print(f"cycles: {r['cycles']}   simulated in {s['wall_s']} s = "
           f"{s['cycles_per_second']:,} cycles/s ({s['flow']} flow; model {model})")
     if r.get("waves"):
-        print(f"waves: {r['waves']}")
+        print(f"waves: {r['waves']}" + (f"   GTKWave save file (one group per unit): "
+                                        f"{r['gtkw']}" if r.get("gtkw") else ""))
 
 
 def cmd_verilog(args, _):
@@ -102,7 +103,9 @@ def cmd_waves(args, _):
     if viewer is None:
         print(f"waveform: {path}\n(no viewer found; 'make extras' installs gtkwave)")
         return
-    subprocess.run([viewer, str(path)])
+    save = path.with_suffix(".gtkw")
+    subprocess.run([viewer, str(path)] + ([str(save)] if save.exists() and "gtkwave" in viewer
+                                           else []))
 
 
 def cmd_bench(args, _):

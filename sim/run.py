@@ -111,12 +111,16 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                   counters=o.get("counters") or {"ops": o.get("per_op", {})})
     wall = o.get("wall_s") or 0.0
     report["sim"].update(wall_s=round(wall, 4),
-                         cycles_per_second=round(o["cycles"] / wall) if wall else None)
+                         cycles_per_second=round(o.get("sim_cycles", o["cycles"]) / wall)
+                         if wall else None)
     if run.waves:
         dest = Path("build") / "waves" / f"{name}{run.waves.suffix}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(run.waves.read_bytes())
         report["waves"] = str(dest)
+        if k.design == "socket":
+            from .waves import write_gtkw
+            report["gtkw"] = str(write_gtkw(params, dest, dest.with_suffix(".gtkw")))
     return report
 
 
