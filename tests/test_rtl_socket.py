@@ -58,6 +58,10 @@ def test_layer_loop_by_kernel_looping_and_by_launches(model, tmp_path):
     assert o["launches"]["cycles"] > o["looped"]["cycles"]
 
 
+def test_graph_compiles_to_a_launch_list(model, tmp_path):
+    run(model, tmp_path, "graph", seed=SEED + 60, m=30, n=12, k=20)
+
+
 def test_agcu_fault_stops_the_sequencer(model, tmp_path):
     run(model, tmp_path, "fault", seed=SEED + 20, n=50)
 

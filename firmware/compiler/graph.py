@@ -1,0 +1,148 @@
+"""Graph compiler: a ``firmware.graph.Graph`` -> device buffers, one kernel per op, and the
+launch list the kernel sequencer runs without the host.
+
+Each op becomes a kernel (``firmware/kernels``); each tensor a buffer in its region, in
+the layout its producer writes or its consumer reads: a matmul operand in the layout the
+systolic array takes (packed by the host when the tensor is written), a matmul result
+row-major with padded columns, an elementwise result in its input's layout. A graph that
+does not fit says what ran out (``OutOfMemory`` names the tensor and the region); a
+layout this compiler cannot produce on the device is a ``GraphError``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware.graph import GraphError
+from firmware.kernels.elementwise import compile_scale_bias
+from firmware.kernels.gemm import GemmShape, compile_gemm
+
+__all__ = ["Layout", "CompiledGraph", "compile_graph"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a tensor's words lie in its buffer: ``kind`` "flat" (row-major), "gemm_a",
+    "gemm_b" (a GEMM operand, packed), "gemm_c" (a GEMM result); ``gemm`` the kernel that
+    defines the packed kinds."""
+    kind: str
+    shape: tuple
+    gemm: object = None
+
+    @property
+    def words(self):
+        s = self.gemm.shape if self.gemm else None
+        return {"flat": int(np.prod(self.shape)), "gemm_a": s and s.a_words,
+                "gemm_b": s and s.b_words, "gemm_c": s and s.c_words}[self.kind]
+
+    def pack(self, params, values):
+        v = np.asarray(values)
+        if v.shape != self.shape:
+            raise ValueError(f"values of shape {v.shape}, the tensor is {self.shape}")
+        v = (v.astype(np.float32).view(np.uint32) if v.dtype != np.uint32 else v)
+        if self.kind == "gemm_a":
+            return self.gemm.pack_a(params, v)
+        if self.kind == "gemm_b":
+            return self.gemm.pack_b(params, v)
+        if self.kind == "gemm_c":
+            raise GraphError("a GEMM result layout is written by the device, not the host")
+        return v.reshape(-1)
+
+    def unpack(self, words):
+        w = np.asarray(words, np.uint32)
+        if self.kind == "gemm_c":
+            return self.gemm.unpack_c(w[:self.words])
+        if self.kind == "flat":
+            return w[:self.words].reshape(self.shape)
+        raise GraphError(f"a {self.kind} operand layout is not read back")
+
+
+@dataclass
+class CompiledGraph:
+    graph: object
+    buffers: dict          # tensor name -> Buffer
+    layouts: dict          # tensor name -> Layout
+    kernels: list          # (Op, kernel) in launch order
+
+    async def run(self, device, inputs, **run_args):
+        """Write ``inputs`` ({tensor: array of its shape}), load every kernel, run them as
+        one launch list, return {output tensor: uint32 array}."""
+        params = device.params
+        missing = {t.name for t in self.graph.inputs} - set(inputs)
+        if missing:
+            raise GraphError(f"no values for input(s) {sorted(missing)}")
+        for name, values in inputs.items():
+            if name not in self.layouts or self.graph.tensors[name].producer is not None:
+                raise GraphError(f"{name!r} is not an input of graph {self.graph.name!r}")
+            await device.write(self.buffers[name], self.layouts[name].pack(params, values))
+        launches = [(await device.load(k.program)).launch() for _, k in self.kernels]
+        counters = await device.run(launches, **run_args)
+        out = {t.name: self.layouts[t.name].unpack(await device.read(self.buffers[t.name]))
+               for t in self.graph.outputs}
+        return out, counters
+
+
+def compile_graph(params, graph, alloc):
+    """Buffers from ``alloc`` (a device's allocator) and a kernel per op."""
+    if not graph.ops:
+        raise GraphError(f"graph {graph.name!r} has no ops")
+    gemms = {}
+    layouts = {}
+    # Operand layouts first: matmul operands must be host-written (packed) tensors.
+    for op in graph.ops:
+        if op.kind != "matmul":
+            continue
+        a, b = (graph.tensors[n] for n in op.inputs)
+        m, k = a.shape
+        n = b.shape[1]
+        gemms[op.name] = GemmShape.of(params, m, n, k)
+        for t, kind in ((a, "gemm_a"), (b, "gemm_b")):
+            if t.producer is not None:
+                raise GraphError(f"{op.name}: operand {t.name!r} is computed on the device "
+                                 f"(by {t.producer}); the systolic operand layout needs a "
+                                 f"relayout op this compiler does not have yet")
+            prev = layouts.get(t.name)
+            if prev is not None and prev[0] != kind:
+                raise GraphError(f"{op.name}: input {t.name!r} is used as {prev[0]} by "
+                                 f"{prev[1]} and as {kind} here; one buffer has one layout")
+            layouts.setdefault(t.name, (kind, op.name))
+    buffers = {}
+
+    def buffer(t, words):
+        buffers[t.name] = alloc.alloc(t.region, words, t.name)
+        return buffers[t.name]
+
+    final, kernels = {}, []
+    for t in graph.inputs:
+        kind, owner = layouts.get(t.name, ("flat", None))
+        if kind == "flat":
+            final[t.name] = Layout("flat", t.shape)
+            buffer(t, final[t.name].words)
+    for op in graph.ops:
+        out = graph.tensors[op.output]
+        if op.kind == "matmul":
+            s = gemms[op.name]
+            a, b = (graph.tensors[n] for n in op.inputs)
+            for t, words in ((a, s.a_words), (b, s.b_words)):
+                if t.name not in buffers:
+                    buffer(t, words)
+            c = buffer(out, s.c_words)
+            g = compile_gemm(params, s.m, s.n, s.k, a=buffers[a.name], b=buffers[b.name],
+                             c=c, relu=op.attrs["relu"], bf16=op.attrs["bf16"])
+            for t, kind in ((a, "gemm_a"), (b, "gemm_b"), (out, "gemm_c")):
+                final.setdefault(t.name, Layout(kind, t.shape, g))
+            kernels.append((op, g))
+        elif op.kind == "scale_bias":
+            x = graph.tensors[op.inputs[0]]
+            lay = final[x.name]
+            if lay.kind in ("gemm_a", "gemm_b"):
+                raise GraphError(f"{op.name}: input {x.name!r} is a packed GEMM operand")
+            y = buffer(out, lay.words)
+            kern = compile_scale_bias(params, lay.words, x=buffers[x.name], y=y,
+                                      scale=op.attrs["scale"], bias=op.attrs["bias"],
+                                      relu=op.attrs["relu"])
+            final[out.name] = Layout(lay.kind, out.shape, lay.gemm)
+            kernels.append((op, kern))
+        else:
+            raise GraphError(f"{op.name}: unknown op kind {op.kind!r}")
+    return CompiledGraph(graph, buffers, final, kernels)
