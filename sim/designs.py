@@ -49,11 +49,6 @@ def _rdn(params):
     return Rdn(params)
 
 
-def _tile(params):
-    from hdl.tile import Tile
-    return Tile(params)
-
-
 def _socket(params):
     from hdl.socket import Socket
     return Socket(params)
@@ -82,8 +77,6 @@ DESIGNS = {
                   "one PMU (banks, address pipelines, N-buffering) with its vector streams"),
     "rdn": Design("rdn", _rdn, {}, "the RDN: vector, scalar and control fabrics of the grid, "
                   "every unit-side and edge port a stream", timed=True, default_depth=RDN_DEPTH),
-    "tile": Design("tile", _tile, {"cfg": 1 << 12}, "the tile: PCUs and PMUs on the RDN, "
-                   "config bus and edge ports as streams", timed=True, default_depth=RDN_DEPTH),
     "socket": Design("socket", _socket, {"host__req": 1 << 12, "host__wdata": HOST_DEPTH,
                                          "host__resp": HOST_DEPTH, "dma": 16},
                      "the socket: tile, AGCUs, memory system, kernel sequencer and config "
