@@ -75,7 +75,13 @@ class _Ports(wiring.Component):
         mine = self.signature.flatten(self)
         for (path, member, inner), (_, _, outer) in zip(self.unit.signature.flatten(self.unit),
                                                          mine):
-            if member.flow == In:
+            if path == ("config",):
+                # Registered inside the block: logic that depends on the configuration is
+                # then clocked logic of the block, not input-combinational logic that
+                # Verilator re-evaluates whenever any input of the block changes. (One
+                # cycle of delay; a configuration is loaded long before the unit starts.)
+                m.d.sync += inner.eq(outer)
+            elif member.flow == In:
                 m.d.comb += inner.eq(outer)
             else:
                 m.d.comb += outer.eq(inner)
