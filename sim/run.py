@@ -60,6 +60,7 @@ KERNELS = {
         "bit-exact against the PCU reference and within k FP32 roundings of float64",
         [Option("m", int, 56, "rows of A and C"), Option("n", int, 24, "columns of B and C"),
          Option("k", int, 64, "the reduction length"),
+         Option("bias", int, 0, "fused bias epilogue, one per output column (0/1)"),
          Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
          Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)")],
         {"testcase": "gemm"}),

@@ -9,7 +9,7 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
 * ``looping``: the same ``iterations`` slices once by kernel looping (one launch, one
   program load) and once as separate launches (reloading the program each time): same
   results; looping loads the program once.
-* ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``relu``, ``bf16``) on one PCU's
+* ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``bias``, ``relu``, ``bf16``) on one PCU's
   systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
   the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
 * ``layer_loop``: ``layers`` GEMMs (``m``, ``n``, ``k``) with one weight set each — by
@@ -137,15 +137,18 @@ async def gemm(dut):
     args, params, dev, rng = await _setup(dut)
     m, n, k = args["m"], args["n"], args["k"]
     relu, bf16 = bool(args.get("relu", False)), bool(args.get("bf16", False))
+    use_bias = bool(args.get("bias", False))
     nrng = np.random.default_rng(args.get("seed", 1))
     a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
-    s = GemmShape.of(params, m, n, k)
+    bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
+            if use_bias else None)
+    s = GemmShape.of(params, m, n, k, use_bias)
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
             (("a", "hbm", s.a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
-    g = compile_gemm(params, m, n, k, relu=relu, bf16=bf16, **bufs)
+    g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, **bufs)
     await dev.write(bufs["a"], g.pack_a(params, a))
-    await dev.write(bufs["b"], g.pack_b(params, b))
+    await dev.write(bufs["b"], g.pack_b(params, b, bias))
     prog = await dev.load(g.program)
     t0 = time.perf_counter()
     c = await dev.run([prog.launch()],
@@ -156,24 +159,28 @@ async def gemm(dut):
     ref = ReferenceDevice(params)
     rbufs = {name: ref.alloc.alloc(b_.region, b_.words, name) for name, b_ in bufs.items()}
     await ref.write(rbufs["a"], g.pack_a(params, a))
-    await ref.write(rbufs["b"], g.pack_b(params, b))
+    await ref.write(rbufs["b"], g.pack_b(params, b, bias))
     await ref.run([(await ref.load(g.program)).launch()])
     diff = np.nonzero(raw != await ref.read(rbufs["c"]))[0]
     assert not len(diff), f"C buffer differs from the reference backend at word {diff[0]}"
     got = g.unpack_c(raw)
-    want = g.reference(params, a, b)
+    want = g.reference(params, a, b, bias)
     bad = np.argwhere(got != want)
     assert not len(bad), (f"gemm {m}x{n}x{k}: {len(bad)} results differ from the reference, "
                           f"first C[{bad[0][0]}, {bad[0][1]}] = {got[tuple(bad[0])]:#010x}, "
                           f"expected {want[tuple(bad[0])]:#010x}")
     fa, fb = N.from_bits(a).astype(np.float64), N.from_bits(b).astype(np.float64)
     exact = fa @ fb
+    if use_bias:
+        exact = exact + N.from_bits(bias).astype(np.float64)
     if relu:
         exact = np.maximum(exact, 0)
     scale = np.abs(fa) @ np.abs(fb)
-    # Exact BF16 products, one FP32 rounding per accumulation step; a BF16 output adds
-    # one rounding to 8 significant bits (at most 2**-8 of the value).
-    bound = k * 2.0 ** -24 * scale
+    if use_bias:
+        scale = scale + np.abs(N.from_bits(bias).astype(np.float64))
+    # Exact BF16 products, one FP32 rounding per accumulation step (the bias is one more
+    # step); a BF16 output adds one rounding to 8 significant bits (2**-8 of the value).
+    bound = s.k * 2.0 ** -24 * scale
     if bf16:
         bound = bound + 2.0 ** -8 * (np.abs(exact) + bound)
     err = np.abs(N.from_bits(got).astype(np.float64) - exact)

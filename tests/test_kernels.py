@@ -154,6 +154,27 @@ def test_reference_device_gemm_streams_what_the_agcus_read(m, n, k):
     assert (_run(go()) == g.reference(SMALL, a, b)).all()
 
 
+def test_bias_epilogue_is_the_last_accumulation_step():
+    """[A 1] @ [B; bias]: the bias is added after the sum, in FP32, once."""
+    from firmware import numerics as N
+    from firmware.compiler.pcu import gemm_reference
+    m, n, k = 30, 11, 9
+    s = GemmShape.of(SMALL, m, n, k, bias=True)
+    assert s.k == k + 1
+    al = Allocator(SMALL)
+    bufs = {name: al.alloc("hbm", w, name) for name, w in
+            (("a", s.a_words), ("b", s.b_words), ("c", s.c_words))}
+    g = compile_gemm(SMALL, m, n, k, bias=True, **bufs)
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+    b = rng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+    bias = rng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
+    want = N.fp32_add(gemm_reference(a, b), np.broadcast_to(bias, (m, n)).copy())
+    assert (g.reference(SMALL, a, b, bias) == want).all()
+    with pytest.raises(ValueError, match="compiled with a bias"):
+        g.pack_b(SMALL, b)
+
+
 def test_reference_device_loops_like_separate_launches():
     from firmware.runtime.reference import ReferenceDevice
     n, iters = 30, 4

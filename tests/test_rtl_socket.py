@@ -33,15 +33,17 @@ def test_scale_bias_end_to_end(model, tmp_path, k, n, iterations, ddr):
     assert o["load_cycles"] >= o["beats"]
 
 
-@pytest.mark.parametrize("k,m,n,kk,relu,bf16", [
-    (0, 28, 8, 16, False, False),     # one tile
-    (1, 40, 20, 33, False, False),    # 2 x 3 tiles, none full, odd k
-    (2, 5, 3, 7, True, False),        # smaller than one tile, ReLU epilogue
-    (3, 60, 17, 24, True, True),      # ReLU + BF16 epilogue
+@pytest.mark.parametrize("k,m,n,kk,bias,relu,bf16", [
+    (0, 28, 8, 16, False, False, False),     # one tile
+    (1, 40, 20, 33, False, False, False),    # 2 x 3 tiles, none full, odd k
+    (2, 5, 3, 7, False, True, False),        # smaller than one tile, ReLU epilogue
+    (3, 60, 17, 24, False, True, True),      # ReLU + BF16 epilogue
+    (4, 33, 12, 20, True, True, True),       # bias + ReLU + BF16 epilogue
+    (5, 9, 20, 5, True, False, False),       # bias alone
 ])
-def test_gemm_end_to_end(model, tmp_path, k, m, n, kk, relu, bf16):
-    o = run(model, tmp_path, "gemm", seed=SEED + 40 + k, m=m, n=n, k=kk, relu=relu,
-            bf16=bf16)
+def test_gemm_end_to_end(model, tmp_path, k, m, n, kk, bias, relu, bf16):
+    o = run(model, tmp_path, "gemm", seed=SEED + 40 + k, m=m, n=n, k=kk, bias=bias,
+            relu=relu, bf16=bf16)
     # The array cannot beat its peak: STAGES x LANES MACs per cycle.
     assert o["macs"] <= o["cycles"] * SMALL.pcu_stages * SMALL.pcu_lanes
 

@@ -38,11 +38,13 @@ class GemmShape:
     tile_rows: int
 
     @classmethod
-    def of(cls, params, m, n, k):
+    def of(cls, params, m, n, k, bias=False):
+        """With ``bias`` the array runs one more step (``k`` is then K + 1)."""
         for name, v in (("m", m), ("n", n), ("k", k)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"gemm: {name} = {v!r} must be a positive integer")
-        return cls(m, n, k, params.pcu_lanes, params.pcu_stages, systolic_tile_rows(params))
+        return cls(m, n, k + bool(bias), params.pcu_lanes, params.pcu_stages,
+                   systolic_tile_rows(params))
 
     @property
     def mt(self):
@@ -90,48 +92,72 @@ class GemmShape:
 
 @dataclass(frozen=True)
 class Gemm:
+    """A compiled GEMM. With a bias epilogue the array computes ``[A 1] @ [B; bias]``: the
+    bias is the last accumulation step, ``c + 1 x bias`` with an exact product and one
+    FP32 rounding — the same result as adding it after the sum (the bias is BF16 data, as
+    all stored operands)."""
     shape: GemmShape
     systolic: SystolicProgram
     program: object
     parts: dict
+    bias: bool = False
+
+    def _a(self, a):
+        a = np.asarray(a, np.uint32)
+        if self.bias:
+            a = np.hstack([a, np.full((a.shape[0], 1), 0x3F800000, np.uint32)])
+        return a
+
+    def _b(self, b, bias):
+        b = np.asarray(b, np.uint32)
+        if self.bias != (bias is not None):
+            raise ValueError("the kernel was compiled " + ("with" if self.bias else "without")
+                             + " a bias epilogue")
+        if self.bias:
+            b = np.vstack([b, np.asarray(bias, np.uint32).reshape(1, -1)])
+        return b
 
     def pack_a(self, params, a):
         """A (M x K FP32 words) in the device layout."""
         s = self.shape
-        _, vin0, _ = gemm_streams(a, np.zeros((s.k, 1), np.uint32), params)
+        _, vin0, _ = gemm_streams(self._a(a), np.zeros((s.k, 1), np.uint32), params)
         return vin0.reshape(s.mt, 1, -1)[:, 0].reshape(-1)
 
-    def pack_b(self, params, b):
-        """B (K x N FP32 words) in the device layout."""
+    def pack_b(self, params, b, bias=None):
+        """B (K x N FP32 words), and the bias (N,) if compiled with one, in the device
+        layout."""
         s = self.shape
-        _, _, vin1 = gemm_streams(np.zeros((1, s.k), np.uint32), b, params)
+        _, _, vin1 = gemm_streams(np.zeros((1, s.k), np.uint32), self._b(b, bias), params)
         return vin1.reshape(-1)
 
     def unpack_c(self, words):
         s = self.shape
         return np.asarray(words, np.uint32).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
 
-    def reference(self, params, a, b):
-        """C bit-exactly as the PCU computes it (tail included)."""
+    def reference(self, params, a, b, bias=None):
+        """C bit-exactly as the PCU computes it (bias and tail included)."""
         s = self.shape
-        _, vin0, vin1 = gemm_streams(a, b, params)
+        _, vin0, vin1 = gemm_streams(self._a(a), self._b(b, bias), params)
         out = systolic_reference(self.systolic, params, vin0, vin1)["data"]
         tiles = out.reshape(s.mt, s.nt, s.rows, s.lanes)[..., :s.cols]
         return tiles.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
 
 
-def compile_gemm(params, m, n, k, *, a, b, c, relu=False, bf16=False, pcu=(0, 0)):
+def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
+                 pcu=(0, 0)):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
-    of at least ``shape.a_words`` ... words)."""
-    s = GemmShape.of(params, m, n, k)
+    of at least ``GemmShape.of(params, m, n, k, bias).a_words`` ... words); epilogue:
+    ``bias`` (added per output column), then ReLU, then BF16 convert."""
+    s = GemmShape.of(params, m, n, k, bias)
+    k = s.k
     check_pcu(params, pcu)
     r, col = pcu
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
     for name, buf, need in (("a", a, s.a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
         if buf.words < need:
-            raise ValueError(f"gemm {m}x{n}x{k}: buffer {name} has {buf.words} words, the "
-                             f"layout needs {need}")
+            raise ValueError(f"gemm {m}x{n}x{k - bool(bias)}: buffer {name} has "
+                             f"{buf.words} words, the layout needs {need}")
     systolic = SystolicProgram(k=k, tiles=s.mt * s.nt, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
     interleave = s.tile_rows // s.stages
@@ -162,4 +188,5 @@ def compile_gemm(params, m, n, k, *, a, b, c, relu=False, bf16=False, pcu=(0, 0)
         vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(-1, s.lanes)
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (0, "store"), c_acc)] = rows.reshape(-1)
-    return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts)
+    return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
+                bool(bias))
