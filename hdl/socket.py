@@ -70,6 +70,8 @@ class Socket(wiring.Component):
     go, launches, count, timeout : In     start the kernel sequencer on ``count`` launch
                                           records from beat address ``launches``.
     busy : Out(1);  error : Out(SeqError)  the sequencer's state.
+    unit_busy : Out(ROWS x COLS);  agcu_busy : Out(agcus)   who is busy now (after a
+                                          TIMEOUT: who was still working).
     fault : Out(agcus);  fault_addr : Out(32) x agcus   AGCU segment faults.
     host : In(mem_port_signature)         the host's end of the host link.
     dma : In(stream);  dma_busy, dma_error : Out(1)
@@ -89,6 +91,7 @@ class Socket(wiring.Component):
         members = {
             "go": In(1), "launches": In(mm.addr_bits), "count": In(16), "timeout": In(32),
             "busy": Out(1), "error": Out(SeqError),
+            "unit_busy": Out(n), "agcu_busy": Out(a),
             "fault": Out(a), "fault_addr": Out(32).array(a),
             "host": In(mem_port_signature(mm.addr_bits, mm.words)),
             "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
@@ -142,11 +145,13 @@ class Socket(wiring.Component):
                          mem.agcu_config[k].eq(t.config)]
 
         # Kernel control.
-        m.d.comb += [tile.start.eq(seq.tile_start), seq.tile_busy.eq(tile.busy)]
+        m.d.comb += [tile.start.eq(seq.tile_start), seq.tile_busy.eq(tile.busy),
+                     self.unit_busy.eq(tile.busy)]
         for k in range(a):
             m.d.comb += [mem.agcu_start[k].eq(seq.agcu_start[k]),
                          mem.agcu_offset[k].eq(seq.agcu_offset[k]),
                          seq.agcu_busy[k].eq(mem.agcu_busy[k]),
+                         self.agcu_busy[k].eq(mem.agcu_busy[k]),
                          seq.agcu_fault[k].eq(mem.agcu_fault[k]),
                          self.fault[k].eq(mem.agcu_fault[k]),
                          self.fault_addr[k].eq(mem.agcu_fault_addr[k])]

@@ -313,4 +313,6 @@ async def timeout(dut):
     n = args["n"]
     # The writer expects twice what the PCU sends: it would wait forever.
     _, prog = await _with_writer(dev, params, n, 2 * n, 2 * n)
-    await _expect_error(dev, prog, "TIMEOUT", kernel_timeout=5000)
+    msg = await _expect_error(dev, prog, "TIMEOUT", kernel_timeout=5000)
+    # The error names who was still working: the writer, not the finished PCU or reader.
+    assert msg.endswith("still busy: AGCU 1"), msg

@@ -75,8 +75,20 @@ class RtlDevice(Device):
                 detail = "; " + ", ".join(
                     f"AGCU {k} at segment word {int(tb.port(f'fault_addr__{k}').value)}"
                     for k in ks)
+            if err == SeqError.TIMEOUT:
+                detail = "; still busy: " + (", ".join(self._busy()) or "nothing")
             raise DeviceError(f"kernel sequencer stopped: {err.name}{detail}")
         return await self.counters()
+
+    def _busy(self):
+        """Names of the units and AGCUs busy now."""
+        from hdl.tile import is_pcu
+        p, tb = self.params, self.tb
+        units, agcus = int(tb.port("unit_busy").value), int(tb.port("agcu_busy").value)
+        names = [f"{'PCU' if is_pcu(r, c) else 'PMU'} ({r},{c})"
+                 for r in range(p.rows) for c in range(p.cols)
+                 if units >> (r * p.cols + c) & 1]
+        return names + [f"AGCU {k}" for k in range(p.agcus) if agcus >> k & 1]
 
     async def counters(self):
         """Every counter: ``counters_layout`` fields, and ``vec`` / ``sca``: per switch
