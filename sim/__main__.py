@@ -127,7 +127,7 @@ def main(argv=None):
 
     r = sub.add_parser("run", help="run a kernel and check it; writes build/reports/KERNEL.json",
                        description="Run KERNEL; kernel options follow (see 'run KERNEL -h').")
-    r.add_argument("kernel", help="kernel name (gemm, fpu, pcu-gemm, pcu-softmax)")
+    r.add_argument("kernel", help="kernel name (gemm, fpu, pcu-gemm, pcu-softmax; see -h after it)")
     common(r)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--waves", action="store_true",
