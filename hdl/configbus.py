@@ -104,13 +104,10 @@ class ConfigLoader(wiring.Component):
         m.d.comb += self.busy.eq(left != 0)
         with m.If(self.start):
             m.d.sync += [left.eq(self.count), j.eq(0)]
-        pieces = [self.beats.payload[32 * BEAT_WORDS * k:][:config_beat_layout.size]
-                  for k in range(per)]
-        with m.Switch(j):
-            for k, piece in enumerate(pieces):
-                with m.Case(k):
-                    m.d.comb += self.bus.payload.eq(piece)
-        m.d.comb += self.bus.valid.eq(self.busy & self.beats.valid)
+        m.d.comb += [
+            self.bus.payload.eq(self.beats.payload.word_select(j, 32 * BEAT_WORDS)),
+            self.bus.valid.eq(self.busy & self.beats.valid),
+        ]
         with m.If(self.bus.valid & self.bus.ready):
             m.d.sync += left.eq(left - 1)
             last_piece = (j == per - 1) | (left == 1)

@@ -95,7 +95,8 @@ def _flags(flow, waves):
     if flow not in FLOWS:
         raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
     # V3MergeCond is quadratic on the large conditional blocks Amaranth emits (on the
-    # small tile it took 378 of 426 s of verilation); the model runs as fast without it.
+    # small tile it took 378 of 426 s of verilation); off, only that optimisation of the
+    # generated code is forgone.
     flags = ["--cc", "--exe", "--vpi", "--top-module", "tb_top", "--prefix", "Vtop",
              "-o", "tb_top", "-Wno-fatal", "-fno-merge-cond", *LINT_WAIVERS, *FLOWS[flow]]
     if waves:

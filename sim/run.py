@@ -32,6 +32,7 @@ class Kernel:
     description: str
     options: list = field(default_factory=list)
     fixed: dict = field(default_factory=dict)      # arguments the kernel always passes
+    testcase: str | None = None                    # one cocotb test of the module
 
 
 def _rates(idle, backpressure):
@@ -63,7 +64,7 @@ KERNELS = {
          Option("bias", int, 0, "fused bias epilogue, one per output column (0/1)"),
          Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
          Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)")],
-        {"testcase": "gemm"}),
+        testcase="gemm"),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", "tb.test_pcu_simd",
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -95,11 +96,9 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
         "sim": {"flow": b.flow, "build_s": round(b.seconds, 3), "build_cached": b.cached},
     }
     try:
-        fixed = dict(k.fixed)
-        run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name,
-                         testcase=fixed.pop("testcase", None),
+        run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name, testcase=k.testcase,
                          args={"seed": seed, "lanes": params.pcu_lanes,
-                               "params": params.to_dict(), **fixed, **opts}, waves=waves)
+                               "params": params.to_dict(), **k.fixed, **opts}, waves=waves)
     except SimulationError as e:
         report["error"] = str(e)
         return report

@@ -37,6 +37,7 @@ from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm
 from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
+from hdl.tile import is_pcu
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.memimage import MemoryImage
 
@@ -195,8 +196,7 @@ def _report(params, c, wall, macs):
     from hdl.memory.config import MemoryMap
     seq = c["seq"]
     cycles = seq["exec_cycles"]
-    pcus = sum(1 for r in range(params.rows) for col in range(params.cols)
-               if (r + col) % 2 == 0)
+    pcus = sum(is_pcu(r, col) for r in range(params.rows) for col in range(params.cols))
     peak = params.pcu_stages * params.pcu_lanes
     hbm = MemoryMap(params).region("hbm")
     hbm_bytes = sum(ch["read"] + ch["write"] for ch in c["hbm"])

@@ -31,9 +31,9 @@ class Layout:
 
     @property
     def words(self):
-        s = self.gemm.shape if self.gemm else None
-        return {"flat": int(np.prod(self.shape)), "gemm_a": s and s.a_words,
-                "gemm_b": s and s.b_words, "gemm_c": s and s.c_words}[self.kind]
+        if self.kind == "flat":
+            return int(np.prod(self.shape))
+        return getattr(self.gemm.shape, f"{self.kind[-1]}_words")
 
     def pack(self, params, values):
         v = np.asarray(values)
@@ -114,8 +114,7 @@ def compile_graph(params, graph, alloc):
 
     final, kernels = {}, []
     for t in graph.inputs:
-        kind, owner = layouts.get(t.name, ("flat", None))
-        if kind == "flat":
+        if t.name not in layouts:
             final[t.name] = Layout("flat", t.shape)
             buffer(t, final[t.name].words)
     for op in graph.ops:

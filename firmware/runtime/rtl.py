@@ -49,8 +49,7 @@ class RtlDevice(Device):
         per-iteration watchdog (a kernel that stalls stops with TIMEOUT);
         ``timeout_cycles`` bounds the whole wait here."""
         self._check_launches(launches)
-        await self.image.write(self.tb, self.launch_area.addr,
-                               self._pad(launch_words(self.params, launches)))
+        await self.write(self.launch_area, launch_words(self.params, launches))
         tb = self.tb
         tb.port("launches").value = self.launch_area.addr // self.map.words
         tb.port("count").value = len(launches)
@@ -68,14 +67,12 @@ class RtlDevice(Device):
             waited += poll
         err = SeqError(int(tb.port("error").value))
         if err != SeqError.NONE:
-            faults = int(tb.port("fault").value)
-            detail = ""
             if err == SeqError.FAULT:
-                ks = [k for k in range(self.params.agcus) if faults >> k & 1]
+                faults = int(tb.port("fault").value)
                 detail = "; " + ", ".join(
                     f"AGCU {k} at segment word {int(tb.port(f'fault_addr__{k}').value)}"
-                    for k in ks)
-            if err == SeqError.TIMEOUT:
+                    for k in range(self.params.agcus) if faults >> k & 1)
+            else:
                 detail = "; still busy: " + (", ".join(self._busy()) or "nothing")
             raise DeviceError(f"kernel sequencer stopped: {err.name}{detail}")
         return await self.counters()

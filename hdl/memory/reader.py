@@ -28,12 +28,11 @@ class BurstReader(wiring.Component):
     resp : In(stream(resp_layout))
     o : Out(stream)                     ``data``, the burst's ``info``, ``first`` / ``last``
                                         beat of the burst.
-    landed : Out(1)                     a burst's last beat arrived;
-    reordered : Out(1)                  ... while an older burst was still missing.
+    reordered : Out(1)                  a burst's last beat arrived while an older burst
+                                        was still missing.
     drained : Out(1)                    a burst's last beat left on ``o``.
     acked : Out(1)                      a write acknowledgement came back on ``resp`` (the
                                         owner's writes share the port).
-    idle : Out(1)                       no burst in flight or waiting.
     """
 
     def __init__(self, *, words, addr_bits, tags, info):
@@ -45,8 +44,7 @@ class BurstReader(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "data": unsigned(32 * words), "info": info, "first": unsigned(1),
                 "last": unsigned(1)}))),
-            "landed": Out(1), "reordered": Out(1), "drained": Out(1), "acked": Out(1),
-            "idle": Out(1),
+            "reordered": Out(1), "drained": Out(1), "acked": Out(1),
         })
 
     def elaborate(self, platform):
@@ -72,7 +70,7 @@ class BurstReader(wiring.Component):
         beat = Signal(BURST_BITS)
         set_arr, clr_arr = Signal(T), Signal(T)
         with m.If(slots.landed):
-            m.d.comb += [set_arr.eq(1 << slots.landed_tag), self.landed.eq(1),
+            m.d.comb += [set_arr.eq(1 << slots.landed_tag),
                          self.reordered.eq((slots.landed_tag != htag) &
                                            ~arrived.bit_select(htag, 1))]
         info = slots.read_info
@@ -88,5 +86,4 @@ class BurstReader(wiring.Component):
                 m.d.comb += [clr_arr.eq(1 << htag), slots.release.eq(1),
                              slots.release_tag.eq(htag), self.drained.eq(1)]
         m.d.sync += arrived.eq((arrived | set_arr) & ~clr_arr)
-        m.d.comb += self.idle.eq(slots.idle & ~self.bursts.valid)
         return m
