@@ -131,7 +131,8 @@ class Tile(wiring.Component):
                 _deliver(m, sdlv[0], u.wsin, body=False)
                 _deliver(m, sdlv[1], u.rsin, body=False)
                 _inject(m, u.vout, vinj)
-                m.d.comb += sinj.valid.eq(0)
+                # A PMU's reads may leave by several flows (config.r_flow).
+                m.d.comb += [vinj.payload.hdr.flow.eq(u.vout_flow), sinj.valid.eq(0)]
                 done.append(~u.busy)
             m.d.comb += [u.config.eq(regs[k]), u.start.eq(self.start[k])]
             busy.append(u.busy)

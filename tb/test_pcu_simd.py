@@ -1,7 +1,7 @@
 """cocotb: one PCU in SIMD mode on Verilator, bit-exact against ``simd_reference``.
 
 Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case``
-(``fma``, ``dot``, ``softmax`` or ``random``), ``n`` iterations (vectors), ``seed``, ``idle``,
+(``fma``, ``dot``, ``softmax``, ``normalize`` or ``random``), ``n`` iterations (vectors), ``seed``, ``idle``,
 ``backpressure``.
 """
 
@@ -41,6 +41,14 @@ def softmax_program(rows, n):
     return SimdProgram((Counter(0, rows), Counter(0, n)),
                        (Stage("SUB", "PREV", "RED"), Stage("MUL", "PREV", "IMM", imm=math.log2(math.e))),
                        red="MAX", tail=Tail(func="EXP2", reduce="ADD", scale="ROW", row_fn="RCP"))
+
+
+def normalize_program(rows, width):
+    """Each row of ``width`` values (several vectors) divided by its own scalar: the tail
+    scales by rcp of sin0, one scalar held per row."""
+    return SimdProgram((Counter(0, rows), Counter(0, width)), (),
+                       frozenset({"vin0", "sin0"}), scalar_hold=1,
+                       tail=Tail(scale="SIN", row_fn="RCP"))
 
 
 def softmax_bound(t, lanes):
@@ -91,6 +99,13 @@ async def pcu_simd(dut):
         prog = softmax_program(n, width)
         inputs = {"vin0": nrng.normal(0, 3, (n, lanes)).astype(np.float32).view(np.uint32)}
         steps = n
+    elif case == "normalize":
+        width = 3 * lanes + 5
+        rows = max(1, n // 4)
+        prog = normalize_program(rows, width)
+        steps = len(simd_reference(prog, params)["mask"])
+        inputs = {"vin0": nrng.normal(0, 3, (steps, lanes)).astype(np.float32).view(np.uint32),
+                  "sin0": nrng.uniform(0.5, 300, rows).astype(np.float32).view(np.uint32)}
     elif case in ("fma", "dot"):
         prog = fma_program(n, lanes) if case == "fma" else dot_program(n, 61, lanes)
         steps = len(simd_reference(prog, params)["mask"])
@@ -141,6 +156,15 @@ async def pcu_simd(dut):
         write_outputs(max_rel_err=float(rel.max()), rel_bound=bound)
         assert rel.max() <= bound, (f"softmax off float64 by {rel.max():.3g} > {bound:.3g} "
                                     f"(seed {seed})")
+    if case == "normalize":
+        # y = x * rcp(s): rcp within TAIL_ULP_BOUND ulp, the product rounded once.
+        s = np.repeat(N.from_bits(inputs["sin0"]).astype(np.float64), steps // len(inputs["sin0"]))
+        x = N.from_bits(inputs["vin0"]).astype(np.float64)
+        y = N.from_bits(got["data"]).astype(np.float64)
+        rel = np.abs(y - x / s[:, None]) / np.maximum(np.abs(x / s[:, None]), 1e-30)
+        bound = 2.0 ** -23 * (N.TAIL_ULP_BOUND + 0.5) * 1.01
+        write_outputs(max_rel_err=float(rel.max()), rel_bound=bound)
+        assert rel.max() <= bound, f"normalize off float64 by {rel.max():.3g} (seed {seed})"
     valid = ((want["mask"][:, None] >> np.arange(lanes)) & 1).astype(bool)
     bad = np.argwhere(valid & (got["data"] != want["data"]))
     write_outputs(steps=steps, lanes=lanes, cycles=cycles, wall_s=wall, mismatches=len(bad),

@@ -12,6 +12,13 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
 * ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``bias``, ``relu``, ``bf16``) on one PCU's
   systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
   the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
+* ``softmax``: ``rows`` x ``n`` row softmax (rows longer than the lanes) through three
+  PCUs and two PMUs: bit-exact against the PCU references and the reference backend's
+  whole Y buffer, within ``softmax_bound`` of float64.
+* ``attention``: one head, ``seq`` x ``d``, fused (one kernel, S and P on chip) and
+  unfused (three kernels through HBM): each bit-exact against its reference backend run
+  (whole O buffer) and the fused one against its PCU references, both within
+  ``attention_bound`` of float64; outputs both cycle counts and the fused run's report.
 * ``layer_loop``: ``layers`` GEMMs (``m``, ``n``, ``k``) with one weight set each — by
   kernel looping (one launch, the weight and output arguments stepped per iteration) and
   by separate launches that each load the program (kernel-by-kernel): same results,
@@ -24,6 +31,7 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
   TIMEOUT instead of hanging.
 """
 
+import math
 import random
 import time
 
@@ -208,6 +216,126 @@ def _report(params, c, wall, macs):
                                                params.hbm_bytes_per_cycle),
             "wall_s": wall, "sim_cycles": seq["cycles"],
             "counters": {k: c[k] for k in ("seq", "agcu", "unit_busy", "hbm", "ddr", "dma")}}
+
+
+@cocotb.test()
+async def softmax(dut):
+    from firmware.kernels.softmax import compile_softmax, softmax_bound
+    args, params, dev, rng = await _setup(dut)
+    rows, n, spread = args["rows"], args["n"], args.get("spread", 3.0)
+    L = params.pcu_lanes
+    xs = -(-n // L) * L
+    nrng = np.random.default_rng(args.get("seed", 1))
+    x = nrng.normal(0, spread, (rows, n)).astype(np.float32)
+    padded = np.zeros((rows, xs), np.uint32)
+    padded[:, :n] = x.view(np.uint32)
+    # The padding lanes hold NaNs: they must not reach any result.
+    padded[:, n:] = N.QNAN32
+    outs = {}
+    for name, d in (("rtl", dev), ("reference", ReferenceDevice(params))):
+        xb, yb = d.alloc.alloc("hbm", rows * xs, "x"), d.alloc.alloc("hbm", rows * n, "y")
+        sm = compile_softmax(params, rows, n, x=xb, y=yb)
+        await d.write(xb, padded)
+        t0 = time.perf_counter()
+        c = await d.run([(await d.load(sm.program)).launch()],
+                        kernel_timeout=40 * rows * xs + 20000)
+        wall = time.perf_counter() - t0
+        outs[name] = (await d.read(yb)).reshape(rows, n)
+        if name == "rtl":
+            counters = c
+    got = outs["rtl"]
+    diff = np.argwhere(got != outs["reference"])
+    assert not len(diff), f"Y differs from the reference backend at {diff[0]}"
+    want = sm.reference(params, x.view(np.uint32))
+    assert np.array_equal(got, want), "Y differs from the PCU references"
+    xf = x.astype(np.float64)
+    e = np.exp(xf - xf.max(axis=1, keepdims=True))
+    exact = e / e.sum(axis=1, keepdims=True)
+    rel = np.abs(N.from_bits(got).astype(np.float64) - exact) / exact
+    bound = softmax_bound(float(np.max(np.abs(xf - xf.max(axis=1, keepdims=True)))) *
+                          math.log2(math.e), n, L)
+    assert rel.max() <= bound, f"softmax off float64 by {rel.max():.3g} > {bound:.3g}"
+    write_outputs(**_report(params, counters, wall, 0), mismatches=0,
+                  max_rel_err=float(rel.max()), rel_bound=bound, beats=sm.program.beats)
+
+
+async def _run_both(dev, params, setup):
+    """``setup(device)`` -> (launch list coroutine args...) run on the RTL device and on the
+    reference backend; returns ((rtl O words, counter deltas, wall s), reference O words)."""
+    out = {}
+    for name, d in (("rtl", dev), ("reference", ReferenceDevice(params))):
+        launches, obuf, timeout = await setup(d)
+        before = (await d.counters())["seq"] if name == "rtl" else None
+        t0 = time.perf_counter()
+        c = await d.run(launches, kernel_timeout=timeout)
+        wall = time.perf_counter() - t0
+        words = await d.read(obuf)
+        if name == "rtl":
+            delta = {k: c["seq"][k] - before[k] for k in ("cycles", "load_cycles",
+                                                           "exec_cycles", "launched")}
+            out[name] = (words, c, delta, wall)
+        else:
+            out[name] = words
+    rtl, ref = out["rtl"], out["reference"]
+    diff = np.nonzero(rtl[0] != ref)[0]
+    assert not len(diff), f"O buffer differs from the reference backend at word {diff[0]}"
+    return rtl
+
+
+@cocotb.test()
+async def attention(dut):
+    from firmware.kernels.attention import (AttentionShape, attention_bound,
+                                            compile_attention, compile_attention_unfused,
+                                            exact_attention, unfused_words)
+    args, params, dev, rng = await _setup(dut)
+    seq, d = args["seq"], args["d"]
+    nrng = np.random.default_rng(args.get("seed", 1))
+    q, k, v = (nrng.normal(0, args.get("spread", 1.0), (seq, d)).astype(np.float32)
+               .view(np.uint32) & 0xFFFF0000 for _ in range(3))
+    sh = AttentionShape.of(params, seq, d)
+    timeout = 40 * sh.macs // (params.pcu_lanes * params.pcu_stages) + 50000
+    exact, bound = exact_attention(q, k, v), attention_bound(q, k, v, params.pcu_lanes)
+    results = {}
+
+    async def fused(d_):
+        b = {n: d_.alloc.alloc("hbm", w, n) for n, w in
+             (("q", sh.q_words), ("kv", sh.kv_words), ("o", sh.o_words))}
+        kern = compile_attention(params, seq, d, **b)
+        await d_.write(b["q"], kern.pack_q(params, q))
+        await d_.write(b["kv"], kern.pack_kv(params, k, v))
+        results["fused"] = kern
+        return [(await d_.load(kern.program)).launch()], b["o"], timeout
+
+    async def unfused(d_):
+        w = unfused_words(params, seq, d)
+        b = {n: d_.alloc.alloc("hbm", w[n], n) for n in ("q", "k", "v", "s", "p", "o")}
+        kern = compile_attention_unfused(params, seq, d, **b)
+        await d_.write(b["q"], kern.pack_q(params, q))
+        await d_.write(b["k"], kern.pack_k(params, k))
+        await d_.write(b["v"], kern.pack_v(params, v))
+        results["unfused"] = kern
+        return [(await d_.load(p)).launch() for p in kern.programs], b["o"], timeout
+
+    report = {}
+    for name, setup in (("fused", fused), ("unfused", unfused)):
+        words, c, delta, wall = await _run_both(dev, params, setup)
+        kern = results[name]
+        got = kern.unpack_o(words)
+        if name == "fused":
+            want = kern.reference(params, q, k, v)
+            bad = np.argwhere(got != want)
+            assert not len(bad), (f"fused O differs from the PCU references at {bad[0]}: "
+                                  f"{got[tuple(bad[0])]:#010x} != {want[tuple(bad[0])]:#010x}")
+            report.update(_report(params, c, wall, sh.macs), beats=kern.program.beats)
+        err = np.abs(N.from_bits(got).astype(np.float64) - exact)
+        worst = np.unravel_index(np.argmax(err / bound), err.shape)
+        assert (err <= bound).all(), (f"{name} O[{worst}] off float64 by {err[worst]:.3g} > "
+                                      f"{bound[worst]:.3g}")
+        report[name] = {**delta, "max_abs_err": float(err.max()),
+                        "max_rel_err": float(np.max(err / np.maximum(np.abs(exact), 1e-30)))}
+    assert report["unfused"]["launched"] == 3 and report["fused"]["launched"] == 1
+    report["speedup"] = report["unfused"]["cycles"] / report["fused"]["cycles"]
+    write_outputs(**report, mismatches=0)
 
 
 @cocotb.test()

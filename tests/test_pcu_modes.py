@@ -43,9 +43,10 @@ def check(got, want, lanes, what):
 @pytest.mark.parametrize("tail,message", [
     (Tail(func="LOG"), "tail.func: unknown function 'LOG'"),
     (Tail(scale="ROW"), "tail.scale: ROW scales by row_fn(reduce(...)) and needs tail.reduce"),
-    (Tail(scale="SUM"), "tail.scale: expected None, a number or 'ROW'"),
+    (Tail(scale="SUM"), "tail.scale: expected None, a number, 'ROW' or 'SIN'"),
+    (Tail(scale="SIN"), "tail.scale: SIN scales by the scalar input, and input sin0 is not"),
     (Tail(scale=1e40), "tail.scale: imm 1e+40 overflows FP32"),
-    (Tail(row_fn="RCP"), "tail.row_fn: only used with scale='ROW'"),
+    (Tail(row_fn="RCP"), "tail.row_fn: only used with scale='ROW' or 'SIN'"),
     (Tail(reduce="MIN"), "tail.reduce: unknown reduction 'MIN'"),
     (Tail(relu=1), "tail.relu: expected True or False"),
 ])
@@ -79,6 +80,9 @@ def test_bad_simd_options(kwargs, message):
     ({"k": 4, "tiles": 1 << 16}, "systolic.tiles: 65536 must be an integer in 1..65535"),
     ({"k": 4, "rows": 29}, "systolic.rows: 29 must be an integer in 1..28"),
     ({"k": 4, "cols": 9}, "systolic.cols: 9 must be an integer in 1..8"),
+    ({"k": 4, "tiles": 6, "scale_tiles": 4},
+     "systolic.scale_tiles: 6 tiles are not whole groups of 4"),
+    ({"k": 4, "scale_tiles": 0}, "systolic.scale_tiles: 0 must be an integer in 1.."),
     ({"k": 4, "tail": Tail(func="SIN")}, "tail.func: unknown function 'SIN'"),
 ])
 def test_bad_systolic_programs(kwargs, message):

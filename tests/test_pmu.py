@@ -13,6 +13,8 @@ from firmware.compiler.pmu import (AccessPattern, PmuProgram, PmuProgramError,
 from hdl.params import PRESETS
 from hdl.pcu.config import vector_layout
 from hdl.pmu.pmu import Pmu
+from amaranth.hdl import Value
+
 from tb.lib.payload import from_ints, pack, to_ints, unpack, words_of
 from tb.lib.pysim import collect, configure, drive, simulate
 
@@ -99,3 +101,46 @@ def test_predicated_interleave_across_two_pmus():
         assert np.array_equal(got["data"], want["data"]), k
         halves.append(got["data"])
     assert np.array_equal(np.concatenate(halves), tensor)
+
+
+def test_read_flow_tags_each_pass():
+    """``read_flow``: every row of a tile read twice, the first pass leaving by flow 0 and
+    the second by flow 1 (``vout_flow`` beside each vector), under back-pressure."""
+    tiles = 3
+    write = AccessPattern((Counter(0, tiles), Counter(0, L * L)), repeat=(0,))
+    read = AccessPattern((Counter(0, tiles), Counter(0, L * L, L), Counter(0, 2),
+                          Counter(0, L)), repeat=(0, 2))
+    program = PmuProgram(write, read, nbuf=2, buf_words=L * L, w_level=1, r_level=1,
+                         read_flow=2)
+    rng = np.random.default_rng(SEED)
+    vin = rng.integers(0, 1 << 32, (tiles * L, L), dtype=np.uint64).astype(np.uint32)
+    want = pmu_reference(program, PMU, vin)
+    flows = np.tile(np.repeat([0, 1], 1)[None], (tiles * L, 1)).reshape(-1)
+    dut = Pmu(PMU)
+    vec = vector_layout(L)
+    got = []
+
+    async def bench(ctx):
+        await configure(ctx, dut, pack_pmu(program, PMU))
+        await drive(ctx, dut.vin, to_ints(pack(vec, {"data": vin, "mask": np.full(len(vin),
+                    (1 << L) - 1)})), random.Random(SEED), 0.3)
+
+    async def sink(ctx):
+        r = random.Random(SEED + 1)
+        for _ in range(4000):
+            ctx.set(dut.vout.ready, r.random() >= 0.4)
+            _, _, valid, ready, payload, flow = await ctx.tick().sample(
+                dut.vout.valid, dut.vout.ready, Value.cast(dut.vout.payload), dut.vout_flow)
+            if valid and ready:
+                got.append((payload, flow))
+            if len(got) == len(flows):
+                break
+
+    simulate(dut, bench, sink)
+    assert len(got) == len(flows), f"{len(got)} of {len(flows)} vectors"
+    data = unpack(vec, from_ints([p for p, _ in got], words_of(vec)))["data"]
+    assert np.array_equal(data, want["data"])
+    assert [f for _, f in got] == list(flows), "vectors left by the wrong flow"
+    with pytest.raises(PmuProgramError, match="read_flow: 4 is not a counter"):
+        pack_pmu(PmuProgram(write, read, nbuf=2, buf_words=L * L, w_level=1, r_level=1,
+                            read_flow=4), PMU)

@@ -28,6 +28,7 @@ def model():
     ("random", 600, 0.6, 0.8, SEED + 2),      # starved and heavily back-pressured
     ("softmax", 3000, 0.2, 0.3, SEED + 5),    # one row per vector, all lanes
     ("softmax", 3000, 0.3, 0.5, SEED + 6),    # ragged rows (lanes - 1 wide)
+    ("normalize", 800, 0.3, 0.5, SEED + 7),   # rows of vectors scaled by rcp(scalar input)
 ])
 def test_pcu_simd(model, tmp_path, case, n, idle, backpressure, seed):
     run = run_cocotb(model, "tb.test_pcu_simd", test_dir=tmp_path,
@@ -58,6 +59,20 @@ def test_pcu_systolic_gemm(model, tmp_path, m, n, k, idle, backpressure):
     run = run_cocotb(model, "tb.test_pcu_systolic", test_dir=tmp_path,
                      args={"config": "small", "m": m, "n": n, "k": k, "seed": SEED + m + k,
                            "idle": idle, "backpressure": backpressure})
+    assert run.outputs["mismatches"] == 0 and run.outputs["results"] == m * n
+
+
+@pytest.mark.parametrize("m,n,k,idle,backpressure", [
+    (61, 19, 12, 0.3, 0.5),       # 4 row tiles x 3 column tiles sharing each row's scalar
+    (9, 8, 5, 0.0, 0.0),          # one partial tile, full rate
+    (40, 30, 3, 0.5, 0.8),        # short tiles: the next group's scalars land early
+])
+def test_pcu_systolic_row_scale(model, tmp_path, m, n, k, idle, backpressure):
+    """C with each row divided by its scalar (``Tail(scale="SIN", row_fn="RCP")``): one
+    scalar per row from sin0, reused by every column tile of the row tile."""
+    run = run_cocotb(model, "tb.test_pcu_systolic", test_dir=tmp_path,
+                     args={"config": "small", "m": m, "n": n, "k": k, "seed": SEED + 3 * m,
+                           "idle": idle, "backpressure": backpressure, "row_scale": 1})
     assert run.outputs["mismatches"] == 0 and run.outputs["results"] == m * n
 
 

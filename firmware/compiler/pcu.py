@@ -69,7 +69,9 @@ class Tail:
     ``func`` (``"NONE"``, ``"EXP2"``, ``"RCP"``, ``"RSQRT"``) per lane; ``reduce`` the
     row reduction over the valid lanes (``"ADD"``/``"MAX"``) that ``scale="ROW"`` uses;
     ``row_fn`` a function of that reduction; ``scale``: ``None``, a number (an FP32
-    immediate) or ``"ROW"`` (``row_fn(reduce(func(x)))``, e.g. ``1 / sum`` for softmax);
+    immediate), ``"ROW"`` (``row_fn(reduce(func(x)))``, e.g. ``1 / sum`` for softmax) or
+    ``"SIN"`` (``row_fn`` of the scalar input that goes with the vector: in SIMD mode the
+    iteration's sin0, in systolic mode one sin0 value per output row);
     ``relu``: ``max(y, +0)``; ``bf16``: round the result to BF16.
     """
     func: str = "NONE"
@@ -109,13 +111,15 @@ def _resolve_tail(tail, sout_reduce=None):
             raise PcuProgramError("tail.scale: ROW scales by row_fn(reduce(...)) and needs "
                                   "tail.reduce")
         scale = ScaleSrc.ROW
+    elif tail.scale == "SIN":
+        scale = ScaleSrc.SIN
     elif isinstance(tail.scale, str):
-        raise PcuProgramError(f"tail.scale: expected None, a number or 'ROW', got "
+        raise PcuProgramError(f"tail.scale: expected None, a number, 'ROW' or 'SIN', got "
                               f"{tail.scale!r}")
     else:
         scale, imm = ScaleSrc.IMM, _imm_bits(float(tail.scale), "tail.scale")
-    if row_fn != TailFunc.NONE and scale != ScaleSrc.ROW:
-        raise PcuProgramError("tail.row_fn: only used with scale='ROW'")
+    if row_fn != TailFunc.NONE and scale not in (ScaleSrc.ROW, ScaleSrc.SIN):
+        raise PcuProgramError("tail.row_fn: only used with scale='ROW' or 'SIN'")
     for flag in ("relu", "bf16"):
         if not isinstance(getattr(tail, flag), bool):
             raise PcuProgramError(f"tail.{flag}: expected True or False")
@@ -130,9 +134,10 @@ def _func_reference(func, x):
             TailFunc.RSQRT: N.rsqrt}[func](np.asarray(x, np.uint32))
 
 
-def tail_reference(cfg, vectors, mask):
+def tail_reference(cfg, vectors, mask, scalars=None):
     """Bit-exact tail (``hdl.pcu.tail.Tail``) of resolved ``cfg`` on ``vectors`` (n, lanes)
-    with lane ``mask`` (n,): returns (result vectors, row reductions)."""
+    with lane ``mask`` (n,) and, for ``ScaleSrc.SIN``, the ``scalars`` (n,) that go with
+    them: returns (result vectors, row reductions)."""
     from firmware import numerics as N
     from hdl.pcu.config import ScaleSrc
     f = _func_reference(cfg["func"], vectors)
@@ -140,8 +145,9 @@ def tail_reference(cfg, vectors, mask):
     y = f
     if cfg["scale"] == ScaleSrc.IMM:
         y = N.fp32_mul(f, np.full_like(f, cfg["imm"]))
-    elif cfg["scale"] == ScaleSrc.ROW:
-        y = N.fp32_mul(f, np.broadcast_to(_func_reference(cfg["row_fn"], row)[:, None], f.shape))
+    elif cfg["scale"] in (ScaleSrc.ROW, ScaleSrc.SIN):
+        src = row if cfg["scale"] == ScaleSrc.ROW else np.asarray(scalars, np.uint32)
+        y = N.fp32_mul(f, np.broadcast_to(_func_reference(cfg["row_fn"], src)[:, None], f.shape))
     if cfg["relu"]:
         y = N.fp32_max(y, np.zeros_like(y))
     if cfg["bf16"]:
@@ -292,6 +298,9 @@ def pack_simd(program: SimdProgram, params: RduParams) -> int:
     hold = _level(program, program.scalar_hold, "scalar_hold")
     if hold is not None and "sin0" not in program.inputs:
         raise PcuProgramError("scalar_hold: input sin0 is not enabled")
+    if program.tail.scale == "SIN" and "sin0" not in program.inputs:
+        raise PcuProgramError("tail.scale: SIN scales by the scalar input, and input sin0 "
+                              "is not enabled")
     tok = _level(program, program.tokens, "tokens")
     vout = (red is None) if program.vector_out is None else bool(program.vector_out)
     if not vout and red is None:
@@ -346,7 +355,7 @@ def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None
                 Src.IMM: np.full((n, lanes), imm, np.uint32), Src.ZERO: zeros}
         prev = alu_reference(np.full((n, lanes), op.value), pick[srcs["a"]],
                              pick[srcs["b"]], pick[srcs["c"]])
-    data, row = tail_reference(tail, prev, mask)
+    data, row = tail_reference(tail, prev, mask, s0)
     out = {"data": data, "mask": mask, "last": np.array([s["last"] for s in steps], np.uint32)}
     if red is not None:
         if acc is None:
@@ -403,12 +412,15 @@ class SystolicProgram:
     """A PCU program in systolic mode (``hdl.pcu.systolic``): ``tiles`` tiles of ``k``
     accumulation steps; each tile emits its first ``rows`` output rows (default: all
     ``systolic_tile_rows``) with the first ``cols`` lanes valid (default: all), through
-    the ``tail``."""
+    the ``tail``. A tail scaled by ``"SIN"`` takes one sin0 value per output row of each
+    group of ``scale_tiles`` consecutive tiles (``tiles`` a multiple of it) and uses it for
+    that row in every tile of the group."""
     k: int
     tiles: int = 1
     rows: int | None = None
     cols: int | None = None
     tail: Tail = Tail()
+    scale_tiles: int = 1
 
 
 def _resolve_systolic(program: SystolicProgram, params: RduParams):
@@ -418,9 +430,13 @@ def _resolve_systolic(program: SystolicProgram, params: RduParams):
     cols = params.pcu_lanes if program.cols is None else program.cols
     for name, value, hi in (("k", program.k, (1 << (COUNTER_BITS - 1)) - 1),
                             ("tiles", program.tiles, (1 << TILE_COUNT_BITS) - 1),
-                            ("rows", rows, full), ("cols", cols, params.pcu_lanes)):
+                            ("rows", rows, full), ("cols", cols, params.pcu_lanes),
+                            ("scale_tiles", program.scale_tiles, (1 << TILE_COUNT_BITS) - 1)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
             raise PcuProgramError(f"systolic.{name}: {value!r} must be an integer in 1..{hi}")
+    if program.tiles % program.scale_tiles:
+        raise PcuProgramError(f"systolic.scale_tiles: {program.tiles} tiles are not whole "
+                              f"groups of {program.scale_tiles}")
     tail = _resolve_tail(program.tail)
     return rows, cols, tail
 
@@ -431,12 +447,13 @@ def pack_systolic(program: SystolicProgram, params: RduParams) -> int:
     rows, cols, tail = _resolve_systolic(program, params)
     return _pack(params, mode=Mode.SYSTOLIC, vin_en=3, tail=tail,
                  systolic={"k": program.k, "tiles": program.tiles, "rows": rows,
-                           "mask": (1 << cols) - 1})
+                           "mask": (1 << cols) - 1, "scale_tiles": program.scale_tiles})
 
 
-def systolic_reference(program: SystolicProgram, params: RduParams, vin0, vin1):
+def systolic_reference(program: SystolicProgram, params: RduParams, vin0, vin1, sin0=None):
     """What the PCU emits in systolic mode for streams ``vin0`` (A: one vector per cycle,
-    tiles x k x interleave) and ``vin1`` (B: one vector per step, tiles x k): ``data``
+    tiles x k x interleave), ``vin1`` (B: one vector per step, tiles x k) and, for a tail
+    scaled by ``"SIN"``, ``sin0`` (one per output row of each tile group): ``data``
     (tiles x rows, lanes), ``mask``, ``last``. Each accumulator follows
     ``c = simd_fma(a, b, c)`` in step order from ``c = +0``."""
     from firmware import numerics as N
@@ -451,7 +468,12 @@ def systolic_reference(program: SystolicProgram, params: RduParams, vin0, vin1):
         acc = N.simd_fma(a[:, kk, :, :, None], b[:, kk, None, None, :], acc)
     out = acc.reshape(T, P * S, L)[:, :rows].reshape(T * rows, L)
     mask = np.full(T * rows, (1 << cols) - 1, np.uint32)
-    data, _ = tail_reference(tail, out, mask)
+    scalars = None
+    if sin0 is not None:
+        g = program.scale_tiles
+        scalars = np.broadcast_to(np.asarray(sin0, np.uint32).reshape(T // g, 1, rows),
+                                  (T // g, g, rows)).reshape(-1)
+    data, _ = tail_reference(tail, out, mask, scalars)
     last = np.zeros(T * rows, np.uint32)
     last[-1] = 1
     return {"data": data, "mask": mask, "last": last}

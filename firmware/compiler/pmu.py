@@ -85,7 +85,8 @@ def conflict_cycles(addrs, bits: BankBits, params: RduParams, mask=None):
 
 def choose_bank_bits(patterns, params: RduParams) -> BankBits:
     """Bank bits under which every access pattern (arrays of vector addresses, one row
-    per access) has the fewest conflict cycles; ties prefer no fold, then a low shift."""
+    per access, or ``access_reference`` results, whose lane masks count) has the fewest
+    conflict cycles; ties prefer no fold, then a low shift."""
     from hdl.pmu.config import addr_bits, bank_bits
     a, nb = addr_bits(params), bank_bits(params)
     best = None
@@ -96,7 +97,9 @@ def choose_bank_bits(patterns, params: RduParams) -> BankBits:
                 _check(bits, params)
             except PmuProgramError:
                 continue
-            cost = sum(conflict_cycles(p, bits, params) for p in patterns)
+            cost = sum(conflict_cycles(p["addr"], bits, params, p["mask"])
+                       if isinstance(p, dict) else conflict_cycles(p, bits, params)
+                       for p in patterns)
             if best is None or cost < best[0]:
                 best = (cost, bits)
             if cost == 0 and fold is None:
@@ -210,7 +213,8 @@ class PmuProgram:
     ``read`` access patterns (addresses inside one buffer), and ``nbuf`` buffers of
     ``buf_words`` words (default: the capacity divided evenly). A write window is one run
     of write counter ``w_level`` and fills a buffer; a read window (``r_level``) drains
-    one; both sides have the same number of windows."""
+    one; both sides have the same number of windows. ``read_flow``: a read counter whose
+    value is the flow id each read vector leaves with (default: all leave by flow 0)."""
     write: AccessPattern
     read: AccessPattern
     bank_bits: BankBits = BankBits()
@@ -218,6 +222,7 @@ class PmuProgram:
     buf_words: int | None = None
     w_level: int = 0
     r_level: int = 0
+    read_flow: int | None = None
 
 
 def _windows(steps, level):
@@ -254,6 +259,16 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
             raise PmuProgramError(f"{name}: addresses {used.min()}..{used.max()} leave the "
                                   f"buffer [0, {buf}) (use lo/hi to drop lanes)")
         sides[name] = (steps, _windows(steps, level))
+    if program.read_flow is not None:
+        from hdl.pmu.config import flow_tag_bits
+        rf = program.read_flow
+        if isinstance(rf, bool) or not isinstance(rf, int) or \
+                not 0 <= rf < len(program.read.counters):
+            raise PmuProgramError(f"read_flow: {rf!r} is not a counter of the read pattern")
+        c = program.read.counters[rf]
+        if c.min < 0 or c.max > 1 << flow_tag_bits(params):
+            raise PmuProgramError(f"read_flow: counter {rf} runs {c.min}..{c.max - 1}, not "
+                                  f"flow ids 0..{(1 << flow_tag_bits(params)) - 1}")
     if sides["write"][1] != sides["read"][1]:
         raise PmuProgramError(f"windows: the write pattern fills {sides['write'][1]} buffers, "
                               f"the read pattern drains {sides['read'][1]}")
@@ -270,7 +285,9 @@ def pack_pmu(program: PmuProgram, params: RduParams) -> int:
         "read": address_config_layout(params).from_bits(pack_access(program.read, params,
                                                                     "read")),
         "nbuf": program.nbuf, "buf_words": buf, "w_level": program.w_level,
-        "r_level": program.r_level}).as_value().value
+        "r_level": program.r_level,
+        "r_flow": {"en": program.read_flow is not None, "level": program.read_flow or 0},
+    }).as_value().value
 
 
 def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None, wsin=None,

@@ -14,7 +14,8 @@ from hdl.socket import socket_config_units
 from .bitstream import BitstreamError, bitstream_rows
 from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
 
-__all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu", "stream_words"]
+__all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu", "stream_words", "at",
+           "src"]
 
 
 def stream_words(buffer, args, key, access):
@@ -34,6 +35,18 @@ def agcu_edge(params, k):
         raise BitstreamError(f"AGCU {k} does not exist ({params.agcus} AGCUs)")
     side, row = agcu_position(params, k)
     return edge_src(params, "W" if side == W else "E", row)
+
+
+def at(pos, k=0):
+    """Route destination: input ``k`` of the unit at ``pos`` = (row, col)."""
+    from .route import unit_dst
+    return unit_dst(pos[1], pos[0], k)
+
+
+def src(pos):
+    """Route source: the output of the unit at ``pos`` = (row, col)."""
+    from .route import unit_src
+    return unit_src(pos[1], pos[0])
 
 
 def check_pcu(params, pos):

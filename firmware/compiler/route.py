@@ -162,6 +162,13 @@ class FabricRoutes:
     load: dict = field(default_factory=dict)
     ids_used: dict = field(default_factory=dict)
 
+    def shared_links(self):
+        """Links and delivery ports more than one flow uses: [(link name, flow names)].
+        Flows that share a link's buffers can block each other."""
+        return [(_link_name(x, y, port[0]), [n for n, _ in users])
+                for (x, y, *port), users in sorted(self.load.items(), key=str)
+                if port[0] != "inject" and len(users) > 1]
+
     def throttle(self, params, ep, rate, burst):
         """Throttle injection port ``ep`` to ``rate`` packets per cycle (a float; rounded to
         1/RATE_ONE) with bursts of up to ``burst`` packets."""

@@ -85,6 +85,18 @@ class GemmShape:
         return self.c_rows * self.c_cols
 
     @property
+    def a_access(self):
+        """A's load stream: each row tile's layout once per column tile."""
+        tile_a = self.k * (self.tile_rows // self.stages) * self.lanes
+        return TensorAccess((self.mt, self.nt, tile_a), (tile_a, 0, 1))
+
+    @property
+    def c_access(self):
+        """C's store stream: per tile, its rows' valid lanes, into row-major C."""
+        return TensorAccess((self.mt, self.nt, self.rows, self.cols),
+                            (self.rows * self.c_cols, self.cols, self.c_cols, 1))
+
+    @property
     def macs(self):
         """MACs the array performs (padded tiles included)."""
         return self.mt * self.nt * self.tile_rows * self.lanes * self.k
@@ -168,10 +180,8 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     ])
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
-    tile_a = k * interleave * s.lanes
-    a_acc = TensorAccess((s.mt, s.nt, tile_a), (tile_a, 0, 1))
+    a_acc, c_acc = s.a_access, s.c_access
     b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
-    c_acc = TensorAccess((s.mt, s.nt, s.rows, s.cols), (s.rows * s.c_cols, s.cols, s.c_cols, 1))
     agcus = {
         0: pack_agcu(params, load=(a_acc, 0), store=(c_acc, 1),
                      segments=[Segment(a.addr, s.a_words), Segment(c.addr, s.c_words)],

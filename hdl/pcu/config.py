@@ -91,11 +91,15 @@ class ScaleSrc(enum.Enum, shape=2):
     NONE = 0       # no scaling
     IMM = 1        # the tail immediate
     ROW = 2        # row_fn of the vector's own cross-lane reduction (e.g. 1 / sum)
+    SIN = 3        # row_fn of the scalar input that goes with the vector (e.g. 1 / sum
+                   # computed elsewhere): SIMD: the iteration's sin0; systolic: one scalar
+                   # per output row, reused for ``scale_tiles`` consecutive tiles
 
 
 #: The tail, after the body: ``f = func(x)`` per lane; ``row = reduce(f)`` over the valid
 #: lanes (``red_op``; also what the scalar output carries); ``y = f * scale`` with the
-#: scale from :class:`ScaleSrc` (``ROW``: ``row_fn(row)`` broadcast); ``relu``:
+#: scale from :class:`ScaleSrc` (``ROW``: ``row_fn(row)``, ``SIN``: ``row_fn(scalar)``,
+#: broadcast); ``relu``:
 #: ``max(y, +0)``; ``bf16``: round to BF16 (the lane keeps the value as FP32, low half 0).
 TailConfig = data.StructLayout({
     "func": TailFunc, "red_op": ReduceOp, "row_fn": TailFunc, "scale": ScaleSrc,
@@ -115,11 +119,15 @@ def systolic_interleave():
 
 def systolic_config_layout(params):
     """Systolic mode: ``tiles`` tiles of ``k`` accumulation steps each; every tile drains
-    ``rows`` (<= interleave x stages) output rows whose ``mask`` marks the valid columns."""
+    ``rows`` (<= interleave x stages) output rows whose ``mask`` marks the valid columns.
+    With the tail's ``ScaleSrc.SIN``, ``scale_tiles`` consecutive tiles share one scalar
+    per output row (taken from ``sin0`` once, e.g. a row's softmax sum for every column
+    tile of that row)."""
     rows = systolic_interleave() * params.pcu_stages
     return data.StructLayout({
         "k": unsigned(COUNTER_BITS - 1), "tiles": unsigned(TILE_COUNT_BITS),
         "rows": range(rows + 1), "mask": unsigned(params.pcu_lanes),
+        "scale_tiles": unsigned(TILE_COUNT_BITS),
     })
 
 

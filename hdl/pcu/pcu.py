@@ -1,7 +1,7 @@
 """The pattern compute unit: header (input FIFOs, counter chain, control tokens, operand
 reduction), body (SIMD pipeline or systolic array), tail, vector and scalar outputs."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,7 +11,8 @@ from hdl.params import RduParams
 from .accum import Accumulator
 from .alu import Alu
 from .body import Body
-from .config import Mode, pcu_config_layout, scalar_layout, vector_layout
+from .config import (Mode, ScaleSrc, pcu_config_layout, scalar_layout,
+                     systolic_interleave, vector_layout)
 from .counters import CounterChain
 from .reduce import ReduceTree
 from .systolic import Systolic
@@ -147,7 +148,6 @@ class Pcu(wiring.Component):
             sa.b.valid.eq(fifos["vin1"].r_rdy), sa.b.payload.eq(vin1.data),
             fifos["vin0"].r_en.eq(Mux(systolic, sa.a.ready, pops["vin0"])),
             fifos["vin1"].r_en.eq(Mux(systolic, sa.b.ready, pops["vin1"])),
-            fifos["sin0"].r_en.eq(~systolic & pops["sin0"]),
         ]
 
         # The header's cross-lane reduction of vin0 (Src.RED); the other operands wait
@@ -170,18 +170,63 @@ class Pcu(wiring.Component):
             body.ctr.eq(late["ctr"]), body.i_mask.eq(late["mask"]),
             body.i_last.eq(late["last"]), body.i_wrap.eq(late["wrap"]),
             sa.config.eq(cfg.systolic), sa.start.eq(self.start & systolic),
-            sa.o_ready.eq(en),
         ]
+
+        # --- scale operands (ScaleSrc.SIN) -------------------------------------------------
+        # SIMD: the iteration's sin0 travels beside the body. Systolic: one scalar per
+        # output row of a group of `scale_tiles` tiles, taken from sin0 as it arrives into
+        # one of two banks (so the next group's scalars can land while this group drains)
+        # and read again for every tile of the group.
+        sin_scale = cfg.tail.scale == ScaleSrc.SIN
+        sin_simd = hst.delay(late["sin0"], body.LATENCY, name="body_sin0")
+        rows = systolic_interleave() * p.pcu_stages
+        sbuf = Array(Signal(32, name=f"sbuf{i}") for i in range(2 * rows))
+        s_full = Signal(2)
+        w_bank, r_bank = Signal(), Signal()
+        w_row, r_row = Signal(range(rows)), Signal(range(rows))
+        r_tile = Signal(cfg.systolic.scale_tiles.shape())
+        take = systolic & sin_scale & ~s_full.bit_select(w_bank, 1) & fifos["sin0"].r_rdy
+        scale_ok = ~systolic | ~sin_scale | s_full.bit_select(r_bank, 1)
+        drain = sa.o_valid & sa.o_ready
+        m.d.comb += [
+            fifos["sin0"].r_en.eq(Mux(systolic, take, pops["sin0"])),
+            sa.o_ready.eq(en & scale_ok),
+        ]
+        last_row = cfg.systolic.rows - 1
+        fill = take & (w_row == last_row)
+        free = systolic & sin_scale & drain & (r_row == last_row) & \
+            (r_tile == cfg.systolic.scale_tiles - 1)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [s_full.eq(0), w_bank.eq(0), r_bank.eq(0), w_row.eq(0), r_row.eq(0),
+                         r_tile.eq(0)]
+        with m.Else():
+            with m.If(take):
+                m.d.sync += [sbuf[Mux(w_bank, rows, 0) + w_row].eq(fifos["sin0"].r_data),
+                             w_row.eq(Mux(fill, 0, w_row + 1))]
+                with m.If(fill):
+                    m.d.sync += w_bank.eq(~w_bank)
+            with m.If(drain & systolic & sin_scale):
+                m.d.sync += r_row.eq(Mux(r_row == last_row, 0, r_row + 1))
+                with m.If(r_row == last_row):
+                    m.d.sync += r_tile.eq(Mux(free, 0, r_tile + 1))
+                with m.If(free):
+                    m.d.sync += r_bank.eq(~r_bank)
+            for b in range(2):
+                with m.If(fill & (w_bank == b)):
+                    m.d.sync += s_full[b].eq(1)
+                with m.Elif(free & (r_bank == b)):
+                    m.d.sync += s_full[b].eq(0)
 
         # --- tail and outputs ------------------------------------------------------------
         m.d.comb += [tail.en.eq(en), tail.config.eq(cfg.tail)]
         with m.If(systolic):
-            m.d.comb += [tail.i_valid.eq(sa.o_valid), tail.i.eq(sa.o),
-                         tail.i_mask.eq(sa.o_mask), tail.i_last.eq(sa.o_last)]
+            m.d.comb += [tail.i_valid.eq(sa.o_valid & scale_ok), tail.i.eq(sa.o),
+                         tail.i_mask.eq(sa.o_mask), tail.i_last.eq(sa.o_last),
+                         tail.i_scalar.eq(sbuf[Mux(r_bank, rows, 0) + r_row])]
         with m.Else():
             m.d.comb += [tail.i_valid.eq(body.o_valid), tail.i.eq(body.o_data),
                          tail.i_mask.eq(body.o_mask), tail.i_last.eq(body.o_last),
-                         tail.i_wrap.eq(body.o_wrap)]
+                         tail.i_wrap.eq(body.o_wrap), tail.i_scalar.eq(sin_simd)]
         m.d.comb += [
             vout.valid.eq(tail.o_valid & cfg.vout_en),
             vout.payload.data.eq(tail.o), vout.payload.mask.eq(tail.o_mask),

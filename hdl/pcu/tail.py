@@ -52,7 +52,8 @@ class Tail(wiring.Component):
 
     ``f = func(x)``; ``row`` = the tree reduction of ``f`` over the ``mask`` lanes
     (``red_op``, order of :class:`ReduceTree`); ``y = f * scale`` (``ScaleSrc``: 1, the
-    immediate, or ``row_fn(row)``); ReLU ``max(y, +0)``; BF16 rounding. The vector leaves
+    immediate, ``row_fn(row)`` or ``row_fn(i_scalar)``, the scalar entering with the
+    vector); ReLU ``max(y, +0)``; BF16 rounding. The vector leaves
     ``LATENCY`` enabled cycles after it enters, with its ``mask``/``last``/``wrap``;
     ``row`` leaves at the same time (``o_row``).
     """
@@ -66,7 +67,7 @@ class Tail(wiring.Component):
         super().__init__({
             "en": In(1), "config": In(TailConfig),
             "i_valid": In(1), "i": In(vec), "i_mask": In(lanes), "i_last": In(1),
-            "i_wrap": In(MAX_COUNTERS),
+            "i_wrap": In(MAX_COUNTERS), "i_scalar": In(32),
             "o_valid": Out(1), "o": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
             "o_wrap": Out(MAX_COUNTERS), "o_row": Out(32),
         })
@@ -92,10 +93,12 @@ class Tail(wiring.Component):
 
         m.submodules.tree = tree = ReduceTree(self.lanes)
         m.submodules.row_fn = row_fn = FuncUnit()
+        wait = self.tree_latency + FuncUnit.LATENCY
+        scalar = st.delay(self.i_scalar, wait, name="tail_scalar")
         m.d.comb += [tree.en.eq(self.en), tree.op.eq(cfg.red_op), tree.i.eq(f),
                      tree.mask.eq(side["mask"]),
-                     row_fn.en.eq(self.en), row_fn.func.eq(cfg.row_fn), row_fn.a.eq(tree.r)]
-        wait = self.tree_latency + FuncUnit.LATENCY
+                     row_fn.en.eq(self.en), row_fn.func.eq(cfg.row_fn),
+                     row_fn.a.eq(Mux(cfg.scale == ScaleSrc.SIN, scalar, tree.r))]
         f = st.delay(f, wait, name="tail_fwait")
         row = st.delay(tree.r, FuncUnit.LATENCY, name="tail_row")
         side = {k: st.delay(v, wait, name=f"tail_r_{k}") for k, v in side.items()}
@@ -104,7 +107,7 @@ class Tail(wiring.Component):
         with m.Switch(cfg.scale):
             with m.Case(ScaleSrc.IMM):
                 m.d.comb += scale.eq(cfg.imm)
-            with m.Case(ScaleSrc.ROW):
+            with m.Case(ScaleSrc.ROW, ScaleSrc.SIN):
                 m.d.comb += scale.eq(row_fn.r)
             with m.Default():
                 m.d.comb += scale.eq(_ONE)

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.pcu.config import COUNTER_BITS
 
-from .config import (addr_bits, bank_bits, bank_config_layout, read_data_layout, read_layout,
+from .config import (flow_tag_bits, addr_bits, bank_bits, bank_config_layout, read_data_layout, read_layout,
                      write_layout)
 
 __all__ = ["Banks"]
@@ -23,7 +23,7 @@ class Banks(wiring.Component):
     counts in ``w_conflicts`` / ``r_conflicts``. Two lanes writing one address: the
     higher lane's word stays. A read sees the memory as it was before the write of the
     same cycle. Read answers (``rd``) come in request order, one cycle after a request's
-    last lane was served.
+    last lane was served, with the request's ``tag`` on ``rd_tag``.
     """
 
     def __init__(self, params):
@@ -33,6 +33,7 @@ class Banks(wiring.Component):
             "w": In(stream.Signature(write_layout(params))),
             "r": In(stream.Signature(read_layout(params))),
             "rd": Out(stream.Signature(read_data_layout(params))),
+            "rd_tag": Out(flow_tag_bits(params)),
             "w_conflicts": Out(COUNTER_BITS),
             "r_conflicts": Out(COUNTER_BITS),
         })
@@ -117,6 +118,7 @@ class Banks(wiring.Component):
         got = [Signal(32, name=f"r{l}_got") for l in range(L)]
         mask = Signal(L)
         last = Signal()
+        tag = Signal.like(self.rd_tag)
         m.d.sync += served_d.eq(Mux(go, served, 0))
         for l in range(L):
             with m.If(go & served[l]):
@@ -127,9 +129,9 @@ class Banks(wiring.Component):
                 Mux(last_d[l], port_data[bank_d[l]], got[l]))
         with m.If(go & final):
             m.d.sync += [out_valid.eq(1), last_d.eq(served), mask.eq(self.r.payload.mask),
-                         last.eq(self.r.payload.last)]
+                         last.eq(self.r.payload.last), tag.eq(self.r.payload.tag)]
         with m.Elif(self.rd.ready):
             m.d.sync += out_valid.eq(0)
         m.d.comb += [self.rd.valid.eq(out_valid), self.rd.payload.mask.eq(mask),
-                     self.rd.payload.last.eq(last)]
+                     self.rd.payload.last.eq(last), self.rd_tag.eq(tag)]
         return m

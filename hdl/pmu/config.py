@@ -6,7 +6,7 @@ from amaranth.lib import data
 
 from hdl.pcu.config import MAX_COUNTERS, ChainConfig
 
-__all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
+__all__ = ["flow_tag_bits", "addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
            "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout",
            "MAX_BUFFERS", "pmu_config_layout"]
 
@@ -39,12 +39,18 @@ def write_layout(params):
                               "data": data.ArrayLayout(32, lanes), "mask": unsigned(lanes)})
 
 
+def flow_tag_bits(params):
+    """Width of the flow id a PMU stamps on the vectors it reads (the RDN's flow ids)."""
+    from hdl.rdn.config import flow_bits
+    return flow_bits(params)
+
+
 def read_layout(params):
-    """One vector read request: LANES word addresses, the lanes that read, and a ``last``
-    flag the answer carries back."""
+    """One vector read request: LANES word addresses, the lanes that read, and the
+    ``last`` flag and flow ``tag`` the answer carries back."""
     lanes = params.pcu_lanes
     return data.StructLayout({"addr": data.ArrayLayout(32, lanes), "mask": unsigned(lanes),
-                              "last": unsigned(1)})
+                              "last": unsigned(1), "tag": unsigned(flow_tag_bits(params))})
 
 
 def read_data_layout(params):
@@ -73,10 +79,12 @@ def address_config_layout(params):
 
 def address_layout(params):
     """One step of an address pipeline: LANES addresses, the lanes on, the chain's
-    counter-wrap bits and ``last``."""
+    counter-wrap bits, ``last``, and ``tag``: the low bits of the counter the pipeline's
+    ``tag_level`` input selects."""
     return data.StructLayout({
         "addr": data.ArrayLayout(32, params.pcu_lanes), "mask": unsigned(params.pcu_lanes),
         "wrap": unsigned(MAX_COUNTERS), "last": unsigned(1),
+        "tag": unsigned(flow_tag_bits(params)),
     })
 
 
@@ -92,6 +100,10 @@ def pmu_config_layout(params):
     buffer; a read window (one run of read counter ``r_level``) drains one. The writer
     may start a window while fewer than ``nbuf`` buffers are full; the reader while at
     least one is.
+
+    ``r_flow``: with ``en``, each vector read leaves with flow id = the value of read
+    counter ``level`` (low bits; else flow 0), so one read stream can feed several
+    consumers in turn (e.g. a row to one PCU, then the same row to another).
     """
     return data.StructLayout({
         "banks": bank_config_layout(params),
@@ -99,4 +111,5 @@ def pmu_config_layout(params):
         "nbuf": range(1, MAX_BUFFERS + 1),
         "buf_words": range(params.pmu_banks * params.pmu_bank_words + 1),
         "w_level": range(MAX_COUNTERS), "r_level": range(MAX_COUNTERS),
+        "r_flow": data.StructLayout({"en": unsigned(1), "level": range(MAX_COUNTERS)}),
     })

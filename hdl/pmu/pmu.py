@@ -1,7 +1,7 @@
 """The pattern memory unit: write and read address pipelines around the banked
 scratchpad, N-buffered so a producer fills one buffer while a consumer drains another."""
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,7 +9,7 @@ from hdl.pcu.config import COUNTER_BITS, vector_layout
 
 from .address import AddressGen
 from .banks import Banks
-from .config import MAX_BUFFERS, pmu_config_layout
+from .config import MAX_BUFFERS, flow_tag_bits, pmu_config_layout
 
 __all__ = ["Pmu"]
 
@@ -20,7 +20,8 @@ class Pmu(wiring.Component):
     After ``start``, every write-pipeline step stores one vector from ``vin`` (lanes on
     in both the step's and the vector's mask) and every read-pipeline step emits one
     vector on ``vout`` (``last`` on the read pipeline's final step). ``wsin``/``rsin``
-    carry the pipelines' per-window base offsets and bounds when configured. Full buffers are
+    carry the pipelines' per-window base offsets and bounds when configured. ``vout_flow``
+    is the flow id of the vector on ``vout`` (``config.r_flow``). Full buffers are
     counted between the two sides (``full``); ``busy`` until the last read left.
     """
 
@@ -32,7 +33,7 @@ class Pmu(wiring.Component):
             "start": In(1), "busy": Out(1),
             "vin": In(stream.Signature(vec)),
             "wsin": In(stream.Signature(32)), "rsin": In(stream.Signature(32)),
-            "vout": Out(stream.Signature(vec)),
+            "vout": Out(stream.Signature(vec)), "vout_flow": Out(flow_tag_bits(params)),
             "w_conflicts": Out(COUNTER_BITS), "r_conflicts": Out(COUNTER_BITS),
             "full": Out(range(MAX_BUFFERS + 1)),
         })
@@ -47,7 +48,8 @@ class Pmu(wiring.Component):
         m.d.comb += [wgen.config.eq(cfg.write), rgen.config.eq(cfg.read),
                      wgen.start.eq(self.start & ~self.busy),
                      rgen.start.eq(self.start & ~self.busy),
-                     banks.config.eq(cfg.banks),
+                     banks.config.eq(cfg.banks), wgen.tag_level.eq(0),
+                     rgen.tag_level.eq(cfg.r_flow.level),
                      self.w_conflicts.eq(banks.w_conflicts),
                      self.r_conflicts.eq(banks.r_conflicts)]
 
@@ -77,12 +79,14 @@ class Pmu(wiring.Component):
         m.d.comb += [
             banks.r.valid.eq(rgen.o.valid & (full != 0)),
             banks.r.payload.mask.eq(rs.mask), banks.r.payload.last.eq(rs.last),
+            banks.r.payload.tag.eq(Mux(cfg.r_flow.en, rs.tag, 0)),
             rgen.o.ready.eq(banks.r.ready),
         ]
         for l in range(L):
             m.d.comb += banks.r.payload.addr[l].eq(rs.addr[l] + r_base)
         r_done = banks.r.ready & rs.wrap.bit_select(cfg.r_level, 1)
         wiring.connect(m, banks.rd, wiring.flipped(self.vout))
+        m.d.comb += self.vout_flow.eq(banks.rd_tag)
 
         m.d.sync += full.eq(full + w_done - r_done)
         for done, buf, base in ((w_done, w_buf, w_base), (r_done, r_buf, r_base)):

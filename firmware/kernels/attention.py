@@ -1,0 +1,416 @@
+"""Attention ``O = softmax(Q K^T / sqrt(d)) V`` on the socket, fused into one kernel
+(intermediates stay on chip) and, for comparison, unfused (one kernel per op through
+HBM).
+
+Fused dataflow (four PCUs, four PMUs, two AGCUs; positions in :class:`AttentionPlan`):
+
+* AGCU 1 loads ``[K^T | V]`` (both in the systolic B layout) once; the stream is
+  multicast to two PMUs whose write predicates keep K^T in one and V in the other.
+* ``qk`` (systolic PCU): ``S = Q K^T * log2(e) / sqrt(d)`` — Q from AGCU 0 (A layout,
+  re-read per key tile), K^T from its PMU (re-read per query tile). The tail's scale
+  folds ``1/sqrt(d)`` and the ``log2(e)`` of the exp2 that follows.
+* S lands row-major in the ``s`` PMU (double-buffered per query tile). It reads each
+  row twice: the first copy leaves by flow 0 to the ``max`` PCU (row maximum: the
+  reduction tree folded over the row by the accumulator), the second by flow 1 to the
+  ``exp`` PCU (``e = exp2(s - max)``, the row sum folded the same way).
+* ``e`` lands column-major in the ``e`` PMU, which reads it out as the systolic A operand
+  (STAGES rows of one key per vector); the row sums go to the ``pv`` PCU's scalar input.
+* ``pv`` (systolic PCU): ``O = rcp(sum) * (e V)`` — V from its PMU, the tail scaled by
+  ``rcp`` of each row's sum (``ScaleSrc.SIN``, one scalar per row reused for every
+  column tile); O to AGCU 1's store stream.
+
+The placement gives every vector and scalar flow links of its own: flows that shared a
+link buffer could block each other (a stalled consumer of one holding up the other's
+packets behind it) and close a dependency cycle through the pipeline.
+
+Operands are BF16 values in FP32 words. Rows of the last query tile past ``seq`` are
+zero queries (uniform softmax); they are computed and stored like the others.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.counters import Counter
+from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, gemm_streams,
+                                   pack_simd, pack_systolic, simd_reference,
+                                   systolic_reference)
+from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
+                                   choose_bank_bits, pack_pmu)
+from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program, src,
+                                       stream_words)
+from firmware.compiler.route import Flow, route
+
+from .gemm import GemmShape
+from .softmax import LOG2E
+
+__all__ = ["AttentionPlan", "AttentionShape", "Attention", "compile_attention",
+           "attention_bound", "UnfusedAttention", "compile_attention_unfused"]
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Unit placement, (row, col) per unit (PCU positions hold PCUs, the rest PMUs)."""
+    qk: tuple = (0, 0)
+    k_pmu: tuple = (1, 0)
+    s_pmu: tuple = (0, 1)
+    max: tuple = (1, 1)
+    exp: tuple = (0, 2)
+    e_pmu: tuple = (0, 3)
+    pv: tuple = (1, 3)
+    v_pmu: tuple = (1, 2)
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """Tiling of one attention head: ``seq`` queries and keys, head dim ``d``."""
+    seq: int
+    d: int
+    qk: GemmShape          # S = Q K^T   (seq x seq, k = d)
+    pv: GemmShape          # O = P V     (seq x d, k = seq)
+
+    @classmethod
+    def of(cls, params, seq, d):
+        for name, v in (("seq", seq), ("d", d)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"attention: {name} = {v!r} must be a positive integer")
+        return cls(seq, d, GemmShape.of(params, seq, seq, d), GemmShape.of(params, seq, d, seq))
+
+    @property
+    def rows(self):
+        """Query rows per tile."""
+        return self.qk.rows
+
+    @property
+    def mt(self):
+        return self.qk.mt
+
+    @property
+    def s_cols(self):
+        """Words per row of S (keys rounded up to whole vectors)."""
+        return self.qk.nt * self.qk.lanes
+
+    @property
+    def q_words(self):
+        return self.qk.a_words
+
+    @property
+    def k_words(self):
+        return self.qk.b_words
+
+    @property
+    def v_words(self):
+        return self.pv.b_words
+
+    @property
+    def kv_words(self):
+        return self.k_words + self.v_words
+
+    @property
+    def o_words(self):
+        return self.pv.c_words
+
+    @property
+    def macs(self):
+        """MACs both systolic PCUs perform (padding included)."""
+        return self.qk.macs + self.pv.macs
+
+
+def pack_q(params, shape, q):
+    """Q (seq x d FP32 words) in the systolic A layout."""
+    s = shape.qk
+    _, vin0, _ = gemm_streams(np.asarray(q, np.uint32), np.zeros((s.k, 1), np.uint32), params)
+    return vin0.reshape(s.mt, 1, -1)[:, 0].reshape(-1)
+
+
+def pack_b(params, b):
+    """A K x N operand in the systolic B layout (one LANES-word row per column tile and
+    step)."""
+    b = np.asarray(b, np.uint32)
+    _, _, vin1 = gemm_streams(np.zeros((1, b.shape[0]), np.uint32), b, params)
+    return vin1.reshape(-1)
+
+
+def attention_bound(q, k, v, lanes):
+    """Bound on |O - O_exact| (float64, elementwise) for BF16-valued Q, K, V.
+
+    S: d exact products, one FP32 rounding each, then the scale c = log2(e)/sqrt(d)
+    (rounded to FP32) and the product rounding: |dS'| <= c (d 2^-24 sum|q||k|) + 2 2^-24
+    |S'|. Each probability then errs relatively by at most 2 ln2 max|dS'| (numerator and
+    normaliser) plus the softmax's own rounding (``softmax_bound`` over rows of seq).
+    The systolic array multiplies BF16 operands: the probabilities (or the unnormalised
+    e) enter P V rounded to BF16 (8 significant bits), a relative 2^-8 more. O = sum p v:
+    the probability errors weigh |v|; the accumulation adds (seq + 1) roundings of 2^-24
+    of sum p|v| (P V in FP32, then the scale by rcp(sum) and its product rounding are
+    inside softmax_bound)."""
+    from firmware import numerics as N
+
+    from .softmax import softmax_bound
+    fq, fk, fv = (N.from_bits(x).astype(np.float64) for x in (q, k, v))
+    seq, d = fq.shape[0], fq.shape[1]
+    c = LOG2E / math.sqrt(d)
+    s = fq @ fk.T * c
+    ds = c * d * 2.0 ** -24 * (np.abs(fq) @ np.abs(fk).T) + 2 * 2.0 ** -24 * np.abs(s)
+    t = s - s.max(axis=1, keepdims=True)
+    rel_p = 2 * math.log(2) * ds.max(axis=1) + softmax_bound(
+        float(np.max(np.abs(t))), seq, lanes)
+    e = np.exp2(t)
+    p = e / e.sum(axis=1, keepdims=True)
+    weight = p @ np.abs(fv)
+    return ((rel_p[:, None] + 2.0 ** -8) * 1.01 + (seq + 2) * 2.0 ** -24) * weight
+
+
+def exact_attention(q, k, v):
+    """float64 O for FP32-word operands."""
+    from firmware import numerics as N
+    fq, fk, fv = (N.from_bits(x).astype(np.float64) for x in (q, k, v))
+    s = fq @ fk.T / math.sqrt(fq.shape[1])
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)) @ fv
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A compiled fused attention kernel."""
+    shape: AttentionShape
+    programs: dict
+    program: object
+    parts: dict
+
+    def pack_q(self, params, q):
+        return pack_q(params, self.shape, q)
+
+    def pack_kv(self, params, k, v):
+        """``[K^T | V]`` (K, V: seq x d FP32 words) in the layout AGCU 1 streams."""
+        return np.concatenate([pack_b(params, np.asarray(k, np.uint32).T), pack_b(params, v)])
+
+    def unpack_o(self, words):
+        sh = self.shape
+        return np.asarray(words, np.uint32).reshape(sh.pv.c_rows, sh.pv.c_cols)[:sh.seq, :sh.d]
+
+    def reference(self, params, q, k, v):
+        """O (seq x d) bit-exactly as the kernel computes it."""
+        sh = self.shape
+        qs = np.repeat(self.pack_q(params, q).reshape(sh.mt, 1, -1), sh.qk.nt, axis=1)
+        rows = _pipeline(params, sh, self.programs, qs.reshape(-1, params.pcu_lanes),
+                         self.pack_kv(params, k, v))
+        out = rows.reshape(sh.mt, sh.pv.nt, sh.rows, -1).transpose(0, 2, 1, 3)
+        return out.reshape(sh.pv.c_rows, sh.pv.c_cols)[:sh.seq, :sh.d]
+
+
+def _programs(params, sh):
+    chain = (Counter(0, sh.mt * sh.rows), Counter(0, sh.seq))
+    return {
+        "qk": SystolicProgram(k=sh.d, tiles=sh.mt * sh.qk.nt, rows=sh.rows, cols=sh.qk.cols,
+                              tail=Tail(scale=LOG2E / math.sqrt(sh.d))),
+        "max": SimdProgram(chain, (), reduce="MAX", accumulate=("MAX", 1)),
+        "exp": SimdProgram(chain, (Stage("SUB", "VIN0", "SIN0"),), frozenset({"vin0", "sin0"}),
+                           reduce="ADD", accumulate=("ADD", 1), tail=Tail(func="EXP2"),
+                           vector_out=True, scalar_hold=1),
+        "pv": SystolicProgram(k=sh.seq, tiles=sh.mt * sh.pv.nt, rows=sh.rows, cols=sh.pv.cols,
+                              tail=Tail(scale="SIN", row_fn="RCP"), scale_tiles=sh.pv.nt),
+    }
+
+
+def _pipeline(params, sh, programs, q_vectors, kv):
+    """O rows (in store order: query tile, d tile, row) the fused kernel emits, from the
+    Q vectors AGCU 0 streams (each query tile once per key tile) and the words AGCU 1
+    loads."""
+    L, TM = params.pcu_lanes, sh.qk.tile_rows
+    kt = np.asarray(kv[:sh.k_words], np.uint32).reshape(-1, L)
+    vb = np.asarray(kv[sh.k_words:sh.kv_words], np.uint32).reshape(-1, L)
+    s = systolic_reference(programs["qk"], params, q_vectors, np.tile(kt, (sh.mt, 1)))["data"]
+    s_rows = s.reshape(sh.mt, sh.qk.nt, sh.rows, L).transpose(0, 2, 1, 3).reshape(-1, L)
+    mx = simd_reference(programs["max"], params, vin0=s_rows)["sdata"]
+    ex = simd_reference(programs["exp"], params, vin0=s_rows, sin0=mx)
+    e = ex["data"].reshape(sh.mt, sh.rows, sh.s_cols)[:, :, :sh.seq]
+    # The A operand: query tiles of TM rows (rows past `rows` are never drained: zeros).
+    a = np.zeros((sh.mt, TM, sh.seq), np.uint32)
+    a[:, :sh.rows] = e
+    _, vin0, _ = gemm_streams(a.reshape(-1, sh.seq), np.zeros((sh.seq, sh.d), np.uint32),
+                              params)
+    return systolic_reference(programs["pv"], params, vin0, np.tile(vb, (sh.mt, 1)),
+                              ex["sdata"])["data"]
+
+
+def _s_pmu(params, sh):
+    """S row-major, a query tile per buffer; each row read twice (flow 0, then 1)."""
+    L, sp = params.pcu_lanes, sh.s_cols
+    write = AccessPattern((Counter(0, sh.mt), Counter(0, sh.qk.nt * L, L),
+                           Counter(0, sh.rows * sp, sp), Counter(0, L)), repeat=(0,))
+    read = AccessPattern((Counter(0, sh.mt), Counter(0, sh.rows * sp, sp), Counter(0, 2),
+                          Counter(0, sh.seq)), repeat=(0, 2))
+    return PmuProgram(write, read, nbuf=2, buf_words=sh.rows * sp, w_level=1, r_level=1,
+                      read_flow=2)
+
+
+def _e_pmu(params, sh):
+    """e column-major (word ``key * TM + row``), a query tile per buffer; read as the
+    systolic A operand: per d tile, key and slot, the STAGES rows of one key."""
+    TM, S = sh.qk.tile_rows, params.pcu_stages
+    write = AccessPattern((Counter(0, sh.mt), Counter(0, sh.rows), Counter(0, sh.seq * TM, TM)),
+                          repeat=(0,))
+    read = AccessPattern((Counter(0, sh.mt), Counter(0, sh.pv.nt), Counter(0, sh.seq * TM, S),
+                          Counter(0, S)), repeat=(0, 1))
+    one = (Counter(0, 1),) + write.counters[1:]       # one window is enough to choose
+    bits = choose_bank_bits([
+        access_reference(AccessPattern(one), params),
+        access_reference(AccessPattern((Counter(0, 1), Counter(0, 1)) + read.counters[2:]),
+                         params)], params)
+    return PmuProgram(write, read, bits, nbuf=2, buf_words=sh.seq * TM, w_level=1, r_level=1)
+
+
+def _kv_pmus(params, sh):
+    """K^T and V, each kept by its PMU from the multicast [K^T | V] stream; read once per
+    query tile."""
+    total = Counter(0, sh.kv_words)
+    k = PmuProgram(AccessPattern((total,), hi=sh.k_words),
+                   AccessPattern((Counter(0, sh.mt), Counter(0, sh.k_words)), repeat=(0,)))
+    v = PmuProgram(AccessPattern((total,), base=-sh.k_words, lo=0),
+                   AccessPattern((Counter(0, sh.mt), Counter(0, sh.v_words)), repeat=(0,)))
+    return k, v
+
+
+def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
+    """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
+    ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
+    resource."""
+    sh = AttentionShape.of(params, seq, d)
+    L, cap = params.pcu_lanes, params.pmu_banks * params.pmu_bank_words
+    if params.agcus < 2:
+        raise ValueError("the attention kernel needs two AGCUs")
+    for name, words in (("K^T", sh.k_words), ("V", sh.v_words),
+                        ("S (two query tiles)", 2 * sh.rows * sh.s_cols),
+                        ("e (two query tiles)", 2 * sh.seq * sh.qk.tile_rows)):
+        if words > cap:
+            raise ValueError(f"attention seq={seq} d={d}: {name} needs {words} words of PMU, "
+                             f"a PMU holds {cap}")
+    for name, buf, need in (("q", q, sh.q_words), ("kv", kv, sh.kv_words), ("o", o, sh.o_words)):
+        if buf.words < need:
+            raise ValueError(f"attention seq={seq} d={d}: buffer {name} has {buf.words} "
+                             f"words, the layout needs {need}")
+    for pos in (plan.qk, plan.max, plan.exp, plan.pv):
+        check_pcu(params, pos)
+    programs = _programs(params, sh)
+    k_pmu, v_pmu = _kv_pmus(params, sh)
+    P = sh.qk.tile_rows // params.pcu_stages
+
+    vec = route(params, [
+        Flow("q", agcu_edge(params, 0), (at(plan.qk),)),
+        # Loaded once, before the pipeline runs.
+        Flow("kv", agcu_edge(params, 1), (at(plan.k_pmu), at(plan.v_pmu))),
+        Flow("kt", src(plan.k_pmu), (at(plan.qk, 1),), rate=1 / P),
+        Flow("s", src(plan.qk), (at(plan.s_pmu),), rate=min(1.0, sh.rows / (sh.d * P))),
+        Flow("s_max", src(plan.s_pmu), (at(plan.max),), rate=0.5),
+        Flow("s_exp", src(plan.s_pmu), (at(plan.exp),), rate=0.5),
+        Flow("e", src(plan.exp), (at(plan.e_pmu),), rate=0.5),
+        Flow("e_cols", src(plan.e_pmu), (at(plan.pv),)),
+        Flow("v", src(plan.v_pmu), (at(plan.pv, 1),), rate=1 / P),
+        Flow("o", src(plan.pv), (agcu_edge(params, 1),), rate=min(1.0, sh.rows / (sh.seq * P))),
+    ])
+    for name, fid in (("s_max", 0), ("s_exp", 1)):
+        if vec.headers[name]["flow"] != fid:
+            raise AssertionError(f"flow {name} must leave the S PMU with id {fid}")
+    sca = route(params, [
+        Flow("max", src(plan.max), (at(plan.exp),), rate=1 / sh.qk.nt),
+        Flow("sum", src(plan.exp), (at(plan.pv),), rate=1 / sh.qk.nt),
+    ])
+    for fabric in (vec, sca):
+        for link, names in fabric.shared_links():
+            raise ValueError(f"attention plan {plan}: flows {', '.join(names)} share link "
+                             f"{link}; each stage needs links of its own (a stalled "
+                             f"consumer would hold up the other flow and can deadlock "
+                             f"the pipeline)")
+    q_acc, o_acc, pv = sh.qk.a_access, sh.pv.c_access, sh.pv
+    kv_acc = TensorAccess((sh.kv_words,), (1,))
+    agcus = {
+        0: pack_agcu(params, load=(q_acc, 0), segments=[Segment(q.addr, sh.q_words)],
+                     hdr=vec.headers["q"])[0],
+        1: pack_agcu(params, load=(kv_acc, 0), store=(o_acc, 1),
+                     segments=[Segment(kv.addr, sh.kv_words), Segment(o.addr, sh.o_words)],
+                     hdr=vec.headers["kv"])[0],
+    }
+    parts = {
+        "pcus": {plan.qk: pack_systolic(programs["qk"], params),
+                 plan.max: pack_simd(programs["max"], params),
+                 plan.exp: pack_simd(programs["exp"], params),
+                 plan.pv: pack_systolic(programs["pv"], params)},
+        "pmus": {plan.k_pmu: pack_pmu(k_pmu, params), plan.v_pmu: pack_pmu(v_pmu, params),
+                 plan.s_pmu: pack_pmu(_s_pmu(params, sh), params),
+                 plan.e_pmu: pack_pmu(_e_pmu(params, sh), params)},
+        "agcus": agcus, "vec": vec, "sca": sca,
+    }
+
+    def execute(mem, args):
+        qv = mem[stream_words(q, args, (0, "load"), q_acc)].reshape(-1, L)
+        kvw = mem[stream_words(kv, args, (1, "load"), kv_acc)]
+        rows = _pipeline(params, sh, programs, qv, kvw)
+        mem[stream_words(o, args, (1, "store"), o_acc)] = rows[:, :pv.cols].reshape(-1)
+    return Attention(sh, programs, kernel_program(params, "attention", **parts,
+                                                  execute=execute), parts)
+
+
+# --- unfused: one kernel per op, intermediates through HBM ------------------------------
+
+@dataclass(frozen=True)
+class UnfusedAttention:
+    """Three kernels run as one launch list: ``S = Q K^T`` (GEMM), ``P = softmax(S /
+    sqrt(d))`` (written in the next GEMM's A layout), ``O = P V`` (GEMM). Queries are
+    padded to whole query tiles (``m`` rows)."""
+    shape: AttentionShape
+    m: int
+    kernels: tuple           # (gemm qk, softmax, gemm pv)
+
+    @property
+    def programs(self):
+        return [k.program for k in self.kernels]
+
+    def pack_q(self, params, q):
+        q = np.asarray(q, np.uint32)
+        qp = np.zeros((self.m, q.shape[1]), np.uint32)
+        qp[:len(q)] = q
+        return self.kernels[0].pack_a(params, qp)
+
+    def pack_k(self, params, k):
+        return self.kernels[0].pack_b(params, np.asarray(k, np.uint32).T)
+
+    def pack_v(self, params, v):
+        return self.kernels[2].pack_b(params, v)
+
+    def unpack_o(self, words):
+        return self.kernels[2].unpack_c(words)[:self.shape.seq]
+
+
+def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
+    """Buffers: ``q``, ``k``, ``v`` (inputs), ``s``, ``p`` (intermediates), ``o``; sizes
+    from :func:`unfused_words`."""
+    from firmware.compiler.agcu import access_words
+
+    from .gemm import compile_gemm
+    from .softmax import compile_softmax
+    sh = AttentionShape.of(params, seq, d)
+    words = unfused_words(params, seq, d)
+    m = words["m"]
+    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s)
+    P, S, L = sh.qk.tile_rows // params.pcu_stages, params.pcu_stages, params.pcu_lanes
+    g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o)
+    tile_a = seq * P * L
+    a_layout = TensorAccess((m // sh.qk.tile_rows, P, S, seq), (tile_a, L, 1, P * L))
+    assert access_words(a_layout).max() < g2.shape.a_words
+    sm = compile_softmax(params, m, seq, x=s, y=p, x_stride=g1.shape.c_cols,
+                         scale=1 / math.sqrt(d), store=a_layout)
+    return UnfusedAttention(sh, m, (g1, sm, g2))
+
+
+def unfused_words(params, seq, d):
+    """Words of each buffer of the unfused attention (and ``m``, the padded query rows)."""
+    from firmware.compiler.pcu import systolic_tile_rows
+    tm = systolic_tile_rows(params)
+    m = -(-seq // tm) * tm
+    g1, g2 = GemmShape.of(params, m, seq, d), GemmShape.of(params, m, d, seq)
+    L = params.pcu_lanes
+    # The softmax reads whole vectors per row: the last row may run past C's end.
+    return {"m": m, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L, "p": g2.a_words,
+            "v": g2.b_words, "o": g2.c_words}

@@ -1,0 +1,183 @@
+"""Row softmax on the socket: ``Y[i, :] = softmax(X[i, :])`` for rows of any length that
+fit a PMU buffer (more than the lanes: a row is several vectors).
+
+Three passes over each row, streamed through three PCUs and two PMUs:
+
+1. ``max``  (PCU): the row's maximum — the cross-lane reduction of every vector folded
+   over the row by the accumulator; one scalar per row.
+2. ``exp``  (PCU): ``e = exp2((x - max) * log2(e))`` per element (the row read again from
+   a PMU that buffers the rows while their maxima are computed), the row sum of ``e``
+   folded the same way; ``e`` to a second PMU, the sum to the next PCU.
+3. ``norm`` (PCU): ``y = e * rcp(sum)`` — the tail scaled by ``rcp`` of the scalar input
+   (``ScaleSrc.SIN``), one sum held per row.
+
+Dataflow: AGCU 0 loads X (rows padded to whole vectors) and multicasts it to the ``max``
+PCU and the row PMU; the ``norm`` PCU's rows go to AGCU 1's store stream, which writes
+only the valid lanes, so Y can be stored densely or in any strided layout.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.counters import Counter
+from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
+from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
+from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program, src,
+                                       stream_words)
+from firmware.compiler.route import Flow, route
+
+__all__ = ["SoftmaxPlan", "Softmax", "softmax_programs", "softmax_reference", "softmax_bound",
+           "compile_softmax", "ROW_BUFFERS"]
+
+#: Rows each PMU buffers (N-buffering depth): how far the exp pass may trail the max pass.
+ROW_BUFFERS = 4
+
+LOG2E = math.log2(math.e)
+
+
+@dataclass(frozen=True)
+class SoftmaxPlan:
+    """Unit placement, (row, col) per unit: the three PCUs and two PMUs."""
+    max: tuple = (0, 0)
+    rows_pmu: tuple = (0, 1)
+    exp: tuple = (1, 1)
+    e_pmu: tuple = (1, 2)
+    norm: tuple = (1, 3)
+
+
+def softmax_programs(rows, n, scale=1.0):
+    """The three PCU programs of a softmax over ``rows`` rows of ``n`` values of
+    ``scale * x`` (``scale`` folds into the exp2 argument: ``(x - max) * scale * log2 e``,
+    exact for a positive scale as max(scale x) = scale max(x) is applied after)."""
+    chain = (Counter(0, rows), Counter(0, n))
+    return {
+        "max": SimdProgram(chain, (), reduce="MAX", accumulate=("MAX", 1)),
+        "exp": SimdProgram(chain, (Stage("SUB", "VIN0", "SIN0"),
+                                   Stage("MUL", "PREV", "IMM", imm=float(scale) * LOG2E)),
+                           frozenset({"vin0", "sin0"}), reduce="ADD", accumulate=("ADD", 1),
+                           tail=Tail(func="EXP2"), vector_out=True, scalar_hold=1),
+        "norm": SimdProgram(chain, (), frozenset({"vin0", "sin0"}), scalar_hold=1,
+                            tail=Tail(scale="SIN", row_fn="RCP")),
+    }
+
+
+def softmax_reference(params, programs, vectors):
+    """Bit-exact softmax of ``vectors`` (rows x vectors-per-row, lanes) as the three PCUs
+    compute it; returns (y vectors, their masks)."""
+    mx = simd_reference(programs["max"], params, vin0=vectors)["sdata"]
+    ex = simd_reference(programs["exp"], params, vin0=vectors, sin0=mx)
+    out = simd_reference(programs["norm"], params, vin0=ex["data"], sin0=ex["sdata"])
+    return out["data"], out["mask"]
+
+
+def softmax_bound(t_max, n, lanes):
+    """Relative error bound of a softmax element against float64, for exponent arguments
+    ``|t| <= t_max`` (log2 units) over rows of ``n``: rounding ``x - max``, the scale and
+    their product perturb t by at most 1.5 |t| 2^-23 (exp2 turns it into a relative
+    1.5 ln2 |t| 2^-23, taken as 2 ln2 |t| 2^-23); exp2 and rcp add TAIL_ULP_BOUND ulp
+    each, the final product 0.5 ulp; the row sum of positive terms is a tree over the lanes
+    then one add per vector: (log2 lanes + n / lanes) roundings of 0.5 ulp of the sum.
+    One ulp is at most 2^-23 of the value."""
+    from firmware import numerics as N
+    adds = math.log2(lanes) + -(-n // lanes)
+    return 2.0 ** -23 * (2 * math.log(2) * t_max + 2 * N.TAIL_ULP_BOUND + 0.5 + 0.5 * adds)
+
+
+@dataclass(frozen=True)
+class Softmax:
+    """A compiled softmax: its program, the PCU programs (for the reference) and the
+    parts as ``kernel_program`` takes them."""
+    program: object
+    programs: dict
+    rows: int
+    n: int
+    x_stride: int
+    y_stride: int
+    parts: dict
+
+    def reference(self, params, x):
+        """Bit-exact Y (rows x n) for X (rows x n FP32 words)."""
+        L = params.pcu_lanes
+        xs = -(-self.n // L) * L
+        v = np.zeros((self.rows, xs), np.uint32)
+        v[:, :self.n] = np.asarray(x, np.uint32)
+        y, _ = softmax_reference(params, self.programs, v.reshape(-1, L))
+        return y.reshape(self.rows, xs)[:, :self.n]
+
+
+def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, store=None,
+                    scale=1.0, plan=SoftmaxPlan()):
+    """Softmax of each of ``rows`` rows of ``n`` FP32 values (times ``scale`` > 0) in
+    buffer ``x`` (row ``i`` at word ``i * x_stride``; default: ``n`` rounded up to whole
+    vectors, the padding ignored) into buffer ``y`` (row stride ``y_stride``, default
+    ``n``, only the ``n`` values written; or any ``store`` TensorAccess that visits
+    ``rows`` x ``n`` words, e.g. another kernel's operand layout)."""
+    L = params.pcu_lanes
+    for name, v in (("rows", rows), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"softmax: {name} = {v!r} must be a positive integer")
+    if not scale > 0:
+        raise ValueError(f"softmax: scale {scale!r} must be positive")
+    xs = -(-n // L) * L
+    x_stride = xs if x_stride is None else x_stride
+    y_stride = n if y_stride is None else y_stride
+    if x_stride < n or y_stride < n:
+        raise ValueError(f"softmax: row strides ({x_stride}, {y_stride}) shorter than a "
+                         f"row of {n}")
+    cap = params.pmu_banks * params.pmu_bank_words
+    if ROW_BUFFERS * xs > cap:
+        raise ValueError(f"softmax: rows of {n} values ({xs} words padded) do not fit "
+                         f"{ROW_BUFFERS} row buffers of a {cap}-word PMU")
+    store = TensorAccess((rows, n), (y_stride, 1)) if store is None else store
+    if int(np.prod(store.shape)) != rows * n:
+        raise ValueError(f"softmax: the store access visits {int(np.prod(store.shape))} "
+                         f"words, the result has {rows} x {n}")
+    from firmware.compiler.agcu import access_words
+    x_words, y_words = (rows - 1) * x_stride + xs, int(access_words(store).max()) + 1
+    for name, buf, need in (("x", x, x_words), ("y", y, y_words)):
+        if buf.words < need:
+            raise ValueError(f"softmax {rows}x{n}: buffer {name} has {buf.words} words, "
+                             f"the layout needs {need}")
+    if params.agcus < 2:
+        raise ValueError("the softmax kernel needs two AGCUs")
+    for pos in (plan.max, plan.exp, plan.norm):
+        check_pcu(params, pos)
+    programs = softmax_programs(rows, n, scale)
+    # Each PMU buffers one row per window, ROW_BUFFERS windows deep.
+    row = AccessPattern((Counter(0, rows), Counter(0, n)), repeat=(0,))
+    pmu = pack_pmu(PmuProgram(row, row, nbuf=ROW_BUFFERS, buf_words=xs, w_level=1, r_level=1),
+                   params)
+
+    vec = route(params, [
+        Flow("x", agcu_edge(params, 0), (at(plan.max), at(plan.rows_pmu))),
+        Flow("x_again", src(plan.rows_pmu), (at(plan.exp),)),
+        Flow("e", src(plan.exp), (at(plan.e_pmu),)),
+        Flow("e_again", src(plan.e_pmu), (at(plan.norm),)),
+        Flow("y", src(plan.norm), (agcu_edge(params, 1),)),
+    ])
+    sca = route(params, [
+        Flow("max", src(plan.max), (at(plan.exp),), rate=1 / -(-n // L)),
+        Flow("sum", src(plan.exp), (at(plan.norm),), rate=1 / -(-n // L)),
+    ])
+    load = TensorAccess((rows, xs), (x_stride, 1))
+    agcus = {
+        0: pack_agcu(params, load=(load, 0), segments=[Segment(x.addr, x_words)],
+                     hdr=vec.headers["x"])[0],
+        1: pack_agcu(params, store=(store, 0), segments=[Segment(y.addr, y_words)])[0],
+    }
+    parts = {"pcus": {plan.max: pack_simd(programs["max"], params),
+                      plan.exp: pack_simd(programs["exp"], params),
+                      plan.norm: pack_simd(programs["norm"], params)},
+             "pmus": {plan.rows_pmu: pmu, plan.e_pmu: pmu},
+             "agcus": agcus, "vec": vec, "sca": sca}
+
+    def execute(mem, args):
+        v = mem[stream_words(x, args, (0, "load"), load)].reshape(-1, L)
+        out, _ = softmax_reference(params, programs, v)
+        mem[stream_words(y, args, (1, "store"), store)] = out.reshape(rows, xs)[:, :n]\
+            .reshape(-1)
+    return Softmax(kernel_program(params, "softmax", **parts, execute=execute), programs,
+                   rows, n, x_stride, y_stride, parts)
