@@ -60,6 +60,10 @@ def _print_report(r):
     model = "cached" if s["build_cached"] else f"built in {s['build_s']} s"
     print(f"cycles: {r['cycles']}   simulated in {s['wall_s']} s = "
           f"{s['cycles_per_second']:,} cycles/s ({s['flow']} flow; model {model})")
+    f = r.get("fusion")
+    if f:
+        print(f"fused vs unfused (each with its program load): {f['fused_cycles']} vs "
+              f"{f['unfused_cycles']} cycles = {f['speedup']:.2f}x")
     if r.get("waves"):
         print(f"waves: {r['waves']}" + (f"   GTKWave save file (one group per unit): "
                                         f"{r['gtkw']}" if r.get("gtkw") else ""))

@@ -65,6 +65,24 @@ KERNELS = {
          Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
          Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)")],
         testcase="gemm"),
+    "attention": Kernel(
+        "attention", "socket", "tb.test_socket",
+        "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "
+        "P V on two PCUs' systolic arrays, the row softmax on two more, S and P kept in PMUs; "
+        "bit-exact against the PCU references and the reference backend, within the "
+        "derived bound of float64; with --unfused 1 also the unfused version (GEMM, "
+        "softmax, GEMM through HBM) for the fusion speedup",
+        [Option("seq", int, 128, "sequence length (queries = keys)"),
+         Option("head_dim", int, 32, "head dimension d"),
+         Option("unfused", int, 1, "also run the unfused kernels and compare (0/1)")],
+        testcase="attention"),
+    "softmax": Kernel(
+        "softmax", "socket", "tb.test_socket",
+        "row softmax on the socket (rows longer than the lanes): max, exp + sum and "
+        "normalise on three PCUs with the rows buffered in two PMUs, bit-exact against the "
+        "PCU references and the reference backend, within the derived bound of float64",
+        [Option("rows", int, 64, "rows"), Option("n", int, 100, "values per row")],
+        testcase="softmax"),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", "tb.test_pcu_simd",
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -109,6 +127,8 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                   program_load_cycles=o.get("load_cycles"), hbm_bytes=o.get("hbm_bytes"),
                   hbm_bw_utilization=o.get("hbm_bw_utilization"),
                   counters=o.get("counters") or {"ops": o.get("per_op", {})})
+    if "fusion" in o:
+        report["fusion"] = o["fusion"]
     wall = o.get("wall_s") or 0.0
     report["sim"].update(wall_s=round(wall, 4),
                          cycles_per_second=round(o.get("sim_cycles", o["cycles"]) / wall)

@@ -197,3 +197,111 @@ def test_reference_device_loops_like_separate_launches():
     assert (looped == separate).all()
     want = (xs.view(np.float32) * np.float32(3) + np.float32(0.5)).view(np.uint32)
     assert (looped == want).all()
+
+
+# --- softmax and attention ------------------------------------------------------------
+
+def _bf16(rng, shape, spread=1.0):
+    return rng.normal(0, spread, shape).astype(np.float32).view(np.uint32) & 0xFFFF0000
+
+
+@pytest.mark.parametrize("name,rows,n", [("small", 13, 29), ("small", 4, 8),
+                                         ("plasticine", 9, 70)])
+def test_softmax_reference_backend_equals_the_pcu_programs(name, rows, n):
+    """The reference backend (AGCU streams gathered from memory, padding included) gives
+    the kernel's reference, within softmax_bound of float64."""
+    import math
+
+    from firmware import numerics as N
+    from firmware.kernels.softmax import compile_softmax, softmax_bound
+    from firmware.runtime.reference import ReferenceDevice
+    p = PRESETS[name]
+    dev = ReferenceDevice(p)
+    xs = -(-n // p.pcu_lanes) * p.pcu_lanes
+    x, y = dev.alloc.alloc("hbm", rows * xs, "x"), dev.alloc.alloc("hbm", rows * n, "y")
+    sm = compile_softmax(p, rows, n, x=x, y=y)
+    v = np.random.default_rng(rows).normal(0, 4, (rows, n)).astype(np.float32)
+    padded = np.full((rows, xs), N.QNAN32, np.uint32)
+    padded[:, :n] = v.view(np.uint32)
+    _run(dev.write(x, padded))
+    _run(dev.run([_run(dev.load(sm.program)).launch()]))
+    got = _run(dev.read(y)).reshape(rows, n)
+    assert np.array_equal(got, sm.reference(p, v.view(np.uint32)))
+    f = v.astype(np.float64)
+    e = np.exp(f - f.max(axis=1, keepdims=True))
+    exact = e / e.sum(axis=1, keepdims=True)
+    rel = np.abs(N.from_bits(got) - exact) / exact
+    t = float(np.max(np.abs(f - f.max(axis=1, keepdims=True)))) * math.log2(math.e)
+    assert rel.max() <= softmax_bound(t, n, p.pcu_lanes)
+
+
+def test_softmax_errors_name_the_problem():
+    from firmware.compiler.agcu import TensorAccess
+    from firmware.kernels.softmax import compile_softmax
+    al = Allocator(SMALL)
+    x, y = al.alloc("hbm", 4096, "x"), al.alloc("hbm", 4096, "y")
+    with pytest.raises(ValueError, match="rows = 0 must be a positive integer"):
+        compile_softmax(SMALL, 0, 8, x=x, y=y)
+    with pytest.raises(ValueError, match="do not fit 4 row buffers of a 8192-word PMU"):
+        compile_softmax(SMALL, 1, 2049, x=al.alloc("hbm", 2056), y=al.alloc("hbm", 2049))
+    with pytest.raises(ValueError, match="buffer x has 4096 words, the layout needs 4112"):
+        compile_softmax(SMALL, 257, 16, x=x, y=al.alloc("hbm", 257 * 16))
+    with pytest.raises(ValueError, match="the store access visits 12 words, the result has"):
+        compile_softmax(SMALL, 2, 8, x=x, y=y, store=TensorAccess((12,), (1,)))
+    with pytest.raises(ValueError, match="scale -1.0 must be positive"):
+        compile_softmax(SMALL, 2, 8, x=x, y=y, scale=-1.0)
+
+
+@pytest.mark.parametrize("name,seq,d", [("small", 40, 32), ("small", 3, 8),
+                                        ("plasticine", 50, 64)])
+def test_attention_reference_backends_fused_and_unfused(name, seq, d):
+    """Fused: the reference backend (from memory) equals the kernel's reference from the
+    operands; both fused and unfused within attention_bound of float64."""
+    from firmware import numerics as N
+    from firmware.kernels.attention import (AttentionShape, attention_bound,
+                                            compile_attention, compile_attention_unfused,
+                                            exact_attention, unfused_words)
+    from firmware.runtime.reference import ReferenceDevice
+    p = PRESETS[name]
+    rng = np.random.default_rng(seq + d)
+    q, k, v = (_bf16(rng, (seq, d)) for _ in range(3))
+    exact, bound = exact_attention(q, k, v), attention_bound(q, k, v, p.pcu_lanes)
+    dev = ReferenceDevice(p)
+    sh = AttentionShape.of(p, seq, d)
+    b = {n: dev.alloc.alloc("hbm", w, n) for n, w in
+         (("q", sh.q_words), ("kv", sh.kv_words), ("o", sh.o_words))}
+    att = compile_attention(p, seq, d, **b)
+    _run(dev.write(b["q"], att.pack_q(p, q)))
+    _run(dev.write(b["kv"], att.pack_kv(p, k, v)))
+    _run(dev.run([_run(dev.load(att.program)).launch()]))
+    fused = att.unpack_o(_run(dev.read(b["o"])))
+    assert np.array_equal(fused, att.reference(p, q, k, v))
+    w = unfused_words(p, seq, d)
+    ub = {n: dev.alloc.alloc("hbm", w[n], n) for n in ("q", "k", "v", "s", "p", "o")}
+    un = compile_attention_unfused(p, seq, d, **ub)
+    for name_, data in (("q", un.pack_q(p, q)), ("k", un.pack_k(p, k)), ("v", un.pack_v(p, v))):
+        _run(dev.write(ub[name_], data))
+    _run(dev.run([_run(dev.load(prog)).launch() for prog in un.programs]))
+    unfused = un.unpack_o(_run(dev.read(ub["o"])))
+    for got in (fused, unfused):
+        assert (np.abs(N.from_bits(got).astype(np.float64) - exact) <= bound).all()
+    assert not np.array_equal(fused, unfused)     # normalised after P V vs before
+
+
+def test_attention_errors_name_the_resource():
+    from firmware.kernels.attention import AttentionPlan, AttentionShape, compile_attention
+    al = Allocator(SMALL)
+    big = {n: al.alloc("hbm", 1 << 16, n) for n in ("q", "kv", "o")}
+    with pytest.raises(ValueError, match="K\\^T needs 16384 words of PMU, a PMU holds 8192"):
+        compile_attention(SMALL, 256, 64, **big)
+    sh = AttentionShape.of(SMALL, 40, 32)
+    tiny = dict(big, o=al.alloc("hbm", 8, "o"))
+    with pytest.raises(ValueError, match=f"buffer o has 8 words, the layout needs {sh.o_words}"):
+        compile_attention(SMALL, 40, 32, **tiny)
+    with pytest.raises(BitstreamError, match=r"\(0, 1\) holds no PCU"):
+        compile_attention(SMALL, 40, 32, **big, plan=AttentionPlan(max=(0, 1), s_pmu=(1, 1)))
+    # Max and exp swapped: the S PMU's two flows and the scalar flows then share links.
+    with pytest.raises(ValueError, match="share link"):
+        compile_attention(SMALL, 40, 32, **big, plan=AttentionPlan(max=(0, 2), exp=(1, 1)))
+    with pytest.raises(ValueError, match="d = 0"):
+        AttentionShape.of(SMALL, 4, 0)

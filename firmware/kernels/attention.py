@@ -47,7 +47,8 @@ from .gemm import GemmShape
 from .softmax import LOG2E
 
 __all__ = ["AttentionPlan", "AttentionShape", "Attention", "compile_attention",
-           "attention_bound", "UnfusedAttention", "compile_attention_unfused"]
+           "attention_bound", "exact_attention", "UnfusedAttention",
+           "compile_attention_unfused", "unfused_words"]
 
 
 @dataclass(frozen=True)
@@ -162,13 +163,15 @@ def attention_bound(q, k, v, lanes):
     return ((rel_p[:, None] + 2.0 ** -8) * 1.01 + (seq + 2) * 2.0 ** -24) * weight
 
 
-def exact_attention(q, k, v):
-    """float64 O for FP32-word operands."""
+def exact_attention(q, k, v, magnitude=False):
+    """float64 O for FP32-word operands; with ``magnitude`` also ``P |V|`` (the scale
+    errors are measured against: O_ij can cancel to ~0)."""
     from firmware import numerics as N
     fq, fk, fv = (N.from_bits(x).astype(np.float64) for x in (q, k, v))
     s = fq @ fk.T / math.sqrt(fq.shape[1])
     e = np.exp(s - s.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True)) @ fv
+    p = e / e.sum(axis=1, keepdims=True)
+    return (p @ fv, p @ np.abs(fv)) if magnitude else p @ fv
 
 
 @dataclass(frozen=True)
