@@ -9,7 +9,8 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
 * ``looping``: the same ``iterations`` slices once by kernel looping (one launch, one
   program load) and once as separate launches (reloading the program each time): same
   results; looping loads the program once.
-* ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``bias``, ``relu``, ``bf16``) on one PCU's
+* ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``bias``, ``relu``, ``bf16``; ``a_rows``:
+  A stored row-major, transposed on chip by a PMU) on one PCU's
   systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
   the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
 * ``softmax``: ``rows`` x ``n`` row softmax (rows longer than the lanes) through three
@@ -154,10 +155,23 @@ async def gemm(dut):
     bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
             if use_bias else None)
     s = GemmShape.of(params, m, n, k, use_bias)
+    a_rows = None
+    a_words, packed_a = s.a_words, None
+    if args.get("a_rows"):
+        # Row-major A, rows padded to whole vectors (the pad holds NaNs: never used) and
+        # to whole row tiles (zero rows).
+        a_rows = -(-k // params.pcu_lanes) * params.pcu_lanes
+        packed_a = np.full((s.mt * s.tile_rows, a_rows), N.QNAN32, np.uint32)
+        packed_a[:, :k] = 0
+        packed_a[:m, :k] = a
+        a_words = packed_a.size
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
-            (("a", "hbm", s.a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
-    g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, **bufs)
-    await dev.write(bufs["a"], g.pack_a(params, a))
+            (("a", "hbm", a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
+    g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, a_rows=a_rows,
+                     **bufs)
+    if packed_a is None:
+        packed_a = g.pack_a(params, a)
+    await dev.write(bufs["a"], packed_a)
     await dev.write(bufs["b"], g.pack_b(params, b, bias))
     prog = await dev.load(g.program)
     t0 = time.perf_counter()
@@ -168,7 +182,7 @@ async def gemm(dut):
     # The numpy backend, given the same calls, holds the same words — padding included.
     ref = ReferenceDevice(params)
     rbufs = {name: ref.alloc.alloc(b_.region, b_.words, name) for name, b_ in bufs.items()}
-    await ref.write(rbufs["a"], g.pack_a(params, a))
+    await ref.write(rbufs["a"], packed_a)
     await ref.write(rbufs["b"], g.pack_b(params, b, bias))
     await ref.run([(await ref.load(g.program)).launch()])
     diff = np.nonzero(raw != await ref.read(rbufs["c"]))[0]

@@ -48,6 +48,15 @@ def test_gemm_end_to_end(model, tmp_path, k, m, n, kk, bias, relu, bf16):
     assert o["macs"] <= o["cycles"] * SMALL.pcu_stages * SMALL.pcu_lanes
 
 
+@pytest.mark.parametrize("k,m,n,kk", [(0, 61, 19, 45), (1, 5, 30, 8)])
+def test_gemm_with_row_major_a_through_a_transposing_pmu(model, tmp_path, k, m, n, kk):
+    """A row-major (as another kernel writes it), transposed by a PMU on chip: the same C
+    as the reference backend and the PCU reference (checked in the test)."""
+    o = run(model, tmp_path, "gemm", seed=SEED + 50 + k, m=m, n=n, k=kk, a_rows=1)
+    assert o["mismatches"] == 0
+    assert o["macs"] <= o["cycles"] * SMALL.pcu_stages * SMALL.pcu_lanes
+
+
 @pytest.mark.parametrize("k,rows,n,spread", [(0, 20, 53, 3.0), (1, 9, 128, 10.0),
                                               (2, 3, 5, 1.0)])
 def test_softmax_end_to_end(model, tmp_path, k, rows, n, spread):

@@ -37,13 +37,12 @@ from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, gemm_streams,
                                    pack_simd, pack_systolic, simd_reference,
                                    systolic_reference)
-from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
-                                   choose_bank_bits, pack_pmu)
+from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program, src,
                                        stream_words)
 from firmware.compiler.route import Flow, route
 
-from .gemm import GemmShape
+from .gemm import GemmShape, a_transpose_pmu
 from .softmax import LOG2E
 
 __all__ = ["AttentionPlan", "AttentionShape", "Attention", "compile_attention",
@@ -249,22 +248,6 @@ def _s_pmu(params, sh):
                       read_flow=2)
 
 
-def _e_pmu(params, sh):
-    """e column-major (word ``key * TM + row``), a query tile per buffer; read as the
-    systolic A operand: per d tile, key and slot, the STAGES rows of one key."""
-    TM, S = sh.qk.tile_rows, params.pcu_stages
-    write = AccessPattern((Counter(0, sh.mt), Counter(0, sh.rows), Counter(0, sh.seq * TM, TM)),
-                          repeat=(0,))
-    read = AccessPattern((Counter(0, sh.mt), Counter(0, sh.pv.nt), Counter(0, sh.seq * TM, S),
-                          Counter(0, S)), repeat=(0, 1))
-    one = (Counter(0, 1),) + write.counters[1:]       # one window is enough to choose
-    bits = choose_bank_bits([
-        access_reference(AccessPattern(one), params),
-        access_reference(AccessPattern((Counter(0, 1), Counter(0, 1)) + read.counters[2:]),
-                         params)], params)
-    return PmuProgram(write, read, bits, nbuf=2, buf_words=sh.seq * TM, w_level=1, r_level=1)
-
-
 def _kv_pmus(params, sh):
     """K^T and V, each kept by its PMU from the multicast [K^T | V] stream; read once per
     query tile."""
@@ -342,7 +325,8 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
                  plan.pv: pack_systolic(programs["pv"], params)},
         "pmus": {plan.k_pmu: pack_pmu(k_pmu, params), plan.v_pmu: pack_pmu(v_pmu, params),
                  plan.s_pmu: pack_pmu(_s_pmu(params, sh), params),
-                 plan.e_pmu: pack_pmu(_e_pmu(params, sh), params)},
+                 plan.e_pmu: pack_pmu(a_transpose_pmu(params, sh.mt, sh.rows, sh.seq,
+                                                      sh.pv.nt), params)},
         "agcus": agcus, "vec": vec, "sca": sca,
     }
 
@@ -360,8 +344,9 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
 @dataclass(frozen=True)
 class UnfusedAttention:
     """Three kernels run as one launch list: ``S = Q K^T`` (GEMM), ``P = softmax(S /
-    sqrt(d))`` (written in the next GEMM's A layout), ``O = P V`` (GEMM). Queries are
-    padded to whole query tiles (``m`` rows)."""
+    sqrt(d))`` (row-major, rows padded to whole vectors), ``O = P V`` (GEMM taking its A
+    operand row-major through a transposing PMU, as it arrives from the softmax). Queries
+    are padded to whole query tiles (``m`` rows)."""
     shape: AttentionShape
     m: int
     kernels: tuple           # (gemm qk, softmax, gemm pv)
@@ -389,21 +374,15 @@ class UnfusedAttention:
 def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
     """Buffers: ``q``, ``k``, ``v`` (inputs), ``s``, ``p`` (intermediates), ``o``; sizes
     from :func:`unfused_words`."""
-    from firmware.compiler.agcu import access_words
-
     from .gemm import compile_gemm
     from .softmax import compile_softmax
     sh = AttentionShape.of(params, seq, d)
     words = unfused_words(params, seq, d)
-    m = words["m"]
+    m, kp = words["m"], words["p_stride"]
     g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s)
-    P, S, L = sh.qk.tile_rows // params.pcu_stages, params.pcu_stages, params.pcu_lanes
-    g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o)
-    tile_a = seq * P * L
-    a_layout = TensorAccess((m // sh.qk.tile_rows, P, S, seq), (tile_a, L, 1, P * L))
-    assert access_words(a_layout).max() < g2.shape.a_words
-    sm = compile_softmax(params, m, seq, x=s, y=p, x_stride=g1.shape.c_cols,
-                         scale=1 / math.sqrt(d), store=a_layout)
+    sm = compile_softmax(params, m, seq, x=s, y=p, x_stride=g1.shape.c_cols, y_stride=kp,
+                         scale=1 / math.sqrt(d))
+    g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o, a_rows=kp)
     return UnfusedAttention(sh, m, (g1, sm, g2))
 
 
@@ -414,6 +393,7 @@ def unfused_words(params, seq, d):
     m = -(-seq // tm) * tm
     g1, g2 = GemmShape.of(params, m, seq, d), GemmShape.of(params, m, d, seq)
     L = params.pcu_lanes
+    kp = -(-seq // L) * L
     # The softmax reads whole vectors per row: the last row may run past C's end.
-    return {"m": m, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L, "p": g2.a_words,
-            "v": g2.b_words, "o": g2.c_words}
+    return {"m": m, "p_stride": kp, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
+            "p": m * kp, "v": g2.b_words, "o": g2.c_words}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.pmu import pack_pmu
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
@@ -155,46 +156,103 @@ class Gemm:
         return tiles.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
 
 
+def a_transpose_pmu(params, tiles, rows, k, repeat):
+    """A PMU that turns rows into the systolic A operand: per tile (a buffer; two, so the
+    next tile lands while this one is read) it stores ``rows`` rows of ``k`` words arriving
+    as row vectors (lanes = columns) column-major (word ``col * TM + row``), and reads the
+    tile ``repeat`` times as the array takes A: per step and slot the STAGES rows of one
+    column. Rows of a tile past ``rows`` read as whatever the buffer held (never drained)."""
+    from firmware.compiler.counters import Counter
+    from firmware.compiler.pcu import systolic_tile_rows
+    from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
+                                       choose_bank_bits)
+    TM, S = systolic_tile_rows(params), params.pcu_stages
+    cap = params.pmu_banks * params.pmu_bank_words
+    if 2 * k * TM > cap:
+        raise ValueError(f"a tile of {TM} rows x {k} in two PMU buffers needs "
+                         f"{2 * k * TM} words, a PMU holds {cap}")
+    write = AccessPattern((Counter(0, tiles), Counter(0, rows), Counter(0, k * TM, TM)),
+                          repeat=(0,))
+    read = AccessPattern((Counter(0, tiles), Counter(0, repeat), Counter(0, k * TM, S),
+                          Counter(0, S)), repeat=(0, 1))
+    # One tile of each pattern is enough to choose conflict-free bank bits.
+    bits = choose_bank_bits([
+        access_reference(AccessPattern((Counter(0, 1),) + write.counters[1:]), params),
+        access_reference(AccessPattern((Counter(0, 1), Counter(0, 1)) + read.counters[2:]),
+                         params)], params)
+    return PmuProgram(write, read, bits, nbuf=2, buf_words=k * TM, w_level=1, r_level=1)
+
+
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
-                 pcu=(0, 0)):
+                 pcu=(0, 0), a_rows=None):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
     of at least ``GemmShape.of(params, m, n, k, bias).a_words`` ... words); epilogue:
-    ``bias`` (added per output column), then ReLU, then BF16 convert."""
+    ``bias`` (added per output column), then ReLU, then BF16 convert.
+
+    ``a_rows``: A is row-major with this row stride (words; rows padded to whole query
+    tiles, ``GemmShape.mt * tile_rows`` rows) instead of the systolic layout: AGCU 0 loads
+    each row tile once into the PMU right of the PCU, which transposes it
+    (:func:`a_transpose_pmu`) and feeds it once per column tile — the layout another
+    kernel's row-major output is already in."""
     s = GemmShape.of(params, m, n, k, bias)
     k = s.k
     check_pcu(params, pcu)
     r, col = pcu
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
-    for name, buf, need in (("a", a, s.a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
+    a_words = s.a_words
+    if a_rows is not None:
+        kp = -(-k // s.lanes) * s.lanes
+        if bias:
+            raise ValueError("gemm: a bias epilogue needs A in the systolic layout")
+        if isinstance(a_rows, bool) or not isinstance(a_rows, int) or a_rows < kp:
+            raise ValueError(f"gemm: a_rows = {a_rows!r}: the row stride must hold {kp} words "
+                             f"(k rounded up to whole vectors)")
+        a_words = (s.mt * s.tile_rows - 1) * a_rows + kp
+    for name, buf, need in (("a", a, a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
         if buf.words < need:
             raise ValueError(f"gemm {m}x{n}x{k - bool(bias)}: buffer {name} has "
                              f"{buf.words} words, the layout needs {need}")
     systolic = SystolicProgram(k=k, tiles=s.mt * s.nt, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
     interleave = s.tile_rows // s.stages
+    pmus, a_flows = {}, [Flow("a", agcu_edge(params, 0), (unit_dst(col, r, 0),))]
+    a_acc, c_acc = s.a_access, s.c_access
+    if a_rows is not None:
+        a_pmu = (r, col + 1)
+        if col + 1 >= params.cols:
+            raise ValueError(f"gemm: A through a PMU needs one right of the PCU at {pcu}")
+        pmus[a_pmu] = pack_pmu(a_transpose_pmu(params, s.mt, s.tile_rows, k, s.nt), params)
+        a_flows = [Flow("a", agcu_edge(params, 0), (unit_dst(col + 1, r, 0),)),
+                   Flow("a_cols", unit_src(col + 1, r), (unit_dst(col, r, 0),))]
+        a_acc = TensorAccess((s.mt * s.tile_rows, kp), (a_rows, 1))
     vec = route(params, [
-        Flow("a", agcu_edge(params, 0), (unit_dst(col, r, 0),)),
+        *a_flows,
         Flow("b", agcu_edge(params, 1), (unit_dst(col, r, 1),), rate=1 / interleave),
         Flow("c", unit_src(col, r), (agcu_edge(params, 0),), rate=1 / interleave),
     ])
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
-    a_acc, c_acc = s.a_access, s.c_access
+    for link, names in vec.shared_links():
+        raise ValueError(f"gemm at {pcu}: flows {', '.join(names)} share link {link}")
     b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
     agcus = {
         0: pack_agcu(params, load=(a_acc, 0), store=(c_acc, 1),
-                     segments=[Segment(a.addr, s.a_words), Segment(c.addr, s.c_words)],
+                     segments=[Segment(a.addr, a_words), Segment(c.addr, s.c_words)],
                      hdr=vec.headers["a"])[0],
         1: pack_agcu(params, load=(b_acc, 0), segments=[Segment(b.addr, s.b_words)],
                      hdr=vec.headers["b"])[0],
     }
-    parts = {"pcus": {(r, col): pack_systolic(systolic, params)}, "agcus": agcus, "vec": vec}
+    parts = {"pcus": {(r, col): pack_systolic(systolic, params)}, "pmus": pmus,
+             "agcus": agcus, "vec": vec}
 
     def execute(mem, args):
         # The streams as the AGCUs deliver them, the array's reference, the rows' valid
         # lanes stored as the store stream unpacks them.
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, s.lanes)
+        if a_rows is not None:      # the PMU's transpose: the systolic A stream
+            rows_ = va.reshape(s.mt * s.tile_rows, -1)[:, :k]
+            va = gemm_streams(rows_, np.zeros((k, s.nt * s.lanes), np.uint32), params)[1]
         vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(-1, s.lanes)
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (0, "store"), c_acc)] = rows.reshape(-1)
