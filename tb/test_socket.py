@@ -384,7 +384,7 @@ async def layer_loop(dut):
             [np.pad(g.pack_b(params, w), (0, bsz - s.b_words)) for w in ws]))
         prog = await dev.load(g.program)
         before = (await dev.counters())["seq"]
-        step = {(1, "load"): bsz, (0, "store"): csz}
+        step = {(1, "load"): bsz, (g.c_agcu, "store"): csz}
         if mode == "looped":
             launches = [prog.launch(iterations=layers, strides=step)]
         else:

@@ -103,22 +103,38 @@ def test_predicated_interleave_across_two_pmus():
     assert np.array_equal(np.concatenate(halves), tensor)
 
 
-def test_read_flow_tags_each_pass():
-    """``read_flow``: every row of a tile read twice, the first pass leaving by flow 0 and
-    the second by flow 1 (``vout_flow`` beside each vector), under back-pressure."""
+@pytest.mark.parametrize("lag", [0, 2])
+def test_read_flow_tags_each_pass(lag):
+    """``read_flow``: every row of a tile read twice, alternating flows 0 and 1
+    (``vout_flow`` beside each vector), under back-pressure. With a lag the second read
+    is ``lag`` rows ahead (the flow id is the pass counter's value shifted down) and the
+    steps past the tile's rows, predicated off, send nothing (``skip_empty``) — the final
+    step among them."""
     tiles = 3
     write = AccessPattern((Counter(0, tiles), Counter(0, L * L)), repeat=(0,))
-    read = AccessPattern((Counter(0, tiles), Counter(0, L * L, L), Counter(0, 2),
-                          Counter(0, L)), repeat=(0, 2))
-    program = PmuProgram(write, read, nbuf=2, buf_words=L * L, w_level=1, r_level=1,
-                         read_flow=2)
+    if lag:
+        read = AccessPattern((Counter(0, tiles), Counter(-lag * L, L * L, L),
+                              Counter(0, lag * L + 1, lag * L), Counter(0, L)),
+                             repeat=(0,), lo=0, hi=L * L)
+        program = PmuProgram(write, read, nbuf=2, buf_words=L * L, w_level=1, r_level=1,
+                             read_flow=2, read_flow_shift=(lag * L).bit_length() - 1,
+                             skip_empty=True)
+    else:
+        read = AccessPattern((Counter(0, tiles), Counter(0, L * L, L), Counter(0, 2),
+                              Counter(0, L)), repeat=(0, 2))
+        program = PmuProgram(write, read, nbuf=2, buf_words=L * L, w_level=1, r_level=1,
+                             read_flow=2)
     rng = np.random.default_rng(SEED)
     vin = rng.integers(0, 1 << 32, (tiles * L, L), dtype=np.uint64).astype(np.uint32)
     want = pmu_reference(program, PMU, vin)
-    flows = np.tile(np.repeat([0, 1], 1)[None], (tiles * L, 1)).reshape(-1)
+    # Each row once by each flow: flow 1 (row r + lag) runs lag rows ahead of flow 0.
+    flows = list(want["flow"])
+    assert len(flows) == 2 * tiles * L and flows.count(0) == flows.count(1) == tiles * L
+    first = [flows.index(f) for f in (0, 1)]
+    assert first == ([0, 1] if not lag else [lag, 0])
     dut = Pmu(PMU)
     vec = vector_layout(L)
-    got = []
+    got, state = [], {}
 
     async def bench(ctx):
         await configure(ctx, dut, pack_pmu(program, PMU))
@@ -135,12 +151,16 @@ def test_read_flow_tags_each_pass():
                 got.append((payload, flow))
             if len(got) == len(flows):
                 break
+        for _ in range(10):
+            await ctx.tick()
+        state["busy"] = ctx.get(dut.busy)
 
     simulate(dut, bench, sink)
     assert len(got) == len(flows), f"{len(got)} of {len(flows)} vectors"
     data = unpack(vec, from_ints([p for p, _ in got], words_of(vec)))["data"]
     assert np.array_equal(data, want["data"])
     assert [f for _, f in got] == list(flows), "vectors left by the wrong flow"
+    assert not state["busy"], "busy after the last vector"
     with pytest.raises(PmuProgramError, match="read_flow: 4 is not a counter"):
         pack_pmu(PmuProgram(write, read, nbuf=2, buf_words=L * L, w_level=1, r_level=1,
                             read_flow=4), PMU)

@@ -204,6 +204,7 @@ def access_reference(pattern: AccessPattern, params: RduParams, where="access",
         fresh = bool(s["wrap"] >> pattern.scalar_level & 1)
     return {"addr": np.array(addr, np.int64), "mask": np.array(mask, np.int64),
             "wrap": np.array([s["wrap"] for s in steps]),
+            "value": np.array([s["value"] for s in steps]),
             "last": np.array([s["last"] for s in steps], np.int64)}
 
 
@@ -214,7 +215,9 @@ class PmuProgram:
     ``buf_words`` words (default: the capacity divided evenly). A write window is one run
     of write counter ``w_level`` and fills a buffer; a read window (``r_level``) drains
     one; both sides have the same number of windows. ``read_flow``: a read counter whose
-    value is the flow id each read vector leaves with (default: all leave by flow 0)."""
+    value, shifted right by ``read_flow_shift``, is the flow id each read vector leaves
+    with (default: all leave by flow 0). ``skip_empty``: read steps with no lane on send
+    nothing (else an all-off vector)."""
     write: AccessPattern
     read: AccessPattern
     bank_bits: BankBits = BankBits()
@@ -223,6 +226,8 @@ class PmuProgram:
     w_level: int = 0
     r_level: int = 0
     read_flow: int | None = None
+    read_flow_shift: int = 0
+    skip_empty: bool = False
 
 
 def _windows(steps, level):
@@ -265,10 +270,12 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
         if isinstance(rf, bool) or not isinstance(rf, int) or \
                 not 0 <= rf < len(program.read.counters):
             raise PmuProgramError(f"read_flow: {rf!r} is not a counter of the read pattern")
-        c = program.read.counters[rf]
-        if c.min < 0 or c.max > 1 << flow_tag_bits(params):
-            raise PmuProgramError(f"read_flow: counter {rf} runs {c.min}..{c.max - 1}, not "
-                                  f"flow ids 0..{(1 << flow_tag_bits(params)) - 1}")
+        c, sh = program.read.counters[rf], program.read_flow_shift
+        if isinstance(sh, bool) or not isinstance(sh, int) or not 0 <= sh < 32:
+            raise PmuProgramError(f"read_flow_shift: {sh!r} must be 0..31")
+        if c.min < 0 or (c.max - 1) >> sh >= 1 << flow_tag_bits(params):
+            raise PmuProgramError(f"read_flow: counter {rf} runs {c.min}..{c.max - 1}, "
+                                  f">> {sh} not flow ids 0..{(1 << flow_tag_bits(params)) - 1}")
     if sides["write"][1] != sides["read"][1]:
         raise PmuProgramError(f"windows: the write pattern fills {sides['write'][1]} buffers, "
                               f"the read pattern drains {sides['read'][1]}")
@@ -286,7 +293,9 @@ def pack_pmu(program: PmuProgram, params: RduParams) -> int:
                                                                     "read")),
         "nbuf": program.nbuf, "buf_words": buf, "w_level": program.w_level,
         "r_level": program.r_level,
-        "r_flow": {"en": program.read_flow is not None, "level": program.read_flow or 0},
+        "r_flow": {"en": program.read_flow is not None, "level": program.read_flow or 0,
+                   "shift": program.read_flow_shift},
+        "r_skip": bool(program.skip_empty),
     }).as_value().value
 
 
@@ -294,7 +303,8 @@ def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None, ws
                   rsin=None):
     """The vectors a PMU emits for input vectors ``vin`` (n, lanes) and the scalar inputs
     of its pipelines: for each window, the write window's stores, then the read window's
-    loads. Lanes a read leaves off read as 0 here (don't-care in hardware)."""
+    loads. Lanes a read leaves off read as 0 here (don't-care in hardware); ``flow``: the
+    flow id of each vector."""
     buf, sides = _resolve_pmu(program, params, wsin if wsin is not None else [],
                               rsin if rsin is not None else [])
     (ws, _), (rs, _) = sides["write"], sides["read"]
@@ -302,8 +312,9 @@ def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None, ws
     vin = np.asarray(vin, np.uint32)
     vm = np.full(len(vin), (1 << lanes) - 1) if vin_mask is None else np.asarray(vin_mask)
     mem = np.zeros(buf * program.nbuf, np.uint32)
-    out, masks = [], []
+    out, masks, flows = [], [], []
     wi = ri = 0
+    final_sent = True
     for window in range(_windows(ws, program.w_level)):
         base = (window % program.nbuf) * buf
         while True:
@@ -316,12 +327,18 @@ def pmu_reference(program: PmuProgram, params: RduParams, vin, vin_mask=None, ws
                 break
         while True:
             m = int(rs["mask"][ri])
-            out.append([mem[base + rs["addr"][ri, l]] if m >> l & 1 else 0
-                        for l in range(lanes)])
-            masks.append(m)
+            if m or not program.skip_empty:
+                out.append([mem[base + rs["addr"][ri, l]] if m >> l & 1 else 0
+                            for l in range(lanes)])
+                masks.append(m)
+                flows.append(0 if program.read_flow is None else
+                             int(rs["value"][ri][program.read_flow]) >> program.read_flow_shift)
+            final_sent = bool(m) or not program.skip_empty
             ri += 1
             if rs["wrap"][ri - 1] >> program.r_level & 1:
                 break
     last = np.zeros(len(out), np.int64)
-    last[-1] = 1
-    return {"data": np.array(out, np.uint32), "mask": np.array(masks), "last": last}
+    if out and final_sent:      # a dropped final step takes `last` with it
+        last[-1] = 1
+    return {"data": np.array(out, np.uint32), "mask": np.array(masks), "last": last,
+            "flow": np.array(flows)}

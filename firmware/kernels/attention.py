@@ -10,9 +10,11 @@ Fused dataflow (four PCUs, four PMUs, two AGCUs; positions in :class:`AttentionP
   re-read per key tile), K^T from its PMU (re-read per query tile). The tail's scale
   folds ``1/sqrt(d)`` and the ``log2(e)`` of the exp2 that follows.
 * S lands row-major in the ``s`` PMU (double-buffered per query tile). It reads each
-  row twice: the first copy leaves by flow 0 to the ``max`` PCU (row maximum: the
-  reduction tree folded over the row by the accumulator), the second by flow 1 to the
-  ``exp`` PCU (``e = exp2(s - max)``, the row sum folded the same way).
+  row twice, alternating between two flows: row ``r + LAG`` to the ``max`` PCU (row
+  maximum: the reduction tree folded over the row by the accumulator), then row ``r`` to
+  the ``exp`` PCU (``e = exp2(s - max)``, the row sum folded the same way) — the max of
+  a row is ready by the time its exp pass starts. Steps past the tile's rows are
+  predicated off and send nothing.
 * ``e`` lands column-major in the ``e`` PMU, which reads it out as the systolic A operand
   (STAGES rows of one key per vector); the row sums go to the ``pv`` PCU's scalar input.
 * ``pv`` (systolic PCU): ``O = rcp(sum) * (e V)`` — V from its PMU, the tail scaled by
@@ -237,15 +239,36 @@ def _pipeline(params, sh, programs, q_vectors, kv):
                               ex["sdata"])["data"]
 
 
+def _s_lag(params, sh):
+    """Rows the max pass runs ahead of the exp pass: enough that a row's max (the PCU
+    pipeline's latency after its last vector) is out when its exp pass starts, at most
+    the scalar FIFOs' depth (the maxima wait there)."""
+    from hdl.pcu.pcu import Pcu
+    per_step = 2 * sh.qk.nt                  # vectors the S PMU sends per lag step
+    lag = 1
+    while lag * per_step < Pcu.latency(params) and lag < params.pcu_fifo_depth:
+        lag *= 2
+    return min(lag, params.pcu_fifo_depth)
+
+
+def _s_stride(sh):
+    """Row stride of S in its PMU: a power of two, so a lag of rows is a power of two
+    and its counter value shifted down is the flow id."""
+    return 1 << (sh.s_cols - 1).bit_length()
+
+
 def _s_pmu(params, sh):
-    """S row-major, a query tile per buffer; each row read twice (flow 0, then 1)."""
-    L, sp = params.pcu_lanes, sh.s_cols
+    """S row-major, a query tile per buffer; per step r: row r to the exp PCU (flow 0),
+    row r + lag to the max PCU (flow 1); rows outside the tile send nothing."""
+    L, sp, lag = params.pcu_lanes, _s_stride(sh), _s_lag(params, sh)
     write = AccessPattern((Counter(0, sh.mt), Counter(0, sh.qk.nt * L, L),
                            Counter(0, sh.rows * sp, sp), Counter(0, L)), repeat=(0,))
-    read = AccessPattern((Counter(0, sh.mt), Counter(0, sh.rows * sp, sp), Counter(0, 2),
-                          Counter(0, sh.seq)), repeat=(0, 2))
+    read = AccessPattern((Counter(0, sh.mt), Counter(-lag * sp, sh.rows * sp, sp),
+                          Counter(0, lag * sp + 1, lag * sp), Counter(0, sh.seq)),
+                         repeat=(0,), lo=0, hi=sh.rows * sp)
     return PmuProgram(write, read, nbuf=2, buf_words=sh.rows * sp, w_level=1, r_level=1,
-                      read_flow=2)
+                      read_flow=2, read_flow_shift=(lag * sp).bit_length() - 1,
+                      skip_empty=True)
 
 
 def _kv_pmus(params, sh):
@@ -268,7 +291,7 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
     if params.agcus < 2:
         raise ValueError("the attention kernel needs two AGCUs")
     for name, words in (("K^T", sh.k_words), ("V", sh.v_words),
-                        ("S (two query tiles)", 2 * sh.rows * sh.s_cols),
+                        ("S (two query tiles)", 2 * sh.rows * _s_stride(sh)),
                         ("e (two query tiles)", 2 * sh.seq * sh.qk.tile_rows)):
         if words > cap:
             raise ValueError(f"attention seq={seq} d={d}: {name} needs {words} words of PMU, "
@@ -289,14 +312,14 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
         Flow("kv", agcu_edge(params, 1), (at(plan.k_pmu), at(plan.v_pmu))),
         Flow("kt", src(plan.k_pmu), (at(plan.qk, 1),), rate=1 / P),
         Flow("s", src(plan.qk), (at(plan.s_pmu),), rate=min(1.0, sh.rows / (sh.d * P))),
-        Flow("s_max", src(plan.s_pmu), (at(plan.max),), rate=0.5),
         Flow("s_exp", src(plan.s_pmu), (at(plan.exp),), rate=0.5),
+        Flow("s_max", src(plan.s_pmu), (at(plan.max),), rate=0.5),
         Flow("e", src(plan.exp), (at(plan.e_pmu),), rate=0.5),
         Flow("e_cols", src(plan.e_pmu), (at(plan.pv),)),
         Flow("v", src(plan.v_pmu), (at(plan.pv, 1),), rate=1 / P),
         Flow("o", src(plan.pv), (agcu_edge(params, 1),), rate=min(1.0, sh.rows / (sh.seq * P))),
     ])
-    for name, fid in (("s_max", 0), ("s_exp", 1)):
+    for name, fid in (("s_exp", 0), ("s_max", 1)):
         if vec.headers[name]["flow"] != fid:
             raise AssertionError(f"flow {name} must leave the S PMU with id {fid}")
     sca = route(params, [

@@ -4,7 +4,7 @@ convert).
 
 Dataflow: AGCU 0's load stream feeds A to the PCU's ``vin0`` (one vector per cycle), AGCU
 1's load stream feeds B to ``vin1`` (one vector per accumulation step), and the result
-rows come back to AGCU 0's store stream. The whole product is one kernel: output tiles
+rows come back to AGCU 1's store stream (AGCU 0's when A is row-major). The whole product is one kernel: output tiles
 of ``systolic_tile_rows`` x LANES in row-major tile order, A re-read for every column
 tile and B for every row tile by repeated (stride-0) AGCU dimensions.
 
@@ -114,6 +114,7 @@ class Gemm:
     program: object
     parts: dict
     bias: bool = False
+    c_agcu: int = 1          # the AGCU whose store stream writes C
 
     def _a(self, a):
         a = np.asarray(a, np.uint32)
@@ -216,6 +217,10 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     systolic = SystolicProgram(k=k, tiles=s.mt * s.nt, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
     interleave = s.tile_rows // s.stages
+    # C leaves by AGCU 1, whose port only loads B at a low rate (AGCU 0's port streams A
+    # at one vector per cycle, and a store there would take beats from it); with A
+    # through a PMU (loaded once per row tile) by AGCU 0, whose links are then free.
+    c_agcu = 0 if a_rows is not None else 1
     pmus, a_flows = {}, [Flow("a", agcu_edge(params, 0), (unit_dst(col, r, 0),))]
     a_acc, c_acc = s.a_access, s.c_access
     if a_rows is not None:
@@ -229,20 +234,21 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     vec = route(params, [
         *a_flows,
         Flow("b", agcu_edge(params, 1), (unit_dst(col, r, 1),), rate=1 / interleave),
-        Flow("c", unit_src(col, r), (agcu_edge(params, 0),), rate=1 / interleave),
+        Flow("c", unit_src(col, r), (agcu_edge(params, c_agcu),), rate=1 / interleave),
     ])
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
     for link, names in vec.shared_links():
         raise ValueError(f"gemm at {pcu}: flows {', '.join(names)} share link {link}")
     b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
-    agcus = {
-        0: pack_agcu(params, load=(a_acc, 0), store=(c_acc, 1),
-                     segments=[Segment(a.addr, a_words), Segment(c.addr, s.c_words)],
-                     hdr=vec.headers["a"])[0],
-        1: pack_agcu(params, load=(b_acc, 0), segments=[Segment(b.addr, s.b_words)],
-                     hdr=vec.headers["b"])[0],
-    }
+    loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
+    agcus = {}
+    for kk, (acc, buf, words, name) in loads.items():
+        segs, store = [Segment(buf.addr, words)], None
+        if kk == c_agcu:
+            segs, store = segs + [Segment(c.addr, s.c_words)], (c_acc, 1)
+        agcus[kk] = pack_agcu(params, load=(acc, 0), store=store, segments=segs,
+                              hdr=vec.headers[name])[0]
     parts = {"pcus": {(r, col): pack_systolic(systolic, params)}, "pmus": pmus,
              "agcus": agcus, "vec": vec}
 
@@ -255,6 +261,6 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
             va = gemm_streams(rows_, np.zeros((k, s.nt * s.lanes), np.uint32), params)[1]
         vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(-1, s.lanes)
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
-        mem[stream_words(c, args, (0, "store"), c_acc)] = rows.reshape(-1)
+        mem[stream_words(c, args, (c_agcu, "store"), c_acc)] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bool(bias))
+                bool(bias), c_agcu)

@@ -16,13 +16,15 @@ __all__ = ["AddressGen"]
 class AddressGen(wiring.Component):
     """Addresses of :func:`~hdl.pmu.config.address_config_layout`, one vector per
     step while ``o.ready``; ``start`` begins a run (``busy`` until its last step left).
-    ``tag_level`` picks the counter whose value's low bits go out as ``tag``."""
+    ``tag_level`` picks the counter whose value, shifted right by ``tag_shift``, goes out
+    (low bits) as ``tag``."""
 
     def __init__(self, params):
         self.params = params
         super().__init__({
             "config": In(address_config_layout(params)),
             "start": In(1), "busy": Out(1), "tag_level": In(range(MAX_COUNTERS)),
+            "tag_shift": In(range(32)),
             "s": In(stream.Signature(32)),
             "o": Out(stream.Signature(address_layout(params))),
         })
@@ -62,7 +64,7 @@ class AddressGen(wiring.Component):
                          p.mask[l].eq(step.mask[l] & (a >= cfg.lo) & (a < hi))]
         m.d.comb += [chain.config.eq(cfg.chain), chain.start.eq(self.start),
                      p.wrap.eq(step.wrap), p.last.eq(step.last),
-                     p.tag.eq(step.value[self.tag_level]),
+                     p.tag.eq(step.value[self.tag_level].as_unsigned() >> self.tag_shift),
                      self.o.valid.eq(chain.o.valid & loaded),
                      chain.o.ready.eq(self.o.ready & loaded),
                      self.busy.eq(chain.busy)]

@@ -80,7 +80,7 @@ def address_config_layout(params):
 def address_layout(params):
     """One step of an address pipeline: LANES addresses, the lanes on, the chain's
     counter-wrap bits, ``last``, and ``tag``: the low bits of the counter the pipeline's
-    ``tag_level`` input selects."""
+    ``tag_level`` input selects, shifted right by ``tag_shift``."""
     return data.StructLayout({
         "addr": data.ArrayLayout(32, params.pcu_lanes), "mask": unsigned(params.pcu_lanes),
         "wrap": unsigned(MAX_COUNTERS), "last": unsigned(1),
@@ -102,8 +102,10 @@ def pmu_config_layout(params):
     least one is.
 
     ``r_flow``: with ``en``, each vector read leaves with flow id = the value of read
-    counter ``level`` (low bits; else flow 0), so one read stream can feed several
-    consumers in turn (e.g. a row to one PCU, then the same row to another).
+    counter ``level`` shifted right by ``shift`` (low bits; else flow 0), so one read
+    stream can feed several consumers in turn (e.g. a row to one PCU, then a row to
+    another). ``r_skip``: a read step with no lane on (all predicated off) sends nothing,
+    so a pattern can run past its data's edges (e.g. two consumers a few rows apart).
     """
     return data.StructLayout({
         "banks": bank_config_layout(params),
@@ -111,5 +113,7 @@ def pmu_config_layout(params):
         "nbuf": range(1, MAX_BUFFERS + 1),
         "buf_words": range(params.pmu_banks * params.pmu_bank_words + 1),
         "w_level": range(MAX_COUNTERS), "r_level": range(MAX_COUNTERS),
-        "r_flow": data.StructLayout({"en": unsigned(1), "level": range(MAX_COUNTERS)}),
+        "r_flow": data.StructLayout({"en": unsigned(1), "level": range(MAX_COUNTERS),
+                                     "shift": range(32)}),
+        "r_skip": unsigned(1),
     })

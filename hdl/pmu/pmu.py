@@ -48,8 +48,8 @@ class Pmu(wiring.Component):
         m.d.comb += [wgen.config.eq(cfg.write), rgen.config.eq(cfg.read),
                      wgen.start.eq(self.start & ~self.busy),
                      rgen.start.eq(self.start & ~self.busy),
-                     banks.config.eq(cfg.banks), wgen.tag_level.eq(0),
-                     rgen.tag_level.eq(cfg.r_flow.level),
+                     banks.config.eq(cfg.banks), wgen.tag_level.eq(0), wgen.tag_shift.eq(0),
+                     rgen.tag_level.eq(cfg.r_flow.level), rgen.tag_shift.eq(cfg.r_flow.shift),
                      self.w_conflicts.eq(banks.w_conflicts),
                      self.r_conflicts.eq(banks.r_conflicts)]
 
@@ -74,17 +74,21 @@ class Pmu(wiring.Component):
             m.d.comb += banks.w.payload.addr[l].eq(ws.addr[l] + w_base)
         w_done = banks.w.ready & ws.wrap.bit_select(cfg.w_level, 1)
 
-        # Reads: one address step per request while a buffer is full.
+        # Reads: one address step per request while a buffer is full (a step with no lane
+        # on is dropped without a request under r_skip).
         rs = rgen.o.payload
+        skip = cfg.r_skip & (rs.mask == 0)
+        can = rgen.o.valid & (full != 0)
+        taken = Mux(skip, can, banks.r.ready)
         m.d.comb += [
-            banks.r.valid.eq(rgen.o.valid & (full != 0)),
+            banks.r.valid.eq(can & ~skip),
             banks.r.payload.mask.eq(rs.mask), banks.r.payload.last.eq(rs.last),
             banks.r.payload.tag.eq(Mux(cfg.r_flow.en, rs.tag, 0)),
-            rgen.o.ready.eq(banks.r.ready),
+            rgen.o.ready.eq(taken),
         ]
         for l in range(L):
             m.d.comb += banks.r.payload.addr[l].eq(rs.addr[l] + r_base)
-        r_done = banks.r.ready & rs.wrap.bit_select(cfg.r_level, 1)
+        r_done = taken & rs.wrap.bit_select(cfg.r_level, 1)
         wiring.connect(m, banks.rd, wiring.flipped(self.vout))
         m.d.comb += self.vout_flow.eq(banks.rd_tag)
 
@@ -96,11 +100,15 @@ class Pmu(wiring.Component):
                 with m.Else():
                     m.d.sync += [buf.eq(buf + 1), base.eq(base + cfg.buf_words)]
 
-        running = Signal()
+        # Running until the final read left (or, dropped, until the answers before it left).
+        running, last_dropped = Signal(), Signal()
         with m.If(self.start & ~self.busy):
             m.d.sync += [running.eq(1), full.eq(0), w_buf.eq(0), r_buf.eq(0), w_base.eq(0),
-                         r_base.eq(0)]
-        with m.Elif(self.vout.valid & self.vout.ready & self.vout.payload.last):
-            m.d.sync += running.eq(0)
+                         r_base.eq(0), last_dropped.eq(0)]
+        with m.Elif((self.vout.valid & self.vout.ready & self.vout.payload.last) |
+                    (last_dropped & ~banks.rd.valid)):
+            m.d.sync += [running.eq(0), last_dropped.eq(0)]
+        with m.Elif(skip & can & rs.last):
+            m.d.sync += last_dropped.eq(1)
         m.d.comb += self.busy.eq(running | wgen.busy | rgen.busy)
         return m
