@@ -1,6 +1,7 @@
 """A small dataflow IR: tensors in HBM or DDR and the ops between them.
 
-Build a graph with :class:`Graph` (``input``, ``matmul``, ``scale_bias``); compile it
+Build a graph with :class:`Graph` (``input``, ``matmul``, ``scale_bias``, ``softmax``,
+``attention``); compile it
 with ``firmware.compiler.graph.compile_graph`` and run it on either device backend.
 Every mistake is a :class:`GraphError` naming the tensor or op.
 """
@@ -27,7 +28,7 @@ class Tensor:
 @dataclass(frozen=True)
 class Op:
     name: str
-    kind: str                            # "matmul" | "scale_bias"
+    kind: str                            # "matmul" | "scale_bias" | "softmax" | "attention"
     inputs: tuple                        # tensor names
     output: str
     attrs: dict = field(default_factory=dict, compare=False)
@@ -92,6 +93,30 @@ class Graph:
         t = self._new(out or f"{op}.out", x.shape, region, op)
         self.ops.append(Op(op, "scale_bias", (x.name,), t.name,
                            {"scale": float(scale), "bias": float(bias), "relu": bool(relu)}))
+        return t
+
+    def softmax(self, x, *, scale=1.0, name=None, out=None, region="hbm"):
+        """``out[i, :] = softmax(scale * x[i, :])`` over the last axis of a 2-D tensor."""
+        op = self._op_name(name, "softmax")
+        x = self._get(x, op)
+        if len(x.shape) != 2:
+            raise GraphError(f"{op}: softmax takes a 2-D tensor, got {x.name} {x.shape}")
+        if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0):
+            raise GraphError(f"{op}: scale {scale!r} must be a positive number")
+        t = self._new(out or f"{op}.out", x.shape, region, op)
+        self.ops.append(Op(op, "softmax", (x.name,), t.name, {"scale": float(scale)}))
+        return t
+
+    def attention(self, q, k, v, *, name=None, out=None, region="hbm"):
+        """One head: ``out = softmax(q k^T / sqrt(d)) v`` for ``q``, ``k``, ``v`` of shape
+        (seq, d), fused into one kernel."""
+        op = self._op_name(name, "attention")
+        q, k, v = (self._get(t, op) for t in (q, k, v))
+        if len(q.shape) != 2 or not q.shape == k.shape == v.shape:
+            raise GraphError(f"{op}: q, k, v must be 2-D and of one shape (seq, d), got "
+                             f"{q.shape}, {k.shape}, {v.shape}")
+        t = self._new(out or f"{op}.out", q.shape, region, op)
+        self.ops.append(Op(op, "attention", (q.name, k.name, v.name), t.name))
         return t
 
     @property

@@ -276,12 +276,32 @@ def _memory_section(params, workdir):
     }
 
 
+#: Attention heads measured per preset (seq, head dim); larger grids simulate slower.
+ATTENTION_SHAPES = {"small": ((128, 32), (128, 64), (16, 64))}
+
+
+def _attention(b, params, workdir, seq, d):
+    """One attention head fused and unfused (each checked by the test it runs)."""
+    o = run_cocotb(b, "tb.test_socket", test_dir=workdir / f"attention-{seq}x{d}",
+                   testcase="attention",
+                   args={"params": params.to_dict(), "seq": seq, "head_dim": d,
+                         "seed": 63}).outputs
+    return {"seq": seq, "head_dim": d, "fused_cycles": o["fusion"]["fused_cycles"],
+            "unfused_cycles": o["fusion"]["unfused_cycles"],
+            "fusion_speedup": round(o["fusion"]["speedup"], 3),
+            "fused_exec_cycles": o["cycles"], "program_load_cycles": o["load_cycles"],
+            "unfused_program_load_cycles": o["unfused"]["load_cycles"],
+            "pcu_utilization_array": round(o["utilization"], 4),
+            "hbm_bytes_fused": o["hbm_bytes"], "max_rel_err": o["max_rel_err"]}
+
+
 def _socket_section(params, workdir, shape=(112, 32, 256)):
     """The socket end to end: its Verilator build time, a GEMM (program load from HBM,
     AGCU streams, one PCU's systolic array) — PCU utilization across the array
-    (MACs / (PCUs x STAGES x LANES x cycles)), program-load cycles, HBM traffic — and
-    the simulation speed of the whole socket (cycles from ``go`` to idle per wall
-    second of that run). Checked bit-exactly by the test it runs."""
+    (MACs / (PCUs x STAGES x LANES x cycles)), program-load cycles, HBM traffic —,
+    attention heads fused and unfused (cycles each including its program loads, the
+    fusion speedup), and the simulation speed of the whole socket (cycles from ``go`` to
+    idle per wall second of the GEMM run). Checked bit-exactly by the tests it runs."""
     from .designs import build_design
     b = build_design("socket", params)
     m, n, k = shape
@@ -307,6 +327,8 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
                  "program_load_cycles": o["load_cycles"], "config_beats": o["beats"],
                  "hbm_bytes": o["hbm_bytes"],
                  "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)},
+        "attention": [_attention(b, params, workdir, seq, d)
+                      for seq, d in ATTENTION_SHAPES.get(params.name, ((128, 32),))],
         "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"]),
     }
 

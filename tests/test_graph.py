@@ -88,3 +88,83 @@ def test_missing_and_unknown_inputs_are_refused():
     with pytest.raises(ValueError, match="shape"):
         asyncio.run(cg.run(dev, {"x": np.zeros((3, 3), np.float32),
                                  "w": np.zeros((33, 20), np.float32)}))
+
+
+def attention_graph(seq=40, d=32, scale=True):
+    """q k v -> attention -> (softmax of the result's rows) -> scale_bias."""
+    g = Graph("attn")
+    q, k, v = (g.input(n, (seq, d)) for n in "qkv")
+    o = g.attention(q, k, v, name="att", out="o")
+    if scale:
+        s = g.softmax(o, scale=2.0, name="sm", out="p")
+        g.scale_bias(s, scale=3.0, bias=-1.0, name="affine", out="y")
+    return g
+
+
+def test_softmax_and_attention_ops_on_the_reference_backend():
+    """A graph with an attention head, a softmax over its rows and an elementwise op:
+    every kernel's result as the hardware computes it (the attention kernel's own
+    reference; then the softmax of those rows), close to float64."""
+    from firmware.kernels.attention import attention_bound, exact_attention
+    from firmware.kernels.softmax import softmax_bound
+    seq, d = 40, 32
+    g = attention_graph(seq, d)
+    dev = ReferenceDevice(SMALL)
+    cg = compile_graph(SMALL, g, dev.alloc)
+    assert [op.name for op, _ in cg.kernels] == ["att", "sm", "affine"]
+    assert cg.buffers["v"].addr == cg.buffers["k"].addr + cg.buffers["k"].words
+    rng = np.random.default_rng(11)
+    q, k, v = (_bf16(rng, (seq, d)) for _ in range(3))
+    out, _ = asyncio.run(cg.run(dev, {"q": q, "k": k, "v": v}))
+    att = cg.kernels[0][1]
+    o = att.reference(SMALL, q, k, v)
+    exact = exact_attention(q, k, v)
+    assert (np.abs(N.from_bits(o) - exact) <= attention_bound(q, k, v, SMALL.pcu_lanes)).all()
+    sm = cg.kernels[1][1]
+    p = sm.reference(SMALL, o)
+    y = N.fp32_add(N.fp32_mul(p, np.full_like(p, np.float32(3.0).view(np.uint32))),
+                   np.full_like(p, np.float32(-1.0).view(np.uint32)))
+    assert np.array_equal(out["y"], y)
+    f = 2.0 * N.from_bits(o).astype(np.float64)
+    e = np.exp(f - f.max(axis=1, keepdims=True))
+    rel = np.abs(N.from_bits(p) - e / e.sum(axis=1, keepdims=True)) / (e / e.sum(axis=1,
+                                                                                  keepdims=True))
+    assert rel.max() <= softmax_bound(float(np.abs(f - f.max(axis=1, keepdims=True)).max()) *
+                                      np.log2(np.e), d, SMALL.pcu_lanes)
+
+
+def test_softmax_of_a_matmul_result_reads_its_padded_rows():
+    g = Graph("mm-softmax")
+    h = g.matmul(g.input("x", (30, 16)), g.input("w", (16, 12)), name="fc", out="h")
+    g.softmax(h, name="sm", out="p")
+    dev = ReferenceDevice(SMALL)
+    cg = compile_graph(SMALL, g, dev.alloc)
+    rng = np.random.default_rng(3)
+    x, w = _bf16(rng, (30, 16)), _bf16(rng, (16, 12))
+    out, _ = asyncio.run(cg.run(dev, {"x": x, "w": w}))
+    h_bits = cg.kernels[0][1].reference(SMALL, x, w)
+    assert np.array_equal(out["p"], cg.kernels[1][1].reference(SMALL, h_bits))
+
+
+def test_softmax_and_attention_errors_name_the_problem():
+    g = Graph("bad")
+    x = g.input("x", (4, 5, 6))
+    with pytest.raises(GraphError, match="softmax takes a 2-D tensor"):
+        g.softmax(x)
+    y = g.input("y", (4, 8))
+    with pytest.raises(GraphError, match="scale -1 must be a positive number"):
+        g.softmax(y, scale=-1)
+    with pytest.raises(GraphError, match="of one shape"):
+        g.attention(y, g.input("k", (5, 8)), g.input("v", (4, 8)))
+    # An attention operand computed on the device needs a relayout.
+    g = Graph("computed")
+    q = g.scale_bias(g.input("x", (8, 8)), scale=2.0, out="q")
+    g.attention(q, g.input("k", (8, 8)), g.input("v", (8, 8)), name="att")
+    with pytest.raises(GraphError, match="att: operand 'q' is computed on the device"):
+        compile_graph(SMALL, g, ReferenceDevice(SMALL).alloc)
+    # K and V must share one buffer: not when they live in different regions.
+    g = Graph("split")
+    g.attention(g.input("q", (8, 8)), g.input("k", (8, 8)), g.input("v", (8, 8), region="ddr"),
+                name="att")
+    with pytest.raises(GraphError, match="att: k 'k' and v 'v' must be inputs of one region"):
+        compile_graph(SMALL, g, ReferenceDevice(SMALL).alloc)
