@@ -25,8 +25,9 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
   kernel looping (one launch, the weight and output arguments stepped per iteration) and
   by separate launches that each load the program (kernel-by-kernel): same results,
   equal to the reference backend; outputs both cycle counts.
-* ``graph``: a two-op graph (``h = relu(x @ w)``, ``y = h * 0.5 + 1``) compiled to two
-  kernels run as one launch list: the output equals the reference backend's, bit for bit.
+* ``graph``: a two-op graph (``h = relu(x @ w)``, ``y = h * 0.5 + 1``; with ``attention``:
+  ``y = softmax(2 attention(q, k, v)) * 3 - 1``) compiled to a kernel per op run as one
+  launch list: the output equals the reference backend's, bit for bit.
 * ``fault``: an AGCU access outside its segment stops the sequencer with FAULT and the
   address; memory outside the segment unchanged.
 * ``timeout``: a kernel whose writer waits for more data than the PCU sends stops with
@@ -407,19 +408,27 @@ async def graph(dut):
     from firmware.graph import Graph
     args, params, dev, rng = await _setup(dut)
     m, n, k = args["m"], args["n"], args["k"]
-    g = Graph("mlp")
-    h = g.matmul(g.input("x", (m, k)), g.input("w", (k, n), region="ddr"), relu=True,
-                 out="h")
-    g.scale_bias(h, scale=0.5, bias=1.0, out="y")
     nrng = np.random.default_rng(args.get("seed", 1))
-    inputs = {"x": nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000,
-              "w": nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000}
+    bf16 = lambda shape: (nrng.normal(0, 1, shape).astype(np.float32).view(np.uint32)  # noqa: E731
+                          & 0xFFFF0000)
+    if args.get("attention"):
+        # One head (seq m, head dim k), the softmax of its rows, an elementwise op.
+        g = Graph("attention")
+        o = g.attention(*(g.input(t, (m, k)) for t in "qkv"), out="o")
+        g.scale_bias(g.softmax(o, scale=2.0), scale=3.0, bias=-1.0, out="y")
+        inputs = {t: bf16((m, k)) for t in "qkv"}
+    else:
+        g = Graph("mlp")
+        h = g.matmul(g.input("x", (m, k)), g.input("w", (k, n), region="ddr"), relu=True,
+                     out="h")
+        g.scale_bias(h, scale=0.5, bias=1.0, out="y")
+        inputs = {"x": bf16((m, k)), "w": bf16((k, n))}
     got, c = await compile_graph(params, g, dev.alloc).run(dev, inputs)
     ref = ReferenceDevice(params)
     want, _ = await compile_graph(params, g, ref.alloc).run(ref, inputs)
     bad = np.argwhere(got["y"] != want["y"])
     assert not len(bad), f"graph output y differs from the reference backend at {bad[0]}"
-    assert c["seq"]["launched"] == 2
+    assert c["seq"]["launched"] == len(g.ops)
 
 
 async def _expect_error(dev, prog, code, **kw):

@@ -168,3 +168,14 @@ def test_softmax_and_attention_errors_name_the_problem():
                 name="att")
     with pytest.raises(GraphError, match="att: k 'k' and v 'v' must be inputs of one region"):
         compile_graph(SMALL, g, ReferenceDevice(SMALL).alloc)
+
+
+def test_a_graph_longer_than_the_launch_list_is_refused():
+    from firmware.runtime.device import MAX_LAUNCHES
+    g = Graph("long")
+    t = g.input("x", (4, 8))
+    for i in range(MAX_LAUNCHES + 1):
+        t = g.scale_bias(t, scale=1.0, name=f"op{i}")
+    with pytest.raises(GraphError, match=f"has {MAX_LAUNCHES + 1} ops, a kernel each; the "
+                                         f"launch list holds {MAX_LAUNCHES}"):
+        compile_graph(SMALL, g, ReferenceDevice(SMALL).alloc)

@@ -67,7 +67,7 @@ def test_softmax_end_to_end(model, tmp_path, k, rows, n, spread):
     assert o["load_cycles"] >= o["beats"]
 
 
-@pytest.mark.parametrize("k,seq,d", [(0, 40, 32), (1, 5, 64), (2, 128, 32)])
+@pytest.mark.parametrize("k,seq,d", [(0, 40, 32), (1, 5, 64), (2, 128, 32), (3, 72, 64)])
 def test_attention_fused_and_unfused(model, tmp_path, k, seq, d):
     """Fused and unfused attention: bit-exact with their references, within the float64
     bound (checked in the test); fusion takes fewer cycles than kernel-by-kernel (the
@@ -94,6 +94,10 @@ def test_layer_loop_by_kernel_looping_and_by_launches(model, tmp_path):
 
 def test_graph_compiles_to_a_launch_list(model, tmp_path):
     run(model, tmp_path, "graph", seed=SEED + 60, m=30, n=12, k=20)
+
+
+def test_graph_with_attention_and_softmax_ops(model, tmp_path):
+    run(model, tmp_path, "graph", seed=SEED + 61, m=36, n=0, k=32, attention=1)
 
 
 def test_agcu_fault_stops_the_sequencer(model, tmp_path):

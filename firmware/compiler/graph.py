@@ -115,8 +115,12 @@ class CompiledGraph:
 
 def compile_graph(params, graph, alloc):
     """Buffers from ``alloc`` (a device's allocator) and a kernel per op."""
+    from firmware.runtime.device import MAX_LAUNCHES
     if not graph.ops:
         raise GraphError(f"graph {graph.name!r} has no ops")
+    if len(graph.ops) > MAX_LAUNCHES:
+        raise GraphError(f"graph {graph.name!r} has {len(graph.ops)} ops, a kernel each; the "
+                         f"launch list holds {MAX_LAUNCHES}")
     gemms = {}
     layouts = {}
     # Operand layouts first: matmul and attention operands must be host-written (packed).
