@@ -9,7 +9,8 @@ CONFIG   ?= small
 KERNEL   ?= attention
 ARGS     ?=
 JOBS     ?= auto
-WAVES_ARGS ?=
+# A short run keeps the default waveform small (the whole socket is traced).
+WAVES_ARGS ?= $(if $(filter attention,$(KERNEL)),--seq 32 --head-dim 32 --unfused 0,)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv sim test verilog lint waves bench clean extras
