@@ -63,7 +63,8 @@ KERNELS = {
          Option("k", int, 64, "the reduction length"),
          Option("bias", int, 0, "fused bias epilogue, one per output column (0/1)"),
          Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
-         Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)")],
+         Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)"),
+         Option("split", int, 1, "PCUs sharing the column tiles (1 or 2)")],
         testcase="gemm"),
     "attention": Kernel(
         "attention", "socket", "tb.test_socket",

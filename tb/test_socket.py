@@ -10,7 +10,7 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
   program load) and once as separate launches (reloading the program each time): same
   results; looping loads the program once.
 * ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``bias``, ``relu``, ``bf16``; ``a_rows``:
-  A stored row-major, transposed on chip by a PMU) on one PCU's
+  A stored row-major, transposed on chip by a PMU; ``split``: 2 PCUs) on one PCU's
   systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
   the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
 * ``softmax``: ``rows`` x ``n`` row softmax (rows longer than the lanes) through three
@@ -155,7 +155,8 @@ async def gemm(dut):
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
             if use_bias else None)
-    s = GemmShape.of(params, m, n, k, use_bias)
+    split = int(args.get("split", 1))
+    s = GemmShape.of(params, m, n, k, use_bias, split)
     a_rows = None
     a_words, packed_a = s.a_words, None
     if args.get("a_rows"):
@@ -169,7 +170,7 @@ async def gemm(dut):
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
             (("a", "hbm", a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
     g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, a_rows=a_rows,
-                     **bufs)
+                     split=split, **bufs)
     if packed_a is None:
         packed_a = g.pack_a(params, a)
     await dev.write(bufs["a"], packed_a)
@@ -210,13 +211,14 @@ async def gemm(dut):
         bound = bound + 2.0 ** -8 * (np.abs(exact) + bound)
     err = np.abs(N.from_bits(got).astype(np.float64) - exact)
     assert (err <= bound).all(), f"gemm {m}x{n}x{k}: C differs from float64 beyond the bound"
-    write_outputs(**_report(params, c, wall, s.macs), useful_macs=m * n * k,
+    write_outputs(**_report(params, c, wall, s.macs, split), useful_macs=m * n * k,
                   beats=g.program.beats, mismatches=0, max_abs_err=float(err.max()),
                   max_rel_err=float(np.max(err / np.where(scale > 0, scale, 1))))
 
 
-def _report(params, c, wall, macs):
-    """The report fields (ARCHITECTURE.md section 7) of a run from its counters."""
+def _report(params, c, wall, macs, active=1):
+    """The report fields (ARCHITECTURE.md section 7) of a run from its counters;
+    ``active``: the PCUs doing the MACs."""
     from hdl.memory.config import MemoryMap
     seq = c["seq"]
     cycles = seq["exec_cycles"]
@@ -226,7 +228,7 @@ def _report(params, c, wall, macs):
     hbm_bytes = sum(ch["read"] + ch["write"] for ch in c["hbm"])
     return {"cycles": cycles, "load_cycles": seq["load_cycles"], "macs": macs,
             "utilization": macs / (pcus * peak * cycles),
-            "active_pcu_utilization": macs / (peak * cycles),
+            "active_pcu_utilization": macs / (active * peak * cycles),
             "hbm_bytes": hbm_bytes,
             "hbm_bw_utilization": hbm_bytes / (cycles * hbm.channels *
                                                params.hbm_bytes_per_cycle),
@@ -385,7 +387,7 @@ async def layer_loop(dut):
             [np.pad(g.pack_b(params, w), (0, bsz - s.b_words)) for w in ws]))
         prog = await dev.load(g.program)
         before = (await dev.counters())["seq"]
-        step = {(1, "load"): bsz, (g.c_agcu, "store"): csz}
+        step = {(1, "load"): bsz, **{(i, "store"): csz for i in g.c_agcus}}
         if mode == "looped":
             launches = [prog.launch(iterations=layers, strides=step)]
         else:

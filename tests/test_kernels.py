@@ -108,6 +108,16 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
         pack_systolic(SystolicProgram(k=1 << 40), SMALL)
     with pytest.raises(ValueError, match="m = 0"):
         GemmShape.of(SMALL, 0, 4, 4)
+    # Two PCUs: B halves that outgrow a PMU; a split that does not exist.
+    s = GemmShape.of(SMALL, 28, 64, 600, split=2)
+    al = Allocator(SMALL)
+    bufs = {n: al.alloc("hbm", w, n) for n, w in (("a", s.a_words), ("b", s.b_words),
+                                                  ("c", s.c_words))}
+    with pytest.raises(ValueError, match="a PCU's half of B needs 19200 words of PMU, a PMU "
+                                         "holds 8192"):
+        compile_gemm(SMALL, 28, 64, 600, split=2, **bufs)
+    with pytest.raises(ValueError, match="split = 3: one or two PCUs"):
+        compile_gemm(SMALL, 28, 64, 600, split=3, **bufs)
 
 
 def test_kernel_program_rejects_units_that_do_not_exist():
@@ -132,15 +142,23 @@ def _run(coro):
 
 
 @pytest.mark.parametrize("m,n,k", [(40, 20, 33), (5, 3, 7), (60, 17, 24)])
-def test_reference_device_gemm_streams_what_the_agcus_read(m, n, k):
+@pytest.mark.parametrize("split", [1, 2])
+def test_reference_device_gemm_streams_what_the_agcus_read(m, n, k, split):
     """The reference backend gathers the AGCU streams from memory; the result equals the
-    GEMM reference computed from the operands directly (gemm_streams)."""
+    GEMM reference computed from the operands directly (gemm_streams) — also with the
+    column tiles split over two PCUs (padded to an even count)."""
+    from firmware.compiler.pcu import gemm_reference
     from firmware.runtime.reference import ReferenceDevice
     dev = ReferenceDevice(SMALL)
-    s = GemmShape.of(SMALL, m, n, k)
+    s = GemmShape.of(SMALL, m, n, k, split=split)
+    assert s.nt % split == 0
     bufs = {name: dev.alloc.alloc("hbm", w, name) for name, w in
             (("a", s.a_words), ("b", s.b_words), ("c", s.c_words))}
-    g = compile_gemm(SMALL, m, n, k, relu=True, **bufs)
+    g = compile_gemm(SMALL, m, n, k, relu=True, split=split, **bufs)
+    from hdl.tile import is_pcu
+    started = [divmod(i, SMALL.cols) for i in range(SMALL.rows * SMALL.cols)
+               if g.program.units >> i & 1]
+    assert sum(is_pcu(r, c) for r, c in started) == split
     rng = np.random.default_rng(m)
     a = rng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     b = rng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
@@ -151,7 +169,10 @@ def test_reference_device_gemm_streams_what_the_agcus_read(m, n, k):
         prog = await dev.load(g.program)
         await dev.run([prog.launch()])
         return g.unpack_c(await dev.read(bufs["c"]))
-    assert (_run(go()) == g.reference(SMALL, a, b)).all()
+    got = _run(go())
+    assert (got == g.reference(SMALL, a, b)).all()
+    from firmware import numerics as N
+    assert (got == N.fp32_max(gemm_reference(a, b), np.zeros((m, n), np.uint32))).all()
 
 
 def test_bias_epilogue_is_the_last_accumulation_step():

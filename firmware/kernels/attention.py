@@ -366,10 +366,11 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
 
 @dataclass(frozen=True)
 class UnfusedAttention:
-    """Three kernels run as one launch list: ``S = Q K^T`` (GEMM), ``P = softmax(S /
-    sqrt(d))`` (row-major, rows padded to whole vectors), ``O = P V`` (GEMM taking its A
-    operand row-major through a transposing PMU, as it arrives from the softmax). Queries
-    are padded to whole query tiles (``m`` rows)."""
+    """Three kernels run as one launch list: ``S = Q K^T`` (GEMM, on two PCUs when K^T's
+    halves fit their PMUs), ``P = softmax(S / sqrt(d))`` (row-major, rows padded to whole
+    vectors), ``O = P V`` (GEMM taking its A operand row-major through a transposing PMU,
+    as it arrives from the softmax). Queries are padded to whole query tiles (``m``
+    rows)."""
     shape: AttentionShape
     m: int
     kernels: tuple           # (gemm qk, softmax, gemm pv)
@@ -401,8 +402,8 @@ def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
     from .softmax import compile_softmax
     sh = AttentionShape.of(params, seq, d)
     words = unfused_words(params, seq, d)
-    m, kp = words["m"], words["p_stride"]
-    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s)
+    m, kp, split = words["m"], words["p_stride"], words["split"]
+    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s, split=split)
     sm = compile_softmax(params, m, seq, x=s, y=p, x_stride=g1.shape.c_cols, y_stride=kp,
                          scale=1 / math.sqrt(d))
     g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o, a_rows=kp)
@@ -414,9 +415,12 @@ def unfused_words(params, seq, d):
     from firmware.compiler.pcu import systolic_tile_rows
     tm = systolic_tile_rows(params)
     m = -(-seq // tm) * tm
-    g1, g2 = GemmShape.of(params, m, seq, d), GemmShape.of(params, m, d, seq)
     L = params.pcu_lanes
+    g1 = GemmShape.of(params, m, seq, d, split=2)
+    fits = (g1.nt // 2) * g1.k * L <= params.pmu_banks * params.pmu_bank_words
+    split = 2 if fits and params.rows >= 2 and params.cols >= 3 else 1
+    g1, g2 = GemmShape.of(params, m, seq, d, split=split), GemmShape.of(params, m, d, seq)
     kp = -(-seq // L) * L
     # The softmax reads whole vectors per row: the last row may run past C's end.
-    return {"m": m, "p_stride": kp, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
+    return {"m": m, "p_stride": kp, "split": split, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
             "p": m * kp, "v": g2.b_words, "o": g2.c_words}

@@ -15,6 +15,7 @@ column tile and step one LANES-word row; both zero padded. C is row-major with
 ``c_cols`` columns (N, or N rounded up to LANES when N > LANES) and ``c_rows`` rows.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,14 +39,17 @@ class GemmShape:
     stages: int
     tile_rows: int
 
+    split: int = 1
+
     @classmethod
-    def of(cls, params, m, n, k, bias=False):
-        """With ``bias`` the array runs one more step (``k`` is then K + 1)."""
-        for name, v in (("m", m), ("n", n), ("k", k)):
+    def of(cls, params, m, n, k, bias=False, split=1):
+        """With ``bias`` the array runs one more step (``k`` is then K + 1). ``split``: the
+        column tiles are shared by that many PCUs (padded to a multiple of it)."""
+        for name, v in (("m", m), ("n", n), ("k", k), ("split", split)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"gemm: {name} = {v!r} must be a positive integer")
         return cls(m, n, k + bool(bias), params.pcu_lanes, params.pcu_stages,
-                   systolic_tile_rows(params))
+                   systolic_tile_rows(params), split)
 
     @property
     def mt(self):
@@ -53,7 +57,8 @@ class GemmShape:
 
     @property
     def nt(self):
-        return -(-self.n // self.lanes)
+        """Column tiles (a multiple of ``split``; padding tiles compute zeros)."""
+        return -(-self.n // (self.lanes * self.split)) * self.split
 
     @property
     def rows(self):
@@ -114,7 +119,7 @@ class Gemm:
     program: object
     parts: dict
     bias: bool = False
-    c_agcu: int = 1          # the AGCU whose store stream writes C
+    c_agcus: tuple = (1,)    # the AGCUs whose store streams write C
 
     def _a(self, a):
         a = np.asarray(a, np.uint32)
@@ -129,7 +134,8 @@ class Gemm:
                              + " a bias epilogue")
         if self.bias:
             b = np.vstack([b, np.asarray(bias, np.uint32).reshape(1, -1)])
-        return b
+        pad = self.shape.nt * self.shape.lanes - b.shape[1]     # whole (split) column tiles
+        return np.hstack([b, np.zeros((b.shape[0], pad), np.uint32)])
 
     def pack_a(self, params, a):
         """A (M x K FP32 words) in the device layout."""
@@ -152,7 +158,8 @@ class Gemm:
         """C bit-exactly as the PCU computes it (bias and tail included)."""
         s = self.shape
         _, vin0, vin1 = gemm_streams(self._a(a), self._b(b, bias), params)
-        out = systolic_reference(self.systolic, params, vin0, vin1)["data"]
+        whole = dataclasses.replace(self.systolic, tiles=s.mt * s.nt)    # every PCU's tiles
+        out = systolic_reference(whole, params, vin0, vin1)["data"]
         tiles = out.reshape(s.mt, s.nt, s.rows, s.lanes)[..., :s.cols]
         return tiles.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
 
@@ -185,7 +192,7 @@ def a_transpose_pmu(params, tiles, rows, k, repeat):
 
 
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
-                 pcu=(0, 0), a_rows=None):
+                 pcu=(0, 0), a_rows=None, split=1):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
     of at least ``GemmShape.of(params, m, n, k, bias).a_words`` ... words); epilogue:
     ``bias`` (added per output column), then ReLU, then BF16 convert.
@@ -194,13 +201,20 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     tiles, ``GemmShape.mt * tile_rows`` rows) instead of the systolic layout: AGCU 0 loads
     each row tile once into the PMU right of the PCU, which transposes it
     (:func:`a_transpose_pmu`) and feeds it once per column tile — the layout another
-    kernel's row-major output is already in."""
-    s = GemmShape.of(params, m, n, k, bias)
+    kernel's row-major output is already in.
+
+    ``split=2``: two PCUs share the column tiles (:func:`_split_gemm`; ``pcu`` and
+    ``a_rows`` do not apply)."""
+    s = GemmShape.of(params, m, n, k, bias, split)
     k = s.k
     check_pcu(params, pcu)
     r, col = pcu
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
+    if split not in (1, 2):
+        raise ValueError(f"gemm: split = {split!r}: one or two PCUs")
+    if split == 2 and a_rows is not None:
+        raise ValueError("gemm: A row-major (a_rows) runs on one PCU")
     a_words = s.a_words
     if a_rows is not None:
         kp = -(-k // s.lanes) * s.lanes
@@ -214,8 +228,10 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         if buf.words < need:
             raise ValueError(f"gemm {m}x{n}x{k - bool(bias)}: buffer {name} has "
                              f"{buf.words} words, the layout needs {need}")
-    systolic = SystolicProgram(k=k, tiles=s.mt * s.nt, rows=s.rows, cols=s.cols,
+    systolic = SystolicProgram(k=k, tiles=s.mt * s.nt // split, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
+    if split == 2:
+        return _split_gemm(params, s, systolic, a, b, c, bool(bias))
     interleave = s.tile_rows // s.stages
     # C leaves by AGCU 1, whose port only loads B at a low rate (AGCU 0's port streams A
     # at one vector per cycle, and a store there would take beats from it); with A
@@ -263,4 +279,62 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (c_agcu, "store"), c_acc)] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bool(bias), c_agcu)
+                bool(bias), (c_agcu,))
+
+
+def _split_gemm(params, s, systolic, a, b, c, bias):
+    """C = A B on two PCUs, each computing half of the column tiles: A (AGCU 0) is
+    multicast to both; B (AGCU 1, loaded once) is multicast to two PMUs whose write
+    predicates keep one PCU's half each and which feed it once per row tile; each PCU's
+    rows leave by its own AGCU's store stream (PCU 0: AGCU 0, PCU 1: AGCU 1). Placement:
+    PCU 0 at (0, 0) beside AGCU 0, PCU 1 at (1, cols - 1) beside AGCU 1, their B PMUs
+    below / left of them; every flow has links of its own."""
+    from firmware.compiler.counters import Counter
+    from firmware.compiler.pmu import AccessPattern, PmuProgram
+    L, k, cols = s.lanes, s.k, params.cols
+    if params.rows < 2 or cols < 3:
+        raise ValueError(f"gemm over two PCUs needs a grid of at least 2 x 3, not "
+                         f"{params.rows} x {cols}")
+    nh = s.nt // 2
+    half = nh * k * L
+    cap = params.pmu_banks * params.pmu_bank_words
+    if half > cap:
+        raise ValueError(f"gemm over two PCUs: a PCU's half of B needs {half} words of PMU, "
+                         f"a PMU holds {cap}")
+    pcus, pmus = ((0, 0), (1, cols - 1)), ((1, 0), (1, cols - 2))
+    interleave = s.tile_rows // s.stages
+    flows = [Flow("a", agcu_edge(params, 0), tuple(unit_dst(x, y, 0) for y, x in pcus)),
+             Flow("b", agcu_edge(params, 1), tuple(unit_dst(x, y, 0) for y, x in pmus))]
+    for i, ((pr, pc), (mr, mc)) in enumerate(zip(pcus, pmus)):
+        flows += [Flow(f"b{i}", unit_src(mc, mr), (unit_dst(pc, pr, 1),), rate=1 / interleave),
+                  Flow(f"c{i}", unit_src(pc, pr), (agcu_edge(params, i),), rate=1 / interleave)]
+    vec = route(params, flows)
+    for link, names in vec.shared_links():
+        raise ValueError(f"gemm over two PCUs: flows {', '.join(names)} share link {link}")
+    tile_a = k * interleave * L
+    a_acc = TensorAccess((s.mt, nh, tile_a), (tile_a, 0, 1))
+    b_acc = TensorAccess((s.b_words,), (1,))
+    c_accs = [TensorAccess((s.mt, nh, s.rows, s.cols), (s.rows * s.c_cols, s.cols, s.c_cols, 1),
+                           offset=i * nh * s.cols) for i in range(2)]
+    agcus = {
+        0: pack_agcu(params, load=(a_acc, 0), store=(c_accs[0], 1), hdr=vec.headers["a"],
+                     segments=[Segment(a.addr, s.a_words), Segment(c.addr, s.c_words)])[0],
+        1: pack_agcu(params, load=(b_acc, 0), store=(c_accs[1], 1), hdr=vec.headers["b"],
+                     segments=[Segment(b.addr, s.b_words), Segment(c.addr, s.c_words)])[0],
+    }
+    read = AccessPattern((Counter(0, s.mt), Counter(0, half)), repeat=(0,))
+    pmu_cfg = {pos: pack_pmu(PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * half,
+                                                      lo=0, hi=half), read), params)
+               for i, pos in enumerate(pmus)}
+    parts = {"pcus": {pos: pack_systolic(systolic, params) for pos in pcus}, "pmus": pmu_cfg,
+             "agcus": agcus, "vec": vec}
+
+    def execute(mem, args):
+        va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, L)
+        vb = mem[stream_words(b, args, (1, "load"), b_acc)]
+        for i in range(2):
+            vbi = np.tile(vb[i * half:(i + 1) * half].reshape(-1, L), (s.mt, 1))
+            rows = systolic_reference(systolic, params, va, vbi)["data"][:, :s.cols]
+            mem[stream_words(c, args, (i, "store"), c_accs[i])] = rows.reshape(-1)
+    return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
+                bias, (0, 1))
