@@ -29,13 +29,13 @@ def cmd_run(args, extra):
     kargs = kp.parse_args(extra)
     report = run_kernel(k.name, args.config, seed=args.seed, waves=args.waves,
                         options=vars(kargs))
-    path = write_report(report, args.json)
-    _print_report(report)
+    path = write_report(report, args.json, args.config)
+    _print_report(report, args.config)
     print(f"report: {path}")
     sys.exit(0 if report["passed"] and report["bit_exact"] else 1)
 
 
-def _print_report(r):
+def _print_report(r, params=None):
     print(f"\n== {r['kernel']} on config '{r['config']}' (seed {r['seed']}) ==")
     print(f"shape: {r['shape']}")
     if not r["passed"]:
@@ -60,6 +60,12 @@ def _print_report(r):
     model = "cached" if s["build_cached"] else f"built in {s['build_s']} s"
     print(f"cycles: {r['cycles']}   simulated in {s['wall_s']} s = "
           f"{s['cycles_per_second']:,} cycles/s ({s['flow']} flow; model {model})")
+    if params is not None:
+        from .picture import array_text
+        for line in array_text(params, r):
+            print(line)
+        if r.get("picture"):
+            print(f"picture of the array: {r['picture']}")
     f = r.get("fusion")
     if f:
         print(f"fused vs unfused (each with its program load): {f['fused_cycles']} vs "

@@ -145,8 +145,15 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     return report
 
 
-def write_report(report, path=None):
+def write_report(report, path=None, params=None):
+    """The report as JSON; with ``params`` and a socket run's counters also a picture of
+    the array beside it (``<name>.svg``, its path in the report's ``picture``)."""
+    from .picture import write_svg
     path = Path(path) if path else REPORT_DIR / f"{report['kernel']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if params is not None and report.get("passed"):
+        svg = write_svg(params, report, path.with_suffix(".svg"))
+        if svg:
+            report["picture"] = str(svg)
     path.write_text(json.dumps(report, indent=1) + "\n")
     return path
