@@ -14,7 +14,8 @@ keyword, which Verilator's hierarchical wrappers do not escape). Shared modules 
 number of instances.
 """
 
-from amaranth import ClockSignal, Instance, Module, ResetSignal, Value
+from amaranth import (ClockDomain, ClockSignal, DomainRenamer, Instance, Module, ResetSignal,
+                      Signal, Value)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -71,7 +72,15 @@ class _Ports(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unit = self.unit
+        # The unit runs in a domain whose reset is registered inside the block: next-state
+        # logic that depends on the reset is then clocked logic of the block, not
+        # input-combinational logic that Verilator re-evaluates (the whole datapath) every
+        # time an input of the block changes. The unit leaves reset one cycle later.
+        m.domains.unit = ClockDomain("unit", local=True)
+        rst = Signal(init=1, reset_less=True)      # follows the reset, never reset itself
+        m.d.sync += rst.eq(ResetSignal("sync"))
+        m.d.comb += [ClockSignal("unit").eq(ClockSignal("sync")), ResetSignal("unit").eq(rst)]
+        m.submodules.unit = DomainRenamer("unit")(self.unit)
         mine = self.signature.flatten(self)
         for (path, member, inner), (_, _, outer) in zip(self.unit.signature.flatten(self.unit),
                                                          mine):
