@@ -21,6 +21,10 @@ Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
   against its reference backend run (whole O buffer) and the fused one against its PCU
   references, both within ``attention_bound`` of float64; outputs the fused run's report
   and both cycle counts. ``max_rel_err``: the error relative to sum_j p_ij |v_j|.
+* ``attention_heads``: ``heads`` attention heads (``seq`` x ``head_dim``) by kernel looping
+  (one launch, the Q, [K^T|V] and O arguments stepped per head) and by separate launches
+  (each loading the program): the same O as each head's reference; outputs both cycle
+  counts.
 * ``layer_loop``: ``layers`` GEMMs (``m``, ``n``, ``k``) with one weight set each — by
   kernel looping (one launch, the weight and output arguments stepped per iteration) and
   by separate launches that each load the program (kernel-by-kernel): same results,
@@ -363,6 +367,52 @@ async def attention(dut):
             "unfused_cycles": report["unfused"]["cycles"],
             "speedup": report["unfused"]["cycles"] / report["fused"]["cycles"]}
     write_outputs(**report, mismatches=0)
+
+
+@cocotb.test()
+async def attention_heads(dut):
+    from firmware.kernels.attention import AttentionShape, compile_attention
+    args, params, dev, rng = await _setup(dut)
+    seq, d, heads = args["seq"], args["head_dim"], args["heads"]
+    sh = AttentionShape.of(params, seq, d)
+    nrng = np.random.default_rng(args.get("seed", 1))
+    qkv = [[nrng.normal(0, 1, (seq, d)).astype(np.float32).view(np.uint32) & 0xFFFF0000
+            for _ in range(3)] for _ in range(heads)]
+    al = dev.alloc.align                       # heads block-aligned in each buffer
+    size = {n: -(-w // al) * al for n, w in (("q", sh.q_words), ("kv", sh.kv_words),
+                                              ("o", sh.o_words))}
+    keys = {"q": (0, "load"), "kv": (1, "load"), "o": (1, "store")}
+    results = {}
+    for mode in ("looped", "launches"):
+        b = {n: dev.alloc.alloc("hbm", size[n] * heads, f"{n} {mode}") for n in size}
+        att = compile_attention(params, seq, d, **b)
+        for h, (q, k, v) in enumerate(qkv):
+            await dev.write(_at(b["q"], h * size["q"]), att.pack_q(params, q))
+            await dev.write(_at(b["kv"], h * size["kv"]), att.pack_kv(params, k, v))
+        prog = await dev.load(att.program)
+        before = (await dev.counters())["seq"]
+        step = {keys[n]: size[n] for n in size}
+        if mode == "looped":
+            launches = [prog.launch(iterations=heads, strides=step)]
+        else:
+            launches = [prog.launch(offsets={k_: h * s_ for k_, s_ in step.items()})
+                        for h in range(heads)]
+        after = (await dev.run(launches))["seq"]
+        out = (await dev.read(b["o"])).reshape(heads, size["o"])
+        for h, (q, k, v) in enumerate(qkv):
+            got = att.unpack_o(out[h, :sh.o_words])
+            assert (got == att.reference(params, q, k, v)).all(), f"{mode}: head {h} differs"
+        results[mode] = {key: after[key] - before[key]
+                         for key in ("cycles", "load_cycles", "exec_cycles", "launched")}
+    assert results["looped"]["launched"] == 1 and results["launches"]["launched"] == heads
+    write_outputs(**results, heads=heads, mismatches=0,
+                  speedup=results["launches"]["cycles"] / results["looped"]["cycles"])
+
+
+def _at(buf, offset):
+    """The part of ``buf`` from word ``offset`` on (a block-aligned offset)."""
+    from firmware.runtime.memory import Buffer
+    return Buffer(buf.region, buf.addr + offset, buf.words - offset, buf.name)
 
 
 @cocotb.test()

@@ -91,6 +91,14 @@ def test_attention_fused_and_unfused(model, tmp_path, k, seq, d):
     assert o["fused"]["load_cycles"] >= o["beats"]
 
 
+def test_attention_heads_by_kernel_looping(model, tmp_path):
+    """Several heads by one looping launch and by one launch each: every head equals its
+    reference (checked in the test); looping loads the program once."""
+    o = run(model, tmp_path, "attention_heads", seed=SEED + 30, seq=24, head_dim=16, heads=3)
+    assert o["looped"]["load_cycles"] < o["launches"]["load_cycles"]
+    assert o["looped"]["cycles"] < o["launches"]["cycles"]
+
+
 def test_kernel_looping_matches_separate_launches(model, tmp_path):
     o = run(model, tmp_path, "looping", seed=SEED + 10, n=40, iterations=4)
     assert o["looped_load"] < o["launches_load"]
