@@ -281,9 +281,16 @@ async def softmax(dut):
                   max_rel_err=float(rel.max()), rel_bound=bound, beats=sm.program.beats)
 
 
+def _seq_delta(before, after):
+    """What a run added to the sequencer's counters."""
+    return {k: after[k] - before[k] for k in ("cycles", "load_cycles", "exec_cycles",
+                                              "launched")}
+
+
 async def _run_both(dev, params, setup):
-    """``setup(device)`` -> (launch list coroutine args...) run on the RTL device and on the
-    reference backend; returns ((rtl O words, counter deltas, wall s), reference O words)."""
+    """``await setup(device)`` -> (launches, output buffer, kernel timeout), run on the RTL
+    device and on the reference backend; the output buffers must agree word for word.
+    Returns the RTL run's (output words, counters, counter deltas, wall seconds)."""
     out = {}
     for name, d in (("rtl", dev), ("reference", ReferenceDevice(params))):
         launches, obuf, timeout = await setup(d)
@@ -293,9 +300,7 @@ async def _run_both(dev, params, setup):
         wall = time.perf_counter() - t0
         words = await d.read(obuf)
         if name == "rtl":
-            delta = {k: c["seq"][k] - before[k] for k in ("cycles", "load_cycles",
-                                                           "exec_cycles", "launched")}
-            out[name] = (words, c, delta, wall)
+            out[name] = (words, c, _seq_delta(before, c["seq"]), wall)
         else:
             out[name] = words
     rtl, ref = out["rtl"], out["reference"]
@@ -402,8 +407,7 @@ async def attention_heads(dut):
         for h, (q, k, v) in enumerate(qkv):
             got = att.unpack_o(out[h, :sh.o_words])
             assert (got == att.reference(params, q, k, v)).all(), f"{mode}: head {h} differs"
-        results[mode] = {key: after[key] - before[key]
-                         for key in ("cycles", "load_cycles", "exec_cycles", "launched")}
+        results[mode] = _seq_delta(before, after)
     assert results["looped"]["launched"] == 1 and results["launches"]["launched"] == heads
     write_outputs(**results, heads=heads, mismatches=0,
                   speedup=results["launches"]["cycles"] / results["looped"]["cycles"])
@@ -448,8 +452,7 @@ async def layer_loop(dut):
         for i, w in enumerate(ws):
             got = g.unpack_c(out[i])
             assert (got == g.reference(params, a, w)).all(), f"{mode}: layer {i} differs"
-        results[mode] = {key: after[key] - before[key]
-                         for key in ("cycles", "load_cycles", "exec_cycles")}
+        results[mode] = _seq_delta(before, after)
     write_outputs(**results, layers=layers, macs=layers * s.macs,
                   speedup=results["launches"]["cycles"] / results["looped"]["cycles"])
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.graph import GraphError
-from firmware.kernels.attention import AttentionShape, compile_attention, pack_b
+from firmware.kernels.attention import AttentionShape, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
-from firmware.kernels.gemm import GemmShape, compile_gemm
+from firmware.kernels.gemm import GemmShape, compile_gemm, pack_b
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Buffer
 

@@ -265,7 +265,7 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
                                   f"buffer [0, {buf}) (use lo/hi to drop lanes)")
         sides[name] = (steps, _windows(steps, level))
     if program.read_flow is not None:
-        from hdl.pmu.config import flow_tag_bits
+        from hdl.rdn.config import flow_bits
         rf = program.read_flow
         if isinstance(rf, bool) or not isinstance(rf, int) or \
                 not 0 <= rf < len(program.read.counters):
@@ -273,9 +273,9 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
         c, sh = program.read.counters[rf], program.read_flow_shift
         if isinstance(sh, bool) or not isinstance(sh, int) or not 0 <= sh < 32:
             raise PmuProgramError(f"read_flow_shift: {sh!r} must be 0..31")
-        if c.min < 0 or (c.max - 1) >> sh >= 1 << flow_tag_bits(params):
+        if c.min < 0 or (c.max - 1) >> sh >= 1 << flow_bits(params):
             raise PmuProgramError(f"read_flow: counter {rf} runs {c.min}..{c.max - 1}, "
-                                  f">> {sh} not flow ids 0..{(1 << flow_tag_bits(params)) - 1}")
+                                  f">> {sh} not flow ids 0..{(1 << flow_bits(params)) - 1}")
     if sides["write"][1] != sides["read"][1]:
         raise PmuProgramError(f"windows: the write pattern fills {sides['write'][1]} buffers, "
                               f"the read pattern drains {sides['read'][1]}")

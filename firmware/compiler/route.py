@@ -169,6 +169,15 @@ class FabricRoutes:
                 for (x, y, *port), users in sorted(self.load.items(), key=str)
                 if port[0] != "inject" and len(users) > 1]
 
+    def require_own_links(self, what):
+        """RouteError (naming ``what``, the flows and the link) if two flows share a link:
+        a pipeline whose stages wait on each other can deadlock when a stalled consumer's
+        packets hold up another flow's behind them in a shared link buffer."""
+        for link, names in self.shared_links():
+            raise RouteError(f"{what}: flows {', '.join(names)} share link {link}; each "
+                             f"needs links of its own (a stalled consumer of one would hold "
+                             f"up the other and can deadlock the pipeline)")
+
     def throttle(self, params, ep, rate, burst):
         """Throttle injection port ``ep`` to ``rate`` packets per cycle (a float; rounded to
         1/RATE_ONE) with bursts of up to ``burst`` packets."""

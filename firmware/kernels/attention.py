@@ -44,7 +44,7 @@ from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program,
                                        stream_words)
 from firmware.compiler.route import Flow, route
 
-from .gemm import GemmShape, a_transpose_pmu
+from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b
 from .softmax import LOG2E
 
 __all__ = ["AttentionPlan", "AttentionShape", "Attention", "compile_attention",
@@ -120,21 +120,6 @@ class AttentionShape:
         return self.qk.macs + self.pv.macs
 
 
-def pack_q(params, shape, q):
-    """Q (seq x d FP32 words) in the systolic A layout."""
-    s = shape.qk
-    _, vin0, _ = gemm_streams(np.asarray(q, np.uint32), np.zeros((s.k, 1), np.uint32), params)
-    return vin0.reshape(s.mt, 1, -1)[:, 0].reshape(-1)
-
-
-def pack_b(params, b):
-    """A K x N operand in the systolic B layout (one LANES-word row per column tile and
-    step)."""
-    b = np.asarray(b, np.uint32)
-    _, _, vin1 = gemm_streams(np.zeros((1, b.shape[0]), np.uint32), b, params)
-    return vin1.reshape(-1)
-
-
 def attention_bound(q, k, v, lanes):
     """Bound on |O - O_exact| (float64, elementwise) for BF16-valued Q, K, V.
 
@@ -184,7 +169,7 @@ class Attention:
     parts: dict
 
     def pack_q(self, params, q):
-        return pack_q(params, self.shape, q)
+        return pack_a(params, q)
 
     def pack_kv(self, params, k, v):
         """``[K^T | V]`` (K, V: seq x d FP32 words) in the layout AGCU 1 streams."""
@@ -327,12 +312,8 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
         Flow("sum", src(plan.exp), (at(plan.pv),), rate=1 / sh.qk.nt),
     ])
     for fabric in (vec, sca):
-        for link, names in fabric.shared_links():
-            raise ValueError(f"attention plan {plan}: flows {', '.join(names)} share link "
-                             f"{link}; each stage needs links of its own (a stalled "
-                             f"consumer would hold up the other flow and can deadlock "
-                             f"the pipeline)")
-    q_acc, o_acc, pv = sh.qk.a_access, sh.pv.c_access, sh.pv
+        fabric.require_own_links(f"attention plan {plan}")
+    q_acc, o_acc, pv = sh.qk.a_access(), sh.pv.c_access(), sh.pv
     kv_acc = TensorAccess((sh.kv_words,), (1,))
     agcus = {
         0: pack_agcu(params, load=(q_acc, 0), segments=[Segment(q.addr, sh.q_words)],

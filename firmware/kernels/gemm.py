@@ -27,7 +27,7 @@ from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_sys
 from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
 from firmware.compiler.route import Flow, route, unit_dst, unit_src
 
-__all__ = ["GemmShape", "Gemm", "compile_gemm"]
+__all__ = ["GemmShape", "Gemm", "compile_gemm", "pack_a", "pack_b", "a_transpose_pmu"]
 
 @dataclass(frozen=True)
 class GemmShape:
@@ -90,17 +90,19 @@ class GemmShape:
     def c_words(self):
         return self.c_rows * self.c_cols
 
-    @property
     def a_access(self):
-        """A's load stream: each row tile's layout once per column tile."""
+        """A's load stream: each row tile's layout once per column tile of a PCU (with
+        ``split``, every PCU takes the same A)."""
         tile_a = self.k * (self.tile_rows // self.stages) * self.lanes
-        return TensorAccess((self.mt, self.nt, tile_a), (tile_a, 0, 1))
+        return TensorAccess((self.mt, self.nt // self.split, tile_a), (tile_a, 0, 1))
 
-    @property
-    def c_access(self):
-        """C's store stream: per tile, its rows' valid lanes, into row-major C."""
-        return TensorAccess((self.mt, self.nt, self.rows, self.cols),
-                            (self.rows * self.c_cols, self.cols, self.c_cols, 1))
+    def c_access(self, part=0):
+        """C's store stream of PCU ``part`` of ``split`` (its share of the column tiles):
+        per tile, its rows' valid lanes, into row-major C."""
+        nt = self.nt // self.split
+        return TensorAccess((self.mt, nt, self.rows, self.cols),
+                            (self.rows * self.c_cols, self.cols, self.c_cols, 1),
+                            offset=part * nt * self.cols)
 
     @property
     def macs(self):
@@ -139,16 +141,12 @@ class Gemm:
 
     def pack_a(self, params, a):
         """A (M x K FP32 words) in the device layout."""
-        s = self.shape
-        _, vin0, _ = gemm_streams(self._a(a), np.zeros((s.k, 1), np.uint32), params)
-        return vin0.reshape(s.mt, 1, -1)[:, 0].reshape(-1)
+        return pack_a(params, self._a(a))
 
     def pack_b(self, params, b, bias=None):
         """B (K x N FP32 words), and the bias (N,) if compiled with one, in the device
         layout."""
-        s = self.shape
-        _, _, vin1 = gemm_streams(np.zeros((1, s.k), np.uint32), self._b(b, bias), params)
-        return vin1.reshape(-1)
+        return pack_b(params, self._b(b, bias))
 
     def unpack_c(self, words):
         s = self.shape
@@ -162,6 +160,22 @@ class Gemm:
         out = systolic_reference(whole, params, vin0, vin1)["data"]
         tiles = out.reshape(s.mt, s.nt, s.rows, s.lanes)[..., :s.cols]
         return tiles.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
+
+
+def pack_a(params, a):
+    """An M x K operand (FP32 words) in the systolic A layout: per row tile (zero padded)
+    and step, the ``interleave`` vectors of STAGES rows."""
+    a = np.asarray(a, np.uint32)
+    _, vin0, _ = gemm_streams(a, np.zeros((a.shape[1], 1), np.uint32), params)  # 1 col tile
+    return vin0.reshape(-1)
+
+
+def pack_b(params, b):
+    """A K x N operand (FP32 words) in the systolic B layout: per column tile (zero
+    padded) and step, one LANES-word row."""
+    b = np.asarray(b, np.uint32)
+    _, _, vin1 = gemm_streams(np.zeros((1, b.shape[0]), np.uint32), b, params)
+    return vin1.reshape(-1)
 
 
 def a_transpose_pmu(params, tiles, rows, k, repeat):
@@ -238,7 +252,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     # through a PMU (loaded once per row tile) by AGCU 0, whose links are then free.
     c_agcu = 0 if a_rows is not None else 1
     pmus, a_flows = {}, [Flow("a", agcu_edge(params, 0), (unit_dst(col, r, 0),))]
-    a_acc, c_acc = s.a_access, s.c_access
+    a_acc, c_acc = s.a_access(), s.c_access()
     if a_rows is not None:
         a_pmu = (r, col + 1)
         if col + 1 >= params.cols:
@@ -254,8 +268,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     ])
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
-    for link, names in vec.shared_links():
-        raise ValueError(f"gemm at {pcu}: flows {', '.join(names)} share link {link}")
+    vec.require_own_links(f"gemm at {pcu}")
     b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
     loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
     agcus = {}
@@ -309,13 +322,9 @@ def _split_gemm(params, s, systolic, a, b, c, bias):
         flows += [Flow(f"b{i}", unit_src(mc, mr), (unit_dst(pc, pr, 1),), rate=1 / interleave),
                   Flow(f"c{i}", unit_src(pc, pr), (agcu_edge(params, i),), rate=1 / interleave)]
     vec = route(params, flows)
-    for link, names in vec.shared_links():
-        raise ValueError(f"gemm over two PCUs: flows {', '.join(names)} share link {link}")
-    tile_a = k * interleave * L
-    a_acc = TensorAccess((s.mt, nh, tile_a), (tile_a, 0, 1))
+    vec.require_own_links("gemm over two PCUs")
+    a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(2)]
     b_acc = TensorAccess((s.b_words,), (1,))
-    c_accs = [TensorAccess((s.mt, nh, s.rows, s.cols), (s.rows * s.c_cols, s.cols, s.c_cols, 1),
-                           offset=i * nh * s.cols) for i in range(2)]
     agcus = {
         0: pack_agcu(params, load=(a_acc, 0), store=(c_accs[0], 1), hdr=vec.headers["a"],
                      segments=[Segment(a.addr, s.a_words), Segment(c.addr, s.c_words)])[0],

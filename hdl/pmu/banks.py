@@ -7,7 +7,9 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.pcu.config import COUNTER_BITS
 
-from .config import (flow_tag_bits, addr_bits, bank_bits, bank_config_layout, read_data_layout, read_layout,
+from hdl.rdn.config import flow_bits
+
+from .config import (addr_bits, bank_bits, bank_config_layout, read_data_layout, read_layout,
                      write_layout)
 
 __all__ = ["Banks"]
@@ -33,7 +35,7 @@ class Banks(wiring.Component):
             "w": In(stream.Signature(write_layout(params))),
             "r": In(stream.Signature(read_layout(params))),
             "rd": Out(stream.Signature(read_data_layout(params))),
-            "rd_tag": Out(flow_tag_bits(params)),
+            "rd_tag": Out(flow_bits(params)),
             "w_conflicts": Out(COUNTER_BITS),
             "r_conflicts": Out(COUNTER_BITS),
         })

@@ -5,8 +5,9 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from hdl.pcu.config import MAX_COUNTERS, ChainConfig
+from hdl.rdn.config import flow_bits
 
-__all__ = ["flow_tag_bits", "addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
+__all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
            "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout",
            "MAX_BUFFERS", "pmu_config_layout"]
 
@@ -39,18 +40,12 @@ def write_layout(params):
                               "data": data.ArrayLayout(32, lanes), "mask": unsigned(lanes)})
 
 
-def flow_tag_bits(params):
-    """Width of the flow id a PMU stamps on the vectors it reads (the RDN's flow ids)."""
-    from hdl.rdn.config import flow_bits
-    return flow_bits(params)
-
-
 def read_layout(params):
     """One vector read request: LANES word addresses, the lanes that read, and the
     ``last`` flag and flow ``tag`` the answer carries back."""
     lanes = params.pcu_lanes
     return data.StructLayout({"addr": data.ArrayLayout(32, lanes), "mask": unsigned(lanes),
-                              "last": unsigned(1), "tag": unsigned(flow_tag_bits(params))})
+                              "last": unsigned(1), "tag": unsigned(flow_bits(params))})
 
 
 def read_data_layout(params):
@@ -84,7 +79,7 @@ def address_layout(params):
     return data.StructLayout({
         "addr": data.ArrayLayout(32, params.pcu_lanes), "mask": unsigned(params.pcu_lanes),
         "wrap": unsigned(MAX_COUNTERS), "last": unsigned(1),
-        "tag": unsigned(flow_tag_bits(params)),
+        "tag": unsigned(flow_bits(params)),
     })
 
 

@@ -9,7 +9,9 @@ from hdl.pcu.config import COUNTER_BITS, vector_layout
 
 from .address import AddressGen
 from .banks import Banks
-from .config import MAX_BUFFERS, flow_tag_bits, pmu_config_layout
+from hdl.rdn.config import flow_bits
+
+from .config import MAX_BUFFERS, pmu_config_layout
 
 __all__ = ["Pmu"]
 
@@ -33,7 +35,7 @@ class Pmu(wiring.Component):
             "start": In(1), "busy": Out(1),
             "vin": In(stream.Signature(vec)),
             "wsin": In(stream.Signature(32)), "rsin": In(stream.Signature(32)),
-            "vout": Out(stream.Signature(vec)), "vout_flow": Out(flow_tag_bits(params)),
+            "vout": Out(stream.Signature(vec)), "vout_flow": Out(flow_bits(params)),
             "w_conflicts": Out(COUNTER_BITS), "r_conflicts": Out(COUNTER_BITS),
             "full": Out(range(MAX_BUFFERS + 1)),
         })
