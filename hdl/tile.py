@@ -13,12 +13,39 @@ from .pmu.config import pmu_config_layout
 from .rdn.config import (COUNTER_BITS, control_config_layout, scalar_packet_layout,
                          switch_config_layout, switch_counters_layout, vector_packet_layout)
 
-__all__ = ["is_pcu", "ConfigUnit", "config_units", "Tile"]
+__all__ = ["is_pcu", "TileUnit", "tile_units", "ConfigUnit", "config_units", "Tile"]
 
 
 def is_pcu(r, c):
     """Position (row r, column c) holds a PCU (else a PMU)."""
     return (r + c) % 2 == 0
+
+
+@dataclass(frozen=True)
+class TileUnit:
+    """A unit of the tile: ``name`` numbers each kind in row-major order (``pcu0``,
+    ``pcu1``, ..., ``pmu0``, ...) — the name reports, pictures and waveform options use;
+    ``instance`` is its submodule name in the tile."""
+    name: str
+    kind: str            # "pcu" | "pmu"
+    row: int
+    col: int
+
+    @property
+    def instance(self):
+        return f"{self.kind}_{self.row}_{self.col}"
+
+
+def tile_units(params):
+    """Every PCU and PMU of the tile, row-major."""
+    seen = {"pcu": 0, "pmu": 0}
+    out = []
+    for r in range(params.rows):
+        for c in range(params.cols):
+            kind = "pcu" if is_pcu(r, c) else "pmu"
+            out.append(TileUnit(f"{kind}{seen[kind]}", kind, r, c))
+            seen[kind] += 1
+    return out
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,46 @@ def cmd_run(args, extra):
         kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
                         default=o.default, help=f"{o.help} (default {o.default})")
     kargs = kp.parse_args(extra)
-    report = run_kernel(k.name, args.config, seed=args.seed, waves=args.waves,
-                        options=vars(kargs))
+    trace = _wave_request(args, k.name)
+    report = run_kernel(k.name, args.config, seed=args.seed,
+                        waves=args.waves_format if args.waves else False,
+                        options=vars(kargs), trace=trace)
     path = write_report(report, args.json, args.config)
     _print_report(report, args.config)
     print(f"report: {path}")
     sys.exit(0 if report["passed"] and report["bit_exact"] else 1)
+
+
+def _wave_request(args, kernel):
+    """The waveform options, checked before any model is built."""
+    from .run import wave_request
+    wave_opts = {"--waves-units": args.waves_units, "--waves-from": args.waves_from,
+                 "--waves-to": args.waves_to}
+    if not args.waves:
+        given = [f for f, v in wave_opts.items() if v is not None]
+        if given or args.waves_format != "fst":
+            sys.exit(f"{', '.join(given) or '--waves-format'} needs --waves")
+        return None
+    units = None
+    if args.waves_units is not None:
+        units = [u.strip() for u in args.waves_units.split(",") if u.strip()]
+        if not units:
+            sys.exit("--waves-units needs at least one unit name (e.g. pcu0,pmu1,agcu0)")
+    try:
+        return wave_request(kernel, args.config, units=units, from_cycle=args.waves_from,
+                            to_cycle=args.waves_to)
+    except ValueError as e:
+        sys.exit(str(e))
+
+
+def _cycle(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a cycle number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"a cycle number is >= 0, not {v}")
+    return v
 
 
 def _print_report(r, params=None):
@@ -71,8 +105,9 @@ def _print_report(r, params=None):
         print(f"fused vs unfused (each with its program load): {f['fused_cycles']} vs "
               f"{f['unfused_cycles']} cycles = {f['speedup']:.2f}x")
     if r.get("waves"):
-        print(f"waves: {r['waves']}" + (f"   GTKWave save file (one group per unit): "
-                                        f"{r['gtkw']}" if r.get("gtkw") else ""))
+        print(f"waves: {r['waves']} ({r['waves_bytes'] / 1e6:.1f} MB)"
+              + (f"   GTKWave save file (one group per unit): {r['gtkw']}"
+                 if r.get("gtkw") else ""))
 
 
 def cmd_verilog(args, _):
@@ -141,7 +176,17 @@ def main(argv=None):
     common(r)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--waves", action="store_true",
-                   help="record a waveform (FST; VCD where liblz4-dev is missing)")
+                   help="record a waveform (build/waves/KERNEL.fst) and a GTKWave save file")
+    r.add_argument("--waves-format", choices=("fst", "vcd"), default="fst",
+                   help="waveform format (default fst)")
+    r.add_argument("--waves-units", metavar="NAMES",
+                   help="socket units traced in full, comma-separated as the array picture "
+                        "names them (pcu0,pmu1,agcu0,seq,vsw3,...); the rest at their ports "
+                        "(default: the sequencer and every PCU and PMU)")
+    r.add_argument("--waves-from", type=_cycle, metavar="CYCLE",
+                   help="first clock cycle recorded (default 0)")
+    r.add_argument("--waves-to", type=_cycle, metavar="CYCLE",
+                   help="last clock cycle recorded (default: the end of the run)")
     r.add_argument("--json", help="report path (default build/reports/KERNEL.json)")
     r.set_defaults(func=cmd_run)
 

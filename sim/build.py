@@ -32,7 +32,8 @@ from pathlib import Path
 from . import toolchain
 from .harness import Harness
 
-__all__ = ["Build", "BuildError", "build", "lint", "LINT_WAIVERS", "FLOWS"]
+__all__ = ["Build", "BuildError", "build", "lint", "wave_format", "LINT_WAIVERS", "FLOWS",
+           "WAVE_FORMATS"]
 
 #: Verilator warnings waived for Amaranth/Yosys output (``make lint`` runs -Wall with
 #: exactly these off; everything else is an error):
@@ -72,7 +73,7 @@ class Build:
     dir: Path
     key: str
     flow: str
-    waves: bool
+    waves: str | None   # waveform format (see wave_format), None = not traced
     seconds: float      # wall time of this call (0-ish when cached)
     cached: bool
 
@@ -91,6 +92,33 @@ class Build:
         return json.loads((self.dir / "src" / "harness.json").read_text())
 
 
+WAVE_FORMATS = ("fst", "vcd")
+
+
+def wave_format(waves) -> str | None:
+    """``waves`` as a format: False/None = no tracing, True = FST, or "fst" / "vcd"."""
+    if waves is True:
+        return "fst"
+    if not waves:
+        return None
+    if waves not in WAVE_FORMATS:
+        raise ValueError(f"unknown waveform format {waves!r}; known: {', '.join(WAVE_FORMATS)}")
+    return waves
+
+
+def _support_files(flow, waves) -> dict:
+    """{name in src/: path} of the C++ compiled with the model: the main() (OpenRDU's in
+    the fast flow, cocotb's in the default flow) and, for FST, stand-ins of the
+    compression libraries this machine lacks (``sim.toolchain.fst_shims``)."""
+    files = {"main.cpp": toolchain.openrdu_verilator_main() if flow == "fast"
+             else toolchain.cocotb_verilator_main()}
+    if wave_format(waves) == "fst":
+        for lib in toolchain.fst_shims():
+            for f in sorted((toolchain.SHIM_DIR / lib).iterdir()):
+                files[f"fstshim/{lib}/{f.name}"] = f
+    return files
+
+
 def _flags(flow, waves):
     if flow not in FLOWS:
         raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}")
@@ -99,17 +127,30 @@ def _flags(flow, waves):
     # generated code is forgone.
     flags = ["--cc", "--exe", "--vpi", "--top-module", "tb_top", "--prefix", "Vtop",
              "-o", "tb_top", "-Wno-fatal", "-fno-merge-cond", *LINT_WAIVERS, *FLOWS[flow]]
-    if waves:
-        flags += ["--trace-fst" if toolchain.fst_available() else "--trace", "--trace-structs"]
+    fmt = wave_format(waves)
+    if fmt:
+        # Packets (header + lanes) and counter registers are wider than Verilator's
+        # default limit of 256 traced bits; memories stay untraced (--trace-max-array).
+        flags += ["--trace-fst" if fmt == "fst" else "--trace", "--trace-max-width", "65536"]
+        for lib in toolchain.fst_shims() if fmt == "fst" else ():
+            flags += ["-CFLAGS", f"-Isrc/fstshim/{lib}"]
     return flags
+
+
+def _make_vars(waves):
+    """Where a stand-in replaces an FST library, the link line names only the real ones
+    (verilated.mk adds -llz4 -lz for FST otherwise)."""
+    if wave_format(waves) == "fst" and toolchain.fst_shims():
+        return ["LDLIBS=$(USER_LDLIBS) $(VM_USER_LDLIBS) $(CFG_LDLIBS_THREADS) "
+                + " ".join(toolchain.fst_link_libs())]
+    return []
 
 
 def _key(files, flags, tag):
     h = hashlib.sha256()
     h.update(json.dumps({"format": _FORMAT, "flags": flags, "tag": tag,
                          "verilator": toolchain.verilator_version(),
-                         "cocotb": _cocotb_version(), "cxx": toolchain.cxx_version(),
-                         "main": toolchain.cocotb_verilator_main().read_text()},
+                         "cocotb": _cocotb_version(), "cxx": toolchain.cxx_version()},
                         sort_keys=True).encode())
     for name in sorted(files):
         h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
@@ -135,32 +176,36 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
     """Build (or reuse) the Verilator model of ``harness``."""
     t0 = time.monotonic()
     files = harness.sources()
+    support = _support_files(flow, waves)
+    files.update({name: path.read_text() for name, path in support.items()})
     flags = _flags(flow, waves)
     if "hier.vlt" in files:
         # Shared unit modules are hierarchical blocks: compiled once, however many
         # instances (otherwise Verilator emits the code of every instance separately).
         flags.append("--hierarchical")
-    make_vars = [f"OPT_FAST={OPT}", f"OPT_GLOBAL={OPT}"]
+    make_vars = [f"OPT_FAST={OPT}", f"OPT_GLOBAL={OPT}", *_make_vars(waves)]
     key = _key(files, flags + make_vars, "")
     root = toolchain.cache_root()
     out = root / "builds" / key
     if (out / "tb_top").exists():
-        return Build(out, key, flow, waves, time.monotonic() - t0, True)
+        return Build(out, key, flow, wave_format(waves), time.monotonic() - t0, True)
     (root / "locks").mkdir(exist_ok=True)
     with open(root / "locks" / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (out / "tb_top").exists():
-            return Build(out, key, flow, waves, time.monotonic() - t0, True)
+            return Build(out, key, flow, wave_format(waves), time.monotonic() - t0, True)
         if log:
-            log(f"building Verilator model {key} ({flow} flow{', waves' if waves else ''})")
+            fmt = wave_format(waves)
+            log(f"building Verilator model {key} ({flow} flow{f', {fmt} waves' if fmt else ''})")
         tmp = root / "builds" / f"{key}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "src").mkdir(parents=True)
         for name, text in files.items():
+            (tmp / "src" / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / "src" / name).write_text(text)
         env = toolchain.verilator_env()
         libs = toolchain.cocotb_libs_dir()
-        sources = [str(toolchain.cocotb_verilator_main())]
+        sources = [f"src/{name}" for name in support if name.endswith(".cpp")]
         if flow == "fast":
             sources.append("src/public.vlt")
         if "hier.vlt" in files:
@@ -175,7 +220,7 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
         runtime = root / "runtime" / _key({}, flags + make_vars, "runtime")
         reused = _reuse_runtime(runtime, tmp)
         _run(["make", "-j", str(jobs or os.cpu_count() or 2), "-f", "Vtop.mk",
-              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(waves)}", *make_vars], tmp, logf, env)
+              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(bool(wave_format(waves)))}", *make_vars], tmp, logf, env)
         if not reused:
             _save_runtime(runtime, tmp)
         (tmp / "build_info.json").write_text(json.dumps(
@@ -183,7 +228,7 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
              "date": time.strftime("%Y-%m-%d %H:%M:%S")}))
         shutil.rmtree(out, ignore_errors=True)
         os.rename(tmp, out)
-    return Build(out, key, flow, waves, time.monotonic() - t0, False)
+    return Build(out, key, flow, wave_format(waves), time.monotonic() - t0, False)
 
 
 def _reuse_runtime(runtime: Path, mdir: Path) -> bool:

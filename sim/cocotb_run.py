@@ -56,11 +56,13 @@ def _failures(xml_path: Path):
 
 
 def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
-               seed=None, waves=False) -> TestRun:
+               seed=None, waves=False, trace=None) -> TestRun:
     """Run cocotb test ``module`` (e.g. ``"tb.test_fpu_stream"``) on ``build``.
 
-    ``args`` (JSON-able) reach the test as :func:`tb.lib.harness.test_args`. Raises
-    :class:`SimulationError` with the failing tests' messages and the log's tail.
+    ``args`` (JSON-able) reach the test as :func:`tb.lib.harness.test_args`. With
+    ``waves`` the run writes a waveform; ``trace`` (a :class:`sim.trace.TraceSelection`)
+    limits it to scopes and a cycle window. Raises :class:`SimulationError` with the
+    failing tests' messages and the log's tail.
     """
     from cocotb_tools.runner import get_runner
 
@@ -91,7 +93,8 @@ def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
             runner.test(test_module=module, hdl_toplevel="tb_top", hdl_toplevel_lang="verilog",
                         build_dir=build.dir,
                         test_dir=test_dir, results_xml=str(results), testcase=testcase,
-                        seed=seed, waves=waves, log_file=log)
+                        seed=seed, waves=waves, log_file=log,
+                        test_args=trace.main_args() if (waves and trace) else [])
         except SystemExit as e:
             exit_error = f"simulator exited with {e.code}"
     tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]) \

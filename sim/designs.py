@@ -92,10 +92,12 @@ _HDL = Path(__file__).resolve().parent.parent / "hdl"
 
 
 def _hdl_digest():
+    """The HDL sources and the Verilog conversion (``sim/verilog.py``)."""
     h = hashlib.sha256()
     for f in sorted(_HDL.rglob("*.py")):
         h.update(str(f.relative_to(_HDL)).encode())
         h.update(f.read_bytes())
+    h.update((Path(__file__).parent / "verilog.py").read_bytes())
     return h.hexdigest()
 
 

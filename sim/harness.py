@@ -17,10 +17,12 @@ from pathlib import Path
 
 from .verilog import Port, ports_of, shared_modules
 
-__all__ = ["StreamSpec", "MemorySpec", "Harness", "TB_LIB", "CLOCK_PERIOD_NS"]
+__all__ = ["StreamSpec", "MemorySpec", "Harness", "TB_LIB", "CLOCK_PERIOD_NS", "TIME_UNITS_PER_CYCLE"]
 
 TB_LIB = Path(__file__).resolve().parent.parent / "tb" / "lib"
 CLOCK_PERIOD_NS = 10
+#: Simulation time units (the wrapper's precision, 1 ps) per clock cycle.
+TIME_UNITS_PER_CYCLE = CLOCK_PERIOD_NS * 1000
 DEFAULT_DEPTH = 1 << 12
 
 

@@ -7,25 +7,24 @@ from html import escape
 
 from hdl.rdn.config import W
 from hdl.socket import agcu_position
-from hdl.tile import is_pcu
+from hdl.tile import tile_units
 
 __all__ = ["array_cells", "array_text", "write_svg"]
 
 
 def array_cells(params, report):
-    """[(row, col, kind, busy fraction or None)] for the tile, and {row: (west, east)}
-    AGCU labels, from a report's counters (None: no counters in the report)."""
+    """[(row, col, name, busy fraction or None)] for the tile (``name`` as in
+    :func:`hdl.tile.tile_units`: pcu0, pmu0, ...), and {row: (west, east)} AGCU labels,
+    from a report's counters (None: no counters in the report)."""
     counters = report.get("counters") or {}
     busy = counters.get("unit_busy")
     cycles = report.get("cycles") or 0
     if busy is None or not cycles:
         return None, None
     cells = []
-    for r in range(params.rows):
-        for c in range(params.cols):
-            b = busy[r * params.cols + c]
-            cells.append((r, c, "PCU" if is_pcu(r, c) else "PMU",
-                          min(1.0, b / cycles) if b else None))
+    for u in tile_units(params):
+        b = busy[u.row * params.cols + u.col]
+        cells.append((u.row, u.col, u.name, min(1.0, b / cycles) if b else None))
     edges = {}
     for k, a in enumerate(counters.get("agcu") or []):
         side, row = agcu_position(params, k)
@@ -45,8 +44,8 @@ def array_text(params, report):
              f"('-' = not used)"]
     for r in range(params.rows):
         west, east = edges.get(r, ("", ""))
-        row = " | ".join(f"{kind} {'  -  ' if f is None else f'{f:5.2f}'}"
-                         for rr, _, kind, f in cells if rr == r)
+        row = " | ".join(f"{name:<5} {'  -  ' if f is None else f'{f:5.2f}'}"
+                         for rr, _, name, f in cells if rr == r)
         lines.append(f"{west:>{width}} {'>' if west else ' '} {row} {'<' if east else ''} {east}"
                      .rstrip())
     return lines
@@ -64,14 +63,15 @@ def write_svg(params, report, path):
            f'<text x="10" y="20">{escape(report.get("kernel", ""))} on '
            f'{escape(str(report.get("config", "")))}: busy fraction of '
            f'{report["cycles"]} cycles</text>']
-    for r, c, kind, f in cells:
+    for r, c, name, f in cells:
         x, y = margin + c * cw, 40 + r * ch
         shade = 255 - int(200 * (f or 0))
-        fill = (f"rgb(255,{shade},{shade})" if kind == "PCU" else f"rgb({shade},{shade},255)") \
+        fill = (f"rgb(255,{shade},{shade})" if name.startswith("pcu")
+                else f"rgb({shade},{shade},255)") \
             if f is not None else "rgb(240,240,240)"
         out += [f'<rect x="{x}" y="{y}" width="{cw - 6}" height="{ch - 6}" fill="{fill}" '
                 f'stroke="black"/>',
-                f'<text x="{x + 8}" y="{y + 22}">{kind} ({r},{c})</text>',
+                f'<text x="{x + 8}" y="{y + 22}">{name} ({r},{c})</text>',
                 f'<text x="{x + 8}" y="{y + 42}">{"-" if f is None else f"{f:.2f}"}</text>']
     for r, (west, east) in edges.items():
         y = 40 + r * ch + ch // 2

@@ -1,16 +1,21 @@
 """Run a named job on the simulated hardware and produce its report (ARCHITECTURE.md §7)."""
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hdl.params import RduParams
+from hdl.tile import tile_units
 
 from . import toolchain
+from .build import wave_format
 from .cocotb_run import SimulationError, run_cocotb
 from .designs import build_design
+from .tracesel import TraceSelection
+from .waves import trace_selection, write_gtkw
 
-__all__ = ["Kernel", "KERNELS", "run_kernel", "REPORT_DIR"]
+__all__ = ["Kernel", "KERNELS", "run_kernel", "wave_request", "REPORT_DIR"]
 
 REPORT_DIR = Path("build") / "reports"
 RUN_DIR = Path("build") / "runs"
@@ -93,17 +98,36 @@ KERNELS = {
 }
 
 
-def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print):
+def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None):
+    """What a ``--waves`` run of kernel ``name`` records (:class:`TraceSelection`): on the
+    socket the ``units`` (default: the tile's units and the sequencer) in full and the rest
+    at their ports; elsewhere the whole design. Raises ValueError naming a bad option."""
+    k = KERNELS[name]
+    if k.design == "socket":
+        return trace_selection(params, units, from_cycle, to_cycle)
+    if units is not None:
+        raise ValueError(f"--waves-units applies to socket kernels; {name!r} runs on the "
+                         f"{k.design!r} design, traced whole")
+    return TraceSelection(from_cycle=from_cycle, to_cycle=to_cycle)
+
+
+def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print,
+               trace=None):
     """Build (cached), run, check; returns the report dict. Never raises on a failed
-    check: the report says ``passed: false`` and carries the error."""
+    check: the report says ``passed: false`` and carries the error. ``waves``: False,
+    True (FST) or a format (``fst``, ``vcd``); ``trace``: what the waveform records (see
+    :func:`wave_request`)."""
     if name not in KERNELS:
         raise KeyError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
     k = KERNELS[name]
     opts = {o.flag: o.default for o in k.options}
     opts.update({key: v for key, v in (options or {}).items() if v is not None})
-    if waves and not toolchain.fst_available():
-        log("note: Verilator's FST writer needs liblz4-dev and zlib1g-dev ('make extras'); "
-            "writing a VCD waveform instead")
+    if waves and trace is None:
+        trace = wave_request(name, params)
+    if waves and toolchain.fst_shims() and wave_format(waves) == "fst":
+        log(f"note: no {' or '.join(toolchain.fst_shims())} development files here: the FST "
+            f"writer stores those blocks uncompressed (larger files; 'make extras' installs "
+            f"them)")
     b = build_design(k.design, params, waves=waves, log=log)
     log(f"model: {b.dir} ({'cached' if b.cached else f'built in {b.seconds:.1f} s'})")
     report = {
@@ -117,7 +141,8 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     try:
         run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name, testcase=k.testcase,
                          args={"seed": seed, "lanes": params.pcu_lanes,
-                               "params": params.to_dict(), **k.fixed, **opts}, waves=waves)
+                               "params": params.to_dict(), **k.fixed, **opts},
+                         waves=bool(waves), trace=trace)
     except SimulationError as e:
         report["error"] = str(e)
         return report
@@ -135,14 +160,26 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                          cycles_per_second=round(o.get("sim_cycles", o["cycles"]) / wall)
                          if wall else None)
     if run.waves:
-        dest = Path("build") / "waves" / f"{name}{run.waves.suffix}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(run.waves.read_bytes())
-        report["waves"] = str(dest)
-        if k.design == "socket":
-            from .waves import write_gtkw
-            report["gtkw"] = str(write_gtkw(params, dest, dest.with_suffix(".gtkw")))
+        _keep_waves(report, k, params, run.waves)
     return report
+
+
+def _keep_waves(report, k, params, dump):
+    """Move the run's waveform to build/waves/ and, for the socket, write its save file
+    (the groups of the units the run kept busy open)."""
+    dest = Path("build") / "waves" / f"{k.name}{dump.suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for old in dest.parent.glob(f"{k.name}.*"):
+        old.unlink()
+    shutil.move(dump, dest)
+    report["waves"] = str(dest)
+    report["waves_bytes"] = dest.stat().st_size
+    if k.design == "socket":
+        busy = (report.get("counters") or {}).get("unit_busy") or []
+        used = {u.name for u in tile_units(params) if
+                u.row * params.cols + u.col < len(busy) and busy[u.row * params.cols + u.col]}
+        report["gtkw"] = str(write_gtkw(params, dest, dest.with_suffix(".gtkw"),
+                                        used=used or None))
 
 
 def write_report(report, path=None, params=None):

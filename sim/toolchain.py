@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["verilator_root", "verilator_env", "verilator_version", "fst_available", "cocotb_libs_dir",
-           "cocotb_verilator_main", "cache_root", "ToolchainError"]
+__all__ = ["verilator_root", "verilator_env", "verilator_version", "fst_shims", "fst_link_libs", "SHIM_DIR", "cocotb_libs_dir",
+           "cocotb_verilator_main", "openrdu_verilator_main", "cache_root", "ToolchainError"]
 
 
 class ToolchainError(RuntimeError):
@@ -52,18 +52,38 @@ def cxx_version() -> str:
     return subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
 
 
+SHIM_DIR = Path(__file__).resolve().parent / "fstshim"
+
+#: What Verilator's FST writer links against, and a program that needs each.
+_FST_LIBS = {
+    "lz4": ("#include <lz4.h>\nint main(){return LZ4_compressBound(1) > 0 ? 0 : 1;}\n", "-llz4"),
+    "zlib": ("#include <zlib.h>\nint main(){return compressBound(1) > 0 ? 0 : 1;}\n", "-lz"),
+}
+
+
 @functools.cache
-def fst_available() -> bool:
-    """Verilator's FST writer needs the lz4 and zlib headers and libraries (Debian
-    liblz4-dev, zlib1g-dev; ``make extras``). Without them waveforms are VCD."""
+def fst_shims() -> tuple[str, ...]:
+    """The libraries of Verilator's FST writer (lz4, zlib) this machine lacks (Debian
+    liblz4-dev, zlib1g-dev). Each missing one is replaced by a small stand-in in
+    ``sim/fstshim`` (valid LZ4 / zlib output that stores the data uncompressed), so FST
+    waveforms need no system package; with the real libraries they are smaller."""
     cxx = os.environ.get("CXX", "g++")
-    probe = "#include <lz4.h>\n#include <zlib.h>\nint main(){return LZ4_compressBound(1) > 0 && zlibVersion() ? 0 : 1;}\n"
-    try:
-        proc = subprocess.run([cxx, "-x", "c++", "-", "-o", os.devnull, "-llz4", "-lz"],
-                              input=probe, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
+    missing = []
+    for name, (probe, lib) in _FST_LIBS.items():
+        try:
+            proc = subprocess.run([cxx, "-x", "c++", "-", "-o", os.devnull, lib],
+                                  input=probe, capture_output=True, text=True, timeout=60)
+            ok = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if not ok:
+            missing.append(name)
+    return tuple(missing)
+
+
+def fst_link_libs() -> list[str]:
+    """Link flags of the real FST libraries present (see :func:`fst_shims`)."""
+    return [lib for name, (_, lib) in _FST_LIBS.items() if name not in fst_shims()]
 
 
 def cocotb_libs_dir() -> Path:
@@ -72,8 +92,15 @@ def cocotb_libs_dir() -> Path:
 
 
 def cocotb_verilator_main() -> Path:
+    """cocotb's own main() for Verilator (the ``default`` flow uses it)."""
     import cocotb_tools.config
     return Path(cocotb_tools.config.share_dir) / "lib" / "verilator" / "verilator.cpp"
+
+
+def openrdu_verilator_main() -> Path:
+    """OpenRDU's main() for Verilator under cocotb (``sim/verilator_main.cpp``): traces
+    inside hierarchical blocks, chosen scopes and a time window."""
+    return Path(__file__).resolve().parent / "verilator_main.cpp"
 
 
 def cache_root() -> Path:

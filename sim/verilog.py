@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from amaranth.back import verilog
 
-__all__ = ["Port", "to_verilog", "ports_of", "shared_modules"]
+__all__ = ["Port", "to_verilog", "plain_names", "ports_of", "shared_modules"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,39 @@ def to_verilog(component, name="top") -> str:
             text += verilog.convert(unit, name=unit_name, emit_src=False)
     finally:
         rtlil.ModuleEmitter.emit_signal_fields = emit
-    return text
+    return plain_names(text)
+
+
+_ESCAPED = re.compile(r"\\(\S+)")
+_WORD = re.compile(r"[A-Za-z_][\w$]*")
+
+
+def plain_names(text: str) -> str:
+    """``text`` with every escaped identifier that holds a ``$`` renamed to a plain one.
+
+    Yosys and Amaranth name temporaries ``\\$1`` or ``\\$auto$verilog_backend.cc:...``
+    and duplicates ``\\r_data$5``; such names reach waveforms, where GTKWave's VCD
+    parser rejects them. Temporaries (starting with ``$``) become ``_...``, which
+    Verilator leaves out of traces; the others keep their name with ``_`` for each ``$``.
+    A name is renamed the same way everywhere (ports stay connected) and never onto a
+    name the text already uses.
+    """
+    taken = set(_WORD.findall(text))
+    renamed = {}
+
+    def plain(m):
+        name = m.group(1)
+        if "$" not in name:
+            return m.group(0)
+        new = renamed.get(name)
+        if new is None:
+            new = re.sub(r"\W", "_", name)
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            renamed[name] = new
+        return new
+    return _ESCAPED.sub(plain, text)
 
 
 def shared_modules(verilog_text: str) -> list[str]:
