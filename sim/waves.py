@@ -85,8 +85,14 @@ def trace_selection(params, units=None, from_cycle=None, to_cycle=None) -> Trace
         raise ValueError(f"unknown unit(s) {', '.join(bad)} for --waves-units; this config "
                          f"has {', '.join(known)}")
     full = tuple(known[n].scope for n in dict.fromkeys(units))
-    ports = tuple(u.scope for u in known.values() if u.scope not in full)
-    return TraceSelection(full=full, ports=("tb_top", TOP, f"{TOP}.tile", f"{TOP}.mem") + ports,
+    ports = []
+    for u in known.values():
+        if u.scope not in full:
+            # A PCU or PMU is a hierarchical block: its ports are also traced on its own
+            # top level (``unit``). Verilator's FST writer fails on a block instance with
+            # no traced signal at all (vector range error at the first dump).
+            ports += [u.scope, f"{u.scope}.unit"] if u.tile else [u.scope]
+    return TraceSelection(full=full, ports=("tb_top", TOP, f"{TOP}.tile", f"{TOP}.mem", *ports),
                           from_cycle=from_cycle, to_cycle=to_cycle)
 
 
