@@ -9,7 +9,8 @@ CONFIG   ?= small
 KERNEL   ?= attention
 ARGS     ?=
 JOBS     ?= auto
-# A short run keeps the default waveform small (the whole socket is traced).
+# A short run keeps the default waveform small (every PCU and PMU traced in full; narrow
+# with ARGS="--waves-units pcu0 --waves-from 1000 --waves-to 2000").
 WAVES_ARGS ?= $(if $(filter attention,$(KERNEL)),--seq 32 --head-dim 32 --unfused 0,)
 
 .DEFAULT_GOAL := help
@@ -21,9 +22,10 @@ help:
 	@echo "  make test     the whole regression (pure Python, Amaranth simulator, cocotb on Verilator)"
 	@echo "  make verilog  write the generated Verilog to build/verilog/"
 	@echo "  make lint     Verilator --lint-only on the generated Verilog (documented waivers only)"
-	@echo "  make waves    a short run of the default job with an FST waveform, opened in gtkwave"
+	@echo "  make waves    a short run of the default job with an FST waveform and a GTKWave save file"
 	@echo "  make bench    measure build time and simulation speed; writes build/bench.json"
-	@echo "  make extras   optional: gtkwave, iverilog, and liblz4-dev for FST waveforms (apt)"
+	@echo "  make extras   optional (apt): gtkwave and xvfb to view waveforms, iverilog, liblz4-dev and"
+	@echo "                zlib1g-dev for smaller FST files (without them FST blocks are stored raw)"
 	@echo "  make clean    remove build/ (the Verilator cache in ~/.cache/openrdu stays)"
 	@echo "Variables: CONFIG=small|plasticine|file.toml  KERNEL=...  ARGS=...  JOBS=auto"
 
@@ -56,7 +58,7 @@ bench: $(STAMP)
 	$(PY) -m sim bench --config $(CONFIG) --out build/bench.json $(ARGS)
 
 extras:
-	apt-get install -y gtkwave iverilog liblz4-dev zlib1g-dev
+	apt-get install -y gtkwave xvfb iverilog liblz4-dev zlib1g-dev
 
 clean:
 	rm -rf build sim_build .pytest_cache
