@@ -281,10 +281,13 @@ def _inside(w, scope, sub):
             continue
         scopes.setdefault(head, []).append((leaf, width))
     for head in sorted(scopes):
-        w.group(head, closed=True)
+        closed = not head.endswith("chain")      # the counter chain opens
+        title = "inside: " + (head[len(_UNIT_BODY) + 1:] if head.startswith(_UNIT_BODY + ".")
+                              else "top level" if head == _UNIT_BODY else head)
+        w.group(title, closed=closed)
         for leaf, width in sorted(scopes[head]):
             w.line(f"{scope}.{head}.{leaf}", width)
-        w.end(head, closed=True)
+        w.end(title, closed=closed)
 
 
 def write_gtkw(params, wave: Path, out: Path, *, used=None):
@@ -314,10 +317,15 @@ def write_gtkw(params, wave: Path, out: Path, *, used=None):
         # stream payloads' lanes as numbers.
         closed = u.name == "seq" or (used is not None and u.name not in used)
         w.group(u.title, closed=closed)
-        for leaf, width in sorted(sub.items()):
-            if "." not in leaf and _PORT_SIGNALS.search(leaf):
-                w.line(f"{u.scope}.{leaf}", width, open_payload=u.tile)
+        ports = [(leaf, width) for leaf, width in sorted(sub.items())
+                 if "." not in leaf and _PORT_SIGNALS.search(leaf)]
+        for leaf, width in ports:                      # control, handshakes, counters
+            if not leaf.endswith("__payload"):
+                w.line(f"{u.scope}.{leaf}", width)
         _inside(w, u.scope, {n: wd for n, wd in sub.items() if "." in n})
+        for leaf, width in ports:                      # then the streams' contents
+            if leaf.endswith("__payload"):
+                w.line(f"{u.scope}.{leaf}", width, open_payload=u.tile)
         w.end(u.title, closed=closed)
     out.write_text("\n".join(head + w.lines) + "\n")
     return out
