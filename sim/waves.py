@@ -220,8 +220,12 @@ class _Writer:
         self.flag(_BLANK | _GRP_END | (_CLOSED if closed else 0))
         self.lines.append(f"-{title}")
 
-    def signal(self, full, width):
-        self.flag(_BIN | _RJUST if width == 1 else _HEX | _RJUST)
+    def signal(self, full, width, fp32=False):
+        if fp32:
+            self.flag(_HEX | _RJUST | _PFILTER)
+            self.lines.append(f"^>1 {self.filter}")
+        else:
+            self.flag(_BIN | _RJUST if width == 1 else _HEX | _RJUST)
         self.lines.append(full + (f"[{width - 1}:0]" if width > 1 else ""))
 
     def bits(self, title, full, width, lsb, n, fp32):
@@ -281,13 +285,36 @@ def _inside(w, scope, sub):
             continue
         scopes.setdefault(head, []).append((leaf, width))
     for head in sorted(scopes):
-        closed = not head.endswith("chain")      # the counter chain opens
-        title = "inside: " + (head[len(_UNIT_BODY) + 1:] if head.startswith(_UNIT_BODY + ".")
-                              else "top level" if head == _UNIT_BODY else head)
-        w.group(title, closed=closed)
+        rel = head[len(_UNIT_BODY) + 1:] if head.startswith(_UNIT_BODY + ".") else \
+            ("top level" if head == _UNIT_BODY else head)
+        closed = rel.rsplit(".", 1)[-1] not in _OPEN_INSIDE
+        w.group(f"inside: {rel}", closed=closed)
+        families = {}
         for leaf, width in sorted(scopes[head]):
-            w.line(f"{scope}.{head}.{leaf}", width)
-        w.end(title, closed=closed)
+            families.setdefault(re.sub(r"\d+", "N", leaf), []).append((leaf, width))
+        for family, members in sorted(families.items()):
+            if len(members) < _FAMILY:
+                for leaf, width in members:
+                    w.line(f"{scope}.{head}.{leaf}", width)
+                continue
+            # An array of registers (accumulators, lanes, banks): one closed group, its
+            # 32-bit words as FP32 numbers.
+            w.group(f"{family} x{len(members)}", closed=True)
+            for leaf, width in sorted(members, key=lambda m: _natural(m[0])):
+                w.signal(f"{scope}.{head}.{leaf}", width, fp32=width == 32)
+            w.end(f"{family} x{len(members)}", closed=True)
+        w.end(f"inside: {rel}", closed=closed)
+
+
+#: Sub-modules whose group opens: the counter chains, the systolic array's control, the
+#: PMU's address pipelines.
+_OPEN_INSIDE = ("chain", "systolic", "rgen", "wgen")
+#: Signals named alike (``bank_0_3_1`` ...) at least this many go in a group of their own.
+_FAMILY = 8
+
+
+def _natural(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def write_gtkw(params, wave: Path, out: Path, *, used=None):
