@@ -317,10 +317,10 @@ def _natural(name):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def write_gtkw(params, wave: Path, out: Path, *, used=None):
+def write_gtkw(params, wave: Path, out: Path, *, used=None, units=None):
     """Write the save file ``out`` for the dump ``wave`` (and ``fp32_filter.py`` beside
-    it); ``used``: names of the units the run used (their groups open, others closed).
-    Returns ``out``."""
+    it); ``used``: names of the units the run used (their groups open, others closed);
+    ``units``: the groups (default: the socket's :func:`wave_units`). Returns ``out``."""
     wave, out = Path(wave), Path(out)
     dump = read_dump(wave)
     filt = out.parent / FP32_FILTER.name
@@ -336,7 +336,7 @@ def write_gtkw(params, wave: Path, out: Path, *, used=None):
             + " -1" * (len(_MARKERS) - len(marks))]
     head += [f"[markername] {_MARKERS[i]}{label}" for i, (_, label) in enumerate(marks)]
     head += ["[sst_width] 260", "[signals_width] 380", "[sst_expanded] 1"]
-    for u in wave_units(params):
+    for u in units or wave_units(params):
         sub = dump.under(u.scope)
         if not sub:
             continue

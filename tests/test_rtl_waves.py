@@ -5,6 +5,7 @@ installed) GTKWave opening the default ``make waves`` dump with its save file.""
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from vcd.reader import tokenize
@@ -14,7 +15,7 @@ from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
 from sim.harness import TIME_UNITS_PER_CYCLE
 from sim.run import run_kernel, wave_request
-from sim.waves import read_dump, run_markers, save_file_signals
+from sim.waves import WaveUnit, read_dump, run_markers, save_file_signals, write_gtkw
 
 pytestmark = pytest.mark.rtl
 
@@ -43,6 +44,15 @@ def test_vcd_of_a_hierarchical_block_is_strict_and_traced_inside(tmp_path):
     # The PMU is a Verilator hierarchical block: its banks and address pipelines are in.
     assert any(".unit.unit.unit.banks." in n for n in dump.widths)
     assert any(".unit.unit.unit.rgen.chain." in n for n in dump.widths)
+    # A save file of the lone PMU names only signals of this VCD, with their widths.
+    save = write_gtkw(SMALL, run.waves, tmp_path / "pmu.gtkw",
+                      units=[WaveUnit("pmu", "PMU", "tb_top.dut.unit", tile=True)])
+    refs = save_file_signals(save.read_text())
+    assert len(refs) > 100
+    for name, msb in refs:
+        assert name in dump.widths, f"save file names {name}, not in the dump"
+        assert msb == (dump.widths[name] - 1 if dump.widths[name] > 1 else None), name
+    assert "vin__payload.data[7]}" in save.read_text() and "inside: rgen" in save.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -105,22 +115,40 @@ def test_units_and_window_select_what_is_traced(waves_dir, monkeypatch):
     assert all(name in dump.widths for name, _ in refs)
 
 
-@pytest.mark.skipif(not (shutil.which("gtkwave") and shutil.which("xvfb-run")),
-                    reason="GTKWave and Xvfb not installed ('make extras')")
-def test_gtkwave_opens_the_default_dump_and_save_file(waves_dir, monkeypatch, tmp_path):
-    r = _run(waves_dir / "gtkwave", monkeypatch)
+GTKWAVE = pytest.mark.skipif(not (shutil.which("gtkwave") and shutil.which("xvfb-run")),
+                             reason="GTKWave and Xvfb not installed ('make extras')")
+
+
+def _gtkwave_loads(dump, save, tmp_path):
+    """Open ``dump`` with ``save`` in GTKWave under Xvfb; assert no error and that every
+    trace line of the save file was loaded (GTKWave drops a line whose signal it cannot
+    find, and refuses a dump it cannot parse)."""
     script = tmp_path / "quit.tcl"
     script.write_text('puts "openrdu-traces [gtkwave::getTotalNumTraces]"\n'
                       "gtkwave::/File/Quit\n")
-    base = waves_dir / "gtkwave"
-    proc = subprocess.run(["xvfb-run", "-a", "gtkwave", "-S", str(script),
-                           str(base / r["waves"]), str(base / r["gtkw"])],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["xvfb-run", "-a", "gtkwave", "-S", str(script), str(dump),
+                           str(save)], capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-2000:]
     assert "error" not in out.lower(), out[-2000:]
     traces = int(out.split("openrdu-traces ")[1].split()[0])
-    # Every trace line of the save file (signals, lane vectors, group lines) was loaded:
-    # GTKWave drops a line whose signal it cannot find.
-    lines = (base / r["gtkw"]).read_text().splitlines()
+    lines = Path(save).read_text().splitlines()
     assert traces == sum(1 for line in lines if line and line[0] not in "@*[^")
+
+
+@GTKWAVE
+def test_gtkwave_opens_the_default_dump_and_save_file(waves_dir, monkeypatch, tmp_path):
+    r = _run(waves_dir / "gtkwave", monkeypatch)
+    base = waves_dir / "gtkwave"
+    _gtkwave_loads(base / r["waves"], base / r["gtkw"], tmp_path)
+
+
+@GTKWAVE
+def test_gtkwave_opens_a_vcd_of_a_hierarchical_block(tmp_path):
+    model = build_design("pmu", SMALL, waves="vcd")
+    run = run_cocotb(model, "tb.test_pmu_stream", test_dir=tmp_path / "run",
+                     args={"config": "small", "case": "transpose", "tiles": 2, "nbuf": 2,
+                           "seed": 6, "idle": 0.1, "backpressure": 0.1}, waves=True)
+    save = write_gtkw(SMALL, run.waves, tmp_path / "pmu.gtkw",
+                      units=[WaveUnit("pmu", "PMU", "tb_top.dut.unit", tile=True)])
+    _gtkwave_loads(run.waves, save, tmp_path)
