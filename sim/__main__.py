@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -145,10 +146,16 @@ def cmd_waves(args, _):
     if path is None or not path.exists():
         sys.exit("no waveform yet: run 'make waves' or 'python -m sim run KERNEL --waves'")
     viewer = shutil.which("gtkwave") or shutil.which("surfer")
-    if viewer is None:
-        print(f"waveform: {path}\n(no viewer found; 'make extras' installs gtkwave)")
-        return
     save = path.with_suffix(".gtkw")
+    command = f"gtkwave {path}" + (f" {save}" if save.exists() else "")
+    if viewer is None:
+        print(f"waveform: {path}\n(no viewer found; 'make extras' installs gtkwave, then: "
+              f"{command})")
+        return
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        print(f"waveform: {path}\n(no display to open it here; where there is one: {command})")
+        return
     subprocess.run([viewer, str(path)] + ([str(save)] if save.exists() and "gtkwave" in viewer
                                            else []))
 

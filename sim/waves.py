@@ -23,7 +23,7 @@ from pathlib import Path
 
 from amaranth.lib import data
 
-from hdl.pcu.config import scalar_layout, vector_layout
+from hdl.pcu.config import chain_output_layout, scalar_layout, vector_layout
 from hdl.rdn.config import scalar_packet_layout, switch_counters_layout, vector_packet_layout
 from hdl.tile import tile_units
 
@@ -147,11 +147,17 @@ def _leaves(layout, prefix="", base=0):
     return out
 
 
-def payload_fields(params, width):
+def payload_fields(params, width, lanes=False):
     """[(field name, lsb, width)] of a packet or vector of ``width`` bits, from the HDL's
-    layouts (vector / scalar packets with their RDN header, bare vectors), or None."""
-    for layout in (vector_packet_layout(params), scalar_packet_layout(params),
-                   vector_layout(params.pcu_lanes), scalar_layout):
+    layouts (vector / scalar packets with their RDN header, vectors with mask and last, a
+    counter chain's step), or None. ``lanes``: also a bare array of ``pcu_lanes`` words
+    (``data[i]``; inside a PCU or PMU, where such a stream is lane data)."""
+    layouts = [vector_packet_layout(params), scalar_packet_layout(params),
+               vector_layout(params.pcu_lanes), scalar_layout,
+               chain_output_layout(params.pcu_lanes)]
+    if lanes:
+        layouts.append(data.StructLayout({"data": data.ArrayLayout(32, params.pcu_lanes)}))
+    for layout in layouts:
         if data.Layout.cast(layout).size == width:
             return _leaves(layout)
     return None
@@ -237,8 +243,8 @@ class _Writer:
         self.lines.append(f"#{{{title}}} " + " ".join(
             f"({width - 1 - b}){src}" for b in range(lsb + n - 1, lsb - 1, -1)))
 
-    def payload(self, full, width, closed=True):
-        fields = payload_fields(self.params, width)
+    def payload(self, full, width, closed=True, lanes=False):
+        fields = payload_fields(self.params, width, lanes)
         if fields is None:
             self.signal(full, width)
             return
@@ -257,10 +263,10 @@ class _Writer:
             self.bits(f"{full}.{name}", full, width, lsb, w, fp32=False)
         self.end("port counters", closed=True)
 
-    def line(self, full, width, open_payload=False):
+    def line(self, full, width, open_payload=False, lanes=False):
         leaf = full.rsplit(".", 1)[-1]
-        if leaf.endswith("__payload") or payload_fields(self.params, width):
-            self.payload(full, width, closed=not open_payload)
+        if leaf.endswith("__payload") or payload_fields(self.params, width, lanes):
+            self.payload(full, width, closed=not open_payload, lanes=lanes)
         elif leaf == "counters":
             self.counters(full, width)
         else:
@@ -271,7 +277,7 @@ class _Writer:
 _UNIT_BODY = "unit.unit"
 
 
-def _inside(w, scope, sub):
+def _inside(w, scope, sub, lanes=False):
     """The signals of a fully traced unit below its own level: its top level and each
     direct sub-module as a closed group (deeper ones are in the dump, not the view)."""
     scopes = {}
@@ -295,7 +301,7 @@ def _inside(w, scope, sub):
         for family, members in sorted(families.items()):
             if len(members) < _FAMILY:
                 for leaf, width in members:
-                    w.line(f"{scope}.{head}.{leaf}", width)
+                    w.line(f"{scope}.{head}.{leaf}", width, lanes=lanes)
                 continue
             # An array of registers (accumulators, lanes, banks): one closed group, its
             # 32-bit words as FP32 numbers.
@@ -349,7 +355,7 @@ def write_gtkw(params, wave: Path, out: Path, *, used=None, units=None):
         for leaf, width in ports:                      # control, handshakes, counters
             if not leaf.endswith("__payload"):
                 w.line(f"{u.scope}.{leaf}", width)
-        _inside(w, u.scope, {n: wd for n, wd in sub.items() if "." in n})
+        _inside(w, u.scope, {n: wd for n, wd in sub.items() if "." in n}, lanes=u.tile)
         for leaf, width in ports:                      # then the streams' contents
             if leaf.endswith("__payload"):
                 w.line(f"{u.scope}.{leaf}", width, open_payload=u.tile)
