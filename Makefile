@@ -9,7 +9,7 @@ CONFIG   ?= small
 KERNEL   ?= attention
 ARGS     ?=
 JOBS     ?= auto
-# A short run keeps the default waveform small (every PCU and PMU traced in full; narrow
+# A short run keeps the default waveform small (the units it uses traced in full; narrow
 # with ARGS="--waves-units pcu0 --waves-from 1000 --waves-to 2000").
 WAVES_ARGS ?= $(if $(filter attention,$(KERNEL)),--seq 32 --head-dim 32 --unfused 0,)
 

@@ -28,7 +28,7 @@ def cmd_run(args, extra):
         kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
                         default=o.default, help=f"{o.help} (default {o.default})")
     kargs = kp.parse_args(extra)
-    trace = _wave_request(args, k.name)
+    trace = _wave_request(args, k.name, vars(kargs))
     report = run_kernel(k.name, args.config, seed=args.seed,
                         waves=args.waves_format if args.waves else False,
                         options=vars(kargs), trace=trace)
@@ -38,7 +38,7 @@ def cmd_run(args, extra):
     sys.exit(0 if report["passed"] and report["bit_exact"] else 1)
 
 
-def _wave_request(args, kernel):
+def _wave_request(args, kernel, options):
     """The waveform options, checked before any model is built."""
     from .run import wave_request
     wave_opts = {"--waves-units": args.waves_units, "--waves-from": args.waves_from,
@@ -55,9 +55,9 @@ def _wave_request(args, kernel):
             sys.exit("--waves-units needs at least one unit name (e.g. pcu0,pmu1,agcu0)")
     try:
         return wave_request(kernel, args.config, units=units, from_cycle=args.waves_from,
-                            to_cycle=args.waves_to)
-    except ValueError as e:
-        sys.exit(str(e))
+                            to_cycle=args.waves_to, options=options)
+    except Exception as e:      # a bad selection, or kernel options the compiler refuses
+        sys.exit(f"{type(e).__name__}: {e}")
 
 
 def _cycle(text):
@@ -189,7 +189,7 @@ def main(argv=None):
     r.add_argument("--waves-units", metavar="NAMES",
                    help="socket units traced in full, comma-separated as the array picture "
                         "names them (pcu0,pmu1,agcu0,seq,vsw3,...); the rest at their ports "
-                        "(default: the sequencer and every PCU and PMU)")
+                        "(default: the sequencer and the units the kernel's programs start)")
     r.add_argument("--waves-from", type=_cycle, metavar="CYCLE",
                    help="first clock cycle recorded (default 0)")
     r.add_argument("--waves-to", type=_cycle, metavar="CYCLE",

@@ -1,6 +1,7 @@
 """Run a named job on the simulated hardware and produce its report (ARCHITECTURE.md §7)."""
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,57 @@ class Kernel:
     options: list = field(default_factory=list)
     fixed: dict = field(default_factory=dict)      # arguments the kernel always passes
     testcase: str | None = None                    # one cocotb test of the module
+    #: (params, options) -> the socket programs the run launches, compiled here as the
+    #: testbench compiles them (for what they start: the default waveform units).
+    programs: object = None
+
+
+def _scratch(params, sizes):
+    """Buffers of ``sizes`` ({name: words}) in HBM of a scratch allocator."""
+    from firmware.runtime.memory import Allocator
+    alloc = Allocator(params)
+    return {name: alloc.alloc("hbm", words, name) for name, words in sizes.items()}
+
+
+def _gemm_programs(params, o):
+    from firmware.kernels.gemm import GemmShape, compile_gemm
+    s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), o["split"])
+    bufs = _scratch(params, {"a": s.a_words, "b": s.b_words, "c": s.c_words})
+    return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),
+                         relu=bool(o["relu"]), bf16=bool(o["bf16"]), split=o["split"],
+                         **bufs).program]
+
+
+def _attention_programs(params, o):
+    from firmware.kernels.attention import (AttentionShape, compile_attention,
+                                            compile_attention_unfused, unfused_words)
+    seq, d = o["seq"], o["head_dim"]
+    sh = AttentionShape.of(params, seq, d)
+    progs = [compile_attention(params, seq, d, **_scratch(
+        params, {"q": sh.q_words, "kv": sh.kv_words, "o": sh.o_words})).program]
+    if o["unfused"]:
+        w = unfused_words(params, seq, d)
+        progs += compile_attention_unfused(params, seq, d, **_scratch(
+            params, {n: w[n] for n in ("q", "k", "v", "s", "p", "o")})).programs
+    return progs
+
+
+def _softmax_programs(params, o):
+    from firmware.kernels.softmax import compile_softmax
+    rows, n = o["rows"], o["n"]
+    xs = -(-n // params.pcu_lanes) * params.pcu_lanes
+    return [compile_softmax(params, rows, n, **_scratch(
+        params, {"x": rows * xs, "y": rows * n})).program]
+
+
+def used_units(params, programs):
+    """Names (as :func:`sim.waves.wave_units` gives them) of the tile units and AGCUs
+    that ``programs`` start."""
+    cols = params.cols
+    units = {u.name for u in tile_units(params)
+             if any(p.units >> (u.row * cols + u.col) & 1 for p in programs)}
+    return units | {f"agcu{k}" for k in range(params.agcus)
+                    if any(p.agcus >> k & 1 for p in programs)}
 
 
 def _rates(idle, backpressure):
@@ -70,7 +122,7 @@ KERNELS = {
          Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
          Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)"),
          Option("split", int, 1, "PCUs sharing the column tiles (1 or 2)")],
-        testcase="gemm"),
+        testcase="gemm", programs=_gemm_programs),
     "attention": Kernel(
         "attention", "socket", "tb.test_socket",
         "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "
@@ -81,14 +133,14 @@ KERNELS = {
         [Option("seq", int, 128, "sequence length (queries = keys)"),
          Option("head_dim", int, 32, "head dimension d"),
          Option("unfused", int, 1, "also run the unfused kernels and compare (0/1)")],
-        testcase="attention"),
+        testcase="attention", programs=_attention_programs),
     "softmax": Kernel(
         "softmax", "socket", "tb.test_socket",
         "row softmax on the socket (rows longer than the lanes): max, exp + sum and "
         "normalise on three PCUs with the rows buffered in two PMUs, bit-exact against the "
         "PCU references and the reference backend, within the derived bound of float64",
         [Option("rows", int, 64, "rows"), Option("n", int, 100, "values per row")],
-        testcase="softmax"),
+        testcase="softmax", programs=_softmax_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", "tb.test_pcu_simd",
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -98,17 +150,27 @@ KERNELS = {
 }
 
 
-def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None):
-    """What a ``--waves`` run of kernel ``name`` records (:class:`TraceSelection`): on the
-    socket the ``units`` (default: the tile's units and the sequencer) in full and the rest
-    at their ports; elsewhere the whole design. Raises ValueError naming a bad option."""
+def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, options=None):
+    """What a ``--waves`` run of kernel ``name`` with ``options`` records
+    (:class:`TraceSelection`): on the socket the ``units`` in full (default: the sequencer
+    and the tile units and AGCUs the kernel's programs start) and the rest at their ports;
+    elsewhere the whole design. Raises ValueError naming a bad option."""
     k = KERNELS[name]
     if k.design == "socket":
+        if units is None and k.programs is not None:
+            opts = {o.flag: o.default for o in k.options}
+            opts.update({key: v for key, v in (options or {}).items() if v is not None})
+            units = ["seq"] + sorted(used_units(params, k.programs(params, opts)),
+                                     key=_natural_key)
         return trace_selection(params, units, from_cycle, to_cycle)
     if units is not None:
         raise ValueError(f"--waves-units applies to socket kernels; {name!r} runs on the "
                          f"{k.design!r} design, traced whole")
     return TraceSelection(from_cycle=from_cycle, to_cycle=to_cycle)
+
+
+def _natural_key(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print,
@@ -123,7 +185,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     opts = {o.flag: o.default for o in k.options}
     opts.update({key: v for key, v in (options or {}).items() if v is not None})
     if waves and trace is None:
-        trace = wave_request(name, params)
+        trace = wave_request(name, params, options=opts)
     if waves and toolchain.fst_shims() and wave_format(waves) == "fst":
         log(f"note: no {' or '.join(toolchain.fst_shims())} development files here: the FST "
             f"writer stores those blocks uncompressed (larger files; 'make extras' installs "

@@ -9,6 +9,7 @@ import pytest
 from vcd import VCDWriter
 
 from hdl.params import PRESETS
+from hdl.tile import tile_units
 from sim import toolchain
 from sim.fp32_filter import fp32_text
 from sim.harness import TIME_UNITS_PER_CYCLE
@@ -55,6 +56,19 @@ def test_trace_selection_full_units_ports_elsewhere_and_window():
     default = trace_selection(SMALL)
     assert len(default.full) == 1 + SMALL.rows * SMALL.cols
     assert TraceSelection().main_args() == []
+
+
+def test_default_waveform_units_are_those_the_kernel_starts():
+    from sim.run import wave_request
+    full = lambda kernel, **o: {s.rsplit(".", 1)[-1] for s in
+                                wave_request(kernel, SMALL, options=o).full}
+    everything = {"seq", "agcu0", "agcu1"} | {u.instance for u in tile_units(SMALL)}
+    assert full("attention", seq=32, head_dim=32, unfused=0) == everything
+    assert full("gemm", m=30, n=8, k=16) == {"seq", "agcu0", "agcu1", "pcu_0_0"}
+    two = full("gemm", m=30, n=20, k=16, split=2)
+    assert {"pcu_0_0", "pcu_1_3"} <= two and "pcu_0_2" not in two
+    sel = wave_request("gemm", SMALL, units=["pmu2"], options={})
+    assert sel.full == ("tb_top.dut.tile.pmu_1_0",)            # pmu2: third PMU, row-major
 
 
 @pytest.mark.parametrize("units,window,message", [
