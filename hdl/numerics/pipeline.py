@@ -8,7 +8,7 @@ that enable; :func:`fp32_pack` and :func:`round_and_pack` build FP32 results.
 from amaranth import C, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 
-from firmware.numerics import QNAN16, QNAN32
+from .tables import QNAN16, QNAN32
 
 __all__ = ["Stages", "QNAN32", "QNAN16", "fp32_pack", "round_and_pack", "select_aligned"]
 

@@ -1,6 +1,6 @@
 """Tail functions exp2, rcp and rsqrt: table lookup plus quadratic interpolation.
 
-The coefficient tables are ``firmware.numerics.TABLES`` — the same numbers the reference
+The coefficient tables are ``hdl.numerics.tables.TABLES`` — the same numbers the reference
 evaluates — stored in a ROM whose entry layout is sized from the table.
 """
 
@@ -8,7 +8,7 @@ from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from firmware.numerics import EXP2_FRAC, TABLES, InterpTable
+from .tables import EXP2_FRAC, TABLES, InterpTable
 
 from .pipeline import QNAN32, Stages, fp32_pack
 
@@ -21,7 +21,7 @@ def coefficient_layout(table: InterpTable):
 
 
 class Interpolator(wiring.Component):
-    """Evaluates :meth:`firmware.numerics.InterpTable.evaluate` bit-exactly.
+    """Evaluates :meth:`hdl.numerics.tables.InterpTable.evaluate` bit-exactly.
 
     ``LATENCY`` = 4: ROM read | c2*d | (c1+t1)*d | c0+t2, round and clamp.
     """
