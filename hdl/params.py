@@ -10,7 +10,13 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-__all__ = ["RduParams", "ParamError", "PRESETS", "load_params"]
+__all__ = ["RduParams", "ParamError", "PRESETS", "load_params", "BURST_BITS", "MAX_BURST"]
+
+#: Beats per memory request: 1 .. MAX_BURST (a protocol constant of the top-level network;
+#: memories are laid out in blocks of MAX_BURST beats). Here, below every unit, because
+#: the parameter checks need it too.
+BURST_BITS = 4
+MAX_BURST = 1 << BURST_BITS
 
 
 class ParamError(ValueError):
@@ -141,7 +147,6 @@ class RduParams:
                 raise ParamError(f"{name}: {getattr(self, name)} B exceeds the top-level "
                                  f"network beat (hbm_bytes_per_cycle = "
                                  f"{self.hbm_bytes_per_cycle} B)")
-        from hdl.memory.config import MAX_BURST
         beat_block = MAX_BURST * self.hbm_bytes_per_cycle
         if self.hbm_capacity % (beat_block * self.hbm_channels) or self.ddr_capacity % beat_block:
             raise ParamError(f"hbm_capacity / ddr_capacity: must be whole {beat_block}-byte "

@@ -17,9 +17,9 @@ number of instances.
 from amaranth import (ClockDomain, ClockSignal, DomainRenamer, Instance, Module, ResetSignal,
                       Signal, Value)
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["Shared", "Standalone", "unit_module_name", "used_units", "forget_used"]
+__all__ = ["Shared", "Standalone", "unit_module_name", "used_units", "forget_used", "forward"]
 
 _UNITS = {}      # module name -> the one component written as that module (a _Ports)
 _USED = set()    # module names elaborated since forget_used()
@@ -105,8 +105,19 @@ class Standalone(wiring.Component):
         super().__init__(self.unit.signature)
 
     def elaborate(self, platform):
-        from .util import forward
         m = Module()
         m.submodules.unit = self.unit
         forward(m, self, self.unit)
         return m
+
+
+def forward(m, outer, inner):
+    """Drive the ports of interface ``outer`` from ``inner`` (same signature) and back:
+    a component passing a sub-component's ports through as its own."""
+    mine = outer.signature.flatten(outer)
+    theirs = inner.signature.flatten(inner)
+    for (path, member, a), (_, _, b) in zip(mine, theirs):
+        if member.flow == Out:
+            m.d.comb += a.eq(b)
+        else:
+            m.d.comb += b.eq(a)

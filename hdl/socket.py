@@ -83,7 +83,7 @@ class Socket(wiring.Component):
     """
 
     def __init__(self, params):
-        from .memory.system import MemorySystem
+        from hdl.memsys import MemorySystem
         self.params = params
         self.mem = MemorySystem(params)
         mm = self.map = MemoryMap(params)

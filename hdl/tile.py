@@ -7,11 +7,12 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.packet import scalar_packet_layout, vector_packet_layout
+
 from .configbus import ConfigTarget, config_beat_layout
 from .pcu.config import pcu_config_layout
 from .pmu.config import pmu_config_layout
-from .rdn.config import (COUNTER_BITS, control_config_layout, scalar_packet_layout,
-                         switch_config_layout, switch_counters_layout, vector_packet_layout)
+from .rdn.config import (COUNTER_BITS, control_config_layout, switch_config_layout, switch_counters_layout)
 
 __all__ = ["is_pcu", "TileUnit", "tile_units", "ConfigUnit", "config_units", "Tile"]
 

@@ -55,7 +55,7 @@ def _socket(params):
 
 
 def _memory(params):
-    from hdl.memory.system import MemorySystem
+    from hdl.memsys import MemorySystem
     return MemorySystem(params)
 
 

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from amaranth.lib import data
 
-from hdl.pcu.config import chain_output_layout, scalar_layout, vector_layout
-from hdl.rdn.config import scalar_packet_layout, switch_counters_layout, vector_packet_layout
+from hdl.counters import chain_output_layout
+from hdl.packet import scalar_layout, vector_layout
+from hdl.packet import scalar_packet_layout, vector_packet_layout
+from hdl.rdn.config import switch_counters_layout
 from hdl.tile import tile_units
 
 from .harness import TIME_UNITS_PER_CYCLE

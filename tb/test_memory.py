@@ -280,7 +280,7 @@ async def _agcu_finish(tb, k, timeout):
 
 def _packets(params, words):
     """Dense vector packets of ``words`` (the last one masked and flagged)."""
-    from hdl.rdn.config import vector_packet_layout
+    from hdl.packet import vector_packet_layout
     L = params.pcu_lanes
     n = -(-len(words) // L)
     data = np.zeros(n * L, dtype=np.uint32)
@@ -297,7 +297,7 @@ async def _agcu_case(tb, params, img, rng, name, args):
     """AGCU 0 reads the tensor into vout__0 while AGCU 1 writes another one from vin__1
     (both in their own segments), with back-pressure and idle sources."""
     from firmware.compiler.agcu import TensorAccess, access_words, pack_agcu
-    from hdl.rdn.config import vector_packet_layout
+    from hdl.packet import vector_packet_layout
     shape, strides, offset = ACCESSES[name]
     acc = TensorAccess(shape, strides, offset)
     idx = access_words(acc)
@@ -366,7 +366,7 @@ async def agcu_fault(dut):
     written, nothing outside the segment touched; a read with the same fault reports it
     and delivers only what came before."""
     from firmware.compiler.agcu import Segment, TensorAccess, access_words, pack_agcu
-    from hdl.rdn.config import vector_packet_layout
+    from hdl.packet import vector_packet_layout
     args, params, tb, img, rng = await _setup(dut)
     W = img.words
     acc = TensorAccess((10, 16), (32, 1), 0)
@@ -408,7 +408,7 @@ async def agcu_bandwidth(dut):
     segment at once, sinks always ready and sources always valid; outputs the bytes and
     the busy cycles of the slowest AGCU. Data checked."""
     from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
-    from hdl.rdn.config import vector_packet_layout
+    from hdl.packet import vector_packet_layout
     args, params, tb, img, rng = await _setup(dut)
     n, write, A = args["words"], args["write"], params.agcus
     acc = TensorAccess((n,), (1,), 0)

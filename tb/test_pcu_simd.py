@@ -14,7 +14,7 @@ import math
 
 from firmware import numerics as N
 from firmware.compiler.pcu import Counter, SimdProgram, Stage, Tail, pack_simd, simd_reference
-from hdl.pcu.config import scalar_layout, vector_layout
+from hdl.packet import scalar_layout, vector_layout
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.payload import pack, unpack
 

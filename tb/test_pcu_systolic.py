@@ -15,7 +15,7 @@ import numpy as np
 from firmware import numerics as N
 from firmware.compiler.pcu import (Tail, gemm_reference, gemm_result, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
-from hdl.pcu.config import vector_layout
+from hdl.packet import vector_layout
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.payload import pack, unpack
 

@@ -15,7 +15,7 @@ import numpy as np
 from firmware.compiler.counters import Counter
 from firmware.compiler.pmu import (AccessPattern, BankBits, PmuProgram, access_reference,
                                    choose_bank_bits, pack_pmu, pmu_reference)
-from hdl.pcu.config import vector_layout
+from hdl.packet import vector_layout
 from hdl.pmu.config import addr_bits
 from hdl.pmu.config import bank_bits as nbits
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs

@@ -21,8 +21,8 @@ from cocotb.triggers import RisingEdge
 
 from firmware.compiler.route import (ControlFlow, Endpoint, Flow, pack_rdn, route,
                                      route_control)
-from hdl.rdn.config import (CTRL_LOCAL, RATE_ONE, scalar_packet_layout, switch_counters_layout,
-                            vector_packet_layout)
+from hdl.packet import scalar_packet_layout, vector_packet_layout
+from hdl.rdn.config import CTRL_LOCAL, RATE_ONE, switch_counters_layout
 from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
 from tb.lib.payload import pack, unpack
 from tb.lib.rdn_traffic import (SEQ_BITS, check_delivery, make_traffic, random_flows,

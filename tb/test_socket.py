@@ -459,7 +459,7 @@ async def layer_loop(dut):
 
 @cocotb.test()
 async def graph(dut):
-    from firmware.compiler.graph import compile_graph
+    from firmware.graph import compile_graph
     from firmware.graph import Graph
     args, params, dev, rng = await _setup(dut)
     m, n, k = args["m"], args["n"], args["k"]

@@ -8,8 +8,8 @@ from hdl.agcu.config import burst_layout
 from hdl.agcu.pack import Packer, Unpacker, beat_words_layout
 from hdl.agcu.splitter import BurstSplitter, run_layout
 from hdl.memory.config import MemoryMap, wdata_layout
+from hdl.packet import vector_layout
 from hdl.params import PRESETS
-from hdl.pcu.config import vector_layout
 from tb.lib.pysim import collect, drive, run_stream, simulate
 
 SMALL = PRESETS["small"]

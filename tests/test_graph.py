@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from firmware import numerics as N
-from firmware.compiler.graph import compile_graph
+from firmware.graph import compile_graph
 from firmware.graph import Graph, GraphError
 from firmware.runtime.memory import OutOfMemory
 from firmware.runtime.reference import ReferenceDevice

@@ -11,9 +11,9 @@ from amaranth.sim import Simulator
 
 from firmware.compiler.counters import Counter, chain_steps, pack_chain
 from firmware.compiler.pcu import PcuProgramError
+from hdl.counters import MAX_COUNTERS, ChainConfig, chain_output_layout
+from hdl.counters import CounterChain
 from hdl.params import PRESETS
-from hdl.pcu.config import MAX_COUNTERS, ChainConfig, chain_output_layout
-from hdl.pcu.counters import CounterChain
 from tb.lib.pysim import collect
 
 SMALL = PRESETS["small"]

@@ -14,11 +14,10 @@ from firmware.compiler.pcu import (Counter, PcuProgramError, SimdProgram, Stage,
                                    SystolicProgram, Tail, gemm_reference, gemm_result,
                                    gemm_streams, pack_simd, pack_systolic, simd_reference,
                                    systolic_reference, systolic_tile_rows)
+from hdl.packet import vector_layout
 from hdl.params import PRESETS
-from hdl.pcu.config import vector_layout
 from hdl.pcu.pcu import Pcu
 from tb.lib.payload import pack, to_ints
-
 from tb.lib.pcu_pysim import TINY, run_pcu, simd_job
 
 SMALL = PRESETS["small"]

@@ -11,7 +11,7 @@ from firmware.compiler.counters import Counter
 from firmware.compiler.pmu import (AccessPattern, PmuProgram, PmuProgramError,
                                    access_reference, choose_bank_bits, pack_pmu, pmu_reference)
 from hdl.params import PRESETS
-from hdl.pcu.config import vector_layout
+from hdl.packet import vector_layout
 from hdl.pmu.pmu import Pmu
 from amaranth.hdl import Value
 

@@ -5,10 +5,10 @@ import random
 
 from amaranth import Value
 
+from hdl.arbiter import RoundRobin
+from hdl.packet import scalar_packet_layout
 from hdl.params import RduParams
-from hdl.rdn.arbiter import RoundRobin
-from hdl.rdn.config import (E, IN_LOCAL, N, OUT_L0, RATE_ONE, S, W, scalar_packet_layout,
-                            switch_config_layout)
+from hdl.rdn.config import E, IN_LOCAL, N, OUT_L0, RATE_ONE, S, W, switch_config_layout
 from hdl.rdn.switch import EDGE, Switch
 from hdl.rdn.throttle import TokenBucket
 from tb.lib.pysim import collect, drive, simulate

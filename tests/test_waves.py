@@ -91,7 +91,7 @@ def test_payload_fields_follow_the_hdl_layouts():
     assert vec[-2:] == [("mask", 32 * lanes, lanes), ("last", 33 * lanes, 1)]
     assert payload_fields(SMALL, 33) == [("data", 0, 32), ("last", 32, 1)]
     from amaranth.lib import data
-    from hdl.rdn.config import vector_packet_layout
+    from hdl.packet import vector_packet_layout
     w = data.Layout.cast(vector_packet_layout(SMALL)).size
     names = [n for n, _, _ in payload_fields(SMALL, w)]
     assert "body.data[3]" in names and "hdr.flow" in names and "hdr.x" in names

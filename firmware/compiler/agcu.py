@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hdl.agcu.config import RUN_BITS, agcu_config_layout
-from hdl.pcu.config import MAX_COUNTERS
+from hdl.counters import MAX_COUNTERS
 
 from .counters import Counter, check_chain, chain_steps, pack_chain
 

@@ -1,11 +1,11 @@
-"""Counter chains (``hdl.pcu.counters.CounterChain``, used by PCU headers and PMU/AGCU
+"""Counter chains (``hdl.counters.CounterChain``, used by PCU headers and PMU/AGCU
 address pipelines): readable descriptions, validation, packing and the reference
 sequence. Errors are raised as the caller's error class, prefixed with where the chain is."""
 
 from dataclasses import dataclass
 
+from hdl.counters import COUNTER_BITS, MAX_COUNTERS, ChainConfig
 from hdl.params import RduParams
-from hdl.pcu.config import COUNTER_BITS, MAX_COUNTERS, ChainConfig
 
 __all__ = ["Counter", "check_chain", "pack_chain", "chain_steps"]
 

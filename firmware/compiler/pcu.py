@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdl.counters import ChainConfig
 from hdl.params import RduParams
-from hdl.pcu.config import ChainConfig
 
 from .counters import Counter, chain_steps, pack_chain
 
@@ -424,7 +424,8 @@ class SystolicProgram:
 
 
 def _resolve_systolic(program: SystolicProgram, params: RduParams):
-    from hdl.pcu.config import COUNTER_BITS, TILE_COUNT_BITS
+    from hdl.counters import COUNTER_BITS
+    from hdl.pcu.config import TILE_COUNT_BITS
     full = systolic_tile_rows(params)
     rows = full if program.rows is None else program.rows
     cols = params.pcu_lanes if program.cols is None else program.cols

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdl.counters import MAX_COUNTERS
 from hdl.params import RduParams
-
-from hdl.pcu.config import MAX_COUNTERS
 
 from .counters import chain_steps, pack_chain
 
@@ -164,7 +163,7 @@ def _resolve_access(pattern: AccessPattern, params: RduParams, where):
 
 def pack_access(pattern: AccessPattern, params: RduParams, where="access") -> int:
     """Config bits of an address pipeline; errors name ``where`` and the field."""
-    from hdl.pcu.config import ChainConfig
+    from hdl.counters import ChainConfig
     from hdl.pmu.config import address_config_layout
     offsets, lo, hi = _resolve_access(pattern, params, where)
     chain = ChainConfig.from_bits(pack_chain(pattern.counters, params, PmuProgramError,
@@ -265,7 +264,7 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
                                   f"buffer [0, {buf}) (use lo/hi to drop lanes)")
         sides[name] = (steps, _windows(steps, level))
     if program.read_flow is not None:
-        from hdl.rdn.config import flow_bits
+        from hdl.packet import flow_bits
         rf = program.read_flow
         if isinstance(rf, bool) or not isinstance(rf, int) or \
                 not 0 <= rf < len(program.read.counters):

@@ -62,6 +62,16 @@ class Device:
         n = buf.words if n is None else n
         return (await self._load(buf.addr, -(-n // self.map.words) * self.map.words))[:n]
 
+    async def run_programs(self, writes, programs, reads, **run_args):
+        """Write ``writes`` ([(buffer, words)]), load ``programs`` and run them as one
+        launch list, then read ``reads`` ({name: buffer}); returns ({name: words},
+        counters) — a compiled graph's run on this device."""
+        for buf, words in writes:
+            await self.write(buf, words)
+        launches = [(await self.load(p)).launch() for p in programs]
+        counters = await self.run(launches, **run_args)
+        return {name: await self.read(buf) for name, buf in reads.items()}, counters
+
     async def load(self, program, region="hbm"):
         """Put ``program``'s bitstream in device memory (loading it onto the tile is part
         of the launch that runs it)."""

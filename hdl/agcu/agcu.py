@@ -4,11 +4,11 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.counters import MAX_COUNTERS
+from hdl.counters import CounterChain
 from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
 from hdl.memory.reader import BurstReader
-from hdl.pcu.config import MAX_COUNTERS
-from hdl.pcu.counters import CounterChain
-from hdl.rdn.config import vector_packet_layout
+from hdl.packet import vector_packet_layout
 
 from .config import agcu_args_layout, agcu_config_layout, burst_layout
 from .pack import Packer, Unpacker

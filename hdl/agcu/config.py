@@ -11,9 +11,9 @@ innermost dimension is a counter with runs of one word.
 from amaranth import unsigned
 from amaranth.lib import data
 
+from hdl.counters import MAX_COUNTERS, ChainConfig
 from hdl.memory.config import BURST_BITS, MemoryMap
-from hdl.pcu.config import MAX_COUNTERS, ChainConfig
-from hdl.rdn.config import header_layout
+from hdl.packet import header_layout
 
 __all__ = ["RUN_BITS", "word_bits", "segment_layout", "access_layout", "agcu_config_layout",
            "agcu_args_layout", "burst_layout"]

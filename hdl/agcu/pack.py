@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.memory.config import wdata_layout
-from hdl.pcu.config import vector_layout
+from hdl.packet import vector_layout
 
 __all__ = ["beat_words_layout", "Packer", "Unpacker"]
 

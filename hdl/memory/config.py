@@ -14,13 +14,12 @@ from amaranth import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.params import BURST_BITS, MAX_BURST   # beats per request: 1 .. MAX_BURST
+
 __all__ = ["BURST_BITS", "MAX_BURST", "TAG_BITS", "beat_words", "beat_addr_bits",
            "req_layout", "wdata_layout", "resp_layout", "Region", "MemoryMap",
            "mem_port_signature", "dma_desc_layout"]
 
-#: Beats per request: 1 .. MAX_BURST.
-BURST_BITS = 4
-MAX_BURST = 1 << BURST_BITS
 #: Request tags (an AGCU has at most 2**TAG_BITS requests in flight).
 TAG_BITS = 6
 

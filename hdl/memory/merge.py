@@ -4,7 +4,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.rdn.arbiter import RoundRobin
+from hdl.arbiter import RoundRobin
 
 __all__ = ["BurstMerge"]
 

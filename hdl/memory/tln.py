@@ -5,7 +5,7 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.rdn.arbiter import RoundRobin
+from hdl.arbiter import RoundRobin
 
 from .config import BURST_BITS, MAX_BURST, TAG_BITS, mem_port_signature, resp_layout
 from .merge import BurstMerge

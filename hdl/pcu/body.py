@@ -5,10 +5,11 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.counters import COUNTER_BITS, MAX_COUNTERS
 from hdl.numerics.pipeline import Stages
 
 from .alu import Alu, AluOp
-from .config import COUNTER_BITS, MAX_COUNTERS, Src, StageConfig
+from .config import Src, StageConfig
 
 __all__ = ["Body"]
 

@@ -4,51 +4,15 @@
 from amaranth import signed, unsigned
 from amaranth.lib import data, enum
 
+from hdl.counters import COUNTER_BITS, MAX_COUNTERS, ChainConfig, CounterConfig, chain_output_layout
+from hdl.packet import scalar_layout, vector_layout
+
 from .alu import AluOp
 from .reduce import ReduceOp
 
-__all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig", "chain_output_layout",
-           "VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
+__all__ = ["VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
            "ScaleSrc", "TailConfig", "systolic_interleave", "systolic_config_layout",
-           "TILE_COUNT_BITS", "pcu_config_layout", "vector_layout", "scalar_layout"]
-
-#: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
-MAX_COUNTERS = 4
-#: Counter values are INT32, like every address and integer in the machine.
-COUNTER_BITS = 32
-
-#: One counter: ``for v in range(min, max, stride)`` (stride > 0).
-CounterConfig = data.StructLayout({
-    "min": signed(COUNTER_BITS),
-    "max": signed(COUNTER_BITS),
-    "stride": unsigned(COUNTER_BITS - 1),
-})
-
-#: ``depth`` nested counters, ``ctr[0]`` outermost, ``ctr[depth-1]`` innermost; the
-#: innermost is unrolled across the lanes. ``depth = 0`` leaves the chain unused.
-ChainConfig = data.StructLayout({
-    "depth": unsigned(3),
-    "ctr": data.ArrayLayout(CounterConfig, MAX_COUNTERS),
-})
-
-
-def chain_output_layout(lanes):
-    """One step of a counter chain.
-
-    ``value[i]`` is counter i (for the innermost: its lane-0 value), ``lane[l]`` the
-    innermost counter seen by lane l (``value + l * stride``), ``mask`` the lanes inside
-    the innermost range, ``wrap[i]`` set when counter i is at its last value (so the
-    counters inside it restart next), and ``last`` on the chain's final step (the
-    ``done`` token).
-    """
-    return data.StructLayout({
-        "value": data.ArrayLayout(signed(COUNTER_BITS), MAX_COUNTERS),
-        "lane": data.ArrayLayout(signed(COUNTER_BITS), lanes),
-        "mask": unsigned(lanes),
-        "wrap": unsigned(MAX_COUNTERS),
-        "last": unsigned(1),
-    })
-
+           "TILE_COUNT_BITS", "pcu_config_layout"]
 
 #: Vector and scalar input ports of a PCU header.
 VECTOR_INPUTS = 2
@@ -167,14 +131,3 @@ def pcu_config_layout(params):
         "tok": level,
     })
 
-
-def vector_layout(lanes):
-    """A vector packet between units: LANES words, the valid-lane mask, and the last flag
-    of the producing loop (the ``done`` token rides on the final vector)."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(32, lanes), "mask": unsigned(lanes), "last": unsigned(1),
-    })
-
-
-#: A scalar packet: one word and the last flag of the producing loop.
-scalar_layout = data.StructLayout({"data": unsigned(32), "last": unsigned(1)})

@@ -5,15 +5,15 @@ from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.counters import CounterChain
 from hdl.numerics.pipeline import Stages
+from hdl.packet import scalar_layout, vector_layout
 from hdl.params import RduParams
 
 from .accum import Accumulator
 from .alu import Alu
 from .body import Body
-from .config import (Mode, ScaleSrc, pcu_config_layout, scalar_layout,
-                     systolic_interleave, vector_layout)
-from .counters import CounterChain
+from .config import Mode, ScaleSrc, pcu_config_layout, systolic_interleave
 from .reduce import ReduceTree
 from .systolic import Systolic
 from .tail import Tail

@@ -5,13 +5,14 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.counters import MAX_COUNTERS
 from hdl.numerics.compare import CmpOp, FpCompare
 from hdl.numerics.convert import ToBf16
 from hdl.numerics.mul import FpMul
 from hdl.numerics.pipeline import Stages
 from hdl.numerics.tail import Exp2, Rcp, Rsqrt
 
-from .config import MAX_COUNTERS, ScaleSrc, TailConfig, TailFunc
+from .config import ScaleSrc, TailConfig, TailFunc
 from .reduce import ReduceTree
 
 __all__ = ["FuncUnit", "Tail"]

@@ -5,8 +5,8 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.pcu.config import MAX_COUNTERS
-from hdl.pcu.counters import CounterChain
+from hdl.counters import MAX_COUNTERS
+from hdl.counters import CounterChain
 
 from .config import address_config_layout, address_layout
 

@@ -5,9 +5,8 @@ from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.pcu.config import COUNTER_BITS
-
-from hdl.rdn.config import flow_bits
+from hdl.counters import COUNTER_BITS
+from hdl.packet import flow_bits
 
 from .config import (addr_bits, bank_bits, bank_config_layout, read_data_layout, read_layout,
                      write_layout)

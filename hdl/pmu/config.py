@@ -4,8 +4,8 @@
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
-from hdl.pcu.config import MAX_COUNTERS, ChainConfig
-from hdl.rdn.config import flow_bits
+from hdl.counters import MAX_COUNTERS, ChainConfig
+from hdl.packet import flow_bits
 
 __all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
            "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout",
@@ -50,8 +50,8 @@ def read_layout(params):
 
 def read_data_layout(params):
     """The answer to a read request: LANES words, the request's lane mask and ``last``
-    (the vector packet of :func:`hdl.pcu.config.vector_layout`)."""
-    from hdl.pcu.config import vector_layout
+    (the vector packet of :func:`hdl.packet.vector_layout`)."""
+    from hdl.packet import vector_layout
     return vector_layout(params.pcu_lanes)
 
 

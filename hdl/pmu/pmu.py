@@ -5,12 +5,12 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.pcu.config import COUNTER_BITS, vector_layout
+from hdl.counters import COUNTER_BITS
+from hdl.packet import vector_layout
+from hdl.packet import flow_bits
 
 from .address import AddressGen
 from .banks import Banks
-from hdl.rdn.config import flow_bits
-
 from .config import MAX_BUFFERS, pmu_config_layout
 
 __all__ = ["Pmu"]

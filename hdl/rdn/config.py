@@ -18,13 +18,11 @@ Other links that leave the grid are not connected; routing to them is an error.
 from amaranth import unsigned
 from amaranth.lib import data
 
-from hdl.pcu.config import scalar_layout, vector_layout
+from hdl.packet import PORT_BITS, flow_bits
 
 __all__ = ["N", "E", "S", "W", "LINKS", "LOCAL_IN", "LOCAL_OUT", "N_IN", "N_OUT", "OUT_L0",
-           "IN_LOCAL", "PORT_NAMES_IN", "PORT_NAMES_OUT", "PORT_BITS", "RATE_ONE",
-           "BURST_BITS", "COUNTER_BITS", "flow_bits", "coord_bits", "header_layout",
-           "packet_layout", "vector_packet_layout", "scalar_packet_layout",
-           "route_entry_layout", "throttle_layout", "switch_config_layout",
+           "IN_LOCAL", "PORT_NAMES_IN", "PORT_NAMES_OUT", "RATE_ONE",
+           "BURST_BITS", "COUNTER_BITS", "route_entry_layout", "throttle_layout", "switch_config_layout",
            "fabric_config_layout", "CTRL_LOCAL", "ctrl_inputs", "ctrl_outputs",
            "ctrl_sel_bits", "control_config_layout", "control_fabric_config_layout",
            "rdn_config_layout", "port_counter_layout", "switch_counters_layout",
@@ -45,8 +43,6 @@ IN_LOCAL = LINKS
 OUT_L0 = LINKS
 PORT_NAMES_IN = ("N", "E", "S", "W", "L")
 PORT_NAMES_OUT = ("N", "E", "S", "W", "L0", "L1")
-#: An output port number (0 .. N_OUT-1) in a header.
-PORT_BITS = 3
 #: Token-bucket rates are in 1/RATE_ONE packets per cycle (RATE_ONE = one per cycle).
 RATE_ONE = 256
 BURST_BITS = 8
@@ -56,43 +52,6 @@ COUNTER_BITS = 32
 #: Unit-side control tokens per switch (a PCU's ``done`` and ``tok_out`` go in, its
 #: ``tok_in`` and a spare come out).
 CTRL_LOCAL = 2
-
-
-def flow_bits(params):
-    return (params.rdn_flows - 1).bit_length()
-
-
-def coord_bits(n):
-    return max(1, (n - 1).bit_length())
-
-
-def header_layout(params):
-    """Packet header.
-
-    ``dyn`` selects dimension-order routing to switch (``x``, ``y``) = (column, row),
-    leaving there by output ``port``; otherwise each switch input looks ``flow`` up in
-    its flow table (and rewrites it with the table's new flow id).
-    """
-    return data.StructLayout({
-        "dyn": unsigned(1),
-        "flow": unsigned(flow_bits(params)),
-        "x": unsigned(coord_bits(params.cols)),
-        "y": unsigned(coord_bits(params.rows)),
-        "port": unsigned(PORT_BITS),
-    })
-
-
-def packet_layout(params, body):
-    """Body first, so its 32-bit words stay word-aligned in the packet."""
-    return data.StructLayout({"body": body, "hdr": header_layout(params)})
-
-
-def vector_packet_layout(params):
-    return packet_layout(params, vector_layout(params.pcu_lanes))
-
-
-def scalar_packet_layout(params):
-    return packet_layout(params, scalar_layout)
 
 
 def route_entry_layout(params):

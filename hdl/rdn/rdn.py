@@ -4,11 +4,12 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import (COUNTER_BITS, CTRL_LOCAL, rdn_config_layout, scalar_packet_layout,
-                     switch_counters_layout, vector_packet_layout)
+from hdl.packet import scalar_packet_layout, vector_packet_layout
+from hdl.shared import forward
+
+from .config import COUNTER_BITS, CTRL_LOCAL, rdn_config_layout, switch_counters_layout
 from .control import ControlFabric
 from .fabric import Fabric, fabric_ports_signature
-from hdl.util import forward
 
 __all__ = ["Rdn"]
 

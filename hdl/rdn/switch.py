@@ -4,7 +4,8 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arbiter import RoundRobin
+from hdl.arbiter import RoundRobin
+
 from .config import (COUNTER_BITS, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_IN, N_OUT, S, W,
                      route_entry_layout, switch_config_layout, switch_counters_layout)
 from .throttle import TokenBucket

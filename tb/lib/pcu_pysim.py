@@ -7,8 +7,8 @@ from amaranth import Value
 from amaranth.sim import Simulator
 
 from firmware.compiler.pcu import pack_simd, simd_reference
+from hdl.packet import scalar_layout, vector_layout
 from hdl.params import PRESETS
-from hdl.pcu.config import scalar_layout, vector_layout
 from hdl.pcu.pcu import Pcu
 
 from .payload import from_ints, pack, to_ints, unpack, words_of

@@ -2,7 +2,7 @@
 
 Build a graph with :class:`Graph` (``input``, ``matmul``, ``scale_bias``, ``softmax``,
 ``attention``); compile it
-with ``firmware.compiler.graph.compile_graph`` and run it on either device backend.
+with :func:`firmware.graph.lower.compile_graph` and run it on either device backend.
 Every mistake is a :class:`GraphError` naming the tensor or op.
 """
 

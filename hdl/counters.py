@@ -1,13 +1,50 @@
-"""PCU header counter chain: up to four nested counters, the innermost unrolled across
-lanes, streamed out one step per cycle with a ``last`` (done) flag."""
+"""Counter chains: up to four nested counters, the innermost unrolled across lanes,
+streamed out one step per cycle with a ``last`` (done) flag — the PCU header's loop, the
+PMU's address pipelines and the AGCU's address generator. Their layouts live here too."""
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import COUNTER_BITS, MAX_COUNTERS, ChainConfig, chain_output_layout
+__all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig",
+           "chain_output_layout", "CounterChain"]
 
-__all__ = ["CounterChain"]
+#: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
+MAX_COUNTERS = 4
+#: Counter values are INT32, like every address and integer in the machine.
+COUNTER_BITS = 32
+
+#: One counter: ``for v in range(min, max, stride)`` (stride > 0).
+CounterConfig = data.StructLayout({
+    "min": signed(COUNTER_BITS),
+    "max": signed(COUNTER_BITS),
+    "stride": unsigned(COUNTER_BITS - 1),
+})
+
+#: ``depth`` nested counters, ``ctr[0]`` outermost, ``ctr[depth-1]`` innermost; the
+#: innermost is unrolled across the lanes. ``depth = 0`` leaves the chain unused.
+ChainConfig = data.StructLayout({
+    "depth": unsigned(3),
+    "ctr": data.ArrayLayout(CounterConfig, MAX_COUNTERS),
+})
+
+
+def chain_output_layout(lanes):
+    """One step of a counter chain.
+
+    ``value[i]`` is counter i (for the innermost: its lane-0 value), ``lane[l]`` the
+    innermost counter seen by lane l (``value + l * stride``), ``mask`` the lanes inside
+    the innermost range, ``wrap[i]`` set when counter i is at its last value (so the
+    counters inside it restart next), and ``last`` on the chain's final step (the
+    ``done`` token).
+    """
+    return data.StructLayout({
+        "value": data.ArrayLayout(signed(COUNTER_BITS), MAX_COUNTERS),
+        "lane": data.ArrayLayout(signed(COUNTER_BITS), lanes),
+        "mask": unsigned(lanes),
+        "wrap": unsigned(MAX_COUNTERS),
+        "last": unsigned(1),
+    })
 
 
 class CounterChain(wiring.Component):
@@ -15,7 +52,7 @@ class CounterChain(wiring.Component):
 
     With ``config.depth = d`` the chain runs
     ``for c0 in range(min0, max0, stride0): ... for c[d-1] in range(min, max, stride*lanes)``
-    and emits one :func:`~hdl.pcu.config.chain_output_layout` element per innermost
+    and emits one :func:`chain_output_layout` element per innermost
     step: lane ``l`` sees ``c[d-1] + l*stride``, masked off past ``max``. A ``start``
     pulse (while not ``busy``) begins a run; the run's final element has ``last`` set.
     Empty ranges (``min >= max``) and ``depth = 0`` produce no elements (firmware

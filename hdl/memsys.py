@@ -1,15 +1,21 @@
 """The memory system of a socket: HBM and DDR controller stubs (their channels), the host
-link, the DMA engine, the AGCUs and the top-level network joining them."""
+link, the DMA engine, the AGCUs and the top-level network joining them.
+
+Above both ``hdl.memory`` (channels, TLN, DMA, host link) and ``hdl.agcu``, which uses the
+memory's request layouts: the composition lives here so neither imports the other back."""
 
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
-from .config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
-from .dma import DmaEngine
-from .hostlink import HostLink
-from .tln import Tln, connect_channel
+from hdl.agcu.agcu import Agcu
+from hdl.agcu.config import agcu_args_layout, agcu_config_layout
+from hdl.memory.channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
+from hdl.memory.config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
+from hdl.memory.dma import DmaEngine
+from hdl.memory.hostlink import HostLink
+from hdl.memory.tln import Tln, connect_channel
+from hdl.packet import vector_packet_layout
 
 __all__ = ["MemorySystem"]
 
@@ -40,8 +46,6 @@ class MemorySystem(wiring.Component):
         self.params = params
         self.map = mm = MemoryMap(params)
         port = mem_port_signature(mm.addr_bits, mm.words)
-        from hdl.agcu.config import agcu_args_layout, agcu_config_layout
-        from hdl.rdn.config import vector_packet_layout
         a = params.agcus
         packets = stream.Signature(vector_packet_layout(params))
         members = {
@@ -85,7 +89,6 @@ class MemorySystem(wiring.Component):
         mm, p = self.map, self.params
         tln = m.submodules.tln = Tln(masters=p.agcus + 3, regions=mm.regions, words=mm.words,
                                      addr_bits=mm.addr_bits)
-        from hdl.agcu.agcu import Agcu
         for k in range(p.agcus):
             u = m.submodules[f"agcu{k}"] = Agcu(p)
             wiring.connect(m, u.net, tln.m[k])

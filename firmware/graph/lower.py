@@ -1,5 +1,6 @@
-"""Graph compiler: a ``firmware.graph.Graph`` -> device buffers, one kernel per op, and the
-launch list the kernel sequencer runs without the host.
+"""Graph lowering: a :class:`~firmware.graph.ir.Graph` -> device buffers, one kernel per
+op, and the launch list the kernel sequencer runs without the host (on a device through
+``Device.run_programs``).
 
 Each op becomes a kernel (``firmware/kernels``); each tensor a buffer in its region, in
 the layout its producer writes or its consumer reads: a matmul or attention operand in
@@ -15,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware.graph import GraphError
 from firmware.kernels.attention import AttentionShape, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, pack_b
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Buffer
+
+from .ir import GraphError
 
 __all__ = ["Layout", "CompiledGraph", "compile_graph"]
 
@@ -102,15 +104,15 @@ class CompiledGraph:
         missing = {t.name for t in self.graph.inputs} - set(inputs)
         if missing:
             raise GraphError(f"no values for input(s) {sorted(missing)}")
+        writes = []
         for name, values in inputs.items():
             if name not in self.layouts or self.graph.tensors[name].producer is not None:
                 raise GraphError(f"{name!r} is not an input of graph {self.graph.name!r}")
-            await device.write(self.buffers[name], self.layouts[name].pack(params, values))
-        launches = [(await device.load(k.program)).launch() for _, k in self.kernels]
-        counters = await device.run(launches, **run_args)
-        out = {t.name: self.layouts[t.name].unpack(await device.read(self.buffers[t.name]))
-               for t in self.graph.outputs}
-        return out, counters
+            writes.append((self.buffers[name], self.layouts[name].pack(params, values)))
+        words, counters = await device.run_programs(
+            writes, [k.program for _, k in self.kernels],
+            {t.name: self.buffers[t.name] for t in self.graph.outputs}, **run_args)
+        return {name: self.layouts[name].unpack(w) for name, w in words.items()}, counters
 
 
 def compile_graph(params, graph, alloc):
