@@ -6,13 +6,15 @@ from amaranth import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.memsys import MemorySystem
+
 from .agcu.config import agcu_config_layout
 from .configbus import ConfigTarget
 from .memory.channel import BYTE_COUNTER_BITS
 from .memory.config import MemoryMap, dma_desc_layout, mem_port_signature
 from .rdn.config import COUNTER_BITS, E, W, switch_counters_layout
 from .sequencer import KernelSequencer, SeqError
-from .tile import ConfigUnit, config_units
+from .tile import ConfigUnit, Tile, config_units
 
 __all__ = ["agcu_position", "socket_config_units", "counters_layout", "Socket"]
 
@@ -83,7 +85,6 @@ class Socket(wiring.Component):
     """
 
     def __init__(self, params):
-        from hdl.memsys import MemorySystem
         self.params = params
         self.mem = MemorySystem(params)
         mm = self.map = MemoryMap(params)
@@ -106,7 +107,6 @@ class Socket(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        from .tile import Tile
         m = Module()
         p = self.params
         n, a = p.rows * p.cols, p.agcus

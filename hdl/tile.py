@@ -11,8 +11,13 @@ from hdl.packet import scalar_packet_layout, vector_packet_layout
 
 from .configbus import ConfigTarget, config_beat_layout
 from .pcu.config import pcu_config_layout
+from .pcu.pcu import Pcu
 from .pmu.config import pmu_config_layout
-from .rdn.config import (COUNTER_BITS, control_config_layout, switch_config_layout, switch_counters_layout)
+from .pmu.pmu import Pmu
+from .rdn.config import (COUNTER_BITS, control_config_layout, switch_config_layout,
+                         switch_counters_layout)
+from .rdn.rdn import Rdn
+from .shared import Shared, unit_module_name
 
 __all__ = ["is_pcu", "TileUnit", "tile_units", "ConfigUnit", "config_units", "Tile"]
 
@@ -113,10 +118,6 @@ class Tile(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        from .pcu.pcu import Pcu
-        from .pmu.pmu import Pmu
-        from .rdn.rdn import Rdn
-        from .shared import Shared, unit_module_name
         m = Module()
         p = self.params
         n = p.rows * p.cols

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.agcu.config import RUN_BITS, agcu_config_layout
+from hdl.agcu.config import RUN_BITS, access_layout, agcu_config_layout
 from hdl.counters import MAX_COUNTERS
+from hdl.memory.config import MAX_BURST, MemoryMap
 
-from .counters import Counter, check_chain, chain_steps, pack_chain
+from .counters import Counter, chain_steps, check_chain, pack_chain
 
 __all__ = ["AgcuProgramError", "Segment", "TensorAccess", "AgcuProgram", "lower_access",
            "access_words", "pack_agcu", "run_bursts"]
@@ -124,8 +125,6 @@ def pack_agcu(params, *, segments, load=None, store=None, hdr=None, check_bounds
     segment table (:class:`Segment` list, at most ``agcu_segments``). With
     ``check_bounds`` an access reaching outside its segment is refused here; without,
     the AGCU's own check faults at run time (tests of the fault path)."""
-    from hdl.agcu.config import access_layout
-    from hdl.memory.config import MemoryMap
     mm = MemoryMap(params)
     total = mm.beats * mm.words
     if not 1 <= len(segments) <= params.agcu_segments:
@@ -170,7 +169,6 @@ def run_bursts(words, phys, run):
     """Reference of the AGCU's splitter: the bursts ``(beat, len, lo, hi)`` of ``run``
     words from global word address ``phys`` with ``words`` words per beat — cut at
     MAX_BURST-beat block boundaries and at the end of the run."""
-    from hdl.memory.config import MAX_BURST
     out = []
     while run:
         beat, lo = divmod(phys, words)

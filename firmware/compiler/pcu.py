@@ -9,8 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.counters import ChainConfig
+from firmware import numerics as N
+from hdl.counters import COUNTER_BITS, ChainConfig
 from hdl.params import RduParams
+from hdl.pcu.alu import AluOp
+from hdl.pcu.config import (TILE_COUNT_BITS, Mode, ScaleSrc, Src, TailFunc, pcu_config_layout,
+                            systolic_interleave)
+from hdl.pcu.reduce import IDENTITY, ReduceOp
 
 from .counters import Counter, chain_steps, pack_chain
 
@@ -28,8 +33,6 @@ class PcuProgramError(ValueError):
 
 def alu_reference(op, a, b, c):
     """Bit-exact result of ``AluOp`` ``op`` (array of opcodes) on uint32 operands."""
-    from firmware import numerics as N
-    from hdl.pcu.alu import AluOp
     op, a, b, c = (np.asarray(x, np.uint32) for x in (op, a, b, c))
     table = {
         AluOp.PASS: lambda: a,
@@ -92,8 +95,6 @@ def _enum(enum_cls, name, where, what):
 def _resolve_tail(tail, sout_reduce=None):
     """The ``TailConfig`` fields of ``tail`` as enums/ints. ``sout_reduce``: the reduction
     a program also emits on the scalar output (one tree serves both)."""
-    from hdl.pcu.config import ScaleSrc, TailFunc
-    from hdl.pcu.reduce import ReduceOp
     if not isinstance(tail, Tail):
         raise PcuProgramError(f"tail: expected a Tail, got {tail!r}")
     func = _enum(TailFunc, tail.func, "tail.func", "function")
@@ -128,8 +129,6 @@ def _resolve_tail(tail, sout_reduce=None):
 
 
 def _func_reference(func, x):
-    from firmware import numerics as N
-    from hdl.pcu.config import TailFunc
     return {TailFunc.NONE: lambda v: v, TailFunc.EXP2: N.exp2, TailFunc.RCP: N.rcp,
             TailFunc.RSQRT: N.rsqrt}[func](np.asarray(x, np.uint32))
 
@@ -138,8 +137,6 @@ def tail_reference(cfg, vectors, mask, scalars=None):
     """Bit-exact tail (``hdl.pcu.tail.Tail``) of resolved ``cfg`` on ``vectors`` (n, lanes)
     with lane ``mask`` (n,) and, for ``ScaleSrc.SIN``, the ``scalars`` (n,) that go with
     them: returns (result vectors, row reductions)."""
-    from firmware import numerics as N
-    from hdl.pcu.config import ScaleSrc
     f = _func_reference(cfg["func"], vectors)
     row = reduce_reference(cfg["red_op"].value, f, mask)
     y = f
@@ -224,7 +221,6 @@ def _level(program, value, where):
 
 def _resolve_reduce(program: SimdProgram):
     """(reduce op or None, (acc op, level) or None) as enums, validated."""
-    from hdl.pcu.reduce import ReduceOp
     red = None if program.reduce is None else _enum(ReduceOp, program.reduce, "reduce",
                                                       "reduction")
     acc = None
@@ -243,8 +239,6 @@ def _resolve_reduce(program: SimdProgram):
 
 
 def _resolve(program: SimdProgram, params: RduParams):
-    from hdl.pcu.alu import AluOp
-    from hdl.pcu.config import Src
     known_inputs = {"vin0", "vin1", "sin0"}
     bad = set(program.inputs) - known_inputs
     if bad:
@@ -280,8 +274,6 @@ def _resolve(program: SimdProgram, params: RduParams):
 
 def _pack(params, **fields):
     """One PCU configuration word: ``fields`` over idle defaults."""
-    from hdl.pcu.alu import AluOp
-    from hdl.pcu.config import Mode, Src, pcu_config_layout
     idle_stage = {"op": AluOp.PASS, "a": Src.PREV, "b": Src.ZERO, "c": Src.ZERO, "imm": 0}
     config = {"mode": Mode.SIMD, "stage": [idle_stage] * params.pcu_stages, "vout_en": 1}
     config.update(fields)
@@ -290,7 +282,6 @@ def _pack(params, **fields):
 
 def pack_simd(program: SimdProgram, params: RduParams) -> int:
     """Config bits of ``program`` for one PCU (``pcu_config_layout``)."""
-    from hdl.pcu.reduce import ReduceOp
     stages = _resolve(program, params)
     red, acc = _resolve_reduce(program)
     tail = _resolve_tail(program.tail, red)
@@ -325,8 +316,6 @@ def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None
     programs the scalar output ``sdata`` and ``slast`` (one per iteration, or one per
     accumulation window). ``sin0`` holds one value per value read (per iteration, or
     per window with ``scalar_hold``)."""
-    from hdl.pcu.config import Src
-    from hdl.pcu.reduce import ReduceOp
     lanes = params.pcu_lanes
     stages = _resolve(program, params)
     red, acc = _resolve_reduce(program)
@@ -370,8 +359,6 @@ def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None
 def reduce_reference(op, vectors, mask):
     """Cross-lane reduction of each row of ``vectors`` over the lanes set in ``mask``, in
     the tree order of ``hdl.pcu.reduce.ReduceTree`` (pairs (0,1), (2,3), ... per level)."""
-    from firmware import numerics as N
-    from hdl.pcu.reduce import IDENTITY, ReduceOp
     op = ReduceOp(op)
     v = np.asarray(vectors, np.uint32)
     lanes = v.shape[1]
@@ -386,8 +373,6 @@ def reduce_reference(op, vectors, mask):
 def accumulate_reference(op, values, ends):
     """Window results of the stream accumulator: ``op`` folded over ``values`` in order,
     starting from the identity, a window closing at each set ``ends``."""
-    from firmware import numerics as N
-    from hdl.pcu.reduce import IDENTITY, ReduceOp
     op = ReduceOp(op)
     combine = N.fp32_add if op == ReduceOp.ADD else N.fp32_max
     out, acc = [], np.uint32(IDENTITY[op])
@@ -403,7 +388,6 @@ def accumulate_reference(op, values, ends):
 
 def systolic_tile_rows(params: RduParams) -> int:
     """Output rows of one systolic tile: accumulators per FU x stages."""
-    from hdl.pcu.config import systolic_interleave
     return systolic_interleave() * params.pcu_stages
 
 
@@ -424,8 +408,6 @@ class SystolicProgram:
 
 
 def _resolve_systolic(program: SystolicProgram, params: RduParams):
-    from hdl.counters import COUNTER_BITS
-    from hdl.pcu.config import TILE_COUNT_BITS
     full = systolic_tile_rows(params)
     rows = full if program.rows is None else program.rows
     cols = params.pcu_lanes if program.cols is None else program.cols
@@ -444,7 +426,6 @@ def _resolve_systolic(program: SystolicProgram, params: RduParams):
 
 def pack_systolic(program: SystolicProgram, params: RduParams) -> int:
     """Config bits of a systolic ``program`` for one PCU."""
-    from hdl.pcu.config import Mode
     rows, cols, tail = _resolve_systolic(program, params)
     return _pack(params, mode=Mode.SYSTOLIC, vin_en=3, tail=tail,
                  systolic={"k": program.k, "tiles": program.tiles, "rows": rows,
@@ -457,8 +438,6 @@ def systolic_reference(program: SystolicProgram, params: RduParams, vin0, vin1, 
     scaled by ``"SIN"``, ``sin0`` (one per output row of each tile group): ``data``
     (tiles x rows, lanes), ``mask``, ``last``. Each accumulator follows
     ``c = simd_fma(a, b, c)`` in step order from ``c = +0``."""
-    from firmware import numerics as N
-    from hdl.pcu.config import systolic_interleave
     rows, cols, tail = _resolve_systolic(program, params)
     S, L, P, K, T = (params.pcu_stages, params.pcu_lanes, systolic_interleave(), program.k,
                      program.tiles)
@@ -484,7 +463,6 @@ def gemm_streams(a, b, params: RduParams):
     """Lay out ``C = A @ B`` (FP32 bit patterns, A: M x K, B: K x N) for systolic mode:
     output tiles of ``systolic_tile_rows`` x lanes in row-major tile order, padded with
     zeros. Returns (program, vin0, vin1)."""
-    from hdl.pcu.config import systolic_interleave
     a, b = np.asarray(a, np.uint32), np.asarray(b, np.uint32)
     (M, K), (K2, N) = a.shape, b.shape
     if K != K2:
@@ -516,7 +494,6 @@ def gemm_result(rows, m, n, params: RduParams):
 def gemm_reference(a, b):
     """``C = A @ B`` in the systolic array's order: per output, ``c = simd_fma(a, b, c)``
     over k ascending from ``c = +0``."""
-    from firmware import numerics as N
     a, b = np.asarray(a, np.uint32), np.asarray(b, np.uint32)
     c = np.zeros((a.shape[0], b.shape[1]), np.uint32)
     for kk in range(a.shape[1]):

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.counters import MAX_COUNTERS
+from hdl.counters import MAX_COUNTERS, ChainConfig
 from hdl.params import RduParams
+from hdl.pmu.config import (LANE_OFFSET_BITS, MAX_BUFFERS, addr_bits, address_config_layout,
+                            bank_bits, bank_config_layout, pmu_config_layout)
 
 from .counters import chain_steps, pack_chain
 
@@ -28,7 +30,6 @@ class BankBits:
 
 
 def _check(bits: BankBits, params: RduParams):
-    from hdl.pmu.config import addr_bits, bank_bits
     a, nb = addr_bits(params), bank_bits(params)
     for name in ("shift", "fold_shift"):
         v = getattr(bits, name)
@@ -45,7 +46,6 @@ def _check(bits: BankBits, params: RduParams):
 
 
 def pack_bank_bits(bits: BankBits, params: RduParams) -> int:
-    from hdl.pmu.config import bank_config_layout
     _check(bits, params)
     return bank_config_layout(params).const({
         "shift": bits.shift, "fold": bits.fold_shift is not None,
@@ -61,7 +61,6 @@ def bank_of(addr, bits: BankBits, params: RduParams):
 
 
 def offset_of(addr, bits: BankBits, params: RduParams):
-    from hdl.pmu.config import bank_bits
     a = np.asarray(addr, np.int64)
     low = a & ((1 << bits.shift) - 1)
     return low | ((a >> (bits.shift + bank_bits(params))) << bits.shift)
@@ -86,7 +85,6 @@ def choose_bank_bits(patterns, params: RduParams) -> BankBits:
     """Bank bits under which every access pattern (arrays of vector addresses, one row
     per access, or ``access_reference`` results, whose lane masks count) has the fewest
     conflict cycles; ties prefer no fold, then a low shift."""
-    from hdl.pmu.config import addr_bits, bank_bits
     a, nb = addr_bits(params), bank_bits(params)
     best = None
     for fold in [None] + list(range(a - nb + 1)):
@@ -130,7 +128,6 @@ class AccessPattern:
 
 
 def _resolve_access(pattern: AccessPattern, params: RduParams, where):
-    from hdl.pmu.config import LANE_OFFSET_BITS
     if not pattern.counters:
         raise PmuProgramError(f"{where}.counters: an access pattern needs at least one counter")
     lanes = params.pcu_lanes
@@ -163,8 +160,6 @@ def _resolve_access(pattern: AccessPattern, params: RduParams, where):
 
 def pack_access(pattern: AccessPattern, params: RduParams, where="access") -> int:
     """Config bits of an address pipeline; errors name ``where`` and the field."""
-    from hdl.counters import ChainConfig
-    from hdl.pmu.config import address_config_layout
     offsets, lo, hi = _resolve_access(pattern, params, where)
     chain = ChainConfig.from_bits(pack_chain(pattern.counters, params, PmuProgramError,
                                              f"{where}."))
@@ -234,7 +229,6 @@ def _windows(steps, level):
 
 
 def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
-    from hdl.pmu.config import MAX_BUFFERS
     cap = params.pmu_banks * params.pmu_bank_words
     if isinstance(program.nbuf, bool) or program.nbuf not in range(1, MAX_BUFFERS + 1):
         raise PmuProgramError(f"nbuf: {program.nbuf!r} must be 1..{MAX_BUFFERS}")
@@ -282,7 +276,6 @@ def _resolve_pmu(program: PmuProgram, params: RduParams, wsin=None, rsin=None):
 
 
 def pack_pmu(program: PmuProgram, params: RduParams) -> int:
-    from hdl.pmu.config import address_config_layout, bank_config_layout, pmu_config_layout
     buf, _ = _resolve_pmu(program, params)
     return pmu_config_layout(params).const({
         "banks": bank_config_layout(params).from_bits(pack_bank_bits(program.bank_bits, params)),

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.rdn.config import control_config_layout, switch_config_layout
-from hdl.socket import socket_config_units
+from hdl.rdn.config import W, control_config_layout, switch_config_layout
+from hdl.socket import agcu_position, socket_config_units
+from hdl.tile import is_pcu
 
+from .agcu import access_words
 from .bitstream import BitstreamError, bitstream_rows
-from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
+from .route import (ControlRoutes, FabricRoutes, control_config, edge_src, fabric_config,
+                    unit_dst, unit_src)
 
 __all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu", "stream_words", "at",
            "src"]
@@ -21,16 +24,12 @@ __all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu", "stream_
 def stream_words(buffer, args, key, access):
     """Global word addresses an AGCU stream visits, in order: its segment (``buffer``)
     moved by the argument ``args[key]``, then the access pattern."""
-    from .agcu import access_words
     return buffer.addr + args.get(key, 0) + access_words(access)
 
 
 def agcu_edge(params, k):
     """The RDN edge port (a route ``Endpoint``, as source or destination) of AGCU ``k``."""
-    from hdl.rdn.config import W
-    from hdl.socket import agcu_position
 
-    from .route import edge_src
     if not 0 <= k < params.agcus:
         raise BitstreamError(f"AGCU {k} does not exist ({params.agcus} AGCUs)")
     side, row = agcu_position(params, k)
@@ -39,19 +38,16 @@ def agcu_edge(params, k):
 
 def at(pos, k=0):
     """Route destination: input ``k`` of the unit at ``pos`` = (row, col)."""
-    from .route import unit_dst
     return unit_dst(pos[1], pos[0], k)
 
 
 def src(pos):
     """Route source: the output of the unit at ``pos`` = (row, col)."""
-    from .route import unit_src
     return unit_src(pos[1], pos[0])
 
 
 def check_pcu(params, pos):
     """``pos`` = (row, col) must hold a PCU."""
-    from hdl.tile import is_pcu
     r, c = pos
     if not (0 <= r < params.rows and 0 <= c < params.cols and is_pcu(r, c)):
         raise BitstreamError(f"position {pos} holds no PCU")

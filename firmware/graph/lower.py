@@ -20,6 +20,7 @@ from firmware.kernels.attention import AttentionShape, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, pack_b
 from firmware.kernels.softmax import compile_softmax
+from firmware.runtime.device import MAX_LAUNCHES
 from firmware.runtime.memory import Buffer
 
 from .ir import GraphError
@@ -117,7 +118,6 @@ class CompiledGraph:
 
 def compile_graph(params, graph, alloc):
     """Buffers from ``alloc`` (a device's allocator) and a kernel per op."""
-    from firmware.runtime.device import MAX_LAUNCHES
     if not graph.ops:
         raise GraphError(f"graph {graph.name!r} has no ops")
     if len(graph.ops) > MAX_LAUNCHES:

@@ -34,18 +34,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware import numerics as N
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, gemm_streams,
                                    pack_simd, pack_systolic, simd_reference,
-                                   systolic_reference)
+                                   systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program, src,
                                        stream_words)
 from firmware.compiler.route import Flow, route
+from hdl.pcu.pcu import Pcu
 
-from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b
-from .softmax import LOG2E
+from .gemm import GemmShape, a_transpose_pmu, compile_gemm, pack_a, pack_b
+from .softmax import LOG2E, compile_softmax, softmax_bound
 
 __all__ = ["AttentionPlan", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
@@ -132,9 +134,7 @@ def attention_bound(q, k, v, lanes):
     the probability errors weigh |v|; the accumulation adds (seq + 1) roundings of 2^-24
     of sum p|v| (P V in FP32, then the scale by rcp(sum) and its product rounding are
     inside softmax_bound)."""
-    from firmware import numerics as N
 
-    from .softmax import softmax_bound
     fq, fk, fv = (N.from_bits(x).astype(np.float64) for x in (q, k, v))
     seq, d = fq.shape[0], fq.shape[1]
     c = LOG2E / math.sqrt(d)
@@ -152,7 +152,6 @@ def attention_bound(q, k, v, lanes):
 def exact_attention(q, k, v, magnitude=False):
     """float64 O for FP32-word operands; with ``magnitude`` also ``P |V|`` (the scale
     errors are measured against: O_ij can cancel to ~0)."""
-    from firmware import numerics as N
     fq, fk, fv = (N.from_bits(x).astype(np.float64) for x in (q, k, v))
     s = fq @ fk.T / math.sqrt(fq.shape[1])
     e = np.exp(s - s.max(axis=1, keepdims=True))
@@ -228,7 +227,6 @@ def _s_lag(params, sh):
     """Rows the max pass runs ahead of the exp pass: enough that a row's max (the PCU
     pipeline's latency after its last vector) is out when its exp pass starts, at most
     the scalar FIFOs' depth (the maxima wait there)."""
-    from hdl.pcu.pcu import Pcu
     per_step = 2 * sh.qk.nt                  # vectors the S PMU sends per lag step
     lag = 1
     while lag * per_step < Pcu.latency(params) and lag < params.pcu_fifo_depth:
@@ -379,8 +377,6 @@ class UnfusedAttention:
 def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
     """Buffers: ``q``, ``k``, ``v`` (inputs), ``s``, ``p`` (intermediates), ``o``; sizes
     from :func:`unfused_words`."""
-    from .gemm import compile_gemm
-    from .softmax import compile_softmax
     sh = AttentionShape.of(params, seq, d)
     words = unfused_words(params, seq, d)
     m, kp, split = words["m"], words["p_stride"], words["split"]
@@ -393,7 +389,6 @@ def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
 
 def unfused_words(params, seq, d):
     """Words of each buffer of the unfused attention (and ``m``, the padded query rows)."""
-    from firmware.compiler.pcu import systolic_tile_rows
     tm = systolic_tile_rows(params)
     m = -(-seq // tm) * tm
     L = params.pcu_lanes

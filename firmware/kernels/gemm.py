@@ -21,9 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
-from firmware.compiler.pmu import pack_pmu
+from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
+from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
+                                   choose_bank_bits, pack_pmu)
 from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
 from firmware.compiler.route import Flow, route, unit_dst, unit_src
 
@@ -184,10 +186,6 @@ def a_transpose_pmu(params, tiles, rows, k, repeat):
     as row vectors (lanes = columns) column-major (word ``col * TM + row``), and reads the
     tile ``repeat`` times as the array takes A: per step and slot the STAGES rows of one
     column. Rows of a tile past ``rows`` read as whatever the buffer held (never drained)."""
-    from firmware.compiler.counters import Counter
-    from firmware.compiler.pcu import systolic_tile_rows
-    from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
-                                       choose_bank_bits)
     TM, S = systolic_tile_rows(params), params.pcu_stages
     cap = params.pmu_banks * params.pmu_bank_words
     if 2 * k * TM > cap:
@@ -302,8 +300,6 @@ def _split_gemm(params, s, systolic, a, b, c, bias):
     rows leave by its own AGCU's store stream (PCU 0: AGCU 0, PCU 1: AGCU 1). Placement:
     PCU 0 at (0, 0) beside AGCU 0, PCU 1 at (1, cols - 1) beside AGCU 1, their B PMUs
     below / left of them; every flow has links of its own."""
-    from firmware.compiler.counters import Counter
-    from firmware.compiler.pmu import AccessPattern, PmuProgram
     L, k, cols = s.lanes, s.k, params.cols
     if params.rows < 2 or cols < 3:
         raise ValueError(f"gemm over two PCUs needs a grid of at least 2 x 3, not "

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware import numerics as N
+from firmware.compiler.agcu import Segment, TensorAccess, access_words, pack_agcu
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
@@ -81,7 +82,6 @@ def softmax_bound(t_max, n, lanes):
     each, the final product 0.5 ulp; the row sum of positive terms is a tree over the lanes
     then one add per vector: (log2 lanes + n / lanes) roundings of 0.5 ulp of the sum.
     One ulp is at most 2^-23 of the value."""
-    from firmware import numerics as N
     adds = math.log2(lanes) + -(-n // lanes)
     return 2.0 ** -23 * (2 * math.log(2) * t_max + 2 * N.TAIL_ULP_BOUND + 0.5 + 0.5 * adds)
 
@@ -135,7 +135,6 @@ def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, stor
     if int(np.prod(store.shape)) != rows * n:
         raise ValueError(f"softmax: the store access visits {int(np.prod(store.shape))} "
                          f"words, the result has {rows} x {n}")
-    from firmware.compiler.agcu import access_words
     x_words, y_words = (rows - 1) * x_stride + xs, int(access_words(store).max()) + 1
     for name, buf, need in (("x", x, x_words), ("y", y, y_words)):
         if buf.words < need:

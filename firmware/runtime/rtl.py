@@ -10,6 +10,7 @@ cycles, read back from the counters.
 from hdl.rdn.config import switch_counters_layout
 from hdl.sequencer import SeqError
 from hdl.socket import counters_layout
+from hdl.tile import is_pcu
 
 from .device import Device, DeviceError, LoadedProgram
 from .launch import launch_words
@@ -79,7 +80,6 @@ class RtlDevice(Device):
 
     def _busy(self):
         """Names of the units and AGCUs busy now."""
-        from hdl.tile import is_pcu
         p, tb = self.params, self.tb
         units, agcus = int(tb.port("unit_busy").value), int(tb.port("agcu_busy").value)
         names = [f"{'PCU' if is_pcu(r, c) else 'PMU'} ({r},{c})"

@@ -4,10 +4,11 @@
 from amaranth import signed, unsigned
 from amaranth.lib import data, enum
 
-from hdl.counters import COUNTER_BITS, MAX_COUNTERS, ChainConfig, CounterConfig, chain_output_layout
+from hdl.counters import (COUNTER_BITS, MAX_COUNTERS, ChainConfig, CounterConfig,
+                          chain_output_layout)
 from hdl.packet import scalar_layout, vector_layout
 
-from .alu import AluOp
+from .alu import Alu, AluOp
 from .reduce import ReduceOp
 
 __all__ = ["VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
@@ -77,7 +78,6 @@ TILE_COUNT_BITS = 16
 def systolic_interleave():
     """Accumulators per systolic FU: the FMA loop latency, so that each FU issues one MAC
     per cycle, rotating over this many independent output rows."""
-    from .alu import Alu
     return Alu.LATENCY
 
 

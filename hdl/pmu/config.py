@@ -5,7 +5,7 @@ from amaranth import signed, unsigned
 from amaranth.lib import data
 
 from hdl.counters import MAX_COUNTERS, ChainConfig
-from hdl.packet import flow_bits
+from hdl.packet import flow_bits, vector_layout
 
 __all__ = ["addr_bits", "bank_bits", "bank_config_layout", "write_layout", "read_layout",
            "read_data_layout", "LANE_OFFSET_BITS", "address_config_layout", "address_layout",
@@ -51,7 +51,6 @@ def read_layout(params):
 def read_data_layout(params):
     """The answer to a read request: LANES words, the request's lane mask and ``last``
     (the vector packet of :func:`hdl.packet.vector_layout`)."""
-    from hdl.packet import vector_layout
     return vector_layout(params.pcu_lanes)
 
 
