@@ -62,35 +62,13 @@ class Agcu(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, cfg = self.params, self.config
-        W, L, T = self.map.words, p.pcu_lanes, self.tags
+        W, T = self.map.words, self.tags
         bl = burst_layout(p)
         busy = Signal()
         begin = Signal()
         m.d.comb += [begin.eq(self.start & ~busy), self.busy.eq(busy)]
 
-        # Each stream: its chain's (address-moving) counter values summed give the start of
-        # each run; the splitter checks, translates and cuts runs into bursts.
-        bqs, parts = {}, []
-        for name in ("load", "store"):
-            acc = cfg[name]
-            chain = m.submodules[f"{name}_chain"] = CounterChain(1)
-            m.d.comb += [chain.config.eq(acc.chain), chain.start.eq(begin & acc.en)]
-            split = m.submodules[f"{name}_split"] = BurstSplitter(p)
-            step = chain.o.payload
-            seg = cfg.segments[acc.segment]
-            m.d.comb += [
-                split.seg.base.eq(seg.base + self.offset[name]), split.seg.size.eq(seg.size),
-                split.run.eq(acc.run), split.start.eq(begin),
-                split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
-                split.i.payload.offset.eq(sum(Mux(acc.addr_en[i], step.value[i], 0)
-                                              for i in range(MAX_COUNTERS))),
-                split.i.payload.last.eq(step.last),
-            ]
-            bq = bqs[name] = m.submodules[f"{name}_bq"] = fifo.SyncFIFOBuffered(width=bl.size,
-                                                                                depth=4)
-            m.d.comb += [bq.w_data.eq(split.o.payload), bq.w_en.eq(split.o.valid),
-                         split.o.ready.eq(bq.w_rdy)]
-            parts.append((split, chain))
+        bqs, parts = self._address_streams(m, begin, bl)
         (lsplit, lchain), (ssplit, schain) = parts
         m.d.comb += [self.fault.eq(lsplit.fault | ssplit.fault),
                      self.fault_addr.eq(Mux(lsplit.fault, lsplit.fault_addr, ssplit.fault_addr))]
@@ -106,37 +84,7 @@ class Agcu(wiring.Component):
         reader = m.submodules.reader = BurstReader(words=W, addr_bits=self.map.addr_bits,
                                                    tags=T, info=bl)
         wiring.connect(m, wiring.flipped(net.resp), reader.resp)
-        # ---- write: unpacker, beat buffer, bursts ready to go ----
-        unpack = m.submodules.unpack = Unpacker(W, L, bl)
-        wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(width=len(unpack.o.payload.as_value()),
-                                                         depth=2 * MAX_BURST)
-        wq = m.submodules.wq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
-        m.d.comb += [
-            unpack.start.eq(begin),
-            unpack.i.valid.eq(self.vin.valid & cfg.store.en & busy),
-            unpack.i.payload.eq(self.vin.payload.body),
-            self.vin.ready.eq(unpack.i.ready & cfg.store.en & busy),
-            unpack.bursts.valid.eq(bqs["store"].r_rdy),
-            unpack.bursts.payload.eq(shead),
-            bqs["store"].r_en.eq(unpack.bursts.ready),
-            wbuf.w_data.eq(unpack.o.payload), wbuf.w_en.eq(unpack.o.valid),
-            unpack.o.ready.eq(wbuf.w_rdy),
-            wq.w_data.eq(unpack.done.payload), wq.w_en.eq(unpack.done.valid),
-            unpack.done.ready.eq(wq.w_rdy),
-        ]
-        wnext = data.View(bl, wq.r_data)
-        # Write beats of the burst requested last; the next request may go with the last.
-        wleft = Signal(BURST_BITS)
-        wfin = Signal()
-        m.d.comb += [net.wdata.valid.eq(wphase & wbuf.r_rdy), net.wdata.payload.eq(wbuf.r_data),
-                     wbuf.r_en.eq(wphase & net.wdata.ready),
-                     wfin.eq(net.wdata.valid & net.wdata.ready & (wleft == 0))]
-        with m.If(net.wdata.valid & net.wdata.ready):
-            m.d.sync += wleft.eq(wleft - 1)
-            with m.If(wleft == 0):
-                m.d.sync += wphase.eq(0)
-        write_req = Signal()
-        m.d.comb += write_req.eq(wq.r_rdy & (~wphase | wfin))
+        wq, wnext, wleft, write_req = self._write_path(m, begin, busy, bqs, shead, bl, wphase)
         m.d.comb += [
             reader.bursts.valid.eq(bqs["load"].r_rdy),
             reader.bursts.payload.addr.eq(lhead.addr), reader.bursts.payload.len.eq(lhead.len),
@@ -161,19 +109,7 @@ class Agcu(wiring.Component):
         # A load burst can drain in the cycle a store burst is acknowledged.
         m.d.sync += finished.eq(finished + reader.drained + reader.acked)
 
-        # Bursts in request order into the packer.
-        packer = m.submodules.packer = Packer(W, L)
-        beat = reader.o.payload
-        m.d.comb += [
-            packer.start.eq(begin),
-            packer.i.valid.eq(reader.o.valid), reader.o.ready.eq(packer.i.ready),
-            packer.i.payload.data.eq(beat.data),
-            packer.i.payload.lo.eq(Mux(beat.first, beat.info.lo, 0)),
-            packer.i.payload.hi.eq(Mux(beat.last, beat.info.hi, W)),
-            packer.i.payload.last.eq(beat.last & beat.info.last),
-            self.vout.payload.body.eq(packer.o.payload), self.vout.payload.hdr.eq(cfg.hdr),
-            self.vout.valid.eq(packer.o.valid), packer.o.ready.eq(self.vout.ready),
-        ]
+        packer = self._packer(m, reader, begin)
 
         # Access lifetime.
         with m.If(begin):
@@ -189,3 +125,87 @@ class Agcu(wiring.Component):
             with m.If(quiet):
                 m.d.sync += [busy.eq(0), self.done.eq(self.done + 1)]
         return m
+
+    def _address_streams(self, m, begin, bl):
+        """Each stream (load, store): its chain's (address-moving) counter values summed
+        give the start of each run; the splitter checks, translates and cuts runs into
+        bursts, queued. Returns ({name: burst queue}, [(splitter, chain)] load, store)."""
+        cfg = self.config
+        bqs, parts = {}, []
+        for name in ("load", "store"):
+            acc = cfg[name]
+            chain = m.submodules[f"{name}_chain"] = CounterChain(1)
+            m.d.comb += [chain.config.eq(acc.chain), chain.start.eq(begin & acc.en)]
+            split = m.submodules[f"{name}_split"] = BurstSplitter(self.params)
+            step = chain.o.payload
+            seg = cfg.segments[acc.segment]
+            m.d.comb += [
+                split.seg.base.eq(seg.base + self.offset[name]), split.seg.size.eq(seg.size),
+                split.run.eq(acc.run), split.start.eq(begin),
+                split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
+                split.i.payload.offset.eq(sum(Mux(acc.addr_en[i], step.value[i], 0)
+                                              for i in range(MAX_COUNTERS))),
+                split.i.payload.last.eq(step.last),
+            ]
+            bq = bqs[name] = m.submodules[f"{name}_bq"] = fifo.SyncFIFOBuffered(width=bl.size,
+                                                                                depth=4)
+            m.d.comb += [bq.w_data.eq(split.o.payload), bq.w_en.eq(split.o.valid),
+                         split.o.ready.eq(bq.w_rdy)]
+            parts.append((split, chain))
+        return bqs, parts
+
+    def _write_path(self, m, begin, busy, bqs, shead, bl, wphase):
+        """Writes: the unpacker (vector packets -> masked beats per store burst), the beat
+        buffer, the bursts ready to go, and the write beats of the burst requested last
+        (the next request may go with the last beat). Returns (ready bursts, the next one,
+        beats left, whether a write request goes now)."""
+        cfg, net = self.config, self.net
+        W, L = self.map.words, self.params.pcu_lanes
+        unpack = m.submodules.unpack = Unpacker(W, L, bl)
+        wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(width=len(unpack.o.payload.as_value()),
+                                                         depth=2 * MAX_BURST)
+        wq = m.submodules.wq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
+        m.d.comb += [
+            unpack.start.eq(begin),
+            unpack.i.valid.eq(self.vin.valid & cfg.store.en & busy),
+            unpack.i.payload.eq(self.vin.payload.body),
+            self.vin.ready.eq(unpack.i.ready & cfg.store.en & busy),
+            unpack.bursts.valid.eq(bqs["store"].r_rdy),
+            unpack.bursts.payload.eq(shead),
+            bqs["store"].r_en.eq(unpack.bursts.ready),
+            wbuf.w_data.eq(unpack.o.payload), wbuf.w_en.eq(unpack.o.valid),
+            unpack.o.ready.eq(wbuf.w_rdy),
+            wq.w_data.eq(unpack.done.payload), wq.w_en.eq(unpack.done.valid),
+            unpack.done.ready.eq(wq.w_rdy),
+        ]
+        wnext = data.View(bl, wq.r_data)
+        wleft = Signal(BURST_BITS)
+        wfin = Signal()
+        m.d.comb += [net.wdata.valid.eq(wphase & wbuf.r_rdy), net.wdata.payload.eq(wbuf.r_data),
+                     wbuf.r_en.eq(wphase & net.wdata.ready),
+                     wfin.eq(net.wdata.valid & net.wdata.ready & (wleft == 0))]
+        with m.If(net.wdata.valid & net.wdata.ready):
+            m.d.sync += wleft.eq(wleft - 1)
+            with m.If(wleft == 0):
+                m.d.sync += wphase.eq(0)
+        write_req = Signal()
+        m.d.comb += write_req.eq(wq.r_rdy & (~wphase | wfin))
+        return wq, wnext, wleft, write_req
+
+    def _packer(self, m, reader, begin):
+        """Read bursts, in request order, packed into vector packets with the configured
+        RDN header."""
+        W, L = self.map.words, self.params.pcu_lanes
+        packer = m.submodules.packer = Packer(W, L)
+        beat = reader.o.payload
+        m.d.comb += [
+            packer.start.eq(begin),
+            packer.i.valid.eq(reader.o.valid), reader.o.ready.eq(packer.i.ready),
+            packer.i.payload.data.eq(beat.data),
+            packer.i.payload.lo.eq(Mux(beat.first, beat.info.lo, 0)),
+            packer.i.payload.hi.eq(Mux(beat.last, beat.info.hi, W)),
+            packer.i.payload.last.eq(beat.last & beat.info.last),
+            self.vout.payload.body.eq(packer.o.payload), self.vout.payload.hdr.eq(self.config.hdr),
+            self.vout.valid.eq(packer.o.valid), packer.o.ready.eq(self.vout.ready),
+        ]
+        return packer

@@ -81,14 +81,7 @@ class Pcu(wiring.Component):
         vec = vector_layout(p.pcu_lanes)
         systolic = cfg.mode == Mode.SYSTOLIC
 
-        fifos = {}
-        for name, port, width in (("vin0", self.vin0, vec.size), ("vin1", self.vin1, vec.size),
-                                  ("sin0", self.sin0, 32)):
-            f = fifo.SyncFIFOBuffered(width=width, depth=p.pcu_fifo_depth)
-            m.submodules[f"{name}_fifo"] = f
-            m.d.comb += [f.w_data.eq(port.payload), f.w_en.eq(port.valid),
-                         port.ready.eq(f.w_rdy)]
-            fifos[name] = f
+        fifos = self._input_fifos(m, vec)
         vin0 = data.View(vec, fifos["vin0"].r_data)
         vin1 = data.View(vec, fifos["vin1"].r_data)
 
@@ -99,12 +92,43 @@ class Pcu(wiring.Component):
         m.submodules.acc = acc = Accumulator()
         m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=HRED_ADD_LATENCY)
 
-        # Output FIFOs: each output stream drains on its own; everything after the header
-        # advances while both FIFOs have room.
+        en, vout, sout = self._output_fifos(m, vec)
+        pops = self._header(m, chain, fifos, en, systolic)
+        m.d.comb += [
+            sa.a.valid.eq(fifos["vin0"].r_rdy), sa.a.payload.eq(vin0.data),
+            sa.b.valid.eq(fifos["vin1"].r_rdy), sa.b.payload.eq(vin1.data),
+            fifos["vin0"].r_en.eq(Mux(systolic, sa.a.ready, pops["vin0"])),
+            fifos["vin1"].r_en.eq(Mux(systolic, sa.b.ready, pops["vin1"])),
+        ]
+        hst, late = self._header_reduction(m, hred, chain, fifos, vin0, vin1, en, pops["fire"])
+        self._body(m, body, sa, hred, late, en, systolic)
+        sin_simd, scalar, scale_ok = self._scale_scalars(m, sa, fifos, hst, late, en, body,
+                                                         systolic, pops["sin0"])
+        self._tail(m, tail, sa, body, en, systolic, scale_ok, scalar, sin_simd, vout)
+        self._row_results(m, acc, tail, en, sout)
+        self._busy(m, chain, sa, systolic)
+        return m
+
+    def _input_fifos(self, m, vec):
+        """The header's input FIFOs, filled from the ports."""
+        fifos = {}
+        for name, port, width in (("vin0", self.vin0, vec.size), ("vin1", self.vin1, vec.size),
+                                  ("sin0", self.sin0, 32)):
+            f = fifo.SyncFIFOBuffered(width=width, depth=self.params.pcu_fifo_depth)
+            m.submodules[f"{name}_fifo"] = f
+            m.d.comb += [f.w_data.eq(port.payload), f.w_en.eq(port.valid),
+                         port.ready.eq(f.w_rdy)]
+            fifos[name] = f
+        return fifos
+
+    def _output_fifos(self, m, vec):
+        """Output FIFOs: each output stream drains on its own; everything after the header
+        advances (``en``) while both FIFOs have room. Returns (en, vout, sout), the
+        streams into the FIFOs."""
         out_fifos = {}
         for name, port, width in (("vout", self.vout, vec.size),
                                   ("sout", self.sout, scalar_layout.size)):
-            f = fifo.SyncFIFOBuffered(width=width, depth=p.pcu_fifo_depth)
+            f = fifo.SyncFIFOBuffered(width=width, depth=self.params.pcu_fifo_depth)
             m.submodules[f"{name}_fifo"] = f
             m.d.comb += [port.payload.eq(f.r_data), port.valid.eq(f.r_rdy),
                          f.r_en.eq(port.ready)]
@@ -117,8 +141,13 @@ class Pcu(wiring.Component):
             out_fifos["vout"].w_data.eq(vout.payload), out_fifos["sout"].w_data.eq(sout.payload),
             out_fifos["vout"].w_en.eq(vout.valid & en), out_fifos["sout"].w_en.eq(sout.valid & en),
         ]
+        return en, vout, sout
 
-        # --- SIMD header: inputs, counters, tokens ---------------------------------
+    def _header(self, m, chain, fifos, en, systolic):
+        """SIMD header: an iteration fires when the counter chain has a step, its inputs
+        are there, a control token allows it and the outputs have room. Returns the
+        FIFO pops ({"vin0", "vin1", "sin0"}) and ``fire``."""
+        cfg = self.config
         fire = Signal()
         step = chain.o.payload
         tok_count = Signal(TOKEN_BITS)
@@ -141,26 +170,25 @@ class Pcu(wiring.Component):
         with m.Elif(fire):
             m.d.sync += need_tok.eq(window_end)
         sin_pop = ~cfg.sin_hold.en | step.wrap.bit_select(cfg.sin_hold.level, 1)
-        pops = {"vin0": fire & need["vin0"], "vin1": fire & need["vin1"],
-                "sin0": fire & need["sin0"] & sin_pop}
-        m.d.comb += [
-            sa.a.valid.eq(fifos["vin0"].r_rdy), sa.a.payload.eq(vin0.data),
-            sa.b.valid.eq(fifos["vin1"].r_rdy), sa.b.payload.eq(vin1.data),
-            fifos["vin0"].r_en.eq(Mux(systolic, sa.a.ready, pops["vin0"])),
-            fifos["vin1"].r_en.eq(Mux(systolic, sa.b.ready, pops["vin1"])),
-        ]
+        return {"vin0": fire & need["vin0"], "vin1": fire & need["vin1"],
+                "sin0": fire & need["sin0"] & sin_pop, "fire": fire}
 
-        # The header's cross-lane reduction of vin0 (Src.RED); the other operands wait
-        # beside it.
-        m.d.comb += [hred.en.eq(en), hred.op.eq(cfg.hred), hred.i.eq(vin0.data),
+    def _header_reduction(self, m, hred, chain, fifos, vin0, vin1, en, fire):
+        """The header's cross-lane reduction of vin0 (Src.RED); the other operands wait
+        beside it. Returns the header's stages and the delayed operands."""
+        step = chain.o.payload
+        m.d.comb += [hred.en.eq(en), hred.op.eq(self.config.hred), hred.i.eq(vin0.data),
                      hred.mask.eq(step.mask)]
         hst = Stages(m, en, "hdr")
         late = {k: hst.delay(v, hred.LATENCY, name=f"hdr_{k}") for k, v in {
             "vin0": vin0.data, "vin1": vin1.data, "sin0": fifos["sin0"].r_data,
             "ctr": step.lane, "valid": fire, "mask": step.mask, "last": step.last,
             "wrap": step.wrap}.items()}
+        return hst, late
 
-        # --- body ---------------------------------------------------------------------
+    def _body(self, m, body, sa, hred, late, en, systolic):
+        """The body: a SIMD pipeline of the header's operands, or the systolic array's FUs."""
+        cfg = self.config
         m.d.comb += [
             body.en.eq(Mux(systolic, sa.array_en, en)), body.config.eq(cfg.stage),
             body.sys.eq(systolic), body.sys_a.eq(sa.sys_a), body.sys_b.eq(sa.sys_b),
@@ -172,11 +200,13 @@ class Pcu(wiring.Component):
             sa.config.eq(cfg.systolic), sa.start.eq(self.start & systolic),
         ]
 
-        # --- scale operands (ScaleSrc.SIN) -------------------------------------------------
-        # SIMD: the iteration's sin0 travels beside the body. Systolic: one scalar per
-        # output row of a group of `scale_tiles` tiles, taken from sin0 as it arrives into
-        # one of two banks (so the next group's scalars can land while this group drains)
-        # and read again for every tile of the group.
+    def _scale_scalars(self, m, sa, fifos, hst, late, en, body, systolic, sin_pop):
+        """Scale operands (ScaleSrc.SIN). SIMD: the iteration's sin0 travels beside the
+        body. Systolic: one scalar per output row of a group of `scale_tiles` tiles, taken
+        from sin0 as it arrives into one of two banks (so the next group's scalars can land
+        while this group drains) and read again for every tile of the group. Returns (the
+        SIMD scalar, the systolic row's scalar, whether the systolic output may leave)."""
+        cfg, p = self.config, self.params
         sin_scale = cfg.tail.scale == ScaleSrc.SIN
         sin_simd = hst.delay(late["sin0"], body.LATENCY, name="body_sin0")
         rows = systolic_interleave() * p.pcu_stages
@@ -189,7 +219,7 @@ class Pcu(wiring.Component):
         scale_ok = ~systolic | ~sin_scale | s_full.bit_select(r_bank, 1)
         drain = sa.o_valid & sa.o_ready
         m.d.comb += [
-            fifos["sin0"].r_en.eq(Mux(systolic, take, pops["sin0"])),
+            fifos["sin0"].r_en.eq(Mux(systolic, take, sin_pop)),
             sa.o_ready.eq(en & scale_ok),
         ]
         last_row = cfg.systolic.rows - 1
@@ -216,13 +246,16 @@ class Pcu(wiring.Component):
                     m.d.sync += s_full[b].eq(1)
                 with m.Elif(free & (r_bank == b)):
                     m.d.sync += s_full[b].eq(0)
+        return sin_simd, sbuf[Mux(r_bank, rows, 0) + r_row], scale_ok
 
-        # --- tail and outputs ------------------------------------------------------------
+    def _tail(self, m, tail, sa, body, en, systolic, scale_ok, scalar, sin_simd, vout):
+        """The tail after the systolic array or the body, into the vector output."""
+        cfg = self.config
         m.d.comb += [tail.en.eq(en), tail.config.eq(cfg.tail)]
         with m.If(systolic):
             m.d.comb += [tail.i_valid.eq(sa.o_valid & scale_ok), tail.i.eq(sa.o),
                          tail.i_mask.eq(sa.o_mask), tail.i_last.eq(sa.o_last),
-                         tail.i_scalar.eq(sbuf[Mux(r_bank, rows, 0) + r_row])]
+                         tail.i_scalar.eq(scalar)]
         with m.Else():
             m.d.comb += [tail.i_valid.eq(body.o_valid), tail.i.eq(body.o_data),
                          tail.i_mask.eq(body.o_mask), tail.i_last.eq(body.o_last),
@@ -232,6 +265,10 @@ class Pcu(wiring.Component):
             vout.payload.data.eq(tail.o), vout.payload.mask.eq(tail.o_mask),
             vout.payload.last.eq(tail.o_last),
         ]
+
+    def _row_results(self, m, acc, tail, en, sout):
+        """The scalar output: each row's reduction, or its accumulation over a window."""
+        cfg = self.config
         end = Signal()
         m.d.comb += [
             end.eq(tail.o_wrap.bit_select(cfg.acc.level, 1)),
@@ -251,7 +288,9 @@ class Pcu(wiring.Component):
                          sout.payload.data.eq(tail.o_row),
                          sout.payload.last.eq(tail.o_last)]
 
-        # Busy from start until each enabled output's element carrying `last` has left.
+    def _busy(self, m, chain, sa, systolic):
+        """Busy from start until each enabled output's element carrying `last` has left."""
+        cfg = self.config
         v_run, s_run = Signal(), Signal()
         v_end = v_run & self.vout.valid & self.vout.ready & self.vout.payload.last
         s_end = s_run & self.sout.valid & self.sout.ready & self.sout.payload.last
@@ -266,4 +305,3 @@ class Pcu(wiring.Component):
                 m.d.sync += s_run.eq(0)
         m.d.comb += [self.busy.eq(v_run | s_run | chain.busy | sa.busy),
                      self.done.eq((v_run | s_run) & (~v_run | v_end) & (~s_run | s_end))]
-        return m

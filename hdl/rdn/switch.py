@@ -102,11 +102,6 @@ class Switch(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p, layout = self.params, self.packet
-        depth = p.rdn_buffer_depth
-        hdr_layout = layout["hdr"].shape
-        width = layout.size
-        cfg, ctr = self.config, self.counters
         connected = Const(sum(1 << o for o in range(N_OUT) if self._kind_out(o) != NONE), N_OUT)
         # Exit ports of dimension-order routing: the unit's, and edge ports (an exit by a
         # switch link would send the packet on to a neighbour that routes it back).
@@ -119,72 +114,9 @@ class Switch(wiring.Component):
         req, hdr_out, bad = {}, {}, {}
         credit_errors = []
         for i in inputs:
-            port, kind = self._port_in(i), self._kind_in(i)
-            buf = m.submodules[f"buf{i}"] = fifo.SyncFIFO(width=width, depth=depth)
             pop[i] = Signal(name=f"pop{i}")
-            head_valid[i] = buf.r_rdy
-            head[i] = data.View(layout, buf.r_data)
-            m.d.comb += [buf.w_data.eq(port.payload), buf.r_en.eq(pop[i])]
-            c = ctr.inp[i]
-            if kind == LINK:
-                m.d.comb += [buf.w_en.eq(port.valid), port.credit.eq(pop[i])]
-                m.d.sync += [c.packets.eq(c.packets + port.valid),
-                             c.starve.eq(c.starve + ~port.valid)]
-                overrun = Signal(name=f"overrun{i}")
-                m.d.comb += overrun.eq(port.valid & ~buf.w_rdy)
-                credit_errors.append(overrun)
-            else:
-                bucket = m.submodules[f"throttle{i}"] = TokenBucket()
-                m.d.comb += [
-                    bucket.config.eq(cfg.throttle[i]),
-                    port.ready.eq(buf.w_rdy & bucket.allow),
-                    buf.w_en.eq(port.valid & port.ready),
-                    bucket.take.eq(buf.w_en),
-                ]
-                m.d.sync += [
-                    c.packets.eq(c.packets + buf.w_en),
-                    c.stall.eq(c.stall + (port.valid & ~buf.w_rdy)),
-                    c.starve.eq(c.starve + ~port.valid),
-                    c.throttled.eq(c.throttled + (port.valid & buf.w_rdy & ~bucket.allow)),
-                ]
-
-            # Route the head packet.
-            hdr = head[i].hdr
-            req[i] = Signal(N_OUT, name=f"req{i}")
-            hdr_out[i] = Signal(hdr_layout, name=f"hdr_out{i}")
-            bad[i] = Signal(name=f"bad{i}")
-            with m.If(hdr.dyn):
-                m.d.comb += hdr_out[i].eq(hdr)
-                bad_exit = Signal(name=f"bad_exit{i}")
-                # X then Y; comparisons that cannot hold here (the edge of the coordinate
-                # range) are left out rather than emitted as constants.
-                # (A grid of 2+ switches always leaves at least one step.)
-                steps = [(cond, d) for cond, d in ((_above(hdr.x, self.x), E),
-                                                   (_below(hdr.x, self.x), W),
-                                                   (_above(hdr.y, self.y), S),
-                                                   (_below(hdr.y, self.y), N))
-                         if cond is not None]
-                for k, (cond, d) in enumerate(steps):
-                    with (m.If if k == 0 else m.Elif)(cond):
-                        m.d.comb += req[i].eq(1 << d)
-                with m.Else():
-                    # Ports beyond N_OUT shift out of `exits`: also a bad exit.
-                    m.d.comb += [req[i].eq(Const(1, N_OUT) << hdr.port),
-                                 bad_exit.eq(~(exits >> hdr.port)[0])]
-                outside = Const(0)
-                for v, top in ((hdr.x, p.cols - 1), (hdr.y, p.rows - 1)):
-                    if _above(v, top) is not None:
-                        outside = outside | _above(v, top)
-                m.d.comb += bad[i].eq(outside | bad_exit | (req[i] & ~connected).any())
-            with m.Else():
-                entry = Signal(route_entry_layout(p), name=f"entry{i}")
-                m.d.comb += entry.eq(cfg.table[i][hdr.flow])
-                m.d.comb += [
-                    req[i].eq(entry.out),
-                    hdr_out[i].eq(hdr),
-                    hdr_out[i].flow.eq(entry.flow),
-                    bad[i].eq(~entry.out.any() | (entry.out & ~connected).any()),
-                ]
+            head_valid[i], head[i] = self._input_buffer(m, i, pop[i], credit_errors)
+            req[i], hdr_out[i], bad[i] = self._route(m, i, head[i].hdr, connected, exits)
 
         # Per-output arbitration among the inputs whose head still wants it.
         served = {i: Signal(N_OUT, name=f"served{i}") for i in inputs}
@@ -194,37 +126,7 @@ class Switch(wiring.Component):
             m.d.comb += pending[i].eq(req[i] & ~served[i] & (head_valid[i] & ~bad[i]).replicate(N_OUT))
         taken = {i: [] for i in inputs}     # (output, granted) pairs
         for o in outputs:
-            port, kind = self._port_out(o), self._kind_out(o)
-            arb = m.submodules[f"arb{o}"] = RoundRobin(len(inputs))
-            can_send = Signal(name=f"can_send{o}")
-            m.d.comb += [arb.request.eq(Cat(pending[i][o] for i in inputs)), arb.take.eq(can_send)]
-            send = Signal(name=f"send{o}")
-            m.d.comb += send.eq(can_send & arb.grant.any())
-            for k, i in enumerate(inputs):
-                g = Signal(name=f"grant{o}_{i}")
-                m.d.comb += g.eq(can_send & arb.grant[k])
-                taken[i].append((o, g))
-                with m.If(g):
-                    m.d.sync += [port.payload.body.eq(head[i].body),
-                                 port.payload.hdr.eq(hdr_out[i])]
-            c = ctr.out[o]
-            wanted = arb.request.any()
-            m.d.sync += [c.packets.eq(c.packets + send),
-                         c.stall.eq(c.stall + (wanted & ~can_send)),
-                         c.starve.eq(c.starve + (can_send & ~wanted))]
-            if kind == LINK:
-                credits = Signal(range(depth + 1), init=depth, name=f"credits{o}")
-                m.d.comb += can_send.eq(credits != 0)
-                m.d.sync += [port.valid.eq(send), credits.eq(credits - send + port.credit)]
-                overflow = Signal(name=f"overflow{o}")
-                m.d.comb += overflow.eq(port.credit & (credits == depth))
-                credit_errors.append(overflow)
-            else:
-                m.d.comb += can_send.eq(~port.valid | port.ready)
-                with m.If(send):
-                    m.d.sync += port.valid.eq(1)
-                with m.Elif(port.ready):
-                    m.d.sync += port.valid.eq(0)
+            self._output(m, o, inputs, pending, head, hdr_out, taken, credit_errors)
 
         for i in inputs:
             got = Signal(N_OUT, name=f"got{i}")
@@ -241,3 +143,115 @@ class Switch(wiring.Component):
             with m.If(Cat(credit_errors).any()):
                 m.d.sync += self.credit_error.eq(1)
         return m
+
+    def _input_buffer(self, m, i, pop, credit_errors):
+        """Input ``i``'s packet buffer: a link's by credits (an overrun is a credit error),
+        the unit's or an edge's by ready/valid through its token bucket; its counters.
+        Returns (head valid, head packet)."""
+        port, kind = self._port_in(i), self._kind_in(i)
+        buf = m.submodules[f"buf{i}"] = fifo.SyncFIFO(width=self.packet.size,
+                                                     depth=self.params.rdn_buffer_depth)
+        head = data.View(self.packet, buf.r_data)
+        m.d.comb += [buf.w_data.eq(port.payload), buf.r_en.eq(pop)]
+        c = self.counters.inp[i]
+        if kind == LINK:
+            m.d.comb += [buf.w_en.eq(port.valid), port.credit.eq(pop)]
+            m.d.sync += [c.packets.eq(c.packets + port.valid),
+                         c.starve.eq(c.starve + ~port.valid)]
+            overrun = Signal(name=f"overrun{i}")
+            m.d.comb += overrun.eq(port.valid & ~buf.w_rdy)
+            credit_errors.append(overrun)
+        else:
+            bucket = m.submodules[f"throttle{i}"] = TokenBucket()
+            m.d.comb += [
+                bucket.config.eq(self.config.throttle[i]),
+                port.ready.eq(buf.w_rdy & bucket.allow),
+                buf.w_en.eq(port.valid & port.ready),
+                bucket.take.eq(buf.w_en),
+            ]
+            m.d.sync += [
+                c.packets.eq(c.packets + buf.w_en),
+                c.stall.eq(c.stall + (port.valid & ~buf.w_rdy)),
+                c.starve.eq(c.starve + ~port.valid),
+                c.throttled.eq(c.throttled + (port.valid & buf.w_rdy & ~bucket.allow)),
+            ]
+        return buf.r_rdy, head
+
+    def _route(self, m, i, hdr, connected, exits):
+        """Route input ``i``'s head packet: dimension order (X then Y) to its coordinates,
+        or its flow's table entry. Returns (requested outputs, outgoing header, bad: the
+        packet cannot be delivered and is dropped)."""
+        p = self.params
+        req = Signal(N_OUT, name=f"req{i}")
+        hdr_out = Signal(self.packet["hdr"].shape, name=f"hdr_out{i}")
+        bad = Signal(name=f"bad{i}")
+        with m.If(hdr.dyn):
+            m.d.comb += hdr_out.eq(hdr)
+            bad_exit = Signal(name=f"bad_exit{i}")
+            # X then Y; comparisons that cannot hold here (the edge of the coordinate
+            # range) are left out rather than emitted as constants.
+            # (A grid of 2+ switches always leaves at least one step.)
+            steps = [(cond, d) for cond, d in ((_above(hdr.x, self.x), E),
+                                               (_below(hdr.x, self.x), W),
+                                               (_above(hdr.y, self.y), S),
+                                               (_below(hdr.y, self.y), N))
+                     if cond is not None]
+            for k, (cond, d) in enumerate(steps):
+                with (m.If if k == 0 else m.Elif)(cond):
+                    m.d.comb += req.eq(1 << d)
+            with m.Else():
+                # Ports beyond N_OUT shift out of `exits`: also a bad exit.
+                m.d.comb += [req.eq(Const(1, N_OUT) << hdr.port),
+                             bad_exit.eq(~(exits >> hdr.port)[0])]
+            outside = Const(0)
+            for v, top in ((hdr.x, p.cols - 1), (hdr.y, p.rows - 1)):
+                if _above(v, top) is not None:
+                    outside = outside | _above(v, top)
+            m.d.comb += bad.eq(outside | bad_exit | (req & ~connected).any())
+        with m.Else():
+            entry = Signal(route_entry_layout(p), name=f"entry{i}")
+            m.d.comb += entry.eq(self.config.table[i][hdr.flow])
+            m.d.comb += [
+                req.eq(entry.out),
+                hdr_out.eq(hdr),
+                hdr_out.flow.eq(entry.flow),
+                bad.eq(~entry.out.any() | (entry.out & ~connected).any()),
+            ]
+        return req, hdr_out, bad
+
+    def _output(self, m, o, inputs, pending, head, hdr_out, taken, credit_errors):
+        """Output ``o``: a round-robin arbiter over the inputs pending for it, the
+        registered packet, credits towards a link (an excess credit is a credit error) or
+        ready/valid to the unit or an edge; its counters. Adds its grants to ``taken``."""
+        port, kind = self._port_out(o), self._kind_out(o)
+        depth = self.params.rdn_buffer_depth
+        arb = m.submodules[f"arb{o}"] = RoundRobin(len(inputs))
+        can_send = Signal(name=f"can_send{o}")
+        m.d.comb += [arb.request.eq(Cat(pending[i][o] for i in inputs)), arb.take.eq(can_send)]
+        send = Signal(name=f"send{o}")
+        m.d.comb += send.eq(can_send & arb.grant.any())
+        for k, i in enumerate(inputs):
+            g = Signal(name=f"grant{o}_{i}")
+            m.d.comb += g.eq(can_send & arb.grant[k])
+            taken[i].append((o, g))
+            with m.If(g):
+                m.d.sync += [port.payload.body.eq(head[i].body),
+                             port.payload.hdr.eq(hdr_out[i])]
+        c = self.counters.out[o]
+        wanted = arb.request.any()
+        m.d.sync += [c.packets.eq(c.packets + send),
+                     c.stall.eq(c.stall + (wanted & ~can_send)),
+                     c.starve.eq(c.starve + (can_send & ~wanted))]
+        if kind == LINK:
+            credits = Signal(range(depth + 1), init=depth, name=f"credits{o}")
+            m.d.comb += can_send.eq(credits != 0)
+            m.d.sync += [port.valid.eq(send), credits.eq(credits - send + port.credit)]
+            overflow = Signal(name=f"overflow{o}")
+            m.d.comb += overflow.eq(port.credit & (credits == depth))
+            credit_errors.append(overflow)
+        else:
+            m.d.comb += can_send.eq(~port.valid | port.ready)
+            with m.If(send):
+                m.d.sync += port.valid.eq(1)
+            with m.Elif(port.ready):
+                m.d.sync += port.valid.eq(0)
