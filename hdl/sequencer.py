@@ -16,12 +16,13 @@ AGCUs, and wait until those AGCUs are idle and no tile unit is busy (counted in
 stops the sequencer with ``error`` set; it never hangs.
 """
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.agcu.config import agcu_args_layout, word_bits
-from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
+from hdl.memory.config import MAX_BURST, MemoryMap, mem_port_signature
+from hdl.memory.burst import block_room, cut
 from hdl.memory.reader import BurstReader
 
 from .configbus import BEAT_WORDS, COUNT_BITS, ConfigLoader, config_beat_layout
@@ -111,11 +112,8 @@ class KernelSequencer(wiring.Component):
         # Read bursts of `rd_left` beats from `rd_addr`, cut at MAX_BURST blocks.
         rd_addr = Signal(mm.addr_bits)
         rd_left = Signal(COUNT_BITS)
-        room = Signal(BURST_BITS + 1)
-        n = Signal(BURST_BITS + 1)
-        m.d.comb += [room.eq(MAX_BURST - rd_addr[:BURST_BITS]),
-                     n.eq(Mux(rd_left < room, rd_left, room)),
-                     reader.bursts.valid.eq(rd_left != 0),
+        n = cut(m, rd_left, block_room(m, rd_addr, "room"), "n")
+        m.d.comb += [reader.bursts.valid.eq(rd_left != 0),
                      reader.bursts.payload.addr.eq(rd_addr),
                      reader.bursts.payload.len.eq(n - 1)]
         with m.If(reader.bursts.valid & reader.bursts.ready):

@@ -4,7 +4,8 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap
+from hdl.memory.burst import block_room, cut
+from hdl.memory.config import MAX_BURST, MemoryMap
 
 from .config import RUN_BITS, burst_layout, segment_layout
 
@@ -53,13 +54,12 @@ class BurstSplitter(wiring.Component):
         beat = Signal(len(word) - wb)
         lo = Signal(max(1, wb))
         m.d.comb += [beat.eq(word >> wb), lo.eq(word[:wb] if wb else 0)]
-        room = Signal(range(MAX_BURST * W + 1))
-        take = Signal(RUN_BITS)
+        room = Signal(range(MAX_BURST * W + 1))       # words to the block end
+        m.d.comb += room.eq((block_room(m, beat, "room_beats") << wb) - lo)
+        take = cut(m, left, room, "take", RUN_BITS)
         end = Signal(range(MAX_BURST * W + 1))
         nbeats = Signal(range(MAX_BURST + 1))
         m.d.comb += [
-            room.eq(((MAX_BURST - beat[:BURST_BITS]) << wb) - lo),
-            take.eq(Mux(left < room, left, room)),
             end.eq(lo + take),
             nbeats.eq((end + W - 1) >> wb),
         ]

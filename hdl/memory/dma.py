@@ -4,7 +4,8 @@ from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import BURST_BITS, MAX_BURST, dma_desc_layout, mem_port_signature
+from .burst import block_room, cut
+from .config import BURST_BITS, dma_desc_layout, mem_port_signature
 from .slots import BurstSlots
 
 __all__ = ["DmaEngine"]
@@ -84,14 +85,8 @@ class DmaEngine(wiring.Component):
         m.d.comb += [ready_q.w_data.eq(slots.landed_tag), ready_q.w_en.eq(slots.landed)]
 
         # Read burst: up to the next block boundary of source and destination.
-        room_s = Signal(BURST_BITS + 1)
-        room_d = Signal(BURST_BITS + 1)
-        room = Signal(BURST_BITS + 1)
-        n = Signal(BURST_BITS + 1)
-        m.d.comb += [room_s.eq(MAX_BURST - src[:BURST_BITS]),
-                     room_d.eq(MAX_BURST - dst[:BURST_BITS]),
-                     room.eq(Mux(room_s < room_d, room_s, room_d)),
-                     n.eq(Mux(left < room, left, room))]
+        room = cut(m, block_room(m, src, "room_s"), block_room(m, dst, "room_d"), "room")
+        n = cut(m, left, room, "n")
         want_read = Signal()
         m.d.comb += want_read.eq(active & (left != 0) & slots.free)
 
