@@ -25,7 +25,7 @@ from firmware.runtime.memory import Buffer
 
 from .ir import GraphError
 
-__all__ = ["Layout", "CompiledGraph", "compile_graph"]
+__all__ = ["Layout", "CompiledGraph", "compile_graph", "LOWERINGS"]
 
 
 #: Words of each packed kind, from its kernel's shape.
@@ -116,29 +116,139 @@ class CompiledGraph:
         return {name: self.layouts[name].unpack(w) for name, w in words.items()}, counters
 
 
-def compile_graph(params, graph, alloc):
-    """Buffers from ``alloc`` (a device's allocator) and a kernel per op."""
-    if not graph.ops:
-        raise GraphError(f"graph {graph.name!r} has no ops")
-    if len(graph.ops) > MAX_LAUNCHES:
-        raise GraphError(f"graph {graph.name!r} has {len(graph.ops)} ops, a kernel each; the "
-                         f"launch list holds {MAX_LAUNCHES}")
-    gemms = {}
-    layouts = {}
-    # Operand layouts first: matmul and attention operands must be host-written (packed).
+class _Lowering:
+    """How one op kind becomes a kernel: the packed layouts it needs of its operands
+    (decided for the whole graph first), then its buffers and kernel."""
+
+    def shape(self, params, graph, op):
+        """The kernel's shape object, or None (no packed operands)."""
+        return None
+
+    def operand_layouts(self, graph, op):
+        """[(tensor, packed kind)] this op needs its operands in."""
+        return ()
+
+    def lower(self, ctx, op, shape):
+        """Allocate what the op still needs, return its compiled kernel; record the
+        layout of every tensor it fixes in ``ctx.final``."""
+        raise NotImplementedError
+
+
+class _Matmul(_Lowering):
+    def shape(self, params, graph, op):
+        a, b = (graph.tensors[n] for n in op.inputs)
+        m, k = a.shape
+        return GemmShape.of(params, m, b.shape[1], k)
+
+    def operand_layouts(self, graph, op):
+        a, b = (graph.tensors[n] for n in op.inputs)
+        return ((a, "gemm_a"), (b, "gemm_b"))
+
+    def lower(self, ctx, op, s):
+        a, b = (ctx.graph.tensors[n] for n in op.inputs)
+        out = ctx.graph.tensors[op.output]
+        for t, words in ((a, s.a_words), (b, s.b_words)):
+            if t.name not in ctx.buffers:
+                ctx.buffer(t, words)
+        c = ctx.buffer(out, s.c_words)
+        g = compile_gemm(ctx.params, s.m, s.n, s.k, a=ctx.buffers[a.name],
+                         b=ctx.buffers[b.name], c=c, relu=op.attrs["relu"],
+                         bf16=op.attrs["bf16"])
+        for t, kind in ((a, "gemm_a"), (b, "gemm_b"), (out, "gemm_c")):
+            ctx.final.setdefault(t.name, Layout(kind, t.shape, g))
+        return g
+
+
+class _ScaleBias(_Lowering):
+    def lower(self, ctx, op, _):
+        x, out = ctx.graph.tensors[op.inputs[0]], ctx.graph.tensors[op.output]
+        lay = ctx.final[x.name]
+        if lay.kind in ("gemm_a", "gemm_b"):
+            raise GraphError(f"{op.name}: input {x.name!r} is a packed GEMM operand")
+        y = ctx.buffer(out, lay.words)
+        kern = compile_scale_bias(ctx.params, lay.words, x=ctx.buffers[x.name], y=y,
+                                  scale=op.attrs["scale"], bias=op.attrs["bias"],
+                                  relu=op.attrs["relu"])
+        ctx.final[out.name] = Layout(lay.kind, out.shape, lay.gemm)
+        return kern
+
+
+class _Softmax(_Lowering):
+    def lower(self, ctx, op, _):
+        x, out = ctx.graph.tensors[op.inputs[0]], ctx.graph.tensors[op.output]
+        lay = ctx.final[x.name]
+        if lay.kind not in ("flat", *_RESULTS):
+            raise GraphError(f"{op.name}: input {x.name!r} is a packed operand")
+        rows, n = x.shape
+        y = ctx.buffer(out, rows * n)
+        kern = compile_softmax(ctx.params, rows, n, x=ctx.buffers[x.name], y=y,
+                               x_stride=lay.row_stride, scale=op.attrs["scale"])
+        ctx.final[out.name] = Layout("flat", out.shape)
+        return kern
+
+
+class _Attention(_Lowering):
+    def shape(self, params, graph, op):
+        return AttentionShape.of(params, *graph.tensors[op.inputs[0]].shape)
+
+    def operand_layouts(self, graph, op):
+        return tuple((graph.tensors[n], f"attn_{r}") for n, r in zip(op.inputs, "qkv"))
+
+    def lower(self, ctx, op, sh):
+        q, k, v = (ctx.graph.tensors[n] for n in op.inputs)
+        out, buffers = ctx.graph.tensors[op.output], ctx.buffers
+        if q.name not in buffers:
+            ctx.buffer(q, sh.q_words)
+        # K^T then V in one buffer: the kernel's AGCU streams both with one access.
+        if k.name not in buffers and v.name not in buffers and k.region == v.region:
+            kv = ctx.alloc.alloc(k.region, sh.kv_words, f"{k.name}+{v.name}")
+            buffers[k.name] = Buffer(k.region, kv.addr, sh.k_words, k.name)
+            buffers[v.name] = Buffer(v.region, kv.addr + sh.k_words, sh.v_words, v.name)
+        kv = buffers.get(k.name)
+        if kv is None or buffers.get(v.name) is None or \
+                buffers[v.name].addr != kv.addr + sh.k_words:
+            raise GraphError(f"{op.name}: k {k.name!r} and v {v.name!r} must be inputs "
+                             f"of one region used by this attention only (one buffer "
+                             f"holds both)")
+        o = ctx.buffer(out, sh.o_words)
+        kern = compile_attention(ctx.params, *q.shape, q=buffers[q.name],
+                                 kv=Buffer(k.region, kv.addr, sh.kv_words, "kv"), o=o)
+        for t, kind in ((q, "attn_q"), (k, "attn_k"), (v, "attn_v"), (out, "attn_o")):
+            ctx.final.setdefault(t.name, Layout(kind, t.shape, kern))
+        return kern
+
+
+#: The lowering of each op kind of the IR.
+LOWERINGS = {"matmul": _Matmul(), "scale_bias": _ScaleBias(), "softmax": _Softmax(),
+             "attention": _Attention()}
+
+
+@dataclass
+class _Context:
+    """What lowering a graph builds up: buffers and final layouts by tensor name."""
+    params: object
+    graph: object
+    alloc: object
+    buffers: dict
+    final: dict
+
+    def buffer(self, t, words):
+        # A row-major result is read by whole vectors per row (softmax): the last row
+        # may reach past the tensor's words.
+        self.buffers[t.name] = self.alloc.alloc(t.region, words + self.params.pcu_lanes, t.name)
+        return self.buffers[t.name]
+
+
+def _operand_layouts(params, graph):
+    """The kernel shape of every op, and the one packed layout each operand is used in:
+    matmul and attention operands must be host-written (packed)."""
+    shapes, layouts = {}, {}
     for op in graph.ops:
-        if op.kind == "matmul":
-            a, b = (graph.tensors[n] for n in op.inputs)
-            m, k = a.shape
-            n = b.shape[1]
-            gemms[op.name] = GemmShape.of(params, m, n, k)
-            roles = ((a, "gemm_a"), (b, "gemm_b"))
-        elif op.kind == "attention":
-            gemms[op.name] = AttentionShape.of(params, *graph.tensors[op.inputs[0]].shape)
-            roles = tuple((graph.tensors[n], f"attn_{r}") for n, r in zip(op.inputs, "qkv"))
-        else:
-            continue
-        for t, kind in roles:
+        low = LOWERINGS.get(op.kind)
+        if low is None:
+            raise GraphError(f"{op.name}: unknown op kind {op.kind!r}")
+        shapes[op.name] = low.shape(params, graph, op)
+        for t, kind in low.operand_layouts(graph, op):
             if t.producer is not None:
                 raise GraphError(f"{op.name}: operand {t.name!r} is computed on the device "
                                  f"(by {t.producer}); the {op.kind} operand layout needs a "
@@ -148,78 +258,22 @@ def compile_graph(params, graph, alloc):
                 raise GraphError(f"{op.name}: input {t.name!r} is used as {prev[0]} by "
                                  f"{prev[1]} and as {kind} here; one buffer has one layout")
             layouts.setdefault(t.name, (kind, op.name))
-    buffers = {}
-    slack = params.pcu_lanes
+    return shapes, layouts
 
-    def buffer(t, words):
-        # A row-major result is read by whole vectors per row (softmax): the last row
-        # may reach past the tensor's words.
-        buffers[t.name] = alloc.alloc(t.region, words + slack, t.name)
-        return buffers[t.name]
 
-    final, kernels = {}, []
+def compile_graph(params, graph, alloc):
+    """Buffers from ``alloc`` (a device's allocator) and a kernel per op (its
+    :data:`LOWERINGS` entry)."""
+    if not graph.ops:
+        raise GraphError(f"graph {graph.name!r} has no ops")
+    if len(graph.ops) > MAX_LAUNCHES:
+        raise GraphError(f"graph {graph.name!r} has {len(graph.ops)} ops, a kernel each; the "
+                         f"launch list holds {MAX_LAUNCHES}")
+    shapes, layouts = _operand_layouts(params, graph)
+    ctx = _Context(params, graph, alloc, {}, {})
     for t in graph.inputs:
         if t.name not in layouts:
-            final[t.name] = Layout("flat", t.shape)
-            buffer(t, final[t.name].words)
-    for op in graph.ops:
-        out = graph.tensors[op.output]
-        if op.kind == "matmul":
-            s = gemms[op.name]
-            a, b = (graph.tensors[n] for n in op.inputs)
-            for t, words in ((a, s.a_words), (b, s.b_words)):
-                if t.name not in buffers:
-                    buffer(t, words)
-            c = buffer(out, s.c_words)
-            g = compile_gemm(params, s.m, s.n, s.k, a=buffers[a.name], b=buffers[b.name],
-                             c=c, relu=op.attrs["relu"], bf16=op.attrs["bf16"])
-            for t, kind in ((a, "gemm_a"), (b, "gemm_b"), (out, "gemm_c")):
-                final.setdefault(t.name, Layout(kind, t.shape, g))
-            kernels.append((op, g))
-        elif op.kind == "scale_bias":
-            x = graph.tensors[op.inputs[0]]
-            lay = final[x.name]
-            if lay.kind in ("gemm_a", "gemm_b"):
-                raise GraphError(f"{op.name}: input {x.name!r} is a packed GEMM operand")
-            y = buffer(out, lay.words)
-            kern = compile_scale_bias(params, lay.words, x=buffers[x.name], y=y,
-                                      scale=op.attrs["scale"], bias=op.attrs["bias"],
-                                      relu=op.attrs["relu"])
-            final[out.name] = Layout(lay.kind, out.shape, lay.gemm)
-            kernels.append((op, kern))
-        elif op.kind == "softmax":
-            x = graph.tensors[op.inputs[0]]
-            lay = final[x.name]
-            if lay.kind not in ("flat", *_RESULTS):
-                raise GraphError(f"{op.name}: input {x.name!r} is a packed operand")
-            rows, n = x.shape
-            y = buffer(out, rows * n)
-            kern = compile_softmax(params, rows, n, x=buffers[x.name], y=y,
-                                   x_stride=lay.row_stride, scale=op.attrs["scale"])
-            final[out.name] = Layout("flat", out.shape)
-            kernels.append((op, kern))
-        elif op.kind == "attention":
-            sh = gemms[op.name]
-            q, k, v = (graph.tensors[n] for n in op.inputs)
-            if q.name not in buffers:
-                buffer(q, sh.q_words)
-            # K^T then V in one buffer: the kernel's AGCU streams both with one access.
-            if k.name not in buffers and v.name not in buffers and k.region == v.region:
-                kv = alloc.alloc(k.region, sh.kv_words, f"{k.name}+{v.name}")
-                buffers[k.name] = Buffer(k.region, kv.addr, sh.k_words, k.name)
-                buffers[v.name] = Buffer(v.region, kv.addr + sh.k_words, sh.v_words, v.name)
-            kv = buffers.get(k.name)
-            if kv is None or buffers.get(v.name) is None or \
-                    buffers[v.name].addr != kv.addr + sh.k_words:
-                raise GraphError(f"{op.name}: k {k.name!r} and v {v.name!r} must be inputs "
-                                 f"of one region used by this attention only (one buffer "
-                                 f"holds both)")
-            o = buffer(out, sh.o_words)
-            kern = compile_attention(params, *q.shape, q=buffers[q.name],
-                                     kv=Buffer(k.region, kv.addr, sh.kv_words, "kv"), o=o)
-            for t, kind in ((q, "attn_q"), (k, "attn_k"), (v, "attn_v"), (out, "attn_o")):
-                final.setdefault(t.name, Layout(kind, t.shape, kern))
-            kernels.append((op, kern))
-        else:
-            raise GraphError(f"{op.name}: unknown op kind {op.kind!r}")
-    return CompiledGraph(graph, buffers, final, kernels)
+            ctx.final[t.name] = Layout("flat", t.shape)
+            ctx.buffer(t, ctx.final[t.name].words)
+    kernels = [(op, LOWERINGS[op.kind].lower(ctx, op, shapes[op.name])) for op in graph.ops]
+    return CompiledGraph(graph, ctx.buffers, ctx.final, kernels)
