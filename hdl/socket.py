@@ -16,7 +16,8 @@ from .rdn.config import COUNTER_BITS, E, W, switch_counters_layout
 from .sequencer import KernelSequencer, SeqError
 from .tile import ConfigUnit, Tile, config_units
 
-__all__ = ["agcu_position", "socket_config_units", "counters_layout", "Socket"]
+__all__ = ["agcu_position", "socket_config_units", "counters_layout", "host_registers",
+           "host_port", "Socket"]
 
 
 def agcu_position(params, k):
@@ -64,6 +65,38 @@ def counters_layout(params):
     return data.StructLayout(fields)
 
 
+def host_registers(params):
+    """The socket's registers as the host sees them: {name: wiring member} (``In`` the
+    host writes, ``Out`` it reads; ``.array(k)`` one per unit). The socket's ports and the
+    RTL device's accesses (:func:`host_port`) both come from here."""
+    mm = MemoryMap(params)
+    n, a = params.rows * params.cols, params.agcus
+    return {
+        "go": In(1), "launches": In(mm.addr_bits), "count": In(16), "timeout": In(32),
+        "busy": Out(1), "error": Out(SeqError),
+        "unit_busy": Out(n), "agcu_busy": Out(a),
+        "fault": Out(a), "fault_addr": Out(32).array(a),
+        "dma_busy": Out(1), "dma_error": Out(1),
+        "counters": Out(counters_layout(params)),
+        "vec_counters": Out(switch_counters_layout()).array(n),
+        "sca_counters": Out(switch_counters_layout()).array(n),
+        "decode_error": Out(1), "credit_error": Out(2 * n),
+    }
+
+
+def host_port(params, name, index=None):
+    """The flat port name of host register ``name`` (element ``index`` of an array):
+    what the generated Verilog calls it (``fault_addr__1``)."""
+    regs = host_registers(params)
+    if name not in regs:
+        raise KeyError(f"no host register {name!r}; the socket has {', '.join(regs)}")
+    count = regs[name].dimensions[0] if regs[name].dimensions else None
+    if (index is None) != (count is None) or (count is not None and not 0 <= index < count):
+        raise IndexError(f"host register {name!r}: " + (f"index 0 .. {count - 1}, not {index!r}"
+                                                          if count else "is not an array"))
+    return name if index is None else f"{name}__{index}"
+
+
 class Socket(wiring.Component):
     """The whole machine behind its host interface.
 
@@ -88,20 +121,12 @@ class Socket(wiring.Component):
         self.params = params
         self.mem = MemorySystem(params)
         mm = self.map = MemoryMap(params)
-        n, a = params.rows * params.cols, params.agcus
-        members = {
-            "go": In(1), "launches": In(mm.addr_bits), "count": In(16), "timeout": In(32),
-            "busy": Out(1), "error": Out(SeqError),
-            "unit_busy": Out(n), "agcu_busy": Out(a),
-            "fault": Out(a), "fault_addr": Out(32).array(a),
-            "host": In(mem_port_signature(mm.addr_bits, mm.words)),
-            "dma": In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
-            "dma_busy": Out(1), "dma_error": Out(1),
-            "counters": Out(counters_layout(params)),
-            "vec_counters": Out(switch_counters_layout()).array(n),
-            "sca_counters": Out(switch_counters_layout()).array(n),
-            "decode_error": Out(1), "credit_error": Out(2 * n),
-        }
+        members = {}
+        for name, member in host_registers(params).items():
+            members[name] = member
+            if name == "fault_addr":        # (port order as before the register map)
+                members["host"] = In(mem_port_signature(mm.addr_bits, mm.words))
+                members["dma"] = In(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words)))
         for r in mm.regions:
             members[r.name] = self.mem.signature.members[r.name]
         super().__init__(members)

@@ -9,7 +9,7 @@ cycles, read back from the counters.
 
 from hdl.rdn.config import switch_counters_layout
 from hdl.sequencer import SeqError
-from hdl.socket import counters_layout
+from hdl.socket import counters_layout, host_port
 from hdl.tile import is_pcu
 
 from .device import Device, DeviceError, LoadedProgram
@@ -37,6 +37,10 @@ class RtlDevice(Device):
         super().__init__(params)
         self.tb, self.image = tb, image
 
+    def _reg(self, name, index=None):
+        """The testbench handle of host register ``name`` (``hdl.socket.host_registers``)."""
+        return self.tb.port(host_port(self.params, name, index))
+
     async def _store(self, addr, words):
         await self.image.write(self.tb, addr, words)
 
@@ -52,26 +56,26 @@ class RtlDevice(Device):
         self._check_launches(launches)
         await self.write(self.launch_area, launch_words(self.params, launches))
         tb = self.tb
-        tb.port("launches").value = self.launch_area.addr // self.map.words
-        tb.port("count").value = len(launches)
-        tb.port("timeout").value = kernel_timeout
+        self._reg("launches").value = self.launch_area.addr // self.map.words
+        self._reg("count").value = len(launches)
+        self._reg("timeout").value = kernel_timeout
         await tb.cycles(2)
-        tb.port("go").value = 1
+        self._reg("go").value = 1
         await tb.cycles(1)
-        tb.port("go").value = 0
+        self._reg("go").value = 0
         await tb.cycles(4)
         waited = 0
-        while int(tb.port("busy").value):
+        while int(self._reg("busy").value):
             if waited >= timeout_cycles:
                 raise DeviceError(f"the sequencer is still busy after {timeout_cycles} cycles")
             await tb.cycles(poll)
             waited += poll
-        err = SeqError(int(tb.port("error").value))
+        err = SeqError(int(self._reg("error").value))
         if err != SeqError.NONE:
             if err == SeqError.FAULT:
-                faults = int(tb.port("fault").value)
+                faults = int(self._reg("fault").value)
                 detail = "; " + ", ".join(
-                    f"AGCU {k} at segment word {int(tb.port(f'fault_addr__{k}').value)}"
+                    f"AGCU {k} at segment word {int(self._reg('fault_addr', k).value)}"
                     for k in range(self.params.agcus) if faults >> k & 1)
             else:
                 detail = "; still busy: " + (", ".join(self._busy()) or "nothing")
@@ -80,8 +84,8 @@ class RtlDevice(Device):
 
     def _busy(self):
         """Names of the units and AGCUs busy now."""
-        p, tb = self.params, self.tb
-        units, agcus = int(tb.port("unit_busy").value), int(tb.port("agcu_busy").value)
+        p = self.params
+        units, agcus = int(self._reg("unit_busy").value), int(self._reg("agcu_busy").value)
         names = [f"{'PCU' if is_pcu(r, c) else 'PMU'} ({r},{c})"
                  for r in range(p.rows) for c in range(p.cols)
                  if units >> (r * p.cols + c) & 1]
@@ -90,10 +94,10 @@ class RtlDevice(Device):
     async def counters(self):
         """Every counter: ``counters_layout`` fields, and ``vec`` / ``sca``: per switch
         (row-major) its port counters."""
-        out = decode(counters_layout(self.params), int(self.tb.port("counters").value))
+        out = decode(counters_layout(self.params), int(self._reg("counters").value))
         n = self.params.rows * self.params.cols
         for fabric in ("vec", "sca"):
             out[fabric] = [decode(switch_counters_layout(),
-                                  int(self.tb.port(f"{fabric}_counters__{k}").value))
+                                  int(self._reg(f"{fabric}_counters", k).value))
                            for k in range(n)]
         return out
