@@ -8,7 +8,7 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.agcu.agcu import Agcu
+from hdl.agcu.agcu import Agcu, agcu_status_signature
 from hdl.agcu.config import agcu_args_layout, agcu_config_layout
 from hdl.memory.channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
 from hdl.memory.config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
@@ -29,8 +29,8 @@ class MemorySystem(wiring.Component):
     agcu_config[k], agcu_offset[k], agcu_start[k] : In   AGCU k's program, arguments
                                           (segment offsets of its load and store streams)
                                           and start pulse.
-    agcu_busy[k], agcu_done[k], agcu_fault[k], agcu_fault_addr[k], agcu_bursts[k],
-    agcu_cycles[k], agcu_reordered[k] : Out   its status (see :class:`hdl.agcu.agcu.Agcu`).
+    agcu_status[k] : Out(agcu_status_signature())   its status (see
+                                              :class:`hdl.agcu.agcu.Agcu`).
     vout[k], vin[k] : stream                 its RDN side (vector packets).
     host : In(mem_port_signature)         the host's end of the host link.
     seq : In(mem_port_signature)          the kernel sequencer's port (launch records and
@@ -61,9 +61,7 @@ class MemorySystem(wiring.Component):
             "dma_cycles": Out(32),
             "decode_error": Out(1), "decode_addr": Out(mm.addr_bits),
         }
-        for name, width in (("busy", 1), ("done", 32), ("fault", 1), ("fault_addr", 32),
-                            ("bursts", 32), ("cycles", 32), ("reordered", 32)):
-            members[f"agcu_{name}"] = Out(width).array(a)
+        members["agcu_status"] = Out(agcu_status_signature()).array(a)
         for r in mm.regions:
             members[r.name] = Out(dram_signature(beat_addr_bits(r.beats // r.channels),
                                                  mm.words)).array(r.channels)
@@ -96,8 +94,7 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, wiring.flipped(self.vin[k]), u.vin)
             m.d.comb += [u.config.eq(self.agcu_config[k]), u.offset.eq(self.agcu_offset[k]),
                          u.start.eq(self.agcu_start[k])]
-            for name in ("busy", "done", "fault", "fault_addr", "bursts", "cycles", "reordered"):
-                m.d.comb += getattr(self, f"agcu_{name}")[k].eq(getattr(u, name))
+            wiring.connect(m, u.status, wiring.flipped(self.agcu_status[k]))
         dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,
                                            beats=mm.beats, tags=p.dma_tags)
         wiring.connect(m, wiring.flipped(self.dma), dma.desc)

@@ -173,15 +173,16 @@ class Socket(wiring.Component):
         m.d.comb += [tile.start.eq(seq.tile_start), seq.tile_busy.eq(tile.busy),
                      self.unit_busy.eq(tile.busy)]
         for k in range(a):
+            status = mem.agcu_status[k]
             m.d.comb += [mem.agcu_start[k].eq(seq.agcu_start[k]),
                          mem.agcu_offset[k].eq(seq.agcu_offset[k]),
-                         seq.agcu_busy[k].eq(mem.agcu_busy[k]),
-                         self.agcu_busy[k].eq(mem.agcu_busy[k]),
-                         seq.agcu_fault[k].eq(mem.agcu_fault[k]),
-                         self.fault[k].eq(mem.agcu_fault[k]),
-                         self.fault_addr[k].eq(mem.agcu_fault_addr[k])]
+                         seq.agcu_busy[k].eq(status.busy),
+                         self.agcu_busy[k].eq(status.busy),
+                         seq.agcu_fault[k].eq(status.fault),
+                         self.fault[k].eq(status.fault),
+                         self.fault_addr[k].eq(status.fault_addr)]
             for name in ("done", "bursts", "cycles", "reordered"):
-                m.d.comb += getattr(ctr.agcu[k], name).eq(getattr(mem, f"agcu_{name}")[k])
+                m.d.comb += getattr(ctr.agcu[k], name).eq(getattr(status, name))
 
         # AGCUs on the edge ports of the vector fabric; other edge ports are closed.
         attached = {agcu_position(p, k): k for k in range(a)}

@@ -273,9 +273,9 @@ async def _start_agcu(tb, k, config):
 
 
 async def _agcu_finish(tb, k, timeout):
-    await until(tb, lambda: not _port(tb, f"agcu_busy__{k}"), timeout=timeout, step=32,
+    await until(tb, lambda: not _port(tb, f"agcu_status__{k}__busy"), timeout=timeout, step=32,
                 what=f"AGCU {k} to finish")
-    assert _port(tb, f"agcu_done__{k}") == 1
+    assert _port(tb, f"agcu_status__{k}__done") == 1
 
 
 def _packets(params, words):
@@ -327,7 +327,7 @@ async def _agcu_case(tb, params, img, rng, name, args):
     cycles, _ = await tb.run(timeout_cycles=50 * len(idx) + 20000)
     for k in range(2):
         await _agcu_finish(tb, k, timeout=20000)
-        assert not _port(tb, f"agcu_fault__{k}"), f"{name}: AGCU {k} faulted"
+        assert not _port(tb, f"agcu_status__{k}__fault"), f"{name}: AGCU {k} faulted"
     got = unpack(vector_packet_layout(params), await tb.dump("vout__0"))
     want = _packets(params, before[0][1][segs[0].base - before[0][0] + idx])
     want = unpack(vector_packet_layout(params), want)
@@ -342,9 +342,9 @@ async def _agcu_case(tb, params, img, rng, name, args):
     bad = np.nonzero(have != expect)[0]
     assert not len(bad), (f"{name}: written memory differs at {len(bad)} words, first at "
                           f"segment word {bad[0] - (segs[1].base - lo)}")
-    bursts = [_port(tb, f"agcu_bursts__{k}") for k in range(2)]
+    bursts = [_port(tb, f"agcu_status__{k}__bursts") for k in range(2)]
     return {"words": len(idx), "packets": npk, "cycles": cycles, "bursts": bursts,
-            "reordered": _port(tb, "agcu_reordered__0"), "runs": prog.words // prog.run}
+            "reordered": _port(tb, "agcu_status__0__reordered"), "runs": prog.words // prog.run}
 
 
 @cocotb.test()
@@ -386,9 +386,9 @@ async def agcu_fault(dut):
     await tb.run(timeout_cycles=20000)
     for k in range(2):
         await _agcu_finish(tb, k, timeout=20000)
-        assert _port(tb, f"agcu_fault__{k}") == 1, f"AGCU {k}: no fault"
-        assert _port(tb, f"agcu_fault_addr__{k}") == 200, \
-            f"AGCU {k}: fault address {_port(tb, f'agcu_fault_addr__{k}')}, want 200"
+        assert _port(tb, f"agcu_status__{k}__fault") == 1, f"AGCU {k}: no fault"
+        assert _port(tb, f"agcu_status__{k}__fault_addr") == 200, \
+            f"AGCU {k}: fault address {_port(tb, f'agcu_status__{k}__fault_addr')}, want 200"
     have = await img.read(tb, lo, n)
     expect = vals.copy()
     rows_in = [r for r in range(10) if r * 32 + 16 <= 200]
@@ -433,6 +433,6 @@ async def agcu_bandwidth(dut):
         else:
             got = unpack(vector_packet_layout(params), await tb.dump(f"vout__{k}"))
             assert (got["body.data"].reshape(-1)[:n] == data[k]).all(), f"AGCU {k} read"
-    cycles = max(_port(tb, f"agcu_cycles__{k}") for k in range(A))
+    cycles = max(_port(tb, f"agcu_status__{k}__cycles") for k in range(A))
     write_outputs(bytes=4 * n * A, cycles=cycles,
-                  per_agcu_cycles=[_port(tb, f"agcu_cycles__{k}") for k in range(A)])
+                  per_agcu_cycles=[_port(tb, f"agcu_status__{k}__cycles") for k in range(A)])

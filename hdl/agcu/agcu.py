@@ -14,7 +14,17 @@ from .config import agcu_args_layout, agcu_config_layout, burst_layout
 from .pack import Packer, Unpacker
 from .splitter import BurstSplitter
 
-__all__ = ["Agcu"]
+__all__ = ["agcu_status_signature", "Agcu"]
+
+
+def agcu_status_signature():
+    """What an AGCU reports (the AGCU's ``status``, the memory system's ``agcu_status[k]``,
+    read by the sequencer, the socket's registers and its counters): ``busy``, ``done``
+    (finished starts), ``fault`` / ``fault_addr``, ``bursts``, ``cycles``, ``reordered``."""
+    return wiring.Signature({
+        "busy": Out(1), "done": Out(32), "fault": Out(1), "fault_addr": Out(signed(32)),
+        "bursts": Out(32), "cycles": Out(32), "reordered": Out(32),
+    })
 
 
 class Agcu(wiring.Component):
@@ -51,9 +61,7 @@ class Agcu(wiring.Component):
         super().__init__({
             "config": In(agcu_config_layout(params)),
             "offset": In(agcu_args_layout(params)),
-            "start": In(1), "busy": Out(1), "done": Out(32),
-            "fault": Out(1), "fault_addr": Out(signed(32)),
-            "bursts": Out(32), "cycles": Out(32), "reordered": Out(32),
+            "start": In(1), "status": Out(agcu_status_signature()),
             "vout": Out(stream.Signature(vector_packet_layout(params))),
             "vin": In(stream.Signature(vector_packet_layout(params))),
             "net": Out(mem_port_signature(mm.addr_bits, mm.words)),
@@ -66,12 +74,12 @@ class Agcu(wiring.Component):
         bl = burst_layout(p)
         busy = Signal()
         begin = Signal()
-        m.d.comb += [begin.eq(self.start & ~busy), self.busy.eq(busy)]
+        m.d.comb += [begin.eq(self.start & ~busy), self.status.busy.eq(busy)]
 
         bqs, parts = self._address_streams(m, begin, bl)
         (lsplit, lchain), (ssplit, schain) = parts
-        m.d.comb += [self.fault.eq(lsplit.fault | ssplit.fault),
-                     self.fault_addr.eq(Mux(lsplit.fault, lsplit.fault_addr, ssplit.fault_addr))]
+        m.d.comb += [self.status.fault.eq(lsplit.fault | ssplit.fault),
+                     self.status.fault_addr.eq(Mux(lsplit.fault, lsplit.fault_addr, ssplit.fault_addr))]
         lhead = data.View(bl, bqs["load"].r_data)
         shead = data.View(bl, bqs["store"].r_data)
 
@@ -99,13 +107,13 @@ class Agcu(wiring.Component):
             wiring.connect(m, reader.req, wiring.flipped(net.req))
         sent = net.req.valid & net.req.ready
         with m.If(sent):
-            m.d.sync += [issued.eq(issued + 1), self.bursts.eq(self.bursts + 1)]
+            m.d.sync += [issued.eq(issued + 1), self.status.bursts.eq(self.status.bursts + 1)]
             with m.If(write_req):
                 m.d.comb += wq.r_en.eq(1)
                 m.d.sync += [wphase.eq(1), wleft.eq(wnext.len)]
 
         with m.If(reader.reordered):
-            m.d.sync += self.reordered.eq(self.reordered + 1)
+            m.d.sync += self.status.reordered.eq(self.status.reordered + 1)
         # A load burst can drain in the cycle a store burst is acknowledged.
         m.d.sync += finished.eq(finished + reader.drained + reader.acked)
 
@@ -115,7 +123,7 @@ class Agcu(wiring.Component):
         with m.If(begin):
             m.d.sync += [busy.eq(1), issued.eq(0), finished.eq(0)]
         with m.Elif(busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+            m.d.sync += self.status.cycles.eq(self.status.cycles + 1)
             # FIFO levels, not r_rdy: a buffered FIFO holds an entry a cycle before it
             # shows it.
             quiet = (~lchain.busy & ~schain.busy & lsplit.idle & ssplit.idle &
@@ -123,7 +131,7 @@ class Agcu(wiring.Component):
                      (bqs["store"].level == 0) & (wq.level == 0) & ~wphase &
                      (issued == finished) & ~packer.busy)
             with m.If(quiet):
-                m.d.sync += [busy.eq(0), self.done.eq(self.done + 1)]
+                m.d.sync += [busy.eq(0), self.status.done.eq(self.status.done + 1)]
         return m
 
     def _address_streams(self, m, begin, bl):
