@@ -10,6 +10,8 @@ from hdl.socket import Socket, host_port, host_registers
 SMALL = PRESETS["small"]
 
 
+# The socket is built for its signature only, never elaborated.
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_socket_ports_are_the_register_map():
     regs = host_registers(SMALL)
     members = Socket(SMALL).signature.members
