@@ -35,6 +35,7 @@ __all__ = [
     "i32_add", "i32_mul", "i32_lt", "shl", "shr", "select",
     "fp32_cmp", "fp32_to_bf16", "bf16_to_fp32", "exp2", "rcp", "rsqrt",
     "InterpTable", "TABLES", "to_bits", "from_bits", "to_bits16", "from_bits16",
+    "OP_REFERENCE", "op_reference",
 ]
 
 #: Documented worst-case error of exp2, rcp and rsqrt, in FP32 ulp of the exact result.
@@ -321,3 +322,54 @@ def exp2(x):
     out = np.where(big, np.where(s == 1, 0, INF32), out)
     out = np.where((e == 255) & (f != 0), QNAN32, out)
     return out.astype(np.uint32)
+
+
+# --- one reference per opcode name ------------------------------------------------------
+
+def _lo16(x):
+    return (np.asarray(x, np.uint32) & 0xFFFF).astype(np.uint16)
+
+
+#: The reference of every opcode the hardware's op enums name (``hdl.pcu.alu.AluOp``, the
+#: FPU demo's ``hdl.numerics.fpu.FpuOp``): name -> f(a, b, c) on uint32 arrays. Written
+#: once; :func:`op_reference` dispatches any of those enums through it.
+OP_REFERENCE = {
+    "PASS": lambda a, b, c: a,
+    "FMA": lambda a, b, c: simd_fma(a, b, c),
+    "FMA_BF16": lambda a, b, c: fp32_fma_bf16(_lo16(a), _lo16(b), c),
+    "ADD": lambda a, b, c: fp32_add(a, b),
+    "SUB": lambda a, b, c: fp32_sub(a, b),
+    "MUL": lambda a, b, c: fp32_mul(a, b),
+    "MAX": lambda a, b, c: fp32_max(a, b),
+    "MIN": lambda a, b, c: fp32_min(a, b),
+    "CMP_EQ": lambda a, b, c: fp32_cmp(a, b, CmpOp.EQ),
+    "CMP_LT": lambda a, b, c: fp32_cmp(a, b, CmpOp.LT),
+    "CMP_LE": lambda a, b, c: fp32_cmp(a, b, CmpOp.LE),
+    "SELECT": lambda a, b, c: select(c, a, b),
+    "AND": lambda a, b, c: a & b,
+    "OR": lambda a, b, c: a | b,
+    "XOR": lambda a, b, c: a ^ b,
+    "SHL": lambda a, b, c: shl(a, b),
+    "SHR": lambda a, b, c: shr(a, b),
+    "IADD": lambda a, b, c: i32_add(a, b),
+    "IMUL": lambda a, b, c: i32_mul(a, b),
+    "ILT": lambda a, b, c: i32_lt(a, b),
+    "TO_BF16": lambda a, b, c: fp32_to_bf16(a).astype(np.uint32),
+    "FROM_BF16": lambda a, b, c: bf16_to_fp32(_lo16(a)),
+    "EXP2": lambda a, b, c: exp2(a),
+    "RCP": lambda a, b, c: rcp(a),
+    "RSQRT": lambda a, b, c: rsqrt(a),
+}
+
+
+def op_reference(op_enum, op, a, b, c):
+    """Bit-exact results of opcodes ``op`` (an array of ``op_enum`` values) on uint32
+    operands, each through its :data:`OP_REFERENCE` entry."""
+    op, a, b, c = (np.asarray(x, np.uint32) for x in (op, a, b, c))
+    a, b, c = (np.broadcast_to(x, op.shape) for x in (a, b, c))
+    out = np.zeros(op.shape, dtype=np.uint32)
+    for member in op_enum:
+        sel = op == member.value
+        if sel.any():
+            out[sel] = OP_REFERENCE[member.name](a[sel], b[sel], c[sel])
+    return out

@@ -54,3 +54,27 @@ def test_alu_every_op_bit_exact(stall):
         pytest.fail(f"{bad.size} mismatches (seed {SEED}); first: {AluOp(int(op[i])).name}"
                     f"({a[i]:#x}, {b[i]:#x}, {c[i]:#x}) = {got[i]:#x}, expected {want[i]:#x}")
     assert set(op.tolist()) == {o.value for o in AluOp}
+
+
+def test_one_reference_and_comparator_table_serve_every_op_enum():
+    """Each opcode of the PCU ALU and of the FPU demo is dispatched through the one
+    name-keyed reference table, and shared names mean the same comparator op."""
+    import numpy as np
+
+    import firmware.numerics as N
+    from hdl.numerics.compare import CMP_BY_NAME, comparator_ops
+    from hdl.numerics.fpu import FpuOp
+    from hdl.pcu.alu import AluOp
+    for enum_cls in (AluOp, FpuOp):
+        missing = [m.name for m in enum_cls if m.name not in N.OP_REFERENCE]
+        assert not missing, f"{enum_cls.__name__}: no reference for {missing}"
+        cmp = comparator_ops(enum_cls)
+        assert {m.name for m in cmp} == set(CMP_BY_NAME), enum_cls
+    a = N.to_bits(np.float32([1.5, -2.0, 3.0]))
+    b = N.to_bits(np.float32([0.5, 4.0, -1.0]))
+    for name in ("ADD", "SUB", "MUL", "MAX", "MIN", "CMP_LT"):
+        got_alu = N.op_reference(AluOp, np.full(3, AluOp[name].value), a, b, a)
+        got_fpu = N.op_reference(FpuOp, np.full(3, FpuOp[name].value), a, b, a)
+        assert np.array_equal(got_alu, got_fpu), name
+    assert np.array_equal(N.op_reference(AluOp, np.full(3, AluOp.ADD.value), a, b, a),
+                          N.fp32_add(a, b))

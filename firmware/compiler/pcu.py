@@ -33,34 +33,7 @@ class PcuProgramError(ValueError):
 
 def alu_reference(op, a, b, c):
     """Bit-exact result of ``AluOp`` ``op`` (array of opcodes) on uint32 operands."""
-    op, a, b, c = (np.asarray(x, np.uint32) for x in (op, a, b, c))
-    table = {
-        AluOp.PASS: lambda: a,
-        AluOp.FMA: lambda: N.simd_fma(a, b, c),
-        AluOp.ADD: lambda: N.fp32_add(a, b),
-        AluOp.SUB: lambda: N.fp32_sub(a, b),
-        AluOp.MUL: lambda: N.fp32_mul(a, b),
-        AluOp.MAX: lambda: N.fp32_max(a, b),
-        AluOp.MIN: lambda: N.fp32_min(a, b),
-        AluOp.CMP_EQ: lambda: N.fp32_cmp(a, b, N.CmpOp.EQ),
-        AluOp.CMP_LT: lambda: N.fp32_cmp(a, b, N.CmpOp.LT),
-        AluOp.CMP_LE: lambda: N.fp32_cmp(a, b, N.CmpOp.LE),
-        AluOp.SELECT: lambda: N.select(c, a, b),
-        AluOp.AND: lambda: a & b,
-        AluOp.OR: lambda: a | b,
-        AluOp.XOR: lambda: a ^ b,
-        AluOp.SHL: lambda: N.shl(a, b),
-        AluOp.SHR: lambda: N.shr(a, b),
-        AluOp.IADD: lambda: N.i32_add(a, b),
-        AluOp.IMUL: lambda: N.i32_mul(a, b),
-        AluOp.ILT: lambda: N.i32_lt(a, b),
-    }
-    out = np.zeros(op.shape, dtype=np.uint32)
-    for code, fn in table.items():
-        sel = op == code.value
-        if sel.any():
-            out[sel] = np.broadcast_to(fn(), op.shape)[sel]
-    return out
+    return N.op_reference(AluOp, op, a, b, c)
 
 
 # --- tail -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .add import FpAdd
-from .compare import CmpOp, FpCompare, cmp_op_for
+from .compare import FpCompare, cmp_op_for, comparator_ops
 from .convert import FromBf16, ToBf16
 from .fma import FmaBf16
 from .mul import FpMul
@@ -46,8 +46,7 @@ def fpu_layouts(lanes):
             data.StructLayout({"r": vec, "op": FpuOp}))
 
 
-_CMP = {FpuOp.MAX: CmpOp.MAX, FpuOp.MIN: CmpOp.MIN, FpuOp.CMP_EQ: CmpOp.EQ,
-        FpuOp.CMP_LT: CmpOp.LT, FpuOp.CMP_LE: CmpOp.LE}
+_CMP = comparator_ops(FpuOp)
 
 
 class FpuLane(wiring.Component):

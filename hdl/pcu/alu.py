@@ -5,7 +5,7 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.numerics.add import FpAdd
-from hdl.numerics.compare import CmpOp, FpCompare, cmp_op_for
+from hdl.numerics.compare import FpCompare, cmp_op_for, comparator_ops
 from hdl.numerics.convert import ToBf16
 from hdl.numerics.fma import FmaBf16
 from hdl.numerics.mul import FpMul
@@ -37,8 +37,7 @@ class AluOp(enum.Enum, shape=5):
     ILT = 18      # i32_lt(a, b): signed, integer 1 or 0
 
 
-_CMP = {AluOp.MAX: CmpOp.MAX, AluOp.MIN: CmpOp.MIN, AluOp.CMP_EQ: CmpOp.EQ,
-        AluOp.CMP_LT: CmpOp.LT, AluOp.CMP_LE: CmpOp.LE}
+_CMP = comparator_ops(AluOp)
 _INT = (AluOp.PASS, AluOp.SELECT, AluOp.AND, AluOp.OR, AluOp.XOR, AluOp.SHL, AluOp.SHR,
         AluOp.IADD, AluOp.IMUL, AluOp.ILT)
 

@@ -64,29 +64,7 @@ def _elementwise(v):
 def expected(v):
     """Reference results (uint32, shaped like the operands) through ``firmware.numerics``."""
     op, a, b, c = _elementwise(v)
-    a16, b16 = (a & 0xFFFF).astype(np.uint16), (b & 0xFFFF).astype(np.uint16)
-    table = {
-        FpuOp.ADD: lambda: N.fp32_add(a, b),
-        FpuOp.SUB: lambda: N.fp32_sub(a, b),
-        FpuOp.MUL: lambda: N.fp32_mul(a, b),
-        FpuOp.FMA_BF16: lambda: N.fp32_fma_bf16(a16, b16, c),
-        FpuOp.MAX: lambda: N.fp32_max(a, b),
-        FpuOp.MIN: lambda: N.fp32_min(a, b),
-        FpuOp.CMP_EQ: lambda: N.fp32_cmp(a, b, N.CmpOp.EQ),
-        FpuOp.CMP_LT: lambda: N.fp32_cmp(a, b, N.CmpOp.LT),
-        FpuOp.CMP_LE: lambda: N.fp32_cmp(a, b, N.CmpOp.LE),
-        FpuOp.TO_BF16: lambda: N.fp32_to_bf16(a).astype(np.uint32),
-        FpuOp.FROM_BF16: lambda: N.bf16_to_fp32(a16),
-        FpuOp.EXP2: lambda: N.exp2(a),
-        FpuOp.RCP: lambda: N.rcp(a),
-        FpuOp.RSQRT: lambda: N.rsqrt(a),
-    }
-    out = np.zeros(len(op), dtype=np.uint32)
-    for o, fn in table.items():
-        sel = op == o.value
-        if sel.any():
-            out[sel] = fn()[sel]
-    return out.reshape(v["a"].shape)
+    return N.op_reference(FpuOp, op, a, b, c).reshape(v["a"].shape)
 
 
 def float64_errors(v, r):
