@@ -175,6 +175,7 @@ def _run(cmd, cwd, log, env):
 def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) -> Build:
     """Build (or reuse) the Verilator model of ``harness``."""
     t0 = time.monotonic()
+    waves = wave_format(waves)
     files = harness.sources()
     support = _support_files(flow, waves)
     files.update({name: path.read_text() for name, path in support.items()})
@@ -188,15 +189,14 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
     root = toolchain.cache_root()
     out = root / "builds" / key
     if (out / "tb_top").exists():
-        return Build(out, key, flow, wave_format(waves), time.monotonic() - t0, True)
+        return Build(out, key, flow, waves, time.monotonic() - t0, True)
     (root / "locks").mkdir(exist_ok=True)
     with open(root / "locks" / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (out / "tb_top").exists():
-            return Build(out, key, flow, wave_format(waves), time.monotonic() - t0, True)
+            return Build(out, key, flow, waves, time.monotonic() - t0, True)
         if log:
-            fmt = wave_format(waves)
-            log(f"building Verilator model {key} ({flow} flow{f', {fmt} waves' if fmt else ''})")
+            log(f"building Verilator model {key} ({flow} flow{f', {waves} waves' if waves else ''})")
         tmp = root / "builds" / f"{key}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "src").mkdir(parents=True)
@@ -220,7 +220,7 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
         runtime = root / "runtime" / _key({}, flags + make_vars, "runtime")
         reused = _reuse_runtime(runtime, tmp)
         _run(["make", "-j", str(jobs or os.cpu_count() or 2), "-f", "Vtop.mk",
-              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(bool(wave_format(waves)))}", *make_vars], tmp, logf, env)
+              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(bool(waves))}", *make_vars], tmp, logf, env)
         if not reused:
             _save_runtime(runtime, tmp)
         (tmp / "build_info.json").write_text(json.dumps(
@@ -228,7 +228,7 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
              "date": time.strftime("%Y-%m-%d %H:%M:%S")}))
         shutil.rmtree(out, ignore_errors=True)
         os.rename(tmp, out)
-    return Build(out, key, flow, wave_format(waves), time.monotonic() - t0, False)
+    return Build(out, key, flow, waves, time.monotonic() - t0, False)
 
 
 def _reuse_runtime(runtime: Path, mdir: Path) -> bool:

@@ -60,7 +60,7 @@ def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
     """Run cocotb test ``module`` (e.g. ``"tb.test_fpu_stream"``) on ``build``.
 
     ``args`` (JSON-able) reach the test as :func:`tb.lib.harness.test_args`. With
-    ``waves`` the run writes a waveform; ``trace`` (a :class:`sim.trace.TraceSelection`)
+    ``waves`` the run writes a waveform; ``trace`` (a :class:`sim.tracesel.TraceSelection`)
     limits it to scopes and a cycle window. Raises :class:`SimulationError` with the
     failing tests' messages and the log's tail.
     """

@@ -1,11 +1,15 @@
 """Run a named job on the simulated hardware and produce its report (ARCHITECTURE.md §7)."""
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware.kernels.attention import (AttentionShape, compile_attention,
+                                        compile_attention_unfused, unfused_words)
+from firmware.kernels.gemm import GemmShape, compile_gemm
+from firmware.kernels.softmax import compile_softmax
+from firmware.runtime.memory import Allocator
 from hdl.params import RduParams
 from hdl.tile import tile_units
 
@@ -14,7 +18,7 @@ from .build import wave_format
 from .cocotb_run import SimulationError, run_cocotb
 from .designs import build_design
 from .tracesel import TraceSelection
-from .waves import trace_selection, write_gtkw
+from .waves import natural_key, trace_selection, write_gtkw
 
 __all__ = ["Kernel", "KERNELS", "run_kernel", "wave_request", "REPORT_DIR"]
 
@@ -46,13 +50,11 @@ class Kernel:
 
 def _scratch(params, sizes):
     """Buffers of ``sizes`` ({name: words}) in HBM of a scratch allocator."""
-    from firmware.runtime.memory import Allocator
     alloc = Allocator(params)
     return {name: alloc.alloc("hbm", words, name) for name, words in sizes.items()}
 
 
 def _gemm_programs(params, o):
-    from firmware.kernels.gemm import GemmShape, compile_gemm
     s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), o["split"])
     bufs = _scratch(params, {"a": s.a_words, "b": s.b_words, "c": s.c_words})
     return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),
@@ -61,8 +63,6 @@ def _gemm_programs(params, o):
 
 
 def _attention_programs(params, o):
-    from firmware.kernels.attention import (AttentionShape, compile_attention,
-                                            compile_attention_unfused, unfused_words)
     seq, d = o["seq"], o["head_dim"]
     sh = AttentionShape.of(params, seq, d)
     progs = [compile_attention(params, seq, d, **_scratch(
@@ -75,7 +75,6 @@ def _attention_programs(params, o):
 
 
 def _softmax_programs(params, o):
-    from firmware.kernels.softmax import compile_softmax
     rows, n = o["rows"], o["n"]
     xs = -(-n // params.pcu_lanes) * params.pcu_lanes
     return [compile_softmax(params, rows, n, **_scratch(
@@ -150,6 +149,13 @@ KERNELS = {
 }
 
 
+def _options(k, options):
+    """Kernel ``k``'s option defaults overridden by the ``options`` given (None = default)."""
+    opts = {o.flag: o.default for o in k.options}
+    opts.update({key: v for key, v in (options or {}).items() if v is not None})
+    return opts
+
+
 def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, options=None):
     """What a ``--waves`` run of kernel ``name`` with ``options`` records
     (:class:`TraceSelection`): on the socket the ``units`` in full (default: the sequencer
@@ -158,19 +164,13 @@ def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, op
     k = KERNELS[name]
     if k.design == "socket":
         if units is None and k.programs is not None:
-            opts = {o.flag: o.default for o in k.options}
-            opts.update({key: v for key, v in (options or {}).items() if v is not None})
-            units = ["seq"] + sorted(used_units(params, k.programs(params, opts)),
-                                     key=_natural_key)
+            units = ["seq"] + sorted(used_units(params, k.programs(params, _options(k, options))),
+                                     key=natural_key)
         return trace_selection(params, units, from_cycle, to_cycle)
     if units is not None:
         raise ValueError(f"--waves-units applies to socket kernels; {name!r} runs on the "
                          f"{k.design!r} design, traced whole")
     return TraceSelection(from_cycle=from_cycle, to_cycle=to_cycle)
-
-
-def _natural_key(name):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print,
@@ -182,8 +182,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     if name not in KERNELS:
         raise KeyError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
     k = KERNELS[name]
-    opts = {o.flag: o.default for o in k.options}
-    opts.update({key: v for key, v in (options or {}).items() if v is not None})
+    opts = _options(k, options)
     if waves and trace is None:
         trace = wave_request(name, params, options=opts)
     if waves and toolchain.fst_shims() and wave_format(waves) == "fst":

@@ -15,6 +15,7 @@ sub-module. Named markers at each program load's end and each kernel iteration's
 and done (read from the sequencer's counters in the dump), the view zoomed to the run.
 """
 
+import functools
 import math
 import re
 import shutil
@@ -33,7 +34,7 @@ from .harness import TIME_UNITS_PER_CYCLE
 from .tracesel import TraceSelection
 
 __all__ = ["WaveUnit", "wave_units", "trace_selection", "read_dump", "Dump", "payload_fields",
-           "run_markers", "write_gtkw", "FP32_FILTER"]
+           "run_markers", "write_gtkw", "natural_key", "FP32_FILTER"]
 
 TOP = "tb_top.dut"
 FP32_FILTER = Path(__file__).resolve().parent / "fp32_filter.py"
@@ -107,7 +108,7 @@ class Dump:
     widths: dict
     start: int
     end: int
-    _wave: object
+    _vars: dict          # name -> pywellen variable
 
     def changes(self, name):
         """[(time, value)] of signal ``name`` (integers; X/Z read as None)."""
@@ -126,12 +127,11 @@ def read_dump(path) -> Dump:
     import pywellen
     wave = pywellen.Waveform(str(path))
     variables = {v.full_name: v for v in wave.all_vars()}
-    d = Dump(Path(path), {n: v.bitwidth for n, v in variables.items()}, 0, 0, wave)
-    d._vars = variables
     clk = variables.get("tb_top.clk")     # toggles every half cycle: the dump's span
     span = [t for t, _ in clk.tv] if clk is not None else []
-    d.start, d.end = (span[0], span[-1]) if span else (0, 0)
-    return d
+    start, end = (span[0], span[-1]) if span else (0, 0)
+    return Dump(Path(path), {n: v.bitwidth for n, v in variables.items()}, start, end,
+                variables)
 
 
 # --- what a payload holds --------------------------------------------------------------
@@ -154,6 +154,14 @@ def payload_fields(params, width, lanes=False):
     layouts (vector / scalar packets with their RDN header, vectors with mask and last, a
     counter chain's step), or None. ``lanes``: also a bare array of ``pcu_lanes`` words
     (``data[i]``; inside a PCU or PMU, where such a stream is lane data)."""
+    fields = _fields_of_width(params, width, lanes)
+    return None if fields is None else list(fields)
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_of_width(params, width, lanes):
+    """:func:`payload_fields`, once per (params, width, lanes): a save file asks for
+    thousands of signals."""
     layouts = [vector_packet_layout(params), scalar_packet_layout(params),
                vector_layout(params.pcu_lanes), scalar_layout,
                chain_output_layout(params.pcu_lanes)]
@@ -161,7 +169,7 @@ def payload_fields(params, width, lanes=False):
         layouts.append(data.StructLayout({"data": data.ArrayLayout(32, params.pcu_lanes)}))
     for layout in layouts:
         if data.Layout.cast(layout).size == width:
-            return _leaves(layout)
+            return tuple(_leaves(layout))
     return None
 
 
@@ -228,20 +236,22 @@ class _Writer:
         self.flag(_BLANK | _GRP_END | (_CLOSED if closed else 0))
         self.lines.append(f"-{title}")
 
-    def signal(self, full, width, fp32=False):
+    def format(self, width, fp32):
+        """Flags for the next trace: binary bits, hex vectors, FP32 through the filter."""
         if fp32:
             self.flag(_HEX | _RJUST | _PFILTER)
             self.lines.append(f"^>1 {self.filter}")
         else:
             self.flag(_BIN | _RJUST if width == 1 else _HEX | _RJUST)
+
+    def signal(self, full, width, fp32=False):
+        self.format(width, fp32)
         self.lines.append(full + (f"[{width - 1}:0]" if width > 1 else ""))
 
     def bits(self, title, full, width, lsb, n, fp32):
         """A vector of bits [lsb, lsb + n) of ``full`` (GTKWave counts from the MSB)."""
         src = f"{full}[{width - 1}:0]"
-        self.flag(_HEX | _RJUST | (_PFILTER if fp32 else 0))
-        if fp32:
-            self.lines.append(f"^>1 {self.filter}")
+        self.format(max(n, 2), fp32)          # a vector even when one bit wide
         self.lines.append(f"#{{{title}}} " + " ".join(
             f"({width - 1 - b}){src}" for b in range(lsb + n - 1, lsb - 1, -1)))
 
@@ -288,17 +298,15 @@ def _inside(w, scope, sub, lanes=False):
         if head == _UNIT_BODY.split(".")[0] or _SKIP_INSIDE.search(leaf):
             continue                       # the wrapper's copies of the ports
         rel = head[len(_UNIT_BODY) + 1:] if head.startswith(_UNIT_BODY + ".") else \
-            ("" if head == _UNIT_BODY else head)
-        if rel.count(".") >= 1:
-            continue
-        scopes.setdefault(head, []).append((leaf, width))
-    for head in sorted(scopes):
-        rel = head[len(_UNIT_BODY) + 1:] if head.startswith(_UNIT_BODY + ".") else \
             ("top level" if head == _UNIT_BODY else head)
+        if "." in rel:
+            continue
+        scopes.setdefault((head, rel), []).append((leaf, width))
+    for head, rel in sorted(scopes):
         closed = rel.rsplit(".", 1)[-1] not in _OPEN_INSIDE
         w.group(f"inside: {rel}", closed=closed)
         families = {}
-        for leaf, width in sorted(scopes[head]):
+        for leaf, width in sorted(scopes[head, rel]):
             families.setdefault(re.sub(r"\d+", "N", leaf), []).append((leaf, width))
         for family, members in sorted(families.items()):
             if len(members) < _FAMILY:
@@ -308,7 +316,7 @@ def _inside(w, scope, sub, lanes=False):
             # An array of registers (accumulators, lanes, banks): one closed group, its
             # 32-bit words as FP32 numbers.
             w.group(f"{family} x{len(members)}", closed=True)
-            for leaf, width in sorted(members, key=lambda m: _natural(m[0])):
+            for leaf, width in sorted(members, key=lambda m: natural_key(m[0])):
                 w.signal(f"{scope}.{head}.{leaf}", width, fp32=width == 32)
             w.end(f"{family} x{len(members)}", closed=True)
         w.end(f"inside: {rel}", closed=closed)
@@ -321,7 +329,8 @@ _OPEN_INSIDE = ("chain", "systolic", "rgen", "wgen")
 _FAMILY = 8
 
 
-def _natural(name):
+def natural_key(name):
+    """Sort key that orders ``pcu2`` before ``pcu10``."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
