@@ -86,11 +86,11 @@ def _config(entries=(), throttle=()):
 
 
 def _port_in(sw, i):
-    return sw.l_in if i == IN_LOCAL else getattr(sw, f"edge_in_{i}")
+    return sw.l_in if i == IN_LOCAL else sw.edge_in[i]
 
 
 def _port_out(sw, o):
-    return sw.l_out[o - OUT_L0] if o >= OUT_L0 else getattr(sw, f"edge_out_{o}")
+    return sw.l_out[o - OUT_L0] if o >= OUT_L0 else sw.edge_out[o]
 
 
 def run_switch(config, feeds, expect, *, seed, backpressure=0.3, idle=0.2):

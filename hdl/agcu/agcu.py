@@ -157,8 +157,7 @@ class Agcu(wiring.Component):
             ]
             bq = bqs[name] = m.submodules[f"{name}_bq"] = fifo.SyncFIFOBuffered(width=bl.size,
                                                                                 depth=4)
-            m.d.comb += [bq.w_data.eq(split.o.payload), bq.w_en.eq(split.o.valid),
-                         split.o.ready.eq(bq.w_rdy)]
+            wiring.connect(m, split.o, bq.w_stream)
             parts.append((split, chain))
         return bqs, parts
 
@@ -181,11 +180,9 @@ class Agcu(wiring.Component):
             unpack.bursts.valid.eq(bqs["store"].r_rdy),
             unpack.bursts.payload.eq(shead),
             bqs["store"].r_en.eq(unpack.bursts.ready),
-            wbuf.w_data.eq(unpack.o.payload), wbuf.w_en.eq(unpack.o.valid),
-            unpack.o.ready.eq(wbuf.w_rdy),
-            wq.w_data.eq(unpack.done.payload), wq.w_en.eq(unpack.done.valid),
-            unpack.done.ready.eq(wq.w_rdy),
         ]
+        wiring.connect(m, unpack.o, wbuf.w_stream)
+        wiring.connect(m, unpack.done, wq.w_stream)
         wnext = data.View(bl, wq.r_data)
         wleft = Signal(BURST_BITS)
         wfin = Signal()

@@ -76,8 +76,7 @@ class MemChannel(wiring.Component):
         wiring.connect(m, wiring.flipped(self.req), q.i)
         wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(
             width=wdata_layout(self.words).size, depth=self.outstanding * MAX_BURST)
-        m.d.comb += [wbuf.w_data.eq(self.wdata.payload), wbuf.w_en.eq(self.wdata.valid),
-                     self.wdata.ready.eq(wbuf.w_rdy)]
+        wiring.connect(m, wiring.flipped(self.wdata), wbuf.w_stream)
         wbeat = data.View(wdata_layout(self.words), wbuf.r_data)
         head = q.o.payload
 

@@ -53,8 +53,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host.req), rq.i)
         wiring.connect(m, wiring.flipped(self.host.wdata), wd.i)
         wiring.connect(m, rs.o, wiring.flipped(self.host.resp))
-        m.d.comb += [stage.w_data.eq(wd.o.payload), stage.w_en.eq(wd.o.valid),
-                     wd.o.ready.eq(stage.w_rdy)]
+        wiring.connect(m, wd.o, stage.w_stream)
 
         head = rq.o.payload
         beats = Signal(range(MAX_BURST + 1))

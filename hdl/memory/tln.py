@@ -157,10 +157,8 @@ class Tln(wiring.Component):
                     item.tag.eq(t.resp.payload.tag[:TAG_BITS]),
                     item.write.eq(t.resp.payload.write),
                     item.last.eq(t.resp.payload.last),
-                    merge.i[j].payload.eq(q.r_data),
-                    merge.i[j].valid.eq(q.r_rdy),
-                    q.r_en.eq(merge.i[j].ready),
                 ]
+                wiring.connect(m, q.r_stream, merge.i[j])
                 readies.append(mine & q.w_rdy)
             m.d.comb += t.resp.ready.eq(Cat(*readies).any())
         return m

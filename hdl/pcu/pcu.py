@@ -116,8 +116,7 @@ class Pcu(wiring.Component):
                                   ("sin0", self.sin0, 32)):
             f = fifo.SyncFIFOBuffered(width=width, depth=self.params.pcu_fifo_depth)
             m.submodules[f"{name}_fifo"] = f
-            m.d.comb += [f.w_data.eq(port.payload), f.w_en.eq(port.valid),
-                         port.ready.eq(f.w_rdy)]
+            wiring.connect(m, wiring.flipped(port), f.w_stream)
             fifos[name] = f
         return fifos
 
@@ -130,8 +129,7 @@ class Pcu(wiring.Component):
                                   ("sout", self.sout, scalar_layout.size)):
             f = fifo.SyncFIFOBuffered(width=width, depth=self.params.pcu_fifo_depth)
             m.submodules[f"{name}_fifo"] = f
-            m.d.comb += [port.payload.eq(f.r_data), port.valid.eq(f.r_rdy),
-                         f.r_en.eq(port.ready)]
+            wiring.connect(m, f.r_stream, wiring.flipped(port))
             out_fifos[name] = f
         vout = stream.Signature(vec).create(path=("pcu_vout",))
         sout = stream.Signature(scalar_layout).create(path=("pcu_sout",))

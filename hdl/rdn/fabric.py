@@ -73,13 +73,13 @@ class Fabric(wiring.Component):
             for c in range(cols):
                 s = sw[r, c]
                 if c + 1 < cols:
-                    wiring.connect(m, s.link_out_1, sw[r, c + 1].link_in_3)     # E -> W
-                    wiring.connect(m, sw[r, c + 1].link_out_3, s.link_in_1)
+                    wiring.connect(m, s.link_out[E], sw[r, c + 1].link_in[W])
+                    wiring.connect(m, sw[r, c + 1].link_out[W], s.link_in[E])
                 if r + 1 < rows:
-                    wiring.connect(m, s.link_out_2, sw[r + 1, c].link_in_0)     # S -> N
-                    wiring.connect(m, sw[r + 1, c].link_out_0, s.link_in_2)
-            wiring.connect(m, wiring.flipped(self.ports.west_in[r]), sw[r, 0].edge_in_3)
-            wiring.connect(m, sw[r, 0].edge_out_3, wiring.flipped(self.ports.west_out[r]))
-            wiring.connect(m, wiring.flipped(self.ports.east_in[r]), sw[r, cols - 1].edge_in_1)
-            wiring.connect(m, sw[r, cols - 1].edge_out_1, wiring.flipped(self.ports.east_out[r]))
+                    wiring.connect(m, s.link_out[S], sw[r + 1, c].link_in[N])
+                    wiring.connect(m, sw[r + 1, c].link_out[N], s.link_in[S])
+            wiring.connect(m, wiring.flipped(self.ports.west_in[r]), sw[r, 0].edge_in[W])
+            wiring.connect(m, sw[r, 0].edge_out[W], wiring.flipped(self.ports.west_out[r]))
+            wiring.connect(m, wiring.flipped(self.ports.east_in[r]), sw[r, cols - 1].edge_in[E])
+            wiring.connect(m, sw[r, cols - 1].edge_out[E], wiring.flipped(self.ports.east_out[r]))
         return m

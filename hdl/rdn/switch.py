@@ -6,8 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.arbiter import RoundRobin
 
-from .config import (COUNTER_BITS, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_IN, N_OUT, S, W,
-                     route_entry_layout, switch_config_layout, switch_counters_layout)
+from .config import (COUNTER_BITS, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_IN, N_OUT,
+                     PORT_NAMES_IN, S, W, route_entry_layout, switch_config_layout, switch_counters_layout)
 from .throttle import TokenBucket
 
 __all__ = ["LINK", "EDGE", "NONE", "link_signature", "Switch"]
@@ -21,6 +21,11 @@ def link_signature(packet):
     """A switch-to-switch hop: a packet per ``valid`` cycle, sent only with a credit in
     hand; the receiver returns one ``credit`` pulse per packet it frees from its buffer."""
     return wiring.Signature({"valid": Out(1), "payload": Out(packet), "credit": In(1)})
+
+
+def _port_name(kind, way, d):
+    """``link_in_n``, ``edge_out_w``: the member of a port of ``kind`` towards ``d``."""
+    return f"{kind}_{way}_{PORT_NAMES_IN[d].lower()}"
 
 
 def _above(v, k):
@@ -59,7 +64,8 @@ class Switch(wiring.Component):
 
     Attributes
     ----------
-    ``link_in[d]``, ``link_out[d]`` : credit links, for directions of kind ``LINK``.
+    ``link_in[d]``, ``link_out[d]`` : credit links, for directions of kind ``LINK``
+        (dicts by direction; the ports are named ``link_in_n`` .. ``link_out_w``).
     ``edge_in[d]``, ``edge_out[d]`` : streams, for directions of kind ``EDGE``.
     ``l_in`` : stream from the unit; ``l_out[k]`` : streams to the unit.
     """
@@ -75,14 +81,16 @@ class Switch(wiring.Component):
             "dropped": Out(COUNTER_BITS),
             "credit_error": Out(1),
         }
+        signatures = {LINK: link_signature(packet), EDGE: stream.Signature(packet)}
         for d, kind in self.kinds.items():
-            if kind == LINK:
-                members[f"link_in_{d}"] = In(link_signature(packet))
-                members[f"link_out_{d}"] = Out(link_signature(packet))
-            elif kind == EDGE:
-                members[f"edge_in_{d}"] = In(stream.Signature(packet))
-                members[f"edge_out_{d}"] = Out(stream.Signature(packet))
+            if kind != NONE:
+                members[_port_name(kind, "in", d)] = In(signatures[kind])
+                members[_port_name(kind, "out", d)] = Out(signatures[kind])
         super().__init__(members)
+        for kind in (LINK, EDGE):
+            for way in ("in", "out"):
+                setattr(self, f"{kind}_{way}", {d: getattr(self, _port_name(kind, way, d))
+                                                for d, k in self.kinds.items() if k == kind})
 
     def _kind_in(self, i):
         return self.kinds[i] if i < LINKS else EDGE        # the local input is a stream
@@ -93,12 +101,12 @@ class Switch(wiring.Component):
     def _port_in(self, i):
         if i == IN_LOCAL:
             return self.l_in
-        return getattr(self, f"{self._kind_in(i)}_in_{i}")
+        return getattr(self, f"{self._kind_in(i)}_in")[i]
 
     def _port_out(self, o):
         if o >= LINKS:
             return self.l_out[o - LINKS]
-        return getattr(self, f"{self._kind_out(o)}_out_{o}")
+        return getattr(self, f"{self._kind_out(o)}_out")[o]
 
     def elaborate(self, platform):
         m = Module()
