@@ -27,6 +27,7 @@ import enum
 import numpy as np
 
 # The canonical NaNs and the tail tables are the hardware's (one definition, in hdl).
+from hdl.numerics.ops import Op
 from hdl.numerics.tables import EXP2_FRAC, INF32, ONE32, QNAN16, QNAN32, TABLES, InterpTable
 
 __all__ = [
@@ -330,9 +331,9 @@ def _lo16(x):
     return (np.asarray(x, np.uint32) & 0xFFFF).astype(np.uint16)
 
 
-#: The reference of every opcode the hardware's op enums name (``hdl.pcu.alu.AluOp``, the
-#: FPU demo's ``hdl.numerics.fpu.FpuOp``): name -> f(a, b, c) on uint32 arrays. Written
-#: once; :func:`op_reference` dispatches any of those enums through it.
+#: The reference of every opcode of the op table (``hdl.numerics.ops.Op``: the PCU body
+#: ALU and the FPU demo): name -> f(a, b, c) on uint32 arrays. Written once;
+#: :func:`op_reference` dispatches through it.
 OP_REFERENCE = {
     "PASS": lambda a, b, c: a,
     "FMA": lambda a, b, c: simd_fma(a, b, c),
@@ -362,13 +363,13 @@ OP_REFERENCE = {
 }
 
 
-def op_reference(op_enum, op, a, b, c):
-    """Bit-exact results of opcodes ``op`` (an array of ``op_enum`` values) on uint32
-    operands, each through its :data:`OP_REFERENCE` entry."""
+def op_reference(op, a, b, c):
+    """Bit-exact results of opcodes ``op`` (an array of ``hdl.numerics.ops.Op`` values)
+    on uint32 operands, each through its :data:`OP_REFERENCE` entry."""
     op, a, b, c = (np.asarray(x, np.uint32) for x in (op, a, b, c))
     a, b, c = (np.broadcast_to(x, op.shape) for x in (a, b, c))
     out = np.zeros(op.shape, dtype=np.uint32)
-    for member in op_enum:
+    for member in Op:
         sel = op == member.value
         if sel.any():
             out[sel] = OP_REFERENCE[member.name](a[sel], b[sel], c[sel])

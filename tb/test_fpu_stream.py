@@ -11,7 +11,7 @@ from tb.lib.fpu_vectors import (expected, float64_errors, make_vectors, pack_inp
                                 unpack_outputs)
 from tb.lib.harness import TbHarness, test_args, write_outputs
 from firmware.numerics import TAIL_ULP_BOUND
-from hdl.numerics.fpu import FpuOp
+from hdl.numerics.ops import FPU_OPS, Op
 
 
 @cocotb.test()
@@ -33,14 +33,14 @@ async def fpu_random_stream(dut):
     want = expected(v)
     bad = np.argwhere(r != want)
     errors = float64_errors(v, r)
-    per_op = {o.name: int(np.sum(v["op"] == o.value)) for o in FpuOp}
+    per_op = {o.name: int(np.sum(v["op"] == o.value)) for o in FPU_OPS}
     write_outputs(n=n, lanes=lanes, seed=seed, cycles=cycles, wall_s=wall,
                   mismatches=len(bad), per_op=per_op, **errors)
     if len(bad):
         i, k = bad[0]
         raise AssertionError(
             f"{len(bad)} of {n * lanes} results differ from firmware.numerics (seed {seed}); "
-            f"first: vector {i} lane {k}: {FpuOp(int(v['op'][i])).name}({v['a'][i, k]:#x}, "
+            f"first: vector {i} lane {k}: {Op(int(v['op'][i])).name}({v['a'][i, k]:#x}, "
             f"{v['b'][i, k]:#x}, {v['c'][i, k]:#x}) = {r[i, k]:#x}, expected {want[i, k]:#x}")
     # Every arithmetic result is within the documented bound of the exact value
     # (1 ulp <= 2**-23 relative for a normal result).

@@ -5,8 +5,9 @@ import pytest
 
 from firmware import numerics as N
 from hdl.numerics.add import FpAdd
-from hdl.numerics.fpu import Fpu, FpuOp
+from hdl.numerics.fpu import Fpu
 from hdl.numerics.mul import FpMul
+from hdl.numerics.ops import FPU_OPS, Op
 from tb.lib.fpu_vectors import SPECIAL_BITS, expected, make_vectors, pack_inputs, unpack_outputs
 from tb.lib.payload import from_ints, to_ints, words_of
 from tb.lib.pysim import run_pipeline, run_stream
@@ -62,9 +63,9 @@ def test_fpu_stream_every_op_with_backpressure(lanes, n):
     if len(bad):
         i, k = bad[0]
         pytest.fail(f"{len(bad)} mismatches (seed {SEED}); first: vector {i} lane {k} "
-                    f"{FpuOp(int(v['op'][i])).name}({v['a'][i, k]:#x}, {v['b'][i, k]:#x}, "
+                    f"{Op(int(v['op'][i])).name}({v['a'][i, k]:#x}, {v['b'][i, k]:#x}, "
                     f"{v['c'][i, k]:#x}) = {r[i, k]:#x}, expected {want[i, k]:#x}")
-    assert set(op.tolist()) == {o.value for o in FpuOp}, "every op must be exercised"
+    assert set(op.tolist()) == {o.value for o in FPU_OPS}, "every op must be exercised"
 
 
 def test_fp_add_rejects_bad_latency():

@@ -6,7 +6,8 @@ import pytest
 
 from firmware import numerics as N
 from firmware.compiler.pcu import alu_reference
-from hdl.pcu.alu import Alu, AluOp
+from hdl.numerics.ops import ALU_OPS, Op
+from hdl.pcu.alu import Alu
 from tb.lib.fpu_vectors import SPECIAL_BITS
 from tb.lib.pysim import run_pipeline
 
@@ -14,7 +15,7 @@ SEED = 11
 
 
 def alu_vectors(rng, n):
-    op = rng.integers(0, len(AluOp), n).astype(np.uint32)
+    op = rng.choice(np.array([o.value for o in ALU_OPS], np.uint32), n)
     def operand():
         kind = rng.integers(0, 4, n)
         normal = (rng.integers(0, 2, n, dtype=np.uint32) << 31) | \
@@ -32,13 +33,13 @@ def alu_vectors(rng, n):
 
 def test_reference_of_simple_ops():
     a, b = np.uint32(0xFFFFFFFE), np.uint32(3)
-    ops = [AluOp.IADD, AluOp.IMUL, AluOp.ILT, AluOp.SHL, AluOp.SHR, AluOp.SELECT, AluOp.PASS]
+    ops = [Op.IADD, Op.IMUL, Op.ILT, Op.SHL, Op.SHR, Op.SELECT, Op.PASS]
     got = [int(alu_reference(o.value, a, b, 0)) for o in ops]
     assert got == [1, 0xFFFFFFFA, 1, 0xFFFFFFF0, 0x1FFFFFFF, 3, 0xFFFFFFFE]
     one, two = N.to_bits(np.float32(1.0)), N.to_bits(np.float32(2.0))
     # FMA rounds a and b to BF16 first: 1 + 2**-9 is not a BF16 value and rounds to 1.
     a = N.to_bits(np.float32(1 + 2 ** -9))
-    assert alu_reference(AluOp.FMA.value, a, two, one) == N.to_bits(np.float32(3.0))
+    assert alu_reference(Op.FMA.value, a, two, one) == N.to_bits(np.float32(3.0))
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
@@ -51,30 +52,21 @@ def test_alu_every_op_bit_exact(stall):
     bad = np.flatnonzero(got != want)
     if bad.size:
         i = bad[0]
-        pytest.fail(f"{bad.size} mismatches (seed {SEED}); first: {AluOp(int(op[i])).name}"
+        pytest.fail(f"{bad.size} mismatches (seed {SEED}); first: {Op(int(op[i])).name}"
                     f"({a[i]:#x}, {b[i]:#x}, {c[i]:#x}) = {got[i]:#x}, expected {want[i]:#x}")
-    assert set(op.tolist()) == {o.value for o in AluOp}
+    assert set(op.tolist()) == {o.value for o in ALU_OPS}
 
 
-def test_one_reference_and_comparator_table_serve_every_op_enum():
-    """Each opcode of the PCU ALU and of the FPU demo is dispatched through the one
-    name-keyed reference table, and shared names mean the same comparator op."""
-    import numpy as np
-
-    import firmware.numerics as N
-    from hdl.numerics.compare import CMP_BY_NAME, comparator_ops
-    from hdl.numerics.fpu import FpuOp
-    from hdl.pcu.alu import AluOp
-    for enum_cls in (AluOp, FpuOp):
-        missing = [m.name for m in enum_cls if m.name not in N.OP_REFERENCE]
-        assert not missing, f"{enum_cls.__name__}: no reference for {missing}"
-        cmp = comparator_ops(enum_cls)
-        assert {m.name for m in cmp} == set(CMP_BY_NAME), enum_cls
+def test_one_op_table_serves_the_alu_the_fpu_and_the_references():
+    """Every op of the one table has exactly one reference, belongs to a lane, and the
+    reference dispatch picks each element's own op."""
+    from hdl.numerics.ops import CMP_OF, FPU_OPS, OP_UNIT
+    assert set(N.OP_REFERENCE) == {o.name for o in Op}, "one reference per op, no more"
+    assert {o for o in ALU_OPS + FPU_OPS} == set(Op), "every op is some lane's"
+    assert {o for o in OP_UNIT if OP_UNIT[o] == "cmp"} == set(CMP_OF)
     a = N.to_bits(np.float32([1.5, -2.0, 3.0]))
     b = N.to_bits(np.float32([0.5, 4.0, -1.0]))
-    for name in ("ADD", "SUB", "MUL", "MAX", "MIN", "CMP_LT"):
-        got_alu = N.op_reference(AluOp, np.full(3, AluOp[name].value), a, b, a)
-        got_fpu = N.op_reference(FpuOp, np.full(3, FpuOp[name].value), a, b, a)
-        assert np.array_equal(got_alu, got_fpu), name
-    assert np.array_equal(N.op_reference(AluOp, np.full(3, AluOp.ADD.value), a, b, a),
-                          N.fp32_add(a, b))
+    assert np.array_equal(N.op_reference(np.full(3, Op.ADD.value), a, b, a), N.fp32_add(a, b))
+    assert np.array_equal(N.op_reference(np.array([Op.ADD.value, Op.MUL.value, Op.RCP.value]),
+                                         a, b, a),
+                          [N.fp32_add(a, b)[0], N.fp32_mul(a, b)[1], N.rcp(a)[2]])

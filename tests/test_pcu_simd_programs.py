@@ -19,6 +19,7 @@ SEED = 5
 @pytest.mark.parametrize("stages,inputs,message", [
     ([Stage("FMA")] * 5, {"vin0"}, "stages: 5 stages, the PCU has 4"),
     ([Stage("FOO")], {"vin0"}, "stage 0: unknown op 'FOO'"),
+    ([Stage("EXP2")], {"vin0"}, "stage 0: unknown op 'EXP2'"),     # a tail function, not a body op
     ([Stage("ADD", b="VIN2")], {"vin0"}, "stage 0.b: unknown source 'VIN2'"),
     ([Stage("ADD", b="VIN1")], {"vin0"}, "stage 0.b: source VIN1 is not available"),
     ([Stage("PASS"), Stage("ADD", "PREV", "SIN0")], {"vin0"}, "stage 1.b: source SIN0"),

@@ -11,8 +11,8 @@ import numpy as np
 
 from firmware import numerics as N
 from hdl.counters import COUNTER_BITS, ChainConfig
+from hdl.numerics.ops import ALU_OPS, Op
 from hdl.params import RduParams
-from hdl.pcu.alu import AluOp
 from hdl.pcu.config import (TILE_COUNT_BITS, Mode, ScaleSrc, Src, TailFunc, pcu_config_layout,
                             systolic_interleave)
 from hdl.pcu.reduce import IDENTITY, ReduceOp
@@ -32,8 +32,8 @@ class PcuProgramError(ValueError):
 # --- body functional unit -------------------------------------------------------------
 
 def alu_reference(op, a, b, c):
-    """Bit-exact result of ``AluOp`` ``op`` (array of opcodes) on uint32 operands."""
-    return N.op_reference(AluOp, op, a, b, c)
+    """Bit-exact result of body ops ``op`` (array of ``Op`` codes) on uint32 operands."""
+    return N.op_reference(op, a, b, c)
 
 
 # --- tail -------------------------------------------------------------------------------
@@ -58,11 +58,14 @@ class Tail:
     bf16: bool = False
 
 
-def _enum(enum_cls, name, where, what):
-    if not isinstance(name, str) or name not in enum_cls.__members__:
+def _enum(enum_cls, name, where, what, members=None):
+    """The member of ``enum_cls`` (of ``members``, where only those are allowed) named
+    ``name``."""
+    allowed = {m.name: m for m in (enum_cls if members is None else members)}
+    if not isinstance(name, str) or name not in allowed:
         raise PcuProgramError(f"{where}: unknown {what} {name!r}; {what}s: "
-                              f"{', '.join(enum_cls.__members__)}")
-    return enum_cls[name]
+                              f"{', '.join(allowed)}")
+    return allowed[name]
 
 
 def _resolve_tail(tail, sout_reduce=None):
@@ -129,7 +132,7 @@ def tail_reference(cfg, vectors, mask, scalars=None):
 
 @dataclass(frozen=True)
 class Stage:
-    """One body stage: ``op`` (an ``AluOp`` name) on operands ``a``, ``b``, ``c`` (``Src``
+    """One body stage: ``op`` (the name of one of ``hdl.numerics.ops.ALU_OPS``) on operands ``a``, ``b``, ``c`` (``Src``
     names); ``imm`` is a float (stored as FP32) or an int (stored as INT32)."""
     op: str
     a: str = "PREV"
@@ -227,7 +230,7 @@ def _resolve(program: SimdProgram, params: RduParams):
     stages = []
     for i, st in enumerate(program.stages):
         where = f"stage {i}"
-        op = _enum(AluOp, st.op, where, "op")
+        op = _enum(Op, st.op, where, "op", ALU_OPS)
         srcs = {}
         for field in ("a", "b", "c"):
             name = getattr(st, field)
@@ -241,13 +244,13 @@ def _resolve(program: SimdProgram, params: RduParams):
             srcs[field] = src
         stages.append((op, srcs, _imm_bits(st.imm, f"{where}.imm")))
     while len(stages) < params.pcu_stages:
-        stages.append((AluOp.PASS, {"a": Src.PREV, "b": Src.ZERO, "c": Src.ZERO}, 0))
+        stages.append((Op.PASS, {"a": Src.PREV, "b": Src.ZERO, "c": Src.ZERO}, 0))
     return stages
 
 
 def _pack(params, **fields):
     """One PCU configuration word: ``fields`` over idle defaults."""
-    idle_stage = {"op": AluOp.PASS, "a": Src.PREV, "b": Src.ZERO, "c": Src.ZERO, "imm": 0}
+    idle_stage = {"op": Op.PASS, "a": Src.PREV, "b": Src.ZERO, "c": Src.ZERO, "imm": 0}
     config = {"mode": Mode.SIMD, "stage": [idle_stage] * params.pcu_stages, "vout_en": 1}
     config.update(fields)
     return pcu_config_layout(params).const(config).as_value().value

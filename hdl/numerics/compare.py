@@ -68,17 +68,6 @@ class FpCompare(wiring.Component):
         return m
 
 
-#: The comparator op behind each opcode name that uses the comparator (``AluOp`` and the
-#: FPU demo's ``FpuOp`` share these names).
-CMP_BY_NAME = {"MAX": CmpOp.MAX, "MIN": CmpOp.MIN, "CMP_EQ": CmpOp.EQ, "CMP_LT": CmpOp.LT,
-               "CMP_LE": CmpOp.LE}
-
-
-def comparator_ops(op_enum):
-    """{opcode of ``op_enum``: comparator op} for the members named in :data:`CMP_BY_NAME`."""
-    return {op: CMP_BY_NAME[op.name] for op in op_enum if op.name in CMP_BY_NAME}
-
-
 def cmp_op_for(m, op, mapping):
     """A ``CmpOp`` signal for the comparator of a multi-op lane: ``mapping`` takes the
     lane's opcodes to comparator ops; other opcodes do not use the comparator's result."""

@@ -7,57 +7,40 @@ of advance. The pipeline stalls as a whole under back-pressure
 """
 
 from amaranth import Module, Signal
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .add import FpAdd
-from .compare import FpCompare, cmp_op_for, comparator_ops
+from .compare import FpCompare, cmp_op_for
 from .convert import FromBf16, ToBf16
 from .fma import FmaBf16
 from .mul import FpMul
+from .ops import FPU_OPS, Op, comparator_map, lane_results
 from .pipeline import Stages, select_aligned
 from .tail import Exp2, Rcp, Rsqrt
 
-__all__ = ["FpuOp", "fpu_layouts", "FpuLane", "Fpu"]
-
-
-class FpuOp(enum.Enum, shape=4):
-    ADD = 0
-    SUB = 1
-    MUL = 2
-    FMA_BF16 = 3     # a, b: BF16 in bits [15:0]; c: FP32
-    MAX = 4
-    MIN = 5
-    CMP_EQ = 6
-    CMP_LT = 7
-    CMP_LE = 8
-    TO_BF16 = 9      # result in bits [15:0]
-    FROM_BF16 = 10   # a: BF16 in bits [15:0]
-    EXP2 = 11
-    RCP = 12
-    RSQRT = 13
+__all__ = ["fpu_layouts", "FpuLane", "Fpu"]
 
 
 def fpu_layouts(lanes):
     """(input, output) payload layouts of an ``lanes``-wide :class:`Fpu`. Operands come
     first so that every 32-bit field is word aligned; the opcode is on top."""
     vec = data.ArrayLayout(32, lanes)
-    return (data.StructLayout({"a": vec, "b": vec, "c": vec, "op": FpuOp}),
-            data.StructLayout({"r": vec, "op": FpuOp}))
+    return (data.StructLayout({"a": vec, "b": vec, "c": vec, "op": Op}),
+            data.StructLayout({"r": vec, "op": Op}))
 
-
-_CMP = comparator_ops(FpuOp)
 
 
 class FpuLane(wiring.Component):
-    """One lane: every numerics unit on the same operands, the result selected by
-    ``op`` and aligned to the slowest unit (``LATENCY``)."""
+    """One lane: every numerics unit on the same operands, the result of the ops
+    :data:`hdl.numerics.ops.FPU_OPS` selected by ``op`` and aligned to the slowest unit
+    (``LATENCY``)."""
 
     UNITS = (FpAdd, FpMul, FmaBf16, FpCompare, ToBf16, FromBf16, Exp2, Rcp, Rsqrt)
     LATENCY = max(u.LATENCY for u in UNITS)
 
     en: In(1)
-    op: In(FpuOp)
+    op: In(Op)
     a: In(32)
     b: In(32)
     c: In(32)
@@ -76,9 +59,9 @@ class FpuLane(wiring.Component):
         m.submodules.rcp = rcp = Rcp()
         m.submodules.rsqrt = rsqrt = Rsqrt()
 
-        cmp_op = cmp_op_for(m, self.op, _CMP)
+        cmp_op = cmp_op_for(m, self.op, comparator_map(FPU_OPS))
         m.d.comb += [
-            add.a.eq(self.a), add.b.eq(self.b), add.sub.eq(self.op == FpuOp.SUB),
+            add.a.eq(self.a), add.b.eq(self.b), add.sub.eq(self.op == Op.SUB),
             mul.a.eq(self.a), mul.b.eq(self.b),
             fma.a.eq(self.a[:16]), fma.b.eq(self.b[:16]), fma.c.eq(self.c),
             cmp.op.eq(cmp_op), cmp.a.eq(self.a), cmp.b.eq(self.b),
@@ -88,11 +71,9 @@ class FpuLane(wiring.Component):
         for unit in (add, mul, fma, cmp, tobf, frombf, exp2, rcp, rsqrt):
             m.d.comb += unit.en.eq(self.en)
 
-        L = lambda u: (u.r, u.LATENCY)
-        results = {FpuOp.ADD: L(add), FpuOp.SUB: L(add), FpuOp.MUL: L(mul),
-                   FpuOp.FMA_BF16: L(fma), FpuOp.TO_BF16: L(tobf), FpuOp.FROM_BF16: L(frombf),
-                   FpuOp.EXP2: L(exp2), FpuOp.RCP: L(rcp), FpuOp.RSQRT: L(rsqrt)}
-        results.update({op: L(cmp) for op in _CMP})
+        units = {"add": add, "mul": mul, "fma_bf16": fma, "cmp": cmp, "tobf": tobf,
+                 "frombf": frombf, "exp2": exp2, "rcp": rcp, "rsqrt": rsqrt}
+        results = lane_results(FPU_OPS, {n: (u.r, u.LATENCY) for n, u in units.items()})
         m.d.comb += self.r.eq(select_aligned(m, st, self.op, self.LATENCY, results))
         return m
 

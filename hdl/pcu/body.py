@@ -6,9 +6,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.counters import COUNTER_BITS, MAX_COUNTERS
+from hdl.numerics.ops import Op
 from hdl.numerics.pipeline import Stages
 
-from .alu import Alu, AluOp
+from .alu import Alu
 from .config import Src, StageConfig
 
 __all__ = ["Body"]
@@ -73,7 +74,7 @@ class Body(wiring.Component):
                         with m.Default():        # Src.ZERO
                             m.d.comb += v.eq(0)
                     operands[port] = Mux(self.sys, getattr(self, f"sys_{port}")[s][lane], v)
-                m.d.comb += [alu.en.eq(self.en), alu.op.eq(Mux(self.sys, AluOp.FMA, cfg.op)),
+                m.d.comb += [alu.en.eq(self.en), alu.op.eq(Mux(self.sys, Op.FMA, cfg.op)),
                              alu.a.eq(operands["a"]), alu.b.eq(operands["b"]),
                              alu.c.eq(operands["c"]), result[lane].eq(alu.r),
                              self.fu_r[s][lane].eq(alu.r)]

@@ -6,9 +6,10 @@ from amaranth.lib import data, enum
 
 from hdl.counters import (COUNTER_BITS, MAX_COUNTERS, ChainConfig, CounterConfig,
                           chain_output_layout)
+from hdl.numerics.ops import Op
 from hdl.packet import scalar_layout, vector_layout
 
-from .alu import Alu, AluOp
+from .alu import Alu
 from .reduce import ReduceOp
 
 __all__ = ["VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
@@ -33,7 +34,7 @@ class Src(enum.Enum, shape=3):
 
 
 StageConfig = data.StructLayout({
-    "op": AluOp, "a": Src, "b": Src, "c": Src, "imm": unsigned(32),
+    "op": Op, "a": Src, "b": Src, "c": Src, "imm": unsigned(32),
 })
 
 
