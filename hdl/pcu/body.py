@@ -5,12 +5,12 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.counters import COUNTER_BITS, MAX_COUNTERS
+from hdl.counters import COUNTER_BITS
 from hdl.numerics.ops import Op
 from hdl.numerics.pipeline import Stages
 
 from .alu import Alu
-from .config import Src, StageConfig
+from .config import Src, StageConfig, side_layout
 
 __all__ = ["Body"]
 
@@ -21,9 +21,9 @@ class Body(wiring.Component):
     SIMD (``sys`` low): stage ``s`` applies ``config[s].op`` to all lanes; its operands
     come from the previous stage, the iteration's vector/scalar inputs, lane counter or
     header reduction ``red`` (carried down the pipeline beside the data), or the stage
-    immediate (see :class:`Src`). An element entering with ``i_valid`` leaves
-    ``LATENCY = stages * Alu.LATENCY`` enabled cycles later with its ``mask``, ``last``
-    and counter ``wrap`` bits.
+    immediate (see :class:`Src`). An element entering with ``i_side.valid`` leaves
+    ``LATENCY = stages * Alu.LATENCY`` enabled cycles later with its side band
+    (:func:`~hdl.pcu.config.side_layout`) in ``o_side``.
 
     Systolic (``sys`` high): every unit computes ``fma(sys_a, sys_b, sys_c)`` of its own
     grid position; ``fu_r`` exposes every unit's result.
@@ -39,20 +39,17 @@ class Body(wiring.Component):
             "config": In(data.ArrayLayout(StageConfig, stages)),
             "sys": In(1), "sys_a": In(grid), "sys_b": In(grid), "sys_c": In(grid),
             "fu_r": Out(grid),
-            "i_valid": In(1),
+            "i_side": In(side_layout(lanes)),
             "vin0": In(vec), "vin1": In(vec), "sin0": In(32), "red": In(32),
             "ctr": In(data.ArrayLayout(COUNTER_BITS, lanes)),
-            "i_mask": In(lanes), "i_last": In(1), "i_wrap": In(MAX_COUNTERS),
-            "o_valid": Out(1), "o_data": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
-            "o_wrap": Out(MAX_COUNTERS),
+            "o_side": Out(side_layout(lanes)), "o_data": Out(vec),
         })
 
     def elaborate(self, platform):
         m = Module()
         L = Alu.LATENCY
         side = {"vin0": self.vin0, "vin1": self.vin1, "sin0": self.sin0, "ctr": self.ctr,
-                "red": self.red, "valid": self.i_valid, "mask": self.i_mask, "last": self.i_last,
-                "wrap": self.i_wrap}
+                "red": self.red, "side": self.i_side}
         prev = self.vin0
         for s in range(self.stages):
             st = Stages(m, self.en, f"st{s}")
@@ -80,9 +77,7 @@ class Body(wiring.Component):
                              self.fu_r[s][lane].eq(alu.r)]
             last_stage = s == self.stages - 1
             side = {k: st.delay(v, L, name=f"st{s}_{k}") for k, v in side.items()
-                    if not last_stage or k in ("valid", "mask", "last", "wrap")}
+                    if not last_stage or k == "side"}
             prev = result
-        m.d.comb += [self.o_valid.eq(side["valid"]), self.o_data.eq(prev),
-                     self.o_mask.eq(side["mask"]), self.o_last.eq(side["last"]),
-                     self.o_wrap.eq(side["wrap"])]
+        m.d.comb += [self.o_side.eq(side["side"]), self.o_data.eq(prev)]
         return m

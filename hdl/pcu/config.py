@@ -14,11 +14,17 @@ from .reduce import ReduceOp
 
 __all__ = ["VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
            "ScaleSrc", "TailConfig", "systolic_interleave", "systolic_config_layout",
-           "TILE_COUNT_BITS", "pcu_config_layout"]
+           "TILE_COUNT_BITS", "pcu_config_layout", "side_layout"]
 
 #: Vector and scalar input ports of a PCU header.
 VECTOR_INPUTS = 2
 SCALAR_INPUTS = 1
+
+
+def side_layout(lanes):
+    """The side band of a vector element through header, body and tail: its ``valid``,
+    lane ``mask``, ``last`` element and the counter ``wrap`` bits of its iteration."""
+    return data.StructLayout({"valid": 1, "mask": lanes, "last": 1, "wrap": MAX_COUNTERS})
 
 
 class Src(enum.Enum, shape=3):

@@ -13,7 +13,7 @@ from hdl.params import RduParams
 from .accum import Accumulator
 from .alu import Alu
 from .body import Body
-from .config import Mode, ScaleSrc, pcu_config_layout, systolic_interleave
+from .config import Mode, ScaleSrc, pcu_config_layout, side_layout, systolic_interleave
 from .reduce import ReduceTree
 from .systolic import Systolic
 from .tail import Tail
@@ -178,10 +178,12 @@ class Pcu(wiring.Component):
         m.d.comb += [hred.en.eq(en), hred.op.eq(self.config.hred), hred.i.eq(vin0.data),
                      hred.mask.eq(step.mask)]
         hst = Stages(m, en, "hdr")
+        side = Signal(side_layout(self.params.pcu_lanes))
+        m.d.comb += [side.valid.eq(fire), side.mask.eq(step.mask), side.last.eq(step.last),
+                     side.wrap.eq(step.wrap)]
         late = {k: hst.delay(v, hred.LATENCY, name=f"hdr_{k}") for k, v in {
             "vin0": vin0.data, "vin1": vin1.data, "sin0": fifos["sin0"].r_data,
-            "ctr": step.lane, "valid": fire, "mask": step.mask, "last": step.last,
-            "wrap": step.wrap}.items()}
+            "ctr": step.lane, "side": side}.items()}
         return hst, late
 
     def _body(self, m, body, sa, hred, late, en, systolic):
@@ -191,10 +193,9 @@ class Pcu(wiring.Component):
             body.en.eq(Mux(systolic, sa.array_en, en)), body.config.eq(cfg.stage),
             body.sys.eq(systolic), body.sys_a.eq(sa.sys_a), body.sys_b.eq(sa.sys_b),
             body.sys_c.eq(sa.sys_c), sa.fu_r.eq(body.fu_r),
-            body.i_valid.eq(late["valid"]), body.vin0.eq(late["vin0"]),
+            body.i_side.eq(late["side"]), body.vin0.eq(late["vin0"]),
             body.vin1.eq(late["vin1"]), body.sin0.eq(late["sin0"]), body.red.eq(hred.r),
-            body.ctr.eq(late["ctr"]), body.i_mask.eq(late["mask"]),
-            body.i_last.eq(late["last"]), body.i_wrap.eq(late["wrap"]),
+            body.ctr.eq(late["ctr"]),
             sa.config.eq(cfg.systolic), sa.start.eq(self.start & systolic),
         ]
 
@@ -251,40 +252,40 @@ class Pcu(wiring.Component):
         cfg = self.config
         m.d.comb += [tail.en.eq(en), tail.config.eq(cfg.tail)]
         with m.If(systolic):
-            m.d.comb += [tail.i_valid.eq(sa.o_valid & scale_ok), tail.i.eq(sa.o),
-                         tail.i_mask.eq(sa.o_mask), tail.i_last.eq(sa.o_last),
+            m.d.comb += [tail.i_side.valid.eq(sa.o_valid & scale_ok), tail.i.eq(sa.o),
+                         tail.i_side.mask.eq(sa.o_mask), tail.i_side.last.eq(sa.o_last),
                          tail.i_scalar.eq(scalar)]
         with m.Else():
-            m.d.comb += [tail.i_valid.eq(body.o_valid), tail.i.eq(body.o_data),
-                         tail.i_mask.eq(body.o_mask), tail.i_last.eq(body.o_last),
-                         tail.i_wrap.eq(body.o_wrap), tail.i_scalar.eq(sin_simd)]
+            m.d.comb += [tail.i_side.eq(body.o_side), tail.i.eq(body.o_data),
+                         tail.i_scalar.eq(sin_simd)]
+        out = tail.o_side
         m.d.comb += [
-            vout.valid.eq(tail.o_valid & cfg.vout_en),
-            vout.payload.data.eq(tail.o), vout.payload.mask.eq(tail.o_mask),
-            vout.payload.last.eq(tail.o_last),
+            vout.valid.eq(out.valid & cfg.vout_en),
+            vout.payload.data.eq(tail.o), vout.payload.mask.eq(out.mask),
+            vout.payload.last.eq(out.last),
         ]
 
     def _row_results(self, m, acc, tail, en, sout):
         """The scalar output: each row's reduction, or its accumulation over a window."""
-        cfg = self.config
+        cfg, out = self.config, tail.o_side
         end = Signal()
         m.d.comb += [
-            end.eq(tail.o_wrap.bit_select(cfg.acc.level, 1)),
+            end.eq(out.wrap.bit_select(cfg.acc.level, 1)),
             acc.en.eq(en), acc.op.eq(cfg.acc.op),
-            acc.i_valid.eq(tail.o_valid & cfg.reduce.en & cfg.acc.en),
+            acc.i_valid.eq(out.valid & cfg.reduce.en & cfg.acc.en),
             acc.x.eq(tail.o_row), acc.end.eq(end),
         ]
         acc_last = Signal()
-        with m.If(en & tail.o_valid & end):
-            m.d.sync += acc_last.eq(tail.o_last)
+        with m.If(en & out.valid & end):
+            m.d.sync += acc_last.eq(out.last)
         with m.If(cfg.acc.en):
             m.d.comb += [sout.valid.eq(acc.r_valid & cfg.reduce.en),
                          sout.payload.data.eq(acc.r),
                          sout.payload.last.eq(acc_last)]
         with m.Else():
-            m.d.comb += [sout.valid.eq(tail.o_valid & cfg.reduce.en),
+            m.d.comb += [sout.valid.eq(out.valid & cfg.reduce.en),
                          sout.payload.data.eq(tail.o_row),
-                         sout.payload.last.eq(tail.o_last)]
+                         sout.payload.last.eq(out.last)]
 
     def _busy(self, m, chain, sa, systolic):
         """Busy from start until each enabled output's element carrying `last` has left."""

@@ -5,14 +5,13 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.counters import MAX_COUNTERS
 from hdl.numerics.compare import CmpOp, FpCompare
 from hdl.numerics.convert import ToBf16
 from hdl.numerics.mul import FpMul
 from hdl.numerics.pipeline import Stages
 from hdl.numerics.tail import Exp2, Rcp, Rsqrt
 
-from .config import ScaleSrc, TailConfig, TailFunc
+from .config import ScaleSrc, TailConfig, TailFunc, side_layout
 from .reduce import ReduceTree
 
 __all__ = ["FuncUnit", "Tail"]
@@ -67,10 +66,8 @@ class Tail(wiring.Component):
         vec = data.ArrayLayout(32, lanes)
         super().__init__({
             "en": In(1), "config": In(TailConfig),
-            "i_valid": In(1), "i": In(vec), "i_mask": In(lanes), "i_last": In(1),
-            "i_wrap": In(MAX_COUNTERS), "i_scalar": In(32),
-            "o_valid": Out(1), "o": Out(vec), "o_mask": Out(lanes), "o_last": Out(1),
-            "o_wrap": Out(MAX_COUNTERS), "o_row": Out(32),
+            "i_side": In(side_layout(lanes)), "i": In(vec), "i_scalar": In(32),
+            "o_side": Out(side_layout(lanes)), "o": Out(vec), "o_row": Out(32),
         })
 
     @staticmethod
@@ -82,27 +79,26 @@ class Tail(wiring.Component):
         m = Module()
         cfg = self.config
         st = Stages(m, self.en, "tail")
-        side = {"valid": self.i_valid, "mask": self.i_mask, "last": self.i_last,
-                "wrap": self.i_wrap}
+        side = self.i_side
 
         f = Signal(data.ArrayLayout(32, self.lanes))
         for lane in range(self.lanes):
             fu = m.submodules[f"func{lane}"] = FuncUnit()
             m.d.comb += [fu.en.eq(self.en), fu.func.eq(cfg.func), fu.a.eq(self.i[lane]),
                          f[lane].eq(fu.r)]
-        side = {k: st.delay(v, FuncUnit.LATENCY, name=f"tail_f_{k}") for k, v in side.items()}
+        side = st.delay(side, FuncUnit.LATENCY, name="tail_f_side")
 
         m.submodules.tree = tree = ReduceTree(self.lanes)
         m.submodules.row_fn = row_fn = FuncUnit()
         wait = self.tree_latency + FuncUnit.LATENCY
         scalar = st.delay(self.i_scalar, wait, name="tail_scalar")
         m.d.comb += [tree.en.eq(self.en), tree.op.eq(cfg.red_op), tree.i.eq(f),
-                     tree.mask.eq(side["mask"]),
+                     tree.mask.eq(side.mask),
                      row_fn.en.eq(self.en), row_fn.func.eq(cfg.row_fn),
                      row_fn.a.eq(Mux(cfg.scale == ScaleSrc.SIN, scalar, tree.r))]
         f = st.delay(f, wait, name="tail_fwait")
         row = st.delay(tree.r, FuncUnit.LATENCY, name="tail_row")
-        side = {k: st.delay(v, wait, name=f"tail_r_{k}") for k, v in side.items()}
+        side = st.delay(side, wait, name="tail_r_side")
 
         scale = Signal(32)
         with m.Switch(cfg.scale):
@@ -132,9 +128,6 @@ class Tail(wiring.Component):
                 out[lane].eq(Mux(bf16, rnd.r << 16, r_late)),
             ]
         post = self.LATENCY - self.ROW_LATENCY
-        side = {k: st.delay(v, post, name=f"tail_o_{k}") for k, v in side.items()}
-        m.d.comb += [self.o.eq(out), self.o_valid.eq(side["valid"]),
-                     self.o_mask.eq(side["mask"]), self.o_last.eq(side["last"]),
-                     self.o_wrap.eq(side["wrap"]),
+        m.d.comb += [self.o.eq(out), self.o_side.eq(st.delay(side, post, name="tail_o_side")),
                      self.o_row.eq(st.delay(row, post, name="tail_orow"))]
         return m
