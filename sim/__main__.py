@@ -19,7 +19,7 @@ def _config(value):
 
 
 def cmd_run(args, extra):
-    from .run import KERNELS, run_kernel, write_report
+    from .run import KERNELS, kernel_args, run_kernel, write_report
     k = KERNELS.get(args.kernel)
     if k is None:
         sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
@@ -28,6 +28,10 @@ def cmd_run(args, extra):
         kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
                         default=o.default, help=f"{o.help} (default {o.default})")
     kargs = kp.parse_args(extra)
+    try:
+        kernel_args(k.name, args.config, seed=args.seed, options=vars(kargs))
+    except TypeError as e:
+        sys.exit(f"error: {e}")
     trace = _wave_request(args, k.name, vars(kargs))
     report = run_kernel(k.name, args.config, seed=args.seed,
                         waves=args.waves_format if args.waves else False,

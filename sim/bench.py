@@ -4,6 +4,7 @@ Every figure is measured here by running the model; nothing is written in. Later
 issues add their own sections to the same file.
 """
 
+import dataclasses
 import json
 import os
 import platform
@@ -11,6 +12,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CopyBandwidthArgs, FpuArgs, GemmArgs,
+                         LayerLoopArgs, PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs)
 
 from .build import build
 from .cocotb_run import run_cocotb
@@ -60,9 +64,8 @@ def _speed(harness, flow, repeats, workdir, lanes):
     b = build(harness, flow=flow)
     best = None
     for i in range(repeats):
-        run = run_cocotb(b, "tb.test_fpu_stream", test_dir=workdir / f"{flow}{i}",
-                         args={"n": FPU_N, "lanes": lanes, "seed": 11 + i, "idle": 0.0,
-                               "backpressure": 0.0})
+        run = run_cocotb(b, FpuArgs(n=FPU_N, lanes=lanes, seed=11 + i),
+                         test_dir=workdir / f"{flow}{i}")
         o = run.outputs
         cps = o["cycles"] / o["wall_s"]
         if best is None or cps > best["cycles_per_second"]:
@@ -71,11 +74,11 @@ def _speed(harness, flow, repeats, workdir, lanes):
     return best
 
 
-def _best(build, module, workdir, repeats, args):
+def _best(build, args, workdir, repeats):
     """Outputs of the fastest (wall clock) of ``repeats`` runs; cycle counts do not vary."""
     best = None
     for i in range(repeats):
-        o = run_cocotb(build, module, test_dir=workdir / f"r{i}", args=args).outputs
+        o = run_cocotb(build, args, test_dir=workdir / f"r{i}").outputs
         if best is None or o["wall_s"] < best["wall_s"]:
             best = o
     return best
@@ -90,15 +93,13 @@ def _pcu_section(params, repeats, workdir):
     b = build_design("pcu", params)
     lanes, stages = params.pcu_lanes, params.pcu_stages
     n = 8192
-    fma = _best(b, "tb.test_pcu_simd", workdir / "fma", repeats,
-                {"params": params.to_dict(), "case": "fma", "n": n, "seed": 21,
-                 "idle": 0.0, "backpressure": 0.0})
+    fma = _best(b, PcuSimdArgs(params=params.to_dict(), case="fma", n=n, seed=21),
+                workdir / "fma", repeats)
     tm, k = systolic_tile_rows(params), 256
     gemm = {}
     for tiles in (1, 4):
-        gemm[tiles] = _best(b, "tb.test_pcu_systolic", workdir / f"gemm{tiles}", 1,
-                            {"params": params.to_dict(), "m": tm * tiles, "n": lanes, "k": k,
-                             "seed": 31, "idle": 0.0, "backpressure": 0.0})
+        gemm[tiles] = _best(b, PcuGemmArgs(params=params.to_dict(), m=tm * tiles, n=lanes, k=k,
+                                           seed=31), workdir / f"gemm{tiles}", 1)
     # Steady state: the extra cycles of 3 more tiles, fill and drain cancelled out.
     extra_cycles = gemm[4]["cycles"] - gemm[1]["cycles"]
     steady = 3 * tm * lanes * k / (stages * lanes * extra_cycles)
@@ -127,11 +128,11 @@ def _pmu_section(params, workdir):
     bank-conflict cycles of a column walk under default vs chosen bank bits."""
     from .designs import build_design
     b = build_design("pmu", params)
-    args = {"params": params.to_dict(), "seed": 41, "idle": 0.0, "backpressure": 0.0}
-    stream = _best(b, "tb.test_pmu_stream", workdir / "stream", 1,
-                   dict(args, case="linear", tiles=64, nbuf=2, bank_bits="chosen"))
-    walk = {bits: _best(b, "tb.test_pmu_stream", workdir / f"walk-{bits}", 1,
-                        dict(args, case="transpose", tiles=16, nbuf=2, bank_bits=bits))
+    machine = {"params": params.to_dict(), "seed": 41}
+    stream = _best(b, PmuArgs(**machine, case="linear", tiles=64, nbuf=2, bank_bits="chosen"),
+                   workdir / "stream", 1)
+    walk = {bits: _best(b, PmuArgs(**machine, case="transpose", tiles=16, nbuf=2,
+                                   bank_bits=bits), workdir / f"walk-{bits}", 1)
             for bits in ("default", "chosen")}
     return {
         "double_buffer_stream": {"vectors": stream["vectors"], "cycles": stream["cycles"],
@@ -155,8 +156,8 @@ def _rdn_section(params, workdir):
     rows, cols = params.rows, params.cols
 
     def scenario(name, flows, **extra):
-        return run_cocotb(b, "tb.test_rdn", test_dir=workdir / name, testcase="rdn_scenario",
-                          args={"params": params.to_dict(), "flows": flows, **extra}).outputs
+        return run_cocotb(b, RdnScenarioArgs(params=params.to_dict(), flows=flows, **extra),
+                          test_dir=workdir / name).outputs
 
     n = 1000
     link = scenario("link", [{"src": [0, 0, IN_LOCAL], "dst": [cols - 1, 0, OUT_L0],
@@ -212,9 +213,8 @@ def _agcu_stream(params, model, workdir, words, write, seed):
     """One ``agcu_bandwidth`` run: every AGCU streams ``words`` contiguous words from (or
     to) its own HBM segment at once; bytes over the slowest AGCU's busy cycles, and that
     as a fraction of the HBM stub's peak (channels x bytes per cycle)."""
-    o = run_cocotb(model, "tb.test_memory", test_dir=workdir, testcase="agcu_bandwidth",
-                   args={"params": params.to_dict(), "words": words, "write": write,
-                         "seed": seed}).outputs
+    o = run_cocotb(model, AgcuBandwidthArgs(params=params.to_dict(), words=words, write=write,
+                                            seed=seed), test_dir=workdir).outputs
     bpc = o["bytes"] / o["cycles"]
     return {"bytes": o["bytes"], "cycles": o["cycles"], "bytes_per_cycle": round(bpc, 3),
             "fraction_of_hbm_peak": round(bpc / params.hbm_peak_bytes_per_cycle, 4)}
@@ -255,10 +255,8 @@ def _memory_section(params, workdir):
     b = build_design("memory", params)
     mm = MemoryMap(params)
     count = (1 << 20) // 4
-    runs = {via: run_cocotb(b, "tb.test_memory", test_dir=workdir / via,
-                            testcase="copy_bandwidth",
-                            args={"params": params.to_dict(), "count": count, "via": via,
-                                  "seed": 51}).outputs
+    runs = {via: run_cocotb(b, CopyBandwidthArgs(params=params.to_dict(), count=count, via=via,
+                                                 seed=51), test_dir=workdir / via).outputs
             for via in ("dma", "host")}
     dma, host = runs["dma"]["cycles"], runs["host"]["cycles"]
     return {
@@ -282,10 +280,8 @@ ATTENTION_SHAPES = {"small": ((128, 32), (128, 64), (16, 64))}
 
 def _attention(b, params, workdir, seq, d):
     """One attention head fused and unfused (each checked by the test it runs)."""
-    o = run_cocotb(b, "tb.test_socket", test_dir=workdir / f"attention-{seq}x{d}",
-                   testcase="attention",
-                   args={"params": params.to_dict(), "seq": seq, "head_dim": d,
-                         "seed": 63}).outputs
+    o = run_cocotb(b, AttentionArgs(params=params.to_dict(), seq=seq, head_dim=d, seed=63),
+                   test_dir=workdir / f"attention-{seq}x{d}").outputs
     return {"seq": seq, "head_dim": d, "fused_cycles": o["fusion"]["fused_cycles"],
             "unfused_cycles": o["fusion"]["unfused_cycles"],
             "fusion_speedup": round(o["fusion"]["speedup"], 3),
@@ -306,17 +302,13 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     from .designs import build_design
     b = build_design("socket", params)
     m, n, k = shape
-    o = run_cocotb(b, "tb.test_socket", test_dir=workdir / "gemm", testcase="gemm",
-                   args={"params": params.to_dict(), "m": m, "n": n, "k": k,
-                         "seed": 61}).outputs
-    o2 = run_cocotb(b, "tb.test_socket", test_dir=workdir / "gemm2", testcase="gemm",
-                    args={"params": params.to_dict(), "m": m, "n": n, "k": k, "split": 2,
-                          "seed": 61}).outputs
+    gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, seed=61)
+    o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
+    o2 = run_cocotb(b, dataclasses.replace(gemm, split=2), test_dir=workdir / "gemm2").outputs
     layers = 8
-    loop = run_cocotb(b, "tb.test_socket", test_dir=workdir / "layer_loop",
-                      testcase="layer_loop",
-                      args={"params": params.to_dict(), "m": 1, "n": params.pcu_lanes,
-                            "k": 64, "layers": layers, "seed": 62}).outputs
+    loop = run_cocotb(b, LayerLoopArgs(params=params.to_dict(), m=1, n=params.pcu_lanes, k=64,
+                                       layers=layers, seed=62),
+                      test_dir=workdir / "layer_loop").outputs
     return {
         "verilator_build_s": b.built_seconds,
         "kernel_looping": {

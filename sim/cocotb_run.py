@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from tb.lib.args import ENV_ARGS, TbArgs
+
 from . import toolchain
 from .build import Build
 
@@ -55,17 +57,22 @@ def _failures(xml_path: Path):
     return len(cases), failed
 
 
-def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
-               seed=None, waves=False, trace=None) -> TestRun:
-    """Run cocotb test ``module`` (e.g. ``"tb.test_fpu_stream"``) on ``build``.
+def run_cocotb(build: Build, args: TbArgs, *, test_dir, seed=None, waves=False,
+               trace=None) -> TestRun:
+    """Run the cocotb test ``args`` is for (its ``MODULE`` and ``TESTCASE``, e.g.
+    ``tb.test_socket:gemm``; a module-level class runs every test of the module) on
+    ``build``.
 
-    ``args`` (JSON-able) reach the test as :func:`tb.lib.harness.test_args`. With
+    ``args`` (a :class:`tb.lib.args.TbArgs`) reach the test by ``Cls.from_env()``. With
     ``waves`` the run writes a waveform; ``trace`` (a :class:`sim.tracesel.TraceSelection`)
     limits it to scopes and a cycle window. Raises :class:`SimulationError` with the
     failing tests' messages and the log's tail.
     """
     from cocotb_tools.runner import get_runner
 
+    if not isinstance(args, TbArgs):
+        raise TypeError(f"run_cocotb: args must be a tb.lib.args dataclass, got {args!r}")
+    module, testcase = args.MODULE, args.TESTCASE
     if waves and not build.waves:
         raise ValueError("waves requested but the model was built without tracing")
     test_dir = Path(test_dir).resolve()
@@ -77,7 +84,7 @@ def run_cocotb(build: Build, module: str, *, test_dir, args=None, testcase=None,
         f.unlink(missing_ok=True)
     libs = str(toolchain.cocotb_libs_dir())
     env = {
-        "OPENRDU_TB_ARGS": json.dumps(args or {}),
+        ENV_ARGS: args.to_json(),
         "OPENRDU_TB_OUT": str(out_file),
         "OPENRDU_HARNESS": str(build.dir / "src" / "harness.json"),
         "OPENRDU_FLOW": build.flow,

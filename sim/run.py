@@ -12,6 +12,8 @@ from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Allocator
 from hdl.params import RduParams
 from hdl.tile import tile_units
+from tb.lib.args import (AttentionArgs, FpuArgs, GemmArgs, PcuGemmArgs, PcuSimdArgs,
+                         SoftmaxArgs, options_of)
 
 from . import toolchain
 from .build import wave_format
@@ -20,7 +22,7 @@ from .designs import build_design
 from .tracesel import TraceSelection
 from .waves import natural_key, trace_selection, write_gtkw
 
-__all__ = ["Kernel", "KERNELS", "run_kernel", "wave_request", "REPORT_DIR"]
+__all__ = ["Kernel", "KERNELS", "kernel_args", "run_kernel", "wave_request", "REPORT_DIR"]
 
 REPORT_DIR = Path("build") / "reports"
 RUN_DIR = Path("build") / "runs"
@@ -38,14 +40,18 @@ class Option:
 class Kernel:
     name: str
     design: str
-    test_module: str
+    args: type                                     # the cocotb test's tb.lib.args class
     description: str
-    options: list = field(default_factory=list)
+    flags: tuple = ()                              # its fields the CLI offers as options
     fixed: dict = field(default_factory=dict)      # arguments the kernel always passes
-    testcase: str | None = None                    # one cocotb test of the module
     #: (params, options) -> the socket programs the run launches, compiled here as the
     #: testbench compiles them (for what they start: the default waveform units).
     programs: object = None
+
+    @property
+    def options(self):
+        """The CLI options: the test's fields ``flags``, with their defaults and help."""
+        return [Option(*o) for o in options_of(self.args, self.flags)]
 
 
 def _scratch(params, sizes):
@@ -91,61 +97,43 @@ def used_units(params, programs):
                     if any(p.agcus >> k & 1 for p in programs)}
 
 
-def _rates(idle, backpressure):
-    """The seeded stream-driver options every kernel takes."""
-    return [Option("idle", float, idle, "probability an input source idles in a cycle"),
-            Option("backpressure", float, backpressure,
-                   "probability the sink is not ready in a cycle")]
-
+_RATES = ("idle", "backpressure")
 
 KERNELS = {
     "fpu": Kernel(
-        "fpu", "fpu", "tb.test_fpu_stream",
+        "fpu", "fpu", FpuArgs,
         "random operand vectors (every op, specials mixed in) through the FP units, "
-        "bit-exact against firmware.numerics",
-        [Option("n", int, 100_000, "operand vectors"), *_rates(0.2, 0.3)]),
+        "bit-exact against firmware.numerics", ("n", *_RATES)),
     "pcu-gemm": Kernel(
-        "pcu-gemm", "pcu", "tb.test_pcu_systolic",
+        "pcu-gemm", "pcu", PcuGemmArgs,
         "C = A x B (BF16 inputs, FP32 accumulation) on one PCU in systolic mode, tiled by "
         "firmware, bit-exact against gemm_reference and within k roundings of float64",
-        [Option("m", int, 56, "rows of A and C"), Option("n", int, 8, "columns of B and C"),
-         Option("k", int, 256, "the reduction length"), *_rates(0.0, 0.0)]),
+        ("m", "n", "k", *_RATES)),
     "gemm": Kernel(
-        "gemm", "socket", "tb.test_socket",
+        "gemm", "socket", GemmArgs,
         "C = A x B on the socket: the bitstream loads from HBM through the config "
         "controller, AGCUs stream A and B from HBM into a PCU's systolic array and C back, "
         "bit-exact against the PCU reference and within k FP32 roundings of float64",
-        [Option("m", int, 56, "rows of A and C"), Option("n", int, 24, "columns of B and C"),
-         Option("k", int, 64, "the reduction length"),
-         Option("bias", int, 0, "fused bias epilogue, one per output column (0/1)"),
-         Option("relu", int, 0, "fused ReLU epilogue (0/1)"),
-         Option("bf16", int, 0, "fused BF16 convert epilogue (0/1)"),
-         Option("split", int, 1, "PCUs sharing the column tiles (1 or 2)")],
-        testcase="gemm", programs=_gemm_programs),
+        ("m", "n", "k", "bias", "relu", "bf16", "split"), programs=_gemm_programs),
     "attention": Kernel(
-        "attention", "socket", "tb.test_socket",
+        "attention", "socket", AttentionArgs,
         "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "
         "P V on two PCUs' systolic arrays, the row softmax on two more, S and P kept in PMUs; "
         "bit-exact against the PCU references and the reference backend, within the "
         "derived bound of float64; with --unfused 1 also the unfused version (GEMM, "
         "softmax, GEMM through HBM) for the fusion speedup",
-        [Option("seq", int, 128, "sequence length (queries = keys)"),
-         Option("head_dim", int, 32, "head dimension d"),
-         Option("unfused", int, 1, "also run the unfused kernels and compare (0/1)")],
-        testcase="attention", programs=_attention_programs),
+        ("seq", "head_dim", "unfused"), programs=_attention_programs),
     "softmax": Kernel(
-        "softmax", "socket", "tb.test_socket",
+        "softmax", "socket", SoftmaxArgs,
         "row softmax on the socket (rows longer than the lanes): max, exp + sum and "
         "normalise on three PCUs with the rows buffered in two PMUs, bit-exact against the "
         "PCU references and the reference backend, within the derived bound of float64",
-        [Option("rows", int, 64, "rows"), Option("n", int, 100, "values per row")],
-        testcase="softmax", programs=_softmax_programs),
+        ("rows", "n"), programs=_softmax_programs),
     "pcu-softmax": Kernel(
-        "pcu-softmax", "pcu", "tb.test_pcu_simd",
+        "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
         "sum-reduce, rcp, scale), bit-exact against simd_reference, close to float64",
-        [Option("n", int, 4096, "rows (one vector each)"), *_rates(0.0, 0.0)],
-        {"case": "softmax"}),
+        ("n", *_RATES), {"case": "softmax"}),
 }
 
 
@@ -154,6 +142,13 @@ def _options(k, options):
     opts = {o.flag: o.default for o in k.options}
     opts.update({key: v for key, v in (options or {}).items() if v is not None})
     return opts
+
+
+def kernel_args(name, params, *, seed=1, options=None):
+    """The cocotb arguments of a run of kernel ``name`` (its ``tb.lib.args`` dataclass);
+    TypeError names an option of the wrong type, before any model is built."""
+    k = KERNELS[name]
+    return k.args(seed=seed, params=params.to_dict(), **k.fixed, **_options(k, options))
 
 
 def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, options=None):
@@ -183,6 +178,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
         raise KeyError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
     k = KERNELS[name]
     opts = _options(k, options)
+    targs = kernel_args(name, params, seed=seed, options=options)
     if waves and trace is None:
         trace = wave_request(name, params, options=opts)
     if waves and toolchain.fst_shims() and wave_format(waves) == "fst":
@@ -200,10 +196,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
         "sim": {"flow": b.flow, "build_s": round(b.seconds, 3), "build_cached": b.cached},
     }
     try:
-        run = run_cocotb(b, k.test_module, test_dir=RUN_DIR / name, testcase=k.testcase,
-                         args={"seed": seed, "lanes": params.pcu_lanes,
-                               "params": params.to_dict(), **k.fixed, **opts},
-                         waves=bool(waves), trace=trace)
+        run = run_cocotb(b, targs, test_dir=RUN_DIR / name, waves=bool(waves), trace=trace)
     except SimulationError as e:
         report["error"] = str(e)
         return report

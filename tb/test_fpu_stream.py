@@ -1,6 +1,6 @@
 """cocotb: random operand vectors through the FPU stream, bit-exact against the reference.
 
-Arguments (``test_args``): ``n`` vectors of ``lanes`` operand triples, ``seed``, ``idle`` (probability that the
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``n`` vectors of ``lanes`` operand triples, ``seed``, ``idle`` (probability that the
 source holds back a cycle) and ``backpressure`` (probability the sink is not ready).
 """
 
@@ -9,17 +9,18 @@ import numpy as np
 
 from tb.lib.fpu_vectors import (expected, float64_errors, make_vectors, pack_inputs,
                                 unpack_outputs)
-from tb.lib.harness import TbHarness, test_args, write_outputs
+from tb.lib.args import FpuArgs
+from tb.lib.harness import TbHarness, write_outputs
 from firmware.numerics import TAIL_ULP_BOUND
 from hdl.numerics.ops import FPU_OPS, Op
 
 
 @cocotb.test()
 async def fpu_random_stream(dut):
-    args = test_args()
-    n, seed = int(args.get("n", 10_000)), int(args.get("seed", 1))
-    lanes = int(args["lanes"])
-    idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
+    args = FpuArgs.from_env()
+    n, seed = args.n, args.seed
+    lanes = args.lanes or args.machine().pcu_lanes
+    idle, bp = args.idle, args.backpressure
     dut._log.info(f"fpu stream: {n} vectors x {lanes} lanes, seed {seed}, idle {idle}, "
                   f"backpressure {bp}")
     v = make_vectors(np.random.default_rng(seed), n, lanes)

@@ -1,7 +1,7 @@
 """cocotb: the memory system (HBM and DDR stubs with testbench backing stores, host link,
 DMA engine, top-level network) on Verilator.
 
-Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config``/``params``, ``seed``, and per test:
 
 * ``dma_copy``: ``count`` words DDR -> HBM, then the HBM copy back to another DDR place
   (block offsets of source and destination differ); both copies exact, words around
@@ -24,7 +24,10 @@ import numpy as np
 from firmware.compiler.memory import pack_dma, word_address
 from hdl.memory.config import (MAX_BURST, MemoryMap, dma_desc_layout, req_layout,
                                resp_layout, wdata_layout)
-from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.args import (
+    AgcuBandwidthArgs, AgcuFaultArgs, AgcuStreamArgs, CopyBandwidthArgs, DmaCopyArgs,
+    DmaErrorArgs, HostLinkArgs)
+from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.memimage import MemoryImage
 from tb.lib.payload import from_ints, pack, unpack, words_of
 
@@ -44,12 +47,12 @@ def _port(tb, name):
     return int(tb.port(name).value)
 
 
-async def _setup(dut):
-    args = test_args()
-    params = test_params(args)
+async def _setup(dut, cls):
+    args = cls.from_env()
+    params = args.machine()
     tb = TbHarness(dut)
     await tb.reset()
-    return args, params, tb, MemoryImage(params), random.Random(args.get("seed", 1))
+    return args, params, tb, MemoryImage(params), random.Random(args.seed)
 
 
 def _words(rng, n):
@@ -82,9 +85,9 @@ def _counters(tb, mm):
 
 @cocotb.test()
 async def dma_copy(dut):
-    args, params, tb, img, rng = await _setup(dut)
+    args, params, tb, img, rng = await _setup(dut, DmaCopyArgs)
     W = img.words
-    count = args["count"]
+    count = args.count
     beats = -(-count // W)
     span = (beats + 2) * W
     src = word_address(params, "ddr", W * rng.randrange(64))
@@ -115,7 +118,7 @@ async def dma_copy(dut):
 
 @cocotb.test()
 async def dma_error(dut):
-    args, params, tb, img, rng = await _setup(dut)
+    args, params, tb, img, rng = await _setup(dut, DmaErrorArgs)
     mm = MemoryMap(params)
     W = img.words
     dst = word_address(params, "hbm", W * MAX_BURST * 3)
@@ -148,10 +151,10 @@ def _host_requests(rng, params, n):
 
 @cocotb.test()
 async def host_link(dut):
-    args, params, tb, img, rng = await _setup(dut)
+    args, params, tb, img, rng = await _setup(dut, HostLinkArgs)
     mm = MemoryMap(params)
     W = img.words
-    reqs = _host_requests(rng, params, args["requests"])
+    reqs = _host_requests(rng, params, args.requests)
     # Initial contents of every block touched.
     blocks = sorted({b // MAX_BURST for b, _, _ in reqs})
     init = {b: _words(rng, MAX_BURST * W).reshape(MAX_BURST, W) for b in blocks}
@@ -181,7 +184,7 @@ async def host_link(dut):
                                                       "mask": wmasks}))
     n_resp = sum(1 if w else l + 1 for _, l, w in reqs)
     tb.expect("host__resp", n_resp, seed=rng.getrandbits(32),
-              ready_probability=1 - args.get("backpressure", 0.0))
+              ready_probability=1 - args.backpressure)
     cycles, _ = await tb.run(timeout_cycles=100000)
     resp = unpack(resp_layout(W), await tb.dump("host__resp"))
     got = {}
@@ -234,8 +237,8 @@ async def _timed_copy(tb, img, params, rng, count, via):
 
 @cocotb.test()
 async def copy_bandwidth(dut):
-    args, params, tb, img, rng = await _setup(dut)
-    cycles = await _timed_copy(tb, img, params, rng, args["count"], args["via"])
+    args, params, tb, img, rng = await _setup(dut, CopyBandwidthArgs)
+    cycles = await _timed_copy(tb, img, params, rng, args.count, args.via)
     write_outputs(cycles=cycles)
 
 
@@ -318,10 +321,10 @@ async def _agcu_case(tb, params, img, rng, name, args):
     wr, _ = pack_agcu(params, store=(acc, 0), segments=[segs[1]])
     new = _words(rng, len(idx))
     tb.load("vin__1", _packets(params, new), seed=rng.getrandbits(32),
-            valid_probability=1 - args.get("idle", 0.0))
+            valid_probability=1 - args.idle)
     npk = -(-len(idx) // params.pcu_lanes)
     tb.expect("vout__0", npk, seed=rng.getrandbits(32),
-              ready_probability=1 - args.get("backpressure", 0.0))
+              ready_probability=1 - args.backpressure)
     await _start_agcu(tb, 0, rd)
     await _start_agcu(tb, 1, wr)
     cycles, _ = await tb.run(timeout_cycles=50 * len(idx) + 20000)
@@ -349,9 +352,9 @@ async def _agcu_case(tb, params, img, rng, name, args):
 
 @cocotb.test()
 async def agcu_stream(dut):
-    args, params, tb, img, rng = await _setup(dut)
+    args, params, tb, img, rng = await _setup(dut, AgcuStreamArgs)
     out = {}
-    for i, name in enumerate(args["cases"]):
+    for i, name in enumerate(args.cases):
         if i:
             await tb.reset()
         out[name] = await _agcu_case(tb, params, img, rng, name, args)
@@ -367,7 +370,7 @@ async def agcu_fault(dut):
     and delivers only what came before."""
     from firmware.compiler.agcu import Segment, TensorAccess, access_words, pack_agcu
     from hdl.packet import vector_packet_layout
-    args, params, tb, img, rng = await _setup(dut)
+    args, params, tb, img, rng = await _setup(dut, AgcuFaultArgs)
     W = img.words
     acc = TensorAccess((10, 16), (32, 1), 0)
     idx = access_words(acc)
@@ -409,8 +412,8 @@ async def agcu_bandwidth(dut):
     the busy cycles of the slowest AGCU. Data checked."""
     from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
     from hdl.packet import vector_packet_layout
-    args, params, tb, img, rng = await _setup(dut)
-    n, write, A = args["words"], args["write"], params.agcus
+    args, params, tb, img, rng = await _setup(dut, AgcuBandwidthArgs)
+    n, write, A = args.words, args.write, params.agcus
     acc = TensorAccess((n,), (1,), 0)
     block = img.words * MAX_BURST
     stretch = (n // block + 2) * block

@@ -1,6 +1,6 @@
 """cocotb: one PCU in SIMD mode on Verilator, bit-exact against ``simd_reference``.
 
-Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``case``
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config`` (preset or TOML) or ``params`` (a dict), ``case``
 (``fma``, ``dot``, ``softmax``, ``normalize`` or ``random``), ``n`` iterations (vectors), ``seed``, ``idle``,
 ``backpressure``.
 """
@@ -15,7 +15,8 @@ import math
 from firmware import numerics as N
 from firmware.compiler.pcu import Counter, SimdProgram, Stage, Tail, pack_simd, simd_reference
 from hdl.packet import scalar_layout, vector_layout
-from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.args import PcuSimdArgs
+from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.payload import pack, unpack
 
 MIXING = ["IADD", "XOR", "FMA", "ADD", "SUB", "MUL", "SELECT", "IMUL", "MAX", "CMP_LT"]
@@ -86,12 +87,12 @@ def operands(nrng, shape):
 
 @cocotb.test()
 async def pcu_simd(dut):
-    args = test_args()
-    params = test_params(args)
-    lanes, seed, n = params.pcu_lanes, int(args.get("seed", 1)), int(args.get("n", 1000))
-    idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
+    args = PcuSimdArgs.from_env()
+    params = args.machine()
+    lanes, seed, n = params.pcu_lanes, args.seed, args.n
+    idle, bp = args.idle, args.backpressure
     nrng = np.random.default_rng(seed)
-    case = args.get("case", "fma")
+    case = args.case
     bf16 = lambda shape: (nrng.normal(0, 2, shape).astype(np.float32).view(np.uint32)
                           & 0xFFFF0000)
     if case == "softmax":

@@ -1,7 +1,7 @@
 """cocotb: one PCU in systolic mode on Verilator computing C = A x B, bit-exact against
 ``systolic_reference`` and ``gemm_reference``, close to float64.
 
-Arguments (``test_args``): ``config`` (preset or TOML) or ``params`` (a dict), ``m``, ``n``, ``k``, ``seed``,
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config`` (preset or TOML) or ``params`` (a dict), ``m``, ``n``, ``k``, ``seed``,
 ``idle``, ``backpressure``, ``row_scale`` (divide each row of C by a scalar: the tail
 scaled by rcp of sin0, one scalar per row shared by all column tiles). Outputs: cycles, MACs the array performed, utilization =
 MACs / (stages x lanes x cycles), mismatches.
@@ -16,24 +16,25 @@ from firmware import numerics as N
 from firmware.compiler.pcu import (Tail, gemm_reference, gemm_result, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
 from hdl.packet import vector_layout
-from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.args import PcuGemmArgs
+from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.payload import pack, unpack
 
 
 @cocotb.test()
 async def pcu_gemm(dut):
-    args = test_args()
-    params = test_params(args)
-    m, n, k = int(args["m"]), int(args["n"]), int(args["k"])
-    seed = int(args.get("seed", 1))
-    idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
+    args = PcuGemmArgs.from_env()
+    params = args.machine()
+    m, n, k = args.m, args.n, args.k
+    seed = args.seed
+    idle, bp = args.idle, args.backpressure
     lanes = params.pcu_lanes
     nrng = np.random.default_rng(seed)
     a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     prog, vin0, vin1 = gemm_streams(a, b, params)
     sums = None
-    if args.get("row_scale"):
+    if args.row_scale:
         nt = -(-n // lanes)
         prog = dataclasses.replace(prog, tail=Tail(scale="SIN", row_fn="RCP"), scale_tiles=nt)
         sums = nrng.uniform(0.5, 100, prog.tiles // nt * prog.rows).astype(np.float32)\

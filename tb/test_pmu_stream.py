@@ -1,6 +1,6 @@
 """cocotb: one PMU on Verilator, bit-exact against ``pmu_reference``.
 
-Arguments (``test_args``): ``config``/``params``; ``case``: ``transpose`` (L x L tiles
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config``/``params``; ``case``: ``transpose`` (L x L tiles
 written by rows, read by columns), ``linear`` (read in write order) or ``random`` (random
 strides, per-lane offsets and bank bits, predicated to the tile); ``tiles``,
 ``nbuf``, ``bank_bits`` (``chosen`` or ``default``), ``seed``, ``idle``, ``backpressure``.
@@ -18,7 +18,8 @@ from firmware.compiler.pmu import (AccessPattern, BankBits, PmuProgram, access_r
 from hdl.packet import vector_layout
 from hdl.pmu.config import addr_bits
 from hdl.pmu.config import bank_bits as nbits
-from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.args import PmuArgs
+from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.payload import pack, unpack
 
 
@@ -55,13 +56,13 @@ def program_for(case, tiles, nbuf, bank_bits, params, seed=1):
 
 @cocotb.test()
 async def pmu_stream(dut):
-    args = test_args()
-    params = test_params(args)
+    args = PmuArgs.from_env()
+    params = args.machine()
     L = params.pcu_lanes
-    seed, tiles, nbuf = int(args.get("seed", 1)), int(args.get("tiles", 8)), int(args.get("nbuf", 2))
-    idle, bp = float(args.get("idle", 0.2)), float(args.get("backpressure", 0.3))
-    case = args.get("case", "transpose")
-    program = program_for(case, tiles, nbuf, args.get("bank_bits", "chosen"), params, seed)
+    seed, tiles, nbuf = args.seed, args.tiles, args.nbuf
+    idle, bp = args.idle, args.backpressure
+    case = args.case
+    program = program_for(case, tiles, nbuf, args.bank_bits, params, seed)
     nrng = np.random.default_rng(seed)
     vin = nrng.integers(0, 1 << 32, (tiles * L, L), dtype=np.uint64).astype(np.uint32)
     want = pmu_reference(program, params, vin)

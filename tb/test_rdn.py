@@ -1,6 +1,6 @@
 """cocotb: the RDN (vector, scalar and control fabrics) on Verilator.
 
-Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config``/``params``, ``seed``, and per test:
 
 * ``rdn_traffic``: ``flows`` random flows per fabric (unicast, multicast, dynamic),
   ``packets`` per flow, ``idle`` and ``backpressure`` probabilities, ``throttle`` (a
@@ -23,7 +23,8 @@ from firmware.compiler.route import (ControlFlow, Endpoint, Flow, pack_rdn, rout
                                      route_control)
 from hdl.packet import scalar_packet_layout, vector_packet_layout
 from hdl.rdn.config import CTRL_LOCAL, RATE_ONE, switch_counters_layout
-from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.args import RdnControlArgs, RdnScenarioArgs, RdnTrafficArgs
+from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.payload import pack, unpack
 from tb.lib.rdn_traffic import (SEQ_BITS, check_delivery, make_traffic, random_flows,
                                 sink_name, sinks, source_name, sources)
@@ -63,28 +64,29 @@ def window_excess(times, rate, burst):
     return worst
 
 
-def _setup():
-    """The test's arguments, machine parameters, seed and a generator seeded with it."""
-    args = test_args()
-    seed = args.get("seed", 1)
-    return args, test_params(args), seed, random.Random(seed)
+def _setup(cls):
+    """The test's arguments (a ``cls``), machine parameters, seed and a generator seeded
+    with it."""
+    args = cls.from_env()
+    seed = args.seed
+    return args, args.machine(), seed, random.Random(seed)
 
 
 @cocotb.test()
 async def rdn_traffic(dut):
-    args, params, seed, rng = _setup()
+    args, params, seed, rng = _setup(RdnTrafficArgs)
     layouts = {"vec": vector_packet_layout(params), "sca": scalar_packet_layout(params)}
     routes, flows, traffic = {}, {}, {}
     throttled = {}
     srcs = sources(params)
     throttles = [(fab, srcs[k % len(srcs)], rate, burst)
-                 for fab, k, rate, burst in args.get("throttle", [])]
+                 for fab, k, rate, burst in args.throttle]
     for fab in ("vec", "sca"):
         mine = [ep for f, ep, _, _ in throttles if f == fab]
-        flows[fab] = random_flows(params, rng, args.get("flows", 12), from_=mine)
+        flows[fab] = random_flows(params, rng, args.flows, from_=mine)
         routes[fab] = route(params, flows[fab])
         traffic[fab] = make_traffic(params, fab, flows[fab], routes[fab], rng,
-                                    args.get("packets", 20))
+                                    args.packets)
     for fab, ep, rate, burst in throttles:
         routes[fab].throttle(params, ep, rate, burst)
         throttled[source_name(fab, ep)] = routes[fab].throttles[ep.x, ep.y][ep.port]
@@ -93,7 +95,7 @@ async def rdn_traffic(dut):
     await tb.reset()
     tb.port("config").value = config
     await tb.cycles(3)
-    idle, bp = args.get("idle", 0.2), args.get("backpressure", 0.3)
+    idle, bp = args.idle, args.backpressure
     injected = 0
     for fab in ("vec", "sca"):
         for name, pkts in traffic[fab].inject.items():
@@ -152,10 +154,10 @@ async def rdn_traffic(dut):
 
 @cocotb.test()
 async def rdn_control(dut):
-    args, params, seed, rng = _setup()
+    args, params, seed, rng = _setup(RdnControlArgs)
     cells = [(x, y, k) for y in range(params.rows) for x in range(params.cols)
              for k in range(CTRL_LOCAL)]
-    srcs = rng.sample(cells, args.get("flows", 4))
+    srcs = rng.sample(cells, args.flows)
     free_dsts = list(cells)
     rng.shuffle(free_dsts)
     cflows = []
@@ -171,7 +173,7 @@ async def rdn_control(dut):
     # Expected: for each destination wire, the source's pulses delayed by the latency
     # (+1: io inputs reach the design through a register).
     route_of = {d: (f.src, ctl.latency[f.name][d]) for f in cflows for d in f.dsts}
-    cycles = args.get("cycles", 400)
+    cycles = args.cycles
     pulses = {s: [0] * cycles for s in cells}
     for s in srcs:
         for c in range(cycles - 40):
@@ -222,17 +224,17 @@ async def rdn_scenario(dut):
     source at its flows' planned rate); sources never idle, sinks always ready.
     Outputs throughput, latency percentiles (from release and from injection) and the
     worst stall counters."""
-    args = test_args()
-    params = test_params(args)
+    args = RdnScenarioArgs.from_env()
+    params = args.machine()
     layout = vector_packet_layout(params)
-    specs = args["flows"]
+    specs = args.flows
     flows = [Flow(f"f{k}", Endpoint(*s["src"]), (Endpoint(*s["dst"]),), rate=s.get("rate", 1.0),
                   dynamic=s.get("dynamic", False)) for k, s in enumerate(specs)]
     routes = route(params, flows)
-    for x, y, port, rate, burst in args.get("throttle", []):
+    for x, y, port, rate, burst in args.throttle:
         routes.throttle(params, Endpoint(x, y, port), rate, burst)
-    if "throttle_to_rates" in args:
-        routes.throttle_to_rates(params, flows, args["throttle_to_rates"])
+    if args.throttle_to_rates is not None:
+        routes.throttle_to_rates(params, flows, args.throttle_to_rates)
     per_source = {}
     for k, (f, s) in enumerate(zip(flows, specs)):
         hdr = {f"hdr.{n}": v for n, v in routes.headers[f.name].items()}

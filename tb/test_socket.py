@@ -1,7 +1,7 @@
 """cocotb: the whole socket on Verilator — program load from HBM by the config
 controller, kernels run by the kernel sequencer, results read from device memory.
 
-Arguments (``test_args``): ``config``/``params``, ``seed``, and per test:
+Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config``/``params``, ``seed``, and per test:
 
 * ``scale_bias``: ``n`` words, ``iterations``: y = relu(x * scale + bias) through one
   PCU, looped over ``iterations`` slices with the AGCU strides; bit-exact against the
@@ -53,17 +53,20 @@ from firmware.kernels.gemm import GemmShape, compile_gemm
 from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
-from tb.lib.harness import TbHarness, test_args, test_params, write_outputs
+from tb.lib.args import (
+    AttentionArgs, AttentionHeadsArgs, FaultArgs, GemmArgs, GraphArgs, LayerLoopArgs,
+    LoopingArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.memimage import MemoryImage
 
 
-async def _setup(dut):
-    args = test_args()
-    params = test_params(args)
+async def _setup(dut, cls):
+    args = cls.from_env()
+    params = args.machine()
     tb = TbHarness(dut)
     await tb.reset()
     dev = RtlDevice(tb, params, MemoryImage(params))
-    return args, params, dev, random.Random(args.get("seed", 1))
+    return args, params, dev, random.Random(args.seed)
 
 
 def _floats(rng, n):
@@ -90,11 +93,11 @@ def _slices(words):
 
 @cocotb.test()
 async def scale_bias(dut):
-    args, params, dev, rng = await _setup(dut)
-    n, iters = args["n"], args.get("iterations", 1)
+    args, params, dev, rng = await _setup(dut, ScaleBiasArgs)
+    n, iters = args.n, args.iterations
     scale, bias = rng.uniform(-3, 3), rng.uniform(-2, 2)
     x = dev.alloc.alloc("hbm", n * iters, "x")
-    y = dev.alloc.alloc("ddr" if args.get("ddr") else "hbm", n * iters, "y")
+    y = dev.alloc.alloc("ddr" if args.ddr else "hbm", n * iters, "y")
     xs = _floats(rng, n * iters)
     await dev.write(x, xs)
     k = compile_scale_bias(params, n, x=x, y=y, scale=scale, bias=bias, relu=True)
@@ -115,8 +118,8 @@ async def scale_bias(dut):
 
 @cocotb.test()
 async def looping(dut):
-    args, params, dev, rng = await _setup(dut)
-    n, iters = args["n"], args["iterations"]
+    args, params, dev, rng = await _setup(dut, LoopingArgs)
+    n, iters = args.n, args.iterations
     x = dev.alloc.alloc("hbm", n * iters, "x")
     y1 = dev.alloc.alloc("hbm", n * iters, "y looped")
     y2 = dev.alloc.alloc("hbm", n * iters, "y launches")
@@ -150,20 +153,20 @@ async def looping(dut):
 
 @cocotb.test()
 async def gemm(dut):
-    args, params, dev, rng = await _setup(dut)
-    m, n, k = args["m"], args["n"], args["k"]
-    relu, bf16 = bool(args.get("relu", False)), bool(args.get("bf16", False))
-    use_bias = bool(args.get("bias", False))
-    nrng = np.random.default_rng(args.get("seed", 1))
+    args, params, dev, rng = await _setup(dut, GemmArgs)
+    m, n, k = args.m, args.n, args.k
+    relu, bf16 = args.relu, args.bf16
+    use_bias = args.bias
+    nrng = np.random.default_rng(args.seed)
     a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
             if use_bias else None)
-    split = int(args.get("split", 1))
+    split = args.split
     s = GemmShape.of(params, m, n, k, use_bias, split)
     a_rows = None
     a_words, packed_a = s.a_words, None
-    if args.get("a_rows"):
+    if args.a_rows:
         # Row-major A, rows padded to whole vectors (the pad holds NaNs: never used) and
         # to whole row tiles (zero rows).
         a_rows = -(-k // params.pcu_lanes) * params.pcu_lanes
@@ -243,11 +246,11 @@ def _report(params, c, wall, macs, active=1):
 @cocotb.test()
 async def softmax(dut):
     from firmware.kernels.softmax import compile_softmax, softmax_bound
-    args, params, dev, rng = await _setup(dut)
-    rows, n, spread = args["rows"], args["n"], args.get("spread", 3.0)
+    args, params, dev, rng = await _setup(dut, SoftmaxArgs)
+    rows, n, spread = args.rows, args.n, args.spread
     L = params.pcu_lanes
     xs = -(-n // L) * L
-    nrng = np.random.default_rng(args.get("seed", 1))
+    nrng = np.random.default_rng(args.seed)
     x = nrng.normal(0, spread, (rows, n)).astype(np.float32)
     padded = np.zeros((rows, xs), np.uint32)
     padded[:, :n] = x.view(np.uint32)
@@ -314,10 +317,10 @@ async def attention(dut):
     from firmware.kernels.attention import (AttentionShape, attention_bound,
                                             compile_attention, compile_attention_unfused,
                                             exact_attention, unfused_words)
-    args, params, dev, rng = await _setup(dut)
-    seq, d = args["seq"], args["head_dim"]
-    nrng = np.random.default_rng(args.get("seed", 1))
-    q, k, v = (nrng.normal(0, args.get("spread", 1.0), (seq, d)).astype(np.float32)
+    args, params, dev, rng = await _setup(dut, AttentionArgs)
+    seq, d = args.seq, args.head_dim
+    nrng = np.random.default_rng(args.seed)
+    q, k, v = (nrng.normal(0, args.spread, (seq, d)).astype(np.float32)
                .view(np.uint32) & 0xFFFF0000 for _ in range(3))
     sh = AttentionShape.of(params, seq, d)
     timeout = 40 * sh.macs // (params.pcu_lanes * params.pcu_stages) + 50000
@@ -345,7 +348,7 @@ async def attention(dut):
         return [(await d_.load(p)).launch() for p in kern.programs], b["o"], timeout
 
     report = {}
-    runs = (("fused", fused), ("unfused", unfused))[:2 if args.get("unfused", 1) else 1]
+    runs = (("fused", fused), ("unfused", unfused))[:2 if args.unfused else 1]
     for name, setup in runs:
         words, c, delta, wall = await _run_both(dev, params, setup)
         kern = results[name]
@@ -377,10 +380,10 @@ async def attention(dut):
 @cocotb.test()
 async def attention_heads(dut):
     from firmware.kernels.attention import AttentionShape, compile_attention
-    args, params, dev, rng = await _setup(dut)
-    seq, d, heads = args["seq"], args["head_dim"], args["heads"]
+    args, params, dev, rng = await _setup(dut, AttentionHeadsArgs)
+    seq, d, heads = args.seq, args.head_dim, args.heads
     sh = AttentionShape.of(params, seq, d)
-    nrng = np.random.default_rng(args.get("seed", 1))
+    nrng = np.random.default_rng(args.seed)
     qkv = [[nrng.normal(0, 1, (seq, d)).astype(np.float32).view(np.uint32) & 0xFFFF0000
             for _ in range(3)] for _ in range(heads)]
     al = dev.alloc.align                       # heads block-aligned in each buffer
@@ -421,10 +424,10 @@ def _at(buf, offset):
 
 @cocotb.test()
 async def layer_loop(dut):
-    args, params, dev, rng = await _setup(dut)
-    m, n, k, layers = args["m"], args["n"], args["k"], args["layers"]
+    args, params, dev, rng = await _setup(dut, LayerLoopArgs)
+    m, n, k, layers = args.m, args.n, args.k, args.layers
     s = GemmShape.of(params, m, n, k)
-    nrng = np.random.default_rng(args.get("seed", 1))
+    nrng = np.random.default_rng(args.seed)
     a = nrng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     ws = [nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
           for _ in range(layers)]
@@ -461,12 +464,12 @@ async def layer_loop(dut):
 async def graph(dut):
     from firmware.graph import compile_graph
     from firmware.graph import Graph
-    args, params, dev, rng = await _setup(dut)
-    m, n, k = args["m"], args["n"], args["k"]
-    nrng = np.random.default_rng(args.get("seed", 1))
+    args, params, dev, rng = await _setup(dut, GraphArgs)
+    m, n, k = args.m, args.n, args.k
+    nrng = np.random.default_rng(args.seed)
     bf16 = lambda shape: (nrng.normal(0, 1, shape).astype(np.float32).view(np.uint32)  # noqa: E731
                           & 0xFFFF0000)
-    if args.get("attention"):
+    if args.attention:
         # One head (seq m, head dim k), the softmax of its rows, an elementwise op.
         g = Graph("attention")
         o = g.attention(*(g.input(t, (m, k)) for t in "qkv"), out="o")
@@ -511,8 +514,8 @@ async def _with_writer(dev, params, n, writer_words, segment_words, guard=None):
 
 @cocotb.test()
 async def fault(dut):
-    args, params, dev, rng = await _setup(dut)
-    n = args["n"]
+    args, params, dev, rng = await _setup(dut, FaultArgs)
+    n = args.n
     guard = _floats(rng, 2 * n)
     # The writer's segment is one word short: the last run must fault, and nothing of it
     # may be written.
@@ -525,8 +528,8 @@ async def fault(dut):
 
 @cocotb.test()
 async def timeout(dut):
-    args, params, dev, rng = await _setup(dut)
-    n = args["n"]
+    args, params, dev, rng = await _setup(dut, TimeoutArgs)
+    n = args.n
     # The writer expects twice what the PCU sends: it would wait forever.
     _, prog = await _with_writer(dev, params, n, 2 * n, 2 * n)
     msg = await _expect_error(dev, prog, "TIMEOUT", kernel_timeout=5000)

@@ -9,6 +9,7 @@ from hdl.numerics.fpu import Fpu
 from hdl.params import PRESETS
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
+from tb.lib.args import FpuArgs
 
 pytestmark = pytest.mark.rtl
 
@@ -26,9 +27,8 @@ def model():
     (20_000, 0.6, 0.8, SEED + 1),        # starved and heavily back-pressured
 ])
 def test_fpu_random_stream(model, tmp_path, n, idle, backpressure, seed):
-    run = run_cocotb(model, "tb.test_fpu_stream", test_dir=tmp_path,
-                     args={"n": n, "lanes": LANES, "seed": seed, "idle": idle,
-                           "backpressure": backpressure})
+    run = run_cocotb(model, FpuArgs(n=n, lanes=LANES, seed=seed, idle=idle,
+                                    backpressure=backpressure), test_dir=tmp_path)
     assert run.outputs["n"] == n and run.outputs["mismatches"] == 0
 
 
@@ -37,9 +37,8 @@ def test_fpu_full_throughput(model, tmp_path):
     cycle: start-to-done is n plus the pipeline latency plus the drivers' registered
     valid/ready (2 cycles) and the done flag (1 cycle)."""
     n = 20_000
-    run = run_cocotb(model, "tb.test_fpu_stream", test_dir=tmp_path,
-                     args={"n": n, "lanes": LANES, "seed": SEED + 2, "idle": 0.0,
-                           "backpressure": 0.0})
+    run = run_cocotb(model, FpuArgs(n=n, lanes=LANES, seed=SEED + 2, idle=0.0,
+                                    backpressure=0.0), test_dir=tmp_path)
     assert run.outputs["cycles"] <= n + Fpu.LATENCY + 3, run.outputs["cycles"]
 
 
@@ -52,8 +51,8 @@ def test_waveform_is_written(tmp_path):
     from sim.verilog import to_verilog
     from sim.waves import read_dump
     model = build(Harness(to_verilog(Fpu(1)), depths={"i": 1024, "o": 1024}), waves=True)
-    run = run_cocotb(model, "tb.test_fpu_stream", test_dir=tmp_path, waves=True,
-                     args={"n": 300, "lanes": 1, "seed": SEED + 3})
+    run = run_cocotb(model, FpuArgs(n=300, lanes=1, seed=SEED + 3, idle=0.2, backpressure=0.3),
+                     test_dir=tmp_path, waves=True)
     assert run.outputs["mismatches"] == 0
     assert run.waves is not None and run.waves.suffix == ".fst"
     assert run.waves.read_bytes()[:1] == b"\x00"                   # FST header block

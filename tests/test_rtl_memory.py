@@ -9,6 +9,7 @@ import pytest
 from hdl.params import PRESETS
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
+from tb.lib.args import tb_args
 
 pytestmark = pytest.mark.rtl
 
@@ -24,8 +25,8 @@ def model():
 
 
 def run(model, tmp_path, testcase, **args):
-    return run_cocotb(model, "tb.test_memory", test_dir=tmp_path, testcase=testcase,
-                      args={"params": JITTER.to_dict(), **args}).outputs
+    return run_cocotb(model, tb_args("tb.test_memory", testcase, params=JITTER.to_dict(), **args),
+                      test_dir=tmp_path).outputs
 
 
 @pytest.mark.parametrize("k,count", [(0, 8 * 16 * 5 + 3), (1, 8 * 16 * 12 + 8 * 7), (2, 5)])

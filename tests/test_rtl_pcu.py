@@ -9,6 +9,7 @@ from hdl.params import PRESETS
 from hdl.pcu.pcu import Pcu
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
+from tb.lib.args import PcuGemmArgs, PcuSimdArgs
 
 pytestmark = pytest.mark.rtl
 
@@ -31,9 +32,8 @@ def model():
     ("normalize", 800, 0.3, 0.5, SEED + 7),   # rows of vectors scaled by rcp(scalar input)
 ])
 def test_pcu_simd(model, tmp_path, case, n, idle, backpressure, seed):
-    run = run_cocotb(model, "tb.test_pcu_simd", test_dir=tmp_path,
-                     args={"config": "small", "case": case, "n": n, "seed": seed,
-                           "idle": idle, "backpressure": backpressure})
+    run = run_cocotb(model, PcuSimdArgs(config="small", case=case, n=n, seed=seed, idle=idle,
+                                        backpressure=backpressure), test_dir=tmp_path)
     assert run.outputs["mismatches"] == 0 and run.outputs["results"] > 0
 
 
@@ -43,9 +43,8 @@ def test_pcu_simd_full_rate(model, tmp_path):
     iteration count plus the pipeline latency (header reduction, body, tail) plus a few
     cycles of input and output FIFO, driver and done-flag registers."""
     n = 4096
-    run = run_cocotb(model, "tb.test_pcu_simd", test_dir=tmp_path,
-                     args={"config": "small", "case": "fma", "n": n, "seed": SEED + 3,
-                           "idle": 0.0, "backpressure": 0.0})
+    run = run_cocotb(model, PcuSimdArgs(config="small", case="fma", n=n, seed=SEED + 3,
+                                        idle=0.0, backpressure=0.0), test_dir=tmp_path)
     assert run.outputs["cycles"] <= n + Pcu.latency(SMALL) + 8, run.outputs
 
 
@@ -56,9 +55,9 @@ def test_pcu_simd_full_rate(model, tmp_path):
     (40, 8, 2, 0.0, 0.7),         # short tiles back to back, slow consumer
 ])
 def test_pcu_systolic_gemm(model, tmp_path, m, n, k, idle, backpressure):
-    run = run_cocotb(model, "tb.test_pcu_systolic", test_dir=tmp_path,
-                     args={"config": "small", "m": m, "n": n, "k": k, "seed": SEED + m + k,
-                           "idle": idle, "backpressure": backpressure})
+    run = run_cocotb(model, PcuGemmArgs(config="small", m=m, n=n, k=k, seed=SEED + m + k,
+                                        idle=idle, backpressure=backpressure),
+                     test_dir=tmp_path)
     assert run.outputs["mismatches"] == 0 and run.outputs["results"] == m * n
 
 
@@ -70,9 +69,9 @@ def test_pcu_systolic_gemm(model, tmp_path, m, n, k, idle, backpressure):
 def test_pcu_systolic_row_scale(model, tmp_path, m, n, k, idle, backpressure):
     """C with each row divided by its scalar (``Tail(scale="SIN", row_fn="RCP")``): one
     scalar per row from sin0, reused by every column tile of the row tile."""
-    run = run_cocotb(model, "tb.test_pcu_systolic", test_dir=tmp_path,
-                     args={"config": "small", "m": m, "n": n, "k": k, "seed": SEED + 3 * m,
-                           "idle": idle, "backpressure": backpressure, "row_scale": 1})
+    run = run_cocotb(model, PcuGemmArgs(config="small", m=m, n=n, k=k, seed=SEED + 3 * m,
+                                        idle=idle, backpressure=backpressure, row_scale=True),
+                     test_dir=tmp_path)
     assert run.outputs["mismatches"] == 0 and run.outputs["results"] == m * n
 
 

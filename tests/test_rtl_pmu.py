@@ -8,6 +8,7 @@ import pytest
 from hdl.params import PRESETS
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
+from tb.lib.args import PmuArgs
 
 pytestmark = pytest.mark.rtl
 
@@ -22,8 +23,7 @@ def model():
 
 
 def run(model, tmp_path, **args):
-    return run_cocotb(model, "tb.test_pmu_stream", test_dir=tmp_path,
-                      args={"config": "small", **args}).outputs
+    return run_cocotb(model, PmuArgs(config="small", **args), test_dir=tmp_path).outputs
 
 
 @pytest.mark.parametrize("case,tiles,nbuf,idle,backpressure", [

@@ -9,6 +9,7 @@ import pytest
 from hdl.params import PRESETS
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
+from tb.lib.args import tb_args
 
 pytestmark = pytest.mark.rtl
 
@@ -29,8 +30,8 @@ def large():
 
 
 def run(model, tmp_path, params, testcase, **args):
-    return run_cocotb(model, "tb.test_rdn", test_dir=tmp_path, testcase=testcase,
-                      args={"params": params.to_dict(), **args}).outputs
+    return run_cocotb(model, tb_args("tb.test_rdn", testcase, params=params.to_dict(), **args),
+                      test_dir=tmp_path).outputs
 
 
 @pytest.mark.parametrize("k,flows,packets,idle,bp", [

@@ -9,6 +9,7 @@ import pytest
 from hdl.params import PRESETS
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
+from tb.lib.args import tb_args
 
 pytestmark = pytest.mark.rtl
 
@@ -22,8 +23,8 @@ def model():
 
 
 def run(model, tmp_path, testcase, **args):
-    return run_cocotb(model, "tb.test_socket", test_dir=tmp_path, testcase=testcase,
-                      args={"params": SMALL.to_dict(), **args}).outputs
+    return run_cocotb(model, tb_args("tb.test_socket", testcase, params=SMALL.to_dict(), **args),
+                      test_dir=tmp_path).outputs
 
 
 @pytest.mark.parametrize("k,n,iterations,ddr", [(0, 37, 1, False), (1, 64, 3, True),

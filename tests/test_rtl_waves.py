@@ -16,6 +16,7 @@ from sim.designs import build_design
 from sim.harness import TIME_UNITS_PER_CYCLE
 from sim.run import run_kernel, wave_request
 from sim.waves import WaveUnit, read_dump, run_markers, save_file_signals, write_gtkw
+from tb.lib.args import PmuArgs
 
 pytestmark = pytest.mark.rtl
 
@@ -32,9 +33,8 @@ def _no_dollar_names(dump):
 
 def test_vcd_of_a_hierarchical_block_is_strict_and_traced_inside(tmp_path):
     model = build_design("pmu", SMALL, waves="vcd")
-    run = run_cocotb(model, "tb.test_pmu_stream", test_dir=tmp_path,
-                     args={"config": "small", "case": "linear", "tiles": 4, "nbuf": 2,
-                           "seed": 5, "idle": 0.2, "backpressure": 0.2}, waves=True)
+    run = run_cocotb(model, PmuArgs(case="linear", tiles=4, nbuf=2, seed=5, idle=0.2,
+                                    backpressure=0.2), test_dir=tmp_path, waves=True)
     assert run.outputs["mismatches"] == 0 and run.waves.suffix == ".vcd"
     with open(run.waves, "rb") as f:          # pyvcd's tokenizer raises on any bad token
         kinds = {tok.kind.name for tok in tokenize(f)}
@@ -146,9 +146,8 @@ def test_gtkwave_opens_the_default_dump_and_save_file(waves_dir, monkeypatch, tm
 @GTKWAVE
 def test_gtkwave_opens_a_vcd_of_a_hierarchical_block(tmp_path):
     model = build_design("pmu", SMALL, waves="vcd")
-    run = run_cocotb(model, "tb.test_pmu_stream", test_dir=tmp_path / "run",
-                     args={"config": "small", "case": "transpose", "tiles": 2, "nbuf": 2,
-                           "seed": 6, "idle": 0.1, "backpressure": 0.1}, waves=True)
+    run = run_cocotb(model, PmuArgs(case="transpose", tiles=2, nbuf=2, seed=6, idle=0.1,
+                                    backpressure=0.1), test_dir=tmp_path / "run", waves=True)
     save = write_gtkw(SMALL, run.waves, tmp_path / "pmu.gtkw",
                       units=[WaveUnit("pmu", "PMU", "tb_top.dut.unit", tile=True)])
     _gtkwave_loads(run.waves, save, tmp_path)

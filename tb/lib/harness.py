@@ -18,21 +18,7 @@ from cocotb.triggers import First, RisingEdge, Timer
 
 from .payload import from_hex, to_hex
 
-__all__ = ["TbHarness", "test_args", "test_params", "write_outputs", "rate_of"]
-
-
-def test_args() -> dict:
-    """Arguments given to ``sim.cocotb_run.run_cocotb(args=...)``."""
-    return json.loads(os.environ.get("OPENRDU_TB_ARGS", "{}"))
-
-
-def test_params(args):
-    """The machine parameters a test runs with: ``args["params"]`` (a dict) or
-    ``args["config"]`` (a preset name or TOML file, default ``small``)."""
-    from hdl.params import RduParams, load_params
-    if "params" in args:
-        return RduParams.from_mapping(args["params"])
-    return load_params(args.get("config", "small"))
+__all__ = ["TbHarness", "write_outputs", "rate_of"]
 
 
 _OUTPUTS = {}

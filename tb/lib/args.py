@@ -1,0 +1,318 @@
+"""The arguments of every cocotb test, typed, each knob with its one default.
+
+A launcher (a pytest test, ``sim.run``, ``sim.bench``) builds the test's dataclass and
+passes it to ``sim.cocotb_run.run_cocotb(args=...)``; the test reads it back with
+``Cls.from_env()``. An unknown or mistyped argument is refused when the dataclass is
+made, before any model is built; the CLI's options and their defaults come from the same
+fields (:func:`options_of`).
+
+:data:`TESTS` maps (module, testcase) to its dataclass.
+"""
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+
+__all__ = ["TbArgs", "TESTS", "args_class", "tb_args", "options_of", "ENV_ARGS"]
+
+#: The environment variable carrying the JSON of a test's arguments.
+ENV_ARGS = "OPENRDU_TB_ARGS"
+
+
+def arg(default, help_text="", **kw):
+    """A field with its default and the one-line help the CLI shows."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default),
+                     metadata={"help": help_text}, **kw)
+    return field(default=default, metadata={"help": help_text}, **kw)
+
+
+def _check(cls, name, value, want):
+    """``value`` of field ``name`` as type ``want`` (int, float, bool, str, list, dict or
+    Optional of one), or TypeError naming the test and the field."""
+    origin = typing.get_origin(want)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        want = next(t for t in typing.get_args(want) if t is not type(None))
+        origin = typing.get_origin(want)
+    base = origin or want
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, bool):
+        ok = False
+    elif base is bool:
+        ok = isinstance(value, bool) or value in (0, 1)
+        value = bool(value) if ok else value
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise TypeError(f"{cls.__name__}.{name}: expected {getattr(base, '__name__', base)}, "
+                        f"got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class TbArgs:
+    """What every test takes: the machine (``config`` preset/TOML, or ``params`` a dict
+    of ``RduParams`` fields, which wins) and the random ``seed``."""
+    MODULE: typing.ClassVar[str] = ""
+    TESTCASE: typing.ClassVar[str | None] = None
+
+    config: str = arg("small", "preset name or TOML file")
+    params: dict | None = arg(None, "RduParams fields (overrides config)")
+    seed: int = arg(1, "random seed")
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check(type(self), f.name, getattr(self, f.name),
+                                                    hints[f.name]))
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_env(cls):
+        """The arguments the launcher gave (``run_cocotb(args=...)``)."""
+        return cls(**json.loads(os.environ.get(ENV_ARGS, "{}")))
+
+    def machine(self):
+        """The ``RduParams`` the test runs on."""
+        from hdl.params import RduParams, load_params
+        return RduParams.from_mapping(self.params) if self.params else load_params(self.config)
+
+
+@dataclass(frozen=True)
+class Stalls(TbArgs):
+    idle: float = arg(0.0, "probability a driver withholds valid in a cycle")
+    backpressure: float = arg(0.0, "probability a sink withholds ready")
+
+
+# --- unit benches -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FpuArgs(Stalls):
+    MODULE = "tb.test_fpu_stream"
+    n: int = arg(100_000, "operand vectors")
+    lanes: int | None = arg(None, "lanes per vector (default: the config's pcu_lanes)")
+
+
+@dataclass(frozen=True)
+class PcuSimdArgs(Stalls):
+    MODULE = "tb.test_pcu_simd"
+    case: str = arg("fma", "fma, dot, softmax, normalize or random")
+    n: int = arg(4096, "iterations (one vector each)")
+
+
+@dataclass(frozen=True)
+class PcuGemmArgs(Stalls):
+    MODULE = "tb.test_pcu_systolic"
+    m: int = arg(56, "rows of A and C")
+    n: int = arg(8, "columns of B and C")
+    k: int = arg(256, "the reduction length")
+    row_scale: bool = arg(False, "divide each row of C by a scalar from sin0")
+
+
+@dataclass(frozen=True)
+class PmuArgs(Stalls):
+    MODULE = "tb.test_pmu_stream"
+    case: str = arg("transpose", "transpose, linear or random")
+    tiles: int = arg(8, "tiles written and read")
+    nbuf: int = arg(2, "buffers (1 or 2)")
+    bank_bits: str = arg("chosen", "chosen or default")
+
+
+@dataclass(frozen=True)
+class RdnTrafficArgs(Stalls):
+    MODULE, TESTCASE = "tb.test_rdn", "rdn_traffic"
+    flows: int = arg(12, "random flows per fabric")
+    packets: int = arg(20, "packets per flow")
+    throttle: list = arg([], "[fabric, source index, rate, burst] of throttled ports")
+
+
+@dataclass(frozen=True)
+class RdnControlArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_rdn", "rdn_control"
+    flows: int = arg(4, "random control flows")
+    cycles: int = arg(400, "cycles of random token pulses")
+
+
+@dataclass(frozen=True)
+class RdnScenarioArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_rdn", "rdn_scenario"
+    flows: list = arg([], "flow specs")
+    throttle: list = arg([], "[x, y, port, rate, burst] of throttled ports")
+    throttle_to_rates: dict | None = arg(None, "rates the throttles are derived from")
+
+
+# --- memory system ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DmaCopyArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_memory", "dma_copy"
+    count: int = arg(1000, "words copied")
+
+
+@dataclass(frozen=True)
+class DmaErrorArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_memory", "dma_error"
+
+
+@dataclass(frozen=True)
+class HostLinkArgs(Stalls):
+    MODULE, TESTCASE = "tb.test_memory", "host_link"
+    requests: int = arg(100, "random host reads and writes")
+
+
+@dataclass(frozen=True)
+class CopyBandwidthArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_memory", "copy_bandwidth"
+    count: int = arg(4096, "words copied")
+    via: str = arg("dma", "dma (DDR -> HBM) or host (host -> HBM)")
+
+
+@dataclass(frozen=True)
+class AgcuStreamArgs(Stalls):
+    MODULE, TESTCASE = "tb.test_memory", "agcu_stream"
+    cases: list = arg(["load"], "AGCU cases run one after another")
+
+
+@dataclass(frozen=True)
+class AgcuFaultArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_memory", "agcu_fault"
+
+
+@dataclass(frozen=True)
+class AgcuBandwidthArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_memory", "agcu_bandwidth"
+    words: int = arg(4096, "words per AGCU")
+    write: bool = arg(False, "stores instead of loads")
+
+
+# --- the socket -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScaleBiasArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "scale_bias"
+    n: int = arg(256, "words per iteration")
+    iterations: int = arg(1, "slices stepped by the AGCU strides")
+    ddr: bool = arg(False, "y in DDR instead of HBM")
+
+
+@dataclass(frozen=True)
+class LoopingArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "looping"
+    n: int = arg(256, "words per iteration")
+    iterations: int = arg(4, "iterations (looped, then launched one by one)")
+
+
+@dataclass(frozen=True)
+class GemmArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "gemm"
+    m: int = arg(56, "rows of A and C")
+    n: int = arg(24, "columns of B and C")
+    k: int = arg(64, "the reduction length")
+    bias: bool = arg(False, "fused bias epilogue, one per output column (0/1)")
+    relu: bool = arg(False, "fused ReLU epilogue (0/1)")
+    bf16: bool = arg(False, "fused BF16 convert epilogue (0/1)")
+    split: int = arg(1, "PCUs sharing the column tiles (1 or 2)")
+    a_rows: bool = arg(False, "A stored row-major, transposed on chip by a PMU")
+
+
+@dataclass(frozen=True)
+class SoftmaxArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "softmax"
+    rows: int = arg(64, "rows")
+    n: int = arg(100, "values per row")
+    spread: float = arg(3.0, "standard deviation of the inputs")
+
+
+@dataclass(frozen=True)
+class AttentionArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "attention"
+    seq: int = arg(128, "sequence length (queries = keys)")
+    head_dim: int = arg(32, "head dimension d")
+    unfused: bool = arg(True, "also run the unfused kernels and compare (0/1)")
+    spread: float = arg(1.0, "standard deviation of Q, K and V")
+
+
+@dataclass(frozen=True)
+class AttentionHeadsArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "attention_heads"
+    seq: int = arg(64, "sequence length")
+    head_dim: int = arg(16, "head dimension d")
+    heads: int = arg(2, "heads, looped and launched one by one")
+
+
+@dataclass(frozen=True)
+class LayerLoopArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "layer_loop"
+    m: int = arg(1, "rows of the activations")
+    n: int = arg(8, "outputs per layer")
+    k: int = arg(64, "inputs per layer")
+    layers: int = arg(8, "layers (one weight set each)")
+
+
+@dataclass(frozen=True)
+class GraphArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "graph"
+    m: int = arg(8, "rows of x")
+    n: int = arg(8, "columns of w")
+    k: int = arg(32, "the reduction length")
+    attention: bool = arg(False, "the attention graph instead of the GEMM one")
+
+
+@dataclass(frozen=True)
+class FaultArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "fault"
+    n: int = arg(64, "words of the faulting access")
+
+
+@dataclass(frozen=True)
+class TimeoutArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "timeout"
+    n: int = arg(64, "words the writer waits for")
+
+
+TESTS = {(c.MODULE, c.TESTCASE): c for c in (
+    FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
+    RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
+    AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
+    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GraphArgs, FaultArgs,
+    TimeoutArgs)}
+
+
+def args_class(module, testcase=None):
+    """The dataclass of test ``testcase`` of cocotb module ``module``."""
+    try:
+        return TESTS[module, testcase]
+    except KeyError:
+        known = ", ".join(f"{m}:{t}" if t else m for m, t in TESTS)
+        raise KeyError(f"no arguments defined for {module}:{testcase}; known: {known}") from None
+
+
+def tb_args(module, testcase=None, **values):
+    """``args_class(module, testcase)(**values)``; TypeError names an unknown argument."""
+    cls = args_class(module, testcase)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise TypeError(f"{cls.__name__} ({module}:{testcase}): unknown arguments {unknown}; "
+                        f"known: {sorted(names)}")
+    return cls(**values)
+
+
+def options_of(cls, names):
+    """[(name, type, default, help)] of fields ``names`` of ``cls``, for a CLI."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = []
+    for n in names:
+        f, t = fields[n], hints[n]
+        default = int(f.default) if t is bool else f.default     # CLI flags take 0/1
+        out.append((n, int if t is bool else t, default, f.metadata.get("help", "")))
+    return out
