@@ -7,6 +7,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.grid import Coord, is_pcu
 from hdl.packet import scalar_packet_layout, vector_packet_layout
 
 from .configbus import ConfigTarget, config_beat_layout
@@ -22,11 +23,6 @@ from .shared import Shared, unit_module_name
 __all__ = ["is_pcu", "TileUnit", "tile_units", "ConfigUnit", "config_units", "Tile"]
 
 
-def is_pcu(r, c):
-    """Position (row r, column c) holds a PCU (else a PMU)."""
-    return (r + c) % 2 == 0
-
-
 @dataclass(frozen=True)
 class TileUnit:
     """A unit of the tile: ``name`` numbers each kind in row-major order (``pcu0``,
@@ -40,6 +36,10 @@ class TileUnit:
     @property
     def instance(self):
         return f"{self.kind}_{self.row}_{self.col}"
+
+    @property
+    def pos(self):
+        return Coord(self.row, self.col)
 
 
 def tile_units(params):

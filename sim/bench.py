@@ -160,13 +160,13 @@ def _rdn_section(params, workdir):
                           test_dir=workdir / name).outputs
 
     n = 1000
-    link = scenario("link", [{"src": [0, 0, IN_LOCAL], "dst": [cols - 1, 0, OUT_L0],
+    link = scenario("link", [{"src": [0, 0, IN_LOCAL], "dst": [0, cols - 1, OUT_L0],
                               "when": [0] * n}])
     f = link["flows"]["0"]
     throughput = (n - 1) / (f["last_arrival"] - f["first_arrival"])
     # Zero load: one packet at a time from (0, 0) to each column of row 0 (x + 1 switches).
     spacing, reps = 64, 8
-    hop = scenario("hops", [{"src": [0, 0, IN_LOCAL], "dst": [x, 0, OUT_L0], "dynamic": True,
+    hop = scenario("hops", [{"src": [0, 0, IN_LOCAL], "dst": [0, x, OUT_L0], "dynamic": True,
                              "rate": 1 / cols,
                              "when": [spacing * (i * cols + x) for i in range(reps)]}
                             for x in range(cols)])
@@ -177,7 +177,7 @@ def _rdn_section(params, workdir):
     producers = [(x, y) for y in range(rows) for x in range(cols) if (x, y) != (0, 0)]
     burst, bursts = 16, 8
     period = round(len(producers) * burst / 0.8)
-    flows = [{"src": [x, y, IN_LOCAL], "dst": [0, 0, OUT_L0], "rate": burst / period,
+    flows = [{"src": [y, x, IN_LOCAL], "dst": [0, 0, OUT_L0], "rate": burst / period,
               "when": [period * (i // burst) for i in range(burst * bursts)]}
              for x, y in producers]
     # Throttled: each producer's bucket at its flow's planned (average) rate

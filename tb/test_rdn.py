@@ -21,6 +21,7 @@ from cocotb.triggers import RisingEdge
 
 from firmware.compiler.route import (ControlFlow, Endpoint, Flow, pack_rdn, route,
                                      route_control)
+from hdl.grid import Coord
 from hdl.packet import scalar_packet_layout, vector_packet_layout
 from hdl.rdn.config import CTRL_LOCAL, RATE_ONE, switch_counters_layout
 from tb.lib.args import RdnControlArgs, RdnScenarioArgs, RdnTrafficArgs
@@ -216,11 +217,17 @@ async def rdn_control(dut):
     write_outputs(flows=len(cflows), pulses=sum(len(v) for v in seen.values()), seed=seed)
 
 
+def _endpoint(spec):
+    """A scenario's [row, col, port] as a route ``Endpoint``."""
+    row, col, port = spec
+    return Endpoint(Coord(row, col), port)
+
+
 @cocotb.test()
 async def rdn_scenario(dut):
-    """A measured scenario on the vector fabric: ``flows`` = [{"src": [x, y, port],
-    "dst": [x, y, port], "when": [release cycle per packet], "rate": r, "dynamic": b}],
-    ``throttle`` = [[x, y, port, rate, burst]] or ``throttle_to_rates`` = burst (every
+    """A measured scenario on the vector fabric: ``flows`` = [{"src": [row, col, port],
+    "dst": [row, col, port], "when": [release cycle per packet], "rate": r, "dynamic": b}],
+    ``throttle`` = [[row, col, port, rate, burst]] or ``throttle_to_rates`` = burst (every
     source at its flows' planned rate); sources never idle, sinks always ready.
     Outputs throughput, latency percentiles (from release and from injection) and the
     worst stall counters."""
@@ -228,11 +235,11 @@ async def rdn_scenario(dut):
     params = args.machine()
     layout = vector_packet_layout(params)
     specs = args.flows
-    flows = [Flow(f"f{k}", Endpoint(*s["src"]), (Endpoint(*s["dst"]),), rate=s.get("rate", 1.0),
+    flows = [Flow(f"f{k}", _endpoint(s["src"]), (_endpoint(s["dst"]),), rate=s.get("rate", 1.0),
                   dynamic=s.get("dynamic", False)) for k, s in enumerate(specs)]
     routes = route(params, flows)
-    for x, y, port, rate, burst in args.throttle:
-        routes.throttle(params, Endpoint(x, y, port), rate, burst)
+    for row, col, port, rate, burst in args.throttle:
+        routes.throttle(params, _endpoint((row, col, port)), rate, burst)
     if args.throttle_to_rates is not None:
         routes.throttle_to_rates(params, flows, args.throttle_to_rates)
     per_source = {}

@@ -7,6 +7,7 @@ import pytest
 
 from firmware.compiler.bitstream import BitstreamError
 from firmware.compiler.pcu import PcuProgramError
+from firmware.compiler.place import PlacementError
 from firmware.compiler.program import kernel_program
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm
@@ -100,9 +101,7 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
     small = {n: al.alloc("hbm", 16, n) for n in "abc"}
     with pytest.raises(ValueError, match="buffer a has 16 words"):
         compile_gemm(SMALL, 40, 20, 33, **small)
-    # A PMU position, or a reduction longer than the PCU's step counter.
-    with pytest.raises(BitstreamError, match=r"\(0, 1\) holds no PCU"):
-        _gemm(SMALL, 8, 8, 8, pcu=(0, 1))
+    # A reduction longer than the PCU's step counter.
     with pytest.raises(PcuProgramError, match="systolic.k"):
         from firmware.compiler.pcu import SystolicProgram, pack_systolic
         pack_systolic(SystolicProgram(k=1 << 40), SMALL)
@@ -310,7 +309,7 @@ def test_attention_reference_backends_fused_and_unfused(name, seq, d):
 
 
 def test_attention_errors_name_the_resource():
-    from firmware.kernels.attention import AttentionPlan, AttentionShape, compile_attention
+    from firmware.kernels.attention import AttentionShape, compile_attention
     al = Allocator(SMALL)
     big = {n: al.alloc("hbm", 1 << 16, n) for n in ("q", "kv", "o")}
     with pytest.raises(ValueError, match="K\\^T needs 16384 words of PMU, a PMU holds 8192"):
@@ -319,10 +318,8 @@ def test_attention_errors_name_the_resource():
     tiny = dict(big, o=al.alloc("hbm", 8, "o"))
     with pytest.raises(ValueError, match=f"buffer o has 8 words, the layout needs {sh.o_words}"):
         compile_attention(SMALL, 40, 32, **tiny)
-    with pytest.raises(BitstreamError, match=r"\(0, 1\) holds no PCU"):
-        compile_attention(SMALL, 40, 32, **big, plan=AttentionPlan(max=(0, 1), s_pmu=(1, 1)))
-    # Max and exp swapped: the S PMU's two flows and the scalar flows then share links.
-    with pytest.raises(ValueError, match="share link"):
-        compile_attention(SMALL, 40, 32, **big, plan=AttentionPlan(max=(0, 2), exp=(1, 1)))
+    two_by_two = SMALL.replace(name="2x2", cols=2)
+    with pytest.raises(PlacementError, match=r"needs 4 PCUs, the array has 2 \(2 x 2 grid\)"):
+        compile_attention(two_by_two, 40, 32, **big)
     with pytest.raises(ValueError, match="d = 0"):
         AttentionShape.of(SMALL, 4, 0)

@@ -4,9 +4,10 @@ import random
 
 import pytest
 
-from firmware.compiler.route import (ControlFlow, FabricRoutes, Flow, RouteError, check_tables,
-                                     edge_dst, edge_src, pack_fabric, pack_rdn, route,
-                                     route_control, unit_dst, unit_src, xy_path)
+from firmware.compiler.route import (ControlFlow, Endpoint, FabricRoutes, Flow, RouteError,
+                                     check_tables, edge_dst, edge_src, pack_fabric, pack_rdn,
+                                     route, route_control, unit_dst, unit_src, xy_path)
+from hdl.grid import Coord
 from hdl.params import PRESETS
 from hdl.rdn.config import E, IN_LOCAL, N, OPPOSITE, OUT_L0, S, STEP, W, fabric_config_layout
 
@@ -33,7 +34,7 @@ def walk(params, routes, flow):
 
 
 def test_xy_path_goes_x_then_y():
-    hops = xy_path(unit_src(0, 0), unit_dst(3, 1, 1))
+    hops = xy_path(unit_src(Coord(0, 0)), unit_dst(Coord(1, 3), 1))
     assert [(x, y, o) for x, y, _, o in hops] == [(0, 0, E), (1, 0, E), (2, 0, E), (3, 0, S),
                                                    (3, 1, OUT_L0 + 1)]
     assert hops[0][2] == IN_LOCAL and hops[1][2] == W
@@ -42,8 +43,9 @@ def test_xy_path_goes_x_then_y():
 @pytest.mark.parametrize("seed", range(5))
 def test_random_flows_reach_exactly_their_destinations(seed):
     rng = random.Random(seed)
-    srcs = [unit_src(x, y) for y in range(P.rows) for x in range(P.cols)]
-    dsts = [unit_dst(x, y, k) for y in range(P.rows) for x in range(P.cols) for k in range(2)]
+    srcs = [unit_src(Coord(y, x)) for y in range(P.rows) for x in range(P.cols)]
+    dsts = [unit_dst(Coord(y, x), k) for y in range(P.rows) for x in range(P.cols)
+            for k in range(2)]
     dsts += [edge_dst(P, s, r) for s in "WE" for r in range(P.rows)]
     flows = [Flow(f"f{i}", rng.choice(srcs), tuple(rng.sample(dsts, rng.randint(1, 5))),
                   rate=1 / 20) for i in range(20)]
@@ -62,34 +64,34 @@ def test_random_flows_reach_exactly_their_destinations(seed):
 
 
 def test_over_subscribed_link_names_flow_and_link():
-    flows = [Flow("a", unit_src(0, 0), (unit_dst(2, 0),), rate=0.6),
-             Flow("b", unit_src(1, 0), (unit_dst(3, 0),), rate=0.5)]
+    flows = [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 2)),), rate=0.6),
+             Flow("b", unit_src(Coord(0, 1)), (unit_dst(Coord(0, 3)),), rate=0.5)]
     with pytest.raises(RouteError, match=r"flow 'b' over-subscribes link \(1,0\)->E->\(2,0\)"):
         route(P, flows)
     # Dynamic flows count too, and so do delivery and injection ports.
     with pytest.raises(RouteError, match=r"over-subscribes link \(2,0\)->L0"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(2, 0),), rate=0.6),
-                  Flow("c", unit_src(3, 1), (unit_dst(2, 0),), rate=0.6, dynamic=True)])
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 2)),), rate=0.6),
+                  Flow("c", unit_src(Coord(1, 3)), (unit_dst(Coord(0, 2)),), rate=0.6, dynamic=True)])
     with pytest.raises(RouteError, match=r"over-subscribes injection port \(0,0\).L"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(2, 0),), rate=0.6),
-                  Flow("d", unit_src(0, 0), (unit_dst(0, 1),), rate=0.6)])
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 2)),), rate=0.6),
+                  Flow("d", unit_src(Coord(0, 0)), (unit_dst(Coord(1, 0)),), rate=0.6)])
 
 
 def test_unroutable_flows_are_rejected():
     with pytest.raises(RouteError, match="outside the 2 x 4 grid"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(4, 0),))])
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 4)),))])
     with pytest.raises(RouteError, match="neither a unit port nor an edge port"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(1, 0).__class__(1, 0, N),))])
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (Endpoint(Coord(0, 1), N),))])
     with pytest.raises(RouteError, match="dynamic .* is unicast"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(1, 0), unit_dst(2, 0)), dynamic=True)])
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 1)), unit_dst(Coord(0, 2))), dynamic=True)])
     with pytest.raises(RouteError, match="used twice"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(1, 0),), rate=0.1)] * 2)
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 1)),), rate=0.1)] * 2)
     with pytest.raises(RouteError, match="rate 1.5"):
-        route(P, [Flow("a", unit_src(0, 0), (unit_dst(1, 0),), rate=1.5)])
+        route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 1)),), rate=1.5)])
 
 
 def test_flow_ids_run_out_with_a_clear_error():
-    flows = [Flow(f"f{i}", unit_src(0, 0), (unit_dst(1, 0),), rate=1 / 32) for i in range(17)]
+    flows = [Flow(f"f{i}", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 1)),), rate=1 / 32) for i in range(17)]
     with pytest.raises(RouteError, match=r"flow 'f16': no free flow id at switch \(0,0\) "
                                          r"input L \(all 16 in use\)"):
         route(P, flows)
@@ -111,15 +113,15 @@ def test_looping_tables_are_rejected():
 
 
 def test_throttle_only_on_injection_ports():
-    r = route(P, [Flow("a", unit_src(0, 0), (unit_dst(1, 0),))])
-    r.throttle(P, unit_src(0, 0), 0.25, 4)
+    r = route(P, [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 1)),))])
+    r.throttle(P, unit_src(Coord(0, 0)), 0.25, 4)
     r.throttle(P, edge_src(P, "E", 1), 1.0, 1)
     with pytest.raises(RouteError, match="only unit and edge"):
-        r.throttle(P, unit_src(1, 0).__class__(1, 0, W), 0.5, 1)
+        r.throttle(P, Endpoint(Coord(0, 1), W), 0.5, 1)
     with pytest.raises(RouteError, match="rate 0 outside"):
-        r.throttle(P, unit_src(0, 0), 0, 1)
+        r.throttle(P, unit_src(Coord(0, 0)), 0, 1)
     with pytest.raises(RouteError, match="burst 0 outside"):
-        r.throttle(P, unit_src(0, 0), 0.5, 0)
+        r.throttle(P, unit_src(Coord(0, 0)), 0.5, 0)
 
 
 def test_control_routes_and_track_exhaustion():
@@ -140,9 +142,9 @@ def test_control_routes_and_track_exhaustion():
 
 
 def test_throttle_to_rates_sums_the_flows_of_each_port():
-    flows = [Flow("a", unit_src(0, 0), (unit_dst(1, 0),), rate=0.1),
-             Flow("b", unit_src(0, 0), (unit_dst(2, 1),), rate=0.2),
-             Flow("c", edge_src(P, "E", 1), (unit_dst(2, 1, 1),), rate=1 / 7)]
+    flows = [Flow("a", unit_src(Coord(0, 0)), (unit_dst(Coord(0, 1)),), rate=0.1),
+             Flow("b", unit_src(Coord(0, 0)), (unit_dst(Coord(1, 2)),), rate=0.2),
+             Flow("c", edge_src(P, "E", 1), (unit_dst(Coord(1, 2), 1),), rate=1 / 7)]
     r = route(P, flows)
     r.throttle_to_rates(P, flows, burst=3)
     assert r.throttles[0, 0][IN_LOCAL] == (77, 3)          # ceil(0.3 x 256)

@@ -59,14 +59,17 @@ def test_trace_selection_full_units_ports_elsewhere_and_window():
 
 
 def test_default_waveform_units_are_those_the_kernel_starts():
-    from sim.run import wave_request
+    from sim.run import KERNELS, _options, wave_request
     full = lambda kernel, **o: {s.rsplit(".", 1)[-1] for s in
                                 wave_request(kernel, SMALL, options=o).full}
     everything = {"seq", "agcu0", "agcu1"} | {u.instance for u in tile_units(SMALL)}
     assert full("attention", seq=32, head_dim=32, unfused=0) == everything
     assert full("gemm", m=30, n=8, k=16) == {"seq", "agcu0", "agcu1", "pcu_0_0"}
     two = full("gemm", m=30, n=20, k=16, split=2)
-    assert {"pcu_0_0", "pcu_1_3"} <= two and "pcu_0_2" not in two
+    opts = _options(KERNELS["gemm"], {"m": 30, "n": 20, "k": 16, "split": 2})
+    layout = KERNELS["gemm"].programs(SMALL, opts)[0].layout       # where the compiler put them
+    placed = {f"{layout.kinds[u]}_{c.row}_{c.col}" for u, c in layout.at.items()}
+    assert len(placed) == 4 and two == {"seq", "agcu0", "agcu1"} | placed
     sel = wave_request("gemm", SMALL, units=["pmu2"], options={})
     assert sel.full == ("tb_top.dut.tile.pmu_1_0",)            # pmu2: third PMU, row-major
 

@@ -8,17 +8,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.rdn.config import W, control_config_layout, switch_config_layout
-from hdl.socket import agcu_position, socket_config_units
-from hdl.tile import is_pcu
+from hdl.rdn.config import control_config_layout, switch_config_layout
+from hdl.socket import socket_config_units
 
 from .agcu import access_words
 from .bitstream import BitstreamError, bitstream_rows
-from .route import (ControlRoutes, FabricRoutes, control_config, edge_src, fabric_config,
-                    unit_dst, unit_src)
+from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
 
-__all__ = ["KernelProgram", "kernel_program", "agcu_edge", "check_pcu", "stream_words", "at",
-           "src"]
+__all__ = ["KernelProgram", "kernel_program", "stream_words"]
 
 
 def stream_words(buffer, args, key, access):
@@ -27,43 +24,20 @@ def stream_words(buffer, args, key, access):
     return buffer.addr + args.get(key, 0) + access_words(access)
 
 
-def agcu_edge(params, k):
-    """The RDN edge port (a route ``Endpoint``, as source or destination) of AGCU ``k``."""
-
-    if not 0 <= k < params.agcus:
-        raise BitstreamError(f"AGCU {k} does not exist ({params.agcus} AGCUs)")
-    side, row = agcu_position(params, k)
-    return edge_src(params, "W" if side == W else "E", row)
-
-
-def at(pos, k=0):
-    """Route destination: input ``k`` of the unit at ``pos`` = (row, col)."""
-    return unit_dst(pos[1], pos[0], k)
-
-
-def src(pos):
-    """Route source: the output of the unit at ``pos`` = (row, col)."""
-    return unit_src(pos[1], pos[0])
-
-
-def check_pcu(params, pos):
-    """``pos`` = (row, col) must hold a PCU."""
-    r, c = pos
-    if not (0 <= r < params.rows and 0 <= c < params.cols and is_pcu(r, c)):
-        raise BitstreamError(f"position {pos} holds no PCU")
-
-
 @dataclass(frozen=True)
 class KernelProgram:
     """What the sequencer needs to run a kernel: the bitstream rows, the tile positions
     (``units``, a row-major bit mask) and the AGCUs (``agcus``) it starts; and for the
     reference backend ``execute(memory, args)``: the kernel applied to a memory image
-    (uint32 words, global addresses) with AGCU arguments {(k, "load"/"store"): words}."""
+    (uint32 words, global addresses) with AGCU arguments {(k, "load"/"store"): words}.
+    ``layout``: where the compiler placed the kernel's units and how it routed its flows
+    (a :class:`~firmware.compiler.place.Layout`; None for a hand-written bitstream)."""
     name: str
     rows: np.ndarray = field(repr=False)
     units: int
     agcus: int
     execute: object = field(default=None, repr=False, compare=False)
+    layout: object = field(default=None, repr=False, compare=False)
 
     @property
     def beats(self):
@@ -72,10 +46,10 @@ class KernelProgram:
 
 
 def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, sca=None,
-                   ctl=None, execute=None):
-    """Bitstream of a kernel. ``pcus`` / ``pmus``: {(row, col): config value}; ``agcus``:
+                   ctl=None, execute=None, layout=None):
+    """Bitstream of a kernel. ``pcus`` / ``pmus``: {Coord: config value}; ``agcus``:
     {k: config value}; ``vec``, ``sca``: :class:`FabricRoutes`, ``ctl``:
-    :class:`ControlRoutes` (nothing routed where missing)."""
+    :class:`ControlRoutes` (nothing routed where missing); ``layout`` kept for reports."""
     pcus, pmus, agcus = dict(pcus or {}), dict(pmus or {}), dict(agcus or {})
     units = socket_config_units(params)
     by_pos = {}
@@ -99,7 +73,7 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
                                  f"({len(agcu_ids)} AGCUs)")
         values[agcu_ids[k]] = v
         amask |= 1 << k
-    for kind, routes, conf, layout in (
+    for kind, routes, conf, config_layout in (
             ("vec_switch", vec or FabricRoutes(), fabric_config, switch_config_layout(params)),
             ("sca_switch", sca or FabricRoutes(), fabric_config, switch_config_layout(params)),
             ("ctl_switch", ctl or ControlRoutes(), control_config,
@@ -107,7 +81,7 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
         per_switch = conf(params, routes)
         for u in units:
             if u.name == kind:
-                values[u.id] = layout.const(per_switch[u.row * params.cols + u.col]) \
+                values[u.id] = config_layout.const(per_switch[u.row * params.cols + u.col]) \
                     .as_value().value
     rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in units})
-    return KernelProgram(name, rows, mask, amask, execute)
+    return KernelProgram(name, rows, mask, amask, execute, layout)

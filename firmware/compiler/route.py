@@ -16,6 +16,7 @@ Bits are packed with the layouts of ``hdl/rdn/config.py``.
 
 from dataclasses import dataclass, field
 
+from hdl.grid import Coord
 from hdl.rdn.config import (BURST_BITS, CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_OUT,
                             OPPOSITE, OUT_L0, PORT_NAMES_IN, PORT_NAMES_OUT, RATE_ONE, S, STEP,
                             W, ctrl_outputs, ctrl_wire, fabric_config_layout,
@@ -36,32 +37,45 @@ class RouteError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A port at switch (x, y) = (column, row): for a source, the input port packets
-    enter by (``IN_LOCAL`` for the unit, W/E for an edge port); for a destination, the
-    output port they leave by (``OUT_L0 + k`` for the unit's local output k, or W/E)."""
-    x: int
-    y: int
+    """A port at the switch of grid position ``pos`` (a :class:`~hdl.grid.Coord`): for a
+    source, the input port packets enter by (``IN_LOCAL`` for the unit, W/E for an edge
+    port); for a destination, the output port they leave by (``OUT_L0 + k`` for the unit's
+    local output k, or W/E). Names and tables use (x, y) = (col, row)."""
+    pos: Coord
     port: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "pos", Coord(*self.pos))
+
+    @property
+    def x(self):
+        return self.pos.col
+
+    @property
+    def y(self):
+        return self.pos.row
 
     def name(self, output):
         names = PORT_NAMES_OUT if output else PORT_NAMES_IN
         return f"({self.x},{self.y}).{names[self.port]}"
 
 
-def unit_src(x, y):
-    return Endpoint(x, y, IN_LOCAL)
+def unit_src(pos):
+    """The injection port of the unit at ``pos``."""
+    return Endpoint(pos, IN_LOCAL)
 
 
-def unit_dst(x, y, k=0):
+def unit_dst(pos, k=0):
+    """Delivery port ``k`` of the unit at ``pos`` (a PCU's vin0/vin1, a PMU's vin, ...)."""
     if not 0 <= k < LOCAL_OUT:
         raise RouteError(f"unit output {k} does not exist (a switch has {LOCAL_OUT})")
-    return Endpoint(x, y, OUT_L0 + k)
+    return Endpoint(pos, OUT_L0 + k)
 
 
 def _edge(params, side, row):
     if side not in ("W", "E"):
         raise RouteError(f"edge side {side!r}: must be 'W' or 'E'")
-    return Endpoint(0 if side == "W" else params.cols - 1, row, W if side == "W" else E)
+    return Endpoint(Coord(row, 0 if side == "W" else params.cols - 1), W if side == "W" else E)
 
 
 def edge_src(params, side, row):
@@ -262,14 +276,15 @@ def route(params, flows):
             mask = sum(1 << out for out in tree[node])
             res.tables.setdefault((x, y), {}).setdefault(inp, {})[ids[node]] = (mask, new)
             for out in tree[node]:
-                ep = Endpoint(x, y, out)
+                ep = Endpoint(Coord(y, x), out)
                 if ep in f.dsts:
                     arrivals[ep] = new
         res.arrivals[f.name] = arrivals
     for (x, y, *port), users in res.load.items():
         total = sum(r for _, r in users)
         if total > 1 + 1e-9:
-            what = (f"injection port {Endpoint(x, y, port[1]).name(False)}" if port[0] == "inject"
+            what = (f"injection port {Endpoint(Coord(y, x), port[1]).name(False)}"
+                    if port[0] == "inject"
                     else f"link {_link_name(x, y, port[0])}")
             detail = ", ".join(f"{n} {r:g}" for n, r in users)
             raise RouteError(f"flow {users[-1][0]!r} over-subscribes {what}: {total:g} packets "
@@ -406,7 +421,7 @@ def route_control(params, flows):
         res.latency[f.name] = {}
         for dst in f.dsts:
             dx_, dy_, dk = dst
-            hops = xy_path(Endpoint(sx, sy, IN_LOCAL), Endpoint(dx_, dy_, OUT_L0))
+            hops = xy_path(unit_src(Coord(sy, sx)), unit_dst(Coord(dy_, dx_)))
             for n, (x, y, _, out) in enumerate(hops):
                 inw = wire_at[x, y]
                 sel = res.sel.setdefault((x, y), {})

@@ -2,7 +2,8 @@
 (intermediates stay on chip) and, for comparison, unfused (one kernel per op through
 HBM).
 
-Fused dataflow (four PCUs, four PMUs, two AGCUs; positions in :class:`AttentionPlan`):
+Fused dataflow (four PCUs, four PMUs, two AGCUs; :data:`ATTENTION_UNITS`, placed by the
+compiler):
 
 * AGCU 1 loads ``[K^T | V]`` (both in the systolic B layout) once; the stream is
   multicast to two PMUs whose write predicates keep K^T in one and V in the other.
@@ -41,30 +42,21 @@ from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, ge
                                    pack_simd, pack_systolic, simd_reference,
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
-from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program, src,
-                                       stream_words)
-from firmware.compiler.route import Flow, route
+from firmware.compiler.place import VFlow, agcu, place_and_route, port
+from firmware.compiler.program import kernel_program, stream_words
 from hdl.pcu.pcu import Pcu
 
 from .gemm import GemmShape, a_transpose_pmu, compile_gemm, pack_a, pack_b
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
-__all__ = ["AttentionPlan", "AttentionShape", "Attention", "compile_attention",
+__all__ = ["ATTENTION_UNITS", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
 
-@dataclass(frozen=True)
-class AttentionPlan:
-    """Unit placement, (row, col) per unit (PCU positions hold PCUs, the rest PMUs)."""
-    qk: tuple = (0, 0)
-    k_pmu: tuple = (1, 0)
-    s_pmu: tuple = (0, 1)
-    max: tuple = (1, 1)
-    exp: tuple = (0, 2)
-    e_pmu: tuple = (0, 3)
-    pv: tuple = (1, 3)
-    v_pmu: tuple = (1, 2)
+#: The fused kernel's logical units (the compiler places them).
+ATTENTION_UNITS = {"qk": "pcu", "k_pmu": "pmu", "s_pmu": "pmu", "max": "pcu", "exp": "pcu",
+                   "e_pmu": "pmu", "pv": "pcu", "v_pmu": "pmu"}
 
 
 @dataclass(frozen=True)
@@ -265,7 +257,7 @@ def _kv_pmus(params, sh):
     return k, v
 
 
-def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
+def compile_attention(params, seq, d, *, q, kv, o):
     """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
     ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
     resource."""
@@ -283,34 +275,30 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
         if buf.words < need:
             raise ValueError(f"attention seq={seq} d={d}: buffer {name} has {buf.words} "
                              f"words, the layout needs {need}")
-    for pos in (plan.qk, plan.max, plan.exp, plan.pv):
-        check_pcu(params, pos)
     programs = _programs(params, sh)
     k_pmu, v_pmu = _kv_pmus(params, sh)
     P = sh.qk.tile_rows // params.pcu_stages
 
-    vec = route(params, [
-        Flow("q", agcu_edge(params, 0), (at(plan.qk),)),
+    layout = place_and_route(params, "attention", ATTENTION_UNITS, vec=[
+        VFlow("q", agcu(0), (port("qk"),)),
         # Loaded once, before the pipeline runs.
-        Flow("kv", agcu_edge(params, 1), (at(plan.k_pmu), at(plan.v_pmu))),
-        Flow("kt", src(plan.k_pmu), (at(plan.qk, 1),), rate=1 / P),
-        Flow("s", src(plan.qk), (at(plan.s_pmu),), rate=min(1.0, sh.rows / (sh.d * P))),
-        Flow("s_exp", src(plan.s_pmu), (at(plan.exp),), rate=0.5),
-        Flow("s_max", src(plan.s_pmu), (at(plan.max),), rate=0.5),
-        Flow("e", src(plan.exp), (at(plan.e_pmu),), rate=0.5),
-        Flow("e_cols", src(plan.e_pmu), (at(plan.pv),)),
-        Flow("v", src(plan.v_pmu), (at(plan.pv, 1),), rate=1 / P),
-        Flow("o", src(plan.pv), (agcu_edge(params, 1),), rate=min(1.0, sh.rows / (sh.seq * P))),
+        VFlow("kv", agcu(1), (port("k_pmu"), port("v_pmu"))),
+        VFlow("kt", port("k_pmu"), (port("qk", 1),), rate=1 / P),
+        VFlow("s", port("qk"), (port("s_pmu"),), rate=min(1.0, sh.rows / (sh.d * P))),
+        VFlow("s_exp", port("s_pmu"), (port("exp"),), rate=0.5),
+        VFlow("s_max", port("s_pmu"), (port("max"),), rate=0.5),
+        VFlow("e", port("exp"), (port("e_pmu"),), rate=0.5),
+        VFlow("e_cols", port("e_pmu"), (port("pv"),)),
+        VFlow("v", port("v_pmu"), (port("pv", 1),), rate=1 / P),
+        VFlow("o", port("pv"), (agcu(1),), rate=min(1.0, sh.rows / (sh.seq * P))),
+    ], sca=[
+        VFlow("max", port("max"), (port("exp"),), rate=1 / sh.qk.nt),
+        VFlow("sum", port("exp"), (port("pv"),), rate=1 / sh.qk.nt),
     ])
+    vec, sca = layout.vec, layout.sca
     for name, fid in (("s_exp", 0), ("s_max", 1)):
         if vec.headers[name]["flow"] != fid:
             raise AssertionError(f"flow {name} must leave the S PMU with id {fid}")
-    sca = route(params, [
-        Flow("max", src(plan.max), (at(plan.exp),), rate=1 / sh.qk.nt),
-        Flow("sum", src(plan.exp), (at(plan.pv),), rate=1 / sh.qk.nt),
-    ])
-    for fabric in (vec, sca):
-        fabric.require_own_links(f"attention plan {plan}")
     q_acc, o_acc, pv = sh.qk.a_access(), sh.pv.c_access(), sh.pv
     kv_acc = TensorAccess((sh.kv_words,), (1,))
     agcus = {
@@ -321,15 +309,15 @@ def compile_attention(params, seq, d, *, q, kv, o, plan=AttentionPlan()):
                      hdr=vec.headers["kv"])[0],
     }
     parts = {
-        "pcus": {plan.qk: pack_systolic(programs["qk"], params),
-                 plan.max: pack_simd(programs["max"], params),
-                 plan.exp: pack_simd(programs["exp"], params),
-                 plan.pv: pack_systolic(programs["pv"], params)},
-        "pmus": {plan.k_pmu: pack_pmu(k_pmu, params), plan.v_pmu: pack_pmu(v_pmu, params),
-                 plan.s_pmu: pack_pmu(_s_pmu(params, sh), params),
-                 plan.e_pmu: pack_pmu(a_transpose_pmu(params, sh.mt, sh.rows, sh.seq,
-                                                      sh.pv.nt), params)},
-        "agcus": agcus, "vec": vec, "sca": sca,
+        "pcus": layout.configs("pcu", {
+            "qk": pack_systolic(programs["qk"], params), "max": pack_simd(programs["max"], params),
+            "exp": pack_simd(programs["exp"], params), "pv": pack_systolic(programs["pv"], params)}),
+        "pmus": layout.configs("pmu", {
+            "k_pmu": pack_pmu(k_pmu, params), "v_pmu": pack_pmu(v_pmu, params),
+            "s_pmu": pack_pmu(_s_pmu(params, sh), params),
+            "e_pmu": pack_pmu(a_transpose_pmu(params, sh.mt, sh.rows, sh.seq, sh.pv.nt),
+                              params)}),
+        "agcus": agcus, "vec": vec, "sca": sca, "layout": layout,
     }
 
     def execute(mem, args):

@@ -12,8 +12,8 @@ import numpy as np
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
-from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
-from firmware.compiler.route import Flow, route, unit_dst, unit_src
+from firmware.compiler.place import VFlow, agcu, place_and_route, port
+from firmware.compiler.program import kernel_program, stream_words
 
 __all__ = ["ScaleBias", "compile_scale_bias"]
 
@@ -31,20 +31,18 @@ class ScaleBias:
         return _simd(params, self.simd, np.asarray(x, np.uint32))
 
 
-def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=(0, 0)):
+def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False):
     """``y[i] = relu?(x[i] * scale + bias)`` for ``n`` FP32 words; ``x``, ``y``: the
     buffers (``firmware.runtime.memory.Buffer``) each iteration's window starts in."""
-    check_pcu(params, pcu)
-    r, c = pcu
     if params.agcus < 2:
         raise ValueError("the elementwise kernel needs two AGCUs")
     simd = SimdProgram(counters=(Counter(0, n, 1),),
                        stages=(Stage("MUL", "VIN0", "IMM", imm=float(scale)),
                                Stage("ADD", "PREV", "IMM", imm=float(bias))),
                        tail=Tail(relu=relu))
-    flows = [Flow("x", agcu_edge(params, 0), (unit_dst(c, r, 0),)),
-             Flow("y", unit_src(c, r), (agcu_edge(params, 1),))]
-    vec = route(params, flows)
+    layout = place_and_route(params, "scale_bias", {"pcu": "pcu"}, vec=[
+        VFlow("x", agcu(0), (port("pcu", 0),)), VFlow("y", port("pcu"), (agcu(1),))])
+    vec = layout.vec
     if vec.headers["y"] != {"dyn": 0, "flow": 0, "x": 0, "y": 0, "port": 0}:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
     access = TensorAccess((n,), (1,))
@@ -53,7 +51,8 @@ def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, pcu=
                      hdr=vec.headers["x"])[0],
         1: pack_agcu(params, store=(access, 0), segments=[Segment(y.addr, n)])[0],
     }
-    parts = {"pcus": {(r, c): pack_simd(simd, params)}, "agcus": agcus, "vec": vec}
+    parts = {"pcus": layout.configs("pcu", {"pcu": pack_simd(simd, params)}),
+             "agcus": agcus, "vec": vec, "layout": layout}
 
     def execute(mem, args):
         src = mem[stream_words(x, args, (0, "load"), access)]

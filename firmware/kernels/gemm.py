@@ -26,8 +26,8 @@ from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_sys
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
                                    choose_bank_bits, pack_pmu)
-from firmware.compiler.program import agcu_edge, check_pcu, kernel_program, stream_words
-from firmware.compiler.route import Flow, route, unit_dst, unit_src
+from firmware.compiler.place import VFlow, agcu, place_and_route, port
+from firmware.compiler.program import kernel_program, stream_words
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "pack_a", "pack_b", "a_transpose_pmu"]
 
@@ -204,7 +204,7 @@ def a_transpose_pmu(params, tiles, rows, k, repeat):
 
 
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
-                 pcu=(0, 0), a_rows=None, split=1):
+                 a_rows=None, split=1):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
     of at least ``GemmShape.of(params, m, n, k, bias).a_words`` ... words); epilogue:
     ``bias`` (added per output column), then ReLU, then BF16 convert.
@@ -215,12 +215,10 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     (:func:`a_transpose_pmu`) and feeds it once per column tile — the layout another
     kernel's row-major output is already in.
 
-    ``split=2``: two PCUs share the column tiles (:func:`_split_gemm`; ``pcu`` and
-    ``a_rows`` do not apply)."""
+    ``split=2``: two PCUs share the column tiles (:func:`_split_gemm`; ``a_rows`` does not
+    apply)."""
     s = GemmShape.of(params, m, n, k, bias, split)
     k = s.k
-    check_pcu(params, pcu)
-    r, col = pcu
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
     if split not in (1, 2):
@@ -249,24 +247,22 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     # at one vector per cycle, and a store there would take beats from it); with A
     # through a PMU (loaded once per row tile) by AGCU 0, whose links are then free.
     c_agcu = 0 if a_rows is not None else 1
-    pmus, a_flows = {}, [Flow("a", agcu_edge(params, 0), (unit_dst(col, r, 0),))]
+    units, pmus, a_flows = {"pcu": "pcu"}, {}, [VFlow("a", agcu(0), (port("pcu", 0),))]
     a_acc, c_acc = s.a_access(), s.c_access()
     if a_rows is not None:
-        a_pmu = (r, col + 1)
-        if col + 1 >= params.cols:
-            raise ValueError(f"gemm: A through a PMU needs one right of the PCU at {pcu}")
-        pmus[a_pmu] = pack_pmu(a_transpose_pmu(params, s.mt, s.tile_rows, k, s.nt), params)
-        a_flows = [Flow("a", agcu_edge(params, 0), (unit_dst(col + 1, r, 0),)),
-                   Flow("a_cols", unit_src(col + 1, r), (unit_dst(col, r, 0),))]
+        units["a_pmu"] = "pmu"
+        pmus["a_pmu"] = pack_pmu(a_transpose_pmu(params, s.mt, s.tile_rows, k, s.nt), params)
+        a_flows = [VFlow("a", agcu(0), (port("a_pmu"),)),
+                   VFlow("a_cols", port("a_pmu"), (port("pcu", 0),))]
         a_acc = TensorAccess((s.mt * s.tile_rows, kp), (a_rows, 1))
-    vec = route(params, [
+    layout = place_and_route(params, "gemm", units, vec=[
         *a_flows,
-        Flow("b", agcu_edge(params, 1), (unit_dst(col, r, 1),), rate=1 / interleave),
-        Flow("c", unit_src(col, r), (agcu_edge(params, c_agcu),), rate=1 / interleave),
+        VFlow("b", agcu(1), (port("pcu", 1),), rate=1 / interleave),
+        VFlow("c", port("pcu"), (agcu(c_agcu),), rate=1 / interleave),
     ])
+    vec = layout.vec
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
-    vec.require_own_links(f"gemm at {pcu}")
     b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
     loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
     agcus = {}
@@ -276,8 +272,8 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
             segs, store = segs + [Segment(c.addr, s.c_words)], (c_acc, 1)
         agcus[kk] = pack_agcu(params, load=(acc, 0), store=store, segments=segs,
                               hdr=vec.headers[name])[0]
-    parts = {"pcus": {(r, col): pack_systolic(systolic, params)}, "pmus": pmus,
-             "agcus": agcus, "vec": vec}
+    parts = {"pcus": layout.configs("pcu", {"pcu": pack_systolic(systolic, params)}),
+             "pmus": layout.configs("pmu", pmus), "agcus": agcus, "vec": vec, "layout": layout}
 
     def execute(mem, args):
         # The streams as the AGCUs deliver them, the array's reference, the rows' valid
@@ -297,28 +293,25 @@ def _split_gemm(params, s, systolic, a, b, c, bias):
     """C = A B on two PCUs, each computing half of the column tiles: A (AGCU 0) is
     multicast to both; B (AGCU 1, loaded once) is multicast to two PMUs whose write
     predicates keep one PCU's half each and which feed it once per row tile; each PCU's
-    rows leave by its own AGCU's store stream (PCU 0: AGCU 0, PCU 1: AGCU 1). Placement:
-    PCU 0 at (0, 0) beside AGCU 0, PCU 1 at (1, cols - 1) beside AGCU 1, their B PMUs
-    below / left of them; every flow has links of its own."""
-    L, k, cols = s.lanes, s.k, params.cols
-    if params.rows < 2 or cols < 3:
-        raise ValueError(f"gemm over two PCUs needs a grid of at least 2 x 3, not "
-                         f"{params.rows} x {cols}")
+    rows leave by its own AGCU's store stream (PCU 0: AGCU 0, PCU 1: AGCU 1); every flow
+    has links of its own."""
+    L, k = s.lanes, s.k
     nh = s.nt // 2
     half = nh * k * L
     cap = params.pmu_banks * params.pmu_bank_words
     if half > cap:
         raise ValueError(f"gemm over two PCUs: a PCU's half of B needs {half} words of PMU, "
                          f"a PMU holds {cap}")
-    pcus, pmus = ((0, 0), (1, cols - 1)), ((1, 0), (1, cols - 2))
+    pcus, pmus = ("pcu0", "pcu1"), ("b_pmu0", "b_pmu1")
     interleave = s.tile_rows // s.stages
-    flows = [Flow("a", agcu_edge(params, 0), tuple(unit_dst(x, y, 0) for y, x in pcus)),
-             Flow("b", agcu_edge(params, 1), tuple(unit_dst(x, y, 0) for y, x in pmus))]
-    for i, ((pr, pc), (mr, mc)) in enumerate(zip(pcus, pmus)):
-        flows += [Flow(f"b{i}", unit_src(mc, mr), (unit_dst(pc, pr, 1),), rate=1 / interleave),
-                  Flow(f"c{i}", unit_src(pc, pr), (agcu_edge(params, i),), rate=1 / interleave)]
-    vec = route(params, flows)
-    vec.require_own_links("gemm over two PCUs")
+    flows = [VFlow("a", agcu(0), tuple(port(u, 0) for u in pcus)),
+             VFlow("b", agcu(1), tuple(port(u, 0) for u in pmus))]
+    for i, (pc, pm) in enumerate(zip(pcus, pmus)):
+        flows += [VFlow(f"b{i}", port(pm), (port(pc, 1),), rate=1 / interleave),
+                  VFlow(f"c{i}", port(pc), (agcu(i),), rate=1 / interleave)]
+    layout = place_and_route(params, "gemm over two PCUs",
+                             {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}, vec=flows)
+    vec = layout.vec
     a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(2)]
     b_acc = TensorAccess((s.b_words,), (1,))
     agcus = {
@@ -328,11 +321,12 @@ def _split_gemm(params, s, systolic, a, b, c, bias):
                      segments=[Segment(b.addr, s.b_words), Segment(c.addr, s.c_words)])[0],
     }
     read = AccessPattern((Counter(0, s.mt), Counter(0, half)), repeat=(0,))
-    pmu_cfg = {pos: pack_pmu(PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * half,
-                                                      lo=0, hi=half), read), params)
-               for i, pos in enumerate(pmus)}
-    parts = {"pcus": {pos: pack_systolic(systolic, params) for pos in pcus}, "pmus": pmu_cfg,
-             "agcus": agcus, "vec": vec}
+    pmu_cfg = {u: pack_pmu(PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * half,
+                                                    lo=0, hi=half), read), params)
+               for i, u in enumerate(pmus)}
+    parts = {"pcus": layout.configs("pcu", {u: pack_systolic(systolic, params) for u in pcus}),
+             "pmus": layout.configs("pmu", pmu_cfg), "agcus": agcus, "vec": vec,
+             "layout": layout}
 
     def execute(mem, args):
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, L)

@@ -26,11 +26,10 @@ from firmware.compiler.agcu import Segment, TensorAccess, access_words, pack_agc
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
-from firmware.compiler.program import (agcu_edge, at, check_pcu, kernel_program, src,
-                                       stream_words)
-from firmware.compiler.route import Flow, route
+from firmware.compiler.place import VFlow, agcu, place_and_route, port
+from firmware.compiler.program import kernel_program, stream_words
 
-__all__ = ["SoftmaxPlan", "Softmax", "softmax_programs", "softmax_reference", "softmax_bound",
+__all__ = ["SOFTMAX_UNITS", "Softmax", "softmax_programs", "softmax_reference", "softmax_bound",
            "compile_softmax", "ROW_BUFFERS"]
 
 #: Rows each PMU buffers (N-buffering depth): how far the exp pass may trail the max pass.
@@ -39,14 +38,8 @@ ROW_BUFFERS = 4
 LOG2E = math.log2(math.e)
 
 
-@dataclass(frozen=True)
-class SoftmaxPlan:
-    """Unit placement, (row, col) per unit: the three PCUs and two PMUs."""
-    max: tuple = (0, 0)
-    rows_pmu: tuple = (0, 1)
-    exp: tuple = (1, 1)
-    e_pmu: tuple = (1, 2)
-    norm: tuple = (1, 3)
+#: The kernel's logical units: three PCUs and the two PMUs that buffer the rows.
+SOFTMAX_UNITS = {"max": "pcu", "rows_pmu": "pmu", "exp": "pcu", "e_pmu": "pmu", "norm": "pcu"}
 
 
 def softmax_programs(rows, n, scale=1.0):
@@ -109,7 +102,7 @@ class Softmax:
 
 
 def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, store=None,
-                    scale=1.0, plan=SoftmaxPlan()):
+                    scale=1.0):
     """Softmax of each of ``rows`` rows of ``n`` FP32 values (times ``scale`` > 0) in
     buffer ``x`` (row ``i`` at word ``i * x_stride``; default: ``n`` rounded up to whole
     vectors, the padding ignored) into buffer ``y`` (row stride ``y_stride``, default
@@ -142,36 +135,33 @@ def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, stor
                              f"the layout needs {need}")
     if params.agcus < 2:
         raise ValueError("the softmax kernel needs two AGCUs")
-    for pos in (plan.max, plan.exp, plan.norm):
-        check_pcu(params, pos)
     programs = softmax_programs(rows, n, scale)
     # Each PMU buffers one row per window, ROW_BUFFERS windows deep.
     row = AccessPattern((Counter(0, rows), Counter(0, n)), repeat=(0,))
     pmu = pack_pmu(PmuProgram(row, row, nbuf=ROW_BUFFERS, buf_words=xs, w_level=1, r_level=1),
                    params)
 
-    vec = route(params, [
-        Flow("x", agcu_edge(params, 0), (at(plan.max), at(plan.rows_pmu))),
-        Flow("x_again", src(plan.rows_pmu), (at(plan.exp),)),
-        Flow("e", src(plan.exp), (at(plan.e_pmu),)),
-        Flow("e_again", src(plan.e_pmu), (at(plan.norm),)),
-        Flow("y", src(plan.norm), (agcu_edge(params, 1),)),
+    layout = place_and_route(params, "softmax", SOFTMAX_UNITS, vec=[
+        VFlow("x", agcu(0), (port("max"), port("rows_pmu"))),
+        VFlow("x_again", port("rows_pmu"), (port("exp"),)),
+        VFlow("e", port("exp"), (port("e_pmu"),)),
+        VFlow("e_again", port("e_pmu"), (port("norm"),)),
+        VFlow("y", port("norm"), (agcu(1),)),
+    ], sca=[
+        VFlow("max", port("max"), (port("exp"),), rate=1 / -(-n // L)),
+        VFlow("sum", port("exp"), (port("norm"),), rate=1 / -(-n // L)),
     ])
-    sca = route(params, [
-        Flow("max", src(plan.max), (at(plan.exp),), rate=1 / -(-n // L)),
-        Flow("sum", src(plan.exp), (at(plan.norm),), rate=1 / -(-n // L)),
-    ])
+    vec, sca = layout.vec, layout.sca
     load = TensorAccess((rows, xs), (x_stride, 1))
     agcus = {
         0: pack_agcu(params, load=(load, 0), segments=[Segment(x.addr, x_words)],
                      hdr=vec.headers["x"])[0],
         1: pack_agcu(params, store=(store, 0), segments=[Segment(y.addr, y_words)])[0],
     }
-    parts = {"pcus": {plan.max: pack_simd(programs["max"], params),
-                      plan.exp: pack_simd(programs["exp"], params),
-                      plan.norm: pack_simd(programs["norm"], params)},
-             "pmus": {plan.rows_pmu: pmu, plan.e_pmu: pmu},
-             "agcus": agcus, "vec": vec, "sca": sca}
+    parts = {"pcus": layout.configs("pcu", {u: pack_simd(programs[u], params)
+                                            for u in ("max", "exp", "norm")}),
+             "pmus": layout.configs("pmu", {"rows_pmu": pmu, "e_pmu": pmu}),
+             "agcus": agcus, "vec": vec, "sca": sca, "layout": layout}
 
     def execute(mem, args):
         v = mem[stream_words(x, args, (0, "load"), load)].reshape(-1, L)

@@ -145,7 +145,7 @@ class RdnControlArgs(TbArgs):
 class RdnScenarioArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_rdn", "rdn_scenario"
     flows: list = arg([], "flow specs")
-    throttle: list = arg([], "[x, y, port, rate, burst] of throttled ports")
+    throttle: list = arg([], "[row, col, port, rate, burst] of throttled ports")
     throttle_to_rates: dict | None = arg(None, "rates the throttles are derived from")
 
 

@@ -10,6 +10,7 @@ to and whether it came in order.
 from collections import defaultdict
 
 from firmware.compiler.route import Flow, edge_dst, edge_src, unit_dst, unit_src
+from hdl.grid import grid_coords
 from hdl.rdn.config import IN_LOCAL, LOCAL_OUT, OUT_L0, W
 
 __all__ = ["source_name", "sink_name", "sources", "sinks", "random_flows", "Traffic",
@@ -31,14 +32,13 @@ def sink_name(fabric, ep):
 
 
 def sources(params):
-    eps = [unit_src(x, y) for y in range(params.rows) for x in range(params.cols)]
+    eps = [unit_src(pos) for pos in grid_coords(params)]
     eps += [edge_src(params, s, r) for s in ("W", "E") for r in range(params.rows)]
     return eps
 
 
 def sinks(params):
-    eps = [unit_dst(x, y, k) for y in range(params.rows) for x in range(params.cols)
-           for k in range(LOCAL_OUT)]
+    eps = [unit_dst(pos, k) for pos in grid_coords(params) for k in range(LOCAL_OUT)]
     eps += [edge_dst(params, s, r) for s in ("W", "E") for r in range(params.rows)]
     return eps
 

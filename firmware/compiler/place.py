@@ -1,0 +1,260 @@
+"""Placement: a kernel's logical units onto the grid, then its flows routed.
+
+A kernel is described without coordinates (ARCHITECTURE.md section 6): named logical
+units of a kind (``"pcu"`` or ``"pmu"``), the vector and scalar flows between their ports
+and the AGCU edge ports, each with the rate it needs. :func:`place_and_route` chooses a
+position for every unit — the placement whose dimension-order routes give every flow
+links of its own (where the kernel asks for that) and move the fewest packets over the
+fewest hops — routes both fabrics and returns a :class:`Layout`. The search is
+deterministic: the same kernel on the same grid gives the same placement and bitstream.
+
+A kernel that cannot be placed raises :class:`PlacementError` naming what it ran out of
+("needs 9 PCUs, the array has 4", "flows a and b both need link (1,2)->E->(2,2)").
+"""
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from hdl.grid import Coord, grid_coords
+from hdl.rdn.config import OUT_L0, STEP, W
+from hdl.socket import agcu_position
+
+from .route import Endpoint, Flow, RouteError, edge_src, route, unit_dst, unit_src, xy_path
+
+__all__ = ["PlacementError", "Port", "port", "agcu", "VFlow", "Layout", "place",
+           "place_and_route"]
+
+#: Placements tried exhaustively up to this many; beyond, greedy + local search.
+EXHAUSTIVE = 20_000
+
+
+class PlacementError(ValueError):
+    """A kernel that does not fit the grid; the message names the missing resource."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """A logical endpoint: port ``k`` of logical unit ``unit`` (for a destination: the
+    unit's delivery ``k``, a PCU's vin0/vin1 or a PMU's vin/...), or AGCU ``agcu``'s edge."""
+    unit: str | None = None
+    k: int = 0
+    agcu: int | None = None
+
+    def __str__(self):
+        return f"agcu{self.agcu}" if self.unit is None else f"{self.unit}.{self.k}"
+
+
+def port(unit, k=0):
+    return Port(unit=unit, k=k)
+
+
+def agcu(k):
+    return Port(agcu=k)
+
+
+@dataclass(frozen=True)
+class VFlow:
+    """A flow between logical ports (see :class:`~firmware.compiler.route.Flow`)."""
+    name: str
+    src: Port
+    dsts: tuple
+    rate: float = 1.0
+    dynamic: bool = False
+
+
+@dataclass
+class Layout:
+    """A placed and routed kernel: ``at`` (logical unit -> Coord), the routed ``vec`` and
+    ``sca`` fabrics (:class:`~firmware.compiler.route.FabricRoutes`)."""
+    name: str
+    kinds: dict
+    at: dict
+    vec: object
+    sca: object
+    cost: tuple = field(default=(), compare=False)
+
+    def configs(self, kind, values):
+        """{Coord: config} of the units of ``kind`` from {logical name: config}."""
+        out = {}
+        for name, v in values.items():
+            if self.kinds.get(name) != kind:
+                raise PlacementError(f"kernel {self.name!r}: {name!r} is not a "
+                                     f"{kind.upper()} of the kernel")
+            out[self.at[name]] = v
+        return out
+
+    def describe(self):
+        """One line per unit: its name, kind and position."""
+        return [f"{n:<10} {self.kinds[n].upper()} at {self.at[n]}"
+                for n in sorted(self.at, key=lambda n: (self.at[n], n))]
+
+
+def _edge(params, k):
+    if not 0 <= k < params.agcus:
+        raise PlacementError(f"AGCU {k} does not exist ({params.agcus} AGCUs)")
+    side, row = agcu_position(params, k)
+    return edge_src(params, "W" if side == W else "E", row)
+
+
+def _endpoint(params, at, p, output):
+    if p.unit is None:
+        return _edge(params, p.agcu)
+    return unit_dst(at[p.unit], p.k) if output else unit_src(at[p.unit])
+
+
+def _bind(params, at, flows):
+    return [Flow(f.name, _endpoint(params, at, f.src, False),
+                 tuple(_endpoint(params, at, d, True) for d in f.dsts), f.rate, f.dynamic)
+            for f in flows]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _path(src, dst):
+    """(x, y, out) of every hop of the dimension-order path (placement tries many)."""
+    return frozenset((x, y, out) for x, y, _, out in xy_path(src, dst))
+
+
+def _links(src, dsts):
+    """The directed links and delivery ports of a flow's dimension-order tree."""
+    return frozenset().union(*(_path(src, d) for d in dsts))
+
+
+def _cost(params, at, fabrics, own):
+    """(links shared by flows that need their own, over-subscription, rate x hops, hops)
+    of placement ``at``: smaller is better."""
+    shared = over = 0
+    weighted = hops = 0.0
+    for fabric, flows in fabrics.items():
+        load, users = {}, {}
+        for f in _bind(params, at, flows):
+            tree = _links(f.src, f.dsts)
+            n = sum(1 for _, _, out in tree if out < OUT_L0)
+            hops += n
+            weighted += f.rate * n
+            for link in tree:
+                load[link] = load.get(link, 0.0) + f.rate
+                users.setdefault(link, []).append(f.name)
+        over += sum(1 for v in load.values() if v > 1 + 1e-9)
+        if own:
+            shared += sum(len(u) - 1 for u in users.values() if len(u) > 1)
+    return (shared, over, round(weighted, 9), hops)
+
+
+def _shared_report(params, at, fabrics):
+    """'flows a and b both need link ...' for the first shared link of placement ``at``."""
+    for fabric, flows in fabrics.items():
+        users = {}
+        for f in _bind(params, at, flows):
+            for link in sorted(_links(f.src, f.dsts)):
+                users.setdefault(link, []).append(f.name)
+        for (x, y, out), names in sorted(users.items()):
+            if len(names) > 1:
+                where = Endpoint(Coord(y, x), out).name(True)
+                if out < OUT_L0:
+                    dx, dy = STEP[out]
+                    where += f"->({x + dx},{y + dy})"
+                return (f"{fabric} flows {' and '.join(names)} both need link {where} "
+                        f"(x, y = col, row)")
+    return None
+
+
+def _slots(params, kinds):
+    """Free positions per kind, and the logical units per kind in a fixed order."""
+    by_kind = {}
+    for name, kind in kinds.items():
+        if kind not in ("pcu", "pmu"):
+            raise PlacementError(f"unit {name!r}: kind {kind!r} is neither 'pcu' nor 'pmu'")
+        by_kind.setdefault(kind, []).append(name)
+    slots = {}
+    for kind, names in by_kind.items():
+        slots[kind] = grid_coords(params, kind)
+        if len(names) > len(slots[kind]):
+            raise PlacementError(f"needs {len(names)} {kind.upper()}s, the array has "
+                                 f"{len(slots[kind])} ({params.rows} x {params.cols} grid)")
+    return by_kind, slots
+
+
+def _exhaustive(params, by_kind, slots, score):
+    kinds = sorted(by_kind)
+    choices = [itertools.permutations(slots[k], len(by_kind[k])) for k in kinds]
+    best = None
+    for combo in itertools.product(*choices):
+        at = {n: c for k, cs in zip(kinds, combo) for n, c in zip(by_kind[k], cs)}
+        s = score(at)
+        if best is None or s < best[0]:
+            best = (s, at)
+    return best
+
+
+def _local_search(params, by_kind, slots, score):
+    """Greedy placement in unit order, then moves and swaps while the score drops."""
+    at = {}
+    for kind in sorted(by_kind):
+        for name in by_kind[kind]:
+            free = [c for c in slots[kind] if c not in at.values()]
+            at[name] = min(free, key=lambda c: (score({**at, name: c}, partial=True), c))
+    best = score(at)
+    improved = True
+    while improved:
+        improved = False
+        for kind in sorted(by_kind):
+            names = by_kind[kind]
+            for name in names:
+                for c in slots[kind]:
+                    other = next((n for n in names if at[n] == c), None)
+                    trial = dict(at)
+                    trial[name] = c
+                    if other is not None:
+                        trial[other] = at[name]
+                    s = score(trial)
+                    if s < best:
+                        best, at, improved = s, trial, True
+    return best, at
+
+
+def place(params, name, kinds, vec=(), sca=(), *, own_links=True):
+    """{logical unit: Coord} for the units ``kinds`` ({name: "pcu"/"pmu"}) and flows."""
+    by_kind, slots = _slots(params, kinds)
+    fabrics = {"vector": list(vec), "scalar": list(sca)}
+    for f in fabrics["vector"] + fabrics["scalar"]:
+        for p in (f.src, *f.dsts):
+            if p.unit is not None and p.unit not in kinds:
+                raise PlacementError(f"kernel {name!r}: flow {f.name!r} names unit "
+                                     f"{p.unit!r}, which the kernel does not have")
+            if p.unit is None:
+                _edge(params, p.agcu)
+
+    def score(at, partial=False):
+        if partial:
+            fl = {fab: [f for f in flows if all(p.unit is None or p.unit in at
+                                                 for p in (f.src, *f.dsts))]
+                  for fab, flows in fabrics.items()}
+            return _cost(params, at, fl, own_links)
+        return _cost(params, at, fabrics, own_links)
+
+    space = math.prod(math.perm(len(slots[k]), len(by_kind[k])) for k in by_kind)
+    cost, at = (_exhaustive if space <= EXHAUSTIVE else _local_search)(
+        params, by_kind, slots, score)
+    if cost[0]:
+        raise PlacementError(f"kernel {name!r} does not fit the {params.rows} x {params.cols} "
+                             f"grid with a link of its own for every flow: "
+                             f"{_shared_report(params, at, fabrics)}")
+    return at, cost
+
+
+def place_and_route(params, name, kinds, vec=(), sca=(), *, own_links=True):
+    """Place the units, route both fabrics; a :class:`Layout`. ``own_links``: every flow
+    needs links of its own (a pipeline whose stages wait on each other can deadlock when
+    flows share a link buffer)."""
+    at, cost = place(params, name, kinds, vec, sca, own_links=own_links)
+    try:
+        vr = route(params, _bind(params, at, vec))
+        sr = route(params, _bind(params, at, sca))
+    except RouteError as e:
+        raise PlacementError(f"kernel {name!r}: {e}") from None
+    if own_links:
+        for fabric in (vr, sr):
+            fabric.require_own_links(f"kernel {name!r}")
+    return Layout(name, dict(kinds), at, vr, sr, cost)
