@@ -19,9 +19,9 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from firmware.compiler.route import (ControlFlow, Endpoint, Flow, pack_rdn, route,
+from firmware.compiler.route import (ControlFlow, Endpoint, Flow, Token, pack_rdn, route,
                                      route_control)
-from hdl.grid import Coord
+from hdl.grid import Coord, grid_coords
 from hdl.packet import scalar_packet_layout, vector_packet_layout
 from hdl.rdn.config import CTRL_LOCAL, RATE_ONE, switch_counters_layout
 from tb.lib.args import RdnControlArgs, RdnScenarioArgs, RdnTrafficArgs
@@ -156,8 +156,7 @@ async def rdn_traffic(dut):
 @cocotb.test()
 async def rdn_control(dut):
     args, params, seed, rng = _setup(RdnControlArgs)
-    cells = [(x, y, k) for y in range(params.rows) for x in range(params.cols)
-             for k in range(CTRL_LOCAL)]
+    cells = [Token(pos, k) for pos in grid_coords(params) for k in range(CTRL_LOCAL)]
     srcs = rng.sample(cells, args.flows)
     free_dsts = list(cells)
     rng.shuffle(free_dsts)
@@ -183,7 +182,7 @@ async def rdn_control(dut):
     for c in range(cycles):
         for y in range(params.rows):
             for x in range(params.cols):
-                v = sum(pulses[x, y, k][c] << k for k in range(CTRL_LOCAL))
+                v = sum(pulses[Token(Coord(y, x), k)][c] << k for k in range(CTRL_LOCAL))
                 tb.port(f"tok_in__{y}__{x}").value = v
         await RisingEdge(dut.clk)
         for y in range(params.rows):
@@ -191,7 +190,7 @@ async def rdn_control(dut):
                 v = int(tb.port(f"tok_out__{y}__{x}").value)
                 for k in range(CTRL_LOCAL):
                     if v >> k & 1:
-                        seen[x, y, k].append(c)
+                        seen[Token(Coord(y, x), k)].append(c)
     problems = []
     base = None
     for d in cells:

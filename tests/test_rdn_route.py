@@ -5,8 +5,9 @@ import random
 import pytest
 
 from firmware.compiler.route import (ControlFlow, Endpoint, FabricRoutes, Flow, RouteError,
-                                     check_tables, edge_dst, edge_src, pack_fabric, pack_rdn,
-                                     route, route_control, unit_dst, unit_src, xy_path)
+                                     Token, check_tables, edge_dst, edge_src, pack_fabric,
+                                     pack_rdn, route, route_control, unit_dst, unit_src,
+                                     xy_path)
 from hdl.grid import Coord
 from hdl.params import PRESETS
 from hdl.rdn.config import E, IN_LOCAL, N, OPPOSITE, OUT_L0, S, STEP, W, fabric_config_layout
@@ -125,19 +126,20 @@ def test_throttle_only_on_injection_ports():
 
 
 def test_control_routes_and_track_exhaustion():
-    c = route_control(P, [ControlFlow("done", (0, 0, 0), ((3, 1, 1), (1, 0, 0)))])
-    assert c.latency["done"] == {(3, 1, 1): 5, (1, 0, 0): 2}
+    tok = lambda row, col, k: Token(Coord(row, col), k)
+    c = route_control(P, [ControlFlow("done", tok(0, 0, 0), (tok(1, 3, 1), tok(0, 1, 0)))])
+    assert c.latency["done"] == {tok(1, 3, 1): 5, tok(0, 1, 0): 2}
     # Three circuits over one link with two tracks.
-    flows = [ControlFlow(f"t{i}", (0, 0, i % 2) if i < 2 else (0, 1, 0), ((2, 0, i % 2),))
-             for i in range(3)]
-    flows[2] = ControlFlow("t2", (0, 0, 0), ((3, 0, 0),))
+    flows = [ControlFlow(f"t{i}", tok(0, 0, i % 2) if i < 2 else tok(1, 0, 0),
+                         (tok(0, 2, i % 2),)) for i in range(3)]
+    flows[2] = ControlFlow("t2", tok(0, 0, 0), (tok(0, 3, 0),))
     with pytest.raises(RouteError, match=r"no free track on link \(0,0\)->E->\(1,0\)"):
         route_control(P, flows)
     with pytest.raises(RouteError, match="already driven by 'a'"):
-        route_control(P, [ControlFlow("a", (0, 0, 0), ((1, 1, 0),)),
-                          ControlFlow("b", (2, 0, 0), ((1, 1, 0),))])
+        route_control(P, [ControlFlow("a", tok(0, 0, 0), (tok(1, 1, 0),)),
+                          ControlFlow("b", tok(0, 2, 0), (tok(1, 1, 0),))])
     with pytest.raises(RouteError, match="does not exist"):
-        route_control(P, [ControlFlow("a", (0, 0, 2), ((1, 1, 0),))])
+        route_control(P, [ControlFlow("a", tok(0, 0, 2), (tok(1, 1, 0),))])
     assert pack_rdn(P, ctl=c) > 0
 
 

@@ -15,6 +15,7 @@ Bits are packed with the layouts of ``hdl/rdn/config.py``.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hdl.grid import Coord
 from hdl.rdn.config import (BURST_BITS, CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OUT, N, N_OUT,
@@ -24,7 +25,7 @@ from hdl.rdn.config import (BURST_BITS, CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OU
 
 __all__ = ["RouteError", "Endpoint", "unit_src", "unit_dst", "edge_src", "edge_dst", "Flow",
            "FabricRoutes", "route", "check_tables", "fabric_config", "pack_fabric",
-           "ControlFlow", "ControlRoutes", "route_control", "control_config", "pack_rdn",
+           "Token", "ControlFlow", "ControlRoutes", "route_control", "control_config", "pack_rdn",
            "xy_path"]
 
 _EXIT = 16          # ids_used key offset of delivery ports (output port + _EXIT)
@@ -389,12 +390,18 @@ def pack_fabric(params, routes):
 
 # --- control fabric --------------------------------------------------------------------
 
+class Token(NamedTuple):
+    """Token wire ``k`` of the unit at grid position ``pos`` (a Coord)."""
+    pos: Coord
+    k: int
+
+
 @dataclass(frozen=True)
 class ControlFlow:
-    """A token wire from unit token output ``src`` = (x, y, k) to unit token inputs
+    """A token wire from unit token output ``src`` (a :class:`Token`) to unit token inputs
     ``dsts`` (several: one token reaches every destination)."""
     name: str
-    src: tuple
+    src: Token
     dsts: tuple
 
 
@@ -411,17 +418,18 @@ def route_control(params, flows):
     t = params.rdn_tracks
     res = ControlRoutes()
     for f in flows:
-        for (x, y, k), what in [(f.src, "source")] + [(d, "destination") for d in f.dsts]:
+        for (pos, k), what in [(f.src, "source")] + [(d, "destination") for d in f.dsts]:
+            x, y = pos[1], pos[0]
             if not (0 <= x < params.cols and 0 <= y < params.rows and 0 <= k < CTRL_LOCAL):
                 raise RouteError(f"control flow {f.name!r}: {what} ({x},{y}) token {k} does not "
                                  f"exist ({params.rows} x {params.cols} grid, {CTRL_LOCAL} tokens "
                                  f"per unit)")
-        sx, sy, sk = f.src
+        (sy, sx), sk = f.src
         wire_at = {(sx, sy): ctrl_wire(params, LINKS, sk)}   # switch -> wire carrying it
         res.latency[f.name] = {}
         for dst in f.dsts:
-            dx_, dy_, dk = dst
-            hops = xy_path(unit_src(Coord(sy, sx)), unit_dst(Coord(dy_, dx_)))
+            dk = dst[1]
+            hops = xy_path(unit_src(f.src[0]), unit_dst(dst[0]))
             for n, (x, y, _, out) in enumerate(hops):
                 inw = wire_at[x, y]
                 sel = res.sel.setdefault((x, y), {})
