@@ -302,9 +302,9 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     from .designs import build_design
     b = build_design("socket", params)
     m, n, k = shape
-    gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, seed=61)
+    gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, pcus=1, seed=61)
     o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
-    o2 = run_cocotb(b, dataclasses.replace(gemm, split=2), test_dir=workdir / "gemm2").outputs
+    o2 = run_cocotb(b, dataclasses.replace(gemm, pcus=2), test_dir=workdir / "gemm2").outputs
     layers = 8
     loop = run_cocotb(b, LayerLoopArgs(params=params.to_dict(), m=1, n=params.pcu_lanes, k=64,
                                        layers=layers, seed=62),

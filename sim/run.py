@@ -7,7 +7,7 @@ from pathlib import Path
 
 from firmware.kernels.attention import (AttentionShape, compile_attention,
                                         compile_attention_unfused, unfused_words)
-from firmware.kernels.gemm import GemmShape, compile_gemm
+from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Allocator
 from hdl.params import RduParams
@@ -61,10 +61,11 @@ def _scratch(params, sizes):
 
 
 def _gemm_programs(params, o):
-    s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), o["split"])
+    pcus = o["pcus"] or gemm_pcus(params, o["m"], o["n"], o["k"], bool(o["bias"]))
+    s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), pcus)
     bufs = _scratch(params, {"a": s.a_words, "b": s.b_words, "c": s.c_words})
     return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),
-                         relu=bool(o["relu"]), bf16=bool(o["bf16"]), split=o["split"],
+                         relu=bool(o["relu"]), bf16=bool(o["bf16"]), pcus=pcus,
                          **bufs).program]
 
 
@@ -114,7 +115,7 @@ KERNELS = {
         "C = A x B on the socket: the bitstream loads from HBM through the config "
         "controller, AGCUs stream A and B from HBM into a PCU's systolic array and C back, "
         "bit-exact against the PCU reference and within k FP32 roundings of float64",
-        ("m", "n", "k", "bias", "relu", "bf16", "split"), programs=_gemm_programs),
+        ("m", "n", "k", "bias", "relu", "bf16", "pcus"), programs=_gemm_programs),
     "attention": Kernel(
         "attention", "socket", AttentionArgs,
         "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "

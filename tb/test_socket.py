@@ -10,7 +10,7 @@ Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config``/``params``, `
   program load) and once as separate launches (reloading the program each time): same
   results; looping loads the program once.
 * ``gemm``: C = A @ B (``m``, ``n``, ``k``; epilogue ``bias``, ``relu``, ``bf16``; ``a_rows``:
-  A stored row-major, transposed on chip by a PMU; ``split``: 2 PCUs) on one PCU's
+  A stored row-major, transposed on chip by a PMU; ``pcus``: PCUs sharing the column tiles, 0 = all it can use) on one PCU's
   systolic array fed by AGCU load streams, C back by a store stream: bit-exact against
   the PCU reference, within k FP32 roundings of float64; outputs the cycles and MACs.
 * ``softmax``: ``rows`` x ``n`` row softmax (rows longer than the lanes) through three
@@ -49,13 +49,13 @@ from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.program import kernel_program
 from firmware import numerics as N
 from firmware.kernels.elementwise import compile_scale_bias
-from firmware.kernels.gemm import GemmShape, compile_gemm
+from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus
 from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
 from tb.lib.args import (
     AttentionArgs, AttentionHeadsArgs, FaultArgs, GemmArgs, GraphArgs, LayerLoopArgs,
-    LoopingArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+    LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
 from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.memimage import MemoryImage
 
@@ -162,8 +162,8 @@ async def gemm(dut):
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
             if use_bias else None)
-    split = args.split
-    s = GemmShape.of(params, m, n, k, use_bias, split)
+    pcus = args.pcus or (1 if args.a_rows else gemm_pcus(params, m, n, k, use_bias))
+    s = GemmShape.of(params, m, n, k, use_bias, pcus)
     a_rows = None
     a_words, packed_a = s.a_words, None
     if args.a_rows:
@@ -177,7 +177,7 @@ async def gemm(dut):
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
             (("a", "hbm", a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
     g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, a_rows=a_rows,
-                     split=split, **bufs)
+                     pcus=pcus, **bufs)
     if packed_a is None:
         packed_a = g.pack_a(params, a)
     await dev.write(bufs["a"], packed_a)
@@ -218,7 +218,7 @@ async def gemm(dut):
         bound = bound + 2.0 ** -8 * (np.abs(exact) + bound)
     err = np.abs(N.from_bits(got).astype(np.float64) - exact)
     assert (err <= bound).all(), f"gemm {m}x{n}x{k}: C differs from float64 beyond the bound"
-    write_outputs(**_report(params, c, wall, s.macs, split), useful_macs=m * n * k,
+    write_outputs(**_report(params, c, wall, s.macs, pcus), useful_macs=m * n * k,
                   beats=g.program.beats, mismatches=0, max_abs_err=float(err.max()),
                   max_rel_err=float(np.max(err / np.where(scale > 0, scale, 1))))
 
@@ -235,7 +235,7 @@ def _report(params, c, wall, macs, active=1):
     hbm_bytes = sum(ch["read"] + ch["write"] for ch in c["hbm"])
     return {"cycles": cycles, "load_cycles": seq["load_cycles"], "macs": macs,
             "utilization": macs / (pcus * peak * cycles),
-            "active_pcu_utilization": macs / (active * peak * cycles),
+            "active_pcu_utilization": macs / (active * peak * cycles), "active_pcus": active,
             "hbm_bytes": hbm_bytes,
             "hbm_bw_utilization": hbm_bytes / (cycles * hbm.channels *
                                                params.hbm_bytes_per_cycle),
@@ -487,6 +487,48 @@ async def graph(dut):
     bad = np.argwhere(got["y"] != want["y"])
     assert not len(bad), f"graph output y differs from the reference backend at {bad[0]}"
     assert c["seq"]["launched"] == len(g.ops)
+
+
+@cocotb.test()
+async def mlp(dut):
+    """``Y = relu(X @ W1 + b1) @ W2`` as a graph, compiled fused (one kernel, H on chip)
+    and op by op (two GEMMs, H through HBM): both equal to the reference backend's Y and
+    to each other, within ``mlp_bound`` of float64; outputs both runs' cycles."""
+    from firmware.graph import Graph, compile_graph
+    from firmware.kernels.mlp import mlp_bound
+    args, params, dev, rng = await _setup(dut, MlpArgs)
+    m, k, hid, n = args.m, args.k, args.hidden, args.n
+    nrng = np.random.default_rng(args.seed)
+    bf16 = lambda *shape: (nrng.normal(0, 1, shape).astype(np.float32).view(np.uint32)  # noqa: E731
+                           & 0xFFFF0000)
+    inputs = {"x": bf16(m, k), "w1": bf16(k, hid), "w2": bf16(hid, n)}
+    if args.bias:
+        inputs["b1"] = bf16(hid)
+
+    def build():
+        g = Graph("mlp")
+        b1 = g.input("b1", (hid,)) if args.bias else None
+        h = g.matmul(g.input("x", (m, k)), g.input("w1", (k, hid)), bias=b1, relu=True)
+        g.matmul(h, g.input("w2", (hid, n)), out="y")
+        return g
+    ref = ReferenceDevice(params)
+    want, _ = await compile_graph(params, build(), ref.alloc).run(ref, inputs)
+    results = {}
+    for mode, fuse in (("fused", True), ("unfused", False)):
+        cg = compile_graph(params, build(), dev.alloc, fuse_ops=fuse)
+        before = (await dev.counters())["seq"]
+        got, c = await cg.run(dev, inputs)
+        bad = np.argwhere(got["y"] != want["y"])
+        assert not len(bad), (f"{mode} MLP (seed {args.seed}): y differs from the reference "
+                              f"backend at {bad[0]}")
+        results[mode] = {**_seq_delta(before, c["seq"]), "kernels": len(cg.kernels)}
+    assert (results["fused"]["kernels"], results["unfused"]["kernels"]) == (1, 2), results
+    exact, bound = mlp_bound(inputs["x"], inputs["w1"], inputs.get("b1"), inputs["w2"])
+    err = np.abs(N.from_bits(want["y"]).astype(np.float64) - exact)
+    assert (err <= bound).all(), (f"MLP (seed {args.seed}): error {err.max()} over the "
+                                  f"bound at {np.unravel_index(np.argmax(err - bound), err.shape)}")
+    write_outputs(**results, mismatches=0, max_abs_err=float(err.max()),
+                  speedup=results["unfused"]["cycles"] / results["fused"]["cycles"])
 
 
 async def _expect_error(dev, prog, code, **kw):

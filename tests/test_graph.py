@@ -176,6 +176,49 @@ def test_a_graph_longer_than_the_launch_list_is_refused():
     t = g.input("x", (4, 8))
     for i in range(MAX_LAUNCHES + 1):
         t = g.scale_bias(t, scale=1.0, name=f"op{i}")
-    with pytest.raises(GraphError, match=f"has {MAX_LAUNCHES + 1} ops, a kernel each; the "
+    with pytest.raises(GraphError, match=f"has {MAX_LAUNCHES + 1} kernels to launch; the "
                                          f"launch list holds {MAX_LAUNCHES}"):
         compile_graph(SMALL, g, ReferenceDevice(SMALL).alloc)
+
+
+def _mlp(m, k, hidden, n, bias=True):
+    g = Graph("mlp")
+    b1 = g.input("b1", (hidden,)) if bias else None
+    h = g.matmul(g.input("x", (m, k)), g.input("w1", (k, hidden)), bias=b1, relu=True)
+    g.matmul(h, g.input("w2", (hidden, n)), out="y")
+    return g
+
+
+@pytest.mark.parametrize("m,k,hidden,n,bias", [(40, 33, 20, 12, True), (5, 8, 9, 30, False),
+                                               (61, 16, 40, 9, True)])
+def test_mlp_graph_fuses_into_one_kernel_with_the_op_by_op_bits(m, k, hidden, n, bias):
+    """x @ W1 + b1, ReLU, @ W2: one fused kernel (H never in HBM); compiled op by op (the
+    second GEMM takes H row-major through a transposing PMU) the same bits."""
+    import asyncio
+    from firmware.kernels.mlp import mlp_bound
+    rng = np.random.default_rng(m + k)
+    bf = lambda *s: rng.normal(0, 1, s).astype(np.float32).view(np.uint32) & 0xFFFF0000  # noqa: E731
+    vals = {"x": bf(m, k), "w1": bf(k, hidden), "w2": bf(hidden, n)}
+    if bias:
+        vals["b1"] = bf(hidden)
+    outs = {}
+    for fuse in (True, False):
+        dev = ReferenceDevice(SMALL)
+        cg = compile_graph(SMALL, _mlp(m, k, hidden, n, bias), dev.alloc, fuse_ops=fuse)
+        assert [op.kind for op, _ in cg.kernels] == (["mlp"] if fuse else ["matmul"] * 2)
+        outs[fuse] = asyncio.run(cg.run(dev, vals))[0]["y"]
+    assert np.array_equal(outs[True], outs[False])
+    exact, bound = mlp_bound(vals["x"], vals["w1"], vals.get("b1"), vals["w2"])
+    assert (np.abs(N.from_bits(outs[True]).astype(np.float64) - exact) <= bound).all()
+
+
+def test_mlp_that_does_not_fit_stays_two_kernels():
+    """W1 larger than a PMU: no fused kernel fits, the graph runs op by op."""
+    dev = ReferenceDevice(SMALL)
+    cg = compile_graph(SMALL, _mlp(30, 600, 64, 8), dev.alloc)
+    assert [op.kind for op, _ in cg.kernels] == ["matmul", "matmul"]
+    # Nor one whose hidden tensor another op reads too.
+    g = _mlp(30, 16, 16, 8)
+    g.scale_bias(g.ops[0].output, out="h2")
+    kinds = [op.kind for op, _ in compile_graph(SMALL, g, dev.alloc).kernels]
+    assert kinds == ["matmul", "matmul", "scale_bias"]

@@ -107,16 +107,19 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
         pack_systolic(SystolicProgram(k=1 << 40), SMALL)
     with pytest.raises(ValueError, match="m = 0"):
         GemmShape.of(SMALL, 0, 4, 4)
-    # Two PCUs: B halves that outgrow a PMU; a split that does not exist.
-    s = GemmShape.of(SMALL, 28, 64, 600, split=2)
+    # Two PCUs: B halves that outgrow a PMU; more PCUs than AGCUs to store through.
+    s = GemmShape.of(SMALL, 28, 64, 600, pcus=3)
     al = Allocator(SMALL)
     bufs = {n: al.alloc("hbm", w, n) for n, w in (("a", s.a_words), ("b", s.b_words),
                                                   ("c", s.c_words))}
-    with pytest.raises(ValueError, match="a PCU's half of B needs 19200 words of PMU, a PMU "
+    with pytest.raises(ValueError, match="a PCU's share of B needs 19200 words of PMU, a PMU "
                                          "holds 8192"):
-        compile_gemm(SMALL, 28, 64, 600, split=2, **bufs)
-    with pytest.raises(ValueError, match="split = 3: one or two PCUs"):
-        compile_gemm(SMALL, 28, 64, 600, split=3, **bufs)
+        compile_gemm(SMALL, 28, 64, 600, pcus=2, **bufs)
+    with pytest.raises(ValueError, match=r"gemm over 3 PCUs: 3 AGCUs needed, the array has 2 "
+                                         r"AGCUs \(one store stream per PCU\)"):
+        compile_gemm(SMALL, 28, 64, 600, pcus=3, **bufs)
+    # As many as fit: K = 600 leaves B too big for two PMUs, so one PCU.
+    assert compile_gemm(SMALL, 28, 64, 600, pcus=None, **bufs).shape.pcus == 1
 
 
 def test_kernel_program_rejects_units_that_do_not_exist():
@@ -140,36 +143,44 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-@pytest.mark.parametrize("m,n,k", [(40, 20, 33), (5, 3, 7), (60, 17, 24)])
-@pytest.mark.parametrize("split", [1, 2])
-def test_reference_device_gemm_streams_what_the_agcus_read(m, n, k, split):
+PLASTICINE = PRESETS["plasticine"]
+
+
+@pytest.mark.parametrize("params,m,n,k,pcus", [
+    (SMALL, 40, 20, 33, 1), (SMALL, 5, 3, 7, 1), (SMALL, 60, 17, 24, 1),
+    (SMALL, 40, 20, 33, 2), (SMALL, 5, 3, 7, 2), (SMALL, 60, 17, 24, 2),
+    (PLASTICINE, 50, 70, 20, 3), (PLASTICINE, 43, 100, 9, 4), (PLASTICINE, 7, 5, 1, 4),
+], ids=str)
+def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus):
     """The reference backend gathers the AGCU streams from memory; the result equals the
     GEMM reference computed from the operands directly (gemm_streams) — also with the
-    column tiles split over two PCUs (padded to an even count)."""
+    column tiles shared out over several PCUs (padded to a multiple of them), each PCU's
+    C through its own AGCU."""
     from firmware.compiler.pcu import gemm_reference
     from firmware.runtime.reference import ReferenceDevice
-    dev = ReferenceDevice(SMALL)
-    s = GemmShape.of(SMALL, m, n, k, split=split)
-    assert s.nt % split == 0
+    dev = ReferenceDevice(params)
+    s = GemmShape.of(params, m, n, k, pcus=pcus)
+    assert s.nt % pcus == 0
     bufs = {name: dev.alloc.alloc("hbm", w, name) for name, w in
             (("a", s.a_words), ("b", s.b_words), ("c", s.c_words))}
-    g = compile_gemm(SMALL, m, n, k, relu=True, split=split, **bufs)
+    g = compile_gemm(params, m, n, k, relu=True, pcus=pcus, **bufs)
     from hdl.tile import is_pcu
-    started = [divmod(i, SMALL.cols) for i in range(SMALL.rows * SMALL.cols)
+    started = [divmod(i, params.cols) for i in range(params.rows * params.cols)
                if g.program.units >> i & 1]
-    assert sum(is_pcu(r, c) for r, c in started) == split
+    assert sum(is_pcu(r, c) for r, c in started) == pcus
+    assert g.program.agcus == (1 << max(2, pcus)) - 1
     rng = np.random.default_rng(m)
     a = rng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     b = rng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
 
     async def go():
-        await dev.write(bufs["a"], g.pack_a(SMALL, a))
-        await dev.write(bufs["b"], g.pack_b(SMALL, b))
+        await dev.write(bufs["a"], g.pack_a(params, a))
+        await dev.write(bufs["b"], g.pack_b(params, b))
         prog = await dev.load(g.program)
         await dev.run([prog.launch()])
         return g.unpack_c(await dev.read(bufs["c"]))
     got = _run(go())
-    assert (got == g.reference(SMALL, a, b)).all()
+    assert (got == g.reference(params, a, b)).all()
     from firmware import numerics as N
     assert (got == N.fp32_max(gemm_reference(a, b), np.zeros((m, n), np.uint32))).all()
 

@@ -28,9 +28,9 @@ def _attention(params, seq=64, d=16):
                              o=al.alloc("hbm", sh.o_words, "o"))
 
 
-def _gemm(params, split=1):
-    al, s = Allocator(params), GemmShape.of(params, 30, 20, 16, split=split)
-    return compile_gemm(params, 30, 20, 16, split=split, a=al.alloc("hbm", s.a_words, "a"),
+def _gemm(params, pcus=1):
+    al, s = Allocator(params), GemmShape.of(params, 30, 20, 16, pcus=pcus)
+    return compile_gemm(params, 30, 20, 16, pcus=pcus, a=al.alloc("hbm", s.a_words, "a"),
                         b=al.alloc("hbm", s.b_words, "b"), c=al.alloc("hbm", s.c_words, "c"))
 
 

@@ -39,7 +39,7 @@ def test_every_cocotb_test_has_its_dataclass():
 @pytest.mark.parametrize("values,message", [
     ({"m": "8"}, "GemmArgs.m: expected int, got '8'"),
     ({"relu": 2}, "GemmArgs.relu: expected bool, got 2"),
-    ({"split": True}, "GemmArgs.split: expected int, got True"),
+    ({"pcus": True}, "GemmArgs.pcus: expected int, got True"),
     ({"params": [1]}, "GemmArgs.params: expected dict"),
 ])
 def test_mistyped_arguments_are_refused_by_name(values, message):

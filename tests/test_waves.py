@@ -65,8 +65,8 @@ def test_default_waveform_units_are_those_the_kernel_starts():
     everything = {"seq", "agcu0", "agcu1"} | {u.instance for u in tile_units(SMALL)}
     assert full("attention", seq=32, head_dim=32, unfused=0) == everything
     assert full("gemm", m=30, n=8, k=16) == {"seq", "agcu0", "agcu1", "pcu_0_0"}
-    two = full("gemm", m=30, n=20, k=16, split=2)
-    opts = _options(KERNELS["gemm"], {"m": 30, "n": 20, "k": 16, "split": 2})
+    two = full("gemm", m=30, n=20, k=16, pcus=2)
+    opts = _options(KERNELS["gemm"], {"m": 30, "n": 20, "k": 16, "pcus": 2})
     layout = KERNELS["gemm"].programs(SMALL, opts)[0].layout       # where the compiler put them
     placed = {f"{layout.kinds[u]}_{c.row}_{c.col}" for u, c in layout.at.items()}
     assert len(placed) == 4 and two == {"seq", "agcu0", "agcu1"} | placed

@@ -56,12 +56,16 @@ def agcu(k):
 
 @dataclass(frozen=True)
 class VFlow:
-    """A flow between logical ports (see :class:`~firmware.compiler.route.Flow`)."""
+    """A flow between logical ports (see :class:`~firmware.compiler.route.Flow`).
+    ``shares``: flows with the same tag may share links with each other (e.g. results
+    draining to AGCU store streams, which always make progress: one waiting behind
+    another cannot close a dependency cycle)."""
     name: str
     src: Port
     dsts: tuple
     rate: float = 1.0
     dynamic: bool = False
+    shares: str | None = None
 
 
 @dataclass
@@ -121,6 +125,13 @@ def _links(src, dsts):
     return frozenset().union(*(_path(src, d) for d in dsts))
 
 
+def _conflicts(users):
+    """Flows of one link beyond the first that may not share it: (name, tag) pairs, where
+    flows with one non-None tag count once."""
+    groups = {tag if tag is not None else ("own", name) for name, tag in users}
+    return len(groups) - 1
+
+
 def _cost(params, at, fabrics, own):
     """(links shared by flows that need their own, over-subscription, rate x hops, hops)
     of placement ``at``: smaller is better."""
@@ -128,17 +139,17 @@ def _cost(params, at, fabrics, own):
     weighted = hops = 0.0
     for fabric, flows in fabrics.items():
         load, users = {}, {}
-        for f in _bind(params, at, flows):
-            tree = _links(f.src, f.dsts)
+        for f, bound in zip(flows, _bind(params, at, flows)):
+            tree = _links(bound.src, bound.dsts)
             n = sum(1 for _, _, out in tree if out < OUT_L0)
             hops += n
             weighted += f.rate * n
             for link in tree:
                 load[link] = load.get(link, 0.0) + f.rate
-                users.setdefault(link, []).append(f.name)
+                users.setdefault(link, []).append((f.name, f.shares))
         over += sum(1 for v in load.values() if v > 1 + 1e-9)
         if own:
-            shared += sum(len(u) - 1 for u in users.values() if len(u) > 1)
+            shared += sum(_conflicts(u) for u in users.values())
     return (shared, over, round(weighted, 9), hops)
 
 
@@ -146,11 +157,12 @@ def _shared_report(params, at, fabrics):
     """'flows a and b both need link ...' for the first shared link of placement ``at``."""
     for fabric, flows in fabrics.items():
         users = {}
-        for f in _bind(params, at, flows):
-            for link in sorted(_links(f.src, f.dsts)):
-                users.setdefault(link, []).append(f.name)
-        for (x, y, out), names in sorted(users.items()):
-            if len(names) > 1:
+        for f, bound in zip(flows, _bind(params, at, flows)):
+            for link in sorted(_links(bound.src, bound.dsts)):
+                users.setdefault(link, []).append((f.name, f.shares))
+        for (x, y, out), pairs in sorted(users.items()):
+            if _conflicts(pairs):
+                names = [n for n, _ in pairs]
                 where = Endpoint(Coord(y, x), out).name(True)
                 if out < OUT_L0:
                     dx, dy = STEP[out]
@@ -255,6 +267,7 @@ def place_and_route(params, name, kinds, vec=(), sca=(), *, own_links=True):
     except RouteError as e:
         raise PlacementError(f"kernel {name!r}: {e}") from None
     if own_links:
+        tags = {f.name: f.shares for f in (*vec, *sca)}
         for fabric in (vr, sr):
-            fabric.require_own_links(f"kernel {name!r}")
+            fabric.require_own_links(f"kernel {name!r}", tags)
     return Layout(name, dict(kinds), at, vr, sr, cost)

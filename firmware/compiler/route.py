@@ -184,11 +184,15 @@ class FabricRoutes:
                 for (x, y, *port), users in sorted(self.load.items(), key=str)
                 if port[0] != "inject" and len(users) > 1]
 
-    def require_own_links(self, what):
+    def require_own_links(self, what, shares=None):
         """RouteError (naming ``what``, the flows and the link) if two flows share a link:
         a pipeline whose stages wait on each other can deadlock when a stalled consumer's
-        packets hold up another flow's behind them in a shared link buffer."""
+        packets hold up another flow's behind them in a shared link buffer. ``shares``:
+        flow name -> tag; flows with one (non-None) tag may share links with each other."""
+        shares = shares or {}
         for link, names in self.shared_links():
+            if len({shares.get(n) or ("own", n) for n in names}) == 1:
+                continue
             raise RouteError(f"{what}: flows {', '.join(names)} share link {link}; each "
                              f"needs links of its own (a stalled consumer of one would hold "
                              f"up the other and can deadlock the pipeline)")

@@ -29,6 +29,7 @@ class Tensor:
 class Op:
     name: str
     kind: str                            # "matmul" | "scale_bias" | "softmax" | "attention"
+                                         # ("mlp": two matmuls the compiler fused)
     inputs: tuple                        # tensor names
     output: str
     attrs: dict = field(default_factory=dict, compare=False)
@@ -70,8 +71,10 @@ class Graph:
         """A tensor the host writes before the run."""
         return self._new(name, shape, region, None)
 
-    def matmul(self, a, b, *, name=None, out=None, relu=False, bf16=False, region="hbm"):
-        """``out = a @ b`` (FP32 accumulation of BF16 values), epilogue ReLU / BF16."""
+    def matmul(self, a, b, *, bias=None, name=None, out=None, relu=False, bf16=False,
+               region="hbm"):
+        """``out = a @ b (+ bias)`` (FP32 accumulation of BF16 values; ``bias``: one value
+        per output column, added after the sum), epilogue ReLU / BF16."""
         op = self._op_name(name, "matmul")
         a, b = self._get(a, op), self._get(b, op)
         if len(a.shape) != 2 or len(b.shape) != 2:
@@ -80,8 +83,15 @@ class Graph:
         if a.shape[1] != b.shape[0]:
             raise GraphError(f"{op}: {a.name} {a.shape} @ {b.name} {b.shape}: inner "
                              f"dimensions differ")
+        inputs = (a.name, b.name)
+        if bias is not None:
+            bias = self._get(bias, op)
+            if bias.shape != (b.shape[1],):
+                raise GraphError(f"{op}: bias {bias.name} {bias.shape} must have one value "
+                                 f"per output column, ({b.shape[1]},)")
+            inputs += (bias.name,)
         t = self._new(out or f"{op}.out", (a.shape[0], b.shape[1]), region, op)
-        self.ops.append(Op(op, "matmul", (a.name, b.name), t.name,
+        self.ops.append(Op(op, "matmul", inputs, t.name,
                            {"relu": bool(relu), "bf16": bool(bf16)}))
         return t
 

@@ -19,31 +19,39 @@ import numpy as np
 from firmware.kernels.attention import AttentionShape, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, pack_b
+from firmware.kernels.mlp import MlpShape, compile_mlp, mlp_fits
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.device import MAX_LAUNCHES
 from firmware.runtime.memory import Buffer
 
-from .ir import GraphError
+from .ir import GraphError, Op
 
-__all__ = ["Layout", "CompiledGraph", "compile_graph", "LOWERINGS"]
+__all__ = ["Layout", "CompiledGraph", "compile_graph", "fuse", "LOWERINGS", "PART"]
 
 
 #: Words of each packed kind, from its kernel's shape.
 _WORDS = {"gemm_a": "a_words", "gemm_b": "b_words", "gemm_c": "c_words",
-          "attn_q": "q_words", "attn_k": "k_words", "attn_v": "v_words", "attn_o": "o_words"}
+          "attn_q": "q_words", "attn_k": "k_words", "attn_v": "v_words", "attn_o": "o_words",
+          "mlp_x": "x_words", "mlp_w": "w_words", "mlp_y": "y_words"}
 #: Kinds the device writes (the rest the host packs).
-_RESULTS = ("gemm_c", "attn_o")
+_RESULTS = ("gemm_c", "attn_o", "mlp_y")
+#: A tensor packed into another's buffer by that tensor's layout (a bias with its
+#: weights, W2 with W1 in a fused MLP).
+PART = "part"
 
 
 @dataclass(frozen=True)
 class Layout:
     """How a tensor's words lie in its buffer: ``kind`` "flat" (row-major), "gemm_a",
     "gemm_b" (a GEMM operand, packed), "gemm_c" (a GEMM result), "attn_q" / "attn_k" /
-    "attn_v" (attention operands) and "attn_o" (its result); ``gemm`` the kernel that
-    defines the packed kinds."""
+    "attn_v" (attention operands) and "attn_o" (its result), "mlp_x" / "mlp_w" / "mlp_y"
+    (a fused MLP's), or :data:`PART` (packed by another tensor's layout); ``gemm`` the
+    kernel that defines the packed kinds; ``joint``: the tensors whose values this
+    layout packs with its own (a bias; a fused MLP's W2 and bias)."""
     kind: str
     shape: tuple
     gemm: object = None
+    joint: tuple = ()
 
     @property
     def words(self):
@@ -60,17 +68,22 @@ class Layout:
             return self.gemm.shape.c_cols
         if self.kind == "attn_o":
             return self.gemm.shape.pv.c_cols
+        if self.kind == "mlp_y":
+            return self.gemm.shape.g2.c_cols
         raise GraphError(f"a {self.kind} operand layout is not row-major")
 
-    def pack(self, params, values):
-        v = np.asarray(values)
-        if v.shape != self.shape:
-            raise ValueError(f"values of shape {v.shape}, the tensor is {self.shape}")
-        v = (v.astype(np.float32).view(np.uint32) if v.dtype != np.uint32 else v)
+    def pack(self, params, values, joint=()):
+        """The buffer's words from this tensor's ``values`` and those of its ``joint``
+        tensors (in that order; None for an absent bias)."""
+        v = _words(values, self.shape)
         if self.kind == "gemm_a":
             return self.gemm.pack_a(params, v)
         if self.kind == "gemm_b":
-            return self.gemm.pack_b(params, v)
+            return self.gemm.pack_b(params, v, *joint)
+        if self.kind == "mlp_x":
+            return self.gemm.pack_x(params, v)
+        if self.kind == "mlp_w":
+            return self.gemm.pack_w(params, v, *joint)
         if self.kind == "attn_q":
             return self.gemm.pack_q(params, v)
         if self.kind in ("attn_k", "attn_v"):
@@ -86,9 +99,18 @@ class Layout:
             return self.gemm.unpack_c(w[:self.words])
         if self.kind == "attn_o":
             return self.gemm.unpack_o(w[:self.words])
+        if self.kind == "mlp_y":
+            return self.gemm.unpack_y(w[:self.words])
         if self.kind == "flat":
             return w[:self.words].reshape(self.shape)
         raise GraphError(f"a {self.kind} operand layout is not read back")
+
+
+def _words(values, shape):
+    v = np.asarray(values)
+    if v.shape != tuple(shape):
+        raise ValueError(f"values of shape {v.shape}, the tensor is {tuple(shape)}")
+    return v.astype(np.float32).view(np.uint32) if v.dtype != np.uint32 else v
 
 
 @dataclass
@@ -109,7 +131,12 @@ class CompiledGraph:
         for name, values in inputs.items():
             if name not in self.layouts or self.graph.tensors[name].producer is not None:
                 raise GraphError(f"{name!r} is not an input of graph {self.graph.name!r}")
-            writes.append((self.buffers[name], self.layouts[name].pack(params, values)))
+            lay = self.layouts[name]
+            if lay.kind == PART:
+                continue                      # written with the tensor it is packed into
+            joint = [None if j is None else _words(inputs[j], self.graph.tensors[j].shape)
+                     for j in lay.joint]
+            writes.append((self.buffers[name], lay.pack(params, values, joint)))
         words, counters = await device.run_programs(
             writes, [k.program for _, k in self.kernels],
             {t.name: self.buffers[t.name] for t in self.graph.outputs}, **run_args)
@@ -135,27 +162,51 @@ class _Lowering:
 
 
 class _Matmul(_Lowering):
+    """A GEMM; its A operand packed by the host, or a row-major result of an earlier op
+    (transposed on chip by a PMU: ``compile_gemm(a_rows=...)``); a bias packed with B."""
+
     def shape(self, params, graph, op):
-        a, b = (graph.tensors[n] for n in op.inputs)
+        a, b = (graph.tensors[n] for n in op.inputs[:2])
         m, k = a.shape
-        return GemmShape.of(params, m, b.shape[1], k)
+        return GemmShape.of(params, m, b.shape[1], k, bias=len(op.inputs) > 2)
 
     def operand_layouts(self, graph, op):
-        a, b = (graph.tensors[n] for n in op.inputs)
-        return ((a, "gemm_a"), (b, "gemm_b"))
+        a, b, *bias = (graph.tensors[n] for n in op.inputs)
+        out = [(b, "gemm_b")] + [(t, PART) for t in bias]
+        return ([(a, "gemm_a")] if a.producer is None else []) + out
 
     def lower(self, ctx, op, s):
-        a, b = (ctx.graph.tensors[n] for n in op.inputs)
+        a, b, *bias = (ctx.graph.tensors[n] for n in op.inputs)
         out = ctx.graph.tensors[op.output]
-        for t, words in ((a, s.a_words), (b, s.b_words)):
-            if t.name not in ctx.buffers:
-                ctx.buffer(t, words)
-        c = ctx.buffer(out, s.c_words)
-        g = compile_gemm(ctx.params, s.m, s.n, s.k, a=ctx.buffers[a.name],
-                         b=ctx.buffers[b.name], c=c, relu=op.attrs["relu"],
-                         bf16=op.attrs["bf16"])
-        for t, kind in ((a, "gemm_a"), (b, "gemm_b"), (out, "gemm_c")):
-            ctx.final.setdefault(t.name, Layout(kind, t.shape, g))
+        a_rows = None
+        if a.producer is not None:
+            lay = ctx.final[a.name]
+            if bias or lay.kind not in ("flat", *_RESULTS):
+                raise GraphError(f"{op.name}: operand {a.name!r} is computed on the device "
+                                 f"as {lay.kind}; a matmul takes it only row-major and "
+                                 f"without a bias")
+            a_rows, kp = lay.row_stride, -(-a.shape[1] // ctx.params.pcu_lanes) * \
+                ctx.params.pcu_lanes
+            if a_rows < kp:
+                raise GraphError(f"{op.name}: operand {a.name!r} is computed on the device "
+                                 f"with rows of {a_rows} words; the matmul reads whole "
+                                 f"vectors of each row ({kp} words)")
+        elif a.name not in ctx.buffers:
+            ctx.buffer(a, s.a_words)
+        if b.name not in ctx.buffers:
+            ctx.buffer(b, s.b_words)
+        # Room for a later matmul that reads C row-major through whole row tiles.
+        c = ctx.buffer(out, max(s.c_words, s.mt * s.tile_rows * s.c_cols))
+        g = compile_gemm(ctx.params, s.m, s.n, s.k - bool(bias), a=ctx.buffers[a.name],
+                         b=ctx.buffers[b.name], c=c, bias=bool(bias), relu=op.attrs["relu"],
+                         bf16=op.attrs["bf16"], a_rows=a_rows)
+        if a_rows is None:
+            ctx.final.setdefault(a.name, Layout("gemm_a", a.shape, g))
+        ctx.final.setdefault(b.name, Layout("gemm_b", b.shape, g,
+                                            tuple(t.name for t in bias)))
+        for t in bias:
+            ctx.final.setdefault(t.name, Layout(PART, t.shape, g))
+        ctx.final.setdefault(out.name, Layout("gemm_c", out.shape, g))
         return g
 
 
@@ -218,9 +269,91 @@ class _Attention(_Lowering):
         return kern
 
 
-#: The lowering of each op kind of the IR.
+class _Mlp(_Lowering):
+    """Two matmuls fused (``X @ W1 (+ b1)``, ReLU?, ``@ W2``): one kernel, the hidden
+    tensor never leaves the chip; W1 (with its bias) and W2 in one buffer."""
+
+    def shape(self, params, graph, op):
+        x, w1, w2 = (graph.tensors[n] for n in op.inputs[:3])
+        return MlpShape.of(params, *x.shape, w1.shape[1], w2.shape[1], len(op.inputs) > 3)
+
+    def operand_layouts(self, graph, op):
+        x, w1, *rest = (graph.tensors[n] for n in op.inputs)
+        return [(x, "mlp_x"), (w1, "mlp_w")] + [(t, PART) for t in rest]
+
+    def lower(self, ctx, op, sh):
+        x, w1, w2, *bias = (ctx.graph.tensors[n] for n in op.inputs)
+        out = ctx.graph.tensors[op.output]
+        ctx.buffer(x, sh.x_words)
+        ctx.buffer(w1, sh.w_words)                    # [W1 (; b1) | W2], packed with W1
+        y = ctx.buffer(out, max(sh.y_words, sh.g2.mt * sh.g2.tile_rows * sh.g2.c_cols))
+        kern = compile_mlp(ctx.params, *x.shape, w1.shape[1], w2.shape[1],
+                           x=ctx.buffers[x.name], w=ctx.buffers[w1.name], y=y,
+                           bias=bool(bias), relu=op.attrs["relu"], relu2=op.attrs["relu2"],
+                           bf16=op.attrs["bf16"])
+        ctx.final[x.name] = Layout("mlp_x", x.shape, kern)
+        ctx.final[w1.name] = Layout("mlp_w", w1.shape, kern,
+                                    (w2.name, *(t.name for t in bias)))
+        for t in (w2, *bias):
+            ctx.final[t.name] = Layout(PART, t.shape, kern)
+        ctx.final[out.name] = Layout("mlp_y", out.shape, kern)
+        return kern
+
+
+#: The lowering of each op kind of the IR (and of the fused kinds the compiler makes).
 LOWERINGS = {"matmul": _Matmul(), "scale_bias": _ScaleBias(), "softmax": _Softmax(),
-             "attention": _Attention()}
+             "attention": _Attention(), "mlp": _Mlp()}
+
+
+def _users(graph):
+    users = {}
+    for op in graph.ops:
+        for name in op.inputs:
+            users.setdefault(name, []).append(op)
+    return users
+
+
+def _mlp_pair(params, graph, op, users, outputs):
+    """The matmul that ``op`` fuses with into one MLP kernel, or None: ``op``'s result
+    feeds only that matmul's A operand and is no output; X, W1 (b1) and W2 are inputs used
+    by these two only, the weights in one region; the fused kernel fits the array."""
+    t = graph.tensors
+    if op.kind != "matmul" or op.attrs["bf16"] or op.output in outputs:
+        return None
+    nxt = users.get(op.output, [])
+    if len(nxt) != 1 or nxt[0].kind != "matmul" or len(nxt[0].inputs) != 2 or \
+            nxt[0].inputs[0] != op.output:
+        return None
+    nxt = nxt[0]
+    x, w1, *bias = op.inputs
+    w2 = nxt.inputs[1]
+    own = (x, w1, w2, *bias)
+    if any(t[n].producer is not None or len(users[n]) != 1 for n in own) or \
+            len({t[n].region for n in (w1, w2, *bias)}) != 1:
+        return None
+    m, k = t[x].shape
+    return nxt if mlp_fits(params, m, k, t[w1].shape[1], t[w2].shape[1], bool(bias)) else None
+
+
+def fuse(params, graph):
+    """The ops to lower, in program order: every matmul pair that fits one kernel
+    (:func:`_mlp_pair`) becomes one ``mlp`` op (named ``a+b``); the rest as they are."""
+    users, outputs = _users(graph), {o.name for o in graph.outputs}
+    ops, taken = [], set()
+    for op in graph.ops:
+        if op.name in taken:
+            continue
+        nxt = _mlp_pair(params, graph, op, users, outputs)
+        if nxt is None:
+            ops.append(op)
+            continue
+        taken.add(nxt.name)
+        ops.append(Op(f"{op.name}+{nxt.name}", "mlp",
+                      (op.inputs[0], op.inputs[1], nxt.inputs[1], *op.inputs[2:]), nxt.output,
+                      {"relu": op.attrs["relu"], "relu2": nxt.attrs["relu"],
+                       "bf16": nxt.attrs["bf16"], "hidden": op.output,
+                       "fused": (op.name, nxt.name)}))
+    return ops
 
 
 @dataclass
@@ -239,11 +372,11 @@ class _Context:
         return self.buffers[t.name]
 
 
-def _operand_layouts(params, graph):
+def _operand_layouts(params, graph, ops):
     """The kernel shape of every op, and the one packed layout each operand is used in:
     matmul and attention operands must be host-written (packed)."""
     shapes, layouts = {}, {}
-    for op in graph.ops:
+    for op in ops:
         low = LOWERINGS.get(op.kind)
         if low is None:
             raise GraphError(f"{op.name}: unknown op kind {op.kind!r}")
@@ -261,19 +394,21 @@ def _operand_layouts(params, graph):
     return shapes, layouts
 
 
-def compile_graph(params, graph, alloc):
+def compile_graph(params, graph, alloc, *, fuse_ops=True):
     """Buffers from ``alloc`` (a device's allocator) and a kernel per op (its
-    :data:`LOWERINGS` entry)."""
+    :data:`LOWERINGS` entry); with ``fuse_ops`` chains that fit one kernel are fused
+    first (:func:`fuse`)."""
     if not graph.ops:
         raise GraphError(f"graph {graph.name!r} has no ops")
-    if len(graph.ops) > MAX_LAUNCHES:
-        raise GraphError(f"graph {graph.name!r} has {len(graph.ops)} ops, a kernel each; the "
+    ops = fuse(params, graph) if fuse_ops else list(graph.ops)
+    if len(ops) > MAX_LAUNCHES:
+        raise GraphError(f"graph {graph.name!r} has {len(ops)} kernels to launch; the "
                          f"launch list holds {MAX_LAUNCHES}")
-    shapes, layouts = _operand_layouts(params, graph)
+    shapes, layouts = _operand_layouts(params, graph, ops)
     ctx = _Context(params, graph, alloc, {}, {})
     for t in graph.inputs:
         if t.name not in layouts:
             ctx.final[t.name] = Layout("flat", t.shape)
             ctx.buffer(t, ctx.final[t.name].words)
-    kernels = [(op, LOWERINGS[op.kind].lower(ctx, op, shapes[op.name])) for op in graph.ops]
+    kernels = [(op, LOWERINGS[op.kind].lower(ctx, op, shapes[op.name])) for op in ops]
     return CompiledGraph(graph, ctx.buffers, ctx.final, kernels)

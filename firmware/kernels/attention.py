@@ -46,7 +46,7 @@ from firmware.compiler.place import VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 from hdl.pcu.pcu import Pcu
 
-from .gemm import GemmShape, a_transpose_pmu, compile_gemm, pack_a, pack_b
+from .gemm import GemmShape, a_transpose_pmu, compile_gemm, gemm_pcus, pack_a, pack_b
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
 __all__ = ["ATTENTION_UNITS", "AttentionShape", "Attention", "compile_attention",
@@ -367,8 +367,8 @@ def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
     from :func:`unfused_words`."""
     sh = AttentionShape.of(params, seq, d)
     words = unfused_words(params, seq, d)
-    m, kp, split = words["m"], words["p_stride"], words["split"]
-    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s, split=split)
+    m, kp, pcus = words["m"], words["p_stride"], words["pcus"]
+    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s, pcus=pcus)
     sm = compile_softmax(params, m, seq, x=s, y=p, x_stride=g1.shape.c_cols, y_stride=kp,
                          scale=1 / math.sqrt(d))
     g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o, a_rows=kp)
@@ -380,11 +380,9 @@ def unfused_words(params, seq, d):
     tm = systolic_tile_rows(params)
     m = -(-seq // tm) * tm
     L = params.pcu_lanes
-    g1 = GemmShape.of(params, m, seq, d, split=2)
-    fits = (g1.nt // 2) * g1.k * L <= params.pmu_banks * params.pmu_bank_words
-    split = 2 if fits and params.rows >= 2 and params.cols >= 3 else 1
-    g1, g2 = GemmShape.of(params, m, seq, d, split=split), GemmShape.of(params, m, d, seq)
+    pcus = gemm_pcus(params, m, seq, d)      # S = Q K^T on as many PCUs as it can use
+    g1, g2 = GemmShape.of(params, m, seq, d, pcus=pcus), GemmShape.of(params, m, d, seq)
     kp = -(-seq // L) * L
     # The softmax reads whole vectors per row: the last row may run past C's end.
-    return {"m": m, "p_stride": kp, "split": split, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
+    return {"m": m, "p_stride": kp, "pcus": pcus, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
             "p": m * kp, "v": g2.b_words, "o": g2.c_words}

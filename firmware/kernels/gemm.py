@@ -26,10 +26,13 @@ from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_sys
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
                                    choose_bank_bits, pack_pmu)
-from firmware.compiler.place import VFlow, agcu, place_and_route, port
+from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
+from hdl.grid import grid_coords
 
-__all__ = ["GemmShape", "Gemm", "compile_gemm", "pack_a", "pack_b", "a_transpose_pmu"]
+__all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "pack_a", "pack_b",
+           "a_transpose_pmu"]
+
 
 @dataclass(frozen=True)
 class GemmShape:
@@ -41,17 +44,17 @@ class GemmShape:
     stages: int
     tile_rows: int
 
-    split: int = 1
+    pcus: int = 1
 
     @classmethod
-    def of(cls, params, m, n, k, bias=False, split=1):
-        """With ``bias`` the array runs one more step (``k`` is then K + 1). ``split``: the
+    def of(cls, params, m, n, k, bias=False, pcus=1):
+        """With ``bias`` the array runs one more step (``k`` is then K + 1). ``pcus``: the
         column tiles are shared by that many PCUs (padded to a multiple of it)."""
-        for name, v in (("m", m), ("n", n), ("k", k), ("split", split)):
+        for name, v in (("m", m), ("n", n), ("k", k), ("pcus", pcus)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"gemm: {name} = {v!r} must be a positive integer")
         return cls(m, n, k + bool(bias), params.pcu_lanes, params.pcu_stages,
-                   systolic_tile_rows(params), split)
+                   systolic_tile_rows(params), pcus)
 
     @property
     def mt(self):
@@ -59,8 +62,13 @@ class GemmShape:
 
     @property
     def nt(self):
-        """Column tiles (a multiple of ``split``; padding tiles compute zeros)."""
-        return -(-self.n // (self.lanes * self.split)) * self.split
+        """Column tiles (a multiple of ``pcus``; padding tiles compute zeros)."""
+        return -(-self.n // (self.lanes * self.pcus)) * self.pcus
+
+    @property
+    def part_words(self):
+        """Words of B one PCU's share of the column tiles takes."""
+        return self.nt // self.pcus * self.k * self.lanes
 
     @property
     def rows(self):
@@ -94,14 +102,14 @@ class GemmShape:
 
     def a_access(self):
         """A's load stream: each row tile's layout once per column tile of a PCU (with
-        ``split``, every PCU takes the same A)."""
+        ``pcus``, every PCU takes the same A)."""
         tile_a = self.k * (self.tile_rows // self.stages) * self.lanes
-        return TensorAccess((self.mt, self.nt // self.split, tile_a), (tile_a, 0, 1))
+        return TensorAccess((self.mt, self.nt // self.pcus, tile_a), (tile_a, 0, 1))
 
     def c_access(self, part=0):
-        """C's store stream of PCU ``part`` of ``split`` (its share of the column tiles):
+        """C's store stream of PCU ``part`` of ``pcus`` (its share of the column tiles):
         per tile, its rows' valid lanes, into row-major C."""
-        nt = self.nt // self.split
+        nt = self.nt // self.pcus
         return TensorAccess((self.mt, nt, self.rows, self.cols),
                             (self.rows * self.c_cols, self.cols, self.c_cols, 1),
                             offset=part * nt * self.cols)
@@ -138,7 +146,7 @@ class Gemm:
                              + " a bias epilogue")
         if self.bias:
             b = np.vstack([b, np.asarray(bias, np.uint32).reshape(1, -1)])
-        pad = self.shape.nt * self.shape.lanes - b.shape[1]     # whole (split) column tiles
+        pad = self.shape.nt * self.shape.lanes - b.shape[1]     # whole (shared) column tiles
         return np.hstack([b, np.zeros((b.shape[0], pad), np.uint32)])
 
     def pack_a(self, params, a):
@@ -180,19 +188,26 @@ def pack_b(params, b):
     return vin1.reshape(-1)
 
 
-def a_transpose_pmu(params, tiles, rows, k, repeat):
+def a_transpose_pmu(params, tiles, rows, k, repeat, col_tiles=None):
     """A PMU that turns rows into the systolic A operand: per tile (a buffer; two, so the
     next tile lands while this one is read) it stores ``rows`` rows of ``k`` words arriving
     as row vectors (lanes = columns) column-major (word ``col * TM + row``), and reads the
     tile ``repeat`` times as the array takes A: per step and slot the STAGES rows of one
-    column. Rows of a tile past ``rows`` read as whatever the buffer held (never drained)."""
-    TM, S = systolic_tile_rows(params), params.pcu_stages
+    column. Rows of a tile past ``rows`` read as whatever the buffer held (never drained).
+    ``col_tiles``: the rows arrive as another GEMM emits them — per column tile of LANES
+    columns, its ``rows`` rows (``col_tiles`` x LANES columns stored, the first ``k`` read)."""
+    TM, S, L = systolic_tile_rows(params), params.pcu_stages, params.pcu_lanes
     cap = params.pmu_banks * params.pmu_bank_words
-    if 2 * k * TM > cap:
-        raise ValueError(f"a tile of {TM} rows x {k} in two PMU buffers needs "
-                         f"{2 * k * TM} words, a PMU holds {cap}")
-    write = AccessPattern((Counter(0, tiles), Counter(0, rows), Counter(0, k * TM, TM)),
-                          repeat=(0,))
+    cols = k if col_tiles is None else max(k, col_tiles * L)
+    if 2 * cols * TM > cap:
+        raise ValueError(f"a tile of {TM} rows x {cols} in two PMU buffers needs "
+                         f"{2 * cols * TM} words, a PMU holds {cap}")
+    if col_tiles is None:
+        write = AccessPattern((Counter(0, tiles), Counter(0, rows), Counter(0, k * TM, TM)),
+                              repeat=(0,))
+    else:
+        write = AccessPattern((Counter(0, tiles), Counter(0, col_tiles * L * TM, L * TM),
+                               Counter(0, rows), Counter(0, L * TM, TM)), repeat=(0,))
     read = AccessPattern((Counter(0, tiles), Counter(0, repeat), Counter(0, k * TM, S),
                           Counter(0, S)), repeat=(0, 1))
     # One tile of each pattern is enough to choose conflict-free bank bits.
@@ -200,11 +215,11 @@ def a_transpose_pmu(params, tiles, rows, k, repeat):
         access_reference(AccessPattern((Counter(0, 1),) + write.counters[1:]), params),
         access_reference(AccessPattern((Counter(0, 1), Counter(0, 1)) + read.counters[2:]),
                          params)], params)
-    return PmuProgram(write, read, bits, nbuf=2, buf_words=k * TM, w_level=1, r_level=1)
+    return PmuProgram(write, read, bits, nbuf=2, buf_words=cols * TM, w_level=1, r_level=1)
 
 
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
-                 a_rows=None, split=1):
+                 a_rows=None, pcus=1):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
     of at least ``GemmShape.of(params, m, n, k, bias).a_words`` ... words); epilogue:
     ``bias`` (added per output column), then ReLU, then BF16 convert.
@@ -215,15 +230,15 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     (:func:`a_transpose_pmu`) and feeds it once per column tile — the layout another
     kernel's row-major output is already in.
 
-    ``split=2``: two PCUs share the column tiles (:func:`_split_gemm`; ``a_rows`` does not
-    apply)."""
-    s = GemmShape.of(params, m, n, k, bias, split)
+    ``pcus`` > 1: that many PCUs share the column tiles (:func:`_parallel_gemm`; ``a_rows``
+    does not apply); None: as many as this array and shape allow (:func:`gemm_pcus`)."""
+    if pcus is None:
+        pcus = 1 if a_rows is not None else gemm_pcus(params, m, n, k, bias)
+    s = GemmShape.of(params, m, n, k, bias, pcus)
     k = s.k
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
-    if split not in (1, 2):
-        raise ValueError(f"gemm: split = {split!r}: one or two PCUs")
-    if split == 2 and a_rows is not None:
+    if pcus > 1 and a_rows is not None:
         raise ValueError("gemm: A row-major (a_rows) runs on one PCU")
     a_words = s.a_words
     if a_rows is not None:
@@ -238,10 +253,10 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         if buf.words < need:
             raise ValueError(f"gemm {m}x{n}x{k - bool(bias)}: buffer {name} has "
                              f"{buf.words} words, the layout needs {need}")
-    systolic = SystolicProgram(k=k, tiles=s.mt * s.nt // split, rows=s.rows, cols=s.cols,
+    systolic = SystolicProgram(k=k, tiles=s.mt * s.nt // pcus, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
-    if split == 2:
-        return _split_gemm(params, s, systolic, a, b, c, bool(bias))
+    if pcus > 1:
+        return _parallel_gemm(params, s, systolic, a, b, c, bool(bias))
     interleave = s.tile_rows // s.stages
     # C leaves by AGCU 1, whose port only loads B at a low rate (AGCU 0's port streams A
     # at one vector per cycle, and a store there would take beats from it); with A
@@ -289,40 +304,86 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
                 bool(bias), (c_agcu,))
 
 
-def _split_gemm(params, s, systolic, a, b, c, bias):
-    """C = A B on two PCUs, each computing half of the column tiles: A (AGCU 0) is
-    multicast to both; B (AGCU 1, loaded once) is multicast to two PMUs whose write
-    predicates keep one PCU's half each and which feed it once per row tile; each PCU's
-    rows leave by its own AGCU's store stream (PCU 0: AGCU 0, PCU 1: AGCU 1); every flow
-    has links of its own."""
-    L, k = s.lanes, s.k
-    nh = s.nt // 2
-    half = nh * k * L
-    cap = params.pmu_banks * params.pmu_bank_words
-    if half > cap:
-        raise ValueError(f"gemm over two PCUs: a PCU's half of B needs {half} words of PMU, "
-                         f"a PMU holds {cap}")
-    pcus, pmus = ("pcu0", "pcu1"), ("b_pmu0", "b_pmu1")
+def gemm_limits(params, shape):
+    """Why ``shape`` cannot run on ``shape.pcus`` PCUs here: a list of reasons (empty: it
+    can, as far as resources go; placement may still refuse)."""
+    n, cap = shape.pcus, params.pmu_banks * params.pmu_bank_words
+    pcus, pmus = len(grid_coords(params, "pcu")), len(grid_coords(params, "pmu"))
+    out = []
+    if n > 1:
+        for what, have in (("PCUs", pcus), ("PMUs (one per PCU holds its share of B)", pmus),
+                           ("AGCUs (one store stream per PCU)", params.agcus)):
+            if n > have:
+                out.append(f"{n} {what.split(' ')[0]} needed, the array has {have} {what}")
+        if shape.part_words > cap:
+            out.append(f"a PCU's share of B needs {shape.part_words} words of PMU, a PMU holds "
+                       f"{cap}")
+    return out
+
+
+def gemm_pcus(params, m, n, k, bias=False):
+    """The most PCUs an M x N x K GEMM can share out here: no more than its column tiles,
+    the array's PCUs, PMUs and AGCUs, a share of B that fits a PMU, and a placement with
+    links of its own for every flow."""
+    lanes = params.pcu_lanes
+    for pcus in range(min(params.agcus, -(-n // lanes)), 1, -1):
+        s = GemmShape.of(params, m, n, k, bias, pcus)
+        if not gemm_limits(params, s) and _parallel_layout(params, s, try_only=True):
+            return pcus
+    return 1
+
+
+def _parallel_flows(s):
+    """Units and flows of the GEMM over ``s.pcus`` PCUs (see :func:`_parallel_gemm`)."""
+    pcus = tuple(f"pcu{i}" for i in range(s.pcus))
+    pmus = tuple(f"b_pmu{i}" for i in range(s.pcus))
     interleave = s.tile_rows // s.stages
     flows = [VFlow("a", agcu(0), tuple(port(u, 0) for u in pcus)),
              VFlow("b", agcu(1), tuple(port(u, 0) for u in pmus))]
     for i, (pc, pm) in enumerate(zip(pcus, pmus)):
         flows += [VFlow(f"b{i}", port(pm), (port(pc, 1),), rate=1 / interleave),
-                  VFlow(f"c{i}", port(pc), (agcu(i),), rate=1 / interleave)]
-    layout = place_and_route(params, "gemm over two PCUs",
-                             {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}, vec=flows)
+                  VFlow(f"c{i}", port(pc), (agcu(i),), rate=1 / interleave, shares="c")]
+    return pcus, pmus, flows
+
+
+def _parallel_layout(params, s, try_only=False):
+    pcus, pmus, flows = _parallel_flows(s)
+    units = {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}
+    try:
+        return place_and_route(params, f"gemm over {s.pcus} PCUs", units, vec=flows)
+    except PlacementError:
+        if try_only:
+            return None
+        raise
+
+
+def _parallel_gemm(params, s, systolic, a, b, c, bias):
+    """C = A B on ``s.pcus`` PCUs, each computing its share of the column tiles: A (AGCU
+    0) is multicast to all; B (AGCU 1, loaded once) is multicast to one PMU per PCU whose
+    write predicates keep that PCU's share and which feeds it once per row tile; PCU i's
+    rows leave by AGCU i's store stream; every flow has links of its own."""
+    L, k, N = s.lanes, s.k, s.pcus
+    limits = gemm_limits(params, s)
+    if limits:
+        raise ValueError(f"gemm over {N} PCUs: " + "; ".join(limits))
+    part = s.part_words
+    pcus, pmus, _ = _parallel_flows(s)
+    layout = _parallel_layout(params, s)
     vec = layout.vec
-    a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(2)]
+    a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(N)]
     b_acc = TensorAccess((s.b_words,), (1,))
-    agcus = {
-        0: pack_agcu(params, load=(a_acc, 0), store=(c_accs[0], 1), hdr=vec.headers["a"],
-                     segments=[Segment(a.addr, s.a_words), Segment(c.addr, s.c_words)])[0],
-        1: pack_agcu(params, load=(b_acc, 0), store=(c_accs[1], 1), hdr=vec.headers["b"],
-                     segments=[Segment(b.addr, s.b_words), Segment(c.addr, s.c_words)])[0],
-    }
-    read = AccessPattern((Counter(0, s.mt), Counter(0, half)), repeat=(0,))
-    pmu_cfg = {u: pack_pmu(PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * half,
-                                                    lo=0, hi=half), read), params)
+    loads = {0: (a_acc, a, s.a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
+    agcus = {}
+    for i in range(N):
+        segs, load, hdr = [Segment(c.addr, s.c_words)], None, None
+        if i in loads:
+            acc, buf, words, name = loads[i]
+            segs, load, hdr = [Segment(buf.addr, words)] + segs, (acc, 0), vec.headers[name]
+        agcus[i] = pack_agcu(params, load=load, store=(c_accs[i], len(segs) - 1), hdr=hdr,
+                             segments=segs)[0]
+    read = AccessPattern((Counter(0, s.mt), Counter(0, part)), repeat=(0,))
+    pmu_cfg = {u: pack_pmu(PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * part,
+                                                    lo=0, hi=part), read), params)
                for i, u in enumerate(pmus)}
     parts = {"pcus": layout.configs("pcu", {u: pack_systolic(systolic, params) for u in pcus}),
              "pmus": layout.configs("pmu", pmu_cfg), "agcus": agcus, "vec": vec,
@@ -331,9 +392,9 @@ def _split_gemm(params, s, systolic, a, b, c, bias):
     def execute(mem, args):
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, L)
         vb = mem[stream_words(b, args, (1, "load"), b_acc)]
-        for i in range(2):
-            vbi = np.tile(vb[i * half:(i + 1) * half].reshape(-1, L), (s.mt, 1))
+        for i in range(N):
+            vbi = np.tile(vb[i * part:(i + 1) * part].reshape(-1, L), (s.mt, 1))
             rows = systolic_reference(systolic, params, va, vbi)["data"][:, :s.cols]
             mem[stream_words(c, args, (i, "store"), c_accs[i])] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bias, (0, 1))
+                bias, tuple(range(N)))

@@ -219,7 +219,8 @@ class GemmArgs(TbArgs):
     bias: bool = arg(False, "fused bias epilogue, one per output column (0/1)")
     relu: bool = arg(False, "fused ReLU epilogue (0/1)")
     bf16: bool = arg(False, "fused BF16 convert epilogue (0/1)")
-    split: int = arg(1, "PCUs sharing the column tiles (1 or 2)")
+    pcus: int = arg(0, "PCUs sharing the column tiles (0: as many as the array and the "
+                          "shape allow)")
     a_rows: bool = arg(False, "A stored row-major, transposed on chip by a PMU")
 
 
@@ -267,6 +268,16 @@ class GraphArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class MlpArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "mlp"
+    m: int = arg(56, "rows of X")
+    k: int = arg(64, "inputs (columns of X)")
+    hidden: int = arg(64, "hidden units (columns of W1)")
+    n: int = arg(32, "outputs (columns of W2)")
+    bias: bool = arg(True, "the first layer adds a bias (0/1)")
+
+
+@dataclass(frozen=True)
 class FaultArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "fault"
     n: int = arg(64, "words of the faulting access")
@@ -282,8 +293,8 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
     RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
-    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GraphArgs, FaultArgs,
-    TimeoutArgs)}
+    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GraphArgs, MlpArgs,
+    FaultArgs, TimeoutArgs)}
 
 
 def args_class(module, testcase=None):
