@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CopyBandwidthArgs, FpuArgs, GemmArgs,
-                         LayerLoopArgs, PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs)
+                         LayerLoopArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs, PmuArgs,
+                         RdnScenarioArgs)
 
 from .build import build
 from .cocotb_run import run_cocotb
@@ -283,12 +284,43 @@ def _attention(b, params, workdir, seq, d):
     o = run_cocotb(b, AttentionArgs(params=params.to_dict(), seq=seq, head_dim=d, seed=63),
                    test_dir=workdir / f"attention-{seq}x{d}").outputs
     return {"seq": seq, "head_dim": d, "fused_cycles": o["fusion"]["fused_cycles"],
+            "compulsory_bytes": 4 * seq * d * 4,     # Q, K, V in once, O out once (FP32 words)
             "unfused_cycles": o["fusion"]["unfused_cycles"],
             "fusion_speedup": round(o["fusion"]["speedup"], 3),
             "fused_exec_cycles": o["cycles"], "program_load_cycles": o["load_cycles"],
             "unfused_program_load_cycles": o["unfused"]["load_cycles"],
             "pcu_utilization_array": round(o["utilization"], 4),
             "hbm_bytes_fused": o["hbm_bytes"], "max_rel_err": o["max_rel_err"]}
+
+
+#: The GEMM of `gemm_array` (issue 17's target shape on `small`) and the MLP of `mlp`.
+GEMM_ARRAY = (256, 256, 256)
+MLP_SHAPE = {"m": 112, "k": 64, "hidden": 64, "n": 64, "bias": True}
+
+
+def _gemm_array(params, args, o):
+    """The GEMM on as many PCUs as it can use: utilization over the whole array, and HBM
+    traffic against the compulsory bytes (A, B in once, C out once)."""
+    m, n, k = args.m, args.n, args.k
+    return {"m": m, "n": n, "k": k, "pcus": o["active_pcus"], "cycles": o["cycles"],
+            "pcu_utilization_array": round(o["utilization"], 4),
+            "useful_pcu_utilization_array": round(
+                m * n * k / (o["macs"] or 1) * o["utilization"], 4),
+            "hbm_bytes": o["hbm_bytes"], "compulsory_bytes": 4 * (m * k + k * n + m * n)}
+
+
+def _placement_seconds():
+    """Wall time of placing and routing the largest kernel (fused attention, seq 128, d 64)
+    on the plasticine grid (pure Python: the compiler, not the simulator)."""
+    import time
+    from firmware.compiler.place import place_and_route
+    from firmware.kernels.attention import ATTENTION_UNITS, AttentionShape, attention_flows
+    from hdl.params import PRESETS
+    p = PRESETS["plasticine"]
+    vec, sca = attention_flows(p, AttentionShape.of(p, 128, 64))
+    t = time.perf_counter()
+    place_and_route(p, "attention", ATTENTION_UNITS, vec=vec, sca=sca)
+    return round(time.perf_counter() - t, 3)
 
 
 def _socket_section(params, workdir, shape=(112, 32, 256)):
@@ -305,6 +337,11 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, pcus=1, seed=61)
     o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
     o2 = run_cocotb(b, dataclasses.replace(gemm, pcus=2), test_dir=workdir / "gemm2").outputs
+    big = GemmArgs(params=params.to_dict(), m=GEMM_ARRAY[0], n=GEMM_ARRAY[1], k=GEMM_ARRAY[2],
+                   pcus=0, seed=65)
+    arr = run_cocotb(b, big, test_dir=workdir / "gemm_array").outputs
+    mlp = run_cocotb(b, MlpArgs(params=params.to_dict(), **MLP_SHAPE, seed=64),
+                     test_dir=workdir / "mlp").outputs
     layers = 8
     loop = run_cocotb(b, LayerLoopArgs(params=params.to_dict(), m=1, n=params.pcu_lanes, k=64,
                                        layers=layers, seed=62),
@@ -326,6 +363,14 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
                  "program_load_cycles": o["load_cycles"], "config_beats": o["beats"],
                  "hbm_bytes": o["hbm_bytes"],
                  "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)},
+        "gemm_array": _gemm_array(params, big, arr),
+        "mlp": {"shape": MLP_SHAPE, "what": "Y = relu(X W1 + b1) W2 as a graph: one fused "
+                                            "kernel vs op by op (two GEMMs, H through HBM)",
+                "fused_cycles": mlp["fused"]["cycles"], "unfused_cycles": mlp["unfused"]["cycles"],
+                "fused_program_load_cycles": mlp["fused"]["load_cycles"],
+                "unfused_program_load_cycles": mlp["unfused"]["load_cycles"],
+                "fusion_speedup": round(mlp["speedup"], 3), "max_abs_err": mlp["max_abs_err"]},
+        "placement_s": _placement_seconds(),
         "attention": [_attention(b, params, workdir, seq, d)
                       for seq, d in ATTENTION_SHAPES.get(params.name, ((128, 32),))],
         "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"]),

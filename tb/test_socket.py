@@ -456,7 +456,7 @@ async def layer_loop(dut):
             got = g.unpack_c(out[i])
             assert (got == g.reference(params, a, w)).all(), f"{mode}: layer {i} differs"
         results[mode] = _seq_delta(before, after)
-    write_outputs(**results, layers=layers, macs=layers * s.macs,
+    write_outputs(**results, layers=layers, macs=layers * s.macs, beats=g.program.beats,
                   speedup=results["launches"]["cycles"] / results["looped"]["cycles"])
 
 

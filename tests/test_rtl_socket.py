@@ -120,8 +120,10 @@ def test_kernel_looping_matches_separate_launches(model, tmp_path, k, n, iterati
 @pytest.mark.parametrize("k,m,n,kk,layers", [(0, 12, 8, 16, 4), (1, 1, 8, 40, 3)])
 def test_layer_loop_by_kernel_looping_and_by_launches(model, tmp_path, k, m, n, kk, layers):
     o = run(model, tmp_path, "layer_loop", seed=SEED + 50 + k, m=m, n=n, k=kk, layers=layers)
-    # Looping loads the program once; kernel-by-kernel loads it per layer.
-    assert o["launches"]["load_cycles"] >= layers * o["looped"]["load_cycles"] > 0
+    # Looping loads the program once; kernel-by-kernel loads it per layer (each load at
+    # least one cycle per config beat; memory jitter varies the rest).
+    assert o["beats"] <= o["looped"]["load_cycles"] < 2 * o["beats"]
+    assert o["launches"]["load_cycles"] >= layers * o["beats"]
     assert o["launches"]["cycles"] > o["looped"]["cycles"]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from firmware.kernels.attention import AttentionShape, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
-from firmware.kernels.gemm import GemmShape, compile_gemm, pack_b
+from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus, pack_b
 from firmware.kernels.mlp import MlpShape, compile_mlp, mlp_fits
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.device import MAX_LAUNCHES
@@ -166,9 +166,11 @@ class _Matmul(_Lowering):
     (transposed on chip by a PMU: ``compile_gemm(a_rows=...)``); a bias packed with B."""
 
     def shape(self, params, graph, op):
+        """On as many PCUs as the GEMM can use (one when A comes row-major)."""
         a, b = (graph.tensors[n] for n in op.inputs[:2])
-        m, k = a.shape
-        return GemmShape.of(params, m, b.shape[1], k, bias=len(op.inputs) > 2)
+        (m, k), n, bias = a.shape, b.shape[1], len(op.inputs) > 2
+        pcus = 1 if a.producer is not None else gemm_pcus(params, m, n, k, bias)
+        return GemmShape.of(params, m, n, k, bias=bias, pcus=pcus)
 
     def operand_layouts(self, graph, op):
         a, b, *bias = (graph.tensors[n] for n in op.inputs)
@@ -199,7 +201,7 @@ class _Matmul(_Lowering):
         c = ctx.buffer(out, max(s.c_words, s.mt * s.tile_rows * s.c_cols))
         g = compile_gemm(ctx.params, s.m, s.n, s.k - bool(bias), a=ctx.buffers[a.name],
                          b=ctx.buffers[b.name], c=c, bias=bool(bias), relu=op.attrs["relu"],
-                         bf16=op.attrs["bf16"], a_rows=a_rows)
+                         bf16=op.attrs["bf16"], a_rows=a_rows, pcus=s.pcus)
         if a_rows is None:
             ctx.final.setdefault(a.name, Layout("gemm_a", a.shape, g))
         ctx.final.setdefault(b.name, Layout("gemm_b", b.shape, g,

@@ -49,7 +49,7 @@ from hdl.pcu.pcu import Pcu
 from .gemm import GemmShape, a_transpose_pmu, compile_gemm, gemm_pcus, pack_a, pack_b
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
-__all__ = ["ATTENTION_UNITS", "AttentionShape", "Attention", "compile_attention",
+__all__ = ["ATTENTION_UNITS", "attention_flows", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
@@ -257,6 +257,27 @@ def _kv_pmus(params, sh):
     return k, v
 
 
+def attention_flows(params, sh):
+    """The fused kernel's (vector, scalar) flows between :data:`ATTENTION_UNITS`."""
+    P = sh.qk.tile_rows // params.pcu_stages
+    return [
+        VFlow("q", agcu(0), (port("qk"),)),
+        # Loaded once, before the pipeline runs.
+        VFlow("kv", agcu(1), (port("k_pmu"), port("v_pmu"))),
+        VFlow("kt", port("k_pmu"), (port("qk", 1),), rate=1 / P),
+        VFlow("s", port("qk"), (port("s_pmu"),), rate=min(1.0, sh.rows / (sh.d * P))),
+        VFlow("s_exp", port("s_pmu"), (port("exp"),), rate=0.5),
+        VFlow("s_max", port("s_pmu"), (port("max"),), rate=0.5),
+        VFlow("e", port("exp"), (port("e_pmu"),), rate=0.5),
+        VFlow("e_cols", port("e_pmu"), (port("pv"),)),
+        VFlow("v", port("v_pmu"), (port("pv", 1),), rate=1 / P),
+        VFlow("o", port("pv"), (agcu(1),), rate=min(1.0, sh.rows / (sh.seq * P))),
+    ], [
+        VFlow("max", port("max"), (port("exp"),), rate=1 / sh.qk.nt),
+        VFlow("sum", port("exp"), (port("pv"),), rate=1 / sh.qk.nt),
+    ]
+
+
 def compile_attention(params, seq, d, *, q, kv, o):
     """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
     ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
@@ -277,24 +298,8 @@ def compile_attention(params, seq, d, *, q, kv, o):
                              f"words, the layout needs {need}")
     programs = _programs(params, sh)
     k_pmu, v_pmu = _kv_pmus(params, sh)
-    P = sh.qk.tile_rows // params.pcu_stages
-
-    layout = place_and_route(params, "attention", ATTENTION_UNITS, vec=[
-        VFlow("q", agcu(0), (port("qk"),)),
-        # Loaded once, before the pipeline runs.
-        VFlow("kv", agcu(1), (port("k_pmu"), port("v_pmu"))),
-        VFlow("kt", port("k_pmu"), (port("qk", 1),), rate=1 / P),
-        VFlow("s", port("qk"), (port("s_pmu"),), rate=min(1.0, sh.rows / (sh.d * P))),
-        VFlow("s_exp", port("s_pmu"), (port("exp"),), rate=0.5),
-        VFlow("s_max", port("s_pmu"), (port("max"),), rate=0.5),
-        VFlow("e", port("exp"), (port("e_pmu"),), rate=0.5),
-        VFlow("e_cols", port("e_pmu"), (port("pv"),)),
-        VFlow("v", port("v_pmu"), (port("pv", 1),), rate=1 / P),
-        VFlow("o", port("pv"), (agcu(1),), rate=min(1.0, sh.rows / (sh.seq * P))),
-    ], sca=[
-        VFlow("max", port("max"), (port("exp"),), rate=1 / sh.qk.nt),
-        VFlow("sum", port("exp"), (port("pv"),), rate=1 / sh.qk.nt),
-    ])
+    vec_flows, sca_flows = attention_flows(params, sh)
+    layout = place_and_route(params, "attention", ATTENTION_UNITS, vec=vec_flows, sca=sca_flows)
     vec, sca = layout.vec, layout.sca
     for name, fid in (("s_exp", 0), ("s_max", 1)):
         if vec.headers[name]["flow"] != fid:
