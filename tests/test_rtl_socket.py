@@ -7,21 +7,20 @@ import os
 
 import pytest
 
-from hdl.params import PRESETS
+from conftest import TEST_SOCKET
 from sim.cocotb_run import SimulationError, run_cocotb
-from sim.designs import build_design
 from tb.lib.args import tb_args
 
 pytestmark = pytest.mark.rtl
 
 SEED = int(os.environ.get("OPENRDU_SEED", "20261130"))
-#: ``small`` with jittered memory: the socket all these tests run on.
-SMALL = PRESETS["small"].replace(name="small-jitter", mem_jitter=15)
+#: ``small`` with jittered memory (tests/conftest.py): the socket all these tests run on.
+SMALL = TEST_SOCKET
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_design("socket", SMALL)
+def model(socket_model):
+    return socket_model
 
 
 def run(model, tmp_path, testcase, **args):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from vcd.reader import tokenize
 
+from conftest import TEST_SOCKET
 from hdl.params import PRESETS
 from sim.cocotb_run import run_cocotb
 from sim.designs import build_design
@@ -56,16 +57,17 @@ def test_vcd_of_a_hierarchical_block_is_strict_and_traced_inside(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def waves_dir(tmp_path_factory):
-    build_design("socket", SMALL, waves=True)     # one traced socket model for both runs
+def waves_dir(tmp_path_factory, socket_model):
+    # The socket model of tests/conftest.py: traced, shared with the socket tests.
     return tmp_path_factory.mktemp("waves")
 
 
 def _run(cwd, monkeypatch, **trace):
     cwd.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(cwd)
-    report = run_kernel("attention", SMALL, waves=True, options=WAVES_OPTIONS, log=lambda m: None,
-                        trace=wave_request("attention", SMALL, **trace) if trace else None)
+    report = run_kernel("attention", TEST_SOCKET, waves=True, options=WAVES_OPTIONS,
+                        log=lambda m: None,
+                        trace=wave_request("attention", TEST_SOCKET, **trace) if trace else None)
     assert report["passed"] and report["bit_exact"], report.get("error")
     return report
 
