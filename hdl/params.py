@@ -218,6 +218,10 @@ class RduParams:
 
 PRESETS = {
     "small": RduParams(name="small"),
+    # Between the two: small's units on a 4 x 4 grid (8 PCUs, 8 PMUs) with an AGCU on
+    # every edge row and HBM channels to match — to see kernels spread as the array grows.
+    "medium": RduParams(name="medium", rows=4, cols=4, agcus=4, hbm_channels=4,
+                        hbm_capacity=8 << 20, hbm_outstanding=8),
     "plasticine": RduParams(
         name="plasticine", rows=4, cols=8, pcu_lanes=16, pcu_stages=6,
         pmu_banks=16, pmu_bank_words=4096, agcus=4,

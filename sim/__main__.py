@@ -164,6 +164,23 @@ def cmd_waves(args, _):
                                            else []))
 
 
+def cmd_explain(args, extra):
+    from .explain import explain
+    from .run import KERNELS
+    k = KERNELS.get(args.kernel)
+    if k is None:
+        sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
+    kp = argparse.ArgumentParser(prog=f"python -m sim explain {k.name}",
+                                 description=k.description)
+    for o in k.options:
+        kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
+                        default=o.default, help=f"{o.help} (default {o.default})")
+    try:
+        print("\n".join(explain(k.name, args.config, vars(kp.parse_args(extra)))))
+    except (ValueError, TypeError) as e:
+        sys.exit(f"error: {e}")
+
+
 def cmd_bench(args, _):
     from .bench import run_bench
     results = run_bench(args.config, Path(args.out), quick=args.quick)
@@ -214,6 +231,11 @@ def main(argv=None):
     w.add_argument("file", nargs="?")
     w.set_defaults(func=cmd_waves)
 
+    e = sub.add_parser("explain", help="how a socket kernel is partitioned, placed and "
+                                       "routed (no simulation)")
+    e.add_argument("kernel", help="socket kernel (gemm, attention, softmax, mlp)")
+    common(e)
+    e.set_defaults(func=cmd_explain)
     b = sub.add_parser("bench", help="measure build time and simulation speed")
     common(b)
     b.add_argument("--out", default="build/bench.json")
@@ -221,7 +243,7 @@ def main(argv=None):
     b.set_defaults(func=cmd_bench)
 
     args, extra = p.parse_known_args(argv)
-    if extra and args.cmd != "run":
+    if extra and args.cmd not in ("run", "explain"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     args.func(args, extra)
 

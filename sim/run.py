@@ -5,6 +5,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware.graph import compile_graph
+from firmware.graph import mlp as mlp_graph
 from firmware.kernels.attention import (AttentionShape, compile_attention,
                                         compile_attention_unfused, unfused_words)
 from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus
@@ -12,7 +14,7 @@ from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Allocator
 from hdl.params import RduParams
 from hdl.tile import tile_units
-from tb.lib.args import (AttentionArgs, FpuArgs, GemmArgs, PcuGemmArgs, PcuSimdArgs,
+from tb.lib.args import (AttentionArgs, FpuArgs, GemmArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs,
                          SoftmaxArgs, options_of)
 
 from . import toolchain
@@ -88,6 +90,17 @@ def _softmax_programs(params, o):
         params, {"x": rows * xs, "y": rows * n})).program]
 
 
+def mlp_partitions(params, o):
+    """The MLP graph of options ``o`` compiled fused and op by op (both are run)."""
+    build = lambda: mlp_graph(o["m"], o["k"], o["hidden"], o["n"], bias=bool(o["bias"]))  # noqa: E731
+    return {"fused": compile_graph(params, build(), Allocator(params)),
+            "op by op": compile_graph(params, build(), Allocator(params), fuse_ops=False)}
+
+
+def _mlp_programs(params, o):
+    return [k.program for cg in mlp_partitions(params, o).values() for _, k in cg.kernels]
+
+
 def used_units(params, programs):
     """Names (as :func:`sim.waves.wave_units` gives them) of the tile units and AGCUs
     that ``programs`` start."""
@@ -130,6 +143,13 @@ KERNELS = {
         "normalise on three PCUs with the rows buffered in two PMUs, bit-exact against the "
         "PCU references and the reference backend, within the derived bound of float64",
         ("rows", "n"), programs=_softmax_programs),
+    "mlp": Kernel(
+        "mlp", "socket", MlpArgs,
+        "a 2-layer MLP graph y = relu(x W1 + b1) W2, compiled fused (one kernel: the hidden "
+        "tensor stays in a PMU between the two PCUs' arrays) and op by op (two GEMMs, the "
+        "hidden tensor through HBM); both bit-exact against the reference backend and each "
+        "other, within the derived bound of float64; reports both cycle counts",
+        ("m", "k", "hidden", "n", "bias"), programs=_mlp_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "

@@ -494,7 +494,8 @@ async def mlp(dut):
     """``Y = relu(X @ W1 + b1) @ W2`` as a graph, compiled fused (one kernel, H on chip)
     and op by op (two GEMMs, H through HBM): both equal to the reference backend's Y and
     to each other, within ``mlp_bound`` of float64; outputs both runs' cycles."""
-    from firmware.graph import Graph, compile_graph
+    from firmware.graph import compile_graph
+    from firmware.graph import mlp as mlp_graph
     from firmware.kernels.mlp import mlp_bound
     args, params, dev, rng = await _setup(dut, MlpArgs)
     m, k, hid, n = args.m, args.k, args.hidden, args.n
@@ -506,29 +507,32 @@ async def mlp(dut):
         inputs["b1"] = bf16(hid)
 
     def build():
-        g = Graph("mlp")
-        b1 = g.input("b1", (hid,)) if args.bias else None
-        h = g.matmul(g.input("x", (m, k)), g.input("w1", (k, hid)), bias=b1, relu=True)
-        g.matmul(h, g.input("w2", (hid, n)), out="y")
-        return g
+        return mlp_graph(m, k, hid, n, bias=args.bias)
     ref = ReferenceDevice(params)
     want, _ = await compile_graph(params, build(), ref.alloc).run(ref, inputs)
-    results = {}
+    results, report = {}, {}
     for mode, fuse in (("fused", True), ("unfused", False)):
         cg = compile_graph(params, build(), dev.alloc, fuse_ops=fuse)
         before = (await dev.counters())["seq"]
+        t0 = time.perf_counter()
         got, c = await cg.run(dev, inputs)
+        wall = time.perf_counter() - t0
         bad = np.argwhere(got["y"] != want["y"])
         assert not len(bad), (f"{mode} MLP (seed {args.seed}): y differs from the reference "
                               f"backend at {bad[0]}")
         results[mode] = {**_seq_delta(before, c["seq"]), "kernels": len(cg.kernels)}
+        if fuse:            # the first run on the device: its counters are the fused run's
+            report = _report(params, c, wall, cg.kernels[0][1].shape.macs, 2)
     assert (results["fused"]["kernels"], results["unfused"]["kernels"]) == (1, 2), results
     exact, bound = mlp_bound(inputs["x"], inputs["w1"], inputs.get("b1"), inputs["w2"])
     err = np.abs(N.from_bits(want["y"]).astype(np.float64) - exact)
     assert (err <= bound).all(), (f"MLP (seed {args.seed}): error {err.max()} over the "
                                   f"bound at {np.unravel_index(np.argmax(err - bound), err.shape)}")
-    write_outputs(**results, mismatches=0, max_abs_err=float(err.max()),
-                  speedup=results["unfused"]["cycles"] / results["fused"]["cycles"])
+    speedup = results["unfused"]["cycles"] / results["fused"]["cycles"]
+    write_outputs(**report, **results, mismatches=0, max_abs_err=float(err.max()),
+                  speedup=speedup,
+                  fusion={"fused_cycles": results["fused"]["cycles"],
+                          "unfused_cycles": results["unfused"]["cycles"], "speedup": speedup})
 
 
 async def _expect_error(dev, prog, code, **kw):

@@ -9,6 +9,7 @@ import pytest
 from firmware import numerics as N
 from firmware.graph import compile_graph
 from firmware.graph import Graph, GraphError
+from firmware.graph import mlp as mlp_graph
 from firmware.runtime.memory import OutOfMemory
 from firmware.runtime.reference import ReferenceDevice
 from hdl.params import PRESETS
@@ -182,11 +183,7 @@ def test_a_graph_longer_than_the_launch_list_is_refused():
 
 
 def _mlp(m, k, hidden, n, bias=True):
-    g = Graph("mlp")
-    b1 = g.input("b1", (hidden,)) if bias else None
-    h = g.matmul(g.input("x", (m, k)), g.input("w1", (k, hidden)), bias=b1, relu=True)
-    g.matmul(h, g.input("w2", (hidden, n)), out="y")
-    return g
+    return mlp_graph(m, k, hidden, n, bias=bias)
 
 
 @pytest.mark.parametrize("m,k,hidden,n,bias", [(40, 33, 20, 12, True), (5, 8, 9, 30, False),
@@ -219,6 +216,6 @@ def test_mlp_that_does_not_fit_stays_two_kernels():
     assert [op.kind for op, _ in cg.kernels] == ["matmul", "matmul"]
     # Nor one whose hidden tensor another op reads too.
     g = _mlp(30, 16, 16, 8)
-    g.scale_bias(g.ops[0].output, out="h2")
+    g.scale_bias("h", out="h2")
     kinds = [op.kind for op, _ in compile_graph(SMALL, g, dev.alloc).kernels]
     assert kinds == ["matmul", "matmul", "scale_bias"]

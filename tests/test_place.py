@@ -16,7 +16,7 @@ from hdl.grid import Coord, is_pcu
 from hdl.params import PRESETS, RduParams
 
 SMALL = PRESETS["small"]
-GRIDS = [SMALL, PRESETS["plasticine"],
+GRIDS = [SMALL, PRESETS["medium"], PRESETS["plasticine"],
          RduParams.from_mapping({**SMALL.to_dict(), "name": "3x6", "rows": 3, "cols": 6})]
 KERNELS = pathlib.Path(__file__).resolve().parent.parent / "firmware" / "kernels"
 

@@ -17,7 +17,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from hdl.grid import Coord, grid_coords
+from hdl.grid import Coord, grid_coords, is_pcu
 from hdl.rdn.config import OUT_L0, STEP, W
 from hdl.socket import agcu_position
 
@@ -71,13 +71,15 @@ class VFlow:
 @dataclass
 class Layout:
     """A placed and routed kernel: ``at`` (logical unit -> Coord), the routed ``vec`` and
-    ``sca`` fabrics (:class:`~firmware.compiler.route.FabricRoutes`)."""
+    ``sca`` fabrics (:class:`~firmware.compiler.route.FabricRoutes`), the logical
+    ``flows`` ({"vector": [VFlow], "scalar": [...]}) and the placement's ``cost``."""
     name: str
     kinds: dict
     at: dict
     vec: object
     sca: object
     cost: tuple = field(default=(), compare=False)
+    flows: dict = field(default_factory=dict, compare=False)
 
     def configs(self, kind, values):
         """{Coord: config} of the units of ``kind`` from {logical name: config}."""
@@ -93,6 +95,30 @@ class Layout:
         """One line per unit: its name, kind and position."""
         return [f"{n:<10} {self.kinds[n].upper()} at {self.at[n]}"
                 for n in sorted(self.at, key=lambda n: (self.at[n], n))]
+
+    def grid(self, params):
+        """The placement as a picture of the grid: each position's kind and unit."""
+        by_pos = {c: n for n, c in self.at.items()}
+        width = max([len(n) for n in self.at] + [4]) + 5
+        rows = []
+        for r in range(params.rows):
+            cells = [f"{'PCU' if is_pcu(r, c) else 'PMU'} {by_pos.get(Coord(r, c), '.')}"
+                     for c in range(params.cols)]
+            rows.append(f"row {r}: " + "".join(x.ljust(width) for x in cells).rstrip())
+        return rows
+
+    def flow_lines(self, params):
+        """One line per flow: fabric, name, source -> destinations, rate and hops."""
+        where = lambda p: (f"agcu{p.agcu}" if p.unit is None  # noqa: E731
+                           else f"{p.unit}{'' if p.k == 0 else f'.{p.k}'}")
+        out = []
+        for fabric, flows in self.flows.items():
+            for f, b in zip(flows, _bind(params, self.at, flows)):
+                hops = sum(1 for _, _, o in _links(b.src, b.dsts) if o < OUT_L0)
+                out.append(f"{fabric:<6} {f.name:<8} {where(f.src)} -> "
+                           f"{', '.join(where(d) for d in f.dsts)}  rate {f.rate:.3g}, "
+                           f"{hops} links")
+        return out
 
 
 def _edge(params, k):
@@ -270,4 +296,4 @@ def place_and_route(params, name, kinds, vec=(), sca=(), *, own_links=True):
         tags = {f.name: f.shares for f in (*vec, *sca)}
         for fabric in (vr, sr):
             fabric.require_own_links(f"kernel {name!r}", tags)
-    return Layout(name, dict(kinds), at, vr, sr, cost)
+    return Layout(name, dict(kinds), at, vr, sr, cost, {"vector": list(vec), "scalar": list(sca)})

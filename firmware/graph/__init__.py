@@ -4,6 +4,7 @@ list). Below it: kernels, the compiler, the runtime, numerics."""
 
 from .ir import REGIONS, Graph, GraphError, Op, Tensor
 from .lower import CompiledGraph, Layout, compile_graph
+from .models import mlp
 
 __all__ = ["REGIONS", "Graph", "GraphError", "Op", "Tensor", "CompiledGraph", "Layout",
-           "compile_graph"]
+           "compile_graph", "mlp"]

@@ -270,10 +270,10 @@ class GraphArgs(TbArgs):
 @dataclass(frozen=True)
 class MlpArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "mlp"
-    m: int = arg(56, "rows of X")
+    m: int = arg(112, "rows of X")
     k: int = arg(64, "inputs (columns of X)")
     hidden: int = arg(64, "hidden units (columns of W1)")
-    n: int = arg(32, "outputs (columns of W2)")
+    n: int = arg(64, "outputs (columns of W2)")
     bias: bool = arg(True, "the first layer adds a bias (0/1)")
 
 
