@@ -99,3 +99,15 @@ def test_kernels_hold_no_coordinates():
         names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
                   for a in n.names}
         assert not names & banned, f"{path.name} uses {sorted(names & banned)}"
+
+
+def test_explain_shows_partition_placement_and_flows():
+    from sim.explain import explain
+    lines = explain("mlp", SMALL, {"m": 40, "k": 16, "hidden": 16, "n": 8})
+    text = "\n".join(lines)
+    assert "partition (fused): 2 graph ops -> 1 kernel(s): matmul0+matmul1 (mlp)" in text
+    assert "partition (op by op): 2 graph ops -> 2 kernel(s)" in text
+    assert sum(line.strip().startswith("row ") for line in lines) == 3 * SMALL.rows
+    assert "vector h_cols   h_pmu -> g2" in text
+    with pytest.raises(ValueError, match="'fpu' is not a socket kernel"):
+        explain("fpu", SMALL)
