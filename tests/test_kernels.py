@@ -10,7 +10,7 @@ from firmware.compiler.pcu import PcuProgramError
 from firmware.compiler.place import PlacementError
 from firmware.compiler.program import kernel_program
 from firmware.kernels.elementwise import compile_scale_bias
-from firmware.kernels.gemm import GemmShape, compile_gemm
+from firmware.kernels.gemm import GemmShape, compile_gemm, share_groups
 from firmware.runtime.launch import Launch, LaunchError, launch_words, pack_launch
 from firmware.runtime.memory import Allocator, OutOfMemory
 from hdl.agcu.config import word_bits
@@ -107,19 +107,21 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
         pack_systolic(SystolicProgram(k=1 << 40), SMALL)
     with pytest.raises(ValueError, match="m = 0"):
         GemmShape.of(SMALL, 0, 4, 4)
-    # Two PCUs: B halves that outgrow a PMU; more PCUs than AGCUs to store through.
-    s = GemmShape.of(SMALL, 28, 64, 600, pcus=3)
+    # Several PCUs: a column tile of B that outgrows a PMU; more PCUs than AGCUs.
+    s = GemmShape.of(SMALL, 28, 64, 1100, pcus=3)
     al = Allocator(SMALL)
     bufs = {n: al.alloc("hbm", w, n) for n, w in (("a", s.a_words), ("b", s.b_words),
                                                   ("c", s.c_words))}
-    with pytest.raises(ValueError, match="a PCU's share of B needs 19200 words of PMU, a PMU "
+    with pytest.raises(ValueError, match="a column tile of B needs 8800 words of PMU, a PMU "
                                          "holds 8192"):
-        compile_gemm(SMALL, 28, 64, 600, pcus=2, **bufs)
+        compile_gemm(SMALL, 28, 64, 1100, pcus=2, **bufs)
     with pytest.raises(ValueError, match=r"gemm over 3 PCUs: 3 AGCUs needed, the array has 2 "
                                          r"AGCUs \(one store stream per PCU\)"):
-        compile_gemm(SMALL, 28, 64, 600, pcus=3, **bufs)
-    # As many as fit: K = 600 leaves B too big for two PMUs, so one PCU.
-    assert compile_gemm(SMALL, 28, 64, 600, pcus=None, **bufs).shape.pcus == 1
+        compile_gemm(SMALL, 28, 64, 1100, pcus=3, **bufs)
+    # As many as fit: K = 1100 leaves no column tile a PMU, so one PCU (B from HBM).
+    assert compile_gemm(SMALL, 28, 64, 1100, pcus=None, **bufs).shape.pcus == 1
+    # 256 x 256 x 256 on two PCUs: 16 column tiles of 2048 words each, two per PMU buffer.
+    assert share_groups(SMALL, GemmShape.of(SMALL, 28, 256, 256, pcus=2)) == (8, 2, 2)
 
 
 def test_kernel_program_rejects_units_that_do_not_exist():
@@ -150,6 +152,8 @@ PLASTICINE = PRESETS["plasticine"]
     (SMALL, 40, 20, 33, 1), (SMALL, 5, 3, 7, 1), (SMALL, 60, 17, 24, 1),
     (SMALL, 40, 20, 33, 2), (SMALL, 5, 3, 7, 2), (SMALL, 60, 17, 24, 2),
     (PLASTICINE, 50, 70, 20, 3), (PLASTICINE, 43, 100, 9, 4), (PLASTICINE, 7, 5, 1, 4),
+    # Shares of B larger than a PMU: in groups of column tiles, A streamed once per group.
+    (SMALL, 30, 256, 200, 2), (SMALL, 60, 100, 600, 2), (PLASTICINE, 45, 600, 300, 4),
 ], ids=str)
 def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus):
     """The reference backend gathers the AGCU streams from memory; the result equals the

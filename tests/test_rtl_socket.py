@@ -58,11 +58,12 @@ def test_gemm_end_to_end(model, tmp_path, k, m, n, kk, bias, relu, bf16):
 
 
 @pytest.mark.parametrize("k,m,n,kk,bias", [(0, 61, 19, 45, False), (1, 5, 3, 8, True),
-                                           (2, 30, 32, 64, False)])
+                                           (2, 30, 32, 64, False), (3, 30, 64, 300, True)])
 def test_gemm_on_two_pcus(model, tmp_path, k, m, n, kk, bias):
     """The column tiles split over two PCUs (odd tile counts padded), C through both
-    AGCUs: bit-exact (checked in the test); more MACs per cycle than one PCU can do
-    when the halves are busy (not for a single tile)."""
+    AGCUs — in groups of column tiles where a PCU's share of B outgrows its PMU (the last
+    case: four groups, A streamed once per group): bit-exact (checked in the test); more
+    MACs per cycle than one PCU can do when the halves are busy (not for a single tile)."""
     o = run(model, tmp_path, "gemm", seed=SEED + 70 + k, m=m, n=n, k=kk, bias=bias, pcus=2)
     assert o["mismatches"] == 0
     assert o["macs"] <= o["cycles"] * 2 * SMALL.pcu_stages * SMALL.pcu_lanes

@@ -30,8 +30,8 @@ from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route
 from firmware.compiler.program import kernel_program, stream_words
 from hdl.grid import grid_coords
 
-__all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "pack_a", "pack_b",
-           "a_transpose_pmu"]
+__all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
+           "pack_a", "pack_b", "a_transpose_pmu"]
 
 
 @dataclass(frozen=True)
@@ -315,10 +315,26 @@ def gemm_limits(params, shape):
                            ("AGCUs (one store stream per PCU)", params.agcus)):
             if n > have:
                 out.append(f"{n} {what.split(' ')[0]} needed, the array has {have} {what}")
-        if shape.part_words > cap:
-            out.append(f"a PCU's share of B needs {shape.part_words} words of PMU, a PMU holds "
-                       f"{cap}")
+        if share_groups(params, shape) is None:
+            out.append(f"a column tile of B needs {shape.k * shape.lanes} words of PMU, a PMU "
+                       f"holds {cap}")
     return out
+
+
+def share_groups(params, s):
+    """How each PCU's share of B (``s.nt / s.pcus`` column tiles) passes through its PMU:
+    (groups, tiles per group, PMU buffers) — all at once where it fits; else in groups of
+    as many tiles as two buffers hold (the next group lands while this one is read, A
+    streamed again per group); None if a single column tile does not fit."""
+    cap = params.pmu_banks * params.pmu_bank_words
+    tile, share = s.k * s.lanes, s.nt // s.pcus
+    if share * tile <= cap:
+        return 1, share, 1
+    if tile > cap:
+        return None
+    most = max(1, cap // (2 * tile))
+    t = max(d for d in range(1, most + 1) if share % d == 0)
+    return share // t, t, 2 if 2 * t * tile <= cap else 1
 
 
 def gemm_pcus(params, m, n, k, bias=False):
@@ -357,20 +373,46 @@ def _parallel_layout(params, s, try_only=False):
         raise
 
 
+def _share_pmu(s, i, G, t, nbuf):
+    """PCU i's B PMU: from the multicast B stream (column tiles in order; per group, each
+    PCU's ``t`` tiles in turn) it keeps its tiles of each group (a buffer per group) and
+    reads each group once per row tile."""
+    part = t * s.k * s.lanes
+    if G == 1:
+        return PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * part, lo=0, hi=part),
+                          AccessPattern((Counter(0, s.mt), Counter(0, part)), repeat=(0,)))
+    write = AccessPattern((Counter(0, G), Counter(0, s.pcus * part)), repeat=(0,),
+                          base=-i * part, lo=0, hi=part)
+    read = AccessPattern((Counter(0, G), Counter(0, s.mt), Counter(0, part)), repeat=(0, 1))
+    return PmuProgram(write, read, nbuf=nbuf, buf_words=part, w_level=1, r_level=1)
+
+
 def _parallel_gemm(params, s, systolic, a, b, c, bias):
     """C = A B on ``s.pcus`` PCUs, each computing its share of the column tiles: A (AGCU
     0) is multicast to all; B (AGCU 1, loaded once) is multicast to one PMU per PCU whose
-    write predicates keep that PCU's share and which feeds it once per row tile; PCU i's
-    rows leave by AGCU i's store stream; every flow has links of its own."""
+    write predicates keep that PCU's share and which feeds it once per row tile — in
+    groups of column tiles where a share outgrows a PMU (:func:`share_groups`; A is then
+    streamed once per group); PCU i's rows leave by AGCU i's store stream; every flow has
+    links of its own."""
     L, k, N = s.lanes, s.k, s.pcus
     limits = gemm_limits(params, s)
     if limits:
         raise ValueError(f"gemm over {N} PCUs: " + "; ".join(limits))
-    part = s.part_words
+    G, t, nbuf = share_groups(params, s)
+    part = t * k * L                                # words of B one group of a share holds
     pcus, pmus, _ = _parallel_flows(s)
     layout = _parallel_layout(params, s)
     vec = layout.vec
-    a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(N)]
+    tile_a = k * (s.tile_rows // s.stages) * L
+    # A: per group, each row tile once per column tile of the share; C of PCU i: per group,
+    # row tile, its tiles of the group, rows and their valid lanes (row-major C).
+    if G == 1:
+        a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(N)]
+    else:
+        a_acc = TensorAccess((G, s.mt, t, tile_a), (0, tile_a, 0, 1))
+        c_accs = [TensorAccess((G, s.mt, t, s.rows, s.cols),
+                               (N * t * s.cols, s.rows * s.c_cols, s.cols, s.c_cols, 1),
+                               offset=i * t * s.cols) for i in range(N)]
     b_acc = TensorAccess((s.b_words,), (1,))
     loads = {0: (a_acc, a, s.a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
     agcus = {}
@@ -381,19 +423,16 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias):
             segs, load, hdr = [Segment(buf.addr, words)] + segs, (acc, 0), vec.headers[name]
         agcus[i] = pack_agcu(params, load=load, store=(c_accs[i], len(segs) - 1), hdr=hdr,
                              segments=segs)[0]
-    read = AccessPattern((Counter(0, s.mt), Counter(0, part)), repeat=(0,))
-    pmu_cfg = {u: pack_pmu(PmuProgram(AccessPattern((Counter(0, s.b_words),), base=-i * part,
-                                                    lo=0, hi=part), read), params)
-               for i, u in enumerate(pmus)}
+    pmu_cfg = {u: pack_pmu(_share_pmu(s, i, G, t, nbuf), params) for i, u in enumerate(pmus)}
     parts = {"pcus": layout.configs("pcu", {u: pack_systolic(systolic, params) for u in pcus}),
              "pmus": layout.configs("pmu", pmu_cfg), "agcus": agcus, "vec": vec,
              "layout": layout}
 
     def execute(mem, args):
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, L)
-        vb = mem[stream_words(b, args, (1, "load"), b_acc)]
+        vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(G, N, part)
         for i in range(N):
-            vbi = np.tile(vb[i * part:(i + 1) * part].reshape(-1, L), (s.mt, 1))
+            vbi = np.repeat(vb[:, i][:, None], s.mt, axis=1).reshape(-1, L)
             rows = systolic_reference(systolic, params, va, vbi)["data"][:, :s.cols]
             mem[stream_words(c, args, (i, "store"), c_accs[i])] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
