@@ -219,3 +219,38 @@ def test_mlp_that_does_not_fit_stays_two_kernels():
     g.scale_bias("h", out="h2")
     kinds = [op.kind for op, _ in compile_graph(SMALL, g, dev.alloc).kernels]
     assert kinds == ["matmul", "matmul", "scale_bias"]
+
+
+@pytest.mark.parametrize("seq,d", [(40, 16), (64, 32)])
+def test_attention_chain_fuses_into_the_attention_kernel(seq, d):
+    """matmul(q, kT) -> softmax(1/sqrt(d)) -> matmul(p, v) becomes the fused attention
+    kernel: the same bits as the graph's attention op on K = kT^T; op by op (three
+    kernels through HBM) within the attention bound of float64."""
+    import math
+    from firmware.kernels.attention import attention_bound, exact_attention
+    rng = np.random.default_rng(seq + d)
+    bf = lambda *s: rng.normal(0, 1, s).astype(np.float32).view(np.uint32) & 0xFFFF0000  # noqa: E731
+    q, k, v = bf(seq, d), bf(seq, d), bf(seq, d)
+
+    def chain():
+        g = Graph("chain")
+        s = g.matmul(g.input("q", (seq, d)), g.input("kt", (d, seq)))
+        p = g.softmax(s, scale=1 / math.sqrt(d))
+        g.matmul(p, g.input("v", (seq, d)), out="o")
+        return g
+    outs = {}
+    for fuse in (True, False):
+        dev = ReferenceDevice(SMALL)
+        cg = compile_graph(SMALL, chain(), dev.alloc, fuse_ops=fuse)
+        kinds = [op.kind for op, _ in cg.kernels]
+        assert kinds == (["attention"] if fuse else ["matmul", "softmax", "matmul"])
+        outs[fuse] = asyncio.run(cg.run(dev, {"q": q, "kt": k.T.copy(), "v": v}))[0]["o"]
+    g = Graph("head")
+    g.attention(*(g.input(t, (seq, d)) for t in "qkv"), out="o")
+    dev = ReferenceDevice(SMALL)
+    head = asyncio.run(compile_graph(SMALL, g, dev.alloc).run(dev, {"q": q, "k": k, "v": v}))
+    assert np.array_equal(outs[True], head[0]["o"])
+    bound = attention_bound(q, k, v, SMALL.pcu_lanes)
+    for got in outs.values():
+        assert (np.abs(N.from_bits(got).astype(np.float64) - exact_attention(q, k, v))
+                <= bound).all()

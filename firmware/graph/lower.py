@@ -12,11 +12,13 @@ does not fit says what ran out (``OutOfMemory`` names the tensor and the region)
 layout this compiler cannot produce on the device is a ``GraphError``.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from firmware.kernels.attention import AttentionShape, compile_attention
+from firmware.compiler.pcu import systolic_tile_rows
+from firmware.kernels.attention import AttentionShape, attention_fits, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus, pack_b
 from firmware.kernels.mlp import MlpShape, compile_mlp, mlp_fits
@@ -31,7 +33,8 @@ __all__ = ["Layout", "CompiledGraph", "compile_graph", "fuse", "LOWERINGS", "PAR
 
 #: Words of each packed kind, from its kernel's shape.
 _WORDS = {"gemm_a": "a_words", "gemm_b": "b_words", "gemm_c": "c_words",
-          "attn_q": "q_words", "attn_k": "k_words", "attn_v": "v_words", "attn_o": "o_words",
+          "attn_q": "q_words", "attn_k": "k_words", "attn_kt": "k_words", "attn_v": "v_words",
+          "attn_o": "o_words",
           "mlp_x": "x_words", "mlp_w": "w_words", "mlp_y": "y_words"}
 #: Kinds the device writes (the rest the host packs).
 _RESULTS = ("gemm_c", "attn_o", "mlp_y")
@@ -86,7 +89,7 @@ class Layout:
             return self.gemm.pack_w(params, v, *joint)
         if self.kind == "attn_q":
             return self.gemm.pack_q(params, v)
-        if self.kind in ("attn_k", "attn_v"):
+        if self.kind in ("attn_k", "attn_kt", "attn_v"):
             return pack_b(params, v.T if self.kind == "attn_k" else v)
         if self.kind in _RESULTS:
             raise GraphError(f"a {self.kind} result layout is written by the device, not "
@@ -233,7 +236,8 @@ class _Softmax(_Lowering):
         if lay.kind not in ("flat", *_RESULTS):
             raise GraphError(f"{op.name}: input {x.name!r} is a packed operand")
         rows, n = x.shape
-        y = ctx.buffer(out, rows * n)
+        tm = systolic_tile_rows(ctx.params)        # room for a matmul reading whole row tiles
+        y = ctx.buffer(out, -(-rows // tm) * tm * n)
         kern = compile_softmax(ctx.params, rows, n, x=ctx.buffers[x.name], y=y,
                                x_stride=lay.row_stride, scale=op.attrs["scale"])
         ctx.final[out.name] = Layout("flat", out.shape)
@@ -245,7 +249,7 @@ class _Attention(_Lowering):
         return AttentionShape.of(params, *graph.tensors[op.inputs[0]].shape)
 
     def operand_layouts(self, graph, op):
-        return tuple((graph.tensors[n], f"attn_{r}") for n, r in zip(op.inputs, "qkv"))
+        return tuple((graph.tensors[n], kind) for n, kind in zip(op.inputs, _attn_kinds(op)))
 
     def lower(self, ctx, op, sh):
         q, k, v = (ctx.graph.tensors[n] for n in op.inputs)
@@ -266,9 +270,15 @@ class _Attention(_Lowering):
         o = ctx.buffer(out, sh.o_words)
         kern = compile_attention(ctx.params, *q.shape, q=buffers[q.name],
                                  kv=Buffer(k.region, kv.addr, sh.kv_words, "kv"), o=o)
-        for t, kind in ((q, "attn_q"), (k, "attn_k"), (v, "attn_v"), (out, "attn_o")):
+        for t, kind in zip((q, k, v, out), (*_attn_kinds(op), "attn_o")):
             ctx.final.setdefault(t.name, Layout(kind, t.shape, kern))
         return kern
+
+
+def _attn_kinds(op):
+    """The layouts of an attention op's q, k, v: K itself, or K^T where the op is a fused
+    ``matmul(q, kT) -> softmax -> matmul(p, v)`` chain."""
+    return ("attn_q", "attn_kt" if op.attrs.get("kt") else "attn_k", "attn_v")
 
 
 class _Mlp(_Lowering):
@@ -337,13 +347,51 @@ def _mlp_pair(params, graph, op, users, outputs):
     return nxt if mlp_fits(params, m, k, t[w1].shape[1], t[w2].shape[1], bool(bias)) else None
 
 
+def _only_user(users, tensor, kind, outputs):
+    """The one op of ``kind`` reading ``tensor`` (no graph output), else None."""
+    ops = users.get(tensor, [])
+    return ops[0] if len(ops) == 1 and ops[0].kind == kind and tensor not in outputs else None
+
+
+def _attention_chain(params, graph, op, users, outputs):
+    """(softmax, matmul) that ``op`` = ``matmul(q, kT)`` fuses with into one attention
+    kernel, or None: ``softmax(scale 1/sqrt(d))`` of its result, then ``matmul(p, v)``;
+    q (seq, d), kT (d, seq), v (seq, d) inputs used only there, no epilogues; it fits."""
+    t = graph.tensors
+    if op.kind != "matmul" or len(op.inputs) != 2 or op.attrs["relu"] or op.attrs["bf16"]:
+        return None
+    sm = _only_user(users, op.output, "softmax", outputs)
+    mm = sm and _only_user(users, sm.output, "matmul", outputs)
+    if mm is None or len(mm.inputs) != 2 or mm.inputs[0] != sm.output or mm.attrs["relu"] \
+            or mm.attrs["bf16"]:
+        return None
+    q, kt, v = op.inputs[0], op.inputs[1], mm.inputs[1]
+    (seq, d) = t[q].shape
+    if t[kt].shape != (d, seq) or t[v].shape != (seq, d) or \
+            abs(sm.attrs["scale"] * math.sqrt(d) - 1) > 1e-9 or \
+            any(t[n].producer is not None or len(users[n]) != 1 for n in (q, kt, v)) or \
+            t[kt].region != t[v].region:
+        return None
+    return (sm, mm) if attention_fits(params, seq, d) else None
+
+
 def fuse(params, graph):
     """The ops to lower, in program order: every matmul pair that fits one kernel
-    (:func:`_mlp_pair`) becomes one ``mlp`` op (named ``a+b``); the rest as they are."""
+    (:func:`_mlp_pair`) becomes one ``mlp`` op (named ``a+b``), every
+    matmul -> softmax -> matmul attention chain one ``attention`` op
+    (:func:`_attention_chain`); the rest as they are."""
     users, outputs = _users(graph), {o.name for o in graph.outputs}
     ops, taken = [], set()
     for op in graph.ops:
         if op.name in taken:
+            continue
+        chain = _attention_chain(params, graph, op, users, outputs)
+        if chain is not None:
+            sm, mm = chain
+            taken |= {sm.name, mm.name}
+            ops.append(Op(f"{op.name}+{sm.name}+{mm.name}", "attention",
+                          (op.inputs[0], op.inputs[1], mm.inputs[1]), mm.output,
+                          {"kt": True, "fused": (op.name, sm.name, mm.name)}))
             continue
         nxt = _mlp_pair(params, graph, op, users, outputs)
         if nxt is None:

@@ -42,14 +42,15 @@ from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, ge
                                    pack_simd, pack_systolic, simd_reference,
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
-from firmware.compiler.place import VFlow, agcu, place_and_route, port
+from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
+from firmware.runtime.memory import Buffer
 from hdl.pcu.pcu import Pcu
 
 from .gemm import GemmShape, a_transpose_pmu, compile_gemm, gemm_pcus, pack_a, pack_b
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
-__all__ = ["ATTENTION_UNITS", "attention_flows", "AttentionShape", "Attention", "compile_attention",
+__all__ = ["ATTENTION_UNITS", "attention_flows", "attention_fits", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
@@ -391,3 +392,16 @@ def unfused_words(params, seq, d):
     # The softmax reads whole vectors per row: the last row may run past C's end.
     return {"m": m, "p_stride": kp, "pcus": pcus, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
             "p": m * kp, "v": g2.b_words, "o": g2.c_words}
+
+
+def attention_fits(params, seq, d):
+    """Whether the fused kernel of ``seq`` x ``d`` fits the array (PMU capacities, AGCUs,
+    a placement with links of its own): compiled once against placeholder buffers."""
+    sh = AttentionShape.of(params, seq, d)
+    try:
+        compile_attention(params, seq, d, q=Buffer("hbm", 0, sh.q_words, "q"),
+                          kv=Buffer("hbm", 0, sh.kv_words, "kv"),
+                          o=Buffer("hbm", 0, sh.o_words, "o"))
+    except (ValueError, PlacementError):
+        return False
+    return True
