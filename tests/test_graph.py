@@ -186,11 +186,14 @@ def _mlp(m, k, hidden, n, bias=True):
     return mlp_graph(m, k, hidden, n, bias=bias)
 
 
-@pytest.mark.parametrize("m,k,hidden,n,bias", [(40, 33, 20, 12, True), (5, 8, 9, 30, False),
-                                               (61, 16, 40, 9, True)])
-def test_mlp_graph_fuses_into_one_kernel_with_the_op_by_op_bits(m, k, hidden, n, bias):
-    """x @ W1 + b1, ReLU, @ W2: one fused kernel (H never in HBM); compiled op by op (the
-    second GEMM takes H row-major through a transposing PMU) the same bits."""
+@pytest.mark.parametrize("params,m,k,hidden,n,bias", [
+    (SMALL, 40, 33, 20, 12, True), (SMALL, 5, 8, 9, 30, False), (SMALL, 61, 16, 40, 9, True),
+    (PRESETS["medium"], 40, 33, 20, 30, True),        # the second layer on three PCUs
+], ids=str)
+def test_mlp_graph_fuses_into_one_kernel_with_the_op_by_op_bits(params, m, k, hidden, n, bias):
+    """x @ W1 + b1, ReLU, @ W2: one fused kernel (H never in HBM; on four AGCUs the second
+    layer shared by up to three PCUs); compiled op by op (the second GEMM takes H row-major
+    through a transposing PMU) the same bits."""
     import asyncio
     from firmware.kernels.mlp import mlp_bound
     rng = np.random.default_rng(m + k)
@@ -200,9 +203,11 @@ def test_mlp_graph_fuses_into_one_kernel_with_the_op_by_op_bits(m, k, hidden, n,
         vals["b1"] = bf(hidden)
     outs = {}
     for fuse in (True, False):
-        dev = ReferenceDevice(SMALL)
-        cg = compile_graph(SMALL, _mlp(m, k, hidden, n, bias), dev.alloc, fuse_ops=fuse)
+        dev = ReferenceDevice(params)
+        cg = compile_graph(params, _mlp(m, k, hidden, n, bias), dev.alloc, fuse_ops=fuse)
         assert [op.kind for op, _ in cg.kernels] == (["mlp"] if fuse else ["matmul"] * 2)
+        if fuse:
+            assert cg.kernels[0][1].shape.g2.pcus == (3 if params.agcus == 4 else 1)
         outs[fuse] = asyncio.run(cg.run(dev, vals))[0]["y"]
     assert np.array_equal(outs[True], outs[False])
     exact, bound = mlp_bound(vals["x"], vals["w1"], vals.get("b1"), vals["w2"])

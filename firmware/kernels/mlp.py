@@ -33,7 +33,7 @@ from firmware.runtime.memory import Buffer
 
 from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b
 
-__all__ = ["MLP_UNITS", "MlpShape", "Mlp", "compile_mlp", "mlp_fits", "mlp_bound"]
+__all__ = ["MLP_UNITS", "MlpShape", "Mlp", "compile_mlp", "mlp_pcus", "mlp_bound"]
 
 #: The fused kernel's logical units.
 MLP_UNITS = {"g1": "pcu", "w1_pmu": "pmu", "h_pmu": "pmu", "g2": "pcu", "w2_pmu": "pmu"}
@@ -46,8 +46,10 @@ class MlpShape:
     g2: GemmShape          # Y = H W2: m x n, hidden
 
     @classmethod
-    def of(cls, params, m, k, hidden, n, bias=False):
-        return cls(GemmShape.of(params, m, hidden, k, bias), GemmShape.of(params, m, n, hidden))
+    def of(cls, params, m, k, hidden, n, bias=False, pcus2=1):
+        """``pcus2``: PCUs sharing the second layer's column tiles."""
+        return cls(GemmShape.of(params, m, hidden, k, bias),
+                   GemmShape.of(params, m, n, hidden, pcus=pcus2))
 
     @property
     def x_words(self):
@@ -99,18 +101,19 @@ class Mlp:
 
     def reference(self, params, x, w1, w2, b1=None):
         """Y bit-exactly as the kernel computes it."""
-        s1 = self.shape.g1
+        s1, s2 = self.shape.g1, self.shape.g2
         xs = np.repeat(self.pack_x(params, x).reshape(s1.mt, 1, -1), s1.nt, axis=1)
-        rows = _pipeline(params, self.shape, self.programs, xs.reshape(-1, params.pcu_lanes),
-                         self.pack_w(params, w1, w2, b1))
-        s2 = self.shape.g2
-        out = rows.reshape(s2.mt, s2.nt, s2.rows, -1)[..., :s2.cols].transpose(0, 2, 1, 3)
+        parts = _pipeline(params, self.shape, self.programs, xs.reshape(-1, params.pcu_lanes),
+                          self.pack_w(params, w1, w2, b1))
+        share = s2.nt // s2.pcus
+        out = np.concatenate([r.reshape(s2.mt, share, s2.rows, -1)[..., :s2.cols]
+                              for r in parts], axis=1).transpose(0, 2, 1, 3)
         return out.reshape(s2.c_rows, s2.c_cols)[:s2.m, :s2.n]
 
 
 def _pipeline(params, sh, programs, x_vectors, w):
-    """Y rows (store order: row tile, column tile, row) from the X vectors AGCU 0 streams
-    and the words AGCU 1 loads."""
+    """Y rows of each second-layer PCU (store order: row tile, its column tiles, row) from
+    the X vectors AGCU 0 streams and the words AGCU 1 loads."""
     L, s1, s2 = params.pcu_lanes, sh.g1, sh.g2
     w1 = np.asarray(w[:s1.b_words], np.uint32).reshape(-1, L)
     w2 = np.asarray(w[s1.b_words:sh.w_words], np.uint32).reshape(-1, L)
@@ -119,15 +122,22 @@ def _pipeline(params, sh, programs, x_vectors, w):
     # The A operand: row tiles of TM rows (rows past `rows` are never drained: zeros).
     a = np.zeros((s1.mt, s1.tile_rows, s2.k), np.uint32)
     a[:, :s1.rows] = h[:, :, :s2.k]
-    _, vin0, _ = gemm_streams(a.reshape(-1, s2.k), np.zeros((s2.k, s2.n), np.uint32), params)
-    return systolic_reference(programs["g2"], params, vin0, np.tile(w2, (s2.mt, 1)))["data"]
+    share = s2.nt // s2.pcus
+    _, vin0, _ = gemm_streams(a.reshape(-1, s2.k), np.zeros((s2.k, share * L), np.uint32),
+                              params)
+    part = s2.part_words
+    return [systolic_reference(programs["g2"], params, vin0,
+                               np.tile(w2.reshape(-1)[i * part:(i + 1) * part].reshape(-1, L),
+                                       (s2.mt, 1)))["data"] for i in range(s2.pcus)]
 
 
 def _check(params, sh, bufs):
     cap = params.pmu_banks * params.pmu_bank_words
-    if params.agcus < 2:
-        raise ValueError("the MLP kernel needs two AGCUs")
-    for name, words in (("W1", sh.g1.b_words), ("W2", sh.g2.b_words)):
+    if params.agcus < sh.g2.pcus + 1:
+        raise ValueError(f"the MLP kernel needs {sh.g2.pcus + 1} AGCUs (X through one, a store "
+                         f"stream per second-layer PCU through the others), the array has "
+                         f"{params.agcus}")
+    for name, words in (("W1", sh.g1.b_words), ("a PCU's share of W2", sh.g2.part_words)):
         if words > cap:
             raise ValueError(f"mlp: {name} needs {words} words of PMU, a PMU holds {cap}")
     for name, buf, need in (("x", bufs[0], sh.x_words), ("w", bufs[1], sh.w_words),
@@ -138,82 +148,120 @@ def _check(params, sh, bufs):
 
 
 def _w_pmus(sh):
-    """W1 and W2, each kept by its PMU from the multicast [W1 | W2] stream; read once per
-    row tile."""
+    """W1 and each second-layer PCU's share of W2, each kept by its PMU from the multicast
+    [W1 | W2] stream; read once per row tile."""
     s1, s2, total = sh.g1, sh.g2, Counter(0, sh.w_words)
+    part = s2.part_words
     w1 = PmuProgram(AccessPattern((total,), hi=s1.b_words),
                     AccessPattern((Counter(0, s1.mt), Counter(0, s1.b_words)), repeat=(0,)))
-    w2 = PmuProgram(AccessPattern((total,), base=-s1.b_words, lo=0),
-                    AccessPattern((Counter(0, s2.mt), Counter(0, s2.b_words)), repeat=(0,)))
+    w2 = [PmuProgram(AccessPattern((total,), base=-(s1.b_words + i * part), lo=0, hi=part),
+                     AccessPattern((Counter(0, s2.mt), Counter(0, part)), repeat=(0,)))
+          for i in range(s2.pcus)]
     return w1, w2
 
 
-def compile_mlp(params, m, k, hidden, n, *, x, w, y, bias=False, relu=True, relu2=False,
-                bf16=False):
-    """The fused kernel for buffers ``x`` (``MlpShape.x_words``), ``w`` (``w_words``:
-    ``[W1 | W2]``) and ``y`` (``y_words``); ``relu``: after the first layer; ``relu2``,
-    ``bf16``: the second layer's epilogue. A shape that does not fit raises ValueError
-    naming the resource."""
-    sh = MlpShape.of(params, m, k, hidden, n, bias)
-    _check(params, sh, (x, w, y))
+def _units(n2):
+    """Logical units with ``n2`` second-layer PCUs: (units, second-layer PCUs, their PMUs)."""
+    if n2 == 1:
+        return dict(MLP_UNITS), ("g2",), ("w2_pmu",)
+    g2 = tuple(f"g2_{i}" for i in range(n2))
+    pm = tuple(f"w2_pmu{i}" for i in range(n2))
+    units = {"g1": "pcu", "w1_pmu": "pmu", "h_pmu": "pmu", **{u: "pcu" for u in g2},
+             **{u: "pmu" for u in pm}}
+    return units, g2, pm
+
+
+def _flows(sh, g2, pm):
     s1, s2 = sh.g1, sh.g2
     P = s1.tile_rows // s1.stages
+    y_rate = min(1.0, s2.rows / (s2.k * P))
+    # Result PCU i stores through AGCU i + 1: AGCU 0's port streams X at a vector per
+    # cycle, and stores there would take beats from it (the result flows drain to memory
+    # and may share links with each other).
+    y_agcus = tuple(range(1, len(g2) + 1))
+    return [
+        VFlow("x", agcu(0), (port("g1"),)),
+        VFlow("w", agcu(1), (port("w1_pmu"), *(port(u) for u in pm))),   # loaded once, first
+        VFlow("w1", port("w1_pmu"), (port("g1", 1),), rate=1 / P),
+        VFlow("h", port("g1"), (port("h_pmu"),), rate=min(1.0, s1.rows / (s1.k * P))),
+        VFlow("h_cols", port("h_pmu"), tuple(port(u) for u in g2)),
+        *(VFlow(f"w2_{i}" if len(g2) > 1 else "w2", port(m), (port(u, 1),), rate=1 / P)
+          for i, (u, m) in enumerate(zip(g2, pm))),
+        *(VFlow(f"y{i}" if len(g2) > 1 else "y", port(u), (agcu(a),), rate=y_rate, shares="y")
+          for i, (u, a) in enumerate(zip(g2, y_agcus))),
+    ], y_agcus
+
+
+def compile_mlp(params, m, k, hidden, n, *, x, w, y, bias=False, relu=True, relu2=False,
+                bf16=False, pcus2=1):
+    """The fused kernel for buffers ``x`` (``MlpShape.x_words``), ``w`` (``w_words``:
+    ``[W1 | W2]``) and ``y`` (``y_words``); ``relu``: after the first layer; ``relu2``,
+    ``bf16``: the second layer's epilogue; ``pcus2``: PCUs sharing the second layer's
+    column tiles (each with its share of W2 in a PMU, fed H by one multicast stream, its
+    results through its own AGCU, not X's). A shape that does not fit raises ValueError
+    naming the resource."""
+    sh = MlpShape.of(params, m, k, hidden, n, bias, pcus2)
+    _check(params, sh, (x, w, y))
+    s1, s2 = sh.g1, sh.g2
+    share = s2.nt // s2.pcus
     programs = {
         "g1": SystolicProgram(k=s1.k, tiles=s1.mt * s1.nt, rows=s1.rows, cols=s1.cols,
                               tail=Tail(relu=relu)),
-        "g2": SystolicProgram(k=s2.k, tiles=s2.mt * s2.nt, rows=s2.rows, cols=s2.cols,
+        "g2": SystolicProgram(k=s2.k, tiles=s2.mt * share, rows=s2.rows, cols=s2.cols,
                               tail=Tail(relu=relu2, bf16=bf16)),
     }
-    h_pmu = a_transpose_pmu(params, s1.mt, s1.rows, s2.k, s2.nt, col_tiles=s1.nt)
-    layout = place_and_route(params, "mlp", MLP_UNITS, vec=[
-        VFlow("x", agcu(0), (port("g1"),)),
-        VFlow("w", agcu(1), (port("w1_pmu"), port("w2_pmu"))),     # loaded once, first
-        VFlow("w1", port("w1_pmu"), (port("g1", 1),), rate=1 / P),
-        VFlow("h", port("g1"), (port("h_pmu"),), rate=min(1.0, s1.rows / (s1.k * P))),
-        VFlow("h_cols", port("h_pmu"), (port("g2"),)),
-        VFlow("w2", port("w2_pmu"), (port("g2", 1),), rate=1 / P),
-        VFlow("y", port("g2"), (agcu(1),), rate=min(1.0, s2.rows / (s2.k * P))),
-    ])
+    h_pmu = a_transpose_pmu(params, s1.mt, s1.rows, s2.k, share, col_tiles=s1.nt)
+    units, g2, pm = _units(s2.pcus)
+    flows, y_agcus = _flows(sh, g2, pm)
+    layout = place_and_route(params, "mlp", units, vec=flows)
     vec = layout.vec
-    x_acc, y_acc = s1.a_access(), s2.c_access()
-    w_acc = TensorAccess((sh.w_words,), (1,))
-    w1_pmu, w2_pmu = _w_pmus(sh)
-    agcus = {
-        0: pack_agcu(params, load=(x_acc, 0), segments=[Segment(x.addr, sh.x_words)],
-                     hdr=vec.headers["x"])[0],
-        1: pack_agcu(params, load=(w_acc, 0), store=(y_acc, 1),
-                     segments=[Segment(w.addr, sh.w_words), Segment(y.addr, sh.y_words)],
-                     hdr=vec.headers["w"])[0],
-    }
+    x_acc, w_acc = s1.a_access(), TensorAccess((sh.w_words,), (1,))
+    y_accs = [s2.c_access(i) for i in range(s2.pcus)]
+    loads = {0: (x_acc, x, sh.x_words, "x"), 1: (w_acc, w, sh.w_words, "w")}
+    agcus = {}
+    for a in sorted(set(loads) | set(y_agcus)):
+        segs, load, store, hdr = [], None, None, None
+        if a in loads:
+            acc, buf, words, name = loads[a]
+            segs, load, hdr = [Segment(buf.addr, words)], (acc, 0), vec.headers[name]
+        if a in y_agcus:
+            store = (y_accs[y_agcus.index(a)], len(segs))
+            segs = segs + [Segment(y.addr, sh.y_words)]
+        agcus[a] = pack_agcu(params, load=load, store=store, segments=segs, hdr=hdr)[0]
+    w1_pmu, w2_pmus = _w_pmus(sh)
     parts = {
-        "pcus": layout.configs("pcu", {u: pack_systolic(programs[u], params)
-                                       for u in ("g1", "g2")}),
+        "pcus": layout.configs("pcu", {u: pack_systolic(programs[u[:2]], params)
+                                       for u in ("g1", *g2)}),
         "pmus": layout.configs("pmu", {"w1_pmu": pack_pmu(w1_pmu, params),
-                                       "w2_pmu": pack_pmu(w2_pmu, params),
-                                       "h_pmu": pack_pmu(h_pmu, params)}),
+                                       "h_pmu": pack_pmu(h_pmu, params),
+                                       **{u: pack_pmu(p_, params) for u, p_ in zip(pm, w2_pmus)}}),
         "agcus": agcus, "vec": vec, "layout": layout,
     }
 
     def execute(mem, args):
         xv = mem[stream_words(x, args, (0, "load"), x_acc)].reshape(-1, params.pcu_lanes)
         ww = mem[stream_words(w, args, (1, "load"), w_acc)]
-        rows = _pipeline(params, sh, programs, xv, ww)
-        mem[stream_words(y, args, (1, "store"), y_acc)] = rows[:, :s2.cols].reshape(-1)
+        for rows, a, acc in zip(_pipeline(params, sh, programs, xv, ww), y_agcus, y_accs):
+            mem[stream_words(y, args, (a, "store"), acc)] = rows[:, :s2.cols].reshape(-1)
     return Mlp(sh, programs, kernel_program(params, "mlp", **parts, execute=execute), parts,
                bool(bias))
 
 
-def mlp_fits(params, m, k, hidden, n, bias=False):
-    """Whether the fused kernel of this shape fits the array (PMU capacities, AGCUs, a
-    placement with links of its own): compiled once against placeholder buffers."""
-    sh = MlpShape.of(params, m, k, hidden, n, bias)
-    bufs = [Buffer("hbm", 0, words, name) for name, words in
-            (("x", sh.x_words), ("w", sh.w_words), ("y", sh.y_words))]
-    try:
-        compile_mlp(params, m, k, hidden, n, x=bufs[0], w=bufs[1], y=bufs[2], bias=bias)
-    except (ValueError, PlacementError):
-        return False
-    return True
+def mlp_pcus(params, m, k, hidden, n, bias=False):
+    """The most second-layer PCUs the fused kernel of this shape can use here (no more
+    than its column tiles, or the AGCUs besides X's; PMU capacities and a placement with
+    links of its own): compiled against placeholder buffers; 0 if it does not fit."""
+    for pcus2 in range(min(params.agcus - 1, -(-n // params.pcu_lanes)), 0, -1):
+        sh = MlpShape.of(params, m, k, hidden, n, bias, pcus2)
+        bufs = [Buffer("hbm", 0, words, name) for name, words in
+                (("x", sh.x_words), ("w", sh.w_words), ("y", sh.y_words))]
+        try:
+            compile_mlp(params, m, k, hidden, n, x=bufs[0], w=bufs[1], y=bufs[2], bias=bias,
+                        pcus2=pcus2)
+        except (ValueError, PlacementError):
+            continue
+        return pcus2
+    return 0
 
 
 def mlp_bound(x, w1, b1, w2):
