@@ -30,7 +30,7 @@ def cmd_run(args, extra):
     kargs = kp.parse_args(extra)
     try:
         kernel_args(k.name, args.config, seed=args.seed, options=vars(kargs))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         sys.exit(f"error: {e}")
     trace = _wave_request(args, k.name, vars(kargs))
     report = run_kernel(k.name, args.config, seed=args.seed,

@@ -78,3 +78,19 @@ def test_cli_options_are_the_dataclass_fields_and_defaults():
     assert (a.case, a.n, a.seed) == ("softmax", PcuSimdArgs().n, 3)
     with pytest.raises(TypeError, match="GemmArgs.bias: expected bool, got 5"):
         kernel_args("gemm", PRESETS["small"], options={"bias": 5})
+
+
+@pytest.mark.parametrize("cls,values,message", [
+    (GemmArgs, {"m": 0}, "GemmArgs.m: 0 is below the smallest value, 1"),
+    (GemmArgs, {"pcus": -1}, "GemmArgs.pcus: -1 is below the smallest value, 0"),
+    (PcuSimdArgs, {"idle": 1.0}, "PcuSimdArgs.idle: 1.0 is above the largest value, 0.99"),
+    (PcuSimdArgs, {"case": "fft"}, "PcuSimdArgs.case: 'fft' is not one of fma, dot"),
+    (GemmArgs, {"seed": -3}, "GemmArgs.seed: -3 is below the smallest value, 0"),
+])
+def test_out_of_range_arguments_are_refused_before_any_build(cls, values, message):
+    """A value the test cannot run (a zero-sized shape, a driver that never sends) is
+    refused when the arguments are made: the CLI says so before building a model."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        cls(**values)
+    with pytest.raises(ValueError, match="AttentionArgs.seq: 0 is below"):
+        kernel_args("attention", PRESETS["small"], options={"seq": 0})

@@ -22,12 +22,27 @@ __all__ = ["TbArgs", "TESTS", "args_class", "tb_args", "options_of", "ENV_ARGS"]
 ENV_ARGS = "OPENRDU_TB_ARGS"
 
 
-def arg(default, help_text="", **kw):
-    """A field with its default and the one-line help the CLI shows."""
+def arg(default, help_text="", *, lo=None, hi=None, choices=None):
+    """A field with its default, the one-line help the CLI shows, and the values it
+    accepts: ``lo`` .. ``hi`` (inclusive) or one of ``choices``."""
+    meta = {"help": help_text, "lo": lo, "hi": hi, "choices": choices}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default),
-                     metadata={"help": help_text}, **kw)
-    return field(default=default, metadata={"help": help_text}, **kw)
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _check_range(cls, f, value):
+    """ValueError naming the test, the field and what it accepts, for a value outside."""
+    m = f.metadata
+    where = f"{cls.__name__}.{f.name}"
+    if value is None or isinstance(value, (list, dict)):
+        return
+    if m.get("choices") is not None and value not in m["choices"]:
+        raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(str, m['choices']))}")
+    if m.get("lo") is not None and value < m["lo"]:
+        raise ValueError(f"{where}: {value!r} is below the smallest value, {m['lo']}")
+    if m.get("hi") is not None and value > m["hi"]:
+        raise ValueError(f"{where}: {value!r} is above the largest value, {m['hi']}")
 
 
 def _check(cls, name, value, want):
@@ -64,13 +79,14 @@ class TbArgs:
 
     config: str = arg("small", "preset name or TOML file")
     params: dict | None = arg(None, "RduParams fields (overrides config)")
-    seed: int = arg(1, "random seed")
+    seed: int = arg(1, "random seed", lo=0)
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _check(type(self), f.name, getattr(self, f.name),
-                                                    hints[f.name]))
+            value = _check(type(self), f.name, getattr(self, f.name), hints[f.name])
+            _check_range(type(self), f, value)
+            object.__setattr__(self, f.name, value)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self))
@@ -88,8 +104,9 @@ class TbArgs:
 
 @dataclass(frozen=True)
 class Stalls(TbArgs):
-    idle: float = arg(0.0, "probability a driver withholds valid in a cycle")
-    backpressure: float = arg(0.0, "probability a sink withholds ready")
+    # Below 1: a driver that never sends (or a sink that never takes) would hang the run.
+    idle: float = arg(0.0, "probability a driver withholds valid in a cycle", lo=0.0, hi=0.99)
+    backpressure: float = arg(0.0, "probability a sink withholds ready", lo=0.0, hi=0.99)
 
 
 # --- unit benches -----------------------------------------------------------------------
@@ -97,48 +114,50 @@ class Stalls(TbArgs):
 @dataclass(frozen=True)
 class FpuArgs(Stalls):
     MODULE = "tb.test_fpu_stream"
-    n: int = arg(100_000, "operand vectors")
-    lanes: int | None = arg(None, "lanes per vector (default: the config's pcu_lanes)")
+    n: int = arg(100_000, "operand vectors", lo=1)
+    lanes: int | None = arg(None, "lanes per vector (default: the config's pcu_lanes)", lo=1)
 
 
 @dataclass(frozen=True)
 class PcuSimdArgs(Stalls):
     MODULE = "tb.test_pcu_simd"
-    case: str = arg("fma", "fma, dot, softmax, normalize or random")
-    n: int = arg(4096, "iterations (one vector each)")
+    case: str = arg("fma", "fma, dot, softmax, normalize or random",
+                    choices=("fma", "dot", "softmax", "normalize", "random"))
+    n: int = arg(4096, "iterations (one vector each)", lo=1)
 
 
 @dataclass(frozen=True)
 class PcuGemmArgs(Stalls):
     MODULE = "tb.test_pcu_systolic"
-    m: int = arg(56, "rows of A and C")
-    n: int = arg(8, "columns of B and C")
-    k: int = arg(256, "the reduction length")
+    m: int = arg(56, "rows of A and C", lo=1)
+    n: int = arg(8, "columns of B and C", lo=1)
+    k: int = arg(256, "the reduction length", lo=1)
     row_scale: bool = arg(False, "divide each row of C by a scalar from sin0")
 
 
 @dataclass(frozen=True)
 class PmuArgs(Stalls):
     MODULE = "tb.test_pmu_stream"
-    case: str = arg("transpose", "transpose, linear or random")
-    tiles: int = arg(8, "tiles written and read")
-    nbuf: int = arg(2, "buffers (1 or 2)")
-    bank_bits: str = arg("chosen", "chosen or default")
+    case: str = arg("transpose", "transpose, linear or random",
+                    choices=("transpose", "linear", "random"))
+    tiles: int = arg(8, "tiles written and read", lo=1)
+    nbuf: int = arg(2, "buffers (1 or 2)", lo=1, hi=2)
+    bank_bits: str = arg("chosen", "chosen or default", choices=("chosen", "default"))
 
 
 @dataclass(frozen=True)
 class RdnTrafficArgs(Stalls):
     MODULE, TESTCASE = "tb.test_rdn", "rdn_traffic"
-    flows: int = arg(12, "random flows per fabric")
-    packets: int = arg(20, "packets per flow")
+    flows: int = arg(12, "random flows per fabric", lo=1)
+    packets: int = arg(20, "packets per flow", lo=1)
     throttle: list = arg([], "[fabric, source index, rate, burst] of throttled ports")
 
 
 @dataclass(frozen=True)
 class RdnControlArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_rdn", "rdn_control"
-    flows: int = arg(4, "random control flows")
-    cycles: int = arg(400, "cycles of random token pulses")
+    flows: int = arg(4, "random control flows", lo=1)
+    cycles: int = arg(400, "cycles of random token pulses", lo=1)
 
 
 @dataclass(frozen=True)
@@ -154,7 +173,7 @@ class RdnScenarioArgs(TbArgs):
 @dataclass(frozen=True)
 class DmaCopyArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_memory", "dma_copy"
-    count: int = arg(1000, "words copied")
+    count: int = arg(1000, "words copied", lo=1)
 
 
 @dataclass(frozen=True)
@@ -165,14 +184,14 @@ class DmaErrorArgs(TbArgs):
 @dataclass(frozen=True)
 class HostLinkArgs(Stalls):
     MODULE, TESTCASE = "tb.test_memory", "host_link"
-    requests: int = arg(100, "random host reads and writes")
+    requests: int = arg(100, "random host reads and writes", lo=1)
 
 
 @dataclass(frozen=True)
 class CopyBandwidthArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_memory", "copy_bandwidth"
-    count: int = arg(4096, "words copied")
-    via: str = arg("dma", "dma (DDR -> HBM) or host (host -> HBM)")
+    count: int = arg(4096, "words copied", lo=1)
+    via: str = arg("dma", "dma (DDR -> HBM) or host (host -> HBM)", choices=("dma", "host"))
 
 
 @dataclass(frozen=True)
@@ -189,7 +208,7 @@ class AgcuFaultArgs(TbArgs):
 @dataclass(frozen=True)
 class AgcuBandwidthArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_memory", "agcu_bandwidth"
-    words: int = arg(4096, "words per AGCU")
+    words: int = arg(4096, "words per AGCU", lo=1)
     write: bool = arg(False, "stores instead of loads")
 
 
@@ -198,95 +217,95 @@ class AgcuBandwidthArgs(TbArgs):
 @dataclass(frozen=True)
 class ScaleBiasArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "scale_bias"
-    n: int = arg(256, "words per iteration")
-    iterations: int = arg(1, "slices stepped by the AGCU strides")
+    n: int = arg(256, "words per iteration", lo=1)
+    iterations: int = arg(1, "slices stepped by the AGCU strides", lo=1)
     ddr: bool = arg(False, "y in DDR instead of HBM")
 
 
 @dataclass(frozen=True)
 class LoopingArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "looping"
-    n: int = arg(256, "words per iteration")
-    iterations: int = arg(4, "iterations (looped, then launched one by one)")
+    n: int = arg(256, "words per iteration", lo=1)
+    iterations: int = arg(4, "iterations (looped, then launched one by one)", lo=1)
 
 
 @dataclass(frozen=True)
 class GemmArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "gemm"
-    m: int = arg(56, "rows of A and C")
-    n: int = arg(24, "columns of B and C")
-    k: int = arg(64, "the reduction length")
+    m: int = arg(56, "rows of A and C", lo=1)
+    n: int = arg(24, "columns of B and C", lo=1)
+    k: int = arg(64, "the reduction length", lo=1)
     bias: bool = arg(False, "fused bias epilogue, one per output column (0/1)")
     relu: bool = arg(False, "fused ReLU epilogue (0/1)")
     bf16: bool = arg(False, "fused BF16 convert epilogue (0/1)")
     pcus: int = arg(0, "PCUs sharing the column tiles (0: as many as the array and the "
-                          "shape allow)")
+                          "shape allow)", lo=0)
     a_rows: bool = arg(False, "A stored row-major, transposed on chip by a PMU")
 
 
 @dataclass(frozen=True)
 class SoftmaxArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "softmax"
-    rows: int = arg(64, "rows")
-    n: int = arg(100, "values per row")
-    spread: float = arg(3.0, "standard deviation of the inputs")
+    rows: int = arg(64, "rows", lo=1)
+    n: int = arg(100, "values per row", lo=1)
+    spread: float = arg(3.0, "standard deviation of the inputs", lo=0.0)
 
 
 @dataclass(frozen=True)
 class AttentionArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "attention"
-    seq: int = arg(128, "sequence length (queries = keys)")
-    head_dim: int = arg(32, "head dimension d")
+    seq: int = arg(128, "sequence length (queries = keys)", lo=1)
+    head_dim: int = arg(32, "head dimension d", lo=1)
     unfused: bool = arg(True, "also run the unfused kernels and compare (0/1)")
-    spread: float = arg(1.0, "standard deviation of Q, K and V")
+    spread: float = arg(1.0, "standard deviation of Q, K and V", lo=0.0)
 
 
 @dataclass(frozen=True)
 class AttentionHeadsArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "attention_heads"
-    seq: int = arg(64, "sequence length")
-    head_dim: int = arg(16, "head dimension d")
-    heads: int = arg(2, "heads, looped and launched one by one")
+    seq: int = arg(64, "sequence length", lo=1)
+    head_dim: int = arg(16, "head dimension d", lo=1)
+    heads: int = arg(2, "heads, looped and launched one by one", lo=1)
 
 
 @dataclass(frozen=True)
 class LayerLoopArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "layer_loop"
-    m: int = arg(1, "rows of the activations")
-    n: int = arg(8, "outputs per layer")
-    k: int = arg(64, "inputs per layer")
-    layers: int = arg(8, "layers (one weight set each)")
+    m: int = arg(1, "rows of the activations", lo=1)
+    n: int = arg(8, "outputs per layer", lo=1)
+    k: int = arg(64, "inputs per layer", lo=1)
+    layers: int = arg(8, "layers (one weight set each)", lo=1)
 
 
 @dataclass(frozen=True)
 class GraphArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "graph"
-    m: int = arg(8, "rows of x")
-    n: int = arg(8, "columns of w")
-    k: int = arg(32, "the reduction length")
+    m: int = arg(8, "rows of x", lo=1)
+    n: int = arg(8, "columns of w (unused by the attention graph: 0)", lo=0)
+    k: int = arg(32, "the reduction length", lo=1)
     attention: bool = arg(False, "the attention graph instead of the GEMM one")
 
 
 @dataclass(frozen=True)
 class MlpArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "mlp"
-    m: int = arg(112, "rows of X")
-    k: int = arg(64, "inputs (columns of X)")
-    hidden: int = arg(64, "hidden units (columns of W1)")
-    n: int = arg(64, "outputs (columns of W2)")
+    m: int = arg(112, "rows of X", lo=1)
+    k: int = arg(64, "inputs (columns of X)", lo=1)
+    hidden: int = arg(64, "hidden units (columns of W1)", lo=1)
+    n: int = arg(64, "outputs (columns of W2)", lo=1)
     bias: bool = arg(True, "the first layer adds a bias (0/1)")
 
 
 @dataclass(frozen=True)
 class FaultArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "fault"
-    n: int = arg(64, "words of the faulting access")
+    n: int = arg(64, "words of the faulting access", lo=1)
 
 
 @dataclass(frozen=True)
 class TimeoutArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "timeout"
-    n: int = arg(64, "words the writer waits for")
+    n: int = arg(64, "words the writer waits for", lo=1)
 
 
 TESTS = {(c.MODULE, c.TESTCASE): c for c in (
