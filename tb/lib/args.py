@@ -16,6 +16,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from hdl.pmu.config import MAX_BUFFERS
+
 __all__ = ["TbArgs", "TESTS", "args_class", "tb_args", "options_of", "ENV_ARGS"]
 
 #: The environment variable carrying the JSON of a test's arguments.
@@ -141,7 +143,7 @@ class PmuArgs(Stalls):
     case: str = arg("transpose", "transpose, linear or random",
                     choices=("transpose", "linear", "random"))
     tiles: int = arg(8, "tiles written and read", lo=1)
-    nbuf: int = arg(2, "buffers (1 or 2)", lo=1, hi=2)
+    nbuf: int = arg(2, "buffers the tiles rotate through", lo=1, hi=MAX_BUFFERS)
     bank_bits: str = arg("chosen", "chosen or default", choices=("chosen", "default"))
 
 
