@@ -18,16 +18,21 @@ def _config(value):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _kernel_parser(k, cmd):
+    """The options of kernel ``k`` (its test's argument fields) for ``python -m sim cmd``."""
+    kp = argparse.ArgumentParser(prog=f"python -m sim {cmd} {k.name}", description=k.description)
+    for o in k.options:
+        kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
+                        default=o.default, help=f"{o.help} (default {o.default})")
+    return kp
+
+
 def cmd_run(args, extra):
     from .run import KERNELS, kernel_args, run_kernel, write_report
     k = KERNELS.get(args.kernel)
     if k is None:
         sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
-    kp = argparse.ArgumentParser(prog=f"python -m sim run {k.name}", description=k.description)
-    for o in k.options:
-        kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
-                        default=o.default, help=f"{o.help} (default {o.default})")
-    kargs = kp.parse_args(extra)
+    kargs = _kernel_parser(k, "run").parse_args(extra)
     try:
         kernel_args(k.name, args.config, seed=args.seed, options=vars(kargs))
     except (TypeError, ValueError) as e:
@@ -170,13 +175,9 @@ def cmd_explain(args, extra):
     k = KERNELS.get(args.kernel)
     if k is None:
         sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
-    kp = argparse.ArgumentParser(prog=f"python -m sim explain {k.name}",
-                                 description=k.description)
-    for o in k.options:
-        kp.add_argument(f"--{o.flag.replace('_', '-')}", dest=o.flag, type=o.type,
-                        default=o.default, help=f"{o.help} (default {o.default})")
+    kargs = _kernel_parser(k, "explain").parse_args(extra)
     try:
-        print("\n".join(explain(k.name, args.config, vars(kp.parse_args(extra)))))
+        print("\n".join(explain(k.name, args.config, vars(kargs))))
     except (ValueError, TypeError) as e:
         sys.exit(f"error: {e}")
 

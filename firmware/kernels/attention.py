@@ -30,6 +30,7 @@ Operands are BF16 values in FP32 words. Rows of the last query tile past ``seq``
 zero queries (uniform softmax); they are computed and stored like the others.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -394,6 +395,7 @@ def unfused_words(params, seq, d):
             "p": m * kp, "v": g2.b_words, "o": g2.c_words}
 
 
+@functools.lru_cache(maxsize=256)
 def attention_fits(params, seq, d):
     """Whether the fused kernel of ``seq`` x ``d`` fits the array (PMU capacities, AGCUs,
     a placement with links of its own): compiled once against placeholder buffers."""

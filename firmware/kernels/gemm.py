@@ -16,6 +16,7 @@ column tile and step one LANES-word row; both zero padded. C is row-major with
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from firmware.compiler.program import kernel_program, stream_words
 from hdl.grid import grid_coords
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
-           "pack_a", "pack_b", "a_transpose_pmu"]
+           "with_ones_column", "pack_a", "pack_b", "a_transpose_pmu"]
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,7 @@ class Gemm:
     c_agcus: tuple = (1,)    # the AGCUs whose store streams write C
 
     def _a(self, a):
-        a = np.asarray(a, np.uint32)
-        if self.bias:
-            a = np.hstack([a, np.full((a.shape[0], 1), 0x3F800000, np.uint32)])
-        return a
+        return with_ones_column(a) if self.bias else np.asarray(a, np.uint32)
 
     def _b(self, b, bias):
         b = np.asarray(b, np.uint32)
@@ -170,6 +168,13 @@ class Gemm:
         out = systolic_reference(whole, params, vin0, vin1)["data"]
         tiles = out.reshape(s.mt, s.nt, s.rows, s.lanes)[..., :s.cols]
         return tiles.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
+
+
+def with_ones_column(a):
+    """``[A 1]``: A (FP32 words) with a column of 1.0 — the A side of a bias epilogue (the
+    bias is the last accumulation step)."""
+    a = np.asarray(a, np.uint32)
+    return np.hstack([a, np.full((a.shape[0], 1), 0x3F800000, np.uint32)])
 
 
 def pack_a(params, a):
@@ -337,6 +342,7 @@ def share_groups(params, s):
     return share // t, t, 2 if 2 * t * tile <= cap else 1
 
 
+@functools.lru_cache(maxsize=256)
 def gemm_pcus(params, m, n, k, bias=False):
     """The most PCUs an M x N x K GEMM can share out here: no more than its column tiles,
     the array's PCUs, PMUs and AGCUs, a share of B that fits a PMU, and a placement with

@@ -17,6 +17,7 @@ The same bits as the two GEMMs run one after the other through HBM (H stored in 
 both arrays round their operands to BF16 the same way).
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.program import kernel_program, stream_words
 from firmware.runtime.memory import Buffer
 
-from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b
+from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b, with_ones_column
 
 __all__ = ["MLP_UNITS", "MlpShape", "Mlp", "compile_mlp", "mlp_pcus", "mlp_bound"]
 
@@ -80,10 +81,7 @@ class Mlp:
     def pack_x(self, params, x):
         """X (m x k FP32 words) in the layout AGCU 0 streams (with the ones column of the
         bias step when compiled with a bias)."""
-        x = np.asarray(x, np.uint32)
-        if self.bias:
-            x = np.hstack([x, np.full((x.shape[0], 1), 0x3F800000, np.uint32)])
-        return pack_a(params, x)
+        return pack_a(params, with_ones_column(x) if self.bias else x)
 
     def pack_w(self, params, w1, w2, b1=None):
         """``[W1 (; b1) | W2]`` in the layout AGCU 1 streams."""
@@ -247,6 +245,7 @@ def compile_mlp(params, m, k, hidden, n, *, x, w, y, bias=False, relu=True, relu
                bool(bias))
 
 
+@functools.lru_cache(maxsize=256)
 def mlp_pcus(params, m, k, hidden, n, bias=False):
     """The most second-layer PCUs the fused kernel of this shape can use here (no more
     than its column tiles, or the AGCUs besides X's; PMU capacities and a placement with
