@@ -297,15 +297,22 @@ def _attention(b, params, workdir, seq, d):
 GEMM_ARRAY = (256, 256, 256)
 
 
-def _gemm_array(params, args, o):
-    """The GEMM on as many PCUs as it can use: utilization over the whole array, and HBM
-    traffic against the compulsory bytes (A, B in once, C out once)."""
+def _gemm_array(args, runs):
+    """The GEMM on as many PCUs as it can use, once per A layout (``runs``: {layout:
+    outputs}): utilization over the whole array, and HBM traffic against the compulsory
+    bytes (A, B in once, C out once). The top-level figures are the faster layout's."""
     m, n, k = args.m, args.n, args.k
-    return {"m": m, "n": n, "k": k, "pcus": o["active_pcus"], "cycles": o["cycles"],
-            "pcu_utilization_array": round(o["utilization"], 4),
-            "useful_pcu_utilization_array": round(
-                m * n * k / (o["macs"] or 1) * o["utilization"], 4),
-            "hbm_bytes": o["hbm_bytes"], "compulsory_bytes": 4 * (m * k + k * n + m * n)}
+    compulsory = 4 * (m * k + k * n + m * n)
+    per = {lay: {"pcus": o["active_pcus"], "cycles": o["cycles"],
+                 "pcu_utilization_array": round(o["utilization"], 4),
+                 "useful_pcu_utilization_array": round(
+                     m * n * k / (o["macs"] or 1) * o["utilization"], 4),
+                 "hbm_bytes": o["hbm_bytes"],
+                 "hbm_over_compulsory": round(o["hbm_bytes"] / compulsory, 3)}
+           for lay, o in runs.items()}
+    best = min(per, key=lambda lay: per[lay]["cycles"])
+    return {"m": m, "n": n, "k": k, "a_layout": best, **per[best],
+            "compulsory_bytes": compulsory, "a_layouts": per}
 
 
 def _placement_seconds():
@@ -338,7 +345,11 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     o2 = run_cocotb(b, dataclasses.replace(gemm, pcus=2), test_dir=workdir / "gemm2").outputs
     big = GemmArgs(params=params.to_dict(), m=GEMM_ARRAY[0], n=GEMM_ARRAY[1], k=GEMM_ARRAY[2],
                    pcus=0, seed=65)
-    arr = run_cocotb(b, big, test_dir=workdir / "gemm_array").outputs
+    # A streamed from HBM in the systolic layout, or row-major and held by a PMU per row
+    # tile (A-stationary, multicast to the PCUs).
+    arr = {lay: run_cocotb(b, dataclasses.replace(big, a_rows=rows),
+                           test_dir=workdir / f"gemm_array-{lay}").outputs
+           for lay, rows in (("systolic_streamed", False), ("row_major_stationary", True))}
     mlp_args = MlpArgs(params=params.to_dict(), seed=64)       # the CLI's default shape
     mlp = run_cocotb(b, mlp_args, test_dir=workdir / "mlp").outputs
     layers = 8
@@ -362,7 +373,7 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
                  "program_load_cycles": o["load_cycles"], "config_beats": o["beats"],
                  "hbm_bytes": o["hbm_bytes"],
                  "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)},
-        "gemm_array": _gemm_array(params, big, arr),
+        "gemm_array": _gemm_array(big, arr),
         "mlp": {"shape": {f: getattr(mlp_args, f) for f in ("m", "k", "hidden", "n", "bias")},
                 "what": "Y = relu(X W1 + b1) W2 as a graph: one fused "
                                             "kernel vs op by op (two GEMMs, H through HBM)",

@@ -63,12 +63,15 @@ def _scratch(params, sizes):
 
 
 def _gemm_programs(params, o):
-    pcus = o["pcus"] or gemm_pcus(params, o["m"], o["n"], o["k"], bool(o["bias"]))
+    rows = bool(o.get("a_rows"))
+    pcus = o["pcus"] or gemm_pcus(params, o["m"], o["n"], o["k"], bool(o["bias"]), rows)
     s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), pcus)
-    bufs = _scratch(params, {"a": s.a_words, "b": s.b_words, "c": s.c_words})
+    a_rows = -(-s.k // params.pcu_lanes) * params.pcu_lanes if rows else None
+    bufs = _scratch(params, {"a": s.a_row_words(a_rows) if rows else s.a_words,
+                             "b": s.b_words, "c": s.c_words})
     return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),
                          relu=bool(o["relu"]), bf16=bool(o["bf16"]), pcus=pcus,
-                         **bufs).program]
+                         a_rows=a_rows, **bufs).program]
 
 
 def _attention_programs(params, o):
@@ -126,9 +129,10 @@ KERNELS = {
     "gemm": Kernel(
         "gemm", "socket", GemmArgs,
         "C = A x B on the socket: the bitstream loads from HBM through the config "
-        "controller, AGCUs stream A and B from HBM into a PCU's systolic array and C back, "
+        "controller, AGCUs stream A and B from HBM into the PCUs' systolic arrays and C back "
+        "(--a-rows 1: A row-major, each row tile held and transposed by a PMU), "
         "bit-exact against the PCU reference and within k FP32 roundings of float64",
-        ("m", "n", "k", "bias", "relu", "bf16", "pcus"), programs=_gemm_programs),
+        ("m", "n", "k", "bias", "relu", "bf16", "pcus", "a_rows"), programs=_gemm_programs),
     "attention": Kernel(
         "attention", "socket", AttentionArgs,
         "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "

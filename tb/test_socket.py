@@ -162,24 +162,16 @@ async def gemm(dut):
     b = nrng.normal(0, 1, (k, n)).astype(np.float32).view(np.uint32) & 0xFFFF0000
     bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
             if use_bias else None)
-    pcus = args.pcus or (1 if args.a_rows else gemm_pcus(params, m, n, k, use_bias))
+    pcus = args.pcus or gemm_pcus(params, m, n, k, use_bias, args.a_rows)
     s = GemmShape.of(params, m, n, k, use_bias, pcus)
-    a_rows = None
-    a_words, packed_a = s.a_words, None
-    if args.a_rows:
-        # Row-major A, rows padded to whole vectors (the pad holds NaNs: never used) and
-        # to whole row tiles (zero rows).
-        a_rows = -(-k // params.pcu_lanes) * params.pcu_lanes
-        packed_a = np.full((s.mt * s.tile_rows, a_rows), N.QNAN32, np.uint32)
-        packed_a[:, :k] = 0
-        packed_a[:m, :k] = a
-        a_words = packed_a.size
+    # Row-major A: rows padded to whole vectors (Gemm.pack_a fills the pad with NaNs).
+    a_rows = -(-s.k // params.pcu_lanes) * params.pcu_lanes if args.a_rows else None
+    a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
             (("a", "hbm", a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
     g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, a_rows=a_rows,
                      pcus=pcus, **bufs)
-    if packed_a is None:
-        packed_a = g.pack_a(params, a)
+    packed_a = g.pack_a(params, a)
     await dev.write(bufs["a"], packed_a)
     await dev.write(bufs["b"], g.pack_b(params, b, bias))
     prog = await dev.load(g.program)

@@ -148,30 +148,39 @@ def _run(coro):
 PLASTICINE = PRESETS["plasticine"]
 
 
-@pytest.mark.parametrize("params,m,n,k,pcus", [
+_GEMM_CASES = [
     (SMALL, 40, 20, 33, 1), (SMALL, 5, 3, 7, 1), (SMALL, 60, 17, 24, 1),
     (SMALL, 40, 20, 33, 2), (SMALL, 5, 3, 7, 2), (SMALL, 60, 17, 24, 2),
     (PLASTICINE, 50, 70, 20, 3), (PLASTICINE, 43, 100, 9, 4), (PLASTICINE, 7, 5, 1, 4),
     # Shares of B larger than a PMU: in groups of column tiles, A streamed once per group.
     (SMALL, 30, 256, 200, 2), (SMALL, 60, 100, 600, 2), (PLASTICINE, 45, 600, 300, 4),
-], ids=str)
-def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus):
+]
+
+
+@pytest.mark.parametrize("params,m,n,k,pcus,a_rows", [
+    *[c + (False,) for c in _GEMM_CASES],
+    # A row-major through a transposing PMU that multicasts it to the PCUs (A-stationary).
+    *[c + (True,) for c in _GEMM_CASES if c[3] < 600]], ids=str)
+def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus, a_rows):
     """The reference backend gathers the AGCU streams from memory; the result equals the
     GEMM reference computed from the operands directly (gemm_streams) — also with the
     column tiles shared out over several PCUs (padded to a multiple of them), each PCU's
-    C through its own AGCU."""
+    C through its own AGCU, and with A row-major, transposed by a PMU."""
     from firmware.compiler.pcu import gemm_reference
     from firmware.runtime.reference import ReferenceDevice
     dev = ReferenceDevice(params)
     s = GemmShape.of(params, m, n, k, pcus=pcus)
     assert s.nt % pcus == 0
+    stride = -(-k // params.pcu_lanes) * params.pcu_lanes if a_rows else None
     bufs = {name: dev.alloc.alloc("hbm", w, name) for name, w in
-            (("a", s.a_words), ("b", s.b_words), ("c", s.c_words))}
-    g = compile_gemm(params, m, n, k, relu=True, pcus=pcus, **bufs)
+            (("a", s.a_row_words(stride) if a_rows else s.a_words), ("b", s.b_words),
+             ("c", s.c_words))}
+    g = compile_gemm(params, m, n, k, relu=True, pcus=pcus, a_rows=stride, **bufs)
     from hdl.tile import is_pcu
     started = [divmod(i, params.cols) for i in range(params.rows * params.cols)
                if g.program.units >> i & 1]
     assert sum(is_pcu(r, c) for r, c in started) == pcus
+    assert sum(not is_pcu(r, c) for r, c in started) == (pcus if pcus > 1 else 0) + a_rows
     assert g.program.agcus == (1 << max(2, pcus)) - 1
     rng = np.random.default_rng(m)
     a = rng.normal(0, 1, (m, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000

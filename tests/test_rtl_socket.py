@@ -69,13 +69,20 @@ def test_gemm_on_two_pcus(model, tmp_path, k, m, n, kk, bias):
     assert o["macs"] <= o["cycles"] * 2 * SMALL.pcu_stages * SMALL.pcu_lanes
 
 
-@pytest.mark.parametrize("k,m,n,kk", [(0, 61, 19, 45), (1, 5, 30, 8)])
-def test_gemm_with_row_major_a_through_a_transposing_pmu(model, tmp_path, k, m, n, kk):
-    """A row-major (as another kernel writes it), transposed by a PMU on chip: the same C
-    as the reference backend and the PCU reference (checked in the test)."""
-    o = run(model, tmp_path, "gemm", seed=SEED + 50 + k, m=m, n=n, k=kk, a_rows=1)
-    assert o["mismatches"] == 0
-    assert o["macs"] <= o["cycles"] * SMALL.pcu_stages * SMALL.pcu_lanes
+@pytest.mark.parametrize("k,m,n,kk,bias,pcus", [
+    (0, 61, 19, 45, False, 1), (1, 5, 30, 8, False, 1),
+    (2, 61, 19, 45, False, 2), (3, 40, 20, 33, True, 2),
+    (4, 30, 256, 200, False, 2),    # shares of B in groups: each row tile loaded per group
+])
+def test_gemm_with_row_major_a_through_a_transposing_pmu(model, tmp_path, k, m, n, kk, bias,
+                                                          pcus):
+    """A row-major (as another kernel writes it, or the host with a ones column for the
+    bias), transposed by a PMU on chip that feeds one PCU or multicasts to several: the
+    same C as the reference backend and the PCU reference (checked in the test)."""
+    o = run(model, tmp_path, "gemm", seed=SEED + 50 + k, m=m, n=n, k=kk, bias=bias, a_rows=1,
+            pcus=pcus)
+    assert o["mismatches"] == 0 and o["active_pcus"] == pcus
+    assert o["macs"] <= o["cycles"] * pcus * SMALL.pcu_stages * SMALL.pcu_lanes
 
 
 @pytest.mark.parametrize("k,rows,n,spread", [(0, 20, 53, 3.0), (1, 9, 128, 10.0),

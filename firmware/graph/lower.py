@@ -169,10 +169,11 @@ class _Matmul(_Lowering):
     (transposed on chip by a PMU: ``compile_gemm(a_rows=...)``); a bias packed with B."""
 
     def shape(self, params, graph, op):
-        """On as many PCUs as the GEMM can use (one when A comes row-major)."""
+        """On as many PCUs as the GEMM can use (A computed on the device comes row-major,
+        through a transposing PMU)."""
         a, b = (graph.tensors[n] for n in op.inputs[:2])
         (m, k), n, bias = a.shape, b.shape[1], len(op.inputs) > 2
-        pcus = 1 if a.producer is not None else gemm_pcus(params, m, n, k, bias)
+        pcus = gemm_pcus(params, m, n, k, bias, a.producer is not None)
         return GemmShape.of(params, m, n, k, bias=bias, pcus=pcus)
 
     def operand_layouts(self, graph, op):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware.numerics import QNAN32
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
@@ -93,6 +94,11 @@ class GemmShape:
     def a_words(self):
         return self.mt * self.k * (self.tile_rows // self.stages) * self.lanes
 
+    def a_row_words(self, a_rows):
+        """Words of A row-major with row stride ``a_rows``, rows to whole row tiles, each
+        read as whole vectors."""
+        return (self.mt * self.tile_rows - 1) * a_rows + -(-self.k // self.lanes) * self.lanes
+
     @property
     def b_words(self):
         return self.nt * self.k * self.lanes
@@ -133,6 +139,7 @@ class Gemm:
     parts: dict
     bias: bool = False
     c_agcus: tuple = (1,)    # the AGCUs whose store streams write C
+    a_rows: int | None = None   # A row-major with this row stride (else the systolic layout)
 
     def _a(self, a):
         return with_ones_column(a) if self.bias else np.asarray(a, np.uint32)
@@ -148,8 +155,16 @@ class Gemm:
         return np.hstack([b, np.zeros((b.shape[0], pad), np.uint32)])
 
     def pack_a(self, params, a):
-        """A (M x K FP32 words) in the device layout."""
-        return pack_a(params, self._a(a))
+        """A (M x K FP32 words) in the device layout: the systolic one, or row-major (row
+        stride ``a_rows``, rows to whole row tiles: zeros; the pad of each row: NaNs, never
+        read into a product)."""
+        if self.a_rows is None:
+            return pack_a(params, self._a(a))
+        s, a = self.shape, self._a(a)
+        out = np.full((s.mt * s.tile_rows, self.a_rows), QNAN32, np.uint32)
+        out[:, :s.k] = 0
+        out[:a.shape[0], :s.k] = a
+        return out.reshape(-1)
 
     def pack_b(self, params, b, bias=None):
         """B (K x N FP32 words), and the bias (N,) if compiled with one, in the device
@@ -204,9 +219,10 @@ def a_transpose_pmu(params, tiles, rows, k, repeat, col_tiles=None):
     TM, S, L = systolic_tile_rows(params), params.pcu_stages, params.pcu_lanes
     cap = params.pmu_banks * params.pmu_bank_words
     cols = k if col_tiles is None else max(k, col_tiles * L)
-    if 2 * cols * TM > cap:
-        raise ValueError(f"a tile of {TM} rows x {cols} in two PMU buffers needs "
-                         f"{2 * cols * TM} words, a PMU holds {cap}")
+    nbuf = a_transpose_buffers(params, cols)
+    if not nbuf:
+        raise ValueError(f"a tile of {TM} rows x {cols} in a PMU buffer needs "
+                         f"{cols * TM} words, a PMU holds {cap}")
     if col_tiles is None:
         write = AccessPattern((Counter(0, tiles), Counter(0, rows), Counter(0, k * TM, TM)),
                               repeat=(0,))
@@ -220,7 +236,15 @@ def a_transpose_pmu(params, tiles, rows, k, repeat, col_tiles=None):
         access_reference(AccessPattern((Counter(0, 1),) + write.counters[1:]), params),
         access_reference(AccessPattern((Counter(0, 1), Counter(0, 1)) + read.counters[2:]),
                          params)], params)
-    return PmuProgram(write, read, bits, nbuf=2, buf_words=cols * TM, w_level=1, r_level=1)
+    return PmuProgram(write, read, bits, nbuf=nbuf, buf_words=cols * TM, w_level=1, r_level=1)
+
+
+def a_transpose_buffers(params, cols):
+    """Buffers of :func:`a_transpose_pmu` for tiles of ``cols`` columns: two where they fit
+    (the next tile lands while this one is read), else one (the next waits), else 0."""
+    cap = params.pmu_banks * params.pmu_bank_words
+    tile = cols * systolic_tile_rows(params)
+    return 2 if 2 * tile <= cap else 1 if tile <= cap else 0
 
 
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
@@ -235,25 +259,22 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     (:func:`a_transpose_pmu`) and feeds it once per column tile — the layout another
     kernel's row-major output is already in.
 
-    ``pcus`` > 1: that many PCUs share the column tiles (:func:`_parallel_gemm`; ``a_rows``
-    does not apply); None: as many as this array and shape allow (:func:`gemm_pcus`)."""
+    ``pcus`` > 1: that many PCUs share the column tiles (:func:`_parallel_gemm`; with
+    ``a_rows`` the transposing PMU multicasts A to all of them); None: as many as this array
+    and shape allow (:func:`gemm_pcus`)."""
     if pcus is None:
-        pcus = 1 if a_rows is not None else gemm_pcus(params, m, n, k, bias)
+        pcus = gemm_pcus(params, m, n, k, bias, a_rows is not None)
     s = GemmShape.of(params, m, n, k, bias, pcus)
     k = s.k
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
-    if pcus > 1 and a_rows is not None:
-        raise ValueError("gemm: A row-major (a_rows) runs on one PCU")
     a_words = s.a_words
     if a_rows is not None:
         kp = -(-k // s.lanes) * s.lanes
-        if bias:
-            raise ValueError("gemm: a bias epilogue needs A in the systolic layout")
         if isinstance(a_rows, bool) or not isinstance(a_rows, int) or a_rows < kp:
             raise ValueError(f"gemm: a_rows = {a_rows!r}: the row stride must hold {kp} words "
                              f"(k rounded up to whole vectors)")
-        a_words = (s.mt * s.tile_rows - 1) * a_rows + kp
+        a_words = s.a_row_words(a_rows)
     for name, buf, need in (("a", a, a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
         if buf.words < need:
             raise ValueError(f"gemm {m}x{n}x{k - bool(bias)}: buffer {name} has "
@@ -261,7 +282,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     systolic = SystolicProgram(k=k, tiles=s.mt * s.nt // pcus, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
     if pcus > 1:
-        return _parallel_gemm(params, s, systolic, a, b, c, bool(bias))
+        return _parallel_gemm(params, s, systolic, a, b, c, bool(bias), a_rows)
     interleave = s.tile_rows // s.stages
     # C leaves by AGCU 1, whose port only loads B at a low rate (AGCU 0's port streams A
     # at one vector per cycle, and a store there would take beats from it); with A
@@ -306,71 +327,92 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (c_agcu, "store"), c_acc)] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bool(bias), (c_agcu,))
+                bool(bias), (c_agcu,), a_rows)
 
 
-def gemm_limits(params, shape):
+def gemm_limits(params, shape, a_pmu=False):
     """Why ``shape`` cannot run on ``shape.pcus`` PCUs here: a list of reasons (empty: it
-    can, as far as resources go; placement may still refuse)."""
+    can, as far as resources go; placement may still refuse). ``a_pmu``: A comes row-major
+    through a transposing PMU (one more PMU, a row tile of A in it)."""
     n, cap = shape.pcus, params.pmu_banks * params.pmu_bank_words
     pcus, pmus = len(grid_coords(params, "pcu")), len(grid_coords(params, "pmu"))
     out = []
     if n > 1:
-        for what, have in (("PCUs", pcus), ("PMUs (one per PCU holds its share of B)", pmus),
-                           ("AGCUs (one store stream per PCU)", params.agcus)):
-            if n > have:
-                out.append(f"{n} {what.split(' ')[0]} needed, the array has {have} {what}")
+        pmu_what = "PMUs (one per PCU holds its share of B" + (", one A)" if a_pmu else ")")
+        for need, what, have in ((n, "PCUs", pcus), (n + bool(a_pmu), pmu_what, pmus),
+                                 (n, "AGCUs (one store stream per PCU)", params.agcus)):
+            if need > have:
+                out.append(f"{need} {what.split(' ')[0]} needed, the array has {have} {what}")
         if share_groups(params, shape) is None:
             out.append(f"a column tile of B needs {shape.k * shape.lanes} words of PMU, a PMU "
                        f"holds {cap}")
+    if a_pmu and not a_transpose_buffers(params, shape.k):
+        out.append(f"a row tile of A needs {shape.k * shape.tile_rows} words of PMU, a PMU "
+                   f"holds {cap}")
     return out
 
 
-def share_groups(params, s):
+def share_groups(params, s, a_stationary=False):
     """How each PCU's share of B (``s.nt / s.pcus`` column tiles) passes through its PMU:
     (groups, tiles per group, PMU buffers) — all at once where it fits; else in groups of
-    as many tiles as two buffers hold (the next group lands while this one is read, A
-    streamed again per group); None if a single column tile does not fit."""
+    as many tiles as two buffers hold (the next group lands while this one is read; A
+    streamed again per group, as it is per column tile anyway); None if a single column
+    tile does not fit. ``a_stationary``: A crosses HBM once per group (a PMU holds each row
+    tile for all the group's column tiles), so the groups are as few as one buffer allows —
+    the next group waits for this one, but A's traffic and its row-tile loads shrink (on
+    small, 256^3: four groups instead of eight, 1.70 vs 2.85 MB of HBM, 356 168 vs 420 461
+    cycles)."""
     cap = params.pmu_banks * params.pmu_bank_words
     tile, share = s.k * s.lanes, s.nt // s.pcus
     if share * tile <= cap:
         return 1, share, 1
     if tile > cap:
         return None
-    most = max(1, cap // (2 * tile))
+    most = max(1, cap // (tile if a_stationary else 2 * tile))
     t = max(d for d in range(1, most + 1) if share % d == 0)
     return share // t, t, 2 if 2 * t * tile <= cap else 1
 
 
 @functools.lru_cache(maxsize=256)
-def gemm_pcus(params, m, n, k, bias=False):
+def gemm_pcus(params, m, n, k, bias=False, a_pmu=False):
     """The most PCUs an M x N x K GEMM can share out here: no more than its column tiles,
     the array's PCUs, PMUs and AGCUs, a share of B that fits a PMU, and a placement with
-    links of its own for every flow."""
+    links of its own for every flow (``a_pmu``: A row-major through a transposing PMU)."""
     lanes = params.pcu_lanes
     for pcus in range(min(params.agcus, -(-n // lanes)), 1, -1):
         s = GemmShape.of(params, m, n, k, bias, pcus)
-        if not gemm_limits(params, s) and _parallel_layout(params, s, try_only=True):
+        if not gemm_limits(params, s, a_pmu) and \
+                _parallel_layout(params, s, a_pmu, try_only=True):
             return pcus
     return 1
 
 
-def _parallel_flows(s):
-    """Units and flows of the GEMM over ``s.pcus`` PCUs (see :func:`_parallel_gemm`)."""
+def _parallel_flows(s, a_pmu=False):
+    """Units ({name: kind}) and flows of the GEMM over ``s.pcus`` PCUs (see
+    :func:`_parallel_gemm`)."""
     pcus = tuple(f"pcu{i}" for i in range(s.pcus))
     pmus = tuple(f"b_pmu{i}" for i in range(s.pcus))
+    units = {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}
     interleave = s.tile_rows // s.stages
-    flows = [VFlow("a", agcu(0), tuple(port(u, 0) for u in pcus)),
-             VFlow("b", agcu(1), tuple(port(u, 0) for u in pmus))]
+    to_pcus = tuple(port(u, 0) for u in pcus)
+    if a_pmu:
+        units["a_pmu"] = "pmu"
+        # A row tile (tile_rows x k words, k x tile_rows / lanes vectors) per share of
+        # column tiles the PCUs compute from it.
+        flows = [VFlow("a", agcu(0), (port("a_pmu"),),
+                       rate=s.tile_rows / (s.lanes * interleave * (s.nt // s.pcus))),
+                 VFlow("a_cols", port("a_pmu"), to_pcus)]
+    else:
+        flows = [VFlow("a", agcu(0), to_pcus)]
+    flows.append(VFlow("b", agcu(1), tuple(port(u, 0) for u in pmus)))
     for i, (pc, pm) in enumerate(zip(pcus, pmus)):
         flows += [VFlow(f"b{i}", port(pm), (port(pc, 1),), rate=1 / interleave),
                   VFlow(f"c{i}", port(pc), (agcu(i),), rate=1 / interleave, shares="c")]
-    return pcus, pmus, flows
+    return pcus, pmus, units, flows
 
 
-def _parallel_layout(params, s, try_only=False):
-    pcus, pmus, flows = _parallel_flows(s)
-    units = {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}
+def _parallel_layout(params, s, a_pmu=False, try_only=False):
+    pcus, pmus, units, flows = _parallel_flows(s, a_pmu)
     try:
         return place_and_route(params, f"gemm over {s.pcus} PCUs", units, vec=flows)
     except PlacementError:
@@ -393,21 +435,23 @@ def _share_pmu(s, i, G, t, nbuf):
     return PmuProgram(write, read, nbuf=nbuf, buf_words=part, w_level=1, r_level=1)
 
 
-def _parallel_gemm(params, s, systolic, a, b, c, bias):
+def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None):
     """C = A B on ``s.pcus`` PCUs, each computing its share of the column tiles: A (AGCU
     0) is multicast to all; B (AGCU 1, loaded once) is multicast to one PMU per PCU whose
     write predicates keep that PCU's share and which feeds it once per row tile — in
     groups of column tiles where a share outgrows a PMU (:func:`share_groups`; A is then
     streamed once per group); PCU i's rows leave by AGCU i's store stream; every flow has
-    links of its own."""
+    links of its own. ``a_rows``: A is row-major (that row stride) and each row tile is
+    loaded once per group into a transposing PMU that multicasts it to the PCUs once per
+    column tile of their shares (A-stationary: A crosses HBM once per group)."""
     L, k, N = s.lanes, s.k, s.pcus
-    limits = gemm_limits(params, s)
+    limits = gemm_limits(params, s, a_rows is not None)
     if limits:
         raise ValueError(f"gemm over {N} PCUs: " + "; ".join(limits))
-    G, t, nbuf = share_groups(params, s)
+    G, t, nbuf = share_groups(params, s, a_rows is not None)
     part = t * k * L                                # words of B one group of a share holds
-    pcus, pmus, _ = _parallel_flows(s)
-    layout = _parallel_layout(params, s)
+    pcus, pmus, _, _ = _parallel_flows(s, a_rows is not None)
+    layout = _parallel_layout(params, s, a_rows is not None)
     vec = layout.vec
     tile_a = k * (s.tile_rows // s.stages) * L
     # A: per group, each row tile once per column tile of the share; C of PCU i: per group,
@@ -419,8 +463,12 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias):
         c_accs = [TensorAccess((G, s.mt, t, s.rows, s.cols),
                                (N * t * s.cols, s.rows * s.c_cols, s.cols, s.c_cols, 1),
                                offset=i * t * s.cols) for i in range(N)]
+    if a_rows is not None:
+        kp = -(-k // L) * L
+        a_acc = TensorAccess((G, s.mt * s.tile_rows, kp), (0, a_rows, 1))
     b_acc = TensorAccess((s.b_words,), (1,))
-    loads = {0: (a_acc, a, s.a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
+    a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)
+    loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
     agcus = {}
     for i in range(N):
         segs, load, hdr = [Segment(c.addr, s.c_words)], None, None
@@ -430,16 +478,22 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias):
         agcus[i] = pack_agcu(params, load=load, store=(c_accs[i], len(segs) - 1), hdr=hdr,
                              segments=segs)[0]
     pmu_cfg = {u: pack_pmu(_share_pmu(s, i, G, t, nbuf), params) for i, u in enumerate(pmus)}
+    if a_rows is not None:
+        pmu_cfg["a_pmu"] = pack_pmu(a_transpose_pmu(params, G * s.mt, s.tile_rows, k, t),
+                                    params)
     parts = {"pcus": layout.configs("pcu", {u: pack_systolic(systolic, params) for u in pcus}),
              "pmus": layout.configs("pmu", pmu_cfg), "agcus": agcus, "vec": vec,
              "layout": layout}
 
     def execute(mem, args):
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, L)
+        if a_rows is not None:      # the PMU's transpose, per group: t column tiles each
+            rows_ = va.reshape(G * s.mt * s.tile_rows, -1)[:, :k]
+            va = gemm_streams(rows_, np.zeros((k, t * L), np.uint32), params)[1]
         vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(G, N, part)
         for i in range(N):
             vbi = np.repeat(vb[:, i][:, None], s.mt, axis=1).reshape(-1, L)
             rows = systolic_reference(systolic, params, va, vbi)["data"][:, :s.cols]
             mem[stream_words(c, args, (i, "store"), c_accs[i])] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bias, tuple(range(N)))
+                bias, tuple(range(N)), a_rows)
