@@ -375,10 +375,10 @@ def compile_attention_unfused(params, seq, d, *, q, k, v, s, p, o):
     sh = AttentionShape.of(params, seq, d)
     words = unfused_words(params, seq, d)
     m, kp, pcus = words["m"], words["p_stride"], words["pcus"]
-    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s, pcus=pcus)
+    g1 = compile_gemm(params, m, seq, d, a=q, b=k, c=s, pcus=pcus[0])
     sm = compile_softmax(params, m, seq, x=s, y=p, x_stride=g1.shape.c_cols, y_stride=kp,
                          scale=1 / math.sqrt(d))
-    g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o, a_rows=kp)
+    g2 = compile_gemm(params, m, d, seq, a=p, b=v, c=o, a_rows=kp, pcus=pcus[1])
     return UnfusedAttention(sh, m, (g1, sm, g2))
 
 
@@ -387,8 +387,11 @@ def unfused_words(params, seq, d):
     tm = systolic_tile_rows(params)
     m = -(-seq // tm) * tm
     L = params.pcu_lanes
-    pcus = gemm_pcus(params, m, seq, d)      # S = Q K^T on as many PCUs as it can use
-    g1, g2 = GemmShape.of(params, m, seq, d, pcus=pcus), GemmShape.of(params, m, d, seq)
+    # S = Q K^T and O = P V on as many PCUs as each can use (P row-major through a
+    # transposing PMU that multicasts it).
+    pcus = (gemm_pcus(params, m, seq, d), gemm_pcus(params, m, d, seq, False, True))
+    g1 = GemmShape.of(params, m, seq, d, pcus=pcus[0])
+    g2 = GemmShape.of(params, m, d, seq, pcus=pcus[1])
     kp = -(-seq // L) * L
     # The softmax reads whole vectors per row: the last row may run past C's end.
     return {"m": m, "p_stride": kp, "pcus": pcus, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,
