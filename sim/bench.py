@@ -293,8 +293,8 @@ def _attention(b, params, workdir, seq, d):
             "hbm_bytes_fused": o["hbm_bytes"], "max_rel_err": o["max_rel_err"]}
 
 
-#: The GEMM of `gemm_array` (issue 17's target shape on `small`).
-GEMM_ARRAY = (256, 256, 256)
+#: The GEMM of `gemm_array` per preset (issue 17's target shapes); others take small's.
+GEMM_ARRAY = {"small": (256, 256, 256), "plasticine": (512, 512, 512)}
 
 
 def _gemm_array(args, runs):
@@ -343,8 +343,8 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, pcus=1, seed=61)
     o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
     o2 = run_cocotb(b, dataclasses.replace(gemm, pcus=2), test_dir=workdir / "gemm2").outputs
-    big = GemmArgs(params=params.to_dict(), m=GEMM_ARRAY[0], n=GEMM_ARRAY[1], k=GEMM_ARRAY[2],
-                   pcus=0, seed=65)
+    gm, gn, gk = GEMM_ARRAY.get(params.name, GEMM_ARRAY["small"])
+    big = GemmArgs(params=params.to_dict(), m=gm, n=gn, k=gk, pcus=0, seed=65)
     # A streamed from HBM in the systolic layout, or row-major and held by a PMU per row
     # tile (A-stationary, multicast to the PCUs).
     arr = {lay: run_cocotb(b, dataclasses.replace(big, a_rows=rows),

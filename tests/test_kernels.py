@@ -10,13 +10,13 @@ from firmware.compiler.pcu import PcuProgramError
 from firmware.compiler.place import PlacementError
 from firmware.compiler.program import kernel_program
 from firmware.kernels.elementwise import compile_scale_bias
-from firmware.kernels.gemm import GemmShape, compile_gemm, share_groups
+from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_limits, share_groups
 from firmware.runtime.launch import Launch, LaunchError, launch_words, pack_launch
 from firmware.runtime.memory import Allocator, OutOfMemory
 from hdl.agcu.config import word_bits
 from hdl.configbus import config_beat_layout, config_words
 from hdl.memory.config import MAX_BURST, MemoryMap
-from hdl.params import PRESETS
+from hdl.params import PRESETS, RduParams
 from hdl.sequencer import launch_layout, record_beats
 from hdl.socket import socket_config_units
 
@@ -120,8 +120,25 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
         compile_gemm(SMALL, 28, 64, 1100, pcus=3, **bufs)
     # As many as fit: K = 1100 leaves no column tile a PMU, so one PCU (B from HBM).
     assert compile_gemm(SMALL, 28, 64, 1100, pcus=None, **bufs).shape.pcus == 1
-    # 256 x 256 x 256 on two PCUs: 16 column tiles of 2048 words each, two per PMU buffer.
-    assert share_groups(SMALL, GemmShape.of(SMALL, 28, 256, 256, pcus=2)) == (8, 2, 2)
+    # 256 x 256 x 256 on two PCUs: 16 column tiles of 2048 words each, two per PMU buffer;
+    # with A held by a PMU (read from HBM once per group) four per buffer, one buffer.
+    s = GemmShape.of(SMALL, 28, 256, 256, pcus=2)
+    assert share_groups(SMALL, s) == (8, 2, 2)
+    assert share_groups(SMALL, s, a_stationary=True) == (4, 4, 1)
+    # Row-major A through a transposing PMU: a row tile (28 rows x k) must fit one PMU.
+    s = GemmShape.of(SMALL, 28, 64, 300, pcus=2)
+    rows = -(-s.k // SMALL.pcu_lanes) * SMALL.pcu_lanes
+    al = Allocator(SMALL)
+    bufs = {n: al.alloc("hbm", w, n) for n, w in (("a", s.a_row_words(rows)),
+                                                  ("b", s.b_words), ("c", s.c_words))}
+    with pytest.raises(ValueError, match="gemm over 2 PCUs: a row tile of A needs 8400 words "
+                                         "of PMU, a PMU holds 8192"):
+        compile_gemm(SMALL, 28, 64, 300, pcus=2, a_rows=rows, **bufs)
+    # On a 2 x 2 grid two PCUs leave no PMU for A.
+    tiny = RduParams.from_mapping({"base": "small", "rows": 2, "cols": 2})
+    assert gemm_limits(tiny, GemmShape.of(tiny, 28, 64, 30, pcus=2), a_pmu=True) == [
+        "3 PMUs needed, the array has 2 PMUs (one per PCU holds its share of B, one A)"]
+    assert gemm_limits(tiny, GemmShape.of(tiny, 28, 64, 30, pcus=2)) == []
 
 
 def test_kernel_program_rejects_units_that_do_not_exist():
