@@ -276,7 +276,7 @@ def _memory_section(params, workdir):
 
 
 #: Attention heads measured per preset (seq, head dim); larger grids simulate slower.
-ATTENTION_SHAPES = {"small": ((128, 32), (128, 64), (16, 64))}
+ATTENTION_SHAPES = {"small": ((128, 32), (128, 64), (16, 64)), "plasticine": ((128, 32), (128, 64))}
 
 
 def _attention(b, params, workdir, seq, d):
@@ -316,16 +316,19 @@ def _gemm_array(args, runs):
 
 
 def _placement_seconds():
-    """Wall time of placing and routing the largest kernel (fused attention, seq 128, d 64)
-    on the plasticine grid (pure Python: the compiler, not the simulator)."""
+    """Wall time of placing and routing the largest kernel (fused attention, seq 128, d 64,
+    on as many pipelines as fit: 16 units) on the plasticine grid (pure Python: the
+    compiler, not the simulator)."""
     import time
     from firmware.compiler.place import place_and_route
-    from firmware.kernels.attention import ATTENTION_UNITS, AttentionShape, attention_flows
+    from firmware.kernels.attention import (AttentionShape, attention_flows, attention_pipes,
+                                            attention_units)
     from hdl.params import PRESETS
     p = PRESETS["plasticine"]
-    vec, sca = attention_flows(p, AttentionShape.of(p, 128, 64))
+    pipes = attention_pipes(p, 128, 64)
+    vec, sca = attention_flows(p, AttentionShape.of(p, 128, 64), pipes)
     t = time.perf_counter()
-    place_and_route(p, "attention", ATTENTION_UNITS, vec=vec, sca=sca)
+    place_and_route(p, "attention", attention_units(pipes), vec=vec, sca=sca)
     return round(time.perf_counter() - t, 3)
 
 

@@ -381,7 +381,6 @@ async def attention_heads(dut):
     al = dev.alloc.align                       # heads block-aligned in each buffer
     size = {n: -(-w // al) * al for n, w in (("q", sh.q_words), ("kv", sh.kv_words),
                                               ("o", sh.o_words))}
-    keys = {"q": (0, "load"), "kv": (1, "load"), "o": (1, "store")}
     results = {}
     for mode in ("looped", "launches"):
         b = {n: dev.alloc.alloc("hbm", size[n] * heads, f"{n} {mode}") for n in size}
@@ -391,7 +390,8 @@ async def attention_heads(dut):
             await dev.write(_at(b["kv"], h * size["kv"]), att.pack_kv(params, k, v))
         prog = await dev.load(att.program)
         before = (await dev.counters())["seq"]
-        step = {keys[n]: size[n] for n in size}
+        # Every AGCU stream of a buffer moves by one head's words per iteration.
+        step = {key: size[n] for n, keys in att.arg_keys.items() for key in keys}
         if mode == "looped":
             launches = [prog.launch(iterations=heads, strides=step)]
         else:

@@ -313,11 +313,15 @@ def test_softmax_errors_name_the_problem():
         compile_softmax(SMALL, 2, 8, x=x, y=y, scale=-1.0)
 
 
-@pytest.mark.parametrize("name,seq,d", [("small", 40, 32), ("small", 3, 8),
-                                        ("plasticine", 50, 64)])
-def test_attention_reference_backends_fused_and_unfused(name, seq, d):
-    """Fused: the reference backend (from memory) equals the kernel's reference from the
-    operands; both fused and unfused within attention_bound of float64."""
+@pytest.mark.parametrize("name,seq,d,pipes", [
+    ("small", 40, 32, 1), ("small", 3, 8, 1), ("plasticine", 50, 64, 2),
+    ("medium", 100, 16, 2),     # 4 query tiles over two pipelines
+    ("plasticine", 128, 32, 2),
+], ids=str)
+def test_attention_reference_backends_fused_and_unfused(name, seq, d, pipes):
+    """Fused (on as many pipelines as fit, each its share of the query tiles): the
+    reference backend (from memory) equals the kernel's reference from the operands; both
+    fused and unfused within attention_bound of float64."""
     from firmware import numerics as N
     from firmware.kernels.attention import (AttentionShape, attention_bound,
                                             compile_attention, compile_attention_unfused,
@@ -332,6 +336,8 @@ def test_attention_reference_backends_fused_and_unfused(name, seq, d):
     b = {n: dev.alloc.alloc("hbm", w, n) for n, w in
          (("q", sh.q_words), ("kv", sh.kv_words), ("o", sh.o_words))}
     att = compile_attention(p, seq, d, **b)
+    assert len(att.arg_keys["q"]) == pipes
+    assert sum(u.startswith("qk") for u in att.parts["layout"].at) == pipes
     _run(dev.write(b["q"], att.pack_q(p, q)))
     _run(dev.write(b["kv"], att.pack_kv(p, k, v)))
     _run(dev.run([_run(dev.load(att.program)).launch()]))

@@ -22,6 +22,12 @@ compiler):
   ``rcp`` of each row's sum (``ScaleSrc.SIN``, one scalar per row reused for every
   column tile); O to AGCU 1's store stream.
 
+Where the array has room (AGCUs for a Q load and an O store stream per pipeline, PCUs and
+PMUs for the units, a placement with links of their own: :func:`attention_pipes`; two on
+``medium`` and ``plasticine``), several such pipelines share out the query tiles in
+contiguous blocks: pipeline ``i`` loads its Q through AGCU ``2i`` and stores its O through
+AGCU ``2i + 1``; [K^T | V] is loaded once and multicast to every pipeline's K and V PMUs.
+
 The placement gives every vector and scalar flow links of its own: flows that shared a
 link buffer could block each other (a stalled consumer of one holding up the other's
 packets behind it) and close a dependency cycle through the pipeline.
@@ -30,6 +36,7 @@ Operands are BF16 values in FP32 words. Rows of the last query tile past ``seq``
 zero queries (uniform softmax); they are computed and stored like the others.
 """
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -51,7 +58,7 @@ from hdl.pcu.pcu import Pcu
 from .gemm import GemmShape, a_transpose_pmu, compile_gemm, gemm_pcus, pack_a, pack_b
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
-__all__ = ["ATTENTION_UNITS", "attention_flows", "attention_fits", "AttentionShape", "Attention", "compile_attention",
+__all__ = ["ATTENTION_UNITS", "attention_units", "attention_pipes", "attention_flows", "attention_fits", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
@@ -68,6 +75,7 @@ class AttentionShape:
     d: int
     qk: GemmShape          # S = Q K^T   (seq x seq, k = d)
     pv: GemmShape          # O = P V     (seq x d, k = seq)
+    tiles: int | None = None    # query tiles of one pipeline (default: all of them)
 
     @classmethod
     def of(cls, params, seq, d):
@@ -83,7 +91,19 @@ class AttentionShape:
 
     @property
     def mt(self):
-        return self.qk.mt
+        """Query tiles (of one pipeline where ``tiles`` says so)."""
+        return self.qk.mt if self.tiles is None else self.tiles
+
+    def pipe_tiles(self, pipes):
+        """(first query tile, tiles) of each of ``pipes`` pipelines: contiguous blocks,
+        the first ``mt % pipes`` one tile longer."""
+        per, extra = divmod(self.qk.mt, pipes)
+        out, t0 = [], 0
+        for i in range(pipes):
+            n = per + (i < extra)
+            out.append((t0, n))
+            t0 += n
+        return out
 
     @property
     def s_cols(self):
@@ -155,11 +175,14 @@ def exact_attention(q, k, v, magnitude=False):
 
 @dataclass(frozen=True)
 class Attention:
-    """A compiled fused attention kernel."""
+    """A compiled fused attention kernel. ``arg_keys``: the AGCU arguments ({"q", "kv",
+    "o"}: ((AGCU, "load"/"store"), ...)) that move each buffer (kernel looping steps them
+    all per head)."""
     shape: AttentionShape
     programs: dict
     program: object
     parts: dict
+    arg_keys: dict = dataclasses.field(default_factory=dict)
 
     def pack_q(self, params, q):
         return pack_a(params, q)
@@ -259,31 +282,70 @@ def _kv_pmus(params, sh):
     return k, v
 
 
-def attention_flows(params, sh):
-    """The fused kernel's (vector, scalar) flows between :data:`ATTENTION_UNITS`."""
+def pipe_name(name, i):
+    """A unit or flow of pipeline ``i``: pipeline 0 keeps the plain names."""
+    return name if i == 0 else f"{name}{i}"
+
+
+def pipe_agcus(i):
+    """(Q load, O store) AGCUs of pipeline ``i``; AGCU 1 also loads [K^T | V] for all."""
+    return 2 * i, 2 * i + 1
+
+
+def attention_units(pipes=1):
+    """The logical units of ``pipes`` pipelines (:data:`ATTENTION_UNITS` each)."""
+    return {pipe_name(u, i): kind for i in range(pipes) for u, kind in ATTENTION_UNITS.items()}
+
+
+def attention_flows(params, sh, pipes=1):
+    """The fused kernel's (vector, scalar) flows between the units of ``pipes`` pipelines
+    (:func:`attention_units`): each its own Q load and O store stream, [K^T | V] multicast
+    once to every pipeline's K and V PMUs."""
     P = sh.qk.tile_rows // params.pcu_stages
-    return [
-        VFlow("q", agcu(0), (port("qk"),)),
-        # Loaded once, before the pipeline runs.
-        VFlow("kv", agcu(1), (port("k_pmu"), port("v_pmu"))),
-        VFlow("kt", port("k_pmu"), (port("qk", 1),), rate=1 / P),
-        VFlow("s", port("qk"), (port("s_pmu"),), rate=min(1.0, sh.rows / (sh.d * P))),
-        VFlow("s_exp", port("s_pmu"), (port("exp"),), rate=0.5),
-        VFlow("s_max", port("s_pmu"), (port("max"),), rate=0.5),
-        VFlow("e", port("exp"), (port("e_pmu"),), rate=0.5),
-        VFlow("e_cols", port("e_pmu"), (port("pv"),)),
-        VFlow("v", port("v_pmu"), (port("pv", 1),), rate=1 / P),
-        VFlow("o", port("pv"), (agcu(1),), rate=min(1.0, sh.rows / (sh.seq * P))),
-    ], [
-        VFlow("max", port("max"), (port("exp"),), rate=1 / sh.qk.nt),
-        VFlow("sum", port("exp"), (port("pv"),), rate=1 / sh.qk.nt),
-    ]
+    vec, sca = [], []
+    for i in range(pipes):
+        u = functools.partial(pipe_name, i=i)
+        qa, oa = pipe_agcus(i)
+        vec += [VFlow(u("q"), agcu(qa), (port(u("qk")),))]
+        if i == 0:      # loaded once, before the pipelines run
+            vec.append(VFlow("kv", agcu(1), tuple(port(pipe_name(m, j)) for j in range(pipes)
+                                                  for m in ("k_pmu", "v_pmu"))))
+        vec += [
+            VFlow(u("kt"), port(u("k_pmu")), (port(u("qk"), 1),), rate=1 / P),
+            VFlow(u("s"), port(u("qk")), (port(u("s_pmu")),),
+                  rate=min(1.0, sh.rows / (sh.d * P))),
+            VFlow(u("s_exp"), port(u("s_pmu")), (port(u("exp")),), rate=0.5),
+            VFlow(u("s_max"), port(u("s_pmu")), (port(u("max")),), rate=0.5),
+            VFlow(u("e"), port(u("exp")), (port(u("e_pmu")),), rate=0.5),
+            VFlow(u("e_cols"), port(u("e_pmu")), (port(u("pv")),)),
+            VFlow(u("v"), port(u("v_pmu")), (port(u("pv"), 1),), rate=1 / P),
+            VFlow(u("o"), port(u("pv")), (agcu(oa),), rate=min(1.0, sh.rows / (sh.seq * P))),
+        ]
+        sca += [VFlow(u("max"), port(u("max")), (port(u("exp")),), rate=1 / sh.qk.nt),
+                VFlow(u("sum"), port(u("exp")), (port(u("pv")),), rate=1 / sh.qk.nt)]
+    return vec, sca
 
 
-def compile_attention(params, seq, d, *, q, kv, o):
+@functools.lru_cache(maxsize=256)
+def attention_pipes(params, seq, d):
+    """Pipelines the fused kernel runs here: as many as the query tiles, the AGCUs (a Q
+    load and an O store stream each) and a placement with links of their own allow."""
+    sh = AttentionShape.of(params, seq, d)
+    for pipes in range(min(params.agcus // 2, sh.mt), 1, -1):
+        vec, sca = attention_flows(params, sh, pipes)
+        try:
+            place_and_route(params, "attention", attention_units(pipes), vec=vec, sca=sca)
+        except PlacementError:
+            continue
+        return pipes
+    return 1
+
+
+def compile_attention(params, seq, d, *, q, kv, o, pipes=None):
     """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
     ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
-    resource."""
+    resource. ``pipes``: pipelines sharing out the query tiles (default: as many as fit,
+    :func:`attention_pipes`)."""
     sh = AttentionShape.of(params, seq, d)
     L, cap = params.pcu_lanes, params.pmu_banks * params.pmu_bank_words
     if params.agcus < 2:
@@ -298,42 +360,76 @@ def compile_attention(params, seq, d, *, q, kv, o):
         if buf.words < need:
             raise ValueError(f"attention seq={seq} d={d}: buffer {name} has {buf.words} "
                              f"words, the layout needs {need}")
-    programs = _programs(params, sh)
-    k_pmu, v_pmu = _kv_pmus(params, sh)
-    vec_flows, sca_flows = attention_flows(params, sh)
-    layout = place_and_route(params, "attention", ATTENTION_UNITS, vec=vec_flows, sca=sca_flows)
+    pipes = attention_pipes(params, seq, d) if pipes is None else pipes
+    if isinstance(pipes, bool) or not isinstance(pipes, int) or not 1 <= pipes <= sh.mt:
+        raise ValueError(f"attention seq={seq} d={d}: pipes = {pipes!r} must be 1..{sh.mt} "
+                         f"(the query tiles)")
+    if 2 * pipes > max(2, params.agcus):
+        raise ValueError(f"attention over {pipes} pipelines needs {2 * pipes} AGCUs (a Q load "
+                         f"and an O store stream each), the array has {params.agcus}")
+    vec_flows, sca_flows = attention_flows(params, sh, pipes)
+    layout = place_and_route(params, "attention", attention_units(pipes), vec=vec_flows,
+                             sca=sca_flows)
     vec, sca = layout.vec, layout.sca
-    for name, fid in (("s_exp", 0), ("s_max", 1)):
-        if vec.headers[name]["flow"] != fid:
-            raise AssertionError(f"flow {name} must leave the S PMU with id {fid}")
-    q_acc, o_acc, pv = sh.qk.a_access(), sh.pv.c_access(), sh.pv
     kv_acc = TensorAccess((sh.kv_words,), (1,))
-    agcus = {
-        0: pack_agcu(params, load=(q_acc, 0), segments=[Segment(q.addr, sh.q_words)],
-                     hdr=vec.headers["q"])[0],
-        1: pack_agcu(params, load=(kv_acc, 0), store=(o_acc, 1),
-                     segments=[Segment(kv.addr, sh.kv_words), Segment(o.addr, sh.o_words)],
-                     hdr=vec.headers["kv"])[0],
-    }
-    parts = {
-        "pcus": layout.configs("pcu", {
-            "qk": pack_systolic(programs["qk"], params), "max": pack_simd(programs["max"], params),
-            "exp": pack_simd(programs["exp"], params), "pv": pack_systolic(programs["pv"], params)}),
-        "pmus": layout.configs("pmu", {
-            "k_pmu": pack_pmu(k_pmu, params), "v_pmu": pack_pmu(v_pmu, params),
-            "s_pmu": pack_pmu(_s_pmu(params, sh), params),
-            "e_pmu": pack_pmu(a_transpose_pmu(params, sh.mt, sh.rows, sh.seq, sh.pv.nt),
-                              params)}),
-        "agcus": agcus, "vec": vec, "sca": sca, "layout": layout,
-    }
+    pipelines = [_pipe_parts(params, sh, i, t0, n, vec) for i, (t0, n) in
+                 enumerate(sh.pipe_tiles(pipes))]
+    agcus = {}
+    for pp in pipelines:
+        qa, oa = pipe_agcus(pp["i"])
+        agcus[qa] = pack_agcu(params, load=(pp["q_acc"], 0), segments=[Segment(q.addr, sh.q_words)],
+                              hdr=vec.headers[pipe_name("q", pp["i"])])[0]
+        if oa == 1:
+            agcus[oa] = pack_agcu(params, load=(kv_acc, 0), store=(pp["o_acc"], 1),
+                                  segments=[Segment(kv.addr, sh.kv_words),
+                                            Segment(o.addr, sh.o_words)],
+                                  hdr=vec.headers["kv"])[0]
+        else:
+            agcus[oa] = pack_agcu(params, store=(pp["o_acc"], 0),
+                                  segments=[Segment(o.addr, sh.o_words)])[0]
+    parts = {"pcus": layout.configs("pcu", {n: c for pp in pipelines for n, c in pp["pcus"].items()}),
+             "pmus": layout.configs("pmu", {n: c for pp in pipelines for n, c in pp["pmus"].items()}),
+             "agcus": agcus, "vec": vec, "sca": sca, "layout": layout}
 
     def execute(mem, args):
-        qv = mem[stream_words(q, args, (0, "load"), q_acc)].reshape(-1, L)
         kvw = mem[stream_words(kv, args, (1, "load"), kv_acc)]
-        rows = _pipeline(params, sh, programs, qv, kvw)
-        mem[stream_words(o, args, (1, "store"), o_acc)] = rows[:, :pv.cols].reshape(-1)
-    return Attention(sh, programs, kernel_program(params, "attention", **parts,
-                                                  execute=execute), parts)
+        for pp in pipelines:
+            qa, oa = pipe_agcus(pp["i"])
+            qv = mem[stream_words(q, args, (qa, "load"), pp["q_acc"])].reshape(-1, L)
+            rows = _pipeline(params, pp["shape"], pp["programs"], qv, kvw)
+            mem[stream_words(o, args, (oa, "store"), pp["o_acc"])] = \
+                rows[:, :sh.pv.cols].reshape(-1)
+    keys = {"q": tuple((pipe_agcus(i)[0], "load") for i in range(pipes)), "kv": ((1, "load"),),
+            "o": tuple((pipe_agcus(i)[1], "store") for i in range(pipes))}
+    return Attention(sh, _programs(params, sh), kernel_program(params, "attention", **parts,
+                                                                execute=execute), parts, keys)
+
+
+def _pipe_parts(params, sh, i, t0, n, vec):
+    """Pipeline ``i`` of the fused kernel, query tiles ``t0 .. t0 + n``: its shape, PCU and
+    PMU configs ({logical unit: config}), and its Q load and O store access."""
+    u = functools.partial(pipe_name, i=i)
+    sub = dataclasses.replace(sh, tiles=n)
+    programs = _programs(params, sub)
+    for name, fid in (("s_exp", 0), ("s_max", 1)):
+        if vec.headers[u(name)]["flow"] != fid:
+            raise AssertionError(f"flow {u(name)} must leave the S PMU with id {fid}")
+    k_pmu, v_pmu = _kv_pmus(params, sub)
+    qk, pv = sh.qk, sh.pv
+    tile_a = qk.a_words // qk.mt
+    q_acc = TensorAccess((n, qk.nt, tile_a), (tile_a, 0, 1), offset=t0 * tile_a)
+    o_acc = TensorAccess((n, pv.nt, pv.rows, pv.cols), (pv.rows * pv.c_cols, pv.cols,
+                                                       pv.c_cols, 1),
+                         offset=t0 * pv.rows * pv.c_cols)
+    pcus = {u("qk"): pack_systolic(programs["qk"], params),
+            u("max"): pack_simd(programs["max"], params),
+            u("exp"): pack_simd(programs["exp"], params),
+            u("pv"): pack_systolic(programs["pv"], params)}
+    pmus = {u("k_pmu"): pack_pmu(k_pmu, params), u("v_pmu"): pack_pmu(v_pmu, params),
+            u("s_pmu"): pack_pmu(_s_pmu(params, sub), params),
+            u("e_pmu"): pack_pmu(a_transpose_pmu(params, n, sh.rows, sh.seq, pv.nt), params)}
+    return {"i": i, "shape": sub, "programs": programs, "pcus": pcus, "pmus": pmus,
+            "q_acc": q_acc, "o_acc": o_acc}
 
 
 # --- unfused: one kernel per op, intermediates through HBM ------------------------------
