@@ -136,7 +136,8 @@ KERNELS = {
     "attention": Kernel(
         "attention", "socket", AttentionArgs,
         "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "
-        "P V on two PCUs' systolic arrays, the row softmax on two more, S and P kept in PMUs; "
+        "P V on two PCUs' systolic arrays, the row softmax on two more, S and P kept in PMUs "
+        "(a pipeline per share of the query tiles where the array has room); "
         "bit-exact against the PCU references and the reference backend, within the "
         "derived bound of float64; with --unfused 1 also the unfused version (GEMM, "
         "softmax, GEMM through HBM) for the fusion speedup",
