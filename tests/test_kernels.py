@@ -337,6 +337,8 @@ def test_attention_reference_backends_fused_and_unfused(name, seq, d, pipes):
          (("q", sh.q_words), ("kv", sh.kv_words), ("o", sh.o_words))}
     att = compile_attention(p, seq, d, **b)
     assert len(att.arg_keys["q"]) == pipes
+    # Plasticine's PMUs to spare hold each pipeline's query tile (Q row-major in HBM).
+    assert att.q_stationary == (name == "plasticine")
     assert sum(u.startswith("qk") for u in att.parts["layout"].at) == pipes
     _run(dev.write(b["q"], att.pack_q(p, q)))
     _run(dev.write(b["kv"], att.pack_kv(p, k, v)))

@@ -55,10 +55,12 @@ from firmware.compiler.program import kernel_program, stream_words
 from firmware.runtime.memory import Buffer
 from hdl.pcu.pcu import Pcu
 
-from .gemm import GemmShape, a_transpose_pmu, compile_gemm, gemm_pcus, pack_a, pack_b
+from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, compile_gemm, gemm_pcus,
+                   pack_a, pack_b)
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
-__all__ = ["ATTENTION_UNITS", "attention_units", "attention_pipes", "attention_flows", "attention_fits", "AttentionShape", "Attention", "compile_attention",
+__all__ = ["ATTENTION_UNITS", "attention_units", "attention_plan", "attention_pipes",
+           "attention_flows", "attention_fits", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
@@ -111,8 +113,15 @@ class AttentionShape:
         return self.qk.nt * self.qk.lanes
 
     @property
+    def q_rows(self):
+        """Row stride of Q row-major (the query-stationary layout): d in whole vectors."""
+        return -(-self.d // self.qk.lanes) * self.qk.lanes
+
+    @property
     def q_words(self):
-        return self.qk.a_words
+        """Words of Q in the systolic A layout or row-major (whole query tiles), whichever
+        is larger (the kernel chooses)."""
+        return max(self.qk.a_words, self.qk.mt * self.qk.tile_rows * self.q_rows)
 
     @property
     def k_words(self):
@@ -183,9 +192,19 @@ class Attention:
     program: object
     parts: dict
     arg_keys: dict = dataclasses.field(default_factory=dict)
+    q_stationary: bool = False      # Q row-major, each query tile held by a PMU
 
     def pack_q(self, params, q):
-        return pack_a(params, q)
+        """Q (seq x d FP32 words) as the kernel loads it: the systolic A layout, or (query
+        stationary) row-major in whole query tiles (zeros) with rows of ``q_rows`` words
+        (the pad: NaNs, never read into a product)."""
+        if not self.q_stationary:
+            return pack_a(params, q)
+        sh, q = self.shape, np.asarray(q, np.uint32)
+        out = np.full((sh.qk.mt * sh.qk.tile_rows, sh.q_rows), N.QNAN32, np.uint32)
+        out[:, :sh.d] = 0
+        out[:len(q), :sh.d] = q
+        return out.reshape(-1)
 
     def pack_kv(self, params, k, v):
         """``[K^T | V]`` (K, V: seq x d FP32 words) in the layout AGCU 1 streams."""
@@ -198,7 +217,7 @@ class Attention:
     def reference(self, params, q, k, v):
         """O (seq x d) bit-exactly as the kernel computes it."""
         sh = self.shape
-        qs = np.repeat(self.pack_q(params, q).reshape(sh.mt, 1, -1), sh.qk.nt, axis=1)
+        qs = np.repeat(pack_a(params, q).reshape(sh.mt, 1, -1), sh.qk.nt, axis=1)  # as qk takes Q
         rows = _pipeline(params, sh, self.programs, qs.reshape(-1, params.pcu_lanes),
                          self.pack_kv(params, k, v))
         out = rows.reshape(sh.mt, sh.pv.nt, sh.rows, -1).transpose(0, 2, 1, 3)
@@ -292,21 +311,29 @@ def pipe_agcus(i):
     return 2 * i, 2 * i + 1
 
 
-def attention_units(pipes=1):
-    """The logical units of ``pipes`` pipelines (:data:`ATTENTION_UNITS` each)."""
-    return {pipe_name(u, i): kind for i in range(pipes) for u, kind in ATTENTION_UNITS.items()}
+def attention_units(pipes=1, q_pmu=False):
+    """The logical units of ``pipes`` pipelines (:data:`ATTENTION_UNITS` each, and with
+    ``q_pmu`` a PMU holding its query tile)."""
+    units = dict(ATTENTION_UNITS, **({"q_pmu": "pmu"} if q_pmu else {}))
+    return {pipe_name(u, i): kind for i in range(pipes) for u, kind in units.items()}
 
 
-def attention_flows(params, sh, pipes=1):
+def attention_flows(params, sh, pipes=1, q_pmu=False):
     """The fused kernel's (vector, scalar) flows between the units of ``pipes`` pipelines
     (:func:`attention_units`): each its own Q load and O store stream, [K^T | V] multicast
-    once to every pipeline's K and V PMUs."""
+    once to every pipeline's K and V PMUs. ``q_pmu``: each query tile is loaded once
+    (row-major) into a PMU that transposes it and feeds it once per key tile."""
     P = sh.qk.tile_rows // params.pcu_stages
     vec, sca = [], []
     for i in range(pipes):
         u = functools.partial(pipe_name, i=i)
         qa, oa = pipe_agcus(i)
-        vec += [VFlow(u("q"), agcu(qa), (port(u("qk")),))]
+        if q_pmu:
+            vec += [VFlow(u("q"), agcu(qa), (port(u("q_pmu")),),
+                          rate=sh.qk.tile_rows / (sh.qk.lanes * P * sh.qk.nt)),
+                    VFlow(u("q_cols"), port(u("q_pmu")), (port(u("qk")),))]
+        else:
+            vec += [VFlow(u("q"), agcu(qa), (port(u("qk")),))]
         if i == 0:      # loaded once, before the pipelines run
             vec.append(VFlow("kv", agcu(1), tuple(port(pipe_name(m, j)) for j in range(pipes)
                                                   for m in ("k_pmu", "v_pmu"))))
@@ -327,25 +354,37 @@ def attention_flows(params, sh, pipes=1):
 
 
 @functools.lru_cache(maxsize=256)
-def attention_pipes(params, seq, d):
-    """Pipelines the fused kernel runs here: as many as the query tiles, the AGCUs (a Q
-    load and an O store stream each) and a placement with links of their own allow."""
+def attention_plan(params, seq, d):
+    """(pipelines, query stationary) of the fused kernel here: as many pipelines as the
+    query tiles, the AGCUs (a Q load and an O store stream each) and a placement with
+    links of their own allow; each with a PMU holding its query tile where that still
+    places (Q then crosses HBM once)."""
     sh = AttentionShape.of(params, seq, d)
-    for pipes in range(min(params.agcus // 2, sh.mt), 1, -1):
-        vec, sca = attention_flows(params, sh, pipes)
-        try:
-            place_and_route(params, "attention", attention_units(pipes), vec=vec, sca=sca)
-        except PlacementError:
-            continue
-        return pipes
-    return 1
+    for pipes in range(max(1, min(params.agcus // 2, sh.mt)), 0, -1):
+        for q_pmu in (True, False):
+            if q_pmu and not a_transpose_buffers(params, sh.d):
+                continue
+            vec, sca = attention_flows(params, sh, pipes, q_pmu)
+            try:
+                place_and_route(params, "attention", attention_units(pipes, q_pmu), vec=vec,
+                                sca=sca)
+            except PlacementError:
+                continue
+            return pipes, q_pmu
+    return 1, False
 
 
-def compile_attention(params, seq, d, *, q, kv, o, pipes=None):
+def attention_pipes(params, seq, d):
+    """Pipelines the fused kernel runs here (:func:`attention_plan`)."""
+    return attention_plan(params, seq, d)[0]
+
+
+def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None):
     """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
     ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
-    resource. ``pipes``: pipelines sharing out the query tiles (default: as many as fit,
-    :func:`attention_pipes`)."""
+    resource. ``pipes``: pipelines sharing out the query tiles; ``q_stationary``: each
+    query tile held by a PMU (Q row-major in memory); by default as :func:`attention_plan`
+    chooses."""
     sh = AttentionShape.of(params, seq, d)
     L, cap = params.pcu_lanes, params.pmu_banks * params.pmu_bank_words
     if params.agcus < 2:
@@ -360,19 +399,21 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None):
         if buf.words < need:
             raise ValueError(f"attention seq={seq} d={d}: buffer {name} has {buf.words} "
                              f"words, the layout needs {need}")
-    pipes = attention_pipes(params, seq, d) if pipes is None else pipes
+    plan = attention_plan(params, seq, d)
+    pipes = plan[0] if pipes is None else pipes
+    q_pmu = plan[1] if q_stationary is None else bool(q_stationary)
     if isinstance(pipes, bool) or not isinstance(pipes, int) or not 1 <= pipes <= sh.mt:
         raise ValueError(f"attention seq={seq} d={d}: pipes = {pipes!r} must be 1..{sh.mt} "
                          f"(the query tiles)")
     if 2 * pipes > max(2, params.agcus):
         raise ValueError(f"attention over {pipes} pipelines needs {2 * pipes} AGCUs (a Q load "
                          f"and an O store stream each), the array has {params.agcus}")
-    vec_flows, sca_flows = attention_flows(params, sh, pipes)
-    layout = place_and_route(params, "attention", attention_units(pipes), vec=vec_flows,
+    vec_flows, sca_flows = attention_flows(params, sh, pipes, q_pmu)
+    layout = place_and_route(params, "attention", attention_units(pipes, q_pmu), vec=vec_flows,
                              sca=sca_flows)
     vec, sca = layout.vec, layout.sca
     kv_acc = TensorAccess((sh.kv_words,), (1,))
-    pipelines = [_pipe_parts(params, sh, i, t0, n, vec) for i, (t0, n) in
+    pipelines = [_pipe_parts(params, sh, i, t0, n, vec, q_pmu) for i, (t0, n) in
                  enumerate(sh.pipe_tiles(pipes))]
     agcus = {}
     for pp in pipelines:
@@ -396,18 +437,23 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None):
         for pp in pipelines:
             qa, oa = pipe_agcus(pp["i"])
             qv = mem[stream_words(q, args, (qa, "load"), pp["q_acc"])].reshape(-1, L)
+            if q_pmu:       # the PMU's transpose: each query tile once per key tile
+                rows_ = qv.reshape(pp["shape"].mt * sh.qk.tile_rows, -1)[:, :d]
+                qv = gemm_streams(rows_, np.zeros((d, sh.s_cols), np.uint32), params)[1]
             rows = _pipeline(params, pp["shape"], pp["programs"], qv, kvw)
             mem[stream_words(o, args, (oa, "store"), pp["o_acc"])] = \
                 rows[:, :sh.pv.cols].reshape(-1)
     keys = {"q": tuple((pipe_agcus(i)[0], "load") for i in range(pipes)), "kv": ((1, "load"),),
             "o": tuple((pipe_agcus(i)[1], "store") for i in range(pipes))}
     return Attention(sh, _programs(params, sh), kernel_program(params, "attention", **parts,
-                                                                execute=execute), parts, keys)
+                                                                execute=execute), parts, keys,
+                     q_pmu)
 
 
-def _pipe_parts(params, sh, i, t0, n, vec):
+def _pipe_parts(params, sh, i, t0, n, vec, q_pmu=False):
     """Pipeline ``i`` of the fused kernel, query tiles ``t0 .. t0 + n``: its shape, PCU and
-    PMU configs ({logical unit: config}), and its Q load and O store access."""
+    PMU configs ({logical unit: config}), and its Q load and O store access (``q_pmu``:
+    Q row-major, its tiles into the pipeline's query PMU)."""
     u = functools.partial(pipe_name, i=i)
     sub = dataclasses.replace(sh, tiles=n)
     programs = _programs(params, sub)
@@ -418,6 +464,9 @@ def _pipe_parts(params, sh, i, t0, n, vec):
     qk, pv = sh.qk, sh.pv
     tile_a = qk.a_words // qk.mt
     q_acc = TensorAccess((n, qk.nt, tile_a), (tile_a, 0, 1), offset=t0 * tile_a)
+    if q_pmu:
+        TM = qk.tile_rows
+        q_acc = TensorAccess((n * TM, sh.q_rows), (sh.q_rows, 1), offset=t0 * TM * sh.q_rows)
     o_acc = TensorAccess((n, pv.nt, pv.rows, pv.cols), (pv.rows * pv.c_cols, pv.cols,
                                                        pv.c_cols, 1),
                          offset=t0 * pv.rows * pv.c_cols)
@@ -428,6 +477,9 @@ def _pipe_parts(params, sh, i, t0, n, vec):
     pmus = {u("k_pmu"): pack_pmu(k_pmu, params), u("v_pmu"): pack_pmu(v_pmu, params),
             u("s_pmu"): pack_pmu(_s_pmu(params, sub), params),
             u("e_pmu"): pack_pmu(a_transpose_pmu(params, n, sh.rows, sh.seq, pv.nt), params)}
+    if q_pmu:
+        pmus[u("q_pmu")] = pack_pmu(a_transpose_pmu(params, n, qk.tile_rows, sh.d, qk.nt),
+                                    params)
     return {"i": i, "shape": sub, "programs": programs, "pcus": pcus, "pmus": pmus,
             "q_acc": q_acc, "o_acc": o_acc}
 
