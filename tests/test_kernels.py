@@ -372,3 +372,12 @@ def test_attention_errors_name_the_resource():
         compile_attention(two_by_two, 40, 32, **big)
     with pytest.raises(ValueError, match="d = 0"):
         AttentionShape.of(SMALL, 4, 0)
+    # Pipelines: each needs a Q load and an O store stream, and a query tile of its own.
+    with pytest.raises(ValueError, match="attention over 2 pipelines needs 4 AGCUs \\(a Q load "
+                                         "and an O store stream each\\), the array has 2"):
+        compile_attention(SMALL, 128, 32, pipes=2, **big)
+    with pytest.raises(ValueError, match="pipes = 3 must be 1..2 \\(the query tiles\\)"):
+        compile_attention(SMALL, 40, 32, pipes=3, **big)
+    # No PMU is left on small for a query tile: the placement says so.
+    with pytest.raises(PlacementError, match="needs 5 PMUs, the array has 4"):
+        compile_attention(SMALL, 40, 32, q_stationary=True, **big)
