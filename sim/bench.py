@@ -350,7 +350,9 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
     o2 = run_cocotb(b, dataclasses.replace(gemm, pcus=2), test_dir=workdir / "gemm2").outputs
     gm, gn, gk = GEMM_ARRAY.get(params.name, GEMM_ARRAY["small"])
-    big = GemmArgs(params=params.to_dict(), m=gm, n=gn, k=gk, pcus=0, seed=65)
+    # C tile by tile: a few long store bursts per tile (row-major C's one-row bursts each
+    # hold an HBM request slot for a whole latency and starve the operand streams).
+    big = GemmArgs(params=params.to_dict(), m=gm, n=gn, k=gk, pcus=0, c_tiles=True, seed=65)
     # A streamed from HBM in the systolic layout, or row-major and held by a PMU per row
     # tile (A-stationary, multicast to the PCUs).
     arr = {lay: run_cocotb(b, dataclasses.replace(big, a_rows=rows),

@@ -71,7 +71,7 @@ def _gemm_programs(params, o):
                              "b": s.b_words, "c": s.c_words})
     return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),
                          relu=bool(o["relu"]), bf16=bool(o["bf16"]), pcus=pcus,
-                         a_rows=a_rows, **bufs).program]
+                         a_rows=a_rows, c_tiles=bool(o.get("c_tiles")), **bufs).program]
 
 
 def _attention_programs(params, o):
@@ -130,9 +130,11 @@ KERNELS = {
         "gemm", "socket", GemmArgs,
         "C = A x B on the socket: the bitstream loads from HBM through the config "
         "controller, AGCUs stream A and B from HBM into the PCUs' systolic arrays and C back "
-        "(--a-rows 1: A row-major, each row tile held and transposed by a PMU), "
+        "(--a-rows 1: A row-major, each row tile held and transposed by a PMU; --c-tiles 1: "
+        "C stored tile by tile), "
         "bit-exact against the PCU reference and within k FP32 roundings of float64",
-        ("m", "n", "k", "bias", "relu", "bf16", "pcus", "a_rows"), programs=_gemm_programs),
+        ("m", "n", "k", "bias", "relu", "bf16", "pcus", "a_rows", "c_tiles"),
+        programs=_gemm_programs),
     "attention": Kernel(
         "attention", "socket", AttentionArgs,
         "one attention head O = softmax(Q K^T / sqrt(d)) V fused into one kernel: Q K^T and "

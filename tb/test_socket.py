@@ -170,7 +170,7 @@ async def gemm(dut):
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
             (("a", "hbm", a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}
     g = compile_gemm(params, m, n, k, bias=use_bias, relu=relu, bf16=bf16, a_rows=a_rows,
-                     pcus=pcus, **bufs)
+                     pcus=pcus, c_tiles=args.c_tiles, **bufs)
     packed_a = g.pack_a(params, a)
     await dev.write(bufs["a"], packed_a)
     await dev.write(bufs["b"], g.pack_b(params, b, bias))

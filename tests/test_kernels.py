@@ -178,11 +178,14 @@ _GEMM_CASES = [
     *[c + (False,) for c in _GEMM_CASES],
     # A row-major through a transposing PMU that multicasts it to the PCUs (A-stationary).
     *[c + (True,) for c in _GEMM_CASES if c[3] < 600]], ids=str)
-def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus, a_rows):
+@pytest.mark.parametrize("c_tiles", [False, True], ids=["c_rows", "c_tiles"])
+def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus, a_rows,
+                                                           c_tiles):
     """The reference backend gathers the AGCU streams from memory; the result equals the
     GEMM reference computed from the operands directly (gemm_streams) — also with the
     column tiles shared out over several PCUs (padded to a multiple of them), each PCU's
-    C through its own AGCU, and with A row-major, transposed by a PMU."""
+    C through its own AGCU, and with A row-major, transposed by a PMU; C row-major or tile
+    by tile (``c_tiles``: every word of C written once either way)."""
     from firmware.compiler.pcu import gemm_reference
     from firmware.runtime.reference import ReferenceDevice
     dev = ReferenceDevice(params)
@@ -192,7 +195,8 @@ def test_reference_device_gemm_streams_what_the_agcus_read(params, m, n, k, pcus
     bufs = {name: dev.alloc.alloc("hbm", w, name) for name, w in
             (("a", s.a_row_words(stride) if a_rows else s.a_words), ("b", s.b_words),
              ("c", s.c_words))}
-    g = compile_gemm(params, m, n, k, relu=True, pcus=pcus, a_rows=stride, **bufs)
+    g = compile_gemm(params, m, n, k, relu=True, pcus=pcus, a_rows=stride, c_tiles=c_tiles,
+                     **bufs)
     from hdl.tile import is_pcu
     started = [divmod(i, params.cols) for i in range(params.rows * params.cols)
                if g.program.units >> i & 1]

@@ -57,14 +57,17 @@ def test_gemm_end_to_end(model, tmp_path, k, m, n, kk, bias, relu, bf16):
     assert o["macs"] <= o["cycles"] * o["active_pcus"] * SMALL.pcu_stages * SMALL.pcu_lanes
 
 
-@pytest.mark.parametrize("k,m,n,kk,bias", [(0, 61, 19, 45, False), (1, 5, 3, 8, True),
-                                           (2, 30, 32, 64, False), (3, 30, 64, 300, True)])
-def test_gemm_on_two_pcus(model, tmp_path, k, m, n, kk, bias):
+@pytest.mark.parametrize("k,m,n,kk,bias,c_tiles", [
+    (0, 61, 19, 45, False, False), (1, 5, 3, 8, True, False), (2, 30, 32, 64, False, True),
+    (3, 30, 64, 300, True, False), (4, 61, 64, 300, False, True)])
+def test_gemm_on_two_pcus(model, tmp_path, k, m, n, kk, bias, c_tiles):
     """The column tiles split over two PCUs (odd tile counts padded), C through both
-    AGCUs — in groups of column tiles where a PCU's share of B outgrows its PMU (the last
-    case: four groups, A streamed once per group): bit-exact (checked in the test); more
-    MACs per cycle than one PCU can do when the halves are busy (not for a single tile)."""
-    o = run(model, tmp_path, "gemm", seed=SEED + 70 + k, m=m, n=n, k=kk, bias=bias, pcus=2)
+    AGCUs — in groups of column tiles where a PCU's share of B outgrows its PMU (k = 300:
+    four groups, A streamed once per group), C row-major or tile by tile: bit-exact
+    (checked in the test); more MACs per cycle than one PCU can do when the halves are busy
+    (not for a single tile)."""
+    o = run(model, tmp_path, "gemm", seed=SEED + 70 + k, m=m, n=n, k=kk, bias=bias, pcus=2,
+            c_tiles=c_tiles)
     assert o["mismatches"] == 0
     assert o["macs"] <= o["cycles"] * 2 * SMALL.pcu_stages * SMALL.pcu_lanes
 
@@ -74,13 +77,14 @@ def test_gemm_on_two_pcus(model, tmp_path, k, m, n, kk, bias):
     (2, 61, 19, 45, False, 2), (3, 40, 20, 33, True, 2),
     (4, 30, 256, 200, False, 2),    # shares of B in groups: each row tile loaded per group
 ])
+@pytest.mark.parametrize("c_tiles", [False, True], ids=["c_rows", "c_tiles"])
 def test_gemm_with_row_major_a_through_a_transposing_pmu(model, tmp_path, k, m, n, kk, bias,
-                                                          pcus):
+                                                          pcus, c_tiles):
     """A row-major (as another kernel writes it, or the host with a ones column for the
     bias), transposed by a PMU on chip that feeds one PCU or multicasts to several: the
     same C as the reference backend and the PCU reference (checked in the test)."""
     o = run(model, tmp_path, "gemm", seed=SEED + 50 + k, m=m, n=n, k=kk, bias=bias, a_rows=1,
-            pcus=pcus)
+            pcus=pcus, c_tiles=c_tiles)
     assert o["mismatches"] == 0 and o["active_pcus"] == pcus
     assert o["macs"] <= o["cycles"] * pcus * SMALL.pcu_stages * SMALL.pcu_lanes
 

@@ -113,10 +113,14 @@ class GemmShape:
         tile_a = self.k * (self.tile_rows // self.stages) * self.lanes
         return TensorAccess((self.mt, self.nt // self.pcus, tile_a), (tile_a, 0, 1))
 
-    def c_access(self, part=0):
+    def c_access(self, part=0, tiled=False):
         """C's store stream of PCU ``part`` of ``pcus`` (its share of the column tiles):
-        per tile, its rows' valid lanes, into row-major C."""
+        per tile, its rows' valid lanes, into row-major C (``tiled``: each tile's rows x
+        valid lanes contiguous, tiles in row-major order)."""
         nt = self.nt // self.pcus
+        if tiled:
+            rc = self.rows * self.cols
+            return TensorAccess((self.mt, nt, rc), (self.nt * rc, rc, 1), offset=part * nt * rc)
         return TensorAccess((self.mt, nt, self.rows, self.cols),
                             (self.rows * self.c_cols, self.cols, self.c_cols, 1),
                             offset=part * nt * self.cols)
@@ -140,6 +144,7 @@ class Gemm:
     bias: bool = False
     c_agcus: tuple = (1,)    # the AGCUs whose store streams write C
     a_rows: int | None = None   # A row-major with this row stride (else the systolic layout)
+    c_tiles: bool = False       # C tile by tile (else row-major)
 
     def _a(self, a):
         return with_ones_column(a) if self.bias else np.asarray(a, np.uint32)
@@ -173,6 +178,9 @@ class Gemm:
 
     def unpack_c(self, words):
         s = self.shape
+        if self.c_tiles:
+            t = np.asarray(words, np.uint32)[:s.c_words].reshape(s.mt, s.nt, s.rows, s.cols)
+            return t.transpose(0, 2, 1, 3).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
         return np.asarray(words, np.uint32).reshape(s.c_rows, s.c_cols)[:s.m, :s.n]
 
     def reference(self, params, a, b, bias=None):
@@ -248,7 +256,7 @@ def a_transpose_buffers(params, cols):
 
 
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
-                 a_rows=None, pcus=1):
+                 a_rows=None, pcus=1, c_tiles=False):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
     of at least ``GemmShape.of(params, m, n, k, bias).a_words`` ... words); epilogue:
     ``bias`` (added per output column), then ReLU, then BF16 convert.
@@ -261,7 +269,12 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
 
     ``pcus`` > 1: that many PCUs share the column tiles (:func:`_parallel_gemm`; with
     ``a_rows`` the transposing PMU multicasts A to all of them); None: as many as this array
-    and shape allow (:func:`gemm_pcus`)."""
+    and shape allow (:func:`gemm_pcus`).
+
+    ``c_tiles``: C is stored tile by tile (each output tile's rows x valid lanes
+    contiguous; ``Gemm.unpack_c`` reads it back) — a few long bursts per tile instead of a
+    one-row burst per row, which would hold HBM request slots for a whole latency each;
+    for results the host reads (a later kernel reading C row-major needs the default)."""
     if pcus is None:
         pcus = gemm_pcus(params, m, n, k, bias, a_rows is not None)
     s = GemmShape.of(params, m, n, k, bias, pcus)
@@ -282,14 +295,14 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     systolic = SystolicProgram(k=k, tiles=s.mt * s.nt // pcus, rows=s.rows, cols=s.cols,
                                tail=Tail(relu=relu, bf16=bf16))
     if pcus > 1:
-        return _parallel_gemm(params, s, systolic, a, b, c, bool(bias), a_rows)
+        return _parallel_gemm(params, s, systolic, a, b, c, bool(bias), a_rows, c_tiles)
     interleave = s.tile_rows // s.stages
     # C leaves by AGCU 1, whose port only loads B at a low rate (AGCU 0's port streams A
     # at one vector per cycle, and a store there would take beats from it); with A
     # through a PMU (loaded once per row tile) by AGCU 0, whose links are then free.
     c_agcu = 0 if a_rows is not None else 1
     units, pmus, a_flows = {"pcu": "pcu"}, {}, [VFlow("a", agcu(0), (port("pcu", 0),))]
-    a_acc, c_acc = s.a_access(), s.c_access()
+    a_acc, c_acc = s.a_access(), s.c_access(tiled=c_tiles)
     if a_rows is not None:
         units["a_pmu"] = "pmu"
         pmus["a_pmu"] = pack_pmu(a_transpose_pmu(params, s.mt, s.tile_rows, k, s.nt), params)
@@ -327,7 +340,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (c_agcu, "store"), c_acc)] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bool(bias), (c_agcu,), a_rows)
+                bool(bias), (c_agcu,), a_rows, c_tiles)
 
 
 def gemm_limits(params, shape, a_pmu=False):
@@ -435,7 +448,7 @@ def _share_pmu(s, i, G, t, nbuf):
     return PmuProgram(write, read, nbuf=nbuf, buf_words=part, w_level=1, r_level=1)
 
 
-def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None):
+def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=False):
     """C = A B on ``s.pcus`` PCUs, each computing its share of the column tiles: A (AGCU
     0) is multicast to all; B (AGCU 1, loaded once) is multicast to one PMU per PCU whose
     write predicates keep that PCU's share and which feeds it once per row tile — in
@@ -457,10 +470,13 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None):
     # A: per group, each row tile once per column tile of the share; C of PCU i: per group,
     # row tile, its tiles of the group, rows and their valid lanes (row-major C).
     if G == 1:
-        a_acc, c_accs = s.a_access(), [s.c_access(i) for i in range(N)]
+        a_acc, c_accs = s.a_access(), [s.c_access(i, c_tiles) for i in range(N)]
     else:
         a_acc = TensorAccess((G, s.mt, t, tile_a), (0, tile_a, 0, 1))
-        c_accs = [TensorAccess((G, s.mt, t, s.rows, s.cols),
+        rc = s.rows * s.cols
+        c_accs = [TensorAccess((G, s.mt, t, rc), (N * t * rc, s.nt * rc, rc, 1), offset=i * t * rc)
+                  if c_tiles else
+                  TensorAccess((G, s.mt, t, s.rows, s.cols),
                                (N * t * s.cols, s.rows * s.c_cols, s.cols, s.c_cols, 1),
                                offset=i * t * s.cols) for i in range(N)]
     if a_rows is not None:
@@ -496,4 +512,4 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None):
             rows = systolic_reference(systolic, params, va, vbi)["data"][:, :s.cols]
             mem[stream_words(c, args, (i, "store"), c_accs[i])] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bias, tuple(range(N)), a_rows)
+                bias, tuple(range(N)), a_rows, c_tiles)

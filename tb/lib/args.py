@@ -243,6 +243,8 @@ class GemmArgs(TbArgs):
     pcus: int = arg(0, "PCUs sharing the column tiles (0: as many as the array and the "
                           "shape allow)", lo=0)
     a_rows: bool = arg(False, "A stored row-major, transposed on chip by a PMU")
+    c_tiles: bool = arg(False, "C stored tile by tile (long store bursts) instead of "
+                               "row-major (0/1)")
 
 
 @dataclass(frozen=True)
