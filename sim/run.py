@@ -66,7 +66,7 @@ def _gemm_programs(params, o):
     rows = bool(o.get("a_rows"))
     pcus = o["pcus"] or gemm_pcus(params, o["m"], o["n"], o["k"], bool(o["bias"]), rows)
     s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), pcus)
-    a_rows = -(-s.k // params.pcu_lanes) * params.pcu_lanes if rows else None
+    a_rows = s.k_vectors if rows else None
     bufs = _scratch(params, {"a": s.a_row_words(a_rows) if rows else s.a_words,
                              "b": s.b_words, "c": s.c_words})
     return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),

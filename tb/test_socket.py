@@ -165,7 +165,7 @@ async def gemm(dut):
     pcus = args.pcus or gemm_pcus(params, m, n, k, use_bias, args.a_rows)
     s = GemmShape.of(params, m, n, k, use_bias, pcus)
     # Row-major A: rows padded to whole vectors (Gemm.pack_a fills the pad with NaNs).
-    a_rows = -(-s.k // params.pcu_lanes) * params.pcu_lanes if args.a_rows else None
+    a_rows = s.k_vectors if args.a_rows else None
     a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)
     bufs = {name: dev.alloc.alloc(region, words, name) for name, region, words in
             (("a", "hbm", a_words), ("b", "hbm", s.b_words), ("c", "hbm", s.c_words))}

@@ -56,7 +56,7 @@ from firmware.runtime.memory import Buffer
 from hdl.pcu.pcu import Pcu
 
 from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, compile_gemm, gemm_pcus,
-                   pack_a, pack_b)
+                   pack_a, pack_b, pack_rows, transposed_stream)
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
 __all__ = ["ATTENTION_UNITS", "attention_units", "attention_plan", "attention_pipes",
@@ -115,7 +115,7 @@ class AttentionShape:
     @property
     def q_rows(self):
         """Row stride of Q row-major (the query-stationary layout): d in whole vectors."""
-        return -(-self.d // self.qk.lanes) * self.qk.lanes
+        return self.qk.k_vectors
 
     @property
     def q_words(self):
@@ -200,11 +200,8 @@ class Attention:
         (the pad: NaNs, never read into a product)."""
         if not self.q_stationary:
             return pack_a(params, q)
-        sh, q = self.shape, np.asarray(q, np.uint32)
-        out = np.full((sh.qk.mt * sh.qk.tile_rows, sh.q_rows), N.QNAN32, np.uint32)
-        out[:, :sh.d] = 0
-        out[:len(q), :sh.d] = q
-        return out.reshape(-1)
+        sh = self.shape
+        return pack_rows(q, sh.qk.mt * sh.qk.tile_rows, sh.q_rows)
 
     def pack_kv(self, params, k, v):
         """``[K^T | V]`` (K, V: seq x d FP32 words) in the layout AGCU 1 streams."""
@@ -438,8 +435,7 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
             qa, oa = pipe_agcus(pp["i"])
             qv = mem[stream_words(q, args, (qa, "load"), pp["q_acc"])].reshape(-1, L)
             if q_pmu:       # the PMU's transpose: each query tile once per key tile
-                rows_ = qv.reshape(pp["shape"].mt * sh.qk.tile_rows, -1)[:, :d]
-                qv = gemm_streams(rows_, np.zeros((d, sh.s_cols), np.uint32), params)[1]
+                qv = transposed_stream(params, qv, d, sh.qk.nt)
             rows = _pipeline(params, pp["shape"], pp["programs"], qv, kvw)
             mem[stream_words(o, args, (oa, "store"), pp["o_acc"])] = \
                 rows[:, :sh.pv.cols].reshape(-1)

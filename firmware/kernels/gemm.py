@@ -33,7 +33,8 @@ from firmware.compiler.program import kernel_program, stream_words
 from hdl.grid import grid_coords
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
-           "with_ones_column", "pack_a", "pack_b", "a_transpose_pmu"]
+           "with_ones_column", "pack_a", "pack_b", "pack_rows", "transposed_stream",
+           "a_transpose_pmu", "a_transpose_buffers"]
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,15 @@ class GemmShape:
     def a_words(self):
         return self.mt * self.k * (self.tile_rows // self.stages) * self.lanes
 
+    @property
+    def k_vectors(self):
+        """Words of a row of A read as whole vectors: the least row stride of row-major A."""
+        return -(-self.k // self.lanes) * self.lanes
+
     def a_row_words(self, a_rows):
         """Words of A row-major with row stride ``a_rows``, rows to whole row tiles, each
         read as whole vectors."""
-        return (self.mt * self.tile_rows - 1) * a_rows + -(-self.k // self.lanes) * self.lanes
+        return (self.mt * self.tile_rows - 1) * a_rows + self.k_vectors
 
     @property
     def b_words(self):
@@ -165,11 +171,7 @@ class Gemm:
         read into a product)."""
         if self.a_rows is None:
             return pack_a(params, self._a(a))
-        s, a = self.shape, self._a(a)
-        out = np.full((s.mt * s.tile_rows, self.a_rows), QNAN32, np.uint32)
-        out[:, :s.k] = 0
-        out[:a.shape[0], :s.k] = a
-        return out.reshape(-1)
+        return pack_rows(self._a(a), self.shape.mt * self.shape.tile_rows, self.a_rows)
 
     def pack_b(self, params, b, bias=None):
         """B (K x N FP32 words), and the bias (N,) if compiled with one, in the device
@@ -206,6 +208,25 @@ def pack_a(params, a):
     a = np.asarray(a, np.uint32)
     _, vin0, _ = gemm_streams(a, np.zeros((a.shape[1], 1), np.uint32), params)  # 1 col tile
     return vin0.reshape(-1)
+
+
+def pack_rows(a, rows, stride):
+    """An operand (FP32 words) row-major with row stride ``stride``, ``rows`` rows (the
+    rows past it zeros; the pad of each row NaNs, never read into a product)."""
+    a = np.asarray(a, np.uint32)
+    out = np.full((rows, stride), QNAN32, np.uint32)
+    out[:, :a.shape[1]] = 0
+    out[:len(a), :a.shape[1]] = a
+    return out.reshape(-1)
+
+
+def transposed_stream(params, words, k, col_tiles):
+    """The systolic A stream a transposing PMU (:func:`a_transpose_pmu`) makes of the
+    row-major words it loads (whole row tiles of ``k``-word rows read as whole vectors):
+    each row tile once per column tile, ``col_tiles`` of them."""
+    L = params.pcu_lanes
+    rows = np.asarray(words, np.uint32).reshape(-1, -(-k // L) * L)[:, :k]
+    return gemm_streams(rows, np.zeros((k, col_tiles * L), np.uint32), params)[1]
 
 
 def pack_b(params, b):
@@ -283,7 +304,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         raise ValueError("the GEMM kernel needs two AGCUs")
     a_words = s.a_words
     if a_rows is not None:
-        kp = -(-k // s.lanes) * s.lanes
+        kp = s.k_vectors
         if isinstance(a_rows, bool) or not isinstance(a_rows, int) or a_rows < kp:
             raise ValueError(f"gemm: a_rows = {a_rows!r}: the row stride must hold {kp} words "
                              f"(k rounded up to whole vectors)")
@@ -334,8 +355,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         # lanes stored as the store stream unpacks them.
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, s.lanes)
         if a_rows is not None:      # the PMU's transpose: the systolic A stream
-            rows_ = va.reshape(s.mt * s.tile_rows, -1)[:, :k]
-            va = gemm_streams(rows_, np.zeros((k, s.nt * s.lanes), np.uint32), params)[1]
+            va = transposed_stream(params, va, k, s.nt)
         vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(-1, s.lanes)
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (c_agcu, "store"), c_acc)] = rows.reshape(-1)
@@ -480,7 +500,7 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=Fals
                                (N * t * s.cols, s.rows * s.c_cols, s.cols, s.c_cols, 1),
                                offset=i * t * s.cols) for i in range(N)]
     if a_rows is not None:
-        kp = -(-k // L) * L
+        kp = s.k_vectors
         a_acc = TensorAccess((G, s.mt * s.tile_rows, kp), (0, a_rows, 1))
     b_acc = TensorAccess((s.b_words,), (1,))
     a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)
@@ -504,8 +524,7 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=Fals
     def execute(mem, args):
         va = mem[stream_words(a, args, (0, "load"), a_acc)].reshape(-1, L)
         if a_rows is not None:      # the PMU's transpose, per group: t column tiles each
-            rows_ = va.reshape(G * s.mt * s.tile_rows, -1)[:, :k]
-            va = gemm_streams(rows_, np.zeros((k, t * L), np.uint32), params)[1]
+            va = transposed_stream(params, va, k, t)
         vb = mem[stream_words(b, args, (1, "load"), b_acc)].reshape(G, N, part)
         for i in range(N):
             vbi = np.repeat(vb[:, i][:, None], s.mt, axis=1).reshape(-1, L)
