@@ -57,6 +57,9 @@ class RduParams:
     agcu_tags, agcu_segments : int
         Bursts an AGCU keeps in flight (its reorder buffer holds that many bursts) and
         entries of its segment table.
+    agcu_stores : int
+        Store streams of an AGCU (1 .. 4): each takes the packets of one arriving flow,
+        so that many producers' results leave through one AGCU.
     dma_tags : int
         Bursts the DMA engine keeps in flight.
     hbm_channels, hbm_bytes_per_cycle, hbm_latency, hbm_capacity, hbm_outstanding :
@@ -89,6 +92,7 @@ class RduParams:
     agcus: int = 2
     agcu_tags: int = 16
     agcu_segments: int = 4
+    agcu_stores: int = 3
     dma_tags: int = 16
     hbm_channels: int = 2
     hbm_bytes_per_cycle: int = 32
@@ -154,6 +158,9 @@ class RduParams:
         if self.mem_jitter & (self.mem_jitter + 1):
             raise ParamError(f"mem_jitter: must be 2**k - 1 (0, 1, 3, 7, ...), got "
                              f"{self.mem_jitter}")
+        if not 1 <= self.agcu_stores <= 4:
+            raise ParamError(f"agcu_stores: must be 1 .. 4 store streams per AGCU, got "
+                             f"{self.agcu_stores}")
         for name in ("agcu_tags", "dma_tags"):
             if not 2 <= getattr(self, name) <= 64:
                 raise ParamError(f"{name}: must be 2 .. 64 (6-bit request tags), got "

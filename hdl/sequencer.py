@@ -20,7 +20,7 @@ from amaranth import Cat, Module, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.agcu.config import agcu_args_layout, word_bits
+from hdl.agcu.config import agcu_args_layout, streams, word_bits
 from hdl.memory.config import MAX_BURST, MemoryMap, mem_port_signature
 from hdl.memory.burst import block_room, cut
 from hdl.memory.reader import BurstReader
@@ -50,7 +50,7 @@ def launch_layout(params):
         "agcus": unsigned(params.agcus),
         "args": data.ArrayLayout(data.StructLayout({
             name: data.StructLayout({"offset": unsigned(wb), "stride": unsigned(wb)})
-            for name in ("load", "store")}), params.agcus),
+            for name in streams(params)}), params.agcus),
     })
 
 
@@ -128,7 +128,7 @@ class KernelSequencer(wiring.Component):
         next_rec = Signal(mm.addr_bits)
         it = Signal(ITER_BITS)
         offs = [(self.agcu_offset[k][name], rec.args[k][name]) for k in range(p.agcus)
-                for name in ("load", "store")]
+                for name in streams(p)]
         settle = Signal(2)
         elapsed = Signal(32)
         agcus = Signal(p.agcus)

@@ -281,8 +281,9 @@ async def _agcu_finish(tb, k, timeout):
     assert _port(tb, f"agcu_status__{k}__done") == 1
 
 
-def _packets(params, words):
-    """Dense vector packets of ``words`` (the last one masked and flagged)."""
+def _packets(params, words, flow=0):
+    """Dense vector packets of ``words`` (the last one masked and flagged), header flow id
+    ``flow``."""
     from hdl.packet import vector_packet_layout
     L = params.pcu_lanes
     n = -(-len(words) // L)
@@ -293,12 +294,23 @@ def _packets(params, words):
         mask[-1] = (1 << (len(words) % L)) - 1
     return pack(vector_packet_layout(params), {
         "body.data": data.reshape(n, L), "body.mask": mask,
-        "body.last": [0] * (n - 1) + [1]})
+        "body.last": [0] * (n - 1) + [1], "hdr.flow": [flow] * n})
+
+
+def _interleave(rng, a, b):
+    """The rows of ``a`` and ``b`` merged in a random order, each keeping its own."""
+    order = np.array([0] * len(a) + [1] * len(b))
+    rng.shuffle(order)
+    out = np.zeros((len(order), a.shape[1]), np.uint32)
+    out[order == 0], out[order == 1] = a, b
+    return out
 
 
 async def _agcu_case(tb, params, img, rng, name, args):
-    """AGCU 0 reads the tensor into vout__0 while AGCU 1 writes another one from vin__1
-    (both in their own segments), with back-pressure and idle sources."""
+    """AGCU 0 reads the tensor into vout__0 while AGCU 1 writes two more from vin__1, one
+    by its store stream and one by store2 (packets of flow id 5, randomly interleaved
+    with the store's of flow 2) — each in its own segment, with back-pressure and idle
+    sources."""
     from firmware.compiler.agcu import TensorAccess, access_words, pack_agcu
     from hdl.packet import vector_packet_layout
     shape, strides, offset = ACCESSES[name]
@@ -307,7 +319,7 @@ async def _agcu_case(tb, params, img, rng, name, args):
     W = img.words
     foot = int(idx.max()) + 1
     segs, before = [], []
-    for k in range(2):
+    for k in range(3):
         sg = _segment(params, rng, foot, k)
         segs.append(sg)
         lo = sg.base - (sg.base % W) - W             # one guard beat before ...
@@ -318,10 +330,10 @@ async def _agcu_case(tb, params, img, rng, name, args):
     hdr = {"flow": 3}
     rd, progs = pack_agcu(params, load=(acc, 1), segments=[segs[1], segs[0]], hdr=hdr)
     prog = progs["load"]
-    wr, _ = pack_agcu(params, store=(acc, 0), segments=[segs[1]])
-    new = _words(rng, len(idx))
-    tb.load("vin__1", _packets(params, new), seed=rng.getrandbits(32),
-            valid_probability=1 - args.idle)
+    wr, _ = pack_agcu(params, store=(acc, 0), by_flow=[(acc, 1, 5)], segments=[segs[1], segs[2]])
+    new = [_words(rng, len(idx)) for _ in range(2)]
+    tb.load("vin__1", _interleave(rng, _packets(params, new[0], 2), _packets(params, new[1], 5)),
+            seed=rng.getrandbits(32), valid_probability=1 - args.idle)
     npk = -(-len(idx) // params.pcu_lanes)
     tb.expect("vout__0", npk, seed=rng.getrandbits(32),
               ready_probability=1 - args.backpressure)
@@ -338,13 +350,14 @@ async def _agcu_case(tb, params, img, rng, name, args):
         bad = np.nonzero((got[f] != want[f]).reshape(npk, -1).any(axis=1))[0]
         assert not len(bad), f"{name}: read packet {bad[0]} of {npk}: {f} differs"
     assert (got["hdr.flow"] == 3).all(), f"{name}: packet header"
-    lo, vals = before[1]
-    have = await img.read(tb, lo, len(vals))
-    expect = vals.copy()
-    expect[segs[1].base - lo + idx] = new
-    bad = np.nonzero(have != expect)[0]
-    assert not len(bad), (f"{name}: written memory differs at {len(bad)} words, first at "
-                          f"segment word {bad[0] - (segs[1].base - lo)}")
+    for k, (store, wrote) in enumerate(zip(("store", "store2"), new)):
+        lo, vals = before[1 + k]
+        have = await img.read(tb, lo, len(vals))
+        expect = vals.copy()
+        expect[segs[1 + k].base - lo + idx] = wrote
+        bad = np.nonzero(have != expect)[0]
+        assert not len(bad), (f"{name}: memory written by {store} differs at {len(bad)} "
+                              f"words, first at segment word {bad[0] - (segs[1 + k].base - lo)}")
     bursts = [_port(tb, f"agcu_status__{k}__bursts") for k in range(2)]
     return {"words": len(idx), "packets": npk, "cycles": cycles, "bursts": bursts,
             "reordered": _port(tb, "agcu_status__0__reordered"), "runs": prog.words // prog.run}

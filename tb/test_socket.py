@@ -436,7 +436,7 @@ async def layer_loop(dut):
             [np.pad(g.pack_b(params, w), (0, bsz - s.b_words)) for w in ws]))
         prog = await dev.load(g.program)
         before = (await dev.counters())["seq"]
-        step = {(1, "load"): bsz, **{(i, "store"): csz for i in g.c_agcus}}
+        step = {(1, "load"): bsz, **{key: csz for key in g.c_streams}}
         if mode == "looped":
             launches = [prog.launch(iterations=layers, strides=step)]
         else:

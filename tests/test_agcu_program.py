@@ -110,6 +110,29 @@ def test_pack_uses_the_hdl_layout():
     assert agcu_config_layout(SMALL).from_bits(only_load).store.en == 0
 
 
+def test_store_streams_by_flow_id():
+    """store2, store3 each take the packets of one arriving flow id; store the rest."""
+    segs = [Segment(1000, 600), Segment(5000, 64)]
+    one = TensorAccess((8,), (1,))
+    value, progs = pack_agcu(SMALL, store=(one, 0), by_flow=[(one, 1, 9), (one, 0, 3)],
+                             segments=segs)
+    v = agcu_config_layout(SMALL).from_bits(value)
+    assert set(progs) == {"store", "store2", "store3"}
+    assert (v.store2.en, v.store2.segment, v.store2_flow) == (1, 1, 9)
+    assert (v.store3.en, v.store3.segment, v.store3_flow) == (1, 0, 3)
+    assert v.load.en == 0
+    only, _ = pack_agcu(SMALL, store=(one, 0), segments=segs)
+    assert agcu_config_layout(SMALL).from_bits(only).store2.en == 0
+    for kw, msg in [
+            ({"by_flow": [(one, 0, 1)] * 3}, r"4 store streams; the AGCU has 3 \(agcu_stores\)"),
+            ({"by_flow": [(one, 0, 2), (one, 0, 2)]}, "store3: flow id 2 is taken"),
+            ({"by_flow": [(one, 0, 16)]}, r"store2: flow id 16 outside 0\.\.15")]:
+        with pytest.raises(AgcuProgramError, match=msg):
+            pack_agcu(SMALL, store=(one, 0), segments=segs, **kw)
+    with pytest.raises(AgcuProgramError, match="needs a store stream beside it"):
+        pack_agcu(SMALL, load=(one, 0), by_flow=[(one, 0, 1)], segments=segs)
+
+
 def test_run_bursts_cover_the_run_inside_blocks():
     rng = random.Random(3)
     for _ in range(500):

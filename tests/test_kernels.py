@@ -107,17 +107,19 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
         pack_systolic(SystolicProgram(k=1 << 40), SMALL)
     with pytest.raises(ValueError, match="m = 0"):
         GemmShape.of(SMALL, 0, 4, 4)
-    # Several PCUs: a column tile of B that outgrows a PMU; more PCUs than AGCUs.
-    s = GemmShape.of(SMALL, 28, 64, 1100, pcus=3)
+    # Several PCUs: a column tile of B that outgrows a PMU; more PCUs than the array and
+    # its AGCUs' store streams.
+    s = GemmShape.of(SMALL, 28, 64, 1100, pcus=5)
     al = Allocator(SMALL)
     bufs = {n: al.alloc("hbm", w, n) for n, w in (("a", s.a_words), ("b", s.b_words),
                                                   ("c", s.c_words))}
     with pytest.raises(ValueError, match="a column tile of B needs 8800 words of PMU, a PMU "
                                          "holds 8192"):
         compile_gemm(SMALL, 28, 64, 1100, pcus=2, **bufs)
-    with pytest.raises(ValueError, match=r"gemm over 3 PCUs: 3 AGCUs needed, the array has 2 "
-                                         r"AGCUs \(one store stream per PCU\)"):
-        compile_gemm(SMALL, 28, 64, 1100, pcus=3, **bufs)
+    with pytest.raises(ValueError, match=r"gemm over 5 PCUs: 5 PCUs needed, the array has 4 PCUs"
+                                         r".*5 AGCU needed, the array has 4 AGCU store streams "
+                                         r"\(2 per AGCU, one per PCU\)"):
+        compile_gemm(SMALL.replace(agcu_stores=2), 28, 64, 1100, pcus=5, **bufs)
     # As many as fit: K = 1100 leaves no column tile a PMU, so one PCU (B from HBM).
     assert compile_gemm(SMALL, 28, 64, 1100, pcus=None, **bufs).shape.pcus == 1
     # 256 x 256 x 256 on two PCUs: 16 column tiles of 2048 words each, two per PMU buffer;

@@ -30,6 +30,7 @@ def test_presets_match_architecture_table():
     ("pcu_lanes", 1, "at least 2 lanes"),
     ("ddr_bytes_per_cycle", 2, "32-bit word"),
     ("clock_ghz", 0, "positive"),
+    ("agcu_stores", 5, "1 .. 4 store streams"),
 ])
 def test_bad_values_name_the_field(field, value, words):
     with pytest.raises(ParamError) as e:

@@ -83,6 +83,41 @@ def test_flows_that_must_share_a_link_are_named():
     assert place_and_route(SMALL, "k", {"u": "pcu"}, vec=flows, own_links=False).vec
 
 
+def test_flows_leave_dimension_order_where_it_would_share_links():
+    """GEMM over all four PCUs of small: no placement gives every flow links of its own by
+    dimension order, so flows take paths of their own; the tables deliver every flow to
+    each of its destinations, and no link carries two flows that need their own."""
+    from firmware.compiler.detour import candidate_paths
+    from firmware.compiler.place import _bind, _links
+    from firmware.compiler.route import check_tables
+    from hdl.rdn.config import STEP
+    from firmware.kernels.gemm import c_assignments
+    g = _gemm(SMALL, 4)
+    layout = g.program.layout
+    assert layout.moves, "expected flows off dimension order"
+    assert [a for a, _ in g.c_streams].count(0) == 3, g.c_streams
+    assert c_assignments(SMALL, 4)[0] != g.c_streams     # the even spread does not place
+    check_tables(SMALL, layout.vec.tables)
+    tags = {f.name: f.shares for f in layout.flows["vector"]}
+    layout.vec.require_own_links("gemm", tags)
+    for f in _bind(SMALL, layout.at, layout.flows["vector"], layout.moves):
+        assert set(layout.vec.arrivals[f.name]) == set(f.dsts), f.name
+        hops = [o for _, _, o in _links(f.src, f.dsts, f.moves)]
+        assert hops, f.name
+    assert any("paths of its own" in line for line in layout.flow_lines(SMALL))
+    # Candidate paths: dimension order first, every one simple and ending where it must.
+    for src, dst in [((0, 0), (3, 1)), ((2, 1), (0, 0)), ((1, 0), (1, 0))]:
+        paths = candidate_paths(SMALL, src, dst)
+        assert paths and len(paths[0]) == abs(src[0] - dst[0]) + abs(src[1] - dst[1])
+        for mv in paths:
+            x, y, seen = *src, {src}
+            for d in mv:
+                x, y = x + STEP[d][0], y + STEP[d][1]
+                assert (x, y) not in seen and 0 <= x < SMALL.cols and 0 <= y < SMALL.rows
+                seen.add((x, y))
+            assert (x, y) == dst
+
+
 def test_placement_minimises_hops():
     """One PCU between AGCU 0 (west edge, row 0) and AGCU 0 again: the closest PCU."""
     layout = place_and_route(SMALL, "k", {"u": "pcu"}, vec=[

@@ -48,11 +48,13 @@ def test_scale_bias_end_to_end(model, tmp_path, k, n, iterations, ddr):
     (5, 9, 20, 5, True, False, False),       # bias alone
 ])
 def test_gemm_end_to_end(model, tmp_path, k, m, n, kk, bias, relu, bf16):
-    """On as many PCUs as the shape and the array allow (the default): bit-exact
-    (checked in the test)."""
+    """On as many PCUs as the shape and the array allow (the default): one per column tile
+    up to every PCU of the array (the small grid places all four, their results through
+    the two AGCUs' store streams); bit-exact (checked in the test)."""
     o = run(model, tmp_path, "gemm", seed=SEED + 40 + k, m=m, n=n, k=kk, bias=bias,
             relu=relu, bf16=bf16)
-    assert o["active_pcus"] == (2 if -(-n // SMALL.pcu_lanes) > 1 else 1), o["active_pcus"]
+    want = min(-(-n // SMALL.pcu_lanes), SMALL.pcus)
+    assert o["active_pcus"] == want, (o["active_pcus"], want)
     # The PCUs cannot beat their peak: STAGES x LANES MACs per cycle each.
     assert o["macs"] <= o["cycles"] * o["active_pcus"] * SMALL.pcu_stages * SMALL.pcu_lanes
 
@@ -70,6 +72,22 @@ def test_gemm_on_two_pcus(model, tmp_path, k, m, n, kk, bias, c_tiles):
             c_tiles=c_tiles)
     assert o["mismatches"] == 0
     assert o["macs"] <= o["cycles"] * 2 * SMALL.pcu_stages * SMALL.pcu_lanes
+
+
+@pytest.mark.parametrize("k,m,n,kk,bias,c_tiles", [
+    (0, 61, 40, 45, False, False),      # 5 column tiles padded to 8: 2 per PCU
+    (1, 5, 30, 1, True, True),          # M under one tile, K = 1 (+ the bias step)
+    (2, 61, 64, 300, True, True),       # shares of B in groups, A streamed per group
+    (3, 3, 7, 2, False, False)])        # M and N under one tile: 3 PCUs of zeros
+def test_gemm_on_every_pcu(model, tmp_path, k, m, n, kk, bias, c_tiles):
+    """The column tiles over all four PCUs of the small grid — three of them storing C
+    through one AGCU's store streams (each PCU's results a flow of its own into the AGCU,
+    told apart by flow id), the fourth through the other AGCU; flows routed off dimension
+    order where that would share links: bit-exact (checked in the test)."""
+    o = run(model, tmp_path, "gemm", seed=SEED + 90 + k, m=m, n=n, k=kk, bias=bias,
+            pcus=SMALL.pcus, c_tiles=c_tiles)
+    assert o["mismatches"] == 0 and o["active_pcus"] == SMALL.pcus
+    assert o["macs"] <= o["cycles"] * SMALL.pcus * SMALL.pcu_stages * SMALL.pcu_lanes
 
 
 @pytest.mark.parametrize("k,m,n,kk,bias,pcus", [

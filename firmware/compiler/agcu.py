@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.agcu.config import RUN_BITS, access_layout, agcu_config_layout
+from hdl.agcu.config import RUN_BITS, access_layout, agcu_config_layout, stores
 from hdl.counters import MAX_COUNTERS
 from hdl.memory.config import MAX_BURST, MemoryMap
 
@@ -116,12 +116,16 @@ def _run_starts(prog: AgcuProgram):
             for st in chain_steps(list(prog.counters), 1)]
 
 
-def pack_agcu(params, *, segments, load=None, store=None, hdr=None, check_bounds=True):
+def pack_agcu(params, *, segments, load=None, store=None, by_flow=(), hdr=None,
+              check_bounds=True):
     """The AGCU config (``agcu_config_layout``) as an integer, and the lowered programs
     ({"load": AgcuProgram, "store": ...} of the streams used).
 
     ``load`` / ``store``: ``(TensorAccess, segment)`` of each stream used (``load``
-    streams to ``vout`` with header ``hdr``, ``store`` from ``vin``); ``segments`` is the
+    streams to ``vout`` with header ``hdr``, ``store`` from ``vin``); ``by_flow``:
+    ``(TensorAccess, segment, flow id)`` of each further store stream (``store2`` ..), the
+    store of the packets that arrive with that flow id (``FabricRoutes.arrivals``;
+    ``store`` takes the rest); ``segments`` is the
     segment table (:class:`Segment` list, at most ``agcu_segments``). With
     ``check_bounds`` an access reaching outside its segment is refused here; without,
     the AGCU's own check faults at run time (tests of the fault path)."""
@@ -136,12 +140,27 @@ def pack_agcu(params, *, segments, load=None, store=None, hdr=None, check_bounds
                                    f"inside memory ({total:#x} words)")
     if load is None and store is None:
         raise AgcuProgramError("an AGCU program needs a load or a store stream")
+    extra = stores(params)[1:]
+    if len(by_flow) > len(extra):
+        raise AgcuProgramError(f"{1 + len(by_flow)} store streams; the AGCU has "
+                               f"{params.agcu_stores} (agcu_stores)")
+    if by_flow and store is None:
+        raise AgcuProgramError("a store stream by flow id takes one flow of the store "
+                               "traffic; the AGCU program needs a store stream beside it")
+    flows = {}
+    for name, (_, _, flow) in zip(extra, by_flow):
+        if not 0 <= flow < params.rdn_flows:
+            raise AgcuProgramError(f"{name}: flow id {flow} outside 0..{params.rdn_flows - 1}")
+        if flow in flows.values():
+            raise AgcuProgramError(f"{name}: flow id {flow} is taken by another store stream")
+        flows[f"{name}_flow"] = flow
     layout = agcu_config_layout(params)
     seg_list = [{"base": s.base, "size": s.size} for s in segments]
     seg_list += [{"base": 0, "size": 0}] * (params.agcu_segments - len(seg_list))
-    value = layout.const({"segments": seg_list, "hdr": hdr or {}}).as_value().value
+    value = layout.const({"segments": seg_list, "hdr": hdr or {}, **flows}).as_value().value
     progs = {}
-    for name, stream in (("load", load), ("store", store)):
+    for name, stream in (("load", load), ("store", store),
+                         *((n, (acc, seg)) for n, (acc, seg, _) in zip(extra, by_flow))):
         if stream is None:
             continue
         access, segment = stream

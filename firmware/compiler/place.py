@@ -5,7 +5,9 @@ units of a kind (``"pcu"`` or ``"pmu"``), the vector and scalar flows between th
 and the AGCU edge ports, each with the rate it needs. :func:`place_and_route` chooses a
 position for every unit — the placement whose dimension-order routes give every flow
 links of its own (where the kernel asks for that) and move the fewest packets over the
-fewest hops — routes both fabrics and returns a :class:`Layout`. The search is
+fewest hops; where no placement does that by dimension order, the best placements are
+tried with paths of their own for the flows (:mod:`~firmware.compiler.detour`) — routes
+both fabrics and returns a :class:`Layout`. The search is
 deterministic: the same kernel on the same grid gives the same placement and bitstream.
 
 A kernel that cannot be placed raises :class:`PlacementError` naming what it ran out of
@@ -21,13 +23,17 @@ from hdl.grid import Coord, grid_coords, is_pcu
 from hdl.rdn.config import OUT_L0, STEP, W
 from hdl.socket import agcu_position
 
-from .route import Endpoint, Flow, RouteError, edge_src, route, unit_dst, unit_src, xy_path
+from .detour import detour
+from .route import (Endpoint, Flow, RouteError, edge_src, flow_path, route, unit_dst, unit_src,
+                    xy_path)
 
 __all__ = ["PlacementError", "Port", "port", "agcu", "VFlow", "Layout", "place",
            "place_and_route"]
 
 #: Placements tried exhaustively up to this many; beyond, greedy + local search.
 EXHAUSTIVE = 20_000
+#: Placements (best by dimension-order cost first) tried with paths of their own.
+DETOUR_TRIES = 64
 
 
 class PlacementError(ValueError):
@@ -72,7 +78,8 @@ class VFlow:
 class Layout:
     """A placed and routed kernel: ``at`` (logical unit -> Coord), the routed ``vec`` and
     ``sca`` fabrics (:class:`~firmware.compiler.route.FabricRoutes`), the logical
-    ``flows`` ({"vector": [VFlow], "scalar": [...]}) and the placement's ``cost``."""
+    ``flows`` ({"vector": [VFlow], "scalar": [...]}), the placement's ``cost`` and the
+    ``moves`` of flows that leave dimension order ({flow name: moves per destination})."""
     name: str
     kinds: dict
     at: dict
@@ -80,6 +87,7 @@ class Layout:
     sca: object
     cost: tuple = field(default=(), compare=False)
     flows: dict = field(default_factory=dict, compare=False)
+    moves: dict = field(default_factory=dict)
 
     def configs(self, kind, values):
         """{Coord: config} of the units of ``kind`` from {logical name: config}."""
@@ -90,6 +98,11 @@ class Layout:
                                      f"{kind.upper()} of the kernel")
             out[self.at[name]] = v
         return out
+
+    def endpoint(self, params, p, output=True):
+        """The routed :class:`~firmware.compiler.route.Endpoint` of logical port ``p`` (as
+        a destination, or as a source): the key of ``vec.arrivals``."""
+        return _endpoint(params, self.at, p, output)
 
     def describe(self):
         """One line per unit: its name, kind and position."""
@@ -113,11 +126,12 @@ class Layout:
                            else f"{p.unit}{'' if p.k == 0 else f'.{p.k}'}")
         out = []
         for fabric, flows in self.flows.items():
-            for f, b in zip(flows, _bind(params, self.at, flows)):
-                hops = sum(1 for _, _, o in _links(b.src, b.dsts) if o < OUT_L0)
+            for f, b in zip(flows, _bind(params, self.at, flows, self.moves)):
+                hops = sum(1 for _, _, o in _links(b.src, b.dsts, b.moves) if o < OUT_L0)
+                own = " (paths of its own)" if b.moves is not None else ""
                 out.append(f"{fabric:<6} {f.name:<8} {where(f.src)} -> "
                            f"{', '.join(where(d) for d in f.dsts)}  rate {f.rate:.3g}, "
-                           f"{hops} links")
+                           f"{hops} links{own}")
         return out
 
 
@@ -134,21 +148,24 @@ def _endpoint(params, at, p, output):
     return unit_dst(at[p.unit], p.k) if output else unit_src(at[p.unit])
 
 
-def _bind(params, at, flows):
+def _bind(params, at, flows, moves=None):
+    moves = moves or {}
     return [Flow(f.name, _endpoint(params, at, f.src, False),
-                 tuple(_endpoint(params, at, d, True) for d in f.dsts), f.rate, f.dynamic)
-            for f in flows]
+                 tuple(_endpoint(params, at, d, True) for d in f.dsts), f.rate, f.dynamic,
+                 moves.get(f.name)) for f in flows]
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _path(src, dst):
-    """(x, y, out) of every hop of the dimension-order path (placement tries many)."""
-    return frozenset((x, y, out) for x, y, _, out in xy_path(src, dst))
+def _path(src, dst, moves=None):
+    """(x, y, out) of every hop of the path (placement tries many): dimension order, or
+    ``moves``."""
+    return frozenset((x, y, out) for x, y, _, out in flow_path(src, dst, moves))
 
 
-def _links(src, dsts):
-    """The directed links and delivery ports of a flow's dimension-order tree."""
-    return frozenset().union(*(_path(src, d) for d in dsts))
+def _links(src, dsts, moves=None):
+    """The directed links and delivery ports of a flow's tree."""
+    return frozenset().union(*(_path(src, d, mv)
+                               for d, mv in zip(dsts, moves or (None,) * len(dsts))))
 
 
 def _conflicts(users):
@@ -158,15 +175,15 @@ def _conflicts(users):
     return len(groups) - 1
 
 
-def _cost(params, at, fabrics, own):
+def _cost(params, at, fabrics, own, moves=None):
     """(links shared by flows that need their own, over-subscription, rate x hops, hops)
     of placement ``at``: smaller is better."""
     shared = over = 0
     weighted = hops = 0.0
     for fabric, flows in fabrics.items():
         load, users = {}, {}
-        for f, bound in zip(flows, _bind(params, at, flows)):
-            tree = _links(bound.src, bound.dsts)
+        for f, bound in zip(flows, _bind(params, at, flows, moves)):
+            tree = _links(bound.src, bound.dsts, bound.moves)
             n = sum(1 for _, _, out in tree if out < OUT_L0)
             hops += n
             weighted += f.rate * n
@@ -215,15 +232,16 @@ def _slots(params, kinds):
 
 
 def _exhaustive(params, by_kind, slots, score):
+    """Every placement: the best ``DETOUR_TRIES`` [(score, at)], best first (ties in
+    enumeration order)."""
     kinds = sorted(by_kind)
     choices = [itertools.permutations(slots[k], len(by_kind[k])) for k in kinds]
-    best = None
-    for combo in itertools.product(*choices):
+    ranked = []
+    for i, combo in enumerate(itertools.product(*choices)):
         at = {n: c for k, cs in zip(kinds, combo) for n, c in zip(by_kind[k], cs)}
-        s = score(at)
-        if best is None or s < best[0]:
-            best = (s, at)
-    return best
+        ranked.append((score(at), i, at))
+    ranked.sort(key=lambda t: t[:2])
+    return [(s, at) for s, _, at in ranked[:DETOUR_TRIES]]
 
 
 def _local_search(params, by_kind, slots, score):
@@ -249,11 +267,28 @@ def _local_search(params, by_kind, slots, score):
                     s = score(trial)
                     if s < best:
                         best, at, improved = s, trial, True
-    return best, at
+    return [(best, at)]
+
+
+def _with_detours(params, ranked, fabrics, score):
+    """The first placement of ``ranked`` whose flows all get links of their own with paths
+    of their own: (cost, at, moves), or None."""
+    for _, at in ranked:
+        moves = {}
+        for flows in fabrics.values():
+            tags = {f.name: f.shares for f in flows}
+            found = detour(params, _bind(params, at, flows), tags)
+            if found is None:
+                break
+            moves.update(found)
+        else:
+            return score(at, moves=moves), at, moves
+    return None
 
 
 def place(params, name, kinds, vec=(), sca=(), *, own_links=True):
-    """{logical unit: Coord} for the units ``kinds`` ({name: "pcu"/"pmu"}) and flows."""
+    """({logical unit: Coord}, cost, {flow name: moves}) for the units ``kinds`` ({name:
+    "pcu"/"pmu"}) and flows: the moves of the flows that leave dimension order."""
     by_kind, slots = _slots(params, kinds)
     fabrics = {"vector": list(vec), "scalar": list(sca)}
     for f in fabrics["vector"] + fabrics["scalar"]:
@@ -264,36 +299,42 @@ def place(params, name, kinds, vec=(), sca=(), *, own_links=True):
             if p.unit is None:
                 _edge(params, p.agcu)
 
-    def score(at, partial=False):
+    def score(at, partial=False, moves=None):
         if partial:
             fl = {fab: [f for f in flows if all(p.unit is None or p.unit in at
                                                  for p in (f.src, *f.dsts))]
                   for fab, flows in fabrics.items()}
             return _cost(params, at, fl, own_links)
-        return _cost(params, at, fabrics, own_links)
+        return _cost(params, at, fabrics, own_links, moves)
 
     space = math.prod(math.perm(len(slots[k]), len(by_kind[k])) for k in by_kind)
-    cost, at = (_exhaustive if space <= EXHAUSTIVE else _local_search)(
+    ranked = (_exhaustive if space <= EXHAUSTIVE else _local_search)(
         params, by_kind, slots, score)
-    if cost[0]:
+    cost, at = ranked[0]
+    if not cost[0]:
+        return at, cost, {}
+    found = _with_detours(params, ranked, fabrics, score) if own_links else None
+    if found is None:
         raise PlacementError(f"kernel {name!r} does not fit the {params.rows} x {params.cols} "
                              f"grid with a link of its own for every flow: "
-                             f"{_shared_report(params, at, fabrics)}")
-    return at, cost
+                             f"{_shared_report(params, at, fabrics)} (and no placement tried "
+                             f"gives every flow links of its own by other paths)")
+    return found[1], found[0], found[2]
 
 
 def place_and_route(params, name, kinds, vec=(), sca=(), *, own_links=True):
     """Place the units, route both fabrics; a :class:`Layout`. ``own_links``: every flow
     needs links of its own (a pipeline whose stages wait on each other can deadlock when
     flows share a link buffer)."""
-    at, cost = place(params, name, kinds, vec, sca, own_links=own_links)
+    at, cost, moves = place(params, name, kinds, vec, sca, own_links=own_links)
     try:
-        vr = route(params, _bind(params, at, vec))
-        sr = route(params, _bind(params, at, sca))
+        vr = route(params, _bind(params, at, vec, moves))
+        sr = route(params, _bind(params, at, sca, moves))
     except RouteError as e:
         raise PlacementError(f"kernel {name!r}: {e}") from None
     if own_links:
         tags = {f.name: f.shares for f in (*vec, *sca)}
         for fabric in (vr, sr):
             fabric.require_own_links(f"kernel {name!r}", tags)
-    return Layout(name, dict(kinds), at, vr, sr, cost, {"vector": list(vec), "scalar": list(sca)})
+    return Layout(name, dict(kinds), at, vr, sr, cost, {"vector": list(vec), "scalar": list(sca)},
+                  moves)

@@ -2,8 +2,9 @@
 
 A *flow* is a stream of packets from one injection port (a unit's output, or an AGCU
 edge port) to one or more delivery ports (a unit's local outputs, or edge ports).
-Static flows follow dimension-order (X then Y) paths; a multicast flow is the tree of
-those paths, copied where branches part. Every hop has a flow-table entry at the switch
+Static flows follow dimension-order (X then Y) paths, or paths of their own (``moves``,
+chosen by placement where dimension order would make flows share links); a multicast
+flow is the tree of its paths, copied where branches part. Every hop has a flow-table entry at the switch
 input it arrives on, and a flow id that is unique at that input; the router allocates
 the ids. Dynamic flows carry their destination in the header and need no table entry;
 both kinds count against link capacity.
@@ -24,7 +25,7 @@ from hdl.rdn.config import (BURST_BITS, CTRL_LOCAL, E, IN_LOCAL, LINKS, LOCAL_OU
                             rdn_config_layout)
 
 __all__ = ["RouteError", "Endpoint", "unit_src", "unit_dst", "edge_src", "edge_dst", "Flow",
-           "FabricRoutes", "route", "check_tables", "fabric_config", "pack_fabric",
+           "FabricRoutes", "route", "flow_path", "check_tables", "fabric_config", "pack_fabric",
            "Token", "ControlFlow", "ControlRoutes", "route_control", "control_config", "pack_rdn",
            "xy_path"]
 
@@ -101,12 +102,17 @@ class Flow:
         Packets per cycle the flow needs on every link it uses (at most 1).
     dynamic : bool
         Dimension-order routed by the header instead of flow tables.
+    moves : tuple or None
+        Static flows: per destination, the directions (N/E/S/W) of its path's links from
+        the source switch (None: dimension order). Paths to several destinations must
+        form a tree (where two meet on a link they came by the same links).
     """
     name: str
     src: Endpoint
     dsts: tuple
     rate: float = 1.0
     dynamic: bool = False
+    moves: tuple | None = None
 
 
 def _is_edge(params, x, port):
@@ -142,6 +148,24 @@ def xy_path(src, dst):
         hops.append((x, y, inp, out))
         dx, dy = STEP[out]
         x, y, inp = x + dx, y + dy, OPPOSITE[out]
+
+
+def flow_path(src, dst, moves=None):
+    """Hops (x, y, in_port, out_port) from ``src`` to ``dst``: the dimension-order path, or
+    the links of ``moves`` (directions from the source switch) then the delivery port."""
+    if moves is None:
+        return xy_path(src, dst)
+    hops = []
+    x, y, inp = src.x, src.y, src.port
+    for out in moves:
+        hops.append((x, y, inp, out))
+        dx, dy = STEP[out]
+        x, y, inp = x + dx, y + dy, OPPOSITE[out]
+    if (x, y) != (dst.x, dst.y):
+        raise RouteError(f"path {moves} from {src.name(False)} ends at switch ({x},{y}), "
+                         f"not at {dst.name(True)}")
+    hops.append((x, y, inp, dst.port))
+    return hops
 
 
 def _link_name(x, y, out):
@@ -240,13 +264,17 @@ def route(params, flows):
             _check_endpoint(params, f, d, True)
         if len(set(f.dsts)) != len(f.dsts):
             raise RouteError(f"flow {f.name!r}: a destination is listed twice")
-        if f.dynamic and len(f.dsts) > 1:
-            raise RouteError(f"flow {f.name!r}: dynamic (dimension-order) routing is unicast; "
-                             f"multicast needs a static flow")
+        if f.dynamic and (len(f.dsts) > 1 or f.moves is not None):
+            raise RouteError(f"flow {f.name!r}: dynamic (dimension-order) routing is unicast "
+                             f"by dimension order; multicast and paths of its own need a "
+                             f"static flow")
+        if f.moves is not None and len(f.moves) != len(f.dsts):
+            raise RouteError(f"flow {f.name!r}: {len(f.moves)} paths for {len(f.dsts)} "
+                             f"destinations")
         tree = {}               # (x, y, in_port) -> set of out_ports, in path order
         order = []
-        for d in f.dsts:
-            for x, y, inp, out in xy_path(f.src, d):
+        for d, mv in zip(f.dsts, f.moves or (None,) * len(f.dsts)):
+            for x, y, inp, out in flow_path(f.src, d, mv):
                 node = (x, y, inp)
                 if node not in tree:
                     tree[node] = set()

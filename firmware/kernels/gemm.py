@@ -17,6 +17,7 @@ column tile and step one LANES-word row; both zero padded. C is row-major with
 
 import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
                                    choose_bank_bits, pack_pmu)
 from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
+from hdl.agcu.config import stores
 from hdl.grid import grid_coords
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
@@ -148,7 +150,7 @@ class Gemm:
     program: object
     parts: dict
     bias: bool = False
-    c_agcus: tuple = (1,)    # the AGCUs whose store streams write C
+    c_streams: tuple = ((1, "store"),)    # the AGCU store streams that write C
     a_rows: int | None = None   # A row-major with this row stride (else the systolic layout)
     c_tiles: bool = False       # C tile by tile (else row-major)
 
@@ -360,7 +362,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         rows = systolic_reference(systolic, params, va, vb)["data"][:, :s.cols]
         mem[stream_words(c, args, (c_agcu, "store"), c_acc)] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bool(bias), (c_agcu,), a_rows, c_tiles)
+                bool(bias), ((c_agcu, "store"),), a_rows, c_tiles)
 
 
 def gemm_limits(params, shape, a_pmu=False):
@@ -373,7 +375,8 @@ def gemm_limits(params, shape, a_pmu=False):
     if n > 1:
         pmu_what = "PMUs (one per PCU holds its share of B" + (", one A)" if a_pmu else ")")
         for need, what, have in ((n, "PCUs", pcus), (n + bool(a_pmu), pmu_what, pmus),
-                                 (n, "AGCUs (one store stream per PCU)", params.agcus)):
+                                 (n, f"AGCU store streams ({params.agcu_stores} per AGCU, "
+                                     f"one per PCU)", params.agcu_stores * params.agcus)):
             if need > have:
                 out.append(f"{need} {what.split(' ')[0]} needed, the array has {have} {what}")
         if share_groups(params, shape) is None:
@@ -412,7 +415,7 @@ def gemm_pcus(params, m, n, k, bias=False, a_pmu=False):
     the array's PCUs, PMUs and AGCUs, a share of B that fits a PMU, and a placement with
     links of its own for every flow (``a_pmu``: A row-major through a transposing PMU)."""
     lanes = params.pcu_lanes
-    for pcus in range(min(params.agcus, -(-n // lanes)), 1, -1):
+    for pcus in range(min(params.agcu_stores * params.agcus, -(-n // lanes)), 1, -1):
         s = GemmShape.of(params, m, n, k, bias, pcus)
         if not gemm_limits(params, s, a_pmu) and \
                 _parallel_layout(params, s, a_pmu, try_only=True):
@@ -420,9 +423,25 @@ def gemm_pcus(params, m, n, k, bias=False, a_pmu=False):
     return 1
 
 
-def _parallel_flows(s, a_pmu=False):
+def c_assignments(params, n):
+    """Ways to store the results of ``n`` PCUs through the AGCUs' store streams: tuples
+    of (AGCU, stream) per PCU, the most even spread over the AGCUs first (AGCU 0 takes
+    the extra ones before AGCU 1, ...). Which PCU position feeds which AGCU is left to
+    placement; only how many each AGCU takes matters."""
+    A, names = params.agcus, stores(params)
+    out = []
+    for counts in itertools.product(range(len(names) + 1), repeat=A):
+        if sum(counts) == n:
+            out.append(counts)
+    out.sort(key=lambda c: (max(c) - min(c), [-x for x in c]))
+    return [tuple((k, names[j]) for k, c in enumerate(counts) for j in range(c))
+            for counts in out]
+
+
+def _parallel_flows(params, s, a_pmu=False, streams=None):
     """Units ({name: kind}) and flows of the GEMM over ``s.pcus`` PCUs (see
-    :func:`_parallel_gemm`)."""
+    :func:`_parallel_gemm`); ``streams``: each PCU's (AGCU, store stream)."""
+    streams = streams or c_assignments(params, s.pcus)[0]
     pcus = tuple(f"pcu{i}" for i in range(s.pcus))
     pmus = tuple(f"b_pmu{i}" for i in range(s.pcus))
     units = {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}
@@ -440,18 +459,30 @@ def _parallel_flows(s, a_pmu=False):
     flows.append(VFlow("b", agcu(1), tuple(port(u, 0) for u in pmus)))
     for i, (pc, pm) in enumerate(zip(pcus, pmus)):
         flows += [VFlow(f"b{i}", port(pm), (port(pc, 1),), rate=1 / interleave),
-                  VFlow(f"c{i}", port(pc), (agcu(i),), rate=1 / interleave, shares="c")]
+                  VFlow(f"c{i}", port(pc), (agcu(streams[i][0]),), rate=1 / interleave,
+                        shares="c")]
     return pcus, pmus, units, flows
 
 
+#: Spreads of the results over the AGCUs (:func:`c_assignments`) tried in placement.
+SPREADS = 4
+
+
+@functools.lru_cache(maxsize=64)
 def _parallel_layout(params, s, a_pmu=False, try_only=False):
-    pcus, pmus, units, flows = _parallel_flows(s, a_pmu)
-    try:
-        return place_and_route(params, f"gemm over {s.pcus} PCUs", units, vec=flows)
-    except PlacementError:
-        if try_only:
-            return None
-        raise
+    """The placed GEMM over ``s.pcus`` PCUs and each PCU's (AGCU, store stream): the first
+    spread of the results over the AGCUs that places (None with ``try_only`` if none)."""
+    first = None
+    for streams in c_assignments(params, s.pcus)[:SPREADS]:
+        _, _, units, flows = _parallel_flows(params, s, a_pmu, streams)
+        try:
+            return place_and_route(params, f"gemm over {s.pcus} PCUs", units,
+                                   vec=flows), streams
+        except PlacementError as e:
+            first = first or e
+    if try_only:
+        return None
+    raise first
 
 
 def _share_pmu(s, i, G, t, nbuf):
@@ -483,8 +514,8 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=Fals
         raise ValueError(f"gemm over {N} PCUs: " + "; ".join(limits))
     G, t, nbuf = share_groups(params, s, a_rows is not None)
     part = t * k * L                                # words of B one group of a share holds
-    pcus, pmus, _, _ = _parallel_flows(s, a_rows is not None)
-    layout = _parallel_layout(params, s, a_rows is not None)
+    layout, streams = _parallel_layout(params, s, a_rows is not None)
+    pcus, pmus, _, _ = _parallel_flows(params, s, a_rows is not None, streams)
     vec = layout.vec
     tile_a = k * (s.tile_rows // s.stages) * L
     # A: per group, each row tile once per column tile of the share; C of PCU i: per group,
@@ -506,12 +537,17 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=Fals
     a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)
     loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
     agcus = {}
-    for i in range(N):
-        segs, load, hdr = [Segment(c.addr, s.c_words)], None, None
-        if i in loads:
-            acc, buf, words, name = loads[i]
+    for ag in sorted(set(loads) | {a for a, _ in streams}):
+        segs, load, hdr, store = [Segment(c.addr, s.c_words)], None, None, None
+        if ag in loads:
+            acc, buf, words, name = loads[ag]
             segs, load, hdr = [Segment(buf.addr, words)] + segs, (acc, 0), vec.headers[name]
-        agcus[i] = pack_agcu(params, load=load, store=(c_accs[i], len(segs) - 1), hdr=hdr,
+        mine = [i for i, (a, _) in enumerate(streams) if a == ag]   # in stream order
+        edge = layout.endpoint(params, agcu(ag))
+        by_flow = [(c_accs[j], len(segs) - 1, vec.arrivals[f"c{j}"][edge]) for j in mine[1:]]
+        if mine:
+            store = (c_accs[mine[0]], len(segs) - 1)
+        agcus[ag] = pack_agcu(params, load=load, store=store, hdr=hdr, by_flow=by_flow,
                              segments=segs)[0]
     pmu_cfg = {u: pack_pmu(_share_pmu(s, i, G, t, nbuf), params) for i, u in enumerate(pmus)}
     if a_rows is not None:
@@ -529,6 +565,6 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=Fals
         for i in range(N):
             vbi = np.repeat(vb[:, i][:, None], s.mt, axis=1).reshape(-1, L)
             rows = systolic_reference(systolic, params, va, vbi)["data"][:, :s.cols]
-            mem[stream_words(c, args, (i, "store"), c_accs[i])] = rows.reshape(-1)
+            mem[stream_words(c, args, streams[i], c_accs[i])] = rows.reshape(-1)
     return Gemm(s, systolic, kernel_program(params, "gemm", **parts, execute=execute), parts,
-                bias, tuple(range(N)), a_rows, c_tiles)
+                bias, streams, a_rows, c_tiles)

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.agcu.config import word_bits
+from hdl.agcu.config import streams, word_bits
 from hdl.configbus import COUNT_BITS
 from hdl.memory.config import MemoryMap
 from hdl.sequencer import ITER_BITS, launch_layout, record_beats
@@ -23,8 +23,8 @@ class Launch:
     ``program`` is the global word address of the kernel's bitstream (beat aligned) and
     ``beats`` its config beats, or ``beats`` = 0 to run the program already loaded.
     ``units`` / ``agcus`` are the masks of what starts; ``offsets[k, "load"]`` is the
-    argument of AGCU k's load stream (words added to its segment base; ``"store"``
-    likewise) and ``strides[k, "load"]`` what each further iteration adds to it (missing
+    argument of AGCU k's load stream (words added to its segment base; ``"store"`` and
+    ``"store2"`` likewise) and ``strides[k, "load"]`` what each further iteration adds to it (missing
     entries are 0).
     """
     program: int
@@ -50,9 +50,9 @@ def pack_launch(params, launch: Launch) -> int:
     for name in ("offsets", "strides"):
         for key in getattr(launch, name):
             if not (isinstance(key, tuple) and len(key) == 2 and key[0] in range(a)
-                    and key[1] in ("load", "store")):
+                    and key[1] in streams(params)):
                 raise LaunchError(f"{name}: key {key!r} is not (AGCU 0 .. {a - 1}, "
-                                  f"'load' or 'store')")
+                                  f"one of {', '.join(map(repr, streams(params)))})")
 
     def arg(k, stream):
         # Offsets and strides wrap modulo the address width (a negative stride walks
@@ -61,7 +61,7 @@ def pack_launch(params, launch: Launch) -> int:
                 "stride": launch.strides.get((k, stream), 0) & wmask}
     value = {"program": launch.program // mm.words, "beats": launch.beats,
              "iterations": launch.iterations, "units": launch.units, "agcus": launch.agcus,
-             "args": [{s: arg(k, s) for s in ("load", "store")} for k in range(a)]}
+             "args": [{s: arg(k, s) for s in streams(params)} for k in range(a)]}
     return launch_layout(params).const(value).as_value().value
 
 

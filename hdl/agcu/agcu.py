@@ -1,16 +1,17 @@
 """Address generator and coalescing unit (AGCU): tensors in memory <-> vector packets."""
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.arbiter import RoundRobin
 from hdl.counters import MAX_COUNTERS
 from hdl.counters import CounterChain
 from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
 from hdl.memory.reader import BurstReader
 from hdl.packet import vector_packet_layout
 
-from .config import agcu_args_layout, agcu_config_layout, burst_layout
+from .config import agcu_args_layout, agcu_config_layout, burst_layout, stores, streams
 from .pack import Packer, Unpacker
 from .splitter import BurstSplitter
 
@@ -28,7 +29,7 @@ def agcu_status_signature():
 
 
 class Agcu(wiring.Component):
-    """One AGCU with two streams that run at once, each a counter chain (the start of
+    """One AGCU with a load and ``agcu_stores`` store streams that run at once, each a counter chain (the start of
     each run of its access) and a splitter (checks, translates and cuts runs into
     bursts):
 
@@ -40,10 +41,13 @@ class Agcu(wiring.Component):
     * store (``config.store``): vector packets from ``vin`` are unpacked into masked
       beats; a burst's write request goes out once all its beats are buffered, so it
       holds its memory controller only for those beats. Write requests go before read
-      requests on the shared network port.
+      requests on the shared network port;
+    * store2 .. (``config.store2`` .., ``params.agcu_stores`` store streams in all): the
+      same for the packets arriving with flow id ``config.store2_flow`` .., so several
+      producers' results share the AGCU (their write bursts take turns, round robin).
 
-    ``offset.load`` / ``offset.store`` (the kernel's arguments, set by the kernel
-    sequencer) move each stream's segment: its base is ``base + offset`` words.
+    ``offset.load`` / ``offset.store`` / ``offset.store2`` .. (the kernel's arguments, set
+    by the kernel sequencer) move each stream's segment: its base is ``base + offset`` words.
 
     ``start`` (while not ``busy``) begins the enabled streams; ``busy`` drops once every
     burst is answered (load: delivered; store: acknowledged); ``done`` counts finished
@@ -77,22 +81,26 @@ class Agcu(wiring.Component):
         m.d.comb += [begin.eq(self.start & ~busy), self.status.busy.eq(busy)]
 
         bqs, parts = self._address_streams(m, begin, bl)
-        (lsplit, lchain), (ssplit, schain) = parts
-        m.d.comb += [self.status.fault.eq(lsplit.fault | ssplit.fault),
-                     self.status.fault_addr.eq(Mux(lsplit.fault, lsplit.fault_addr, ssplit.fault_addr))]
+        splits = [split for split, _ in parts.values()]
+        m.d.comb += self.status.fault.eq(Cat(sp.fault for sp in splits).any())
+        fault_addr = splits[-1].fault_addr
+        for sp in reversed(splits[:-1]):
+            fault_addr = Mux(sp.fault, sp.fault_addr, fault_addr)
+        m.d.comb += self.status.fault_addr.eq(fault_addr)
         lhead = data.View(bl, bqs["load"].r_data)
-        shead = data.View(bl, bqs["store"].r_data)
 
         net = self.net
         issued = Signal(32)
         finished = Signal(32)                   # bursts delivered (read) or acknowledged
-        wphase = Signal()
 
         # ---- read: tagged bursts, reordered, into the packer ----
         reader = m.submodules.reader = BurstReader(words=W, addr_bits=self.map.addr_bits,
                                                    tags=T, info=bl)
         wiring.connect(m, wiring.flipped(net.resp), reader.resp)
-        wq, wnext, wleft, write_req = self._write_path(m, begin, busy, bqs, shead, bl, wphase)
+        paths = {name: self._write_path(m, name, begin, busy, bqs, bl)
+                 for name in stores(self.params)}
+        self._steer(m, paths)
+        write_req, wnext, wtake, wquiet = self._write_arbiter(m, paths, bl)
         m.d.comb += [
             reader.bursts.valid.eq(bqs["load"].r_rdy),
             reader.bursts.payload.addr.eq(lhead.addr), reader.bursts.payload.len.eq(lhead.len),
@@ -106,11 +114,9 @@ class Agcu(wiring.Component):
         with m.Else():
             wiring.connect(m, reader.req, wiring.flipped(net.req))
         sent = net.req.valid & net.req.ready
+        m.d.comb += wtake.eq(sent & write_req)
         with m.If(sent):
             m.d.sync += [issued.eq(issued + 1), self.status.bursts.eq(self.status.bursts + 1)]
-            with m.If(write_req):
-                m.d.comb += wq.r_en.eq(1)
-                m.d.sync += [wphase.eq(1), wleft.eq(wnext.len)]
 
         with m.If(reader.reordered):
             m.d.sync += self.status.reordered.eq(self.status.reordered + 1)
@@ -126,21 +132,20 @@ class Agcu(wiring.Component):
             m.d.sync += self.status.cycles.eq(self.status.cycles + 1)
             # FIFO levels, not r_rdy: a buffered FIFO holds an entry a cycle before it
             # shows it.
-            quiet = (~lchain.busy & ~schain.busy & lsplit.idle & ssplit.idle &
-                     ~lsplit.o.valid & ~ssplit.o.valid & (bqs["load"].level == 0) &
-                     (bqs["store"].level == 0) & (wq.level == 0) & ~wphase &
-                     (issued == finished) & ~packer.busy)
+            quiet = ((issued == finished) & ~packer.busy & wquiet &
+                     Cat(~chain.busy & split.idle & ~split.o.valid & (bqs[name].level == 0)
+                         for name, (split, chain) in parts.items()).all())
             with m.If(quiet):
                 m.d.sync += [busy.eq(0), self.status.done.eq(self.status.done + 1)]
         return m
 
     def _address_streams(self, m, begin, bl):
-        """Each stream (load, store): its chain's (address-moving) counter values summed
-        give the start of each run; the splitter checks, translates and cuts runs into
-        bursts, queued. Returns ({name: burst queue}, [(splitter, chain)] load, store)."""
+        """Each stream (load, store, store2): its chain's (address-moving) counter values
+        summed give the start of each run; the splitter checks, translates and cuts runs
+        into bursts, queued. Returns ({name: burst queue}, {name: (splitter, chain)})."""
         cfg = self.config
-        bqs, parts = {}, []
-        for name in ("load", "store"):
+        bqs, parts = {}, {}
+        for name in streams(self.params):
             acc = cfg[name]
             chain = m.submodules[f"{name}_chain"] = CounterChain(1)
             m.d.comb += [chain.config.eq(acc.chain), chain.start.eq(begin & acc.en)]
@@ -158,44 +163,91 @@ class Agcu(wiring.Component):
             bq = bqs[name] = m.submodules[f"{name}_bq"] = fifo.SyncFIFOBuffered(width=bl.size,
                                                                                 depth=4)
             wiring.connect(m, split.o, bq.w_stream)
-            parts.append((split, chain))
+            parts[name] = (split, chain)
         return bqs, parts
 
-    def _write_path(self, m, begin, busy, bqs, shead, bl, wphase):
-        """Writes: the unpacker (vector packets -> masked beats per store burst), the beat
-        buffer, the bursts ready to go, and the write beats of the burst requested last
-        (the next request may go with the last beat). Returns (ready bursts, the next one,
-        beats left, whether a write request goes now)."""
-        cfg, net = self.config, self.net
+    def _write_path(self, m, name, begin, busy, bqs, bl):
+        """Store stream ``name``: the unpacker (vector packets -> masked beats per store
+        burst), the beat buffer and the bursts whose beats are all buffered. Returns
+        (unpacker, beat buffer, ready bursts); the unpacker's input is steered by
+        :meth:`_steer`."""
+        cfg = self.config
         W, L = self.map.words, self.params.pcu_lanes
-        unpack = m.submodules.unpack = Unpacker(W, L, bl)
-        wbuf = m.submodules.wbuf = fifo.SyncFIFOBuffered(width=len(unpack.o.payload.as_value()),
-                                                         depth=2 * MAX_BURST)
-        wq = m.submodules.wq = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
+        unpack = m.submodules[f"{name}_unpack"] = Unpacker(W, L, bl)
+        wbuf = m.submodules[f"{name}_wbuf"] = fifo.SyncFIFOBuffered(
+            width=len(unpack.o.payload.as_value()), depth=2 * MAX_BURST)
+        wq = m.submodules[f"{name}_wq"] = fifo.SyncFIFOBuffered(width=bl.size, depth=4)
         m.d.comb += [
             unpack.start.eq(begin),
-            unpack.i.valid.eq(self.vin.valid & cfg.store.en & busy),
             unpack.i.payload.eq(self.vin.payload.body),
-            self.vin.ready.eq(unpack.i.ready & cfg.store.en & busy),
-            unpack.bursts.valid.eq(bqs["store"].r_rdy),
-            unpack.bursts.payload.eq(shead),
-            bqs["store"].r_en.eq(unpack.bursts.ready),
+            unpack.bursts.valid.eq(bqs[name].r_rdy),
+            unpack.bursts.payload.eq(data.View(bl, bqs[name].r_data)),
+            bqs[name].r_en.eq(unpack.bursts.ready),
         ]
         wiring.connect(m, unpack.o, wbuf.w_stream)
         wiring.connect(m, unpack.done, wq.w_stream)
-        wnext = data.View(bl, wq.r_data)
+        return unpack, wbuf, wq
+
+    def _steer(self, m, paths):
+        """``vin`` into the unpacker of ``store2`` .. for packets with its flow id (where
+        that stream is on), into ``store``'s otherwise; only while busy and that stream is
+        on. Every store stream drains into memory, so a packet waiting for its stream never
+        waits on another."""
+        cfg, vin = self.config, self.vin
+        names = list(paths)
+        hit = {}
+        for name in names[1:]:
+            hit[name] = Signal(name=f"{name}_hit")
+            m.d.comb += hit[name].eq(cfg[name].en & (vin.payload.hdr.flow == cfg[f"{name}_flow"]))
+        hit["store"] = ~Cat(hit[n] for n in names[1:]).any() if names[1:] else 1
+        for name in names:
+            unpack = paths[name][0]
+            on = Signal(name=f"{name}_on")
+            m.d.comb += [on.eq(hit[name] & cfg[name].en & self.status.busy),
+                         unpack.i.valid.eq(vin.valid & on)]
+            with m.If(on):
+                m.d.comb += vin.ready.eq(unpack.i.ready)
+
+    def _write_arbiter(self, m, paths, bl):
+        """One write burst at a time on the network port, the store streams' ready bursts
+        taken round robin; the write beats of the burst requested last (the next request
+        may go with the last beat). Returns (a write request goes now, its burst, the
+        request was taken (driven by the caller), nothing of the writes is left in
+        flight)."""
+        net = self.net
+        wqs = [paths[n][2] for n in paths]
+        wbufs = [paths[n][1] for n in paths]
+        arb = m.submodules.warb = RoundRobin(len(wqs))
+        wphase = Signal()
+        wsel = Signal(range(len(wqs)))
         wleft = Signal(BURST_BITS)
+        m.d.comb += arb.request.eq(Cat(q.r_rdy for q in wqs))
+        wnext = data.View(bl, wqs[0].r_data)
+        for i, q in enumerate(wqs[1:], 1):
+            wnext = data.View(bl, Mux(arb.index == i, q.r_data, wnext.as_value()))
+        rdy = Signal()
+        cur = Signal.like(wbufs[0].r_data)
+        with m.Switch(wsel):
+            for i, wbuf in enumerate(wbufs):
+                with m.Case(i):
+                    m.d.comb += [cur.eq(wbuf.r_data), rdy.eq(wbuf.r_rdy),
+                                 wbuf.r_en.eq(wphase & net.wdata.ready)]
+        m.d.comb += [net.wdata.valid.eq(wphase & rdy), net.wdata.payload.eq(cur)]
         wfin = Signal()
-        m.d.comb += [net.wdata.valid.eq(wphase & wbuf.r_rdy), net.wdata.payload.eq(wbuf.r_data),
-                     wbuf.r_en.eq(wphase & net.wdata.ready),
-                     wfin.eq(net.wdata.valid & net.wdata.ready & (wleft == 0))]
+        m.d.comb += wfin.eq(net.wdata.valid & net.wdata.ready & (wleft == 0))
         with m.If(net.wdata.valid & net.wdata.ready):
             m.d.sync += wleft.eq(wleft - 1)
             with m.If(wleft == 0):
                 m.d.sync += wphase.eq(0)
-        write_req = Signal()
-        m.d.comb += write_req.eq(wq.r_rdy & (~wphase | wfin))
-        return wq, wnext, wleft, write_req
+        write_req, take = Signal(), Signal()
+        m.d.comb += [write_req.eq(arb.grant.any() & (~wphase | wfin)), arb.take.eq(take)]
+        with m.If(take):
+            for i, wq in enumerate(wqs):
+                m.d.comb += wq.r_en.eq(arb.grant[i])
+            m.d.sync += [wphase.eq(1), wleft.eq(wnext.len), wsel.eq(arb.index)]
+        quiet = Signal()
+        m.d.comb += quiet.eq(~wphase & Cat(q.level == 0 for q in wqs).all())
+        return write_req, wnext, take, quiet
 
     def _packer(self, m, reader, begin):
         """Read bursts, in request order, packed into vector packets with the configured

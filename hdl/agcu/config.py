@@ -13,13 +13,25 @@ from amaranth.lib import data
 
 from hdl.counters import MAX_COUNTERS, ChainConfig
 from hdl.memory.config import BURST_BITS, MemoryMap
-from hdl.packet import header_layout
+from hdl.packet import flow_bits, header_layout
 
-__all__ = ["RUN_BITS", "word_bits", "segment_layout", "access_layout", "agcu_config_layout",
+__all__ = ["RUN_BITS", "stores", "streams", "word_bits", "segment_layout", "access_layout", "agcu_config_layout",
            "agcu_args_layout", "burst_layout"]
 
 #: Words per run: 1 .. 2**RUN_BITS - 1.
 RUN_BITS = 24
+
+
+
+def stores(params):
+    """The store streams of an AGCU: ``store`` (the packets no other store stream takes),
+    ``store2`` .. (each the packets of one arriving flow id)."""
+    return ("store",) + tuple(f"store{i}" for i in range(2, params.agcu_stores + 1))
+
+
+def streams(params):
+    """The streams of an AGCU, each with its own access and kernel argument."""
+    return ("load",) + stores(params)
 
 
 def word_bits(params):
@@ -50,10 +62,14 @@ def access_layout(params):
 
 def agcu_config_layout(params):
     """``load``: memory -> vector packets (with header ``hdr``) on ``vout``; ``store``:
-    vector packets from ``vin`` -> memory. Both streams run at once."""
+    vector packets from ``vin`` -> memory; ``store2`` .. likewise, each for the packets
+    that arrive with flow id ``store2_flow`` .. (the RDN delivers each flow into an edge
+    port with an id of its own), so several producers' results can share one AGCU. All
+    streams run at once."""
+    extra = stores(params)[1:]
     return data.StructLayout({
-        "load": access_layout(params),
-        "store": access_layout(params),
+        **{name: access_layout(params) for name in streams(params)},
+        **{f"{name}_flow": unsigned(flow_bits(params)) for name in extra},
         "segments": data.ArrayLayout(segment_layout(params), params.agcu_segments),
         "hdr": header_layout(params),
     })
@@ -63,7 +79,7 @@ def agcu_args_layout(params):
     """A kernel's arguments to one AGCU: words added to the base of each stream's segment
     (set by the kernel sequencer, stepped per iteration by kernel looping)."""
     wb = word_bits(params)
-    return data.StructLayout({"load": unsigned(wb), "store": unsigned(wb)})
+    return data.StructLayout({name: unsigned(wb) for name in streams(params)})
 
 
 def burst_layout(params):
