@@ -51,11 +51,13 @@ def test_bitstream_writes_every_config_register_once(name):
 def test_launch_records_use_the_sequencer_layout():
     p = SMALL
     launch = Launch(program=64 * MemoryMap(p).words, beats=778, units=0b101, agcus=0b10,
-                    iterations=7, offsets={(1, "store"): 40, (0, "load"): 3},
-                    strides={(1, "store"): -8})
+                    iterations=7, offsets={(1, "store"): 40, (0, "load"): 3, (0, "store3"): 9},
+                    strides={(1, "store"): -8, (1, "store2"): 5})
     v = launch_layout(p).from_bits(pack_launch(p, launch))
     assert (v.program, v.beats, v.units, v.agcus, v.iterations) == (64, 778, 0b101, 0b10, 7)
     assert (v.args[1].store.offset, v.args[0].load.offset, v.args[0].store.offset) == (40, 3, 0)
+    # Every store stream has an argument of its own.
+    assert (v.args[0].store3.offset, v.args[1].store2.stride, v.args[1].store3.stride) == (9, 5, 0)
     # A negative stride wraps modulo the address width (the offset walks backwards).
     assert v.args[1].store.stride == (-8) % (1 << word_bits(p))
     words = launch_words(p, [launch, launch])
@@ -72,6 +74,8 @@ def test_launch_errors_name_the_field():
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, offsets={(5, "load"): 1}))
     with pytest.raises(LaunchError, match="key"):
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, strides={(0, "read"): 1}))
+    with pytest.raises(LaunchError, match="'load', 'store', 'store2', 'store3'"):
+        pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, offsets={(0, "store4"): 1}))
 
 
 def test_device_memory_is_block_aligned_and_overflow_names_the_region():
