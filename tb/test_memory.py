@@ -314,6 +314,7 @@ async def _agcu_case(tb, params, img, rng, name, args):
     from firmware.compiler.agcu import TensorAccess, access_words, pack_agcu
     from hdl.packet import vector_packet_layout
     shape, strides, offset = ACCESSES[name]
+    name = f"{name} (seed {args.seed})"      # every failure names the seed
     acc = TensorAccess(shape, strides, offset)
     idx = access_words(acc)
     W = img.words
