@@ -1,159 +1,145 @@
 """Paths of their own: routes for the flows of a placed kernel where dimension-order
 paths would make flows share links.
 
-Each static flow's tree is built path by path (one per destination) from candidate
-paths — the shortest simple paths from its source switch to the destination's, up to
-``slack`` links longer, dimension order first — by a depth-first search with a budget:
-a link carries one flow (or flows of one ``shares`` tag) and at most one packet per
-cycle; the paths of one flow form a tree (where two meet on a link they arrived by the
-same link). The search is deterministic: the same flows give the same paths.
+Negotiated routing (the scheme FPGA routers call PathFinder): every static flow is routed
+as a tree grown towards its destinations one at a time by the cheapest path from the
+tree built so far; a link costs one hop, plus a penalty for each other flow on it (flows
+of one ``shares`` tag count as one) or for a load over one packet per cycle, plus a
+history term that grows on links that stayed over-used. All flows are ripped up and
+routed again, with the penalties rising, until no link is shared by flows that need
+their own — or a bound on rounds is reached. Dynamic flows keep dimension order. The
+routing is deterministic: the same flows give the same paths.
 """
 
-from hdl.rdn.config import OPPOSITE, STEP
+import heapq
+
+from hdl.rdn.config import STEP
 
 from .route import xy_path
 
-__all__ = ["detour", "candidate_paths"]
+__all__ = ["detour", "ROUNDS"]
 
-
-def _dims(params):
-    return params.cols, params.rows
-
-
-def candidate_paths(params, src, dst, slack=2, most=12):
-    """Up to ``most`` paths (tuples of directions) from switch ``src`` to ``dst`` (x, y)
-    of at most Manhattan distance + ``slack`` links, visiting no switch twice: the
-    dimension-order path first, then by length, turns and directions."""
-    cols, rows = _dims(params)
-    limit = abs(src[0] - dst[0]) + abs(src[1] - dst[1]) + slack
-    found = []
-
-    def walk(x, y, seen, moves):
-        if (x, y) == dst:
-            found.append(tuple(moves))
-            return
-        if len(moves) + abs(x - dst[0]) + abs(y - dst[1]) > limit:
-            return
-        for d in sorted(STEP):
-            nx, ny = x + STEP[d][0], y + STEP[d][1]
-            if 0 <= nx < cols and 0 <= ny < rows and (nx, ny) not in seen:
-                moves.append(d)
-                walk(nx, ny, seen | {(nx, ny)}, moves)
-                moves.pop()
-
-    walk(src[0], src[1], {src}, [])
-
-    def turns(mv):
-        return sum(a != b for a, b in zip(mv, mv[1:]))
-    found.sort(key=lambda mv: (len(mv), turns(mv), mv))
-    return found[:most]
-
-
-def _links(src, dst, moves):
-    """(link, parent link) pairs of a path: links are (x, y, out port), the last one the
-    delivery port."""
-    out, x, y, parent = [], src.x, src.y, None
-    for d in moves:
-        link = (x, y, d)
-        out.append((link, parent))
-        parent = link
-        x, y = x + STEP[d][0], y + STEP[d][1]
-    out.append(((x, y, dst.port), parent))
-    return out
+#: Rounds of rip-up and re-route before giving up.
+ROUNDS = 40
 
 
 def _xy_moves(src, dst):
     return tuple(out for _, _, _, out in xy_path(src, dst)[:-1])
 
 
-class _State:
-    """Links in use: {link: {flow index: paths of it using the link}}, each flow's tree
-    {link: parent}, the load of every link."""
+class _Usage:
+    """Who uses each link ({link: {group: load}}; links are (x, y, out port), delivery
+    ports included) and the history cost of each link."""
 
-    def __init__(self, flows, tags):
-        self.flows, self.tags = flows, tags
-        self.users, self.trees, self.load = {}, [dict() for _ in flows], {}
+    def __init__(self):
+        self.users, self.history = {}, {}
 
-    def fits(self, fi, path):
-        tree, rate, tag = self.trees[fi], self.flows[fi].rate, self.tags[fi]
-        for link, parent in path:
-            if link in tree:
-                if tree[link] != parent:
-                    return False
-                continue
-            users = self.users.get(link, {})
-            if any(tag is None or self.tags[u] != tag for u in users):
-                return False
-            if self.load.get(link, 0.0) + rate > 1 + 1e-9:
-                return False
-        return True
+    def add(self, links, group, rate, sign=1):
+        for link in links:
+            groups = self.users.setdefault(link, {})
+            groups[group] = groups.get(group, 0.0) + sign * rate
+            if groups[group] <= 1e-12:
+                del groups[group]
 
-    def add(self, fi, path):
-        for link, parent in path:
-            refs = self.users.setdefault(link, {})
-            if fi not in refs:
-                self.load[link] = self.load.get(link, 0.0) + self.flows[fi].rate
-                self.trees[fi][link] = parent
-            refs[fi] = refs.get(fi, 0) + 1
+    def cost(self, link, group, rate, present):
+        groups = self.users.get(link, {})
+        others = sum(1 for g in groups if g != group)
+        load = sum(groups.values()) + rate
+        over = others + (load > 1 + 1e-9)
+        return 1.0 + self.history.get(link, 0.0) + present * over
 
-    def remove(self, fi, path):
-        for link, _ in path:
-            refs = self.users[link]
-            refs[fi] -= 1
-            if not refs[fi]:
-                del refs[fi]
-                del self.trees[fi][link]
-                self.load[link] -= self.flows[fi].rate
-                if not refs:
-                    del self.users[link]
+    def overused(self):
+        return [link for link, groups in self.users.items()
+                if len(groups) > 1 or sum(groups.values()) > 1 + 1e-9]
 
 
-def detour(params, flows, tags, budget=50_000, slack=2):
+def _grow(params, usage, src, dsts, group, rate, present):
+    """A tree from switch ``src`` to every destination Endpoint: {switch: (parent switch,
+    direction)} and its links; each destination joined by the cheapest path from the
+    tree so far (nearest destinations first). None if a destination cannot be reached."""
+    cols, rows = params.cols, params.rows
+    tree = {(src.x, src.y): None}
+    links = set()
+    for d in sorted(dsts, key=lambda d: (abs(d.x - src.x) + abs(d.y - src.y), d.y, d.x, d.port)):
+        goal = (d.x, d.y)
+        if goal not in tree:
+            dist = {s: 0.0 for s in tree}
+            prev = {}
+            heap = [(0.0, s) for s in sorted(tree)]
+            heapq.heapify(heap)
+            while heap:
+                c, (x, y) = heapq.heappop(heap)
+                if c > dist.get((x, y), float("inf")):
+                    continue
+                if (x, y) == goal:
+                    break
+                for out in sorted(STEP):
+                    nx, ny = x + STEP[out][0], y + STEP[out][1]
+                    if not (0 <= nx < cols and 0 <= ny < rows) or (nx, ny) in tree:
+                        continue
+                    nc = c + usage.cost((x, y, out), group, rate, present)
+                    if nc < dist.get((nx, ny), float("inf")) - 1e-12:
+                        dist[nx, ny], prev[nx, ny] = nc, ((x, y), out)
+                        heapq.heappush(heap, (nc, (nx, ny)))
+            if goal not in prev:
+                return None
+            node = goal
+            while node not in tree:
+                (px, py), out = prev[node]
+                tree[node] = ((px, py), out)
+                links.add((px, py, out))
+                node = (px, py)
+        links.add((d.x, d.y, d.port))
+    return tree, links
+
+
+def _moves(tree, src, dst):
+    """Directions from the source switch to ``dst``'s switch through ``tree``."""
+    out, node = [], (dst.x, dst.y)
+    while tree[node] is not None:
+        node, d = tree[node]
+        out.append(d)
+    return tuple(reversed(out))
+
+
+def detour(params, flows, tags, rounds=ROUNDS):
     """Moves for ``flows`` (bound :class:`~firmware.compiler.route.Flow`, one fabric)
     with which no link is shared by flows that need their own (``tags``: flow name ->
-    shares tag) or over-subscribed: {flow name: moves per destination}, or None if none
-    is found within ``budget`` paths tried; flows whose every path is the dimension-order
-    one are left out. Dynamic flows keep dimension order."""
-    tag_of = [tags.get(f.name) for f in flows]
-    state = _State(flows, tag_of)
-    # Decisions: (flow, destination) pairs, the fastest flows (fewest alternatives) first.
-    order = sorted(range(len(flows)), key=lambda i: (-flows[i].rate, i))
-    decisions = []
-    for fi in order:
-        f = flows[fi]
-        for di, d in enumerate(f.dsts):
-            if f.dynamic:
-                cands = [_xy_moves(f.src, d)]
-            else:
-                cands = candidate_paths(params, (f.src.x, f.src.y), (d.x, d.y), slack)
-                xy = _xy_moves(f.src, d)
-                cands = [xy] + [c for c in cands if c != xy]
-            decisions.append((fi, di, [(_links(f.src, d, mv), mv) for mv in cands]))
-    chosen = [None] * len(decisions)
-    tried = 0
-
-    def search(k):
-        nonlocal tried
-        if k == len(decisions):
-            return True
-        fi, _, cands = decisions[k]
-        for path, mv in cands:
-            tried += 1
-            if tried > budget:
-                return False
-            if not state.fits(fi, path):
-                continue
-            state.add(fi, path)
-            chosen[k] = mv
-            if search(k + 1):
-                return True
-            state.remove(fi, path)
-        return False
-
-    if not search(0):
+    shares tag) or over-subscribed: {flow name: moves per destination}, or None if
+    negotiation does not settle within ``rounds``; flows whose every path is the
+    dimension-order one are left out."""
+    groups = [tags.get(f.name) or ("own", f.name) for f in flows]
+    usage = _Usage()
+    routed = {}                               # flow index -> (tree, links)
+    for i, f in enumerate(flows):             # dynamic flows: dimension order, fixed
+        if f.dynamic:
+            links = {(x, y, o) for x, y, _, o in xy_path(f.src, f.dsts[0])}
+            usage.add(links, groups[i], f.rate)
+    order = sorted((i for i, f in enumerate(flows) if not f.dynamic),
+                   key=lambda i: (-flows[i].rate, i))
+    present = 0.5
+    for _ in range(rounds):
+        for i in order:
+            f = flows[i]
+            if i in routed:
+                usage.add(routed[i][1], groups[i], f.rate, sign=-1)
+            grown = _grow(params, usage, f.src, f.dsts, groups[i], f.rate, present)
+            if grown is None:
+                return None
+            routed[i] = grown
+            usage.add(grown[1], groups[i], f.rate)
+        over = usage.overused()
+        if not over:
+            break
+        for link in over:
+            usage.history[link] = usage.history.get(link, 0.0) + 1.0
+        present *= 2
+    else:
         return None
-    moves = {f.name: [None] * len(f.dsts) for f in flows}
-    for (fi, di, cands), mv in zip(decisions, chosen):
-        moves[flows[fi].name][di] = mv
-    return {f.name: tuple(moves[f.name]) for f in flows
-            if tuple(moves[f.name]) != tuple(_xy_moves(f.src, d) for d in f.dsts)}
+    out = {}
+    for i in order:
+        f = flows[i]
+        mv = tuple(_moves(routed[i][0], f.src, d) for d in f.dsts)
+        if mv != tuple(_xy_moves(f.src, d) for d in f.dsts):
+            out[f.name] = mv
+    return out

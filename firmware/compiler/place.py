@@ -17,6 +17,7 @@ A kernel that cannot be placed raises :class:`PlacementError` naming what it ran
 import functools
 import itertools
 import math
+import random
 from dataclasses import dataclass, field
 
 from hdl.grid import Coord, grid_coords, is_pcu
@@ -34,6 +35,8 @@ __all__ = ["PlacementError", "Port", "port", "agcu", "VFlow", "Layout", "place",
 EXHAUSTIVE = 20_000
 #: Placements (best by dimension-order cost first) tried with paths of their own.
 DETOUR_TRIES = 64
+#: Seeded random restarts of the local search tried with paths of their own.
+RESTARTS = 8
 
 
 class PlacementError(ValueError):
@@ -245,12 +248,27 @@ def _exhaustive(params, by_kind, slots, score):
 
 
 def _local_search(params, by_kind, slots, score):
-    """Greedy placement in unit order, then moves and swaps while the score drops."""
+    """Greedy placement in unit order, then moves and swaps while the score drops; after
+    it (lazily: for paths of their own where it shares links), ``RESTARTS`` placements
+    improved the same way from seeded random starts. Yields (score, at)."""
     at = {}
     for kind in sorted(by_kind):
         for name in by_kind[kind]:
             free = [c for c in slots[kind] if c not in at.values()]
             at[name] = min(free, key=lambda c: (score({**at, name: c}, partial=True), c))
+    yield _improve(by_kind, slots, score, at)
+    rng = random.Random(len(slots.get("pcu", ())) * 1000 + sum(map(len, by_kind.values())))
+    for _ in range(RESTARTS):
+        at = {}
+        for kind in sorted(by_kind):
+            free = list(slots[kind])
+            rng.shuffle(free)
+            at.update(zip(by_kind[kind], free))
+        yield _improve(by_kind, slots, score, at)
+
+
+def _improve(by_kind, slots, score, at):
+    """Moves and swaps of ``at`` while the score drops: (score, at)."""
     best = score(at)
     improved = True
     while improved:
@@ -267,7 +285,7 @@ def _local_search(params, by_kind, slots, score):
                     s = score(trial)
                     if s < best:
                         best, at, improved = s, trial, True
-    return [(best, at)]
+    return best, at
 
 
 def _with_detours(params, ranked, fabrics, score):
@@ -308,11 +326,12 @@ def place(params, name, kinds, vec=(), sca=(), *, own_links=True):
         return _cost(params, at, fabrics, own_links, moves)
 
     space = math.prod(math.perm(len(slots[k]), len(by_kind[k])) for k in by_kind)
-    ranked = (_exhaustive if space <= EXHAUSTIVE else _local_search)(
-        params, by_kind, slots, score)
-    cost, at = ranked[0]
+    ranked = iter((_exhaustive if space <= EXHAUSTIVE else _local_search)(
+        params, by_kind, slots, score))
+    cost, at = first = next(ranked)
     if not cost[0]:
         return at, cost, {}
+    ranked = itertools.chain([first], ranked)
     found = _with_detours(params, ranked, fabrics, score) if own_links else None
     if found is None:
         raise PlacementError(f"kernel {name!r} does not fit the {params.rows} x {params.cols} "
