@@ -36,7 +36,7 @@ from hdl.grid import grid_coords
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
            "with_ones_column", "pack_a", "pack_b", "pack_rows", "transposed_stream",
-           "a_transpose_pmu", "a_transpose_buffers"]
+           "a_transpose_pmu", "a_transpose_buffers", "c_assignments", "parallel_flows"]
 
 
 @dataclass(frozen=True)
@@ -462,6 +462,14 @@ def _parallel_flows(params, s, a_pmu=False, streams=None):
                   VFlow(f"c{i}", port(pc), (agcu(streams[i][0]),), rate=1 / interleave,
                         shares="c")]
     return pcus, pmus, units, flows
+
+
+def parallel_flows(params, s, a_pmu=False):
+    """(units, flows) of the GEMM over ``s.pcus`` PCUs with the first spread of results
+    over the AGCUs that places (:func:`_parallel_layout`)."""
+    _, streams = _parallel_layout(params, s, a_pmu)
+    _, _, units, flows = _parallel_flows(params, s, a_pmu, streams)
+    return units, flows
 
 
 #: Spreads of the results over the AGCUs (:func:`c_assignments`) tried in placement.
