@@ -35,8 +35,10 @@ __all__ = ["PlacementError", "Port", "port", "agcu", "VFlow", "Layout", "place",
 EXHAUSTIVE = 20_000
 #: Placements (best by dimension-order cost first) tried with paths of their own.
 DETOUR_TRIES = 64
-#: Seeded random restarts of the local search tried with paths of their own.
+#: Seeded random restarts of the local search tried with paths of their own, each from
+#: the first placement with ``SHAKE`` random moves per unit kind.
 RESTARTS = 8
+SHAKE = 4
 
 
 class PlacementError(ValueError):
@@ -250,20 +252,25 @@ def _exhaustive(params, by_kind, slots, score):
 def _local_search(params, by_kind, slots, score):
     """Greedy placement in unit order, then moves and swaps while the score drops; after
     it (lazily: for paths of their own where it shares links), ``RESTARTS`` placements
-    improved the same way from seeded random starts. Yields (score, at)."""
+    improved the same way from seeded random shakes of it. Yields (score, at)."""
     at = {}
     for kind in sorted(by_kind):
         for name in by_kind[kind]:
             free = [c for c in slots[kind] if c not in at.values()]
             at[name] = min(free, key=lambda c: (score({**at, name: c}, partial=True), c))
-    yield _improve(by_kind, slots, score, at)
+    best = _improve(by_kind, slots, score, at)
+    yield best
     rng = random.Random(len(slots.get("pcu", ())) * 1000 + sum(map(len, by_kind.values())))
     for _ in range(RESTARTS):
-        at = {}
+        at = dict(best[1])          # the first placement, shaken: a few random swaps
         for kind in sorted(by_kind):
-            free = list(slots[kind])
-            rng.shuffle(free)
-            at.update(zip(by_kind[kind], free))
+            for _ in range(SHAKE):
+                name = rng.choice(by_kind[kind])
+                c = rng.choice(slots[kind])
+                other = next((n for n in by_kind[kind] if at[n] == c), None)
+                if other is not None:
+                    at[other] = at[name]
+                at[name] = c
         yield _improve(by_kind, slots, score, at)
 
 
