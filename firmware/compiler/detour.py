@@ -93,7 +93,7 @@ def _grow(params, usage, src, dsts, group, rate, present):
     return tree, links
 
 
-def _moves(tree, src, dst):
+def _moves(tree, dst):
     """Directions from the source switch to ``dst``'s switch through ``tree``."""
     out, node = [], (dst.x, dst.y)
     while tree[node] is not None:
@@ -113,7 +113,7 @@ def detour(params, flows, tags, rounds=ROUNDS):
     routed = {}                               # flow index -> (tree, links)
     for i, f in enumerate(flows):             # dynamic flows: dimension order, fixed
         if f.dynamic:
-            links = {(x, y, o) for x, y, _, o in xy_path(f.src, f.dsts[0])}
+            links = {(x, y, o) for x, y, _, o in xy_path(f.src, f.dsts[0])}   # delivery too
             usage.add(links, groups[i], f.rate)
     order = sorted((i for i, f in enumerate(flows) if not f.dynamic),
                    key=lambda i: (-flows[i].rate, i))
@@ -139,7 +139,7 @@ def detour(params, flows, tags, rounds=ROUNDS):
     out = {}
     for i in order:
         f = flows[i]
-        mv = tuple(_moves(routed[i][0], f.src, d) for d in f.dsts)
+        mv = tuple(_moves(routed[i][0], d) for d in f.dsts)
         if mv != tuple(_xy_moves(f.src, d) for d in f.dsts):
             out[f.name] = mv
     return out

@@ -15,6 +15,7 @@ A kernel that cannot be placed raises :class:`PlacementError` naming what it ran
 """
 
 import functools
+import heapq
 import itertools
 import math
 import random
@@ -25,8 +26,7 @@ from hdl.rdn.config import OUT_L0, STEP, W
 from hdl.socket import agcu_position
 
 from .detour import detour
-from .route import (Endpoint, Flow, RouteError, edge_src, flow_path, route, unit_dst, unit_src,
-                    xy_path)
+from .route import Endpoint, Flow, RouteError, edge_src, flow_path, route, unit_dst, unit_src
 
 __all__ = ["PlacementError", "Port", "port", "agcu", "VFlow", "Layout", "place",
            "place_and_route"]
@@ -241,12 +241,10 @@ def _exhaustive(params, by_kind, slots, score):
     enumeration order)."""
     kinds = sorted(by_kind)
     choices = [itertools.permutations(slots[k], len(by_kind[k])) for k in kinds]
-    ranked = []
-    for i, combo in enumerate(itertools.product(*choices)):
-        at = {n: c for k, cs in zip(kinds, combo) for n, c in zip(by_kind[k], cs)}
-        ranked.append((score(at), i, at))
-    ranked.sort(key=lambda t: t[:2])
-    return [(s, at) for s, _, at in ranked[:DETOUR_TRIES]]
+    scored = ((score(at), i, at) for i, at in enumerate(
+        {n: c for k, cs in zip(kinds, combo) for n, c in zip(by_kind[k], cs)}
+        for combo in itertools.product(*choices)))
+    return [(s, at) for s, _, at in heapq.nsmallest(DETOUR_TRIES, scored, key=lambda t: t[:2])]
 
 
 def _local_search(params, by_kind, slots, score):

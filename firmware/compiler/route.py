@@ -4,10 +4,10 @@ A *flow* is a stream of packets from one injection port (a unit's output, or an 
 edge port) to one or more delivery ports (a unit's local outputs, or edge ports).
 Static flows follow dimension-order (X then Y) paths, or paths of their own (``moves``,
 chosen by placement where dimension order would make flows share links); a multicast
-flow is the tree of its paths, copied where branches part. Every hop has a flow-table entry at the switch
-input it arrives on, and a flow id that is unique at that input; the router allocates
-the ids. Dynamic flows carry their destination in the header and need no table entry;
-both kinds count against link capacity.
+flow is the tree of its paths, copied where branches part. Every hop has a flow-table
+entry at the switch input it arrives on, and a flow id that is unique at that input; the
+router allocates the ids. Dynamic flows carry their destination in the header and need no
+table entry; both kinds count against link capacity.
 
 Control flows route token wires through the control fabric the same way, one track per
 link.

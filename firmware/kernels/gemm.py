@@ -1,12 +1,13 @@
 """GEMM on the socket: ``C = A @ B`` (BF16 values in FP32 words, FP32 accumulation) in one
-PCU's systolic array, with an optional fused epilogue of the PCU tail (ReLU, BF16
-convert).
+PCU's systolic array or several sharing the column tiles (:func:`_parallel_gemm`), with an
+optional fused epilogue of the PCU tail (ReLU, BF16 convert).
 
-Dataflow: AGCU 0's load stream feeds A to the PCU's ``vin0`` (one vector per cycle), AGCU
-1's load stream feeds B to ``vin1`` (one vector per accumulation step), and the result
-rows come back to AGCU 1's store stream (AGCU 0's when A is row-major). The whole product is one kernel: output tiles
-of ``systolic_tile_rows`` x LANES in row-major tile order, A re-read for every column
-tile and B for every row tile by repeated (stride-0) AGCU dimensions.
+Dataflow on one PCU: AGCU 0's load stream feeds A to the PCU's ``vin0`` (one vector per
+cycle), AGCU 1's load stream feeds B to ``vin1`` (one vector per accumulation step), and
+the result rows come back to AGCU 1's store stream (AGCU 0's when A is row-major). The
+whole product is one kernel: output tiles of ``systolic_tile_rows`` x LANES in row-major
+tile order, A re-read for every column tile and B for every row tile by repeated
+(stride-0) AGCU dimensions.
 
 Operand layouts in device memory (``pack_a`` / ``pack_b`` write them, as weights are
 packed ahead of time): A as the systolic array takes it, per row tile and step the
@@ -438,10 +439,9 @@ def c_assignments(params, n):
             for counts in out]
 
 
-def _parallel_flows(params, s, a_pmu=False, streams=None):
+def _parallel_flows(params, s, a_pmu, streams):
     """Units ({name: kind}) and flows of the GEMM over ``s.pcus`` PCUs (see
     :func:`_parallel_gemm`); ``streams``: each PCU's (AGCU, store stream)."""
-    streams = streams or c_assignments(params, s.pcus)[0]
     pcus = tuple(f"pcu{i}" for i in range(s.pcus))
     pmus = tuple(f"b_pmu{i}" for i in range(s.pcus))
     units = {**{u: "pcu" for u in pcus}, **{u: "pmu" for u in pmus}}

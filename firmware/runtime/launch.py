@@ -23,9 +23,9 @@ class Launch:
     ``program`` is the global word address of the kernel's bitstream (beat aligned) and
     ``beats`` its config beats, or ``beats`` = 0 to run the program already loaded.
     ``units`` / ``agcus`` are the masks of what starts; ``offsets[k, "load"]`` is the
-    argument of AGCU k's load stream (words added to its segment base; ``"store"`` and
-    ``"store2"`` likewise) and ``strides[k, "load"]`` what each further iteration adds to it (missing
-    entries are 0).
+    argument of AGCU k's load stream (words added to its segment base; ``"store"``,
+    ``"store2"`` .. likewise) and ``strides[k, "load"]`` what each further iteration adds
+    to it (missing entries are 0).
     """
     program: int
     beats: int

@@ -29,9 +29,9 @@ def agcu_status_signature():
 
 
 class Agcu(wiring.Component):
-    """One AGCU with a load and ``agcu_stores`` store streams that run at once, each a counter chain (the start of
-    each run of its access) and a splitter (checks, translates and cuts runs into
-    bursts):
+    """One AGCU with a load and ``agcu_stores`` store streams that run at once, each a
+    counter chain (the start of each run of its access) and a splitter (checks,
+    translates and cuts runs into bursts):
 
     * load (``config.load``): bursts are requested with tags (up to ``agcu_tags`` in
       flight, each with a reorder-buffer slot reserved, so responses are always
@@ -97,8 +97,7 @@ class Agcu(wiring.Component):
         reader = m.submodules.reader = BurstReader(words=W, addr_bits=self.map.addr_bits,
                                                    tags=T, info=bl)
         wiring.connect(m, wiring.flipped(net.resp), reader.resp)
-        paths = {name: self._write_path(m, name, begin, busy, bqs, bl)
-                 for name in stores(self.params)}
+        paths = {name: self._write_path(m, name, begin, bqs, bl) for name in stores(self.params)}
         self._steer(m, paths)
         write_req, wnext, wtake, wquiet = self._write_arbiter(m, paths, bl)
         m.d.comb += [
@@ -166,12 +165,11 @@ class Agcu(wiring.Component):
             parts[name] = (split, chain)
         return bqs, parts
 
-    def _write_path(self, m, name, begin, busy, bqs, bl):
+    def _write_path(self, m, name, begin, bqs, bl):
         """Store stream ``name``: the unpacker (vector packets -> masked beats per store
         burst), the beat buffer and the bursts whose beats are all buffered. Returns
         (unpacker, beat buffer, ready bursts); the unpacker's input is steered by
         :meth:`_steer`."""
-        cfg = self.config
         W, L = self.map.words, self.params.pcu_lanes
         unpack = m.submodules[f"{name}_unpack"] = Unpacker(W, L, bl)
         wbuf = m.submodules[f"{name}_wbuf"] = fifo.SyncFIFOBuffered(
@@ -194,14 +192,13 @@ class Agcu(wiring.Component):
         on. Every store stream drains into memory, so a packet waiting for its stream never
         waits on another."""
         cfg, vin = self.config, self.vin
-        names = list(paths)
+        by_flow = list(paths)[1:]
         hit = {}
-        for name in names[1:]:
+        for name in by_flow:
             hit[name] = Signal(name=f"{name}_hit")
-            m.d.comb += hit[name].eq(cfg[name].en & (vin.payload.hdr.flow == cfg[f"{name}_flow"]))
-        hit["store"] = ~Cat(hit[n] for n in names[1:]).any() if names[1:] else 1
-        for name in names:
-            unpack = paths[name][0]
+            m.d.comb += hit[name].eq(vin.payload.hdr.flow == cfg[f"{name}_flow"])
+        hit["store"] = ~Cat(hit[n] & cfg[n].en for n in by_flow).any() if by_flow else 1
+        for name, (unpack, _, _) in paths.items():
             on = Signal(name=f"{name}_on")
             m.d.comb += [on.eq(hit[name] & cfg[name].en & self.status.busy),
                          unpack.i.valid.eq(vin.valid & on)]

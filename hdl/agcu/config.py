@@ -15,8 +15,8 @@ from hdl.counters import MAX_COUNTERS, ChainConfig
 from hdl.memory.config import BURST_BITS, MemoryMap
 from hdl.packet import flow_bits, header_layout
 
-__all__ = ["RUN_BITS", "stores", "streams", "word_bits", "segment_layout", "access_layout", "agcu_config_layout",
-           "agcu_args_layout", "burst_layout"]
+__all__ = ["RUN_BITS", "stores", "streams", "word_bits", "segment_layout", "access_layout",
+           "agcu_config_layout", "agcu_args_layout", "burst_layout"]
 
 #: Words per run: 1 .. 2**RUN_BITS - 1.
 RUN_BITS = 24
