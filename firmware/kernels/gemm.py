@@ -476,10 +476,21 @@ def parallel_flows(params, s, a_pmu=False):
 SPREADS = 4
 
 
-@functools.lru_cache(maxsize=64)
 def _parallel_layout(params, s, a_pmu=False, try_only=False):
     """The placed GEMM over ``s.pcus`` PCUs and each PCU's (AGCU, store stream): the first
     spread of the results over the AGCUs that places (None with ``try_only`` if none)."""
+    placed = _placed(params, s, a_pmu)
+    if isinstance(placed, PlacementError):
+        if try_only:
+            return None
+        raise placed
+    return placed
+
+
+@functools.lru_cache(maxsize=64)
+def _placed(params, s, a_pmu):
+    """:func:`_parallel_layout`'s search, once per shape (the PCU count search and the
+    compile ask for the same one): (layout, streams), or the first spread's error."""
     first = None
     for streams in c_assignments(params, s.pcus)[:SPREADS]:
         _, _, units, flows = _parallel_flows(params, s, a_pmu, streams)
@@ -488,9 +499,8 @@ def _parallel_layout(params, s, a_pmu=False, try_only=False):
                                    vec=flows), streams
         except PlacementError as e:
             first = first or e
-    if try_only:
-        return None
-    raise first
+    return first or PlacementError(f"gemm over {s.pcus} PCUs: more PCUs than the AGCUs' "
+                                   f"{params.agcus * params.agcu_stores} store streams")
 
 
 def _share_pmu(s, i, G, t, nbuf):
