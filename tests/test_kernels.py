@@ -21,6 +21,7 @@ from hdl.sequencer import launch_layout, record_beats
 from hdl.socket import socket_config_units
 
 SMALL = PRESETS["small"]
+PLASTICINE = PRESETS["plasticine"]
 
 
 def _gemm(params, m, n, k, **kw):
@@ -126,11 +127,21 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
         compile_gemm(SMALL.replace(agcu_stores=2), 28, 64, 1100, pcus=5, **bufs)
     # As many as fit: K = 1100 leaves no column tile a PMU, so one PCU (B from HBM).
     assert compile_gemm(SMALL, 28, 64, 1100, pcus=None, **bufs).shape.pcus == 1
-    # 256 x 256 x 256 on two PCUs: 16 column tiles of 2048 words each, two per PMU buffer;
-    # with A held by a PMU (read from HBM once per group) four per buffer, one buffer.
-    s = GemmShape.of(SMALL, 28, 256, 256, pcus=2)
-    assert share_groups(SMALL, s) == (8, 2, 2)
+    # 256 x 256 x 256 on two PCUs: 16 column tiles of 2048 words each (a PMU holds 8192).
+    # A streamed: groups of one tile, two buffers — every PCU waits only for the first
+    # tile of B (512 vectors) and the next lands behind a group's compute (10 row tiles x
+    # 1792 cycles).
+    s = GemmShape.of(SMALL, 256, 256, 256, pcus=2)
+    assert share_groups(SMALL, s) == (16, 1, 2)
+    # A held by a PMU: small's transposing PMU has one buffer (a row tile is 7168 words), so
+    # each group waits for every row tile's A (896 cycles): the fewest groups win — four
+    # tiles, one buffer (the measured order: 356 168 cycles vs 420 461 with eight groups).
     assert share_groups(SMALL, s, a_stationary=True) == (4, 4, 1)
+    # plasticine 512^3 on 12 PCUs: the whole share (3 tiles) fits, but its B is 18 432
+    # cycles through one AGCU; one tile per group leaves 6 144 to wait, A's row tile loads
+    # (1344 cycles) hide behind 3584-cycle tiles in the transposing PMU's two buffers.
+    s = GemmShape.of(PLASTICINE, 512, 512, 512, pcus=12)
+    assert share_groups(PLASTICINE, s) == share_groups(PLASTICINE, s, True) == (3, 1, 2)
     # Row-major A through a transposing PMU: a row tile (28 rows x k) must fit one PMU.
     s = GemmShape.of(SMALL, 28, 64, 300, pcus=2)
     rows = -(-s.k // SMALL.pcu_lanes) * SMALL.pcu_lanes
@@ -168,7 +179,6 @@ def _run(coro):
     return asyncio.run(coro)
 
 
-PLASTICINE = PRESETS["plasticine"]
 
 
 _GEMM_CASES = [

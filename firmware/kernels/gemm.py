@@ -391,23 +391,38 @@ def gemm_limits(params, shape, a_pmu=False):
 
 def share_groups(params, s, a_stationary=False):
     """How each PCU's share of B (``s.nt / s.pcus`` column tiles) passes through its PMU:
-    (groups, tiles per group, PMU buffers) — all at once where it fits; else in groups of
-    as many tiles as two buffers hold (the next group lands while this one is read; A
-    streamed again per group, as it is per column tile anyway); None if a single column
-    tile does not fit. ``a_stationary``: A crosses HBM once per group (a PMU holds each row
-    tile for all the group's column tiles), so the groups are as few as one buffer allows —
-    the next group waits for this one, but A's traffic and its row-tile loads shrink (on
-    small, 256^3: four groups instead of eight, 1.70 vs 2.85 MB of HBM, 356 168 vs 420 461
-    cycles)."""
+    (groups, tiles per group, PMU buffers), the split :func:`_share_cycles` expects to be
+    fastest (the fewer groups on a tie: A crosses HBM once per group where a PMU holds it,
+    ``a_stationary``); None if a single column tile does not fit a PMU. Groups in two
+    buffers let the next group land while this one is read; the first group's B is what
+    every PCU waits for before it starts (plasticine, 512^3 on 12 PCUs: three groups of one
+    tile, 147 644 cycles, instead of the whole share at once, 161 255)."""
     cap = params.pmu_banks * params.pmu_bank_words
     tile, share = s.k * s.lanes, s.nt // s.pcus
-    if share * tile <= cap:
-        return 1, share, 1
     if tile > cap:
         return None
-    most = max(1, cap // (tile if a_stationary else 2 * tile))
-    t = max(d for d in range(1, most + 1) if share % d == 0)
-    return share // t, t, 2 if 2 * t * tile <= cap else 1
+    splits = [(share // t, t, 2 if 2 * t * tile <= cap else 1)
+              for t in range(1, share + 1) if share % t == 0 and t * tile <= cap]
+    return min(splits, key=lambda g: (_share_cycles(params, s, a_stationary, *g), g[0]))
+
+
+def _share_cycles(params, s, a_stationary, groups, t, nbuf):
+    """Estimated cycles of the GEMM with B in ``groups`` groups of ``t`` column tiles per
+    PCU (``nbuf`` PMU buffers): the array's steps, plus what it waits for — the first
+    group's B (every PCU's share of it through one AGCU load stream, a vector per cycle),
+    each later group's B where it is not double-buffered or outlasts a group's compute, and
+    (``a_stationary``) each row tile's A load into the transposing PMU where it is not
+    hidden behind the row tile's compute."""
+    tile_cycles = s.k * (s.tile_rows // s.stages)
+    group = s.mt * t * tile_cycles
+    b_load = s.pcus * t * s.k
+    wait_b = b_load if nbuf == 1 else max(0, b_load - group)
+    wait_a = 0
+    if a_stationary:
+        a_load = s.tile_rows * s.k_vectors // s.lanes
+        hidden = t * tile_cycles if a_transpose_buffers(params, s.k) == 2 else 0
+        wait_a = groups * s.mt * max(0, a_load - hidden)
+    return b_load + groups * group + (groups - 1) * wait_b + wait_a
 
 
 @functools.lru_cache(maxsize=256)
