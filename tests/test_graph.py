@@ -188,11 +188,11 @@ def _mlp(m, k, hidden, n, bias=True):
 
 @pytest.mark.parametrize("params,m,k,hidden,n,bias", [
     (SMALL, 40, 33, 20, 12, True), (SMALL, 5, 8, 9, 30, False), (SMALL, 61, 16, 40, 9, True),
-    (PRESETS["medium"], 40, 33, 20, 30, True),        # the second layer on three PCUs
+    (PRESETS["medium"], 40, 33, 20, 30, True),        # two pipelines
 ], ids=str)
 def test_mlp_graph_fuses_into_one_kernel_with_the_op_by_op_bits(params, m, k, hidden, n, bias):
-    """x @ W1 + b1, ReLU, @ W2: one fused kernel (H never in HBM; on four AGCUs the second
-    layer shared by up to three PCUs); compiled op by op (the second GEMM takes H row-major
+    """x @ W1 + b1, ReLU, @ W2: one fused kernel (H never in HBM; the second layer shared
+    by PCUs, the row tiles by pipelines where the array has room); compiled op by op (the second GEMM takes H row-major
     through a transposing PMU) the same bits."""
     import asyncio
     from firmware.kernels.mlp import mlp_bound
@@ -207,7 +207,11 @@ def test_mlp_graph_fuses_into_one_kernel_with_the_op_by_op_bits(params, m, k, hi
         cg = compile_graph(params, _mlp(m, k, hidden, n, bias), dev.alloc, fuse_ops=fuse)
         assert [op.kind for op, _ in cg.kernels] == (["mlp"] if fuse else ["matmul"] * 2)
         if fuse:
-            assert cg.kernels[0][1].shape.g2.pcus == (3 if params.agcus == 4 else 1)
+            # small: one X stream (W takes the other AGCU's load), and four PMUs hold W1,
+            # H and two shares of W2; medium: a pipeline per row tile (two, four AGCUs),
+            # its eight PMUs two pipelines' W1, H and two W2 shares.
+            sh = cg.kernels[0][1].shape
+            assert (sh.pipes, sh.g2.pcus) == ((2, 2) if params.agcus == 4 else (1, 2)), sh
         outs[fuse] = asyncio.run(cg.run(dev, vals))[0]["y"]
     assert np.array_equal(outs[True], outs[False])
     exact, bound = mlp_bound(vals["x"], vals["w1"], vals.get("b1"), vals["w2"])

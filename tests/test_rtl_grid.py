@@ -1,8 +1,8 @@
 """Tier 3: kernels placed by the compiler on a grid other than the presets' — a 3 x 6
-TOML-style grid (9 PCUs, 9 PMUs, two AGCUs with three store streams each), jittered
-memory: GEMM on as many PCUs as place (results spread over both AGCUs' store streams,
-flows off dimension order), fused and unfused attention, each bit-exact
-against the reference backend (checked in the testbench). OPENRDU_SEED overrides the
+TOML-style grid (9 PCUs, 9 PMUs, three AGCUs with three store streams each), jittered
+memory: GEMM on as many PCUs as place (results spread over the AGCUs' store streams,
+flows off dimension order), fused and unfused attention, the fused MLP in two pipelines,
+each bit-exact against the reference backend (checked in the testbench). OPENRDU_SEED overrides the
 seed; every failure names it."""
 
 import os
@@ -10,6 +10,7 @@ import os
 import pytest
 
 from firmware.kernels.gemm import gemm_pcus
+from firmware.kernels.mlp import mlp_plan
 from hdl.params import PRESETS, RduParams
 from sim.cocotb_run import SimulationError, run_cocotb
 from sim.designs import build_design
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.rtl
 
 SEED = int(os.environ.get("OPENRDU_SEED", "20261202"))
 GRID = RduParams.from_mapping({**PRESETS["small"].to_dict(), "name": "grid3x6", "rows": 3,
-                               "cols": 6, "mem_jitter": 15})
+                               "cols": 6, "agcus": 3, "mem_jitter": 15})
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,15 @@ def test_attention_fused_and_unfused_on_a_3x6_grid(model, tmp_path):
     attention: bit-exact with their references, within the float64 bound."""
     o = run(model, tmp_path, "attention", seed=SEED + 10, seq=40, head_dim=16)
     assert o["mismatches"] == 0 and o["fused"]["launched"] == 1
+
+
+def test_mlp_in_two_pipelines_on_a_3x6_grid(model, tmp_path):
+    """The MLP graph fused: three row tiles over two pipelines (X through two AGCUs, W
+    through the third), each with two second-layer PCUs; and op by op — the reference
+    backend's bits both ways (checked in the testbench), the fused one faster."""
+    m, k, hidden, n = 61, 16, 40, 9
+    sh = mlp_plan(GRID, m, k, hidden, n, False)
+    assert (sh.pipes, sh.g2.pcus) == (2, 2), sh
+    o = run(model, tmp_path, "mlp", seed=SEED + 20, m=m, k=k, hidden=hidden, n=n, bias=False)
+    assert o["fused"]["launched"] == 1 and o["unfused"]["launched"] == 2
+    assert o["fused"]["cycles"] < o["unfused"]["cycles"], o

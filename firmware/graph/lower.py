@@ -21,7 +21,7 @@ from firmware.compiler.pcu import systolic_tile_rows
 from firmware.kernels.attention import AttentionShape, attention_fits, compile_attention
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus, pack_b
-from firmware.kernels.mlp import MlpShape, compile_mlp, mlp_pcus
+from firmware.kernels.mlp import compile_mlp, mlp_plan
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.device import MAX_LAUNCHES
 from firmware.runtime.memory import Buffer
@@ -289,7 +289,7 @@ class _Mlp(_Lowering):
     def shape(self, params, graph, op):
         x, w1, w2 = (graph.tensors[n] for n in op.inputs[:3])
         dims = (*x.shape, w1.shape[1], w2.shape[1], len(op.inputs) > 3)
-        return MlpShape.of(params, *dims, mlp_pcus(params, *dims))
+        return mlp_plan(params, *dims)
 
     def operand_layouts(self, graph, op):
         x, w1, *rest = (graph.tensors[n] for n in op.inputs)
@@ -304,7 +304,7 @@ class _Mlp(_Lowering):
         kern = compile_mlp(ctx.params, *x.shape, w1.shape[1], w2.shape[1],
                            x=ctx.buffers[x.name], w=ctx.buffers[w1.name], y=y,
                            bias=bool(bias), relu=op.attrs["relu"], relu2=op.attrs["relu2"],
-                           bf16=op.attrs["bf16"], pcus2=sh.g2.pcus)
+                           bf16=op.attrs["bf16"], pcus2=sh.g2.pcus, pipes=sh.pipes)
         ctx.final[x.name] = Layout("mlp_x", x.shape, kern)
         ctx.final[w1.name] = Layout("mlp_w", w1.shape, kern,
                                     (w2.name, *(t.name for t in bias)))
@@ -346,8 +346,8 @@ def _mlp_pair(params, graph, op, users, outputs):
             len({t[n].region for n in (w1, w2, *bias)}) != 1:
         return None
     m, k = t[x].shape
-    fits = mlp_pcus(params, m, k, t[w1].shape[1], t[w2].shape[1], bool(bias))
-    return nxt if fits else None
+    fits = mlp_plan(params, m, k, t[w1].shape[1], t[w2].shape[1], bool(bias))
+    return nxt if fits is not None else None
 
 
 def _only_user(users, tensor, kind, outputs):

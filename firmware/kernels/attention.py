@@ -55,8 +55,8 @@ from firmware.compiler.program import kernel_program, stream_words
 from firmware.runtime.memory import Buffer
 from hdl.pcu.pcu import Pcu
 
-from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, compile_gemm, gemm_pcus,
-                   pack_a, pack_b, pack_rows, transposed_stream)
+from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, blocks, compile_gemm,
+                   gemm_pcus, pack_a, pack_b, pack_rows, transposed_stream)
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
 __all__ = ["ATTENTION_UNITS", "attention_units", "attention_plan", "attention_pipes",
@@ -99,13 +99,7 @@ class AttentionShape:
     def pipe_tiles(self, pipes):
         """(first query tile, tiles) of each of ``pipes`` pipelines: contiguous blocks,
         the first ``mt % pipes`` one tile longer."""
-        per, extra = divmod(self.qk.mt, pipes)
-        out, t0 = [], 0
-        for i in range(pipes):
-            n = per + (i < extra)
-            out.append((t0, n))
-            t0 += n
-        return out
+        return blocks(self.qk.mt, pipes)
 
     @property
     def s_cols(self):

@@ -37,7 +37,8 @@ from hdl.grid import grid_coords
 
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
            "with_ones_column", "pack_a", "pack_b", "pack_rows", "transposed_stream",
-           "a_transpose_pmu", "a_transpose_buffers", "c_assignments", "parallel_flows"]
+           "a_transpose_pmu", "a_transpose_buffers", "c_assignments", "parallel_flows",
+           "agcu_programs", "blocks"]
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,43 @@ def a_transpose_buffers(params, cols):
     return 2 if 2 * tile <= cap else 1 if tile <= cap else 0
 
 
+def blocks(total, parts):
+    """(first, count) of each of ``parts`` contiguous blocks of ``total`` tiles, the first
+    ``total % parts`` one longer (query or row tiles shared out over pipelines)."""
+    per, extra = divmod(total, parts)
+    out, first = [], 0
+    for i in range(parts):
+        n = per + (i < extra)
+        out.append((first, n))
+        first += n
+    return out
+
+
+def agcu_programs(params, layout, loads, stores):
+    """The AGCU configs ({AGCU: config}) of a placed kernel: ``loads`` {AGCU: (access,
+    buffer, words, flow)} (the load stream with the flow's header); ``stores`` a list of
+    (AGCU, access, buffer, words, flow), in each AGCU's stream order — its first result
+    flow through ``store``, the next ones through ``store2`` .. by the flow id they arrive
+    with. One segment per buffer."""
+    vec, out = layout.vec, {}
+    for ag in sorted(set(loads) | {st[0] for st in stores}):
+        segs, load, hdr = [], None, None
+        if ag in loads:
+            acc, buf, words, name = loads[ag]
+            segs, load, hdr = [Segment(buf.addr, words)], (acc, 0), vec.headers[name]
+        placed = []
+        for _, acc, buf, words, flow in (st for st in stores if st[0] == ag):
+            seg = Segment(buf.addr, words)
+            if seg not in segs:
+                segs.append(seg)
+            placed.append((acc, segs.index(seg), flow))
+        edge = layout.endpoint(params, agcu(ag))
+        by_flow = [(acc, seg, vec.arrivals[flow][edge]) for acc, seg, flow in placed[1:]]
+        out[ag] = pack_agcu(params, load=load, store=placed[0][:2] if placed else None,
+                            hdr=hdr, by_flow=by_flow, segments=segs)[0]
+    return out
+
+
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
                  a_rows=None, pcus=1, c_tiles=False):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
@@ -342,14 +380,9 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     if vec.headers["c"]["flow"] != 0 or vec.headers["c"]["dyn"]:
         raise AssertionError("a unit's output flow must have id 0 at its switch")
     b_acc = TensorAccess((s.mt, s.nt, k * s.lanes), (0, k * s.lanes, 1))
-    loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
-    agcus = {}
-    for kk, (acc, buf, words, name) in loads.items():
-        segs, store = [Segment(buf.addr, words)], None
-        if kk == c_agcu:
-            segs, store = segs + [Segment(c.addr, s.c_words)], (c_acc, 1)
-        agcus[kk] = pack_agcu(params, load=(acc, 0), store=store, segments=segs,
-                              hdr=vec.headers[name])[0]
+    agcus = agcu_programs(params, layout, {0: (a_acc, a, a_words, "a"),
+                                           1: (b_acc, b, s.b_words, "b")},
+                          [(c_agcu, c_acc, c, s.c_words, "c")])
     parts = {"pcus": layout.configs("pcu", {"pcu": pack_systolic(systolic, params)}),
              "pmus": layout.configs("pmu", pmus), "agcus": agcus, "vec": vec, "layout": layout}
 
@@ -568,20 +601,10 @@ def _parallel_gemm(params, s, systolic, a, b, c, bias, a_rows=None, c_tiles=Fals
         a_acc = TensorAccess((G, s.mt * s.tile_rows, kp), (0, a_rows, 1))
     b_acc = TensorAccess((s.b_words,), (1,))
     a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)
-    loads = {0: (a_acc, a, a_words, "a"), 1: (b_acc, b, s.b_words, "b")}
-    agcus = {}
-    for ag in sorted(set(loads) | {a for a, _ in streams}):
-        segs, load, hdr, store = [Segment(c.addr, s.c_words)], None, None, None
-        if ag in loads:
-            acc, buf, words, name = loads[ag]
-            segs, load, hdr = [Segment(buf.addr, words)] + segs, (acc, 0), vec.headers[name]
-        mine = [i for i, (a, _) in enumerate(streams) if a == ag]   # in stream order
-        edge = layout.endpoint(params, agcu(ag))
-        by_flow = [(c_accs[j], len(segs) - 1, vec.arrivals[f"c{j}"][edge]) for j in mine[1:]]
-        if mine:
-            store = (c_accs[mine[0]], len(segs) - 1)
-        agcus[ag] = pack_agcu(params, load=load, store=store, hdr=hdr, by_flow=by_flow,
-                             segments=segs)[0]
+    agcus = agcu_programs(params, layout, {0: (a_acc, a, a_words, "a"),
+                                           1: (b_acc, b, s.b_words, "b")},
+                          [(ag, c_accs[i], c, s.c_words, f"c{i}")
+                           for i, (ag, _) in enumerate(streams)])
     pmu_cfg = {u: pack_pmu(_share_pmu(s, i, G, t, nbuf), params) for i, u in enumerate(pmus)}
     if a_rows is not None:
         pmu_cfg["a_pmu"] = pack_pmu(a_transpose_pmu(params, G * s.mt, s.tile_rows, k, t),

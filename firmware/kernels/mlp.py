@@ -1,17 +1,24 @@
 """A two-layer MLP ``Y = relu?(X @ W1 + b1) @ W2`` fused into one kernel: the hidden
 activations stay on chip.
 
-Dataflow (two PCUs, three PMUs, two AGCUs; :data:`MLP_UNITS`, placed by the compiler):
+Dataflow of one pipeline (:data:`MLP_UNITS`, placed by the compiler):
 
 * AGCU 1 loads ``[W1 | W2]`` (both in the systolic B layout, the bias as W1's last
-  accumulation step) once; the stream is multicast to two PMUs whose write predicates
-  keep one each, and each PMU feeds its GEMM once per row tile.
+  accumulation step) once; the stream is multicast to the PMUs whose write predicates
+  keep W1, or a second-layer PCU's share of W2, and each feeds its GEMM once per row tile.
 * ``g1`` (systolic PCU): ``H = relu?(X @ W1 + b1)`` — X from AGCU 0 (A layout, re-read
   per column tile of H), the ReLU in its tail. Its rows land column-major in the ``h``
   PMU (:func:`~firmware.kernels.gemm.a_transpose_pmu` in GEMM output order, two row
-  tiles deep), which reads them out as the next array's A operand.
-* ``g2`` (systolic PCU): ``Y = H @ W2`` (epilogue ReLU / BF16 as a GEMM's); Y to AGCU
-  1's store stream, row-major.
+  tiles deep), which reads them out as the next array's A operand, multicast to the
+  second-layer PCUs.
+* ``g2`` (systolic PCUs, ``pcus2`` of them sharing the column tiles of Y): ``Y = H @ W2``
+  (epilogue ReLU / BF16 as a GEMM's); Y row-major through AGCU store streams.
+
+Where the array has AGCUs to load X through (one per pipeline besides W's) and the units,
+``pipes`` such pipelines share out the row tiles of X in contiguous blocks: pipeline ``p``
+loads its X through AGCU 0 (``p = 0``) or ``p + 1``; the one W stream fills every
+pipeline's W PMUs (no unit is shared between pipelines, so none waits for another's).
+:func:`mlp_plan` picks the pipelines and second-layer PCUs.
 
 The same bits as the two GEMMs run one after the other through HBM (H stored in FP32;
 both arrays round their operands to BF16 the same way).
@@ -23,20 +30,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware import numerics as N
-from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.agcu import TensorAccess
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference)
 from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.program import kernel_program, stream_words
-from firmware.runtime.memory import Buffer
+from hdl.agcu.config import stores
+from hdl.grid import grid_coords
 
-from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b, with_ones_column
+from .gemm import (GemmShape, a_transpose_pmu, agcu_programs, blocks, pack_a, pack_b,
+                   with_ones_column)
 
-__all__ = ["MLP_UNITS", "MlpShape", "Mlp", "compile_mlp", "mlp_pcus", "mlp_bound"]
+__all__ = ["MLP_UNITS", "MlpShape", "Mlp", "compile_mlp", "mlp_plan", "mlp_bound"]
 
-#: The fused kernel's logical units.
+#: The logical units of one pipeline with one second-layer PCU.
 MLP_UNITS = {"g1": "pcu", "w1_pmu": "pmu", "h_pmu": "pmu", "g2": "pcu", "w2_pmu": "pmu"}
 
 
@@ -45,12 +54,20 @@ class MlpShape:
     """``m`` rows through ``k`` inputs -> ``hidden`` -> ``n`` outputs."""
     g1: GemmShape          # H = X W1 (+ b1): m x hidden, k (+ 1)
     g2: GemmShape          # Y = H W2: m x n, hidden
+    pipes: int = 1         # pipelines sharing out the row tiles
 
     @classmethod
-    def of(cls, params, m, k, hidden, n, bias=False, pcus2=1):
-        """``pcus2``: PCUs sharing the second layer's column tiles."""
-        return cls(GemmShape.of(params, m, hidden, k, bias),
-                   GemmShape.of(params, m, n, hidden, pcus=pcus2))
+    def of(cls, params, m, k, hidden, n, bias=False, pcus2=1, pipes=1):
+        """``pcus2``: PCUs sharing the second layer's column tiles (in each pipeline);
+        ``pipes``: pipelines sharing the row tiles."""
+        g1 = GemmShape.of(params, m, hidden, k, bias)
+        if isinstance(pipes, bool) or not isinstance(pipes, int) or not 1 <= pipes <= g1.mt:
+            raise ValueError(f"mlp: pipes = {pipes!r} must be 1..{g1.mt} (the row tiles)")
+        return cls(g1, GemmShape.of(params, m, n, hidden, pcus=pcus2), pipes)
+
+    def pipe_tiles(self):
+        """(first row tile, row tiles) of each pipeline."""
+        return blocks(self.g1.mt, self.pipes)
 
     @property
     def x_words(self):
@@ -129,15 +146,31 @@ def _pipeline(params, sh, programs, x_vectors, w):
                                        (s2.mt, 1)))["data"] for i in range(s2.pcus)]
 
 
-def _check(params, sh, bufs):
+def _limits(params, sh):
+    """Why ``sh`` cannot run here, as far as resources go (placement may still refuse)."""
     cap = params.pmu_banks * params.pmu_bank_words
-    if params.agcus < sh.g2.pcus + 1:
-        raise ValueError(f"the MLP kernel needs {sh.g2.pcus + 1} AGCUs (X through one, a store "
-                         f"stream per second-layer PCU through the others), the array has "
-                         f"{params.agcus}")
+    out = []
+    per = 1 + sh.g2.pcus
+    for need, what, have in (
+            (sh.pipes * per, "PCUs", len(grid_coords(params, "pcu"))),
+            (sh.pipes * (per + 1), "PMUs", len(grid_coords(params, "pmu"))),
+            (sh.pipes + 1, "AGCUs (W through one, each pipeline's X through another)",
+             params.agcus),
+            (sh.pipes * sh.g2.pcus, "AGCU store streams (one per second-layer PCU)",
+             params.agcus * len(stores(params)))):
+        if need > have:
+            out.append(f"needs {need} {what}, the array has {have}")
     for name, words in (("W1", sh.g1.b_words), ("a PCU's share of W2", sh.g2.part_words)):
         if words > cap:
-            raise ValueError(f"mlp: {name} needs {words} words of PMU, a PMU holds {cap}")
+            out.append(f"{name} needs {words} words of PMU, a PMU holds {cap}")
+    return out
+
+
+def _check(params, sh, bufs):
+    limits = _limits(params, sh)
+    if limits:
+        raise ValueError(f"mlp over {sh.pipes} pipeline(s) of {1 + sh.g2.pcus} PCUs: "
+                         + "; ".join(limits))
     for name, buf, need in (("x", bufs[0], sh.x_words), ("w", bufs[1], sh.w_words),
                             ("y", bufs[2], sh.y_words)):
         if buf.words < need:
@@ -145,122 +178,181 @@ def _check(params, sh, bufs):
                              f"{need}")
 
 
-def _w_pmus(sh):
+def _w_pmus(sh, tiles):
     """W1 and each second-layer PCU's share of W2, each kept by its PMU from the multicast
-    [W1 | W2] stream; read once per row tile."""
+    [W1 | W2] stream; read once per row tile of the pipeline (``tiles``)."""
     s1, s2, total = sh.g1, sh.g2, Counter(0, sh.w_words)
     part = s2.part_words
     w1 = PmuProgram(AccessPattern((total,), hi=s1.b_words),
-                    AccessPattern((Counter(0, s1.mt), Counter(0, s1.b_words)), repeat=(0,)))
+                    AccessPattern((Counter(0, tiles), Counter(0, s1.b_words)), repeat=(0,)))
     w2 = [PmuProgram(AccessPattern((total,), base=-(s1.b_words + i * part), lo=0, hi=part),
-                     AccessPattern((Counter(0, s2.mt), Counter(0, part)), repeat=(0,)))
+                     AccessPattern((Counter(0, tiles), Counter(0, part)), repeat=(0,)))
           for i in range(s2.pcus)]
     return w1, w2
 
 
-def _units(n2):
-    """Logical units with ``n2`` second-layer PCUs: (units, second-layer PCUs, their PMUs)."""
-    if n2 == 1:
-        return dict(MLP_UNITS), ("g2",), ("w2_pmu",)
-    g2 = tuple(f"g2_{i}" for i in range(n2))
-    pm = tuple(f"w2_pmu{i}" for i in range(n2))
-    units = {"g1": "pcu", "w1_pmu": "pmu", "h_pmu": "pmu", **{u: "pcu" for u in g2},
-             **{u: "pmu" for u in pm}}
-    return units, g2, pm
+def _pipe_units(sh, p):
+    """Unit names of pipeline ``p``: (g1, w1 PMU, h PMU, second-layer PCUs, their W2
+    PMUs); pipeline 0's as :data:`MLP_UNITS` names them, the others' with ``@p``."""
+    at = "" if p == 0 else f"@{p}"
+    n2 = sh.g2.pcus
+    g2 = ("g2",) if n2 == 1 else tuple(f"g2_{i}" for i in range(n2))
+    pm = ("w2_pmu",) if n2 == 1 else tuple(f"w2_pmu{i}" for i in range(n2))
+    return (f"g1{at}", f"w1_pmu{at}", f"h_pmu{at}", tuple(u + at for u in g2),
+            tuple(u + at for u in pm))
 
 
-def _flows(sh, g2, pm):
+def _agcu_plan(params, sh):
+    """(X's AGCU per pipeline, W's AGCU, the (AGCU, store stream) of each second-layer PCU
+    by pipeline): W through AGCU 1, pipeline p's X through AGCU 0 or p + 1; results through
+    the store streams of AGCUs that load nothing first, then W's, then X's (a store takes
+    beats from the AGCU's load; X streams a vector per cycle, W only at the start)."""
+    x_agcus = [0] + [p + 1 for p in range(1, sh.pipes)]
+    order = [a for a in range(params.agcus) if a not in x_agcus and a != 1] + [1] + x_agcus
+    slots = [(a, st) for a in order for st in stores(params)]
+    n2 = sh.g2.pcus
+    return x_agcus, 1, [slots[p * n2:(p + 1) * n2] for p in range(sh.pipes)]
+
+
+def _flows(sh, plan):
+    """Units ({name: kind}) and vector flows of the fused kernel with AGCUs ``plan``
+    (:func:`_agcu_plan`)."""
     s1, s2 = sh.g1, sh.g2
     P = s1.tile_rows // s1.stages
     y_rate = min(1.0, s2.rows / (s2.k * P))
-    # Result PCU i stores through AGCU i + 1: AGCU 0's port streams X at a vector per
-    # cycle, and stores there would take beats from it (the result flows drain to memory
-    # and may share links with each other).
-    y_agcus = tuple(range(1, len(g2) + 1))
-    return [
-        VFlow("x", agcu(0), (port("g1"),)),
-        VFlow("w", agcu(1), (port("w1_pmu"), *(port(u) for u in pm))),   # loaded once, first
-        VFlow("w1", port("w1_pmu"), (port("g1", 1),), rate=1 / P),
-        VFlow("h", port("g1"), (port("h_pmu"),), rate=min(1.0, s1.rows / (s1.k * P))),
-        VFlow("h_cols", port("h_pmu"), tuple(port(u) for u in g2)),
-        *(VFlow(f"w2_{i}" if len(g2) > 1 else "w2", port(m), (port(u, 1),), rate=1 / P)
-          for i, (u, m) in enumerate(zip(g2, pm))),
-        *(VFlow(f"y{i}" if len(g2) > 1 else "y", port(u), (agcu(a),), rate=y_rate, shares="y")
-          for i, (u, a) in enumerate(zip(g2, y_agcus))),
-    ], y_agcus
+    x_agcus, w_agcu, y_streams = plan
+    units, w_pmus, flows = {}, [], []
+    for p in range(sh.pipes):
+        g1, w1, h, g2, pm = _pipe_units(sh, p)
+        at = "" if p == 0 else f"@{p}"
+        units.update({g1: "pcu", w1: "pmu", h: "pmu", **{u: "pcu" for u in g2},
+                      **{u: "pmu" for u in pm}})
+        w_pmus += [w1, *pm]
+        flows += [
+            VFlow(f"x{at}", agcu(x_agcus[p]), (port(g1),)),
+            VFlow(f"w1{at}", port(w1), (port(g1, 1),), rate=1 / P),
+            VFlow(f"h{at}", port(g1), (port(h),), rate=min(1.0, s1.rows / (s1.k * P))),
+            VFlow(f"h_cols{at}", port(h), tuple(port(u) for u in g2)),
+            *(VFlow(_pipe_flow("w2_", i, len(g2), p), port(m), (port(u, 1),), rate=1 / P)
+              for i, (u, m) in enumerate(zip(g2, pm))),
+            *(VFlow(_pipe_flow("y", i, len(g2), p), port(u), (agcu(a),), rate=y_rate,
+                    shares="y") for i, (u, (a, _)) in enumerate(zip(g2, y_streams[p])))]
+    # Loaded once, first: the flow every pipeline's W PMUs keep their part of.
+    flows.insert(0, VFlow("w", agcu(w_agcu), tuple(port(u) for u in w_pmus)))
+    return units, flows
+
+
+@functools.lru_cache(maxsize=64)
+def _placed(params, sh):
+    """The placement of the fused MLP of shape ``sh`` (or its PlacementError), once per
+    shape (the plan's try and the compile ask for the same one)."""
+    plan = _agcu_plan(params, sh)
+    units, flows = _flows(sh, plan)
+    try:
+        return place_and_route(params, f"mlp over {sh.pipes} pipeline(s)", units,
+                               vec=flows), plan
+    except PlacementError as e:
+        return e
+
+
+def _rows(acc, first, tiles):
+    """``acc`` (outermost dimension: row tiles) for ``tiles`` row tiles from ``first``."""
+    return TensorAccess((tiles,) + acc.shape[1:], acc.strides,
+                        acc.offset + first * acc.strides[0])
 
 
 def compile_mlp(params, m, k, hidden, n, *, x, w, y, bias=False, relu=True, relu2=False,
-                bf16=False, pcus2=1):
+                bf16=False, pcus2=1, pipes=1):
     """The fused kernel for buffers ``x`` (``MlpShape.x_words``), ``w`` (``w_words``:
     ``[W1 | W2]``) and ``y`` (``y_words``); ``relu``: after the first layer; ``relu2``,
     ``bf16``: the second layer's epilogue; ``pcus2``: PCUs sharing the second layer's
-    column tiles (each with its share of W2 in a PMU, fed H by one multicast stream, its
-    results through its own AGCU, not X's). A shape that does not fit raises ValueError
-    naming the resource."""
-    sh = MlpShape.of(params, m, k, hidden, n, bias, pcus2)
+    column tiles (each with its share of W2 in a PMU, fed H by one multicast stream);
+    ``pipes``: pipelines sharing out the row tiles. A shape that does not fit raises
+    ValueError (or PlacementError) naming the resource."""
+    sh = MlpShape.of(params, m, k, hidden, n, bias, pcus2, pipes)
     _check(params, sh, (x, w, y))
+    placed = _placed(params, sh)
+    if isinstance(placed, PlacementError):
+        raise placed
+    layout, (x_agcus, w_agcu, y_streams) = placed
     s1, s2 = sh.g1, sh.g2
     share = s2.nt // s2.pcus
-    programs = {
-        "g1": SystolicProgram(k=s1.k, tiles=s1.mt * s1.nt, rows=s1.rows, cols=s1.cols,
-                              tail=Tail(relu=relu)),
-        "g2": SystolicProgram(k=s2.k, tiles=s2.mt * share, rows=s2.rows, cols=s2.cols,
-                              tail=Tail(relu=relu2, bf16=bf16)),
-    }
-    h_pmu = a_transpose_pmu(params, s1.mt, s1.rows, s2.k, share, col_tiles=s1.nt)
-    units, g2, pm = _units(s2.pcus)
-    flows, y_agcus = _flows(sh, g2, pm)
-    layout = place_and_route(params, "mlp", units, vec=flows)
-    vec = layout.vec
-    x_acc, w_acc = s1.a_access(), TensorAccess((sh.w_words,), (1,))
-    y_accs = [s2.c_access(i) for i in range(s2.pcus)]
-    loads = {0: (x_acc, x, sh.x_words, "x"), 1: (w_acc, w, sh.w_words, "w")}
-    agcus = {}
-    for a in sorted(set(loads) | set(y_agcus)):
-        segs, load, store, hdr = [], None, None, None
-        if a in loads:
-            acc, buf, words, name = loads[a]
-            segs, load, hdr = [Segment(buf.addr, words)], (acc, 0), vec.headers[name]
-        if a in y_agcus:
-            store = (y_accs[y_agcus.index(a)], len(segs))
-            segs = segs + [Segment(y.addr, sh.y_words)]
-        agcus[a] = pack_agcu(params, load=load, store=store, segments=segs, hdr=hdr)[0]
-    w1_pmu, w2_pmus = _w_pmus(sh)
-    parts = {
-        "pcus": layout.configs("pcu", {u: pack_systolic(programs[u[:2]], params)
-                                       for u in ("g1", *g2)}),
-        "pmus": layout.configs("pmu", {"w1_pmu": pack_pmu(w1_pmu, params),
-                                       "h_pmu": pack_pmu(h_pmu, params),
-                                       **{u: pack_pmu(p_, params) for u, p_ in zip(pm, w2_pmus)}}),
-        "agcus": agcus, "vec": vec, "layout": layout,
-    }
+    tiles = sh.pipe_tiles()
+    x_accs = [_rows(s1.a_access(), t0, t) for t0, t in tiles]
+    y_accs = [[_rows(s2.c_access(i), t0, t) for i in range(s2.pcus)] for t0, t in tiles]
+    w_acc = TensorAccess((sh.w_words,), (1,))
+    pcus, pmus = {}, {}
+    for p, (_, t) in enumerate(tiles):
+        g1, w1, h, g2, pm = _pipe_units(sh, p)
+        w1_pmu, w2_pmus = _w_pmus(sh, t)
+        pcus[g1] = pack_systolic(SystolicProgram(k=s1.k, tiles=t * s1.nt, rows=s1.rows,
+                                                 cols=s1.cols, tail=Tail(relu=relu)), params)
+        g2_cfg = pack_systolic(SystolicProgram(k=s2.k, tiles=t * share, rows=s2.rows,
+                                               cols=s2.cols, tail=Tail(relu=relu2, bf16=bf16)),
+                               params)
+        pcus.update({u: g2_cfg for u in g2})
+        pmus.update({w1: pack_pmu(w1_pmu, params), **{u: pack_pmu(q, params)
+                                                       for u, q in zip(pm, w2_pmus)},
+                     h: pack_pmu(a_transpose_pmu(params, t, s1.rows, s2.k, share,
+                                                 col_tiles=s1.nt), params)})
+    loads = {a: (acc, x, sh.x_words, "x" if p == 0 else f"x@{p}")
+             for p, (a, acc) in enumerate(zip(x_agcus, x_accs))}
+    loads[w_agcu] = (w_acc, w, sh.w_words, "w")
+    stores = [(a, y_accs[p][i], y, sh.y_words, _pipe_flow("y", i, s2.pcus, p))
+              for p in range(sh.pipes) for i, (a, _) in enumerate(y_streams[p])]
+    parts = {"pcus": layout.configs("pcu", pcus), "pmus": layout.configs("pmu", pmus),
+             "agcus": agcu_programs(params, layout, loads, stores), "vec": layout.vec,
+             "layout": layout}
+    programs = {"g1": SystolicProgram(k=s1.k, tiles=s1.mt * s1.nt, rows=s1.rows,
+                                      cols=s1.cols, tail=Tail(relu=relu)),
+                "g2": SystolicProgram(k=s2.k, tiles=s2.mt * share, rows=s2.rows,
+                                      cols=s2.cols, tail=Tail(relu=relu2, bf16=bf16))}
 
     def execute(mem, args):
-        xv = mem[stream_words(x, args, (0, "load"), x_acc)].reshape(-1, params.pcu_lanes)
-        ww = mem[stream_words(w, args, (1, "load"), w_acc)]
-        for rows, a, acc in zip(_pipeline(params, sh, programs, xv, ww), y_agcus, y_accs):
-            mem[stream_words(y, args, (a, "store"), acc)] = rows[:, :s2.cols].reshape(-1)
+        xv = np.concatenate([mem[stream_words(x, args, (a, "load"), acc)]
+                             for a, acc in zip(x_agcus, x_accs)]).reshape(-1, params.pcu_lanes)
+        ww = mem[stream_words(w, args, (w_agcu, "load"), w_acc)]
+        out = _pipeline(params, sh, programs, xv, ww)     # per second-layer PCU, all rows
+        per_tile = share * s2.rows
+        for p, (t0, t) in enumerate(tiles):
+            for i, key in enumerate(y_streams[p]):
+                rows = out[i][t0 * per_tile:(t0 + t) * per_tile, :s2.cols]
+                mem[stream_words(y, args, key, y_accs[p][i])] = rows.reshape(-1)
     return Mlp(sh, programs, kernel_program(params, "mlp", **parts, execute=execute), parts,
                bool(bias))
 
 
+def _pipe_flow(name, i, n, p):
+    """The flow name of second-layer PCU ``i`` (of ``n``) of pipeline ``p``: ``y``,
+    ``y1``, ``y@2``, ``w2_1@2`` .."""
+    return (f"{name}{i}" if n > 1 else name.rstrip("_")) + ("" if p == 0 else f"@{p}")
+
+
+def _estimate(params, sh):
+    """Cycles the fused kernel takes at least: the longest pipeline's row tiles through the
+    slower layer, plus one row tile of the other (the pipeline's fill)."""
+    s1, s2 = sh.g1, sh.g2
+    P = s1.tile_rows // s1.stages
+    t1, t2 = s1.nt * s1.k * P, s2.nt // s2.pcus * s2.k * P
+    return max(t for _, t in sh.pipe_tiles()) * max(t1, t2) + min(t1, t2)
+
+
 @functools.lru_cache(maxsize=256)
-def mlp_pcus(params, m, k, hidden, n, bias=False):
-    """The most second-layer PCUs the fused kernel of this shape can use here (no more
-    than its column tiles, or the AGCUs besides X's; PMU capacities and a placement with
-    links of its own): compiled against placeholder buffers; 0 if it does not fit."""
-    for pcus2 in range(min(params.agcus - 1, -(-n // params.pcu_lanes)), 0, -1):
-        sh = MlpShape.of(params, m, k, hidden, n, bias, pcus2)
-        bufs = [Buffer("hbm", 0, words, name) for name, words in
-                (("x", sh.x_words), ("w", sh.w_words), ("y", sh.y_words))]
-        try:
-            compile_mlp(params, m, k, hidden, n, x=bufs[0], w=bufs[1], y=bufs[2], bias=bias,
-                        pcus2=pcus2)
-        except (ValueError, PlacementError):
-            continue
-        return pcus2
-    return 0
+def mlp_plan(params, m, k, hidden, n, bias=False):
+    """The :class:`MlpShape` (pipelines, second-layer PCUs per pipeline) of the fastest
+    fused kernel of this shape that fits here (units, AGCUs, PMU capacities and a
+    placement with links of its own), fewer units on a tie; None if none does."""
+    g1 = GemmShape.of(params, m, hidden, k, bias)
+    cands = []
+    for pipes in range(1, min(g1.mt, params.agcus - 1) + 1):
+        for pcus2 in range(1, -(-n // params.pcu_lanes) + 1):
+            sh = MlpShape.of(params, m, k, hidden, n, bias, pcus2, pipes)
+            if not _limits(params, sh):
+                cands.append((_estimate(params, sh), pipes * (1 + pcus2), pipes, sh))
+    for *_, sh in sorted(cands, key=lambda c: c[:3]):
+        if not isinstance(_placed(params, sh), PlacementError):
+            return sh
+    return None
 
 
 def mlp_bound(x, w1, b1, w2):
