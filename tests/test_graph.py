@@ -12,7 +12,7 @@ from firmware.graph import Graph, GraphError
 from firmware.graph import mlp as mlp_graph
 from firmware.runtime.memory import OutOfMemory
 from firmware.runtime.reference import ReferenceDevice
-from hdl.params import PRESETS
+from hdl.params import PRESETS, RduParams
 
 SMALL = PRESETS["small"]
 
@@ -263,3 +263,45 @@ def test_attention_chain_fuses_into_the_attention_kernel(seq, d):
     for got in outs.values():
         assert (np.abs(N.from_bits(got).astype(np.float64) - exact_attention(q, k, v))
                 <= bound).all()
+
+
+#: A grid with room for a head and its output projection (5 PCUs, 7 PMUs; the RTL grid test's).
+GRID = RduParams.from_mapping({**SMALL.to_dict(), "name": "grid3x6", "rows": 3, "cols": 6,
+                               "agcus": 3})
+
+
+@pytest.mark.parametrize("chain,seq,d,n", [(False, 40, 16, 24), (True, 64, 32, 8),
+                                           (False, 30, 8, 40)])
+def test_attention_and_its_projection_fuse_into_one_kernel(chain, seq, d, n):
+    """An attention head (the op, or the matmul -> softmax -> matmul chain) followed by
+    its output projection ``O @ Wo``: one kernel where the array has room (O never in HBM)
+    with the bits of the head and the matmul run one after the other; on ``small`` (four
+    PCUs, all taken by the head) two kernels."""
+    import math
+    rng = np.random.default_rng(seq + d + n)
+    bf = lambda *s: rng.normal(0, 1, s).astype(np.float32).view(np.uint32) & 0xFFFF0000  # noqa: E731
+    vals = {"q": bf(seq, d), "k": bf(seq, d), "v": bf(seq, d), "wo": bf(d, n)}
+
+    def graph():
+        g = Graph("head+proj")
+        q, v = g.input("q", (seq, d)), g.input("v", (seq, d))
+        if chain:
+            p = g.softmax(g.matmul(q, g.input("k", (d, seq))), scale=1 / math.sqrt(d))
+            o = g.matmul(p, v)
+        else:
+            o = g.attention(q, g.input("k", (seq, d)), v)
+        g.matmul(o, g.input("wo", (d, n)), out="y")
+        return g
+    inputs = dict(vals, k=vals["k"].T.copy()) if chain else vals
+    outs = {}
+    for params, fuse, kinds in ((GRID, True, ["attention"]),
+                                (GRID, False, ["matmul", "softmax", "matmul", "matmul"]
+                                 if chain else ["attention", "matmul"]),
+                                (SMALL, True, ["attention", "matmul"])):
+        dev = ReferenceDevice(params)
+        cg = compile_graph(params, graph(), dev.alloc, fuse_ops=fuse)
+        assert [op.kind for op, _ in cg.kernels] == kinds, (params.name, fuse)
+        outs[params.name, fuse] = asyncio.run(cg.run(dev, inputs))[0]["y"]
+    if not chain:       # the head op's bits, then the matmul's
+        assert np.array_equal(outs["grid3x6", True], outs["grid3x6", False])
+    assert np.array_equal(outs["grid3x6", True], outs["small", True])

@@ -1,8 +1,8 @@
 """Tier 3: kernels placed by the compiler on a grid other than the presets' — a 3 x 6
 TOML-style grid (9 PCUs, 9 PMUs, three AGCUs with three store streams each), jittered
 memory: GEMM on as many PCUs as place (results spread over the AGCUs' store streams,
-flows off dimension order), fused and unfused attention, the fused MLP in two pipelines,
-each bit-exact against the reference backend (checked in the testbench). OPENRDU_SEED overrides the
+flows off dimension order), fused and unfused attention (and a head fused with its output
+projection), the fused MLP in two pipelines, each bit-exact against the reference backend (checked in the testbench). OPENRDU_SEED overrides the
 seed; every failure names it."""
 
 import os
@@ -66,3 +66,10 @@ def test_mlp_in_two_pipelines_on_a_3x6_grid(model, tmp_path):
     o = run(model, tmp_path, "mlp", seed=SEED + 20, m=m, k=k, hidden=hidden, n=n, bias=False)
     assert o["fused"]["launched"] == 1 and o["unfused"]["launched"] == 2
     assert o["fused"]["cycles"] < o["unfused"]["cycles"], o
+
+
+def test_attention_with_its_projection_fused_on_a_3x6_grid(model, tmp_path):
+    """A head and its output projection as one kernel (O transposed in a PMU into the
+    projection's A operand, Wo loaded with K and V): the reference backend's bits."""
+    o = run(model, tmp_path, "graph", seed=SEED + 30, m=40, n=0, k=16, attention=1, proj=24)
+    assert o["kernels"] == ["attention"], o

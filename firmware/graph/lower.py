@@ -34,6 +34,7 @@ __all__ = ["Layout", "CompiledGraph", "compile_graph", "fuse", "LOWERINGS", "PAR
 #: Words of each packed kind, from its kernel's shape.
 _WORDS = {"gemm_a": "a_words", "gemm_b": "b_words", "gemm_c": "c_words",
           "attn_q": "q_words", "attn_k": "k_words", "attn_kt": "k_words", "attn_v": "v_words",
+          "attn_wo": "wo_words",
           "attn_o": "o_words",
           "mlp_x": "x_words", "mlp_w": "w_words", "mlp_y": "y_words"}
 #: Kinds the device writes (the rest the host packs).
@@ -70,7 +71,7 @@ class Layout:
         if self.kind == "gemm_c":
             return self.gemm.shape.c_cols
         if self.kind == "attn_o":
-            return self.gemm.shape.pv.c_cols
+            return self.gemm.shape.out.c_cols
         if self.kind == "mlp_y":
             return self.gemm.shape.g2.c_cols
         raise GraphError(f"a {self.kind} operand layout is not row-major")
@@ -89,7 +90,7 @@ class Layout:
             return self.gemm.pack_w(params, v, *joint)
         if self.kind == "attn_q":
             return self.gemm.pack_q(params, v)
-        if self.kind in ("attn_k", "attn_kt", "attn_v"):
+        if self.kind in ("attn_k", "attn_kt", "attn_v", "attn_wo"):
             return pack_b(params, v.T if self.kind == "attn_k" else v)
         if self.kind in _RESULTS:
             raise GraphError(f"a {self.kind} result layout is written by the device, not "
@@ -246,32 +247,41 @@ class _Softmax(_Lowering):
 
 
 class _Attention(_Lowering):
+    """One head, fused; with a fourth input Wo, the output projection ``O @ Wo`` too (the
+    kernel stores O Wo; Wo in the K/V buffer after V)."""
+
     def shape(self, params, graph, op):
-        return AttentionShape.of(params, *graph.tensors[op.inputs[0]].shape)
+        proj = graph.tensors[op.inputs[3]].shape[1] if len(op.inputs) > 3 else None
+        return AttentionShape.of(params, *graph.tensors[op.inputs[0]].shape, proj)
 
     def operand_layouts(self, graph, op):
         return tuple((graph.tensors[n], kind) for n, kind in zip(op.inputs, _attn_kinds(op)))
 
     def lower(self, ctx, op, sh):
-        q, k, v = (ctx.graph.tensors[n] for n in op.inputs)
+        q, *kvw = (ctx.graph.tensors[n] for n in op.inputs)
         out, buffers = ctx.graph.tensors[op.output], ctx.buffers
         if q.name not in buffers:
             ctx.buffer(q, sh.q_words)
-        # K^T then V in one buffer: the kernel's AGCU streams both with one access.
-        if k.name not in buffers and v.name not in buffers and k.region == v.region:
-            kv = ctx.alloc.alloc(k.region, sh.kv_words, f"{k.name}+{v.name}")
-            buffers[k.name] = Buffer(k.region, kv.addr, sh.k_words, k.name)
-            buffers[v.name] = Buffer(v.region, kv.addr + sh.k_words, sh.v_words, v.name)
-        kv = buffers.get(k.name)
-        if kv is None or buffers.get(v.name) is None or \
-                buffers[v.name].addr != kv.addr + sh.k_words:
-            raise GraphError(f"{op.name}: k {k.name!r} and v {v.name!r} must be inputs "
-                             f"of one region used by this attention only (one buffer "
-                             f"holds both)")
+        # K^T, V (and Wo) in one buffer: the kernel's AGCU streams them with one access.
+        offsets = (0, sh.k_words, sh.k_words + sh.v_words)
+        sizes = (sh.k_words, sh.v_words, sh.wo_words)
+        if not any(t.name in buffers for t in kvw) and len({t.region for t in kvw}) == 1:
+            kv = ctx.alloc.alloc(kvw[0].region, sh.kv_words, "+".join(t.name for t in kvw))
+            for t, off, words in zip(kvw, offsets, sizes):
+                buffers[t.name] = Buffer(t.region, kv.addr + off, words, t.name)
+        kv = buffers.get(kvw[0].name)
+        if kv is None or any(buffers.get(t.name) is None or
+                             buffers[t.name].addr != kv.addr + off
+                             for t, off in zip(kvw, offsets)):
+            named = [f"{r} {t.name!r}" for r, t in zip(("k", "v", "wo"), kvw)]
+            raise GraphError(f"{op.name}: {', '.join(named[:-1])} and {named[-1]} must be "
+                             f"inputs of one region used by this attention only (one buffer "
+                             f"holds them)")
         o = ctx.buffer(out, sh.o_words)
         kern = compile_attention(ctx.params, *q.shape, q=buffers[q.name],
-                                 kv=Buffer(k.region, kv.addr, sh.kv_words, "kv"), o=o)
-        for t, kind in zip((q, k, v, out), (*_attn_kinds(op), "attn_o")):
+                                 kv=Buffer(kvw[0].region, kv.addr, sh.kv_words, "kv"), o=o,
+                                 proj=None if sh.proj is None else sh.proj.n)
+        for t, kind in zip((q, *kvw, out), (*_attn_kinds(op), "attn_o")):
             ctx.final.setdefault(t.name, Layout(kind, t.shape, kern))
         return kern
 
@@ -279,7 +289,8 @@ class _Attention(_Lowering):
 def _attn_kinds(op):
     """The layouts of an attention op's q, k, v: K itself, or K^T where the op is a fused
     ``matmul(q, kT) -> softmax -> matmul(p, v)`` chain."""
-    return ("attn_q", "attn_kt" if op.attrs.get("kt") else "attn_k", "attn_v")
+    return ("attn_q", "attn_kt" if op.attrs.get("kt") else "attn_k", "attn_v") + \
+        (("attn_wo",) if len(op.inputs) > 3 else ())
 
 
 class _Mlp(_Lowering):
@@ -378,23 +389,61 @@ def _attention_chain(params, graph, op, users, outputs):
     return (sm, mm) if attention_fits(params, seq, d) else None
 
 
+def _projection(params, graph, op, users, outputs):
+    """The matmul ``O @ Wo`` that attention op ``op`` fuses with (its output projection),
+    or None: O feeds only that matmul's A operand and is no output, Wo an input of K's
+    region used only there, no epilogue; the kernel with it fits."""
+    t = graph.tensors
+    mm = _only_user(users, op.output, "matmul", outputs)
+    if mm is None or len(mm.inputs) != 2 or mm.inputs[0] != op.output or \
+            mm.attrs["relu"] or mm.attrs["bf16"]:
+        return None
+    wo = t[mm.inputs[1]]
+    seq, d = t[op.inputs[0]].shape
+    if wo.producer is not None or len(users[wo.name]) != 1 or \
+            wo.region != t[op.inputs[1]].region:
+        return None
+    return mm if attention_fits(params, seq, d, wo.shape[1]) else None
+
+
+def _attention_op(params, graph, op, users, outputs):
+    """(the fused attention op, the graph ops it takes) that ``op`` starts, or None: a
+    matmul -> softmax -> matmul chain (:func:`_attention_chain`) or an attention op, with
+    its output projection where that fits too (:func:`_projection`)."""
+    if op.kind == "attention":
+        fused = Op(op.name, "attention", op.inputs, op.output, dict(op.attrs))
+        names = (op.name,)
+    else:
+        chain = _attention_chain(params, graph, op, users, outputs)
+        if chain is None:
+            return None
+        sm, mm = chain
+        names = (op.name, sm.name, mm.name)
+        fused = Op("+".join(names), "attention", (op.inputs[0], op.inputs[1], mm.inputs[1]),
+                   mm.output, {"kt": True, "fused": names})
+    proj = _projection(params, graph, fused, users, outputs)
+    if proj is None:
+        return (fused, names) if len(names) > 1 else None
+    names += (proj.name,)
+    return Op("+".join(names), "attention", (*fused.inputs, proj.inputs[1]), proj.output,
+              {**fused.attrs, "fused": names}), names
+
+
 def fuse(params, graph):
     """The ops to lower, in program order: every matmul pair that fits one kernel
     (:func:`_mlp_pair`) becomes one ``mlp`` op (named ``a+b``), every
     matmul -> softmax -> matmul attention chain one ``attention`` op
-    (:func:`_attention_chain`); the rest as they are."""
+    (:func:`_attention_chain`), an attention followed by its output projection one
+    ``attention`` op with Wo (:func:`_projection`); the rest as they are."""
     users, outputs = _users(graph), {o.name for o in graph.outputs}
     ops, taken = [], set()
     for op in graph.ops:
         if op.name in taken:
             continue
-        chain = _attention_chain(params, graph, op, users, outputs)
-        if chain is not None:
-            sm, mm = chain
-            taken |= {sm.name, mm.name}
-            ops.append(Op(f"{op.name}+{sm.name}+{mm.name}", "attention",
-                          (op.inputs[0], op.inputs[1], mm.inputs[1]), mm.output,
-                          {"kt": True, "fused": (op.name, sm.name, mm.name)}))
+        att = _attention_op(params, graph, op, users, outputs)
+        if att is not None:
+            taken |= set(att[1])
+            ops.append(att[0])
             continue
         nxt = _mlp_pair(params, graph, op, users, outputs)
         if nxt is None:

@@ -78,13 +78,22 @@ class AttentionShape:
     qk: GemmShape          # S = Q K^T   (seq x seq, k = d)
     pv: GemmShape          # O = P V     (seq x d, k = seq)
     tiles: int | None = None    # query tiles of one pipeline (default: all of them)
+    proj: GemmShape | None = None   # Y = O Wo (seq x n, k = d), fused after the head
 
     @classmethod
-    def of(cls, params, seq, d):
-        for name, v in (("seq", seq), ("d", d)):
+    def of(cls, params, seq, d, proj=None):
+        """``proj``: the columns of an output projection ``O @ Wo`` fused after the head
+        (None: the kernel stores O)."""
+        for name, v in (("seq", seq), ("d", d)) + ((("proj", proj),) if proj is not None else ()):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"attention: {name} = {v!r} must be a positive integer")
-        return cls(seq, d, GemmShape.of(params, seq, seq, d), GemmShape.of(params, seq, d, seq))
+        return cls(seq, d, GemmShape.of(params, seq, seq, d), GemmShape.of(params, seq, d, seq),
+                   proj=None if proj is None else GemmShape.of(params, seq, proj, d))
+
+    @property
+    def out(self):
+        """The GEMM whose result the kernel stores: the projection's, else P V's."""
+        return self.pv if self.proj is None else self.proj
 
     @property
     def rows(self):
@@ -126,17 +135,22 @@ class AttentionShape:
         return self.pv.b_words
 
     @property
+    def wo_words(self):
+        return 0 if self.proj is None else self.proj.b_words
+
+    @property
     def kv_words(self):
-        return self.k_words + self.v_words
+        """Words of ``[K^T | V (| Wo)]``, the one stream AGCU 1 loads."""
+        return self.k_words + self.v_words + self.wo_words
 
     @property
     def o_words(self):
-        return self.pv.c_words
+        return self.out.c_words
 
     @property
     def macs(self):
-        """MACs both systolic PCUs perform (padding included)."""
-        return self.qk.macs + self.pv.macs
+        """MACs the systolic PCUs perform (padding included)."""
+        return self.qk.macs + self.pv.macs + (0 if self.proj is None else self.proj.macs)
 
 
 def attention_bound(q, k, v, lanes):
@@ -197,22 +211,30 @@ class Attention:
         sh = self.shape
         return pack_rows(q, sh.qk.mt * sh.qk.tile_rows, sh.q_rows)
 
-    def pack_kv(self, params, k, v):
-        """``[K^T | V]`` (K, V: seq x d FP32 words) in the layout AGCU 1 streams."""
-        return np.concatenate([pack_b(params, np.asarray(k, np.uint32).T), pack_b(params, v)])
+    def pack_kv(self, params, k, v, wo=None):
+        """``[K^T | V (| Wo)]`` (K, V: seq x d FP32 words; Wo: d x proj) in the layout
+        AGCU 1 streams."""
+        if (wo is None) != (self.shape.proj is None):
+            raise ValueError("the attention was compiled " + ("with" if self.shape.proj else
+                                                              "without") + " a projection")
+        parts = [pack_b(params, np.asarray(k, np.uint32).T), pack_b(params, v)]
+        return np.concatenate(parts + ([] if wo is None else [pack_b(params, wo)]))
 
     def unpack_o(self, words):
-        sh = self.shape
-        return np.asarray(words, np.uint32).reshape(sh.pv.c_rows, sh.pv.c_cols)[:sh.seq, :sh.d]
+        """The result (O, or O Wo with a projection) from the words the kernel stores."""
+        out, sh = self.shape.out, self.shape
+        return np.asarray(words, np.uint32)[:out.c_words].reshape(out.c_rows, out.c_cols)[
+            :sh.seq, :out.n]
 
-    def reference(self, params, q, k, v):
-        """O (seq x d) bit-exactly as the kernel computes it."""
+    def reference(self, params, q, k, v, wo=None):
+        """O (seq x d), or O Wo, bit-exactly as the kernel computes it."""
         sh = self.shape
         qs = np.repeat(pack_a(params, q).reshape(sh.mt, 1, -1), sh.qk.nt, axis=1)  # as qk takes Q
         rows = _pipeline(params, sh, self.programs, qs.reshape(-1, params.pcu_lanes),
-                         self.pack_kv(params, k, v))
-        out = rows.reshape(sh.mt, sh.pv.nt, sh.rows, -1).transpose(0, 2, 1, 3)
-        return out.reshape(sh.pv.c_rows, sh.pv.c_cols)[:sh.seq, :sh.d]
+                         self.pack_kv(params, k, v, wo))
+        out = sh.out
+        rows = rows.reshape(sh.mt, out.nt, sh.rows, -1).transpose(0, 2, 1, 3)
+        return rows.reshape(out.c_rows, -1)[:sh.seq, :out.n]
 
 
 def _programs(params, sh):
@@ -226,6 +248,9 @@ def _programs(params, sh):
                            vector_out=True, scalar_hold=1),
         "pv": SystolicProgram(k=sh.seq, tiles=sh.mt * sh.pv.nt, rows=sh.rows, cols=sh.pv.cols,
                               tail=Tail(scale="SIN", row_fn="RCP"), scale_tiles=sh.pv.nt),
+        **({} if sh.proj is None else {
+            "proj": SystolicProgram(k=sh.d, tiles=sh.mt * sh.proj.nt, rows=sh.rows,
+                                    cols=sh.proj.cols)}),
     }
 
 
@@ -235,7 +260,7 @@ def _pipeline(params, sh, programs, q_vectors, kv):
     loads."""
     L, TM = params.pcu_lanes, sh.qk.tile_rows
     kt = np.asarray(kv[:sh.k_words], np.uint32).reshape(-1, L)
-    vb = np.asarray(kv[sh.k_words:sh.kv_words], np.uint32).reshape(-1, L)
+    vb = np.asarray(kv[sh.k_words:sh.k_words + sh.v_words], np.uint32).reshape(-1, L)
     s = systolic_reference(programs["qk"], params, q_vectors, np.tile(kt, (sh.mt, 1)))["data"]
     s_rows = s.reshape(sh.mt, sh.qk.nt, sh.rows, L).transpose(0, 2, 1, 3).reshape(-1, L)
     mx = simd_reference(programs["max"], params, vin0=s_rows)["sdata"]
@@ -246,8 +271,19 @@ def _pipeline(params, sh, programs, q_vectors, kv):
     a[:, :sh.rows] = e
     _, vin0, _ = gemm_streams(a.reshape(-1, sh.seq), np.zeros((sh.seq, sh.d), np.uint32),
                               params)
-    return systolic_reference(programs["pv"], params, vin0, np.tile(vb, (sh.mt, 1)),
-                              ex["sdata"])["data"]
+    o = systolic_reference(programs["pv"], params, vin0, np.tile(vb, (sh.mt, 1)),
+                           ex["sdata"])["data"]
+    if sh.proj is None:
+        return o
+    # O's rows (query tile, d tile, row) as the projection's A operand, as the O PMU
+    # transposes them.
+    o = o.reshape(sh.mt, sh.pv.nt, sh.rows, L).transpose(0, 2, 1, 3).reshape(sh.mt, sh.rows, -1)
+    a = np.zeros((sh.mt, TM, sh.d), np.uint32)
+    a[:, :sh.rows] = o[:, :, :sh.d]
+    _, vin0, _ = gemm_streams(a.reshape(-1, sh.d), np.zeros((sh.d, sh.proj.nt * L), np.uint32),
+                              params)
+    wo = np.asarray(kv[sh.k_words + sh.v_words:sh.kv_words], np.uint32).reshape(-1, L)
+    return systolic_reference(programs["proj"], params, vin0, np.tile(wo, (sh.mt, 1)))["data"]
 
 
 def _s_lag(params, sh):
@@ -282,14 +318,17 @@ def _s_pmu(params, sh):
 
 
 def _kv_pmus(params, sh):
-    """K^T and V, each kept by its PMU from the multicast [K^T | V] stream; read once per
-    query tile."""
+    """K^T, V (and Wo), each kept by its PMU from the multicast [K^T | V (| Wo)] stream;
+    read once per query tile."""
     total = Counter(0, sh.kv_words)
-    k = PmuProgram(AccessPattern((total,), hi=sh.k_words),
-                   AccessPattern((Counter(0, sh.mt), Counter(0, sh.k_words)), repeat=(0,)))
-    v = PmuProgram(AccessPattern((total,), base=-sh.k_words, lo=0),
-                   AccessPattern((Counter(0, sh.mt), Counter(0, sh.v_words)), repeat=(0,)))
-    return k, v
+    out = []
+    for base, words in ((0, sh.k_words), (sh.k_words, sh.v_words),
+                        (sh.k_words + sh.v_words, sh.wo_words)):
+        if words:
+            out.append(PmuProgram(AccessPattern((total,), base=-base, lo=0, hi=words),
+                                  AccessPattern((Counter(0, sh.mt), Counter(0, words)),
+                                                repeat=(0,))))
+    return out
 
 
 def pipe_name(name, i):
@@ -302,10 +341,16 @@ def pipe_agcus(i):
     return 2 * i, 2 * i + 1
 
 
-def attention_units(pipes=1, q_pmu=False):
-    """The logical units of ``pipes`` pipelines (:data:`ATTENTION_UNITS` each, and with
-    ``q_pmu`` a PMU holding its query tile)."""
-    units = dict(ATTENTION_UNITS, **({"q_pmu": "pmu"} if q_pmu else {}))
+#: The units a fused output projection adds to a pipeline: O's transposing PMU, the
+#: projection's PCU and the PMU holding Wo.
+PROJ_UNITS = {"o_pmu": "pmu", "proj": "pcu", "wo_pmu": "pmu"}
+
+
+def attention_units(pipes=1, q_pmu=False, proj=False):
+    """The logical units of ``pipes`` pipelines (:data:`ATTENTION_UNITS` each, with
+    ``q_pmu`` a PMU holding its query tile, with ``proj`` :data:`PROJ_UNITS`)."""
+    units = dict(ATTENTION_UNITS, **({"q_pmu": "pmu"} if q_pmu else {}),
+                 **(PROJ_UNITS if proj else {}))
     return {pipe_name(u, i): kind for i in range(pipes) for u, kind in units.items()}
 
 
@@ -326,8 +371,9 @@ def attention_flows(params, sh, pipes=1, q_pmu=False):
         else:
             vec += [VFlow(u("q"), agcu(qa), (port(u("qk")),))]
         if i == 0:      # loaded once, before the pipelines run
+            keep = ("k_pmu", "v_pmu") + (("wo_pmu",) if sh.proj else ())
             vec.append(VFlow("kv", agcu(1), tuple(port(pipe_name(m, j)) for j in range(pipes)
-                                                  for m in ("k_pmu", "v_pmu"))))
+                                                  for m in keep)))
         vec += [
             VFlow(u("kt"), port(u("k_pmu")), (port(u("qk"), 1),), rate=1 / P),
             VFlow(u("s"), port(u("qk")), (port(u("s_pmu")),),
@@ -337,32 +383,45 @@ def attention_flows(params, sh, pipes=1, q_pmu=False):
             VFlow(u("e"), port(u("exp")), (port(u("e_pmu")),), rate=0.5),
             VFlow(u("e_cols"), port(u("e_pmu")), (port(u("pv")),)),
             VFlow(u("v"), port(u("v_pmu")), (port(u("pv"), 1),), rate=1 / P),
-            VFlow(u("o"), port(u("pv")), (agcu(oa),), rate=min(1.0, sh.rows / (sh.seq * P))),
+            VFlow(u("o"), port(u("pv")), (port(u("o_pmu")) if sh.proj else agcu(oa),),
+                  rate=min(1.0, sh.rows / (sh.seq * P))),
         ]
+        if sh.proj:     # O's rows transposed into the projection's A operand
+            vec += [VFlow(u("o_cols"), port(u("o_pmu")), (port(u("proj")),)),
+                    VFlow(u("wo"), port(u("wo_pmu")), (port(u("proj"), 1),), rate=1 / P),
+                    VFlow(u("y"), port(u("proj")), (agcu(oa),),
+                          rate=min(1.0, sh.rows / (sh.d * P)))]
         sca += [VFlow(u("max"), port(u("max")), (port(u("exp")),), rate=1 / sh.qk.nt),
                 VFlow(u("sum"), port(u("exp")), (port(u("pv")),), rate=1 / sh.qk.nt)]
     return vec, sca
 
 
 @functools.lru_cache(maxsize=256)
-def attention_plan(params, seq, d):
+def attention_plan(params, seq, d, proj=None):
     """(pipelines, query stationary) of the fused kernel here: as many pipelines as the
     query tiles, the AGCUs (a Q load and an O store stream each) and a placement with
     links of their own allow; each with a PMU holding its query tile where that still
-    places (Q then crosses HBM once)."""
-    sh = AttentionShape.of(params, seq, d)
+    places (Q then crosses HBM once). ``proj``: with a fused output projection of that
+    many columns. (1, False) where nothing places (the compile then names why)."""
+    sh = AttentionShape.of(params, seq, d, proj)
     for pipes in range(max(1, min(params.agcus // 2, sh.mt)), 0, -1):
         for q_pmu in (True, False):
             if q_pmu and not a_transpose_buffers(params, sh.d):
                 continue
-            vec, sca = attention_flows(params, sh, pipes, q_pmu)
-            try:
-                place_and_route(params, "attention", attention_units(pipes, q_pmu), vec=vec,
-                                sca=sca)
-            except PlacementError:
-                continue
-            return pipes, q_pmu
+            if not isinstance(_placed(params, sh, pipes, q_pmu), PlacementError):
+                return pipes, q_pmu
     return 1, False
+
+
+@functools.lru_cache(maxsize=64)
+def _placed(params, sh, pipes, q_pmu):
+    """The placed fused kernel (or its PlacementError), once per plan."""
+    vec, sca = attention_flows(params, sh, pipes, q_pmu)
+    try:
+        units = attention_units(pipes, q_pmu, sh.proj is not None)
+        return place_and_route(params, "attention", units, vec=vec, sca=sca)
+    except PlacementError as e:
+        return e
 
 
 def attention_pipes(params, seq, d):
@@ -370,19 +429,23 @@ def attention_pipes(params, seq, d):
     return attention_plan(params, seq, d)[0]
 
 
-def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None):
+def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None,
+                      proj=None):
     """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
     ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
     resource. ``pipes``: pipelines sharing out the query tiles; ``q_stationary``: each
     query tile held by a PMU (Q row-major in memory); by default as :func:`attention_plan`
-    chooses."""
-    sh = AttentionShape.of(params, seq, d)
+    chooses. ``proj``: the columns of an output projection ``O @ Wo`` fused after the
+    head (Wo after V in ``kv``; the kernel stores ``O Wo``)."""
+    sh = AttentionShape.of(params, seq, d, proj)
     L, cap = params.pcu_lanes, params.pmu_banks * params.pmu_bank_words
     if params.agcus < 2:
         raise ValueError("the attention kernel needs two AGCUs")
     for name, words in (("K^T", sh.k_words), ("V", sh.v_words),
                         ("S (two query tiles)", 2 * sh.rows * _s_stride(sh)),
-                        ("e (two query tiles)", 2 * sh.seq * sh.qk.tile_rows)):
+                        ("e (two query tiles)", 2 * sh.seq * sh.qk.tile_rows),
+                        ("Wo", sh.wo_words),
+                        ("O (two query tiles)", 2 * sh.d * sh.qk.tile_rows if proj else 0)):
         if words > cap:
             raise ValueError(f"attention seq={seq} d={d}: {name} needs {words} words of PMU, "
                              f"a PMU holds {cap}")
@@ -390,7 +453,7 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
         if buf.words < need:
             raise ValueError(f"attention seq={seq} d={d}: buffer {name} has {buf.words} "
                              f"words, the layout needs {need}")
-    plan = attention_plan(params, seq, d)
+    plan = attention_plan(params, seq, d, proj)
     pipes = plan[0] if pipes is None else pipes
     q_pmu = plan[1] if q_stationary is None else bool(q_stationary)
     if isinstance(pipes, bool) or not isinstance(pipes, int) or not 1 <= pipes <= sh.mt:
@@ -399,9 +462,9 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
     if 2 * pipes > max(2, params.agcus):
         raise ValueError(f"attention over {pipes} pipelines needs {2 * pipes} AGCUs (a Q load "
                          f"and an O store stream each), the array has {params.agcus}")
-    vec_flows, sca_flows = attention_flows(params, sh, pipes, q_pmu)
-    layout = place_and_route(params, "attention", attention_units(pipes, q_pmu), vec=vec_flows,
-                             sca=sca_flows)
+    layout = _placed(params, sh, pipes, q_pmu)
+    if isinstance(layout, PlacementError):
+        raise layout
     vec, sca = layout.vec, layout.sca
     kv_acc = TensorAccess((sh.kv_words,), (1,))
     pipelines = [_pipe_parts(params, sh, i, t0, n, vec, q_pmu) for i, (t0, n) in
@@ -432,7 +495,7 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
                 qv = transposed_stream(params, qv, d, sh.qk.nt)
             rows = _pipeline(params, pp["shape"], pp["programs"], qv, kvw)
             mem[stream_words(o, args, (oa, "store"), pp["o_acc"])] = \
-                rows[:, :sh.pv.cols].reshape(-1)
+                rows[:, :sh.out.cols].reshape(-1)
     keys = {"q": tuple((pipe_agcus(i)[0], "load") for i in range(pipes)), "kv": ((1, "load"),),
             "o": tuple((pipe_agcus(i)[1], "store") for i in range(pipes))}
     return Attention(sh, _programs(params, sh), kernel_program(params, "attention", **parts,
@@ -450,16 +513,16 @@ def _pipe_parts(params, sh, i, t0, n, vec, q_pmu=False):
     for name, fid in (("s_exp", 0), ("s_max", 1)):
         if vec.headers[u(name)]["flow"] != fid:
             raise AssertionError(f"flow {u(name)} must leave the S PMU with id {fid}")
-    k_pmu, v_pmu = _kv_pmus(params, sub)
-    qk, pv = sh.qk, sh.pv
+    k_pmu, v_pmu, *wo_pmu = _kv_pmus(params, sub)
+    qk, pv, out = sh.qk, sh.pv, sh.out
     tile_a = qk.a_words // qk.mt
     q_acc = TensorAccess((n, qk.nt, tile_a), (tile_a, 0, 1), offset=t0 * tile_a)
     if q_pmu:
         TM = qk.tile_rows
         q_acc = TensorAccess((n * TM, sh.q_rows), (sh.q_rows, 1), offset=t0 * TM * sh.q_rows)
-    o_acc = TensorAccess((n, pv.nt, pv.rows, pv.cols), (pv.rows * pv.c_cols, pv.cols,
-                                                       pv.c_cols, 1),
-                         offset=t0 * pv.rows * pv.c_cols)
+    o_acc = TensorAccess((n, out.nt, out.rows, out.cols), (out.rows * out.c_cols, out.cols,
+                                                           out.c_cols, 1),
+                         offset=t0 * out.rows * out.c_cols)
     pcus = {u("qk"): pack_systolic(programs["qk"], params),
             u("max"): pack_simd(programs["max"], params),
             u("exp"): pack_simd(programs["exp"], params),
@@ -470,6 +533,11 @@ def _pipe_parts(params, sh, i, t0, n, vec, q_pmu=False):
     if q_pmu:
         pmus[u("q_pmu")] = pack_pmu(a_transpose_pmu(params, n, qk.tile_rows, sh.d, qk.nt),
                                     params)
+    if sh.proj:
+        pcus[u("proj")] = pack_systolic(programs["proj"], params)
+        pmus[u("wo_pmu")] = pack_pmu(wo_pmu[0], params)
+        pmus[u("o_pmu")] = pack_pmu(a_transpose_pmu(params, n, sh.rows, sh.d, out.nt,
+                                                    col_tiles=pv.nt), params)
     return {"i": i, "shape": sub, "programs": programs, "pcus": pcus, "pmus": pmus,
             "q_acc": q_acc, "o_acc": o_acc}
 
@@ -537,14 +605,15 @@ def unfused_words(params, seq, d):
 
 
 @functools.lru_cache(maxsize=256)
-def attention_fits(params, seq, d):
-    """Whether the fused kernel of ``seq`` x ``d`` fits the array (PMU capacities, AGCUs,
-    a placement with links of its own): compiled once against placeholder buffers."""
-    sh = AttentionShape.of(params, seq, d)
+def attention_fits(params, seq, d, proj=None):
+    """Whether the fused kernel of ``seq`` x ``d`` (with a projection of ``proj`` columns)
+    fits the array (PMU capacities, AGCUs, a placement with links of its own): compiled
+    once against placeholder buffers."""
+    sh = AttentionShape.of(params, seq, d, proj)
     try:
         compile_attention(params, seq, d, q=Buffer("hbm", 0, sh.q_words, "q"),
                           kv=Buffer("hbm", 0, sh.kv_words, "kv"),
-                          o=Buffer("hbm", 0, sh.o_words, "o"))
+                          o=Buffer("hbm", 0, sh.o_words, "o"), proj=proj)
     except (ValueError, PlacementError):
         return False
     return True

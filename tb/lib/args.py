@@ -288,6 +288,9 @@ class GraphArgs(TbArgs):
     n: int = arg(8, "columns of w (unused by the attention graph: 0)", lo=0)
     k: int = arg(32, "the reduction length", lo=1)
     attention: bool = arg(False, "the attention graph instead of the GEMM one")
+    proj: int = arg(0, "the attention graph's head followed by an output projection of "
+                       "this many columns instead of a softmax and an elementwise op "
+                       "(0: none)", lo=0)
 
 
 @dataclass(frozen=True)
