@@ -137,6 +137,10 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
     # each group waits for every row tile's A (896 cycles): the fewest groups win — four
     # tiles, one buffer (the measured order: 356 168 cycles vs 420 461 with eight groups).
     assert share_groups(SMALL, s, a_stationary=True) == (4, 4, 1)
+    # ... and each group waits for its first row tile of A: 112 x 64 x 64 on three PCUs
+    # keeps its three column tiles in one group (measured 6 535 cycles, 7 151 in three).
+    s = GemmShape.of(SMALL, 112, 64, 64, pcus=3)
+    assert share_groups(SMALL, s, a_stationary=True)[0] == 1
     # plasticine 512^3 on 12 PCUs: the whole share (3 tiles) fits, but its B is 18 432
     # cycles through one AGCU; one tile per group leaves 6 144 to wait, A's row tile loads
     # (1344 cycles) hide behind 3584-cycle tiles in the transposing PMU's two buffers.

@@ -140,6 +140,7 @@ class Layout:
         return out
 
 
+@functools.lru_cache(maxsize=256)
 def _edge(params, k):
     if not 0 <= k < params.agcus:
         raise PlacementError(f"AGCU {k} does not exist ({params.agcus} AGCUs)")
@@ -150,7 +151,12 @@ def _edge(params, k):
 def _endpoint(params, at, p, output):
     if p.unit is None:
         return _edge(params, p.agcu)
-    return unit_dst(at[p.unit], p.k) if output else unit_src(at[p.unit])
+    return _unit_end(at[p.unit], p.k, output)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _unit_end(coord, k, output):
+    return unit_dst(coord, k) if output else unit_src(coord)
 
 
 def _bind(params, at, flows, moves=None):
@@ -169,8 +175,15 @@ def _path(src, dst, moves=None):
 
 def _links(src, dsts, moves=None):
     """The directed links and delivery ports of a flow's tree."""
-    return frozenset().union(*(_path(src, d, mv)
+    return _tree(src, tuple(dsts), moves)[0]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _tree(src, dsts, moves=None):
+    """(the links and delivery ports of a flow's tree, its links between switches)."""
+    tree = frozenset().union(*(_path(src, d, mv)
                                for d, mv in zip(dsts, moves or (None,) * len(dsts))))
+    return tree, sum(1 for _, _, out in tree if out < OUT_L0)
 
 
 def _conflicts(users):
@@ -185,19 +198,23 @@ def _cost(params, at, fabrics, own, moves=None):
     of placement ``at``: smaller is better."""
     shared = over = 0
     weighted = hops = 0.0
+    moves = moves or {}
     for fabric, flows in fabrics.items():
         load, users = {}, {}
-        for f, bound in zip(flows, _bind(params, at, flows, moves)):
-            tree = _links(bound.src, bound.dsts, bound.moves)
-            n = sum(1 for _, _, out in tree if out < OUT_L0)
+        get, add = load.get, users.setdefault
+        for f in flows:
+            src = _endpoint(params, at, f.src, False)
+            dsts = tuple(_endpoint(params, at, d, True) for d in f.dsts)
+            tree, n = _tree(src, dsts, moves.get(f.name))
+            rate, user = f.rate, (f.name, f.shares)
             hops += n
-            weighted += f.rate * n
+            weighted += rate * n
             for link in tree:
-                load[link] = load.get(link, 0.0) + f.rate
-                users.setdefault(link, []).append((f.name, f.shares))
+                load[link] = get(link, 0.0) + rate
+                add(link, []).append(user)
         over += sum(1 for v in load.values() if v > 1 + 1e-9)
         if own:
-            shared += sum(_conflicts(u) for u in users.values())
+            shared += sum(_conflicts(u) for u in users.values() if len(u) > 1)
     return (shared, over, round(weighted, 9), hops)
 
 
