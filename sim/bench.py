@@ -320,25 +320,23 @@ def _gemm_array(args, runs):
 
 def _placement_seconds():
     """Wall time of placing and routing the largest kernels on the plasticine grid (pure
-    Python: the compiler, not the simulator): the fused attention (seq 128, d 64, on as
-    many pipelines as fit: 16 units) and the 512^3 GEMM on as many PCUs as place (24
-    units, flows off dimension order: negotiated routing)."""
+    Python: the compiler, not the simulator): the fused attention (seq 128, d 64, as
+    :func:`attention_plan` picks it: two pipelines of five PCUs and six PMUs) and the
+    512^3 GEMM on as many PCUs as place (24 units, flows off dimension order: negotiated
+    routing)."""
     import time
     from firmware.compiler.place import place_and_route
-    from firmware.kernels.attention import (AttentionShape, attention_flows, attention_pipes,
-                                            attention_units)
+    from firmware.kernels.attention import attention_placement
     from firmware.kernels.gemm import GemmShape, gemm_pcus, parallel_flows
     from hdl.params import PRESETS
     p = PRESETS["plasticine"]
-    pipes = attention_pipes(p, 128, 64)
-    vec, sca = attention_flows(p, AttentionShape.of(p, 128, 64), pipes)
+    att_units, vec, sca = attention_placement(p, 128, 64)
     n = GEMM_ARRAY["plasticine"]
     s = GemmShape.of(p, *n, pcus=gemm_pcus(p, *n))
     units, flows = parallel_flows(p, s)
     out = {}
-    for name, go in (("attention", lambda: place_and_route(p, "attention",
-                                                           attention_units(pipes), vec=vec,
-                                                           sca=sca)),
+    for name, go in (("attention", lambda: place_and_route(p, "attention", att_units,
+                                                           vec=vec, sca=sca)),
                      ("gemm_array", lambda: place_and_route(p, "gemm", units, vec=flows))):
         t = time.perf_counter()
         go()

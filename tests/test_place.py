@@ -51,8 +51,11 @@ def test_kernels_place_on_every_grid_with_links_of_their_own(params, compile_):
     for name, c in layout.at.items():
         assert 0 <= c.row < params.rows and 0 <= c.col < params.cols
         assert is_pcu(*c) == (layout.kinds[name] == "pcu"), (name, c)
+    # Flows share a link only with flows of their tag (results draining to one AGCU).
+    tags = {f.name: f.shares for flows in layout.flows.values() for f in flows}
     for fabric in (layout.vec, layout.sca):
-        assert fabric.shared_links() == []
+        for link, names in fabric.shared_links():
+            assert len({tags[n] or ("own", n) for n in names}) == 1, (link, names)
     # The bitstream starts exactly the placed units.
     mask = sum(1 << (c.row * params.cols + c.col) for c in positions)
     assert k.program.units == mask

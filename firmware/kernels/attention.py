@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware import numerics as N
-from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.agcu import TensorAccess
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, gemm_streams,
                                    pack_simd, pack_systolic, simd_reference,
@@ -53,14 +53,16 @@ from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 from firmware.runtime.memory import Buffer
+from hdl.agcu.config import stores
+from hdl.grid import grid_coords
 from hdl.pcu.pcu import Pcu
 
-from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, blocks, compile_gemm,
-                   gemm_pcus, pack_a, pack_b, pack_rows, transposed_stream)
+from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, agcu_programs, blocks,
+                   compile_gemm, gemm_pcus, pack_a, pack_b, pack_rows, transposed_stream)
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
 __all__ = ["ATTENTION_UNITS", "attention_units", "attention_plan", "attention_pipes",
-           "attention_flows", "attention_fits", "AttentionShape", "Attention", "compile_attention",
+           "attention_flows", "attention_fits", "attention_placement", "pv_name", "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
@@ -79,16 +81,29 @@ class AttentionShape:
     pv: GemmShape          # O = P V     (seq x d, k = seq)
     tiles: int | None = None    # query tiles of one pipeline (default: all of them)
     proj: GemmShape | None = None   # Y = O Wo (seq x n, k = d), fused after the head
+    pv_pcus: int = 1       # PCUs sharing P V's column tiles in each pipeline
 
     @classmethod
-    def of(cls, params, seq, d, proj=None):
+    def of(cls, params, seq, d, proj=None, pv_pcus=1):
         """``proj``: the columns of an output projection ``O @ Wo`` fused after the head
-        (None: the kernel stores O)."""
-        for name, v in (("seq", seq), ("d", d)) + ((("proj", proj),) if proj is not None else ()):
+        (None: the kernel stores O); ``pv_pcus``: PCUs sharing O's column tiles (a divisor
+        of them; 1 with a projection, which takes whole rows of O)."""
+        for name, v in (("seq", seq), ("d", d), ("pv_pcus", pv_pcus)) + (
+                (("proj", proj),) if proj is not None else ()):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"attention: {name} = {v!r} must be a positive integer")
-        return cls(seq, d, GemmShape.of(params, seq, seq, d), GemmShape.of(params, seq, d, seq),
-                   proj=None if proj is None else GemmShape.of(params, seq, proj, d))
+        pv = GemmShape.of(params, seq, d, seq)
+        if pv.nt % pv_pcus or (proj is not None and pv_pcus > 1):
+            raise ValueError(f"attention: pv_pcus = {pv_pcus} must divide O's {pv.nt} column "
+                             f"tiles" + (" and be 1 with a projection" if proj else ""))
+        return cls(seq, d, GemmShape.of(params, seq, seq, d), pv,
+                   proj=None if proj is None else GemmShape.of(params, seq, proj, d),
+                   pv_pcus=pv_pcus)
+
+    @property
+    def pv_share(self):
+        """O's column tiles each P V PCU computes."""
+        return self.pv.nt // self.pv_pcus
 
     @property
     def out(self):
@@ -230,10 +245,11 @@ class Attention:
         """O (seq x d), or O Wo, bit-exactly as the kernel computes it."""
         sh = self.shape
         qs = np.repeat(pack_a(params, q).reshape(sh.mt, 1, -1), sh.qk.nt, axis=1)  # as qk takes Q
-        rows = _pipeline(params, sh, self.programs, qs.reshape(-1, params.pcu_lanes),
-                         self.pack_kv(params, k, v, wo))
+        parts = _pipeline(params, sh, self.programs, qs.reshape(-1, params.pcu_lanes),
+                          self.pack_kv(params, k, v, wo))
         out = sh.out
-        rows = rows.reshape(sh.mt, out.nt, sh.rows, -1).transpose(0, 2, 1, 3)
+        rows = np.concatenate([r.reshape(sh.mt, -1, sh.rows, r.shape[-1]) for r in parts],
+                              axis=1).transpose(0, 2, 1, 3)
         return rows.reshape(out.c_rows, -1)[:sh.seq, :out.n]
 
 
@@ -246,8 +262,9 @@ def _programs(params, sh):
         "exp": SimdProgram(chain, (Stage("SUB", "VIN0", "SIN0"),), frozenset({"vin0", "sin0"}),
                            reduce="ADD", accumulate=("ADD", 1), tail=Tail(func="EXP2"),
                            vector_out=True, scalar_hold=1),
-        "pv": SystolicProgram(k=sh.seq, tiles=sh.mt * sh.pv.nt, rows=sh.rows, cols=sh.pv.cols,
-                              tail=Tail(scale="SIN", row_fn="RCP"), scale_tiles=sh.pv.nt),
+        "pv": SystolicProgram(k=sh.seq, tiles=sh.mt * sh.pv_share, rows=sh.rows,
+                              cols=sh.pv.cols, tail=Tail(scale="SIN", row_fn="RCP"),
+                              scale_tiles=sh.pv_share),
         **({} if sh.proj is None else {
             "proj": SystolicProgram(k=sh.d, tiles=sh.mt * sh.proj.nt, rows=sh.rows,
                                     cols=sh.proj.cols)}),
@@ -255,9 +272,9 @@ def _programs(params, sh):
 
 
 def _pipeline(params, sh, programs, q_vectors, kv):
-    """O rows (in store order: query tile, d tile, row) the fused kernel emits, from the
-    Q vectors AGCU 0 streams (each query tile once per key tile) and the words AGCU 1
-    loads."""
+    """The rows each storing PCU emits (the P V PCUs, or the projection's; in store order:
+    query tile, its column tiles, row), from the Q vectors AGCU 0 streams (each query tile
+    once per key tile) and the words AGCU 1 loads."""
     L, TM = params.pcu_lanes, sh.qk.tile_rows
     kt = np.asarray(kv[:sh.k_words], np.uint32).reshape(-1, L)
     vb = np.asarray(kv[sh.k_words:sh.k_words + sh.v_words], np.uint32).reshape(-1, L)
@@ -269,12 +286,15 @@ def _pipeline(params, sh, programs, q_vectors, kv):
     # The A operand: query tiles of TM rows (rows past `rows` are never drained: zeros).
     a = np.zeros((sh.mt, TM, sh.seq), np.uint32)
     a[:, :sh.rows] = e
-    _, vin0, _ = gemm_streams(a.reshape(-1, sh.seq), np.zeros((sh.seq, sh.d), np.uint32),
-                              params)
-    o = systolic_reference(programs["pv"], params, vin0, np.tile(vb, (sh.mt, 1)),
-                           ex["sdata"])["data"]
+    share = sh.pv_share
+    _, vin0, _ = gemm_streams(a.reshape(-1, sh.seq),
+                              np.zeros((sh.seq, share * L), np.uint32), params)
+    part = vb.reshape(sh.pv_pcus, -1, L)            # each PCU's column tiles of V
+    outs = [systolic_reference(programs["pv"], params, vin0, np.tile(part[i], (sh.mt, 1)),
+                               ex["sdata"])["data"] for i in range(sh.pv_pcus)]
     if sh.proj is None:
-        return o
+        return outs
+    o = outs[0]
     # O's rows (query tile, d tile, row) as the projection's A operand, as the O PMU
     # transposes them.
     o = o.reshape(sh.mt, sh.pv.nt, sh.rows, L).transpose(0, 2, 1, 3).reshape(sh.mt, sh.rows, -1)
@@ -283,7 +303,7 @@ def _pipeline(params, sh, programs, q_vectors, kv):
     _, vin0, _ = gemm_streams(a.reshape(-1, sh.d), np.zeros((sh.d, sh.proj.nt * L), np.uint32),
                               params)
     wo = np.asarray(kv[sh.k_words + sh.v_words:sh.kv_words], np.uint32).reshape(-1, L)
-    return systolic_reference(programs["proj"], params, vin0, np.tile(wo, (sh.mt, 1)))["data"]
+    return [systolic_reference(programs["proj"], params, vin0, np.tile(wo, (sh.mt, 1)))["data"]]
 
 
 def _s_lag(params, sh):
@@ -318,11 +338,12 @@ def _s_pmu(params, sh):
 
 
 def _kv_pmus(params, sh):
-    """K^T, V (and Wo), each kept by its PMU from the multicast [K^T | V (| Wo)] stream;
-    read once per query tile."""
+    """K^T, each P V PCU's column tiles of V (and Wo), each kept by its PMU from the
+    multicast [K^T | V (| Wo)] stream; read once per query tile."""
     total = Counter(0, sh.kv_words)
-    out = []
-    for base, words in ((0, sh.k_words), (sh.k_words, sh.v_words),
+    out, v_part = [], sh.v_words // sh.pv_pcus
+    for base, words in ((0, sh.k_words),
+                        *((sh.k_words + i * v_part, v_part) for i in range(sh.pv_pcus)),
                         (sh.k_words + sh.v_words, sh.wo_words)):
         if words:
             out.append(PmuProgram(AccessPattern((total,), base=-base, lo=0, hi=words),
@@ -346,11 +367,20 @@ def pipe_agcus(i):
 PROJ_UNITS = {"o_pmu": "pmu", "proj": "pcu", "wo_pmu": "pmu"}
 
 
-def attention_units(pipes=1, q_pmu=False, proj=False):
+def pv_name(name, j):
+    """P V PCU ``j``'s unit or flow (``pv``, ``v_pmu``, ``o``, ...): the first keeps the
+    plain name, the others get ``_b``, ``_c`` .."""
+    return name if j == 0 else f"{name}_{chr(ord('a') + j)}"
+
+
+def attention_units(pipes=1, q_pmu=False, proj=False, pv_pcus=1):
     """The logical units of ``pipes`` pipelines (:data:`ATTENTION_UNITS` each, with
-    ``q_pmu`` a PMU holding its query tile, with ``proj`` :data:`PROJ_UNITS`)."""
+    ``q_pmu`` a PMU holding its query tile, with ``proj`` :data:`PROJ_UNITS`, with
+    ``pv_pcus`` P V PCUs, each with its PMU of V)."""
     units = dict(ATTENTION_UNITS, **({"q_pmu": "pmu"} if q_pmu else {}),
-                 **(PROJ_UNITS if proj else {}))
+                 **(PROJ_UNITS if proj else {}),
+                 **{pv_name(u, j): kind for j in range(1, pv_pcus)
+                    for u, kind in (("pv", "pcu"), ("v_pmu", "pmu"))})
     return {pipe_name(u, i): kind for i in range(pipes) for u, kind in units.items()}
 
 
@@ -370,8 +400,10 @@ def attention_flows(params, sh, pipes=1, q_pmu=False):
                     VFlow(u("q_cols"), port(u("q_pmu")), (port(u("qk")),))]
         else:
             vec += [VFlow(u("q"), agcu(qa), (port(u("qk")),))]
+        pvs = [u(pv_name("pv", j)) for j in range(sh.pv_pcus)]
         if i == 0:      # loaded once, before the pipelines run
-            keep = ("k_pmu", "v_pmu") + (("wo_pmu",) if sh.proj else ())
+            keep = ("k_pmu", *(pv_name("v_pmu", j) for j in range(sh.pv_pcus))) + \
+                (("wo_pmu",) if sh.proj else ())
             vec.append(VFlow("kv", agcu(1), tuple(port(pipe_name(m, j)) for j in range(pipes)
                                                   for m in keep)))
         vec += [
@@ -381,36 +413,64 @@ def attention_flows(params, sh, pipes=1, q_pmu=False):
             VFlow(u("s_exp"), port(u("s_pmu")), (port(u("exp")),), rate=0.5),
             VFlow(u("s_max"), port(u("s_pmu")), (port(u("max")),), rate=0.5),
             VFlow(u("e"), port(u("exp")), (port(u("e_pmu")),), rate=0.5),
-            VFlow(u("e_cols"), port(u("e_pmu")), (port(u("pv")),)),
-            VFlow(u("v"), port(u("v_pmu")), (port(u("pv"), 1),), rate=1 / P),
-            VFlow(u("o"), port(u("pv")), (port(u("o_pmu")) if sh.proj else agcu(oa),),
-                  rate=min(1.0, sh.rows / (sh.seq * P))),
+            VFlow(u("e_cols"), port(u("e_pmu")), tuple(port(pv) for pv in pvs)),
         ]
+        for j, pv in enumerate(pvs):    # results drain to memory: they may share links
+            vec += [VFlow(u(pv_name("v", j)), port(u(pv_name("v_pmu", j))), (port(pv, 1),),
+                          rate=1 / P),
+                    VFlow(u(pv_name("o", j)), port(pv),
+                          (port(u("o_pmu")) if sh.proj else agcu(oa),),
+                          rate=min(1.0, sh.rows / (sh.seq * P)),
+                          shares=None if sh.proj else u("o"))]
         if sh.proj:     # O's rows transposed into the projection's A operand
             vec += [VFlow(u("o_cols"), port(u("o_pmu")), (port(u("proj")),)),
                     VFlow(u("wo"), port(u("wo_pmu")), (port(u("proj"), 1),), rate=1 / P),
                     VFlow(u("y"), port(u("proj")), (agcu(oa),),
                           rate=min(1.0, sh.rows / (sh.d * P)))]
         sca += [VFlow(u("max"), port(u("max")), (port(u("exp")),), rate=1 / sh.qk.nt),
-                VFlow(u("sum"), port(u("exp")), (port(u("pv")),), rate=1 / sh.qk.nt)]
+                VFlow(u("sum"), port(u("exp")), tuple(port(pv) for pv in pvs),
+                      rate=1 / sh.qk.nt)]
     return vec, sca
 
 
 @functools.lru_cache(maxsize=256)
 def attention_plan(params, seq, d, proj=None):
-    """(pipelines, query stationary) of the fused kernel here: as many pipelines as the
-    query tiles, the AGCUs (a Q load and an O store stream each) and a placement with
-    links of their own allow; each with a PMU holding its query tile where that still
-    places (Q then crosses HBM once). ``proj``: with a fused output projection of that
-    many columns. (1, False) where nothing places (the compile then names why)."""
+    """(pipelines, query stationary, P V PCUs per pipeline) of the fused kernel here: of
+    those the array has units, AGCUs (a Q load and an O store stream per pipeline) and
+    store streams for, the fastest by :func:`_estimate` (on a tie: with a PMU holding each
+    query tile — Q then crosses HBM once —, then fewer units) that places with links of
+    its own. ``proj``: with a fused output projection of that many columns. (1, False, 1)
+    where nothing places (the compile then names why)."""
     sh = AttentionShape.of(params, seq, d, proj)
-    for pipes in range(max(1, min(params.agcus // 2, sh.mt)), 0, -1):
-        for q_pmu in (True, False):
-            if q_pmu and not a_transpose_buffers(params, sh.d):
+    cands = []
+    for pipes in range(1, max(1, min(params.agcus // 2, sh.mt)) + 1):
+        for pv_pcus in range(1, 2 if proj else min(sh.pv.nt, params.agcu_stores) + 1):
+            if sh.pv.nt % pv_pcus:
                 continue
-            if not isinstance(_placed(params, sh, pipes, q_pmu), PlacementError):
-                return pipes, q_pmu
-    return 1, False
+            for q_pmu in (True, False):
+                if q_pmu and not a_transpose_buffers(params, sh.d):
+                    continue
+                units = attention_units(pipes, q_pmu, proj is not None, pv_pcus)
+                kinds = list(units.values())
+                if kinds.count("pcu") > len(grid_coords(params, "pcu")) or \
+                        kinds.count("pmu") > len(grid_coords(params, "pmu")):
+                    continue
+                cands.append((_estimate(sh, pipes, pv_pcus), not q_pmu, len(units),
+                              pipes, q_pmu, pv_pcus))
+    for *_, pipes, q_pmu, pv_pcus in sorted(cands):
+        sub = dataclasses.replace(sh, pv_pcus=pv_pcus)
+        if not isinstance(_placed(params, sub, pipes, q_pmu), PlacementError):
+            return pipes, q_pmu, pv_pcus
+    return 1, False, 1
+
+
+def _estimate(sh, pipes, pv_pcus):
+    """Cycles the pipelines' arrays take at least: the longest pipeline's query tiles
+    through the slower array (Q K^T, or P V shared by ``pv_pcus``), plus one tile of the
+    other."""
+    P = sh.qk.tile_rows // sh.qk.stages
+    qk, pv = sh.qk.nt * sh.d * P, sh.pv.nt // pv_pcus * sh.seq * P
+    return -(-sh.qk.mt // pipes) * max(qk, pv) + min(qk, pv)
 
 
 @functools.lru_cache(maxsize=64)
@@ -418,10 +478,19 @@ def _placed(params, sh, pipes, q_pmu):
     """The placed fused kernel (or its PlacementError), once per plan."""
     vec, sca = attention_flows(params, sh, pipes, q_pmu)
     try:
-        units = attention_units(pipes, q_pmu, sh.proj is not None)
+        units = attention_units(pipes, q_pmu, sh.proj is not None, sh.pv_pcus)
         return place_and_route(params, "attention", units, vec=vec, sca=sca)
     except PlacementError as e:
         return e
+
+
+def attention_placement(params, seq, d):
+    """(units, vector flows, scalar flows) of the fused kernel :func:`attention_plan`
+    picks here (what placement is timed on)."""
+    pipes, q_pmu, pv_pcus = attention_plan(params, seq, d)
+    sh = AttentionShape.of(params, seq, d, pv_pcus=pv_pcus)
+    return (attention_units(pipes, q_pmu, False, pv_pcus),
+            *attention_flows(params, sh, pipes, q_pmu))
 
 
 def attention_pipes(params, seq, d):
@@ -430,14 +499,16 @@ def attention_pipes(params, seq, d):
 
 
 def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None,
-                      proj=None):
+                      proj=None, pv_pcus=None):
     """The fused kernel for buffers ``q`` (``shape.q_words``), ``kv`` (``kv_words``) and
     ``o`` (``o_words``); a configuration that does not fit raises ValueError naming the
     resource. ``pipes``: pipelines sharing out the query tiles; ``q_stationary``: each
     query tile held by a PMU (Q row-major in memory); by default as :func:`attention_plan`
     chooses. ``proj``: the columns of an output projection ``O @ Wo`` fused after the
-    head (Wo after V in ``kv``; the kernel stores ``O Wo``)."""
-    sh = AttentionShape.of(params, seq, d, proj)
+    head (Wo after V in ``kv``; the kernel stores ``O Wo``); ``pv_pcus``: PCUs sharing
+    P V's column tiles in each pipeline (each storing through its own store stream)."""
+    plan = attention_plan(params, seq, d, proj)
+    sh = AttentionShape.of(params, seq, d, proj, plan[2] if pv_pcus is None else pv_pcus)
     L, cap = params.pcu_lanes, params.pmu_banks * params.pmu_bank_words
     if params.agcus < 2:
         raise ValueError("the attention kernel needs two AGCUs")
@@ -453,7 +524,6 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
         if buf.words < need:
             raise ValueError(f"attention seq={seq} d={d}: buffer {name} has {buf.words} "
                              f"words, the layout needs {need}")
-    plan = attention_plan(params, seq, d, proj)
     pipes = plan[0] if pipes is None else pipes
     q_pmu = plan[1] if q_stationary is None else bool(q_stationary)
     if isinstance(pipes, bool) or not isinstance(pipes, int) or not 1 <= pipes <= sh.mt:
@@ -462,6 +532,9 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
     if 2 * pipes > max(2, params.agcus):
         raise ValueError(f"attention over {pipes} pipelines needs {2 * pipes} AGCUs (a Q load "
                          f"and an O store stream each), the array has {params.agcus}")
+    if sh.pv_pcus > params.agcu_stores:
+        raise ValueError(f"attention with {sh.pv_pcus} P V PCUs per pipeline needs as many "
+                         f"store streams per AGCU, the array has {params.agcu_stores}")
     layout = _placed(params, sh, pipes, q_pmu)
     if isinstance(layout, PlacementError):
         raise layout
@@ -469,19 +542,16 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
     kv_acc = TensorAccess((sh.kv_words,), (1,))
     pipelines = [_pipe_parts(params, sh, i, t0, n, vec, q_pmu) for i, (t0, n) in
                  enumerate(sh.pipe_tiles(pipes))]
-    agcus = {}
+    loads = {1: (kv_acc, kv, sh.kv_words, "kv")}
+    outs = []           # (AGCU, store stream, access, flow) of every storing PCU
     for pp in pipelines:
         qa, oa = pipe_agcus(pp["i"])
-        agcus[qa] = pack_agcu(params, load=(pp["q_acc"], 0), segments=[Segment(q.addr, sh.q_words)],
-                              hdr=vec.headers[pipe_name("q", pp["i"])])[0]
-        if oa == 1:
-            agcus[oa] = pack_agcu(params, load=(kv_acc, 0), store=(pp["o_acc"], 1),
-                                  segments=[Segment(kv.addr, sh.kv_words),
-                                            Segment(o.addr, sh.o_words)],
-                                  hdr=vec.headers["kv"])[0]
-        else:
-            agcus[oa] = pack_agcu(params, store=(pp["o_acc"], 0),
-                                  segments=[Segment(o.addr, sh.o_words)])[0]
+        loads[qa] = (pp["q_acc"], q, sh.q_words, pipe_name("q", pp["i"]))
+        last = "y" if sh.proj else "o"
+        outs += [(oa, stores(params)[j], acc, pipe_name(pv_name(last, j), pp["i"]))
+                 for j, acc in enumerate(pp["o_accs"])]
+    agcus = agcu_programs(params, layout, loads,
+                          [(a, acc, o, sh.o_words, flow) for a, _, acc, flow in outs])
     parts = {"pcus": layout.configs("pcu", {n: c for pp in pipelines for n, c in pp["pcus"].items()}),
              "pmus": layout.configs("pmu", {n: c for pp in pipelines for n, c in pp["pmus"].items()}),
              "agcus": agcus, "vec": vec, "sca": sca, "layout": layout}
@@ -493,11 +563,12 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
             qv = mem[stream_words(q, args, (qa, "load"), pp["q_acc"])].reshape(-1, L)
             if q_pmu:       # the PMU's transpose: each query tile once per key tile
                 qv = transposed_stream(params, qv, d, sh.qk.nt)
-            rows = _pipeline(params, pp["shape"], pp["programs"], qv, kvw)
-            mem[stream_words(o, args, (oa, "store"), pp["o_acc"])] = \
-                rows[:, :sh.out.cols].reshape(-1)
+            parts_ = _pipeline(params, pp["shape"], pp["programs"], qv, kvw)
+            for j, (rows, acc) in enumerate(zip(parts_, pp["o_accs"])):
+                mem[stream_words(o, args, (oa, stores(params)[j]), acc)] = \
+                    rows[:, :sh.out.cols].reshape(-1)
     keys = {"q": tuple((pipe_agcus(i)[0], "load") for i in range(pipes)), "kv": ((1, "load"),),
-            "o": tuple((pipe_agcus(i)[1], "store") for i in range(pipes))}
+            "o": tuple((a, st) for a, st, _, _ in outs)}
     return Attention(sh, _programs(params, sh), kernel_program(params, "attention", **parts,
                                                                 execute=execute), parts, keys,
                      q_pmu)
@@ -505,31 +576,38 @@ def compile_attention(params, seq, d, *, q, kv, o, pipes=None, q_stationary=None
 
 def _pipe_parts(params, sh, i, t0, n, vec, q_pmu=False):
     """Pipeline ``i`` of the fused kernel, query tiles ``t0 .. t0 + n``: its shape, PCU and
-    PMU configs ({logical unit: config}), and its Q load and O store access (``q_pmu``:
-    Q row-major, its tiles into the pipeline's query PMU)."""
+    PMU configs ({logical unit: config}), its Q load and the store access of each storing
+    PCU (``q_pmu``: Q row-major, its tiles into the pipeline's query PMU)."""
     u = functools.partial(pipe_name, i=i)
     sub = dataclasses.replace(sh, tiles=n)
     programs = _programs(params, sub)
     for name, fid in (("s_exp", 0), ("s_max", 1)):
         if vec.headers[u(name)]["flow"] != fid:
             raise AssertionError(f"flow {u(name)} must leave the S PMU with id {fid}")
-    k_pmu, v_pmu, *wo_pmu = _kv_pmus(params, sub)
+    k_pmu, *v_pmus = _kv_pmus(params, sub)
+    v_pmus, wo_pmu = v_pmus[:sh.pv_pcus], v_pmus[sh.pv_pcus:]
     qk, pv, out = sh.qk, sh.pv, sh.out
     tile_a = qk.a_words // qk.mt
     q_acc = TensorAccess((n, qk.nt, tile_a), (tile_a, 0, 1), offset=t0 * tile_a)
     if q_pmu:
         TM = qk.tile_rows
         q_acc = TensorAccess((n * TM, sh.q_rows), (sh.q_rows, 1), offset=t0 * TM * sh.q_rows)
-    o_acc = TensorAccess((n, out.nt, out.rows, out.cols), (out.rows * out.c_cols, out.cols,
-                                                           out.c_cols, 1),
-                         offset=t0 * out.rows * out.c_cols)
+    share = out.nt // sh.pv_pcus if sh.proj is None else out.nt
+    o_accs = [TensorAccess((n, share, out.rows, out.cols),
+                           (out.rows * out.c_cols, out.cols, out.c_cols, 1),
+                           offset=t0 * out.rows * out.c_cols + j * share * out.cols)
+              for j in range(1 if sh.proj else sh.pv_pcus)]
     pcus = {u("qk"): pack_systolic(programs["qk"], params),
             u("max"): pack_simd(programs["max"], params),
             u("exp"): pack_simd(programs["exp"], params),
-            u("pv"): pack_systolic(programs["pv"], params)}
-    pmus = {u("k_pmu"): pack_pmu(k_pmu, params), u("v_pmu"): pack_pmu(v_pmu, params),
+            **{u(pv_name("pv", j)): pack_systolic(programs["pv"], params)
+               for j in range(sh.pv_pcus)}}
+    # e is multicast to the P V PCUs: read once per column tile of a PCU's share.
+    pmus = {u("k_pmu"): pack_pmu(k_pmu, params),
+            **{u(pv_name("v_pmu", j)): pack_pmu(v, params) for j, v in enumerate(v_pmus)},
             u("s_pmu"): pack_pmu(_s_pmu(params, sub), params),
-            u("e_pmu"): pack_pmu(a_transpose_pmu(params, n, sh.rows, sh.seq, pv.nt), params)}
+            u("e_pmu"): pack_pmu(a_transpose_pmu(params, n, sh.rows, sh.seq, sh.pv_share),
+                                 params)}
     if q_pmu:
         pmus[u("q_pmu")] = pack_pmu(a_transpose_pmu(params, n, qk.tile_rows, sh.d, qk.nt),
                                     params)
@@ -539,7 +617,7 @@ def _pipe_parts(params, sh, i, t0, n, vec, q_pmu=False):
         pmus[u("o_pmu")] = pack_pmu(a_transpose_pmu(params, n, sh.rows, sh.d, out.nt,
                                                     col_tiles=pv.nt), params)
     return {"i": i, "shape": sub, "programs": programs, "pcus": pcus, "pmus": pmus,
-            "q_acc": q_acc, "o_acc": o_acc}
+            "q_acc": q_acc, "o_accs": o_accs}
 
 
 # --- unfused: one kernel per op, intermediates through HBM ------------------------------
