@@ -23,10 +23,16 @@ compiler):
   column tile); O to AGCU 1's store stream.
 
 Where the array has room (AGCUs for a Q load and an O store stream per pipeline, PCUs and
-PMUs for the units, a placement with links of their own: :func:`attention_pipes`; two on
-``medium`` and ``plasticine``), several such pipelines share out the query tiles in
+PMUs for the units, a placement with links of their own; :func:`attention_plan` picks by
+an estimate of the arrays' time), several such pipelines share out the query tiles in
 contiguous blocks: pipeline ``i`` loads its Q through AGCU ``2i`` and stores its O through
 AGCU ``2i + 1``; [K^T | V] is loaded once and multicast to every pipeline's K and V PMUs.
+In each pipeline ``pv_pcus`` PCUs may share O's column tiles (``pv``, ``pv_b``, ..: e and
+the row sums multicast to them, each with its columns of V in a PMU and its own store
+stream). With ``proj`` the head's output projection ``O @ Wo`` follows in the same
+kernel (:data:`PROJ_UNITS`): O lands column-major in a PMU that feeds it to the
+projection's array as its A operand, Wo (after V in the K/V stream) in a PMU; the kernel
+stores ``O Wo``.
 
 The placement gives every vector and scalar flow links of its own: flows that shared a
 link buffer could block each other (a stalled consumer of one holding up the other's
