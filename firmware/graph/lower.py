@@ -287,8 +287,9 @@ class _Attention(_Lowering):
 
 
 def _attn_kinds(op):
-    """The layouts of an attention op's q, k, v: K itself, or K^T where the op is a fused
-    ``matmul(q, kT) -> softmax -> matmul(p, v)`` chain."""
+    """The layouts of an attention op's q, k, v (and wo): K itself, or K^T where the op is
+    a fused ``matmul(q, kT) -> softmax -> matmul(p, v)`` chain; Wo of a fused output
+    projection."""
     return ("attn_q", "attn_kt" if op.attrs.get("kt") else "attn_k", "attn_v") + \
         (("attn_wo",) if len(op.inputs) > 3 else ())
 
