@@ -65,7 +65,7 @@ def _scratch(params, sizes):
 def _gemm_programs(params, o):
     rows = bool(o.get("a_rows"))
     pcus = o["pcus"] or gemm_pcus(params, o["m"], o["n"], o["k"], bool(o["bias"]), rows)
-    s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), pcus)
+    s = GemmShape.of(params, o["m"], o["n"], o["k"], bool(o["bias"]), pcus, a_pmu=rows)
     a_rows = s.k_vectors if rows else None
     bufs = _scratch(params, {"a": s.a_row_words(a_rows) if rows else s.a_words,
                              "b": s.b_words, "c": s.c_words})

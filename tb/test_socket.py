@@ -163,7 +163,7 @@ async def gemm(dut):
     bias = (nrng.normal(0, 1, n).astype(np.float32).view(np.uint32) & 0xFFFF0000
             if use_bias else None)
     pcus = args.pcus or gemm_pcus(params, m, n, k, use_bias, args.a_rows)
-    s = GemmShape.of(params, m, n, k, use_bias, pcus)
+    s = GemmShape.of(params, m, n, k, use_bias, pcus, a_pmu=args.a_rows)
     # Row-major A: rows padded to whole vectors (Gemm.pack_a fills the pad with NaNs).
     a_rows = s.k_vectors if args.a_rows else None
     a_words = s.a_words if a_rows is None else s.a_row_words(a_rows)

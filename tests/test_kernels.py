@@ -141,6 +141,13 @@ def test_gemm_that_does_not_fit_names_what_ran_out():
     # keeps its three column tiles in one group (measured 6 535 cycles, 7 151 in three).
     s = GemmShape.of(SMALL, 112, 64, 64, pcus=3)
     assert share_groups(SMALL, s, a_stationary=True)[0] == 1
+    # Held by a PMU on three PCUs, 256^3's eleven column tiles per PCU would go in eleven
+    # groups of one (a PMU holds four; eleven has no other divisor), A read eleven times:
+    # the shares are padded to twelve, three groups of four (measured 269 338 cycles and
+    # 1.48 MB of HBM, against 380 482 and 3.73 MB unpadded).
+    s = GemmShape.of(SMALL, 256, 256, 256, pcus=3, a_pmu=True)
+    assert s.nt == 36 and share_groups(SMALL, s, a_stationary=True) == (3, 4, 1)
+    assert GemmShape.of(SMALL, 256, 256, 256, pcus=3).nt == 33      # streamed: no padding
     # plasticine 512^3 on 12 PCUs: the whole share (3 tiles) fits, but its B is 18 432
     # cycles through one AGCU; one tile per group leaves 6 144 to wait, A's row tile loads
     # (1344 cycles) hide behind 3584-cycle tiles in the transposing PMU's two buffers.

@@ -174,8 +174,9 @@ class _Matmul(_Lowering):
         through a transposing PMU)."""
         a, b = (graph.tensors[n] for n in op.inputs[:2])
         (m, k), n, bias = a.shape, b.shape[1], len(op.inputs) > 2
-        pcus = gemm_pcus(params, m, n, k, bias, a.producer is not None)
-        return GemmShape.of(params, m, n, k, bias=bias, pcus=pcus)
+        rows = a.producer is not None
+        pcus = gemm_pcus(params, m, n, k, bias, rows)
+        return GemmShape.of(params, m, n, k, bias=bias, pcus=pcus, a_pmu=rows)
 
     def operand_layouts(self, graph, op):
         a, b, *bias = (graph.tensors[n] for n in op.inputs)

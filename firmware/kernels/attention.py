@@ -681,7 +681,7 @@ def unfused_words(params, seq, d):
     # transposing PMU that multicasts it).
     pcus = (gemm_pcus(params, m, seq, d), gemm_pcus(params, m, d, seq, False, True))
     g1 = GemmShape.of(params, m, seq, d, pcus=pcus[0])
-    g2 = GemmShape.of(params, m, d, seq, pcus=pcus[1])
+    g2 = GemmShape.of(params, m, d, seq, pcus=pcus[1], a_pmu=True)
     kp = -(-seq // L) * L
     # The softmax reads whole vectors per row: the last row may run past C's end.
     return {"m": m, "p_stride": kp, "pcus": pcus, "q": g1.a_words, "k": g1.b_words, "s": g1.c_words + L,

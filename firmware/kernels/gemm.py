@@ -52,16 +52,23 @@ class GemmShape:
     tile_rows: int
 
     pcus: int = 1
+    share_multiple: int = 1     # each PCU's column tiles padded to a multiple of it
 
     @classmethod
-    def of(cls, params, m, n, k, bias=False, pcus=1):
+    def of(cls, params, m, n, k, bias=False, pcus=1, a_pmu=False):
         """With ``bias`` the array runs one more step (``k`` is then K + 1). ``pcus``: the
-        column tiles are shared by that many PCUs (padded to a multiple of it)."""
+        column tiles are shared by that many PCUs (padded to a multiple of it). ``a_pmu``:
+        A is held by a PMU (A-stationary, read from HBM once per group of column tiles):
+        each PCU's share is padded to the multiple that :func:`_stationary_multiple` says
+        is fastest (fewer, fuller groups)."""
         for name, v in (("m", m), ("n", n), ("k", k), ("pcus", pcus)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"gemm: {name} = {v!r} must be a positive integer")
-        return cls(m, n, k + bool(bias), params.pcu_lanes, params.pcu_stages,
-                   systolic_tile_rows(params), pcus)
+        s = cls(m, n, k + bool(bias), params.pcu_lanes, params.pcu_stages,
+                systolic_tile_rows(params), pcus)
+        if a_pmu and pcus > 1:
+            s = dataclasses.replace(s, share_multiple=_stationary_multiple(params, s))
+        return s
 
     @property
     def mt(self):
@@ -69,8 +76,10 @@ class GemmShape:
 
     @property
     def nt(self):
-        """Column tiles (a multiple of ``pcus``; padding tiles compute zeros)."""
-        return -(-self.n // (self.lanes * self.pcus)) * self.pcus
+        """Column tiles (a multiple of ``pcus`` x ``share_multiple``; padding tiles compute
+        zeros)."""
+        per = self.pcus * self.share_multiple
+        return -(-self.n // (self.lanes * per)) * per
 
     @property
     def part_words(self):
@@ -339,7 +348,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
     for results the host reads (a later kernel reading C row-major needs the default)."""
     if pcus is None:
         pcus = gemm_pcus(params, m, n, k, bias, a_rows is not None)
-    s = GemmShape.of(params, m, n, k, bias, pcus)
+    s = GemmShape.of(params, m, n, k, bias, pcus, a_pmu=a_rows is not None)
     k = s.k
     if params.agcus < 2:
         raise ValueError("the GEMM kernel needs two AGCUs")
@@ -439,6 +448,24 @@ def share_groups(params, s, a_stationary=False):
     return min(splits, key=lambda g: (_share_cycles(params, s, a_stationary, *g), g[0]))
 
 
+def _stationary_multiple(params, s):
+    """The multiple each PCU's share of column tiles is padded to with A held by a PMU: the
+    one whose best split into groups (:func:`share_groups`) :func:`_share_cycles` expects
+    to be fastest, padding tiles' work included (small, 256^3 on three PCUs: eleven tiles
+    each would take eleven groups of one, A read eleven times; padded to twelve, three
+    groups of four)."""
+    cap = params.pmu_banks * params.pmu_bank_words
+    best = (None, 1)
+    for t in range(1, max(1, cap // (s.k * s.lanes)) + 1):
+        sh = dataclasses.replace(s, share_multiple=t)
+        split = share_groups(params, sh, True)
+        if split is not None:
+            est = _share_cycles(params, sh, True, *split)
+            if best[0] is None or est < best[0]:
+                best = (est, t)
+    return best[1]
+
+
 def _share_cycles(params, s, a_stationary, groups, t, nbuf):
     """Estimated cycles of the GEMM with B in ``groups`` groups of ``t`` column tiles per
     PCU (``nbuf`` PMU buffers): the array's steps, plus what it waits for — the first
@@ -466,7 +493,7 @@ def gemm_pcus(params, m, n, k, bias=False, a_pmu=False):
     links of its own for every flow (``a_pmu``: A row-major through a transposing PMU)."""
     lanes = params.pcu_lanes
     for pcus in range(min(params.agcu_stores * params.agcus, -(-n // lanes)), 1, -1):
-        s = GemmShape.of(params, m, n, k, bias, pcus)
+        s = GemmShape.of(params, m, n, k, bias, pcus, a_pmu)
         if not gemm_limits(params, s, a_pmu) and \
                 _parallel_layout(params, s, a_pmu, try_only=True):
             return pcus
