@@ -19,8 +19,11 @@ from .route import xy_path
 
 __all__ = ["detour", "ROUNDS"]
 
-#: Rounds of rip-up and re-route before giving up.
-ROUNDS = 40
+#: Rounds of rip-up and re-route before giving up. The present-congestion weight doubles
+#: each round (0.5 x 2^12 = 2048 by the last), so a negotiation that has not settled by
+#: then keeps its paths; with 40 rounds every kernel of the presets and the 3 x 6 grid in
+#: the tests and the bench placed identically, a failing candidate just took 3x longer.
+ROUNDS = 12
 
 
 def _xy_moves(src, dst):
