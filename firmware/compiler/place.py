@@ -29,7 +29,7 @@ from .detour import detour
 from .route import Endpoint, Flow, RouteError, edge_src, flow_path, route, unit_dst, unit_src
 
 __all__ = ["PlacementError", "Port", "port", "agcu", "VFlow", "Layout", "place",
-           "place_and_route"]
+           "place_and_route", "try_place"]
 
 #: Placements tried exhaustively up to this many; beyond, greedy + local search.
 EXHAUSTIVE = 20_000
@@ -361,6 +361,15 @@ def place(params, name, kinds, vec=(), sca=(), *, own_links=True):
                              f"{_shared_report(params, at, fabrics)} (and no placement tried "
                              f"gives every flow links of its own by other paths)")
     return found[1], found[0], found[2]
+
+
+def try_place(params, name, kinds, vec=(), sca=()):
+    """:func:`place_and_route`, or the :class:`PlacementError` it raised (plans try many
+    candidates and keep the reason of a failure)."""
+    try:
+        return place_and_route(params, name, kinds, vec=vec, sca=sca)
+    except PlacementError as e:
+        return e
 
 
 def place_and_route(params, name, kinds, vec=(), sca=(), *, own_links=True):

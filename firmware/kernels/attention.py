@@ -56,19 +56,21 @@ from firmware.compiler.pcu import (SimdProgram, Stage, SystolicProgram, Tail, ge
                                    pack_simd, pack_systolic, simd_reference,
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
-from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
+from firmware.compiler.place import PlacementError, VFlow, agcu, port, try_place
 from firmware.compiler.program import kernel_program, stream_words
 from firmware.runtime.memory import Buffer
 from hdl.agcu.config import stores
 from hdl.grid import grid_coords
 from hdl.pcu.pcu import Pcu
 
-from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, agcu_programs, blocks,
-                   compile_gemm, gemm_pcus, pack_a, pack_b, pack_rows, transposed_stream)
+from .gemm import (GemmShape, a_transpose_buffers, a_transpose_pmu, compile_gemm, gemm_pcus,
+                   pack_a, pack_b, pack_rows, transposed_stream)
+from .pipelines import agcu_programs, blocks, two_stage_cycles
 from .softmax import LOG2E, compile_softmax, softmax_bound
 
 __all__ = ["ATTENTION_UNITS", "attention_units", "attention_plan", "attention_pipes",
-           "attention_flows", "attention_fits", "attention_placement", "pv_name", "AttentionShape", "Attention", "compile_attention",
+           "attention_flows", "attention_fits", "attention_placement", "pv_name",
+           "AttentionShape", "Attention", "compile_attention",
            "attention_bound", "exact_attention", "UnfusedAttention",
            "compile_attention_unfused", "unfused_words"]
 
@@ -472,31 +474,30 @@ def attention_plan(params, seq, d, proj=None):
 
 def _estimate(sh, pipes, pv_pcus):
     """Cycles the pipelines' arrays take at least: the longest pipeline's query tiles
-    through the slower array (Q K^T, or P V shared by ``pv_pcus``), plus one tile of the
-    other."""
+    through Q K^T and P V shared by ``pv_pcus`` (:func:`two_stage_cycles`)."""
     P = sh.qk.tile_rows // sh.qk.stages
-    qk, pv = sh.qk.nt * sh.d * P, sh.pv.nt // pv_pcus * sh.seq * P
-    return -(-sh.qk.mt // pipes) * max(qk, pv) + min(qk, pv)
+    return two_stage_cycles(-(-sh.qk.mt // pipes), sh.qk.nt * sh.d * P,
+                            sh.pv.nt // pv_pcus * sh.seq * P)
+
+
+def _graph(params, sh, pipes, q_pmu):
+    """(units, vector flows, scalar flows) of the fused kernel of shape ``sh``."""
+    return (attention_units(pipes, q_pmu, sh.proj is not None, sh.pv_pcus),
+            *attention_flows(params, sh, pipes, q_pmu))
 
 
 @functools.lru_cache(maxsize=64)
 def _placed(params, sh, pipes, q_pmu):
     """The placed fused kernel (or its PlacementError), once per plan."""
-    vec, sca = attention_flows(params, sh, pipes, q_pmu)
-    try:
-        units = attention_units(pipes, q_pmu, sh.proj is not None, sh.pv_pcus)
-        return place_and_route(params, "attention", units, vec=vec, sca=sca)
-    except PlacementError as e:
-        return e
+    units, vec, sca = _graph(params, sh, pipes, q_pmu)
+    return try_place(params, "attention", units, vec=vec, sca=sca)
 
 
 def attention_placement(params, seq, d):
     """(units, vector flows, scalar flows) of the fused kernel :func:`attention_plan`
     picks here (what placement is timed on)."""
     pipes, q_pmu, pv_pcus = attention_plan(params, seq, d)
-    sh = AttentionShape.of(params, seq, d, pv_pcus=pv_pcus)
-    return (attention_units(pipes, q_pmu, False, pv_pcus),
-            *attention_flows(params, sh, pipes, q_pmu))
+    return _graph(params, AttentionShape.of(params, seq, d, pv_pcus=pv_pcus), pipes, q_pmu)
 
 
 def attention_pipes(params, seq, d):

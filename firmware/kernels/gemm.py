@@ -24,21 +24,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.numerics import QNAN32
-from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.agcu import TensorAccess
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference, systolic_tile_rows)
 from firmware.compiler.pmu import (AccessPattern, PmuProgram, access_reference,
                                    choose_bank_bits, pack_pmu)
-from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
+from firmware.compiler.place import (PlacementError, VFlow, agcu, place_and_route, port,
+                                    try_place)
 from firmware.compiler.program import kernel_program, stream_words
 from hdl.agcu.config import stores
 from hdl.grid import grid_coords
 
+from .pipelines import agcu_programs
+
 __all__ = ["GemmShape", "Gemm", "compile_gemm", "gemm_pcus", "gemm_limits", "share_groups",
            "with_ones_column", "pack_a", "pack_b", "pack_rows", "transposed_stream",
-           "a_transpose_pmu", "a_transpose_buffers", "c_assignments", "parallel_flows",
-           "agcu_programs", "blocks"]
+           "a_transpose_pmu", "a_transpose_buffers", "c_assignments", "parallel_flows"]
 
 
 @dataclass(frozen=True)
@@ -289,43 +291,6 @@ def a_transpose_buffers(params, cols):
     return 2 if 2 * tile <= cap else 1 if tile <= cap else 0
 
 
-def blocks(total, parts):
-    """(first, count) of each of ``parts`` contiguous blocks of ``total`` tiles, the first
-    ``total % parts`` one longer (query or row tiles shared out over pipelines)."""
-    per, extra = divmod(total, parts)
-    out, first = [], 0
-    for i in range(parts):
-        n = per + (i < extra)
-        out.append((first, n))
-        first += n
-    return out
-
-
-def agcu_programs(params, layout, loads, stores):
-    """The AGCU configs ({AGCU: config}) of a placed kernel: ``loads`` {AGCU: (access,
-    buffer, words, flow)} (the load stream with the flow's header); ``stores`` a list of
-    (AGCU, access, buffer, words, flow), in each AGCU's stream order — its first result
-    flow through ``store``, the next ones through ``store2`` .. by the flow id they arrive
-    with. One segment per buffer."""
-    vec, out = layout.vec, {}
-    for ag in sorted(set(loads) | {st[0] for st in stores}):
-        segs, load, hdr = [], None, None
-        if ag in loads:
-            acc, buf, words, name = loads[ag]
-            segs, load, hdr = [Segment(buf.addr, words)], (acc, 0), vec.headers[name]
-        placed = []
-        for _, acc, buf, words, flow in (st for st in stores if st[0] == ag):
-            seg = Segment(buf.addr, words)
-            if seg not in segs:
-                segs.append(seg)
-            placed.append((acc, segs.index(seg), flow))
-        edge = layout.endpoint(params, agcu(ag))
-        by_flow = [(acc, seg, vec.arrivals[flow][edge]) for acc, seg, flow in placed[1:]]
-        out[ag] = pack_agcu(params, load=load, store=placed[0][:2] if placed else None,
-                            hdr=hdr, by_flow=by_flow, segments=segs)[0]
-    return out
-
-
 def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False,
                  a_rows=None, pcus=1, c_tiles=False):
     """The GEMM kernel for buffers ``a``, ``b``, ``c`` (``firmware.runtime.memory.Buffer``
@@ -570,11 +535,10 @@ def _placed(params, s, a_pmu):
     first = None
     for streams in c_assignments(params, s.pcus)[:SPREADS]:
         _, _, units, flows = _parallel_flows(params, s, a_pmu, streams)
-        try:
-            return place_and_route(params, f"gemm over {s.pcus} PCUs", units,
-                                   vec=flows), streams
-        except PlacementError as e:
-            first = first or e
+        layout = try_place(params, f"gemm over {s.pcus} PCUs", units, vec=flows)
+        if not isinstance(layout, PlacementError):
+            return layout, streams
+        first = first or layout
     return first or PlacementError(f"gemm over {s.pcus} PCUs: more PCUs than the AGCUs' "
                                    f"{params.agcus * params.agcu_stores} store streams")
 

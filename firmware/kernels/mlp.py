@@ -34,14 +34,14 @@ from firmware.compiler.agcu import TensorAccess
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import (SystolicProgram, Tail, gemm_streams, pack_systolic,
                                    systolic_reference)
-from firmware.compiler.place import PlacementError, VFlow, agcu, place_and_route, port
+from firmware.compiler.place import PlacementError, VFlow, agcu, port, try_place
 from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.program import kernel_program, stream_words
 from hdl.agcu.config import stores
 from hdl.grid import grid_coords
 
-from .gemm import (GemmShape, a_transpose_pmu, agcu_programs, blocks, pack_a, pack_b,
-                   with_ones_column)
+from .gemm import GemmShape, a_transpose_pmu, pack_a, pack_b, with_ones_column
+from .pipelines import agcu_programs, blocks, two_stage_cycles
 
 __all__ = ["MLP_UNITS", "MlpShape", "Mlp", "compile_mlp", "mlp_plan", "mlp_bound"]
 
@@ -248,11 +248,8 @@ def _placed(params, sh):
     shape (the plan's try and the compile ask for the same one)."""
     plan = _agcu_plan(params, sh)
     units, flows = _flows(sh, plan)
-    try:
-        return place_and_route(params, f"mlp over {sh.pipes} pipeline(s)", units,
-                               vec=flows), plan
-    except PlacementError as e:
-        return e
+    layout = try_place(params, f"mlp over {sh.pipes} pipeline(s)", units, vec=flows)
+    return layout if isinstance(layout, PlacementError) else (layout, plan)
 
 
 def _rows(acc, first, tiles):
@@ -329,12 +326,12 @@ def _pipe_flow(name, i, n, p):
 
 
 def _estimate(params, sh):
-    """Cycles the fused kernel takes at least: the longest pipeline's row tiles through the
-    slower layer, plus one row tile of the other (the pipeline's fill)."""
+    """Cycles the fused kernel takes at least: the longest pipeline's row tiles through its
+    two layers (:func:`two_stage_cycles`)."""
     s1, s2 = sh.g1, sh.g2
     P = s1.tile_rows // s1.stages
-    t1, t2 = s1.nt * s1.k * P, s2.nt // s2.pcus * s2.k * P
-    return max(t for _, t in sh.pipe_tiles()) * max(t1, t2) + min(t1, t2)
+    return two_stage_cycles(max(t for _, t in sh.pipe_tiles()), s1.nt * s1.k * P,
+                            s2.nt // s2.pcus * s2.k * P)
 
 
 @functools.lru_cache(maxsize=256)

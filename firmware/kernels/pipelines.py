@@ -1,0 +1,52 @@
+"""What the kernels built of placed pipelines share: the AGCU configs of a placed kernel,
+tiles shared out over pipelines in blocks, and the estimate of a two-stage pipeline's
+cycles (a kernel's plan ranks its candidates by it before placing them)."""
+
+from firmware.compiler.agcu import Segment, pack_agcu
+from firmware.compiler.place import agcu
+
+__all__ = ["blocks", "agcu_programs", "two_stage_cycles"]
+
+
+def blocks(total, parts):
+    """(first, count) of each of ``parts`` contiguous blocks of ``total`` tiles, the first
+    ``total % parts`` one longer (query or row tiles shared out over pipelines)."""
+    per, extra = divmod(total, parts)
+    out, first = [], 0
+    for i in range(parts):
+        n = per + (i < extra)
+        out.append((first, n))
+        first += n
+    return out
+
+
+def agcu_programs(params, layout, loads, stores):
+    """The AGCU configs ({AGCU: config}) of a placed kernel: ``loads`` {AGCU: (access,
+    buffer, words, flow)} (the load stream with the flow's header); ``stores`` a list of
+    (AGCU, access, buffer, words, flow), in each AGCU's stream order — its first result
+    flow through ``store``, the next ones through ``store2`` .. by the flow id they arrive
+    with. One segment per buffer."""
+    vec, out = layout.vec, {}
+    for ag in sorted(set(loads) | {st[0] for st in stores}):
+        segs, load, hdr = [], None, None
+        if ag in loads:
+            acc, buf, words, name = loads[ag]
+            segs, load, hdr = [Segment(buf.addr, words)], (acc, 0), vec.headers[name]
+        placed = []
+        for _, acc, buf, words, flow in (st for st in stores if st[0] == ag):
+            seg = Segment(buf.addr, words)
+            if seg not in segs:
+                segs.append(seg)
+            placed.append((acc, segs.index(seg), flow))
+        edge = layout.endpoint(params, agcu(ag))
+        by_flow = [(acc, seg, vec.arrivals[flow][edge]) for acc, seg, flow in placed[1:]]
+        out[ag] = pack_agcu(params, load=load, store=placed[0][:2] if placed else None,
+                            hdr=hdr, by_flow=by_flow, segments=segs)[0]
+    return out
+
+
+def two_stage_cycles(tiles, first, second):
+    """Cycles a pipeline of two arrays takes at least for ``tiles`` tiles, ``first`` and
+    ``second`` cycles per tile each: every tile through the slower one, plus one tile of
+    the other (the pipeline's fill or drain)."""
+    return tiles * max(first, second) + min(first, second)
