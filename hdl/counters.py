@@ -6,13 +6,16 @@ from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MAX_COUNTERS", "COUNTER_BITS", "CounterConfig", "ChainConfig",
+__all__ = ["MAX_COUNTERS", "COUNTER_BITS", "ITER_BITS", "CounterConfig", "ChainConfig",
            "chain_output_layout", "CounterChain"]
 
 #: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
 MAX_COUNTERS = 4
 #: Counter values are INT32, like every address and integer in the machine.
 COUNTER_BITS = 32
+#: Kernel-looping iterations of one launch: 1 .. 2**ITER_BITS - 1 (every unit of a looped
+#: kernel repeats its program that many times, see ``CounterChain.repeat``).
+ITER_BITS = 16
 
 #: One counter: ``for v in range(min, max, stride)`` (stride > 0).
 CounterConfig = data.StructLayout({
@@ -44,6 +47,7 @@ def chain_output_layout(lanes):
         "mask": unsigned(lanes),
         "wrap": unsigned(MAX_COUNTERS),
         "last": unsigned(1),
+        "final": unsigned(1),
     })
 
 
@@ -58,6 +62,11 @@ class CounterChain(wiring.Component):
     Empty ranges (``min >= max``) and ``depth = 0`` produce no elements (firmware
     rejects them). One element per cycle while ``o.ready`` is high.
 
+    ``repeat`` (sampled with ``start``; 0 counts as 1) runs the whole chain that many
+    times back to back, with no gap between runs: kernel looping, the loop as an outer
+    counter of every unit. Each run's final element has ``last``; the final run's also
+    ``final``.
+
     Parameters
     ----------
     lanes : int
@@ -71,6 +80,7 @@ class CounterChain(wiring.Component):
         super().__init__({
             "config": In(ChainConfig),
             "start": In(1),
+            "repeat": In(ITER_BITS),
             "busy": Out(1),
             "o": Out(stream.Signature(chain_output_layout(lanes))),
         })
@@ -82,6 +92,7 @@ class CounterChain(wiring.Component):
         W = COUNTER_BITS + 2                      # headroom for value + step
         cur = [Signal(signed(COUNTER_BITS), name=f"ctr{i}") for i in range(MAX_COUNTERS)]
         running = Signal()
+        runs_left = Signal(ITER_BITS)                 # runs after the current one
 
         active = [cfg.depth > i for i in range(MAX_COUNTERS)]
         inner = [cfg.depth == i + 1 for i in range(MAX_COUNTERS)]
@@ -120,6 +131,7 @@ class CounterChain(wiring.Component):
             m.d.comb += [v.eq(inner_val + inner_stride * lane), p.lane[lane].eq(v)]
             m.d.comb += p.mask[lane].eq(v < inner_max)
         m.d.comb += [p.wrap.eq(Cat(*wrap)), p.last.eq(wrap[0]),
+                     p.final.eq(wrap[0] & (runs_left == 0)),
                      self.o.valid.eq(running), self.busy.eq(running)]
 
         with m.If(running):
@@ -128,11 +140,15 @@ class CounterChain(wiring.Component):
                     with m.If(active[i] & inside_done[i]):
                         m.d.sync += cur[i].eq(Mux(at_end[i], cfg.ctr[i].min, nexts[i]))
                 with m.If(wrap[0]):
-                    m.d.sync += running.eq(0)
+                    with m.If(runs_left == 0):
+                        m.d.sync += running.eq(0)
+                    with m.Else():
+                        m.d.sync += runs_left.eq(runs_left - 1)
         with m.Elif(self.start):
             nonempty = Cat(*[~active[i] | (cfg.ctr[i].min < cfg.ctr[i].max)
                              for i in range(MAX_COUNTERS)]).all()
-            m.d.sync += running.eq((cfg.depth != 0) & nonempty)
+            m.d.sync += [running.eq((cfg.depth != 0) & nonempty),
+                         runs_left.eq(Mux(self.repeat == 0, 0, self.repeat - 1))]
             for i in range(MAX_COUNTERS):
                 m.d.sync += cur[i].eq(cfg.ctr[i].min)
         return m

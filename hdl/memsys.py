@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.agcu.agcu import Agcu, agcu_status_signature
 from hdl.agcu.config import agcu_args_layout, agcu_config_layout
+from hdl.counters import ITER_BITS
 from hdl.memory.channel import BYTE_COUNTER_BITS, MemChannel, dram_signature
 from hdl.memory.config import MemoryMap, beat_addr_bits, dma_desc_layout, mem_port_signature
 from hdl.memory.dma import DmaEngine
@@ -29,6 +30,8 @@ class MemorySystem(wiring.Component):
     agcu_config[k], agcu_offset[k], agcu_start[k] : In   AGCU k's program, arguments
                                           (segment offsets of its load and store streams)
                                           and start pulse.
+    agcu_stride[k], iters : In           kernel looping: per-iteration stride of each
+                                          stream, iterations (shared by every AGCU).
     agcu_status[k] : Out(agcu_status_signature())   its status (see
                                               :class:`hdl.agcu.agcu.Agcu`).
     vout[k], vin[k] : stream                 its RDN side (vector packets).
@@ -51,6 +54,8 @@ class MemorySystem(wiring.Component):
         members = {
             "agcu_config": In(agcu_config_layout(params)).array(a),
             "agcu_offset": In(agcu_args_layout(params)).array(a),
+            "agcu_stride": In(agcu_args_layout(params)).array(a),
+            "iters": In(ITER_BITS),
             "agcu_start": In(1).array(a),
             "vout": Out(packets).array(a),
             "vin": In(packets).array(a),
@@ -93,6 +98,7 @@ class MemorySystem(wiring.Component):
             wiring.connect(m, u.vout, wiring.flipped(self.vout[k]))
             wiring.connect(m, wiring.flipped(self.vin[k]), u.vin)
             m.d.comb += [u.config.eq(self.agcu_config[k]), u.offset.eq(self.agcu_offset[k]),
+                         u.stride.eq(self.agcu_stride[k]), u.iters.eq(self.iters),
                          u.start.eq(self.agcu_start[k])]
             wiring.connect(m, u.status, wiring.flipped(self.agcu_status[k]))
         dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,

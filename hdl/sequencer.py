@@ -5,15 +5,23 @@ layout) says which program to load (``program``: beat address of its bitstream,
 ``beats`` config beats; 0 = keep the program already loaded), which AGCUs the kernel
 uses (``units``: tile positions, row-major; ``agcus``), the arguments of each AGCU stream
 (``args[k].load.offset``: words added to its segment base) and how many times to run it
-(``iterations``; each iteration adds ``args[k].load.stride`` and so on to the offsets:
-kernel looping, no reload in between).
+(``iterations``: kernel looping).
+
+Kernel looping is one pipelined dataflow, not a loop of launches: the units are started
+once with ``iters`` = the record's iterations, and every unit repeats its program that
+many times back to back (the loop is an outer counter of each unit's chains); each AGCU
+steps its streams by ``args[k].<stream>.stride`` words per iteration itself. So iteration
+i+1's loads start as soon as the AGCUs have issued iteration i's, while iteration i still
+computes and drains: there is no synchronization boundary between iterations. (Its
+baselines are records of one iteration each: with ``beats`` = 0, the program stays
+resident; with the program, it reloads.)
 
 For every record: fetch it, load the program (config controller: the bitstream streams
 from HBM/DDR onto the config bus, one config beat per cycle, counted in
-``load_cycles``), load the arguments, then per iteration: start the kernel's tile units and
-AGCUs, and wait until those AGCUs are idle and no tile unit is busy (counted in
-``exec_cycles``). An AGCU fault or an iteration longer than ``timeout`` cycles (if not 0)
-stops the sequencer with ``error`` set; it never hangs.
+``load_cycles``), load the arguments, start the kernel's tile units and AGCUs, and wait
+until those AGCUs are idle and no tile unit is busy (counted in ``exec_cycles``). An
+AGCU fault or a launch running longer than ``timeout`` cycles (if not 0) stops the
+sequencer with ``error`` set; it never hangs.
 """
 
 from amaranth import Cat, Module, Signal, unsigned
@@ -21,22 +29,20 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.agcu.config import agcu_args_layout, streams, word_bits
+from hdl.counters import ITER_BITS
 from hdl.memory.config import MAX_BURST, MemoryMap, mem_port_signature
 from hdl.memory.burst import block_room, cut
 from hdl.memory.reader import BurstReader
 
 from .configbus import BEAT_WORDS, COUNT_BITS, ConfigLoader, config_beat_layout
 
-__all__ = ["SeqError", "ITER_BITS", "launch_layout", "record_beats", "KernelSequencer"]
-
-#: Iterations of one launch: 1 .. 2**ITER_BITS - 1.
-ITER_BITS = 16
+__all__ = ["SeqError", "launch_layout", "record_beats", "KernelSequencer"]
 
 
 class SeqError(enum.Enum, shape=2):
     NONE = 0
     FAULT = 1        # an AGCU raised a segment fault
-    TIMEOUT = 2      # an iteration ran longer than ``timeout`` cycles
+    TIMEOUT = 2      # a launch ran longer than ``timeout`` cycles
 
 
 def launch_layout(params):
@@ -70,8 +76,8 @@ class KernelSequencer(wiring.Component):
     busy : Out(1);  error : Out(SeqError)
     net : Out(mem_port_signature)       reads records and bitstreams.
     cfg : Out(stream(config_beat_layout))   the config bus.
-    tile_start, tile_busy : per tile position
-    agcu_start, agcu_busy, agcu_fault : per AGCU;  agcu_offset : Out per AGCU.
+    tile_start, tile_busy : per tile position;  iters : Out   iterations of what starts
+    agcu_start, agcu_busy, agcu_fault : per AGCU;  agcu_offset, agcu_stride : Out per AGCU.
     launched, iterations : Out(32)      records and iterations finished.
     load_cycles, exec_cycles, cycles : Out(48)
         program loading, kernel execution, and everything from ``go`` to idle.
@@ -92,6 +98,7 @@ class KernelSequencer(wiring.Component):
             "tile_start": Out(n), "tile_busy": In(n),
             "agcu_start": Out(a), "agcu_busy": In(a), "agcu_fault": In(a),
             "agcu_offset": Out(agcu_args_layout(params)).array(a),
+            "agcu_stride": Out(agcu_args_layout(params)).array(a), "iters": Out(ITER_BITS),
             "launched": Out(32), "iterations": Out(32),
             "load_cycles": Out(48), "exec_cycles": Out(48), "cycles": Out(48),
         })
@@ -127,8 +134,8 @@ class KernelSequencer(wiring.Component):
         nrec = Signal(16)
         next_rec = Signal(mm.addr_bits)
         it = Signal(ITER_BITS)
-        offs = [(self.agcu_offset[k][name], rec.args[k][name]) for k in range(p.agcus)
-                for name in streams(p)]
+        args = [(self.agcu_offset[k][name], self.agcu_stride[k][name], rec.args[k][name])
+                for k in range(p.agcus) for name in streams(p)]
         settle = Signal(2)
         elapsed = Signal(32)
         agcus = Signal(p.agcus)
@@ -173,7 +180,9 @@ class KernelSequencer(wiring.Component):
                 with m.If(~loader.busy):
                     m.next = "ARGS"
             with m.State("ARGS"):
-                m.d.sync += [o.eq(arg.offset) for o, arg in offs]
+                m.d.sync += [o.eq(arg.offset) for o, _, arg in args]
+                m.d.sync += [st.eq(arg.stride) for _, st, arg in args]
+                m.d.sync += self.iters.eq(it)
                 m.next = "START"
             with m.State("START"):
                 with m.If(it == 0):
@@ -195,8 +204,7 @@ class KernelSequencer(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif((settle == 0) & ~(self.agcu_busy & agcus).any() &
                             ~self.tile_busy.any()):
-                    m.d.sync += [it.eq(it - 1), self.iterations.eq(self.iterations + 1)]
-                    m.d.sync += [o.eq(o + arg.stride) for o, arg in offs]
+                    m.d.sync += [it.eq(0), self.iterations.eq(self.iterations + it)]
                     m.next = "START"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

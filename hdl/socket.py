@@ -170,12 +170,14 @@ class Socket(wiring.Component):
                          mem.agcu_config[k].eq(t.config)]
 
         # Kernel control.
-        m.d.comb += [tile.start.eq(seq.tile_start), seq.tile_busy.eq(tile.busy),
+        m.d.comb += [tile.start.eq(seq.tile_start), tile.iters.eq(seq.iters),
+                     mem.iters.eq(seq.iters), seq.tile_busy.eq(tile.busy),
                      self.unit_busy.eq(tile.busy)]
         for k in range(a):
             status = mem.agcu_status[k]
             m.d.comb += [mem.agcu_start[k].eq(seq.agcu_start[k]),
                          mem.agcu_offset[k].eq(seq.agcu_offset[k]),
+                         mem.agcu_stride[k].eq(seq.agcu_stride[k]),
                          seq.agcu_busy[k].eq(status.busy),
                          self.agcu_busy[k].eq(status.busy),
                          seq.agcu_fault[k].eq(status.fault),

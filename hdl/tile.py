@@ -7,6 +7,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.counters import ITER_BITS
 from hdl.grid import Coord, is_pcu
 from hdl.packet import scalar_packet_layout, vector_packet_layout
 
@@ -95,6 +96,7 @@ class Tile(wiring.Component):
     ----------
     cfg : In(stream(config_beat_layout))     the config bus (always ready).
     start : In(ROWS x COLS)                  starts the unit at each position.
+    iters : In(ITER_BITS)                    kernel-looping iterations of what starts.
     busy, done : Out(ROWS x COLS)            per position (a PMU is done when not busy).
     vec_west_in[r], vec_west_out[r], vec_east_in[r], vec_east_out[r], and ``sca_*``:
         the edge streams of each row (AGCU attachment points).
@@ -105,6 +107,7 @@ class Tile(wiring.Component):
         self.params = params
         rows, n = params.rows, params.rows * params.cols
         members = {"cfg": In(stream.Signature(config_beat_layout)), "start": In(n),
+                   "iters": In(ITER_BITS),
                    "busy": Out(n), "done": Out(n)}
         for fabric, layout in (("vec", vector_packet_layout(params)),
                                ("sca", scalar_packet_layout(params))):
@@ -163,7 +166,8 @@ class Tile(wiring.Component):
                 # A PMU's reads may leave by several flows (config.r_flow).
                 m.d.comb += [vinj.payload.hdr.flow.eq(u.vout_flow), sinj.valid.eq(0)]
                 done.append(~u.busy)
-            m.d.comb += [u.config.eq(regs[k]), u.start.eq(self.start[k])]
+            m.d.comb += [u.config.eq(regs[k]), u.start.eq(self.start[k]),
+                         u.iters.eq(self.iters)]
             busy.append(u.busy)
         m.d.comb += [self.busy.eq(Cat(*busy)), self.done.eq(Cat(*done))]
 

@@ -291,6 +291,31 @@ def test_reference_device_loops_like_separate_launches():
     assert (looped == want).all()
 
 
+@pytest.mark.parametrize("iters,stride,offset,bad", [
+    (4, 30, 0, None), (5, 30, 0, "iteration 4 of 5 touches words 120 .. 149"),
+    (2, 30, 60, None), (2, 30, 61, "iteration 1 of 2 touches words 91 .. 120"),
+    (1, 0, 91, "iteration 0 of 1 touches words 91 .. 120"),
+    (3, -30, 60, None), (4, -30, 60, "iteration 3 of 4 touches words -30 .. -1")])
+def test_kernel_looping_may_not_leave_a_buffer(iters, stride, offset, bad):
+    """A launch whose offset or looping stride takes an AGCU stream outside its buffer in
+    any iteration is refused before it reaches the device; one that stays inside is not."""
+    from firmware.runtime.launch import LaunchError
+    from firmware.runtime.reference import ReferenceDevice
+    n = 30
+
+    async def go():
+        dev = ReferenceDevice(SMALL)
+        x, y = dev.alloc.alloc("hbm", 4 * n), dev.alloc.alloc("hbm", 4 * n)
+        p = await dev.load(compile_scale_bias(SMALL, n, x=x, y=y, scale=3.0, bias=0.5).program)
+        return p.launch(iterations=iters, offsets={(0, "load"): offset},
+                        strides={(0, "load"): stride, (1, "store"): n})
+    if bad is None:
+        assert _run(go()).iterations == iters
+    else:
+        with pytest.raises(LaunchError, match=f"AGCU 0 load: .*{bad} of a 120-word buffer"):
+            _run(go())
+
+
 # --- softmax and attention ------------------------------------------------------------
 
 def _bf16(rng, shape, spread=1.0):

@@ -84,8 +84,9 @@ def test_bad_chains_are_rejected(counters, message):
         pack_chain(counters, SMALL, prefix="write.")
 
 
-def run_chain_rtl(lanes, programs, seed, backpressure):
-    """Run each program (a counter list) on the RTL chain in turn; return the steps."""
+def run_chain_rtl(lanes, programs, seed, backpressure, repeats=None):
+    """Run each program (a counter list) on the RTL chain in turn, ``repeats[i]`` times
+    back to back (kernel looping; default once); return the steps."""
     dut = CounterChain(lanes)
     layout = chain_output_layout(lanes)
     rng = random.Random(seed)
@@ -93,9 +94,10 @@ def run_chain_rtl(lanes, programs, seed, backpressure):
     results = []
 
     async def tb(ctx):
-        for cs in programs:
-            n = len(chain_steps(cs, lanes))
+        for cs, rep in zip(programs, repeats or [1] * len(programs)):
+            n = len(chain_steps(cs, lanes)) * max(rep, 1)
             ctx.set(Value.cast(dut.config), pack_chain(cs, params))
+            ctx.set(dut.repeat, rep)
             for _ in range(rng.randint(0, 3)):
                 await ctx.tick()
             assert not ctx.get(dut.busy)
@@ -126,3 +128,22 @@ def test_rtl_chain_matches_reference_under_backpressure(lanes):
             state = (list(g.value), list(g.lane), g.mask, g.wrap, bool(g.last))
             assert state == (w["value"], w["lane"], w["mask"], w["wrap"], w["last"]), \
                 f"program {cs}, step {k} (seed {SEED})"
+            assert bool(g.final) == w["last"], f"program {cs}, step {k} (seed {SEED})"
+
+
+def test_rtl_chain_repeats_for_kernel_looping():
+    """``repeat`` runs the chain that many times with no gap: every run ends in ``last``,
+    only the final one in ``final`` (0 runs once, like 1)."""
+    rng = random.Random(SEED + 7)
+    programs = [random_chain(rng, 4) for _ in range(4)]
+    repeats = [3, 1, 0, 2]
+    for cs, rep, got in zip(programs, repeats,
+                            run_chain_rtl(4, programs, SEED, 0.3, repeats=repeats)):
+        want = chain_steps(cs, 4) * max(rep, 1)
+        assert len(got) == len(want), (cs, rep)
+        for k, (g, w) in enumerate(zip(got, want)):
+            assert (list(g.value), g.mask, g.wrap, bool(g.last)) == \
+                (w["value"], w["mask"], w["wrap"], w["last"]), \
+                f"program {cs} x {rep}, step {k} (seed {SEED})"
+            assert bool(g.final) == (k == len(want) - 1), \
+                f"program {cs} x {rep}, step {k} (seed {SEED})"

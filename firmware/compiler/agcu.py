@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.agcu.config import RUN_BITS, access_layout, agcu_config_layout, stores
+from hdl.agcu.config import RUN_BITS, access_layout, agcu_config_layout, stores, streams
 from hdl.counters import MAX_COUNTERS
 from hdl.memory.config import MAX_BURST, MemoryMap
 
 from .counters import Counter, chain_steps, check_chain, pack_chain
 
 __all__ = ["AgcuProgramError", "Segment", "TensorAccess", "AgcuProgram", "lower_access",
-           "access_words", "pack_agcu", "run_bursts"]
+           "access_words", "pack_agcu", "stream_extents", "run_bursts"]
 
 #: A contiguous run and one counter per further dimension.
 MAX_DIMS = MAX_COUNTERS + 1
@@ -182,6 +182,26 @@ def pack_agcu(params, *, segments, load=None, store=None, by_flow=(), hdr=None,
                              lanes=1) << acc["chain"].offset
         value |= fields << layout[name].offset
     return value, progs
+
+
+def stream_extents(params, value):
+    """What each enabled stream of a packed AGCU config touches: {stream: (lo, hi,
+    size)}, words ``lo .. hi - 1`` of its segment of ``size`` words (before kernel
+    arguments move it)."""
+    cfg = agcu_config_layout(params).from_bits(value)
+    out = {}
+    for name in streams(params):
+        acc = cfg[name]
+        if not acc.en:
+            continue
+        lo = hi = 0
+        for i in range(acc.chain.depth):
+            if acc.addr_en >> i & 1:
+                c = acc.chain.ctr[i]
+                lo += c.min
+                hi += c.min + (c.max - 1 - c.min) // c.stride * c.stride
+        out[name] = (lo, hi + acc.run, int(cfg.segments[acc.segment].size))
+    return out
 
 
 def run_bursts(words, phys, run):

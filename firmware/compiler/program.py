@@ -11,7 +11,7 @@ import numpy as np
 from hdl.rdn.config import control_config_layout, switch_config_layout
 from hdl.socket import socket_config_units
 
-from .agcu import access_words
+from .agcu import access_words, stream_extents
 from .bitstream import BitstreamError, bitstream_rows
 from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
 
@@ -31,13 +31,17 @@ class KernelProgram:
     reference backend ``execute(memory, args)``: the kernel applied to a memory image
     (uint32 words, global addresses) with AGCU arguments {(k, "load"/"store"): words}.
     ``layout``: where the compiler placed the kernel's units and how it routed its flows
-    (a :class:`~firmware.compiler.place.Layout`; None for a hand-written bitstream)."""
+    (a :class:`~firmware.compiler.place.Layout`; None for a hand-written bitstream).
+    ``extents``: {(k, stream): (lo, hi, size)} — AGCU k's stream touches words
+    ``lo .. hi - 1`` of its ``size``-word segment (``firmware.runtime.launch`` checks
+    launch arguments and kernel-looping strides against them)."""
     name: str
     rows: np.ndarray = field(repr=False)
     units: int
     agcus: int
     execute: object = field(default=None, repr=False, compare=False)
     layout: object = field(default=None, repr=False, compare=False)
+    extents: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def beats(self):
@@ -66,13 +70,14 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
             values[u.id] = v
             mask |= 1 << (r * params.cols + c)
     agcu_ids = [u.id for u in units if u.name == "agcu"]
-    amask = 0
+    amask, extents = 0, {}
     for k, v in agcus.items():
         if not 0 <= k < len(agcu_ids):
             raise BitstreamError(f"kernel {name!r}: AGCU {k} does not exist "
                                  f"({len(agcu_ids)} AGCUs)")
         values[agcu_ids[k]] = v
         amask |= 1 << k
+        extents.update({(k, name): e for name, e in stream_extents(params, v).items()})
     for kind, routes, conf, config_layout in (
             ("vec_switch", vec or FabricRoutes(), fabric_config, switch_config_layout(params)),
             ("sca_switch", sca or FabricRoutes(), fabric_config, switch_config_layout(params)),
@@ -84,4 +89,4 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
                 values[u.id] = config_layout.const(per_switch[u.row * params.cols + u.col]) \
                     .as_value().value
     rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in units})
-    return KernelProgram(name, rows, mask, amask, execute, layout)
+    return KernelProgram(name, rows, mask, amask, execute, layout, extents)

@@ -47,9 +47,9 @@ def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False):
         raise AssertionError("a unit's output flow must have id 0 at its switch")
     access = TensorAccess((n,), (1,))
     agcus = {
-        0: pack_agcu(params, load=(access, 0), segments=[Segment(x.addr, n)],
+        0: pack_agcu(params, load=(access, 0), segments=[Segment(x.addr, x.words)],
                      hdr=vec.headers["x"])[0],
-        1: pack_agcu(params, store=(access, 0), segments=[Segment(y.addr, n)])[0],
+        1: pack_agcu(params, store=(access, 0), segments=[Segment(y.addr, y.words)])[0],
     }
     parts = {"pcus": layout.configs("pcu", {"pcu": pack_simd(simd, params)}),
              "agcus": agcus, "vec": vec, "layout": layout}

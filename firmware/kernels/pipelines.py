@@ -25,16 +25,21 @@ def agcu_programs(params, layout, loads, stores):
     buffer, words, flow)} (the load stream with the flow's header); ``stores`` a list of
     (AGCU, access, buffer, words, flow), in each AGCU's stream order — its first result
     flow through ``store``, the next ones through ``store2`` .. by the flow id they arrive
-    with. One segment per buffer."""
+    with. One segment per buffer, the whole buffer (kernel looping steps through it); the
+    ``words`` the tensor needs must fit in it."""
     vec, out = layout.vec, {}
+    for _, buf, words, _ in [*loads.values(), *(st[1:] for st in stores)]:
+        if words > buf.words:
+            raise ValueError(f"buffer {buf.name!r} of {buf.words} words is too small: the "
+                             f"kernel needs {words}")
     for ag in sorted(set(loads) | {st[0] for st in stores}):
         segs, load, hdr = [], None, None
         if ag in loads:
             acc, buf, words, name = loads[ag]
-            segs, load, hdr = [Segment(buf.addr, words)], (acc, 0), vec.headers[name]
+            segs, load, hdr = [Segment(buf.addr, buf.words)], (acc, 0), vec.headers[name]
         placed = []
         for _, acc, buf, words, flow in (st for st in stores if st[0] == ag):
-            seg = Segment(buf.addr, words)
+            seg = Segment(buf.addr, buf.words)
             if seg not in segs:
                 segs.append(seg)
             placed.append((acc, segs.index(seg), flow))

@@ -154,9 +154,9 @@ def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, stor
     vec, sca = layout.vec, layout.sca
     load = TensorAccess((rows, xs), (x_stride, 1))
     agcus = {
-        0: pack_agcu(params, load=(load, 0), segments=[Segment(x.addr, x_words)],
+        0: pack_agcu(params, load=(load, 0), segments=[Segment(x.addr, x.words)],
                      hdr=vec.headers["x"])[0],
-        1: pack_agcu(params, store=(store, 0), segments=[Segment(y.addr, y_words)])[0],
+        1: pack_agcu(params, store=(store, 0), segments=[Segment(y.addr, y.words)])[0],
     }
     parts = {"pcus": layout.configs("pcu", {u: pack_simd(programs[u], params)
                                             for u in ("max", "exp", "norm")}),

@@ -12,7 +12,7 @@ import numpy as np
 from hdl.memory.config import MemoryMap
 from hdl.sequencer import record_beats
 
-from .launch import Launch
+from .launch import Launch, check_extents
 from .memory import Allocator
 
 __all__ = ["DeviceError", "LoadedProgram", "Device", "MAX_LAUNCHES"]
@@ -32,10 +32,14 @@ class LoadedProgram:
         self.program, self.buffer = program, buffer
 
     def launch(self, *, iterations=1, offsets=None, strides=None, reload=True):
-        """A launch record of this program (see :class:`Launch`)."""
+        """A launch record of this program (see :class:`Launch`); arguments and strides
+        that would take a stream outside its buffer in any iteration are refused
+        (:class:`~firmware.runtime.launch.LaunchError`)."""
         p = self.program
-        return Launch(self.buffer.addr, p.beats if reload else 0, p.units, p.agcus,
-                      iterations, dict(offsets or {}), dict(strides or {}))
+        launch = Launch(self.buffer.addr, p.beats if reload else 0, p.units, p.agcus,
+                        iterations, dict(offsets or {}), dict(strides or {}))
+        check_extents(p.name, getattr(p, "extents", {}), launch)
+        return launch
 
 
 class Device:

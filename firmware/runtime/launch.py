@@ -7,9 +7,10 @@ import numpy as np
 from hdl.agcu.config import streams, word_bits
 from hdl.configbus import COUNT_BITS
 from hdl.memory.config import MemoryMap
-from hdl.sequencer import ITER_BITS, launch_layout, record_beats
+from hdl.counters import ITER_BITS
+from hdl.sequencer import launch_layout, record_beats
 
-__all__ = ["LaunchError", "Launch", "pack_launch", "launch_words"]
+__all__ = ["LaunchError", "Launch", "check_extents", "pack_launch", "launch_words"]
 
 
 class LaunchError(ValueError):
@@ -25,7 +26,9 @@ class Launch:
     ``units`` / ``agcus`` are the masks of what starts; ``offsets[k, "load"]`` is the
     argument of AGCU k's load stream (words added to its segment base; ``"store"``,
     ``"store2"`` .. likewise) and ``strides[k, "load"]`` what each further iteration adds
-    to it (missing entries are 0).
+    to it (missing entries are 0). ``iterations`` > 1 is kernel looping: one pipelined
+    run of every unit (``hdl.sequencer``), the same results as that many launches of one
+    iteration with offsets ``offset + i * stride``.
     """
     program: int
     beats: int
@@ -34,6 +37,24 @@ class Launch:
     iterations: int = 1
     offsets: dict = field(default_factory=dict)
     strides: dict = field(default_factory=dict)
+
+
+def check_extents(name, extents, launch: Launch):
+    """Refuse a launch whose arguments or kernel-looping strides take an AGCU stream of
+    kernel ``name`` outside its buffer in any iteration (``extents``: the program's
+    {(k, stream): (lo, hi, size)})."""
+    last = launch.iterations - 1
+    for (k, stream), (lo, hi, size) in sorted(extents.items()):
+        off = launch.offsets.get((k, stream), 0)
+        step = launch.strides.get((k, stream), 0)
+        first, final = off + lo + min(0, last * step), off + hi + max(0, last * step)
+        if first < 0 or final > size:
+            i = last if (final > size) == (step > 0) else 0
+            raise LaunchError(
+                f"kernel {name!r}: AGCU {k} {stream}: with offset {off} and stride {step}, "
+                f"iteration {i} of {launch.iterations} touches words "
+                f"{off + lo + i * step} .. {off + hi + i * step - 1} of a {size}-word "
+                f"buffer (kernel looping may not leave the buffer)")
 
 
 def pack_launch(params, launch: Launch) -> int:

@@ -5,8 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.arbiter import RoundRobin
-from hdl.counters import MAX_COUNTERS
-from hdl.counters import CounterChain
+from hdl.counters import ITER_BITS, MAX_COUNTERS, CounterChain
 from hdl.memory.config import BURST_BITS, MAX_BURST, MemoryMap, mem_port_signature
 from hdl.memory.reader import BurstReader
 from hdl.packet import vector_packet_layout
@@ -49,6 +48,11 @@ class Agcu(wiring.Component):
     ``offset.load`` / ``offset.store`` / ``offset.store2`` .. (the kernel's arguments, set
     by the kernel sequencer) move each stream's segment: its base is ``base + offset`` words.
 
+    Kernel looping: ``iters`` (with ``start``) runs every enabled stream's access that many
+    times back to back, iteration ``i`` at ``i * stride.<stream>`` words further into the
+    segment (checked against it like every address). Each iteration's last load packet is
+    flushed and flagged ``last`` as in a run of its own, so consumers see the same packets.
+
     ``start`` (while not ``busy``) begins the enabled streams; ``busy`` drops once every
     burst is answered (load: delivered; store: acknowledged); ``done`` counts finished
     starts.
@@ -65,6 +69,7 @@ class Agcu(wiring.Component):
         super().__init__({
             "config": In(agcu_config_layout(params)),
             "offset": In(agcu_args_layout(params)),
+            "stride": In(agcu_args_layout(params)), "iters": In(ITER_BITS),
             "start": In(1), "status": Out(agcu_status_signature()),
             "vout": Out(stream.Signature(vector_packet_layout(params))),
             "vin": In(stream.Signature(vector_packet_layout(params))),
@@ -140,23 +145,30 @@ class Agcu(wiring.Component):
 
     def _address_streams(self, m, begin, bl):
         """Each stream (load, store, store2): its chain's (address-moving) counter values
-        summed give the start of each run; the splitter checks, translates and cuts runs
-        into bursts, queued. Returns ({name: burst queue}, {name: (splitter, chain)})."""
+        summed, plus the iteration's offset (``stride`` per kernel-looping iteration), give
+        the start of each run; the splitter checks, translates and cuts runs into bursts,
+        queued. Returns ({name: burst queue}, {name: (splitter, chain)})."""
         cfg = self.config
         bqs, parts = {}, {}
         for name in streams(self.params):
             acc = cfg[name]
             chain = m.submodules[f"{name}_chain"] = CounterChain(1)
-            m.d.comb += [chain.config.eq(acc.chain), chain.start.eq(begin & acc.en)]
+            m.d.comb += [chain.config.eq(acc.chain), chain.start.eq(begin & acc.en),
+                         chain.repeat.eq(self.iters)]
             split = m.submodules[f"{name}_split"] = BurstSplitter(self.params)
             step = chain.o.payload
             seg = cfg.segments[acc.segment]
+            it_off = Signal(signed(32), name=f"{name}_iter_offset")
+            with m.If(begin):
+                m.d.sync += it_off.eq(0)
+            with m.Elif(chain.o.valid & chain.o.ready & step.last):
+                m.d.sync += it_off.eq(it_off + self.stride[name].as_signed())
             m.d.comb += [
                 split.seg.base.eq(seg.base + self.offset[name]), split.seg.size.eq(seg.size),
                 split.run.eq(acc.run), split.start.eq(begin),
                 split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
-                split.i.payload.offset.eq(sum(Mux(acc.addr_en[i], step.value[i], 0)
-                                              for i in range(MAX_COUNTERS))),
+                split.i.payload.offset.eq(it_off + sum(Mux(acc.addr_en[i], step.value[i], 0)
+                                                       for i in range(MAX_COUNTERS))),
                 split.i.payload.last.eq(step.last),
             ]
             bq = bqs[name] = m.submodules[f"{name}_bq"] = fifo.SyncFIFOBuffered(width=bl.size,

@@ -5,7 +5,7 @@ from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.counters import CounterChain
+from hdl.counters import ITER_BITS, CounterChain
 from hdl.numerics.pipeline import Stages
 from hdl.packet import scalar_layout, vector_layout
 from hdl.params import RduParams
@@ -46,6 +46,10 @@ class Pcu(wiring.Component):
     ``start`` until the last element has left; ``done`` pulses then. ``tok_in`` pulses
     add control tokens (``config.tok``); ``tok_out`` pulses when a token window's last
     step has taken its inputs.
+
+    ``iters`` (with ``start``): kernel looping, the program runs that many times back to
+    back (the counter chain or the systolic tiles repeat, nothing resets in between);
+    only the final iteration's last element carries ``last``.
     """
 
     def __init__(self, params: RduParams):
@@ -56,6 +60,7 @@ class Pcu(wiring.Component):
         super().__init__({
             "config": In(pcu_config_layout(params)),
             "start": In(1),
+            "iters": In(ITER_BITS),
             "busy": Out(1),
             "done": Out(1),
             "tok_in": In(1),
@@ -158,7 +163,7 @@ class Pcu(wiring.Component):
             fire.eq(~systolic & en & chain.o.valid & ~tok_wait & inputs_ready[0] &
                     inputs_ready[1] & inputs_ready[2]),
             chain.o.ready.eq(fire), chain.config.eq(cfg.chain),
-            chain.start.eq(self.start & ~systolic),
+            chain.start.eq(self.start & ~systolic), chain.repeat.eq(self.iters),
             self.tok_out.eq(fire & window_end),
         ]
         take_tok = fire & cfg.tok.en & need_tok
@@ -179,7 +184,7 @@ class Pcu(wiring.Component):
                      hred.mask.eq(step.mask)]
         hst = Stages(m, en, "hdr")
         side = Signal(side_layout(self.params.pcu_lanes))
-        m.d.comb += [side.valid.eq(fire), side.mask.eq(step.mask), side.last.eq(step.last),
+        m.d.comb += [side.valid.eq(fire), side.mask.eq(step.mask), side.last.eq(step.final),
                      side.wrap.eq(step.wrap)]
         late = {k: hst.delay(v, hred.LATENCY, name=f"hdr_{k}") for k, v in {
             "vin0": vin0.data, "vin1": vin1.data, "sin0": fifos["sin0"].r_data,
@@ -197,6 +202,7 @@ class Pcu(wiring.Component):
             body.vin1.eq(late["vin1"]), body.sin0.eq(late["sin0"]), body.red.eq(hred.r),
             body.ctr.eq(late["ctr"]),
             sa.config.eq(cfg.systolic), sa.start.eq(self.start & systolic),
+            sa.repeat.eq(self.iters),
         ]
 
     def _scale_scalars(self, m, sa, fifos, hst, late, en, body, systolic, sin_pop):

@@ -30,6 +30,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.counters import ITER_BITS
 from hdl.numerics.pipeline import Stages
 
 from .alu import Alu
@@ -44,6 +45,8 @@ class Systolic(wiring.Component):
     ``array_en`` drives the body's enable; ``sys_a/b/c`` its operands; ``fu_r`` its
     results. ``o_*`` is the drained row stream (one row per cycle while ``o_ready``),
     ``o_last`` on the final row of the final tile. ``busy`` from ``start`` until then.
+    ``repeat`` (with ``start``; 0 counts as 1): the tiles run that many times back to back
+    (kernel looping); ``o_last`` only on the final repeat's final row.
     """
 
     def __init__(self, params):
@@ -55,7 +58,7 @@ class Systolic(wiring.Component):
         grid = data.ArrayLayout(vec, self.stages)
         super().__init__({
             "config": In(systolic_config_layout(params)),
-            "start": In(1), "busy": Out(1),
+            "start": In(1), "repeat": In(ITER_BITS), "busy": Out(1),
             "a": In(stream.Signature(vec)), "b": In(stream.Signature(vec)),
             "array_en": Out(1),
             "sys_a": Out(grid), "sys_b": Out(grid), "sys_c": Out(grid), "fu_r": In(grid),
@@ -85,9 +88,11 @@ class Systolic(wiring.Component):
             fire.eq(en & active & step_ok & (~tile_start | (since == self.MIN_PERIOD))),
             self.a.ready.eq(fire), self.b.ready.eq(fire & (j == 0)),
         ]
+        in_left = Signal(ITER_BITS)           # repeats of the tiles after this one
+        reps = Mux(self.repeat == 0, 0, self.repeat - 1)
         with m.If(self.start & ~active & ~self.busy):
             m.d.sync += [active.eq(cfg.tiles != 0), k.eq(0), j.eq(0), tile.eq(0),
-                         since.eq(self.MIN_PERIOD)]
+                         since.eq(self.MIN_PERIOD), in_left.eq(reps)]
         with m.Elif(en):
             with m.If(fire & tile_start):
                 m.d.sync += since.eq(1)
@@ -102,7 +107,11 @@ class Systolic(wiring.Component):
                     with m.If(k == cfg.k - 1):
                         m.d.sync += [k.eq(0), tile.eq(tile + 1)]
                         with m.If(tile == cfg.tiles - 1):
-                            m.d.sync += active.eq(0)
+                            m.d.sync += tile.eq(0)
+                            with m.If(in_left == 0):
+                                m.d.sync += active.eq(0)
+                            with m.Else():
+                                m.d.sync += in_left.eq(in_left - 1)
 
         b_now = Signal(data.ArrayLayout(32, L))
         m.d.comb += b_now.eq(self.b.payload)
@@ -141,7 +150,14 @@ class Systolic(wiring.Component):
                 b_val = st.reg(b_val, name=f"b_{s}_{l}")
                 m.d.comb += self.sys_b[s][l].eq(b_val)
 
-        # --- bank complete -> drain buffer -> rows ----------------------------------
+        self._drain(m, banks, last_fu, cap_pending, freeze, reps)
+        return m
+
+    def _drain(self, m, banks, last_fu, cap_pending, freeze, reps):
+        """Bank complete -> drain buffer -> result rows, one per cycle; ``running`` (busy)
+        from ``start`` until the final repeat's final row left."""
+        S, L, P = self.stages, self.lanes, self.P
+        cfg, en = self.config, self.array_en
         captured = Signal(range(P + 1))
         bank_full = Signal()
         buf_full = Signal()
@@ -161,8 +177,10 @@ class Systolic(wiring.Component):
                          for s in range(S) for l in range(L) for i in range(P)]
 
         drain = self.o_valid & self.o_ready
+        out_left = Signal(ITER_BITS)          # repeats to drain after this one
         m.d.comb += [self.o_valid.eq(buf_full), self.o_mask.eq(cfg.mask),
-                     self.o_last.eq((row == cfg.rows - 1) & (drained == cfg.tiles - 1))]
+                     self.o_last.eq((row == cfg.rows - 1) & (drained == cfg.tiles - 1) &
+                                    (out_left == 0))]
         with m.Switch(row):
             for r in range(P * S):
                 # The last row is the default: row never exceeds it.
@@ -172,11 +190,12 @@ class Systolic(wiring.Component):
             m.d.sync += row.eq(row + 1)
             with m.If(row == cfg.rows - 1):
                 m.d.sync += [row.eq(0), buf_full.eq(0), drained.eq(drained + 1)]
+                with m.If(drained == cfg.tiles - 1):
+                    m.d.sync += [drained.eq(0), out_left.eq(out_left - 1)]
         running = Signal()
         with m.If(self.start & ~running):
-            m.d.sync += [running.eq(cfg.tiles != 0), drained.eq(0)]
+            m.d.sync += [running.eq(cfg.tiles != 0), drained.eq(0), out_left.eq(reps)]
         with m.Elif(drain & self.o_last):
             m.d.sync += running.eq(0)
         m.d.comb += self.busy.eq(running)
-        return m
 

@@ -5,8 +5,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.counters import MAX_COUNTERS
-from hdl.counters import CounterChain
+from hdl.counters import ITER_BITS, MAX_COUNTERS, CounterChain
 
 from .config import address_config_layout, address_layout
 
@@ -15,7 +14,8 @@ __all__ = ["AddressGen"]
 
 class AddressGen(wiring.Component):
     """Addresses of :func:`~hdl.pmu.config.address_config_layout`, one vector per
-    step while ``o.ready``; ``start`` begins a run (``busy`` until its last step left).
+    step while ``o.ready``; ``start`` begins ``repeat`` runs back to back (kernel looping;
+    ``busy`` until the final step left, the only one with ``last``).
     ``tag_level`` picks the counter whose value, shifted right by ``tag_shift``, goes out
     (low bits) as ``tag``."""
 
@@ -23,7 +23,8 @@ class AddressGen(wiring.Component):
         self.params = params
         super().__init__({
             "config": In(address_config_layout(params)),
-            "start": In(1), "busy": Out(1), "tag_level": In(range(MAX_COUNTERS)),
+            "start": In(1), "repeat": In(ITER_BITS), "busy": Out(1),
+            "tag_level": In(range(MAX_COUNTERS)),
             "tag_shift": In(range(32)),
             "s": In(stream.Signature(32)),
             "o": Out(stream.Signature(address_layout(params))),
@@ -51,7 +52,7 @@ class AddressGen(wiring.Component):
         with m.Elif(self.s.valid & need_hi):
             m.d.sync += [hi_dyn.eq(self.s.payload), need_hi.eq(0)]
         with m.Elif(self.o.valid & self.o.ready & step.wrap.bit_select(dyn.level, 1) &
-                    ~step.last):
+                    ~step.final):
             m.d.sync += [need_base.eq(dyn.base), need_hi.eq(dyn.hi)]
         hi = Mux(dyn.hi, hi_dyn, cfg.hi)
         loaded = ~need_base & ~need_hi
@@ -63,7 +64,7 @@ class AddressGen(wiring.Component):
                          p.addr[l].eq(a),
                          p.mask[l].eq(step.mask[l] & (a >= cfg.lo) & (a < hi))]
         m.d.comb += [chain.config.eq(cfg.chain), chain.start.eq(self.start),
-                     p.wrap.eq(step.wrap), p.last.eq(step.last),
+                     chain.repeat.eq(self.repeat), p.wrap.eq(step.wrap), p.last.eq(step.final),
                      p.tag.eq(step.value[self.tag_level].as_unsigned() >> self.tag_shift),
                      self.o.valid.eq(chain.o.valid & loaded),
                      chain.o.ready.eq(self.o.ready & loaded),

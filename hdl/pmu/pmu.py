@@ -5,7 +5,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.counters import COUNTER_BITS
+from hdl.counters import COUNTER_BITS, ITER_BITS
 from hdl.packet import vector_layout
 from hdl.packet import flow_bits
 
@@ -25,6 +25,9 @@ class Pmu(wiring.Component):
     carry the pipelines' per-window base offsets and bounds when configured. ``vout_flow``
     is the flow id of the vector on ``vout`` (``config.r_flow``). Full buffers are
     counted between the two sides (``full``); ``busy`` until the last read left.
+    ``iters`` (with ``start``): kernel looping, both pipelines run their program that many
+    times back to back; buffers and their counts carry on from one iteration to the next,
+    so the writer fills the next iteration's buffer while the reader drains this one.
     """
 
     def __init__(self, params):
@@ -32,7 +35,7 @@ class Pmu(wiring.Component):
         vec = vector_layout(params.pcu_lanes)
         super().__init__({
             "config": In(pmu_config_layout(params)),
-            "start": In(1), "busy": Out(1),
+            "start": In(1), "iters": In(ITER_BITS), "busy": Out(1),
             "vin": In(stream.Signature(vec)),
             "wsin": In(stream.Signature(32)), "rsin": In(stream.Signature(32)),
             "vout": Out(stream.Signature(vec)), "vout_flow": Out(flow_bits(params)),
@@ -50,6 +53,7 @@ class Pmu(wiring.Component):
         m.d.comb += [wgen.config.eq(cfg.write), rgen.config.eq(cfg.read),
                      wgen.start.eq(self.start & ~self.busy),
                      rgen.start.eq(self.start & ~self.busy),
+                     wgen.repeat.eq(self.iters), rgen.repeat.eq(self.iters),
                      banks.config.eq(cfg.banks), wgen.tag_level.eq(0), wgen.tag_shift.eq(0),
                      rgen.tag_level.eq(cfg.r_flow.level), rgen.tag_shift.eq(cfg.r_flow.shift),
                      self.w_conflicts.eq(banks.w_conflicts),

@@ -275,10 +275,13 @@ class AttentionHeadsArgs(TbArgs):
 @dataclass(frozen=True)
 class LayerLoopArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "layer_loop"
-    m: int = arg(1, "rows of the activations", lo=1)
-    n: int = arg(8, "outputs per layer", lo=1)
+    m: int = arg(1, "rows of A: the activations' rows (with weights_a: outputs per layer)",
+                 lo=1)
+    n: int = arg(8, "columns of B: outputs per layer (with weights_a: tokens)", lo=1)
     k: int = arg(64, "inputs per layer", lo=1)
     layers: int = arg(8, "layers (one weight set each)", lo=1)
+    weights_a: bool = arg(False, "decode form: the weights are A (W^T, m x k), streamed, "
+                                 "and the activations B (k x n) (0/1)")
 
 
 @dataclass(frozen=True)
