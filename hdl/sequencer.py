@@ -137,6 +137,7 @@ class KernelSequencer(wiring.Component):
         args = [(self.agcu_offset[k][name], self.agcu_stride[k][name], rec.args[k][name])
                 for k in range(p.agcus) for name in streams(p)]
         settle = Signal(2)
+        fetched = Signal(range(rb + 1))
         elapsed = Signal(32)
         agcus = Signal(p.agcus)
         units = Signal(len(self.tile_start))
@@ -160,8 +161,11 @@ class KernelSequencer(wiring.Component):
             with m.State("FETCH"):
                 m.d.comb += reader.o.ready.eq(1)
                 with m.If(reader.o.valid):
-                    m.d.sync += record.eq(Cat(record[32 * W:], reader.o.payload.data))
-                    with m.If(reader.o.payload.last):
+                    # A record crossing a MAX_BURST block comes in two bursts: count beats.
+                    m.d.sync += [record.eq(Cat(record[32 * W:], reader.o.payload.data)),
+                                 fetched.eq(fetched + 1)]
+                    with m.If(fetched == rb - 1):
+                        m.d.sync += fetched.eq(0)
                         m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += [it.eq(rec.iterations), agcus.eq(rec.agcus), units.eq(rec.units)]

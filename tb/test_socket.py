@@ -56,8 +56,8 @@ from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
 from tb.lib.args import (
-    AttentionArgs, AttentionHeadsArgs, FaultArgs, GemmArgs, GraphArgs, LayerLoopArgs,
-    LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+    AttentionArgs, AttentionHeadsArgs, FaultArgs, GemmArgs, GemvLoopArgs, GraphArgs,
+    LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
 from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.memimage import MemoryImage
 
@@ -416,6 +416,16 @@ def _at(buf, offset):
     return Buffer(buf.region, buf.addr + offset, buf.words - offset, buf.name)
 
 
+def _loop_launches(prog, mode, layers, step):
+    """``layers`` iterations of ``prog``, the AGCU arguments moved by ``step`` each: one
+    looped launch (``"looped"``), or one launch per layer with the program loaded once
+    (``"resident"``) or by each (``"reload"``)."""
+    if mode == "looped":
+        return [prog.launch(iterations=layers, strides=step)]
+    return [prog.launch(offsets={key: i * v for key, v in step.items()},
+                        reload=mode == "reload" or i == 0) for i in range(layers)]
+
+
 @cocotb.test()
 async def layer_loop(dut):
     args, params, dev, rng = await _setup(dut, LayerLoopArgs)
@@ -446,14 +456,7 @@ async def layer_loop(dut):
         before = (await dev.counters())["seq"]
         step = {(0 if args.weights_a else 1, "load"): wsz,
                 **{key: csz for key in g.c_streams}}
-        if mode == "looped":
-            launches = [prog.launch(iterations=layers, strides=step)]
-        else:
-            # One launch per layer: the program loaded once (resident) or by each.
-            launches = [prog.launch(offsets={key: i * v for key, v in step.items()},
-                                    reload=mode == "reload" or i == 0)
-                        for i in range(layers)]
-        after = (await dev.run(launches))["seq"]
+        after = (await dev.run(_loop_launches(prog, mode, layers, step)))["seq"]
         out = outs[mode] = (await dev.read(bufs["c"])).reshape(layers, csz)[:, :s.c_words]
         for i, w in enumerate(ws):
             got = g.unpack_c(out[i])
@@ -468,6 +471,71 @@ async def layer_loop(dut):
                   weight_bytes=4 * layers * wwords,
                   speedup=results["reload"]["cycles"] / looped,
                   speedup_vs_resident=results["resident"]["cycles"] / looped)
+
+
+def _hbm_total(c):
+    return sum(ch["read"] + ch["write"] for ch in c["hbm"])
+
+
+@cocotb.test()
+async def gemv_loop(dut):
+    from firmware.kernels.gemv import compile_gemv
+    args, params, dev, rng = await _setup(dut, GemvLoopArgs)
+    n, k, layers = args.n, args.k, args.layers
+    nrng = np.random.default_rng(args.seed)
+    ws = nrng.normal(0, 1, (layers, n, k)).astype(np.float32)
+    xs = nrng.normal(0, 1, (layers, k)).astype(np.float32)
+    al = dev.alloc.align
+    kp = -(-k // params.pcu_lanes) * params.pcu_lanes
+    wsz, xsz, ysz = (-(-v // al) * al for v in (n * kp, kp, n))
+    # Weights and inputs written once (the runs only read them); outputs per run.
+    bufs = {"w": dev.alloc.alloc("hbm", wsz * layers, "weights"),
+            "x": dev.alloc.alloc("hbm", xsz * layers, "inputs")}
+    results, outs = {}, {}
+    for mode in ("looped", "resident", "reload"):
+        bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
+        g = compile_gemv(params, n, k, shares=args.shares or None, **bufs)
+        sh = g.shape
+        if mode == "looped":
+            await dev.write(bufs["w"], np.concatenate(
+                [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - n * kp)) for w in ws]))
+            await dev.write(bufs["x"], np.concatenate(
+                [np.pad(g.pack_x(x.view(np.uint32)), (0, xsz - kp)) for x in xs]))
+        prog = await dev.load(g.program)
+        step = {(0, "load2"): xsz, **{(p, "load"): wsz for p in range(sh.shares)},
+                **{(p, "store"): ysz for p in range(sh.shares)}}
+        before = await dev.counters()
+        after = await dev.run(_loop_launches(prog, mode, layers, step))
+        out = outs[mode] = (await dev.read(bufs["y"])).reshape(layers, ysz)[:, :n]
+        for i in range(layers):
+            want = g.reference(params, g.pack_w(ws[i].view(np.uint32)),
+                               g.pack_x(xs[i].view(np.uint32)))
+            bad = np.nonzero(out[i] != want)[0]
+            assert not len(bad), (f"{mode}: layer {i}: {len(bad)} outputs differ from the "
+                                  f"reference, first {bad[0]} (seed {args.seed})")
+            exact = ws[i].astype(np.float64) @ xs[i].astype(np.float64)
+            scale = np.abs(ws[i].astype(np.float64)) @ np.abs(xs[i].astype(np.float64))
+            # One rounding per product, per reduction-tree level and per accumulated
+            # chunk: at most m = 1 + log2(lanes) + ceil(k / lanes) roundings, each within
+            # 2**-24 of a partial sum bounded by sum |w x|.
+            m = 1 + params.pcu_lanes.bit_length() - 1 + -(-k // params.pcu_lanes)
+            err = np.abs(out[i].view(np.float32).astype(np.float64) - exact)
+            assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all(), \
+                f"{mode}: layer {i} off float64 beyond the bound (seed {args.seed})"
+        results[mode] = {**_seq_delta(before["seq"], after["seq"]),
+                         "hbm_bytes": _hbm_total(after) - _hbm_total(before)}
+    for mode in ("resident", "reload"):
+        assert (outs[mode] == outs["looped"]).all(), \
+            f"looped and {mode} launches differ (seed {args.seed})"
+    peak = params.hbm_peak_bytes_per_cycle
+    lo = results["looped"]
+    write_outputs(**results, layers=layers, shares=sh.shares, beats=g.program.beats,
+                  compulsory_bytes=layers * sh.bytes,
+                  hbm_bw_utilization=lo["hbm_bytes"] / (lo["cycles"] * peak),
+                  exec_hbm_bw_utilization=lo["hbm_bytes"] / (lo["exec_cycles"] * peak),
+                  useful_bw_utilization=layers * sh.bytes / (lo["cycles"] * peak),
+                  speedup=results["reload"]["cycles"] / lo["cycles"],
+                  speedup_vs_resident=results["resident"]["cycles"] / lo["cycles"])
 
 
 @cocotb.test()

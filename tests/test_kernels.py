@@ -75,7 +75,7 @@ def test_launch_errors_name_the_field():
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, offsets={(5, "load"): 1}))
     with pytest.raises(LaunchError, match="key"):
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, strides={(0, "read"): 1}))
-    with pytest.raises(LaunchError, match="'load', 'store', 'store2', 'store3'"):
+    with pytest.raises(LaunchError, match="'load', 'load2', 'store', 'store2', 'store3'"):
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, offsets={(0, "store4"): 1}))
 
 
@@ -437,3 +437,55 @@ def test_attention_errors_name_the_resource():
     # No PMU is left on small for a query tile: the placement says so.
     with pytest.raises(PlacementError, match="needs 5 PMUs, the array has 4"):
         compile_attention(SMALL, 40, 32, q_stationary=True, **big)
+
+
+# --- decode GEMV ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,n,k,shares", [("small", 20, 37, None), ("small", 5, 8, 1),
+                                             ("plasticine", 70, 100, None)])
+def test_gemv_on_the_reference_backend(name, n, k, shares):
+    """The GEMV kernel places one PCU, PMU and AGCU per share; on the reference backend
+    its result is its own bit-exact reference and within the float64 bound."""
+    from firmware.kernels.gemv import compile_gemv
+    from firmware.runtime.reference import ReferenceDevice
+    params = PRESETS[name]
+    rng = np.random.default_rng(n + k)
+    w = rng.normal(0, 1, (n, k)).astype(np.float32)
+    x = rng.normal(0, 1, k).astype(np.float32)
+
+    async def go():
+        dev = ReferenceDevice(params)
+        kp = -(-k // params.pcu_lanes) * params.pcu_lanes
+        bufs = {"w": dev.alloc.alloc("hbm", n * kp), "x": dev.alloc.alloc("hbm", kp),
+                "y": dev.alloc.alloc("hbm", n)}
+        g = compile_gemv(params, n, k, shares=shares, **bufs)
+        await dev.write(bufs["w"], g.pack_w(w.view(np.uint32)))
+        await dev.write(bufs["x"], g.pack_x(x.view(np.uint32)))
+        await dev.run([(await dev.load(g.program)).launch()])
+        return g, await dev.read(bufs["y"])
+    g, y = _run(go())
+    assert g.shape.shares == (shares or min(params.agcus, n))
+    want = g.reference(params, g.pack_w(w.view(np.uint32)), g.pack_x(x.view(np.uint32)))
+    assert (y == want).all()
+    m = 1 + params.pcu_lanes.bit_length() - 1 + -(-k // params.pcu_lanes)
+    scale = np.abs(w.astype(np.float64)) @ np.abs(x.astype(np.float64))
+    err = np.abs(y.view(np.float32) - w.astype(np.float64) @ x)
+    assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all()
+
+
+@pytest.mark.parametrize("n,k,shares,message", [
+    (0, 8, None, "n = 0 must be a positive integer"),
+    (8, True, None, "k = True must be a positive integer"),
+    (8, 8, 3, "3 shares; 1 .. 2"), (1, 8, 2, "2 shares; 1 .. 1"),
+    (8, 5000, None, "does not fit a PMU of 8192 words")])
+def test_gemv_refuses_what_it_cannot_run(n, k, shares, message):
+    from firmware.kernels.gemv import GemvShape
+    with pytest.raises(ValueError, match=message):
+        GemvShape.of(SMALL, n, k, shares)
+
+
+def test_rows_out_needs_a_reduction():
+    from firmware.compiler.counters import Counter
+    from firmware.compiler.pcu import SimdProgram, pack_simd
+    with pytest.raises(PcuProgramError, match="rows_out"):
+        pack_simd(SimdProgram(counters=(Counter(0, 8),), stages=(), rows_out=True), SMALL)

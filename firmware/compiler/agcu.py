@@ -117,12 +117,14 @@ def _run_starts(prog: AgcuProgram):
 
 
 def pack_agcu(params, *, segments, load=None, store=None, by_flow=(), hdr=None,
-              check_bounds=True):
+              load2=None, hdr2=None, check_bounds=True):
     """The AGCU config (``agcu_config_layout``) as an integer, and the lowered programs
     ({"load": AgcuProgram, "store": ...} of the streams used).
 
     ``load`` / ``store``: ``(TensorAccess, segment)`` of each stream used (``load``
-    streams to ``vout`` with header ``hdr``, ``store`` from ``vin``); ``by_flow``:
+    streams to ``vout`` with header ``hdr``, ``store`` from ``vin``); ``load2`` (with
+    header ``hdr2``): the prologue of each iteration's load (read in full before
+    ``load``'s, e.g. a layer's activations before its weights); ``by_flow``:
     ``(TensorAccess, segment, flow id)`` of each further store stream (``store2`` ..), the
     store of the packets that arrive with that flow id (``FabricRoutes.arrivals``;
     ``store`` takes the rest); ``segments`` is the
@@ -140,6 +142,9 @@ def pack_agcu(params, *, segments, load=None, store=None, by_flow=(), hdr=None,
                                    f"inside memory ({total:#x} words)")
     if load is None and store is None:
         raise AgcuProgramError("an AGCU program needs a load or a store stream")
+    if load2 is not None and load is None:
+        raise AgcuProgramError("load2 is the prologue of the load stream; the AGCU program "
+                               "needs a load stream beside it")
     extra = stores(params)[1:]
     if len(by_flow) > len(extra):
         raise AgcuProgramError(f"{1 + len(by_flow)} store streams; the AGCU has "
@@ -157,9 +162,10 @@ def pack_agcu(params, *, segments, load=None, store=None, by_flow=(), hdr=None,
     layout = agcu_config_layout(params)
     seg_list = [{"base": s.base, "size": s.size} for s in segments]
     seg_list += [{"base": 0, "size": 0}] * (params.agcu_segments - len(seg_list))
-    value = layout.const({"segments": seg_list, "hdr": hdr or {}, **flows}).as_value().value
+    value = layout.const({"segments": seg_list, "hdr": hdr or {}, "hdr2": hdr2 or {},
+                          **flows}).as_value().value
     progs = {}
-    for name, stream in (("load", load), ("store", store),
+    for name, stream in (("load", load), ("load2", load2), ("store", store),
                          *((n, (acc, seg)) for n, (acc, seg, _) in zip(extra, by_flow))):
         if stream is None:
             continue

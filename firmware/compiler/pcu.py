@@ -158,6 +158,8 @@ class SimdProgram:
     ``scalar_hold = level``: the scalar input is read once per window of counter
     ``level`` (one full run of that counter, as for ``accumulate``) instead of every
     iteration. ``tokens = level``: each such window waits for one control token.
+    ``rows_out``: the scalar results leave on the vector output instead, one per packet
+    (lane 0), so an AGCU can store them (it packs them densely into memory).
     """
     counters: tuple
     stages: tuple
@@ -169,6 +171,7 @@ class SimdProgram:
     vector_out: bool | None = None
     scalar_hold: int | None = None
     tokens: int | None = None
+    rows_out: bool = False
 
 
 def _imm_bits(imm, where):
@@ -272,6 +275,9 @@ def pack_simd(program: SimdProgram, params: RduParams) -> int:
     vout = (red is None) if program.vector_out is None else bool(program.vector_out)
     if not vout and red is None:
         raise PcuProgramError("vector_out: a program with no reduce must emit vectors")
+    if program.rows_out and (red is None or vout):
+        raise PcuProgramError("rows_out: the scalar results take the vector output; it "
+                              "needs reduce and no vector_out")
     chain = ChainConfig.from_bits(pack_chain(program.counters, params, PcuProgramError))
     return _pack(
         params, chain=chain,
@@ -281,6 +287,7 @@ def pack_simd(program: SimdProgram, params: RduParams) -> int:
         sin_en=int("sin0" in program.inputs),
         sin_hold={"en": hold is not None, "level": hold or 0},
         hred=hred, tail=tail, vout_en=vout, reduce={"en": red is not None},
+        row_vout=bool(program.rows_out),
         acc={"en": acc is not None, "op": acc[0] if acc else ReduceOp.ADD,
              "level": acc[1] if acc else 0},
         tok={"en": tok is not None, "level": tok or 0})

@@ -20,33 +20,38 @@ def blocks(total, parts):
     return out
 
 
-def agcu_programs(params, layout, loads, stores):
+def agcu_programs(params, layout, loads, stores, prologues=None):
     """The AGCU configs ({AGCU: config}) of a placed kernel: ``loads`` {AGCU: (access,
-    buffer, words, flow)} (the load stream with the flow's header); ``stores`` a list of
+    buffer, words, flow)} (the load stream with the flow's header); ``prologues`` likewise
+    for ``load2``, read before the load in every iteration; ``stores`` a list of
     (AGCU, access, buffer, words, flow), in each AGCU's stream order — its first result
     flow through ``store``, the next ones through ``store2`` .. by the flow id they arrive
     with. One segment per buffer, the whole buffer (kernel looping steps through it); the
     ``words`` the tensor needs must fit in it."""
-    vec, out = layout.vec, {}
-    for _, buf, words, _ in [*loads.values(), *(st[1:] for st in stores)]:
+    vec, out, prologues = layout.vec, {}, prologues or {}
+    for _, buf, words, _ in [*loads.values(), *prologues.values(), *(st[1:] for st in stores)]:
         if words > buf.words:
             raise ValueError(f"buffer {buf.name!r} of {buf.words} words is too small: the "
                              f"kernel needs {words}")
     for ag in sorted(set(loads) | {st[0] for st in stores}):
-        segs, load, hdr = [], None, None
-        if ag in loads:
-            acc, buf, words, name = loads[ag]
-            segs, load, hdr = [Segment(buf.addr, buf.words)], (acc, 0), vec.headers[name]
-        placed = []
-        for _, acc, buf, words, flow in (st for st in stores if st[0] == ag):
+        segs, streams = [], {}
+
+        def segment(buf):
             seg = Segment(buf.addr, buf.words)
             if seg not in segs:
                 segs.append(seg)
-            placed.append((acc, segs.index(seg), flow))
+            return segs.index(seg)
+        for name, table in (("load", loads), ("load2", prologues)):
+            if ag in table:
+                acc, buf, _, flow = table[ag]
+                streams[name] = (acc, segment(buf))
+                streams["hdr" if name == "load" else "hdr2"] = vec.headers[flow]
+        placed = [(acc, segment(buf), flow)
+                  for _, acc, buf, _, flow in (st for st in stores if st[0] == ag)]
         edge = layout.endpoint(params, agcu(ag))
         by_flow = [(acc, seg, vec.arrivals[flow][edge]) for acc, seg, flow in placed[1:]]
-        out[ag] = pack_agcu(params, load=load, store=placed[0][:2] if placed else None,
-                            hdr=hdr, by_flow=by_flow, segments=segs)[0]
+        out[ag] = pack_agcu(params, store=placed[0][:2] if placed else None,
+                            by_flow=by_flow, segments=segs, **streams)[0]
     return out
 
 

@@ -32,7 +32,8 @@ class Agcu(wiring.Component):
     counter chain (the start of each run of its access) and a splitter (checks,
     translates and cuts runs into bursts):
 
-    * load (``config.load``): bursts are requested with tags (up to ``agcu_tags`` in
+    * load (``config.load``, and before it in every iteration ``config.load2``: see
+      ``agcu_config_layout``): bursts are requested with tags (up to ``agcu_tags`` in
       flight, each with a reorder-buffer slot reserved, so responses are always
       accepted), responses land in their slot in whatever order they come, and slots
       drain in request order into the packer: dense vector packets with header
@@ -92,7 +93,6 @@ class Agcu(wiring.Component):
         for sp in reversed(splits[:-1]):
             fault_addr = Mux(sp.fault, sp.fault_addr, fault_addr)
         m.d.comb += self.status.fault_addr.eq(fault_addr)
-        lhead = data.View(bl, bqs["load"].r_data)
 
         net = self.net
         issued = Signal(32)
@@ -105,12 +105,7 @@ class Agcu(wiring.Component):
         paths = {name: self._write_path(m, name, begin, bqs, bl) for name in stores(self.params)}
         self._steer(m, paths)
         write_req, wnext, wtake, wquiet = self._write_arbiter(m, paths, bl)
-        m.d.comb += [
-            reader.bursts.valid.eq(bqs["load"].r_rdy),
-            reader.bursts.payload.addr.eq(lhead.addr), reader.bursts.payload.len.eq(lhead.len),
-            reader.bursts.payload.info.eq(lhead),
-            bqs["load"].r_en.eq(reader.bursts.ready),
-        ]
+        self._read_turns(m, begin, bqs, reader)
 
         with m.If(write_req):
             m.d.comb += [net.req.valid.eq(1), net.req.payload.addr.eq(wnext.addr),
@@ -271,7 +266,35 @@ class Agcu(wiring.Component):
             packer.i.payload.lo.eq(Mux(beat.first, beat.info.lo, 0)),
             packer.i.payload.hi.eq(Mux(beat.last, beat.info.hi, W)),
             packer.i.payload.last.eq(beat.last & beat.info.last),
-            self.vout.payload.body.eq(packer.o.payload), self.vout.payload.hdr.eq(self.config.hdr),
+            self.vout.payload.body.eq(packer.o.payload),
             self.vout.valid.eq(packer.o.valid), packer.o.ready.eq(self.vout.ready),
         ]
+        # Packets leave in the order of the read turns: load2's up to its `last`, then
+        # load's, and so on; each with its stream's header.
+        cfg = self.config
+        second = Signal()
+        m.d.comb += self.vout.payload.hdr.eq(Mux(second, cfg.hdr2, cfg.hdr))
+        with m.If(begin):
+            m.d.sync += second.eq(cfg.load2.en)
+        with m.Elif(self.vout.valid & self.vout.ready & packer.o.payload.last & cfg.load2.en):
+            m.d.sync += second.eq(~second)
         return packer
+
+    def _read_turns(self, m, begin, bqs, reader):
+        """The read bursts of ``load2`` and ``load`` into the reader, by turns: each
+        iteration's whole ``load2`` access (when on), then ``load``'s (a turn ends with the
+        burst that carries ``last``)."""
+        bl, cfg = burst_layout(self.params), self.config
+        second = Signal()
+        q1, q2 = bqs["load"], bqs["load2"]
+        head = data.View(bl, Mux(second, q2.r_data, q1.r_data))
+        m.d.comb += [
+            reader.bursts.valid.eq(Mux(second, q2.r_rdy, q1.r_rdy)),
+            reader.bursts.payload.addr.eq(head.addr), reader.bursts.payload.len.eq(head.len),
+            reader.bursts.payload.info.eq(head),
+            q1.r_en.eq(~second & reader.bursts.ready), q2.r_en.eq(second & reader.bursts.ready),
+        ]
+        with m.If(begin):
+            m.d.sync += second.eq(cfg.load2.en)
+        with m.Elif(reader.bursts.valid & reader.bursts.ready & head.last & cfg.load2.en):
+            m.d.sync += second.eq(~second)

@@ -30,8 +30,10 @@ def stores(params):
 
 
 def streams(params):
-    """The streams of an AGCU, each with its own access and kernel argument."""
-    return ("load",) + stores(params)
+    """The streams of an AGCU, each with its own access and kernel argument: ``load``,
+    ``load2`` (the prologue of each load, e.g. a layer's activations before its weights)
+    and the stores."""
+    return ("load", "load2") + stores(params)
 
 
 def word_bits(params):
@@ -61,17 +63,19 @@ def access_layout(params):
 
 
 def agcu_config_layout(params):
-    """``load``: memory -> vector packets (with header ``hdr``) on ``vout``; ``store``:
-    vector packets from ``vin`` -> memory; ``store2`` .. likewise, each for the packets
-    that arrive with flow id ``store2_flow`` .. (the RDN delivers each flow into an edge
-    port with an id of its own), so several producers' results can share one AGCU. All
-    streams run at once."""
+    """``load``: memory -> vector packets (with header ``hdr``) on ``vout``; ``load2``
+    likewise with header ``hdr2``, run before ``load`` in every iteration (its whole
+    access, then ``load``'s: one ordered read stream, so neither can overtake the other);
+    ``store``: vector packets from ``vin`` -> memory; ``store2`` .. likewise, each for the
+    packets that arrive with flow id ``store2_flow`` .. (the RDN delivers each flow into
+    an edge port with an id of its own), so several producers' results can share one
+    AGCU. The load and the store streams run at once."""
     extra = stores(params)[1:]
     return data.StructLayout({
         **{name: access_layout(params) for name in streams(params)},
         **{f"{name}_flow": unsigned(flow_bits(params)) for name in extra},
         "segments": data.ArrayLayout(segment_layout(params), params.agcu_segments),
-        "hdr": header_layout(params),
+        "hdr": header_layout(params), "hdr2": header_layout(params),
     })
 
 

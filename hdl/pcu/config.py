@@ -116,6 +116,9 @@ def pcu_config_layout(params):
     ``reduce``: with ``en``, emit the tail's cross-lane reduction of each vector on ``sout``.
     ``acc``: fold those per-iteration values over a window that closes when counter
     ``acc.level`` wraps, and emit one value per window on ``sout``.
+    ``row_vout``: those scalar results leave on ``vout`` instead of ``sout``, each as a
+    vector packet with lane 0 only (mask 1) — the store path of row results: an AGCU
+    store packs such packets densely into memory beats (with ``vout_en`` off).
     ``tok``: with ``en``, every window of counter ``level`` waits for one token on
     ``tok_in`` before its first step; ``tok_out`` pulses once a window's last step has
     taken its inputs (the producer may refill that buffer).
@@ -135,6 +138,7 @@ def pcu_config_layout(params):
         "reduce": data.StructLayout({"en": unsigned(1)}),
         "acc": data.StructLayout({"en": unsigned(1), "op": ReduceOp,
                                   "level": range(MAX_COUNTERS)}),
+        "row_vout": unsigned(1),
         "tok": level,
     })
 

@@ -110,7 +110,7 @@ class Pcu(wiring.Component):
         sin_simd, scalar, scale_ok = self._scale_scalars(m, sa, fifos, hst, late, en, body,
                                                          systolic, pops["sin0"])
         self._tail(m, tail, sa, body, en, systolic, scale_ok, scalar, sin_simd, vout)
-        self._row_results(m, acc, tail, en, sout)
+        self._row_results(m, acc, tail, en, sout, vout)
         self._busy(m, chain, sa, systolic)
         return m
 
@@ -271,8 +271,9 @@ class Pcu(wiring.Component):
             vout.payload.last.eq(out.last),
         ]
 
-    def _row_results(self, m, acc, tail, en, sout):
-        """The scalar output: each row's reduction, or its accumulation over a window."""
+    def _row_results(self, m, acc, tail, en, sout, vout):
+        """The scalar output: each row's reduction, or its accumulation over a window; on
+        ``sout``, or with ``row_vout`` on ``vout`` as one-lane vectors."""
         cfg, out = self.config, tail.o_side
         end = Signal()
         m.d.comb += [
@@ -284,14 +285,19 @@ class Pcu(wiring.Component):
         acc_last = Signal()
         with m.If(en & out.valid & end):
             m.d.sync += acc_last.eq(out.last)
+        r_valid, r_data, r_last = Signal(), Signal(32), Signal()
         with m.If(cfg.acc.en):
-            m.d.comb += [sout.valid.eq(acc.r_valid & cfg.reduce.en),
-                         sout.payload.data.eq(acc.r),
-                         sout.payload.last.eq(acc_last)]
+            m.d.comb += [r_valid.eq(acc.r_valid & cfg.reduce.en), r_data.eq(acc.r),
+                         r_last.eq(acc_last)]
         with m.Else():
-            m.d.comb += [sout.valid.eq(out.valid & cfg.reduce.en),
-                         sout.payload.data.eq(tail.o_row),
-                         sout.payload.last.eq(out.last)]
+            m.d.comb += [r_valid.eq(out.valid & cfg.reduce.en), r_data.eq(tail.o_row),
+                         r_last.eq(out.last)]
+        with m.If(cfg.row_vout):
+            m.d.comb += [vout.valid.eq(r_valid), vout.payload.data[0].eq(r_data),
+                         vout.payload.mask.eq(1), vout.payload.last.eq(r_last)]
+        with m.Else():
+            m.d.comb += [sout.valid.eq(r_valid), sout.payload.data.eq(r_data),
+                         sout.payload.last.eq(r_last)]
 
     def _busy(self, m, chain, sa, systolic):
         """Busy from start until each enabled output's element carrying `last` has left."""
@@ -301,8 +307,9 @@ class Pcu(wiring.Component):
         s_end = s_run & self.sout.valid & self.sout.ready & self.sout.payload.last
         with m.If(self.start & ~self.busy):
             go = Mux(systolic, cfg.systolic.tiles != 0, cfg.chain.depth != 0)
-            m.d.sync += [v_run.eq(go & (systolic | cfg.vout_en)),
-                         s_run.eq(go & ~systolic & cfg.reduce.en)]
+            row_v = ~systolic & cfg.reduce.en & cfg.row_vout
+            m.d.sync += [v_run.eq(go & (systolic | cfg.vout_en | row_v)),
+                         s_run.eq(go & ~systolic & cfg.reduce.en & ~cfg.row_vout)]
         with m.Else():
             with m.If(v_end):
                 m.d.sync += v_run.eq(0)

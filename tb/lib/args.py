@@ -285,6 +285,16 @@ class LayerLoopArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class GemvLoopArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "gemv_loop"
+    n: int = arg(64, "outputs per layer", lo=1)
+    k: int = arg(64, "inputs per layer", lo=1)
+    layers: int = arg(4, "layers (weights, input and output each their own)", lo=1)
+    shares: int = arg(0, "PCUs (one per AGCU) sharing the rows (0: as many as there are "
+                         "AGCUs)", lo=0)
+
+
+@dataclass(frozen=True)
 class GraphArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "graph"
     m: int = arg(8, "rows of x", lo=1)
@@ -322,7 +332,8 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
     RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
-    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GraphArgs, MlpArgs,
+    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, GraphArgs,
+    MlpArgs,
     FaultArgs, TimeoutArgs)}
 
 
