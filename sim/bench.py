@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CopyBandwidthArgs, FpuArgs, GemmArgs,
-                         LayerLoopArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs, PmuArgs,
-                         RdnScenarioArgs)
+                         GemvLoopArgs, LayerLoopArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs,
+                         PmuArgs, RdnScenarioArgs)
 
 from .build import build
 from .cocotb_run import run_cocotb
@@ -331,6 +331,52 @@ def _kernel_looping(b, params, workdir, layers=8):
             "speedup": top["speedup_vs_reload"], "by_layer_size": rows}
 
 
+#: Decode weight streaming per preset: (d, layers) of the looped GEMV chain, and the
+#: layer sizes d of the table (8 layers each).
+DECODE = {"small": ((64, 96), (64, 128, 256)), "plasticine": ((128, 16), (64, 256))}
+
+
+def _gemv_loop(b, params, workdir, d, layers):
+    o = run_cocotb(b, GemvLoopArgs(params=params.to_dict(), n=d, k=d, layers=layers, seed=66),
+                   test_dir=workdir / f"gemv_loop-{d}-{layers}").outputs
+    lo = o["looped"]
+    return o, {"d": d, "layers": layers, "weight_bytes_per_layer": 4 * d * d,
+               **{f"{mode}_cycles": o[mode]["cycles"] for mode in ("looped", "resident",
+                                                                   "reload")},
+               "hbm_bytes": lo["hbm_bytes"], "compulsory_bytes": o["compulsory_bytes"],
+               "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4),
+               "speedup_vs_resident": round(o["speedup_vs_resident"], 3),
+               "speedup_vs_reload": round(o["speedup"], 3)}
+
+
+def _decode(b, params, workdir):
+    """Decode weight streaming: a chain of GEMV layers (d x d weights each, its own input
+    and output) as one looped launch vs launches with the program resident vs launches
+    that reload it; HBM traffic over the whole looped run (record fetch, program load,
+    execution) against the HBM peak."""
+    (d, layers), sizes = DECODE.get(params.name, DECODE["small"])
+    o, top = _gemv_loop(b, params, workdir, d, layers)
+    rows = [_gemv_loop(b, params, workdir, size, 8)[1] for size in sizes]
+    lo = o["looped"]
+    return {"what": f"decode weight streaming: {layers} GEMV layers of {d} x {d} FP32 "
+                    f"weights (the weights of {layers // 12} Llama-style layers of d_model "
+                    f"{d}, 12 d^2 each), streamed through all {o['shares']} AGCUs, as one "
+                    f"looped launch; not yet the decoder layer kernel (issue 18)",
+            "d": d, "layers": layers, "shares": o["shares"],
+            "cycles": lo["cycles"], "load_cycles": lo["load_cycles"],
+            "exec_cycles": lo["exec_cycles"], "hbm_bytes": lo["hbm_bytes"],
+            "compulsory_bytes": o["compulsory_bytes"],
+            "hbm_peak_bytes_per_cycle": params.hbm_peak_bytes_per_cycle,
+            "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4),
+            "useful_bw_utilization": round(o["useful_bw_utilization"], 4),
+            "execute_hbm_bw_utilization": round(o["exec_hbm_bw_utilization"], 4),
+            "looping": {"speedup_vs_resident": top["speedup_vs_resident"],
+                        "speedup_vs_reload": top["speedup_vs_reload"],
+                        "resident_cycles": top["resident_cycles"],
+                        "reload_cycles": top["reload_cycles"],
+                        "by_layer_size": rows}}
+
+
 def _gemm_array(args, runs):
     """The GEMM on as many PCUs as it can use, once per A layout (``runs``: {layout:
     outputs}): utilization over the whole array, and HBM traffic against the compulsory
@@ -403,6 +449,7 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     return {
         "verilator_build_s": b.built_seconds,
         "kernel_looping": _kernel_looping(b, params, workdir),
+        "decode": _decode(b, params, workdir),
         "gemm_two_pcus": {"m": m, "n": n, "k": k, "cycles": o2["cycles"],
                           "pcu_utilization_array": round(o2["utilization"], 4),
                           "active_pcu_utilization": round(o2["active_pcu_utilization"], 4)},
