@@ -331,16 +331,17 @@ def _kernel_looping(b, params, workdir, layers=8):
             "speedup": top["speedup_vs_reload"], "by_layer_size": rows}
 
 
-#: Decode weight streaming per preset: (d, layers) of the looped GEMV chain, and the
-#: layer sizes d of the table (8 layers each).
-DECODE = {"small": ((64, 96), (64, 128, 256)), "plasticine": ((128, 16), (64, 256))}
+#: Decode weight streaming per preset: (d, layers) of the looped GEMV chain (BF16 weights,
+#: packed), and the layer sizes d of the table (8 layers each).
+DECODE = {"small": ((128, 48), (64, 128, 256)), "plasticine": ((128, 24), (64, 256))}
 
 
 def _gemv_loop(b, params, workdir, d, layers):
-    o = run_cocotb(b, GemvLoopArgs(params=params.to_dict(), n=d, k=d, layers=layers, seed=66),
+    o = run_cocotb(b, GemvLoopArgs(params=params.to_dict(), n=d, k=d, layers=layers,
+                                   packed=True, seed=66),
                    test_dir=workdir / f"gemv_loop-{d}-{layers}").outputs
     lo = o["looped"]
-    return o, {"d": d, "layers": layers, "weight_bytes_per_layer": 4 * d * d,
+    return o, {"d": d, "layers": layers, "weight_bytes_per_layer": 2 * d * d,
                **{f"{mode}_cycles": o[mode]["cycles"] for mode in ("looped", "resident",
                                                                    "reload")},
                "hbm_bytes": lo["hbm_bytes"], "compulsory_bytes": o["compulsory_bytes"],
@@ -350,19 +351,20 @@ def _gemv_loop(b, params, workdir, d, layers):
 
 
 def _decode(b, params, workdir):
-    """Decode weight streaming: a chain of GEMV layers (d x d weights each, its own input
-    and output) as one looped launch vs launches with the program resident vs launches
-    that reload it; HBM traffic over the whole looped run (record fetch, program load,
-    execution) against the HBM peak."""
+    """Decode weight streaming: a chain of GEMV layers (d x d BF16 weights each, packed two
+    per word, its own input and output) as one looped launch vs launches with the program
+    resident vs launches that reload it; HBM traffic over the whole looped run (record
+    fetch, program load, execution) against the HBM peak."""
     (d, layers), sizes = DECODE.get(params.name, DECODE["small"])
     o, top = _gemv_loop(b, params, workdir, d, layers)
     rows = [_gemv_loop(b, params, workdir, size, 8)[1] for size in sizes]
     lo = o["looped"]
-    return {"what": f"decode weight streaming: {layers} GEMV layers of {d} x {d} FP32 "
-                    f"weights (the weights of {layers // 12} Llama-style layers of d_model "
-                    f"{d}, 12 d^2 each), streamed through all {o['shares']} AGCUs, as one "
-                    f"looped launch; not yet the decoder layer kernel (issue 18)",
-            "d": d, "layers": layers, "shares": o["shares"],
+    return {"what": f"decode weight streaming: {layers} GEMV layers of {d} x {d} BF16 "
+                    f"weights packed two per word (the weights of {layers // 12} "
+                    f"Llama-style layers of d_model {d}, 12 d^2 each), {o['streams']} AGCU "
+                    f"streams into {o['shares']} PCUs, one looped launch; not yet the "
+                    f"decoder layer kernel (issue 18)",
+            "d": d, "layers": layers, "shares": o["shares"], "streams": o["streams"],
             "cycles": lo["cycles"], "load_cycles": lo["load_cycles"],
             "exec_cycles": lo["exec_cycles"], "hbm_bytes": lo["hbm_bytes"],
             "compulsory_bytes": o["compulsory_bytes"],

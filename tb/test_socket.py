@@ -479,37 +479,38 @@ def _hbm_total(c):
 
 @cocotb.test()
 async def gemv_loop(dut):
-    from firmware.kernels.gemv import compile_gemv
+    from firmware.kernels.gemv import GemvShape, compile_gemv
     args, params, dev, rng = await _setup(dut, GemvLoopArgs)
     n, k, layers = args.n, args.k, args.layers
     nrng = np.random.default_rng(args.seed)
     ws = nrng.normal(0, 1, (layers, n, k)).astype(np.float32)
+    if args.packed:                                      # BF16 weights
+        ws = (ws.view(np.uint32) & 0xFFFF0000).view(np.float32)
     xs = nrng.normal(0, 1, (layers, k)).astype(np.float32)
     al = dev.alloc.align
-    kp = -(-k // params.pcu_lanes) * params.pcu_lanes
-    wsz, xsz, ysz = (-(-v // al) * al for v in (n * kp, kp, n))
+    sh = GemvShape.of(params, n, k, args.shares or None, args.packed)
+    wsz, xsz, ysz = (-(-v // al) * al for v in (sh.w_words, sh.kp, sh.y_words))
     # Weights and inputs written once (the runs only read them); outputs per run.
     bufs = {"w": dev.alloc.alloc("hbm", wsz * layers, "weights"),
             "x": dev.alloc.alloc("hbm", xsz * layers, "inputs")}
     results, outs = {}, {}
     for mode in ("looped", "resident", "reload"):
         bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
-        g = compile_gemv(params, n, k, shares=args.shares or None, **bufs)
-        sh = g.shape
+        g = compile_gemv(params, n, k, shares=sh.shares, packed=sh.packed, **bufs)
         if mode == "looped":
             await dev.write(bufs["w"], np.concatenate(
-                [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - n * kp)) for w in ws]))
+                [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - sh.w_words)) for w in ws]))
             await dev.write(bufs["x"], np.concatenate(
-                [np.pad(g.pack_x(x.view(np.uint32)), (0, xsz - kp)) for x in xs]))
+                [np.pad(g.pack_x(x.view(np.uint32)), (0, xsz - sh.kp)) for x in xs]))
         prog = await dev.load(g.program)
-        step = {(0, "load2"): xsz, **{(p, "load"): wsz for p in range(sh.shares)},
-                **{(p, "store"): ysz for p in range(sh.shares)}}
+        step = {(0, "load2"): xsz, **{(s, "load"): wsz for s in range(sh.streams)},
+                **{sh.stream_of(p): ysz for p in range(sh.shares)}}
         before = await dev.counters()
         after = await dev.run(_loop_launches(prog, mode, layers, step))
         out = outs[mode] = (await dev.read(bufs["y"])).reshape(layers, ysz)[:, :n]
         for i in range(layers):
             want = g.reference(params, g.pack_w(ws[i].view(np.uint32)),
-                               g.pack_x(xs[i].view(np.uint32)))
+                               g.pack_x(xs[i].view(np.uint32)))[:n]
             bad = np.nonzero(out[i] != want)[0]
             assert not len(bad), (f"{mode}: layer {i}: {len(bad)} outputs differ from the "
                                   f"reference, first {bad[0]} (seed {args.seed})")
@@ -529,7 +530,8 @@ async def gemv_loop(dut):
             f"looped and {mode} launches differ (seed {args.seed})"
     peak = params.hbm_peak_bytes_per_cycle
     lo = results["looped"]
-    write_outputs(**results, layers=layers, shares=sh.shares, beats=g.program.beats,
+    write_outputs(**results, layers=layers, shares=sh.shares, streams=sh.streams,
+                  beats=g.program.beats,
                   compulsory_bytes=layers * sh.bytes,
                   hbm_bw_utilization=lo["hbm_bytes"] / (lo["cycles"] * peak),
                   exec_hbm_bw_utilization=lo["hbm_bytes"] / (lo["exec_cycles"] * peak),

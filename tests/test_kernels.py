@@ -441,32 +441,36 @@ def test_attention_errors_name_the_resource():
 
 # --- decode GEMV ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,n,k,shares", [("small", 20, 37, None), ("small", 5, 8, 1),
-                                             ("plasticine", 70, 100, None)])
-def test_gemv_on_the_reference_backend(name, n, k, shares):
+@pytest.mark.parametrize("name,n,k,shares,packed", [
+    ("small", 20, 37, None, False), ("small", 5, 8, 1, False),
+    ("plasticine", 70, 100, None, False), ("small", 21, 37, None, True),
+    ("small", 6, 16, 2, True), ("plasticine", 45, 20, None, True)])
+def test_gemv_on_the_reference_backend(name, n, k, shares, packed):
     """The GEMV kernel places one PCU, PMU and AGCU per share; on the reference backend
     its result is its own bit-exact reference and within the float64 bound."""
     from firmware.kernels.gemv import compile_gemv
     from firmware.runtime.reference import ReferenceDevice
     params = PRESETS[name]
     rng = np.random.default_rng(n + k)
-    w = rng.normal(0, 1, (n, k)).astype(np.float32)
+    w = (rng.normal(0, 1, (n, k)).astype(np.float32).view(np.uint32) & 0xFFFF0000) \
+        .view(np.float32)
     x = rng.normal(0, 1, k).astype(np.float32)
 
     async def go():
         dev = ReferenceDevice(params)
         kp = -(-k // params.pcu_lanes) * params.pcu_lanes
-        bufs = {"w": dev.alloc.alloc("hbm", n * kp), "x": dev.alloc.alloc("hbm", kp),
-                "y": dev.alloc.alloc("hbm", n)}
-        g = compile_gemv(params, n, k, shares=shares, **bufs)
+        bufs = {"w": dev.alloc.alloc("hbm", (n + 8) * kp), "x": dev.alloc.alloc("hbm", kp),
+                "y": dev.alloc.alloc("hbm", n + 8)}
+        g = compile_gemv(params, n, k, shares=shares, packed=packed, **bufs)
         await dev.write(bufs["w"], g.pack_w(w.view(np.uint32)))
         await dev.write(bufs["x"], g.pack_x(x.view(np.uint32)))
         await dev.run([(await dev.load(g.program)).launch()])
-        return g, await dev.read(bufs["y"])
+        return g, (await dev.read(bufs["y"]))[:n]
     g, y = _run(go())
-    assert g.shape.shares == (shares or min(params.agcus, n))
+    per = 2 if packed else 1
+    assert g.shape.shares == (shares or min(params.agcus * per, -(-n // per) * per))
     want = g.reference(params, g.pack_w(w.view(np.uint32)), g.pack_x(x.view(np.uint32)))
-    assert (y == want).all()
+    assert (y == want[:n]).all()
     m = 1 + params.pcu_lanes.bit_length() - 1 + -(-k // params.pcu_lanes)
     scale = np.abs(w.astype(np.float64)) @ np.abs(x.astype(np.float64))
     err = np.abs(y.view(np.float32) - w.astype(np.float64) @ x)
@@ -476,12 +480,21 @@ def test_gemv_on_the_reference_backend(name, n, k, shares):
 @pytest.mark.parametrize("n,k,shares,message", [
     (0, 8, None, "n = 0 must be a positive integer"),
     (8, True, None, "k = True must be a positive integer"),
-    (8, 8, 3, "3 shares; 1 .. 2"), (1, 8, 2, "2 shares; 1 .. 1"),
+    (8, 8, 3, "3 shares; a number in 1 .. 2"), (1, 8, 2, "2 shares; a number in 1 .. 1"),
     (8, 5000, None, "does not fit a PMU of 8192 words")])
 def test_gemv_refuses_what_it_cannot_run(n, k, shares, message):
     from firmware.kernels.gemv import GemvShape
     with pytest.raises(ValueError, match=message):
         GemvShape.of(SMALL, n, k, shares)
+
+
+@pytest.mark.parametrize("n,shares,message", [
+    (8, 3, "3 shares; an even number in 2 .. 4"), (3, 6, "6 shares; an even number in 2 .. 4"),
+    (1, 4, "4 shares; an even number in 2 .. 2")])
+def test_packed_gemv_takes_pcus_in_pairs(n, shares, message):
+    from firmware.kernels.gemv import GemvShape
+    with pytest.raises(ValueError, match=message):
+        GemvShape.of(SMALL, n, 8, shares, packed=True)
 
 
 def test_rows_out_needs_a_reduction():

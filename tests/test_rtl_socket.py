@@ -162,15 +162,17 @@ def test_layer_loop_by_kernel_looping_and_by_launches(model, tmp_path, k, m, n, 
     assert o["resident"]["cycles"] < o["reload"]["cycles"], o
 
 
-@pytest.mark.parametrize("k,n,kk,layers,shares", [(0, 20, 37, 3, 0), (1, 9, 8, 7, 1),
-                                                   (2, 3, 70, 2, 2)])
-def test_gemv_layers_by_kernel_looping(model, tmp_path, k, n, kk, layers, shares):
-    """Decode-style GEMV layers (weights streamed through every AGCU, x by the load2
-    prologue, row results through the store path): looped, resident and reload launches
-    give the same bits, the reference backend's (checked in the test)."""
+@pytest.mark.parametrize("k,n,kk,layers,shares,packed", [
+    (0, 20, 37, 3, 0, False), (1, 9, 8, 7, 1, False), (2, 3, 70, 2, 2, False),
+    (3, 21, 37, 3, 0, True), (4, 6, 16, 6, 2, True)])
+def test_gemv_layers_by_kernel_looping(model, tmp_path, k, n, kk, layers, shares, packed):
+    """Decode-style GEMV layers (weights streamed through every AGCU — FP32, or BF16
+    packed two per word with each word feeding two PCUs —, x by the load2 prologue, row
+    results through the store path): looped, resident and reload launches give the same
+    bits, the reference backend's (checked in the test)."""
     o = run(model, tmp_path, "gemv_loop", seed=SEED + 90 + k, n=n, k=kk, layers=layers,
-            shares=shares)
-    assert o["shares"] == (shares or 2)
+            shares=shares, packed=packed)
+    assert o["shares"] == (shares or (4 if packed else 2))
     assert o["looped"]["launched"] == 1 and o["resident"]["launched"] == layers
     assert o["looped"]["exec_cycles"] < o["resident"]["exec_cycles"], o
     # Every weight is read once per run: the HBM traffic covers the compulsory bytes.

@@ -13,14 +13,15 @@ from firmware import numerics as N
 from hdl.counters import COUNTER_BITS, ChainConfig
 from hdl.numerics.ops import ALU_OPS, Op
 from hdl.params import RduParams
-from hdl.pcu.config import (TILE_COUNT_BITS, Mode, ScaleSrc, Src, TailFunc, pcu_config_layout,
-                            systolic_interleave)
+from hdl.pcu.config import (TILE_COUNT_BITS, Mode, ScaleSrc, Src, TailFunc, Unpack,
+                            pcu_config_layout, systolic_interleave)
 from hdl.pcu.reduce import IDENTITY, ReduceOp
 
 from .counters import Counter, chain_steps, pack_chain
 
 __all__ = ["PcuProgramError", "Counter", "pack_chain", "chain_steps", "alu_reference",
            "Tail", "tail_reference", "Stage", "SimdProgram", "pack_simd", "simd_reference",
+           "unpack_reference",
            "reduce_reference", "accumulate_reference", "SystolicProgram", "pack_systolic",
            "systolic_reference", "systolic_tile_rows", "gemm_streams", "gemm_result",
            "gemm_reference"]
@@ -160,6 +161,8 @@ class SimdProgram:
     iteration. ``tokens = level``: each such window waits for one control token.
     ``rows_out``: the scalar results leave on the vector output instead, one per packet
     (lane 0), so an AGCU can store them (it packs them densely into memory).
+    ``unpack`` (``"HIGH"`` / ``"LOW"``): vin0 carries packed BF16, two per word; the
+    program takes each word's high / low half (``"NONE"``: FP32 words).
     """
     counters: tuple
     stages: tuple
@@ -172,6 +175,7 @@ class SimdProgram:
     scalar_hold: int | None = None
     tokens: int | None = None
     rows_out: bool = False
+    unpack: str = "NONE"
 
 
 def _imm_bits(imm, where):
@@ -287,10 +291,27 @@ def pack_simd(program: SimdProgram, params: RduParams) -> int:
         sin_en=int("sin0" in program.inputs),
         sin_hold={"en": hold is not None, "level": hold or 0},
         hred=hred, tail=tail, vout_en=vout, reduce={"en": red is not None},
-        row_vout=bool(program.rows_out),
+        row_vout=bool(program.rows_out), unpack=_unpack(program),
         acc={"en": acc is not None, "op": acc[0] if acc else ReduceOp.ADD,
              "level": acc[1] if acc else 0},
         tok={"en": tok is not None, "level": tok or 0})
+
+
+def _unpack(program):
+    unpack = _enum(Unpack, program.unpack, "unpack", "unpacking")
+    if unpack != Unpack.NONE and "vin0" not in program.inputs:
+        raise PcuProgramError("unpack: input vin0 is not enabled")
+    return unpack
+
+
+def unpack_reference(unpack, words):
+    """Vector input 0's words as the PCU reads them under ``unpack`` (``Unpack``)."""
+    w = np.asarray(words, np.uint32)
+    if unpack == Unpack.HIGH:
+        return w & np.uint32(0xFFFF0000)
+    if unpack == Unpack.LOW:
+        return (w << np.uint32(16)).astype(np.uint32)
+    return w
 
 
 def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None, sin0=None):
@@ -307,7 +328,8 @@ def simd_reference(program: SimdProgram, params: RduParams, vin0=None, vin1=None
     n = len(steps)
     mask = np.array([s["mask"] for s in steps], np.uint32)
     zeros = np.zeros((n, lanes), np.uint32)
-    v0 = zeros if vin0 is None else np.asarray(vin0, np.uint32).reshape(n, lanes)
+    v0 = zeros if vin0 is None else \
+        unpack_reference(_unpack(program), np.asarray(vin0, np.uint32).reshape(n, lanes))
     v1 = zeros if vin1 is None else np.asarray(vin1, np.uint32).reshape(n, lanes)
     if program.scalar_hold is None:
         s0 = np.zeros(n, np.uint32) if sin0 is None else np.asarray(sin0, np.uint32).reshape(n)

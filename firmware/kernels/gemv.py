@@ -34,23 +34,30 @@ __all__ = ["GemvShape", "Gemv", "compile_gemv"]
 
 @dataclass(frozen=True)
 class GemvShape:
-    """``n`` outputs, ``k`` inputs, over ``shares`` PCUs (one per AGCU)."""
+    """``n`` outputs, ``k`` inputs, over ``shares`` PCUs; ``packed``: the weights are BF16
+    stored two per word, one word feeding two PCUs (each takes its half), so each AGCU's
+    stream carries two shares."""
     n: int
     k: int
     lanes: int
     shares: int
+    packed: bool = False
 
     @classmethod
-    def of(cls, params, n, k, shares=None):
+    def of(cls, params, n, k, shares=None, packed=False):
         for name, v in (("n", n), ("k", k)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"gemv: {name} = {v!r} must be a positive integer")
-        room = min(params.agcus, len(grid_coords(params, "pcu")), len(grid_coords(params, "pmu")))
-        shares = min(room, n) if shares is None else shares
-        if not 1 <= shares <= min(room, n):
-            raise ValueError(f"gemv: {shares} shares; 1 .. {min(room, n)} (one PCU, PMU and "
-                             f"AGCU each, at most one per output row)")
-        s = cls(n, k, params.pcu_lanes, shares)
+        per = 2 if packed else 1
+        units = min(len(grid_coords(params, "pcu")), len(grid_coords(params, "pmu")))
+        room = min(params.agcus * per, units // per * per, -(-n // per) * per)
+        shares = room if shares is None else shares
+        if isinstance(shares, bool) or not isinstance(shares, int) or \
+                not per <= shares <= room or shares % per:
+            what = "an even number" if packed else "a number"
+            raise ValueError(f"gemv: {shares!r} shares; {what} in {per} .. {room} (a PCU "
+                             f"and a PMU each, {per} per AGCU, at most one per output row)")
+        s = cls(n, k, params.pcu_lanes, shares, packed)
         if 2 * s.kp > params.pmu_banks * params.pmu_bank_words:
             raise ValueError(f"gemv: x of {k} words (two buffers of {s.kp}) does not fit a "
                              f"PMU of {params.pmu_banks * params.pmu_bank_words} words")
@@ -61,29 +68,58 @@ class GemvShape:
         """Words per row in memory: ``k`` padded to whole vectors."""
         return -(-self.k // self.lanes) * self.lanes
 
+    @property
+    def streams(self):
+        """Weight streams: one per AGCU used."""
+        return self.shares // 2 if self.packed else self.shares
+
+    def stream_of(self, p):
+        """(AGCU stream, its store stream name) of share ``p``."""
+        if not self.packed:
+            return p, "store"
+        return p // 2, ("store", "store2")[p % 2]
+
     def rows(self, p):
-        """(first row, rows) of share ``p``."""
+        """(first row, rows) of share ``p`` (packed: all alike, the last padded)."""
+        if self.packed:
+            per = -(-self.n // self.shares)
+            return p * per, per
         base, extra = divmod(self.n, self.shares)
         return p * base + min(p, extra), base + (p < extra)
 
     @property
+    def y_words(self):
+        """Words of y in memory (packed: the padded rows' results too)."""
+        return self.rows(self.shares - 1)[0] + self.rows(self.shares - 1)[1]
+
+    @property
     def w_words(self):
-        return self.n * self.kp
+        return self.y_words * self.kp // (2 if self.packed else 1)
+
+    def stream_words(self, s):
+        """(first word, words) of weight stream ``s``."""
+        shares = (2 * s, 2 * s + 1) if self.packed else (s,)
+        r0 = self.rows(shares[0])[0]
+        rows = sum(self.rows(p)[1] for p in shares) // len(shares)
+        return r0 * self.kp // len(shares), rows * self.kp
 
     @property
     def bytes(self):
-        """Compulsory HBM bytes of one iteration: W and x in, y out (4-byte words)."""
-        return 4 * (self.n * self.k + self.k + self.n)
+        """Compulsory HBM bytes of one iteration: W (2 or 4 bytes a weight) and x in, y
+        out (4-byte words)."""
+        return (2 if self.packed else 4) * self.n * self.k + 4 * (self.k + self.n)
 
 
-def _pcu_program(sh, rows):
-    return SimdProgram(counters=(Counter(0, rows), Counter(0, sh.k)),
+def _pcu_program(sh, p):
+    unpack = ("HIGH", "LOW")[p % 2] if sh.packed else "NONE"
+    return SimdProgram(counters=(Counter(0, sh.rows(p)[1]), Counter(0, sh.k)),
                        stages=(Stage("MUL", "VIN0", "VIN1"),),
                        inputs=frozenset({"vin0", "vin1"}), reduce="ADD",
-                       accumulate=("ADD", 1), vector_out=False, rows_out=True)
+                       accumulate=("ADD", 1), vector_out=False, rows_out=True, unpack=unpack)
 
 
-def _pmu_program(sh, rows):
+def _pmu_program(sh, p):
+    rows = sh.rows(p)[1]
     return PmuProgram(AccessPattern((Counter(0, sh.kp),)),
                       AccessPattern((Counter(0, rows), Counter(0, sh.kp)), repeat=(0,)),
                       nbuf=2, buf_words=sh.kp)
@@ -97,70 +133,81 @@ class Gemv:
     shape: GemvShape
 
     def pack_w(self, w):
+        """W (n x k FP32 words; packed: BF16 values, low halves zero) in memory order."""
         sh = self.shape
         w = np.asarray(w, np.uint32).reshape(sh.n, sh.k)
-        return np.pad(w, ((0, 0), (0, sh.kp - sh.k))).reshape(-1)
+        rows = np.zeros((sh.y_words, sh.kp), np.uint32)
+        rows[:sh.n, :sh.k] = w
+        if not sh.packed:
+            return rows.reshape(-1)
+        if (w & 0xFFFF).any():
+            raise ValueError("gemv: packed weights must be BF16 values (FP32 words with the "
+                             "low 16 bits zero)")
+        per = sh.rows(0)[1]
+        pairs = rows.reshape(sh.streams, 2, per, sh.kp)
+        return (pairs[:, 0] | (pairs[:, 1] >> np.uint32(16))).reshape(-1)
 
     def pack_x(self, x):
         sh = self.shape
         return np.pad(np.asarray(x, np.uint32).reshape(sh.k), (0, sh.kp - sh.k))
 
     def reference(self, params, w_words, x_words):
-        """``y`` (n,) uint32 from the packed operands, as the PCUs compute it."""
+        """``y`` (``y_words``,) uint32 from the packed operands, as the PCUs compute it."""
         sh = self.shape
-        w = np.asarray(w_words, np.uint32).reshape(sh.n, sh.kp)
-        return np.concatenate([_share(params, sh, p, w[slice(*_span(sh, p))], x_words)
-                               for p in range(sh.shares)])
+        w = np.asarray(w_words, np.uint32)
+        out = []
+        for p in range(sh.shares):
+            first, words = sh.stream_words(sh.stream_of(p)[0])
+            out.append(_share(params, sh, p, w[first:first + words], x_words))
+        return np.concatenate(out)
 
 
-def _span(sh, p):
-    r0, rows = sh.rows(p)
-    return r0, r0 + rows
-
-
-def _share(params, sh, p, w_rows, x_words):
-    """Share ``p``'s outputs: its PCU's accumulated row reductions."""
+def _share(params, sh, p, w_words, x_words):
+    """Share ``p``'s outputs from its weight stream's words: its PCU's accumulated row
+    reductions."""
     rows = sh.rows(p)[1]
     xs = np.tile(np.asarray(x_words, np.uint32).reshape(-1, sh.lanes), (rows, 1))
-    return simd_reference(_pcu_program(sh, rows), params, vin0=w_rows, vin1=xs)["sdata"]
+    return simd_reference(_pcu_program(sh, p), params, vin0=w_words, vin1=xs)["sdata"]
 
 
-def compile_gemv(params, n, k, *, w, x, y, shares=None):
-    """``y = W x`` for FP32 words (``W`` packed by :meth:`Gemv.pack_w`); ``w``, ``x``,
-    ``y``: the buffers each iteration's operands start in (kernel looping steps them)."""
-    sh = GemvShape.of(params, n, k, shares)
-    P = sh.shares
+def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False):
+    """``y = W x`` for FP32 inputs and FP32 or (``packed``) BF16 weights, ``W`` laid out by
+    :meth:`Gemv.pack_w`; ``w``, ``x``, ``y``: the buffers each iteration's operands start
+    in (kernel looping steps them)."""
+    sh = GemvShape.of(params, n, k, shares, packed)
+    P, S = sh.shares, sh.streams
     kinds = {**{f"pcu{p}": "pcu" for p in range(P)}, **{f"x{p}": "pmu" for p in range(P)}}
-    # AGCU 0's port carries x (one row's worth per iteration) beside share 0's rows.
+    # AGCU 0's port carries x (one row's worth per iteration) beside stream 0's rows.
     rate_x = 1 / (sh.rows(0)[1] + 1)
     vec = [VFlow("x", agcu(0), tuple(port(f"x{p}", 0) for p in range(P)), rate=rate_x,
                  shares="agcu0")]
+    for s in range(S):
+        dsts = tuple(port(f"pcu{p}", 0) for p in range(P) if sh.stream_of(p)[0] == s)
+        vec.append(VFlow(f"w{s}", agcu(s), dsts, rate=1 - rate_x if s == 0 else 1.0,
+                         shares="agcu0" if s == 0 else None))
     for p in range(P):
-        vec += [VFlow(f"w{p}", agcu(p), (port(f"pcu{p}", 0),),
-                      rate=1 - rate_x if p == 0 else 1.0, shares="agcu0" if p == 0 else None),
-                VFlow(f"xr{p}", port(f"x{p}"), (port(f"pcu{p}", 1),)),
-                VFlow(f"y{p}", port(f"pcu{p}"), (agcu(p),), rate=sh.lanes / sh.kp,
-                      shares="y")]
+        vec += [VFlow(f"xr{p}", port(f"x{p}"), (port(f"pcu{p}", 1),)),
+                VFlow(f"y{p}", port(f"pcu{p}"), (agcu(sh.stream_of(p)[0]),),
+                      rate=sh.lanes / sh.kp, shares="y")]
     layout = place_and_route(params, "gemv", kinds, vec=vec)
     x_acc = TensorAccess((sh.kp,), (1,))
-    w_acc, y_acc = {}, {}
-    for p in range(P):
-        r0, rows = sh.rows(p)
-        w_acc[p] = TensorAccess((rows * sh.kp,), (1,), offset=r0 * sh.kp)
-        y_acc[p] = TensorAccess((rows,), (1,), offset=r0)
+    w_acc = {s: TensorAccess((sh.stream_words(s)[1],), (1,), offset=sh.stream_words(s)[0])
+             for s in range(S)}
+    y_acc = {p: TensorAccess((sh.rows(p)[1],), (1,), offset=sh.rows(p)[0]) for p in range(P)}
     agcus = agcu_programs(
-        params, layout, {p: (w_acc[p], w, sh.w_words, f"w{p}") for p in range(P)},
-        [(p, y_acc[p], y, n, f"y{p}") for p in range(P)],
+        params, layout, {s: (w_acc[s], w, sh.w_words, f"w{s}") for s in range(S)},
+        [(sh.stream_of(p)[0], y_acc[p], y, sh.y_words, f"y{p}") for p in range(P)],
         prologues={0: (x_acc, x, sh.kp, "x")})
-    parts = {"pcus": layout.configs("pcu", {f"pcu{p}": pack_simd(
-                 _pcu_program(sh, sh.rows(p)[1]), params) for p in range(P)}),
-             "pmus": layout.configs("pmu", {f"x{p}": pack_pmu(
-                 _pmu_program(sh, sh.rows(p)[1]), params) for p in range(P)}),
+    parts = {"pcus": layout.configs("pcu", {f"pcu{p}": pack_simd(_pcu_program(sh, p), params)
+                                            for p in range(P)}),
+             "pmus": layout.configs("pmu", {f"x{p}": pack_pmu(_pmu_program(sh, p), params)
+                                            for p in range(P)}),
              "agcus": agcus, "vec": layout.vec, "layout": layout}
 
     def execute(mem, args):
         xs = mem[stream_words(x, args, (0, "load2"), x_acc)]
         for p in range(P):
-            ws = mem[stream_words(w, args, (p, "load"), w_acc[p])]
-            mem[stream_words(y, args, (p, "store"), y_acc[p])] = _share(params, sh, p, ws, xs)
+            s, store = sh.stream_of(p)
+            ws = mem[stream_words(w, args, (s, "load"), w_acc[s])]
+            mem[stream_words(y, args, (s, store), y_acc[p])] = _share(params, sh, p, ws, xs)
     return Gemv(kernel_program(params, "gemv", **parts, execute=execute), sh)

@@ -12,7 +12,7 @@ from hdl.packet import scalar_layout, vector_layout
 from .alu import Alu
 from .reduce import ReduceOp
 
-__all__ = ["VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "TailFunc",
+__all__ = ["VECTOR_INPUTS", "SCALAR_INPUTS", "Src", "StageConfig", "Mode", "Unpack", "TailFunc",
            "ScaleSrc", "TailConfig", "systolic_interleave", "systolic_config_layout",
            "TILE_COUNT_BITS", "pcu_config_layout", "side_layout"]
 
@@ -102,6 +102,13 @@ def systolic_config_layout(params):
     })
 
 
+class Unpack(enum.Enum, shape=2):
+    """How vector input 0's words are read (``pcu_config_layout``'s ``unpack``)."""
+    NONE = 0      # FP32 words as they come
+    HIGH = 1      # the high BF16 of each word
+    LOW = 2       # the low BF16 of each word
+
+
 def pcu_config_layout(params):
     """Configuration of one PCU.
 
@@ -116,6 +123,9 @@ def pcu_config_layout(params):
     ``reduce``: with ``en``, emit the tail's cross-lane reduction of each vector on ``sout``.
     ``acc``: fold those per-iteration values over a window that closes when counter
     ``acc.level`` wraps, and emit one value per window on ``sout``.
+    ``unpack``: vector input 0 carries packed BF16 (two per 32-bit word, as stored in
+    memory): ``HIGH`` takes each word's high half, ``LOW`` its low half, as the FP32 value
+    with those 16 bits on top (two consumers of one stream each take their half).
     ``row_vout``: those scalar results leave on ``vout`` instead of ``sout``, each as a
     vector packet with lane 0 only (mask 1) — the store path of row results: an AGCU
     store packs such packets densely into memory beats (with ``vout_en`` off).
@@ -139,6 +149,7 @@ def pcu_config_layout(params):
         "acc": data.StructLayout({"en": unsigned(1), "op": ReduceOp,
                                   "level": range(MAX_COUNTERS)}),
         "row_vout": unsigned(1),
+        "unpack": Unpack,
         "tok": level,
     })
 

@@ -13,7 +13,8 @@ from hdl.params import RduParams
 from .accum import Accumulator
 from .alu import Alu
 from .body import Body
-from .config import Mode, ScaleSrc, pcu_config_layout, side_layout, systolic_interleave
+from .config import (Mode, ScaleSrc, Unpack, pcu_config_layout, side_layout,
+                     systolic_interleave)
 from .reduce import ReduceTree
 from .systolic import Systolic
 from .tail import Tail
@@ -87,7 +88,7 @@ class Pcu(wiring.Component):
         systolic = cfg.mode == Mode.SYSTOLIC
 
         fifos = self._input_fifos(m, vec)
-        vin0 = data.View(vec, fifos["vin0"].r_data)
+        vin0 = self._unpacked(m, data.View(vec, fifos["vin0"].r_data), vec)
         vin1 = data.View(vec, fifos["vin1"].r_data)
 
         m.submodules.chain = chain = CounterChain(p.pcu_lanes)
@@ -124,6 +125,18 @@ class Pcu(wiring.Component):
             wiring.connect(m, wiring.flipped(port), f.w_stream)
             fifos[name] = f
         return fifos
+
+    def _unpacked(self, m, vin0, vec):
+        """Vector input 0 as the body takes it: FP32 words, or the high / low BF16 half of
+        each packed word (``config.unpack``)."""
+        out = Signal(vec)
+        unpack = self.config.unpack
+        m.d.comb += out.mask.eq(vin0.mask)
+        for lane in range(self.params.pcu_lanes):
+            w = vin0.data[lane]
+            m.d.comb += out.data[lane].eq(Mux(unpack == Unpack.HIGH, w & 0xFFFF0000,
+                                              Mux(unpack == Unpack.LOW, w << 16, w)))
+        return out
 
     def _output_fifos(self, m, vec):
         """Output FIFOs: each output stream drains on its own; everything after the header

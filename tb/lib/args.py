@@ -290,8 +290,10 @@ class GemvLoopArgs(TbArgs):
     n: int = arg(64, "outputs per layer", lo=1)
     k: int = arg(64, "inputs per layer", lo=1)
     layers: int = arg(4, "layers (weights, input and output each their own)", lo=1)
-    shares: int = arg(0, "PCUs (one per AGCU) sharing the rows (0: as many as there are "
-                         "AGCUs)", lo=0)
+    shares: int = arg(0, "PCUs sharing the rows, one per AGCU, or two with packed (0: as "
+                         "many as there are AGCUs for)", lo=0)
+    packed: bool = arg(False, "BF16 weights stored two per word, each word feeding two PCUs "
+                              "(0/1)")
 
 
 @dataclass(frozen=True)
