@@ -114,6 +114,11 @@ def _print_report(r, params=None):
     if f:
         print(f"fused vs unfused (each with its program load): {f['fused_cycles']} vs "
               f"{f['unfused_cycles']} cycles = {f['speedup']:.2f}x")
+    lp = r.get("looping")
+    if lp:
+        print(f"one looped launch vs a launch per layer, program resident / reloaded: "
+              f"{lp['looped_cycles']} vs {lp['resident_cycles']} / {lp['reload_cycles']} "
+              f"cycles = {lp['speedup_vs_resident']:.2f}x / {lp['speedup_vs_reload']:.2f}x")
     if r.get("waves"):
         print(f"waves: {r['waves']} ({r['waves_bytes'] / 1e6:.1f} MB)"
               + (f"   GTKWave save file (one group per unit): {r['gtkw']}"

@@ -10,12 +10,13 @@ from firmware.graph import mlp as mlp_graph
 from firmware.kernels.attention import (AttentionShape, compile_attention,
                                         compile_attention_unfused, unfused_words)
 from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus
+from firmware.kernels.gemv import GemvShape, compile_gemv
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Allocator
 from hdl.params import RduParams
 from hdl.tile import tile_units
-from tb.lib.args import (AttentionArgs, FpuArgs, GemmArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs,
-                         SoftmaxArgs, options_of)
+from tb.lib.args import (AttentionArgs, FpuArgs, GemmArgs, GemvLoopArgs, MlpArgs, PcuGemmArgs,
+                         PcuSimdArgs, SoftmaxArgs, options_of)
 
 from . import toolchain
 from .build import wave_format
@@ -72,6 +73,13 @@ def _gemm_programs(params, o):
     return [compile_gemm(params, o["m"], o["n"], o["k"], bias=bool(o["bias"]),
                          relu=bool(o["relu"]), bf16=bool(o["bf16"]), pcus=pcus,
                          a_rows=a_rows, c_tiles=bool(o.get("c_tiles")), **bufs).program]
+
+
+def _decode_programs(params, o):
+    sh = GemvShape.of(params, o["n"], o["k"], o["shares"] or None, bool(o["packed"]))
+    bufs = _scratch(params, {"w": sh.w_words, "x": sh.kp, "y": sh.y_words})
+    return [compile_gemv(params, o["n"], o["k"], shares=sh.shares, packed=sh.packed,
+                         **bufs).program]
 
 
 def _attention_programs(params, o):
@@ -157,6 +165,16 @@ KERNELS = {
         "hidden tensor through HBM); both bit-exact against the reference backend and each "
         "other, within the derived bound of float64; reports both cycle counts",
         ("m", "k", "hidden", "n", "bias"), programs=_mlp_programs),
+    "decode": Kernel(
+        "decode", "socket", GemvLoopArgs,
+        "decode weight streaming: LAYERS GEMV layers y = W x (N x K weights each, their "
+        "own input and output), the weights streamed through every AGCU (--packed 1: BF16 "
+        "two per word, each word feeding two PCUs), x by AGCU 0's load2 prologue into a "
+        "PMU per PCU, the row results through the store path; run as one looped launch, "
+        "as launches with the program resident and as launches that reload it — the same "
+        "bits, bit-exact against the reference and within the float64 bound; reports the "
+        "three cycle counts and the HBM utilization of the looped run",
+        ("n", "k", "layers", "shares", "packed"), programs=_decode_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -237,6 +255,11 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                   counters=o.get("counters") or {"ops": o.get("per_op", {})})
     if "fusion" in o:
         report["fusion"] = o["fusion"]
+    if "speedup_vs_resident" in o:
+        report["looping"] = {**{f"{mode}_cycles": o[mode]["cycles"]
+                                for mode in ("looped", "resident", "reload")},
+                             "speedup_vs_resident": o["speedup_vs_resident"],
+                             "speedup_vs_reload": o["speedup"]}
     wall = o.get("wall_s") or 0.0
     report["sim"].update(wall_s=round(wall, 4),
                          cycles_per_second=round(o.get("sim_cycles", o["cycles"]) / wall)

@@ -493,7 +493,7 @@ async def gemv_loop(dut):
     # Weights and inputs written once (the runs only read them); outputs per run.
     bufs = {"w": dev.alloc.alloc("hbm", wsz * layers, "weights"),
             "x": dev.alloc.alloc("hbm", xsz * layers, "inputs")}
-    results, outs = {}, {}
+    results, outs, worst = {}, {}, 0.0
     for mode in ("looped", "resident", "reload"):
         bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
         g = compile_gemv(params, n, k, shares=sh.shares, packed=sh.packed, **bufs)
@@ -506,7 +506,11 @@ async def gemv_loop(dut):
         step = {(0, "load2"): xsz, **{(s, "load"): wsz for s in range(sh.streams)},
                 **{sh.stream_of(p): ysz for p in range(sh.shares)}}
         before = await dev.counters()
+        t0 = time.time()
         after = await dev.run(_loop_launches(prog, mode, layers, step))
+        if mode == "looped":
+            wall, counters = time.time() - t0, {key: after[key] for key in (
+                "seq", "agcu", "unit_busy", "hbm", "ddr", "dma")}
         out = outs[mode] = (await dev.read(bufs["y"])).reshape(layers, ysz)[:, :n]
         for i in range(layers):
             want = g.reference(params, g.pack_w(ws[i].view(np.uint32)),
@@ -523,6 +527,7 @@ async def gemv_loop(dut):
             err = np.abs(out[i].view(np.float32).astype(np.float64) - exact)
             assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all(), \
                 f"{mode}: layer {i} off float64 beyond the bound (seed {args.seed})"
+            worst = max(worst, float(err.max()))
         results[mode] = {**_seq_delta(before["seq"], after["seq"]),
                          "hbm_bytes": _hbm_total(after) - _hbm_total(before)}
     for mode in ("resident", "reload"):
@@ -531,7 +536,9 @@ async def gemv_loop(dut):
     peak = params.hbm_peak_bytes_per_cycle
     lo = results["looped"]
     write_outputs(**results, layers=layers, shares=sh.shares, streams=sh.streams,
-                  beats=g.program.beats,
+                  beats=g.program.beats, cycles=lo["cycles"], load_cycles=lo["load_cycles"],
+                  hbm_bytes=lo["hbm_bytes"], mismatches=0, max_abs_err=worst,
+                  wall_s=wall, sim_cycles=lo["cycles"], counters=counters,
                   compulsory_bytes=layers * sh.bytes,
                   hbm_bw_utilization=lo["hbm_bytes"] / (lo["cycles"] * peak),
                   exec_hbm_bw_utilization=lo["hbm_bytes"] / (lo["exec_cycles"] * peak),
