@@ -4,7 +4,7 @@ link, the DMA engine, the AGCUs and the top-level network joining them.
 Above both ``hdl.memory`` (channels, TLN, DMA, host link) and ``hdl.agcu``, which uses the
 memory's request layouts: the composition lives here so neither imports the other back."""
 
-from amaranth import Module
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,8 +30,11 @@ class MemorySystem(wiring.Component):
     agcu_config[k], agcu_offset[k], agcu_start[k] : In   AGCU k's program, arguments
                                           (segment offsets of its load and store streams)
                                           and start pulse.
-    agcu_stride[k], iters : In           kernel looping: per-iteration stride of each
-                                          stream, iterations (shared by every AGCU).
+    agcu_stride[k], iters, chain : In    kernel looping: per-iteration stride of each
+                                          stream, iterations and whether they pass data
+                                          through memory (shared by every AGCU; each
+                                          AGCU's loads then wait for every AGCU's stores
+                                          of the iteration before).
     agcu_status[k] : Out(agcu_status_signature())   its status (see
                                               :class:`hdl.agcu.agcu.Agcu`).
     vout[k], vin[k] : stream                 its RDN side (vector packets).
@@ -55,7 +58,7 @@ class MemorySystem(wiring.Component):
             "agcu_config": In(agcu_config_layout(params)).array(a),
             "agcu_offset": In(agcu_args_layout(params)).array(a),
             "agcu_stride": In(agcu_args_layout(params)).array(a),
-            "iters": In(ITER_BITS),
+            "iters": In(ITER_BITS), "chain": In(1),
             "agcu_start": In(1).array(a),
             "vout": Out(packets).array(a),
             "vin": In(packets).array(a),
@@ -92,15 +95,26 @@ class MemorySystem(wiring.Component):
         mm, p = self.map, self.params
         tln = m.submodules.tln = Tln(masters=p.agcus + 3, regions=mm.regions, words=mm.words,
                                      addr_bits=mm.addr_bits)
+        agcus = []
         for k in range(p.agcus):
             u = m.submodules[f"agcu{k}"] = Agcu(p)
+            agcus.append(u)
             wiring.connect(m, u.net, tln.m[k])
             wiring.connect(m, u.vout, wiring.flipped(self.vout[k]))
             wiring.connect(m, wiring.flipped(self.vin[k]), u.vin)
             m.d.comb += [u.config.eq(self.agcu_config[k]), u.offset.eq(self.agcu_offset[k]),
                          u.stride.eq(self.agcu_stride[k]), u.iters.eq(self.iters),
+                         u.chain.eq(self.chain),
                          u.start.eq(self.agcu_start[k])]
             wiring.connect(m, u.status, wiring.flipped(self.agcu_status[k]))
+        # The least `stored` of all AGCUs, for the chained load2 of each.
+        least = agcus[0].stored
+        for u in agcus[1:]:
+            least = Mux(u.stored < least, u.stored, least)
+        stored_min = Signal(ITER_BITS)
+        m.d.comb += stored_min.eq(least)
+        for u in agcus:
+            m.d.comb += u.stored_min.eq(stored_min)
         dma = m.submodules.dma = DmaEngine(words=mm.words, addr_bits=mm.addr_bits,
                                            beats=mm.beats, tags=p.dma_tags)
         wiring.connect(m, wiring.flipped(self.dma), dma.desc)

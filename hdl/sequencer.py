@@ -12,7 +12,10 @@ once with ``iters`` = the record's iterations, and every unit repeats its progra
 many times back to back (the loop is an outer counter of each unit's chains); each AGCU
 steps its streams by ``args[k].<stream>.stride`` words per iteration itself. So iteration
 i+1's loads start as soon as the AGCUs have issued iteration i's, while iteration i still
-computes and drains: there is no synchronization boundary between iterations. (Its
+computes and drains: there is no synchronization boundary between iterations — except
+where the record says ``chained`` (iteration i reads through ``load2`` what iteration i-1
+stored: each AGCU's loads of iteration i then wait until every AGCU's stores of
+iteration i-1 are acknowledged, while the units run on). (Its
 baselines are records of one iteration each: with ``beats`` = 0, the program stays
 resident; with the program, it reloads.)
 
@@ -52,6 +55,7 @@ def launch_layout(params):
         "program": unsigned(mm.addr_bits),
         "beats": unsigned(COUNT_BITS),
         "iterations": unsigned(ITER_BITS),
+        "chained": unsigned(1),
         "units": unsigned(params.rows * params.cols),
         "agcus": unsigned(params.agcus),
         "args": data.ArrayLayout(data.StructLayout({
@@ -76,7 +80,8 @@ class KernelSequencer(wiring.Component):
     busy : Out(1);  error : Out(SeqError)
     net : Out(mem_port_signature)       reads records and bitstreams.
     cfg : Out(stream(config_beat_layout))   the config bus.
-    tile_start, tile_busy : per tile position;  iters : Out   iterations of what starts
+    tile_start, tile_busy : per tile position;  iters, chain : Out   iterations of what
+                               starts, and whether they pass data through memory
     agcu_start, agcu_busy, agcu_fault : per AGCU;  agcu_offset, agcu_stride : Out per AGCU.
     launched, iterations : Out(32)      records and iterations finished.
     load_cycles, exec_cycles, cycles : Out(48)
@@ -99,6 +104,7 @@ class KernelSequencer(wiring.Component):
             "agcu_start": Out(a), "agcu_busy": In(a), "agcu_fault": In(a),
             "agcu_offset": Out(agcu_args_layout(params)).array(a),
             "agcu_stride": Out(agcu_args_layout(params)).array(a), "iters": Out(ITER_BITS),
+            "chain": Out(1),
             "launched": Out(32), "iterations": Out(32),
             "load_cycles": Out(48), "exec_cycles": Out(48), "cycles": Out(48),
         })
@@ -186,7 +192,7 @@ class KernelSequencer(wiring.Component):
             with m.State("ARGS"):
                 m.d.sync += [o.eq(arg.offset) for o, _, arg in args]
                 m.d.sync += [st.eq(arg.stride) for _, st, arg in args]
-                m.d.sync += self.iters.eq(it)
+                m.d.sync += [self.iters.eq(it), self.chain.eq(rec.chained)]
                 m.next = "START"
             with m.State("START"):
                 with m.If(it == 0):

@@ -171,7 +171,8 @@ class Socket(wiring.Component):
 
         # Kernel control.
         m.d.comb += [tile.start.eq(seq.tile_start), tile.iters.eq(seq.iters),
-                     mem.iters.eq(seq.iters), seq.tile_busy.eq(tile.busy),
+                     mem.iters.eq(seq.iters), mem.chain.eq(seq.chain),
+                     seq.tile_busy.eq(tile.busy),
                      self.unit_busy.eq(tile.busy)]
         for k in range(a):
             status = mem.agcu_status[k]

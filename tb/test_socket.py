@@ -416,13 +416,15 @@ def _at(buf, offset):
     return Buffer(buf.region, buf.addr + offset, buf.words - offset, buf.name)
 
 
-def _loop_launches(prog, mode, layers, step):
-    """``layers`` iterations of ``prog``, the AGCU arguments moved by ``step`` each: one
-    looped launch (``"looped"``), or one launch per layer with the program loaded once
-    (``"resident"``) or by each (``"reload"``)."""
+def _loop_launches(prog, mode, layers, step, base=None, chained=False):
+    """``layers`` iterations of ``prog``, the AGCU arguments from ``base`` moved by ``step``
+    each: one looped launch (``"looped"``; ``chained``: its iterations pass data through
+    memory), or one launch per layer with the program loaded once (``"resident"``) or by
+    each (``"reload"``)."""
+    base = base or {}
     if mode == "looped":
-        return [prog.launch(iterations=layers, strides=step)]
-    return [prog.launch(offsets={key: i * v for key, v in step.items()},
+        return [prog.launch(iterations=layers, offsets=base, strides=step, chained=chained)]
+    return [prog.launch(offsets={key: base.get(key, 0) + i * v for key, v in step.items()},
                         reload=mode == "reload" or i == 0) for i in range(layers)]
 
 
@@ -482,52 +484,55 @@ async def gemv_loop(dut):
     from firmware.kernels.gemv import GemvShape, compile_gemv
     args, params, dev, rng = await _setup(dut, GemvLoopArgs)
     n, k, layers = args.n, args.k, args.layers
+    if args.chain and n != k:
+        raise ValueError(f"chained layers feed each output to the next layer: n = k, got "
+                         f"{n} x {k}")
     nrng = np.random.default_rng(args.seed)
-    ws = nrng.normal(0, 1, (layers, n, k)).astype(np.float32)
+    # Chained: weights scaled by 1/sqrt(k), so the activations keep their size.
+    ws = nrng.normal(0, k ** -0.5 if args.chain else 1, (layers, n, k)).astype(np.float32)
     if args.packed:                                      # BF16 weights
         ws = (ws.view(np.uint32) & 0xFFFF0000).view(np.float32)
     xs = nrng.normal(0, 1, (layers, k)).astype(np.float32)
     al = dev.alloc.align
     sh = GemvShape.of(params, n, k, args.shares or None, args.packed)
     wsz, xsz, ysz = (-(-v // al) * al for v in (sh.w_words, sh.kp, sh.y_words))
-    # Weights and inputs written once (the runs only read them); outputs per run.
-    bufs = {"w": dev.alloc.alloc("hbm", wsz * layers, "weights"),
-            "x": dev.alloc.alloc("hbm", xsz * layers, "inputs")}
+    slot = max(xsz, ysz)                  # chained: x0, y0, y1, ... one slot each
+    # Weights (and unchained inputs) written once (the runs only read them).
+    bufs = {"w": dev.alloc.alloc("hbm", wsz * layers, "weights")}
+    if not args.chain:
+        bufs["x"] = dev.alloc.alloc("hbm", xsz * layers, "inputs")
     results, outs, worst = {}, {}, 0.0
     for mode in ("looped", "resident", "reload"):
-        bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
+        if args.chain:
+            bufs["x"] = bufs["y"] = dev.alloc.alloc("hbm", slot * (layers + 1), f"xy {mode}")
+        else:
+            bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
         g = compile_gemv(params, n, k, shares=sh.shares, packed=sh.packed, **bufs)
         if mode == "looped":
             await dev.write(bufs["w"], np.concatenate(
                 [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - sh.w_words)) for w in ws]))
-            await dev.write(bufs["x"], np.concatenate(
-                [np.pad(g.pack_x(x.view(np.uint32)), (0, xsz - sh.kp)) for x in xs]))
+            xin = _gemv_inputs(params, g, ws, xs, args.chain)
+            if not args.chain:
+                await dev.write(bufs["x"], np.concatenate(
+                    [np.pad(x, (0, xsz - sh.kp)) for x in xin]))
+        if args.chain:
+            await dev.write(bufs["x"], np.pad(xin[0], (0, slot * (layers + 1) - sh.kp)))
         prog = await dev.load(g.program)
-        step = {(0, "load2"): xsz, **{(s, "load"): wsz for s in range(sh.streams)},
-                **{sh.stream_of(p): ysz for p in range(sh.shares)}}
+        stores = [sh.stream_of(p) for p in range(sh.shares)]
+        step = {(0, "load2"): slot if args.chain else xsz,
+                **{(s, "load"): wsz for s in range(sh.streams)},
+                **{key: slot if args.chain else ysz for key in stores}}
+        base = {key: slot for key in stores} if args.chain else {}
         before = await dev.counters()
         t0 = time.time()
-        after = await dev.run(_loop_launches(prog, mode, layers, step))
+        after = await dev.run(_loop_launches(prog, mode, layers, step, base, args.chain))
         if mode == "looped":
             wall, counters = time.time() - t0, {key: after[key] for key in (
                 "seq", "agcu", "unit_busy", "hbm", "ddr", "dma")}
-        out = outs[mode] = (await dev.read(bufs["y"])).reshape(layers, ysz)[:, :n]
-        for i in range(layers):
-            want = g.reference(params, g.pack_w(ws[i].view(np.uint32)),
-                               g.pack_x(xs[i].view(np.uint32)))[:n]
-            bad = np.nonzero(out[i] != want)[0]
-            assert not len(bad), (f"{mode}: layer {i}: {len(bad)} outputs differ from the "
-                                  f"reference, first {bad[0]} (seed {args.seed})")
-            exact = ws[i].astype(np.float64) @ xs[i].astype(np.float64)
-            scale = np.abs(ws[i].astype(np.float64)) @ np.abs(xs[i].astype(np.float64))
-            # One rounding per product, per reduction-tree level and per accumulated
-            # chunk: at most m = 1 + log2(lanes) + ceil(k / lanes) roundings, each within
-            # 2**-24 of a partial sum bounded by sum |w x|.
-            m = 1 + params.pcu_lanes.bit_length() - 1 + -(-k // params.pcu_lanes)
-            err = np.abs(out[i].view(np.float32).astype(np.float64) - exact)
-            assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all(), \
-                f"{mode}: layer {i} off float64 beyond the bound (seed {args.seed})"
-            worst = max(worst, float(err.max()))
+        words = await dev.read(bufs["y"])
+        out = outs[mode] = (words[slot:].reshape(layers, slot) if args.chain else
+                            words.reshape(layers, ysz))[:, :n]
+        worst = max(worst, _check_gemv(params, g, ws, xin, out, f"{mode} (seed {args.seed})"))
         results[mode] = {**_seq_delta(before["seq"], after["seq"]),
                          "hbm_bytes": _hbm_total(after) - _hbm_total(before)}
     for mode in ("resident", "reload"):
@@ -545,6 +550,41 @@ async def gemv_loop(dut):
                   useful_bw_utilization=layers * sh.bytes / (lo["cycles"] * peak),
                   speedup=results["reload"]["cycles"] / lo["cycles"],
                   speedup_vs_resident=results["resident"]["cycles"] / lo["cycles"])
+
+
+def _gemv_inputs(params, g, ws, xs, chain):
+    """Each layer's x as the device reads it (packed words): ``xs[i]``, or chained: x0,
+    then each layer's output (its ``y_words``, zeros to the vector end) by the reference."""
+    if not chain:
+        return [g.pack_x(x.view(np.uint32)) for x in xs]
+    sh = g.shape
+    out = [g.pack_x(xs[0].view(np.uint32))]
+    for w in ws[:-1]:
+        y = g.reference(params, g.pack_w(w.view(np.uint32)), out[-1])
+        out.append(np.pad(y, (0, max(0, sh.kp - len(y))))[:sh.kp])
+    return out
+
+
+def _check_gemv(params, g, ws, xin, out, what):
+    """Every layer's outputs against the reference bit for bit and against float64 (of
+    the input it read) within the bound; returns the largest error."""
+    sh, worst = g.shape, 0.0
+    for i, (w, x) in enumerate(zip(ws, xin)):
+        want = g.reference(params, g.pack_w(w.view(np.uint32)), x)[:sh.n]
+        bad = np.nonzero(out[i] != want)[0]
+        assert not len(bad), (f"{what}: layer {i}: {len(bad)} outputs differ from the "
+                              f"reference, first {bad[0]}")
+        xf = x[:sh.k].view(np.float32).astype(np.float64)
+        exact, scale = w.astype(np.float64) @ xf, np.abs(w.astype(np.float64)) @ np.abs(xf)
+        # One rounding per product, per reduction-tree level and per accumulated chunk:
+        # at most m = 1 + log2(lanes) + ceil(k / lanes) roundings, each within 2**-24 of a
+        # partial sum bounded by sum |w x|.
+        m = params.pcu_lanes.bit_length() + -(-sh.k // params.pcu_lanes)
+        err = np.abs(out[i].view(np.float32).astype(np.float64) - exact)
+        assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all(), \
+            f"{what}: layer {i} off float64 beyond the bound"
+        worst = max(worst, float(err.max()))
+    return worst
 
 
 @cocotb.test()

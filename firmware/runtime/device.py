@@ -31,13 +31,13 @@ class LoadedProgram:
     def __init__(self, program, buffer):
         self.program, self.buffer = program, buffer
 
-    def launch(self, *, iterations=1, offsets=None, strides=None, reload=True):
+    def launch(self, *, iterations=1, offsets=None, strides=None, reload=True, chained=False):
         """A launch record of this program (see :class:`Launch`); arguments and strides
         that would take a stream outside its buffer in any iteration are refused
         (:class:`~firmware.runtime.launch.LaunchError`)."""
         p = self.program
         launch = Launch(self.buffer.addr, p.beats if reload else 0, p.units, p.agcus,
-                        iterations, dict(offsets or {}), dict(strides or {}))
+                        iterations, dict(offsets or {}), dict(strides or {}), chained)
         check_extents(p.name, getattr(p, "extents", {}), launch)
         return launch
 

@@ -28,7 +28,10 @@ class Launch:
     ``"store2"`` .. likewise) and ``strides[k, "load"]`` what each further iteration adds
     to it (missing entries are 0). ``iterations`` > 1 is kernel looping: one pipelined
     run of every unit (``hdl.sequencer``), the same results as that many launches of one
-    iteration with offsets ``offset + i * stride``.
+    iteration with offsets ``offset + i * stride``. ``chained``: the iterations pass data
+    through memory (iteration i's loads read what iteration i-1 stored, e.g. a layer's
+    input is the layer before's output): each load iteration waits until every AGCU's
+    stores of the one before are acknowledged.
     """
     program: int
     beats: int
@@ -37,6 +40,7 @@ class Launch:
     iterations: int = 1
     offsets: dict = field(default_factory=dict)
     strides: dict = field(default_factory=dict)
+    chained: bool = False
 
 
 def check_extents(name, extents, launch: Launch):
@@ -81,7 +85,8 @@ def pack_launch(params, launch: Launch) -> int:
         return {"offset": launch.offsets.get((k, stream), 0) & wmask,
                 "stride": launch.strides.get((k, stream), 0) & wmask}
     value = {"program": launch.program // mm.words, "beats": launch.beats,
-             "iterations": launch.iterations, "units": launch.units, "agcus": launch.agcus,
+             "iterations": launch.iterations, "chained": int(bool(launch.chained)),
+             "units": launch.units, "agcus": launch.agcus,
              "args": [{s: arg(k, s) for s in streams(params)} for k in range(a)]}
     return launch_layout(params).const(value).as_value().value
 

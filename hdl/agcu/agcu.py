@@ -1,6 +1,6 @@
 """Address generator and coalescing unit (AGCU): tensors in memory <-> vector packets."""
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,6 +53,12 @@ class Agcu(wiring.Component):
     times back to back, iteration ``i`` at ``i * stride.<stream>`` words further into the
     segment (checked against it like every address). Each iteration's last load packet is
     flushed and flagged ``last`` as in a run of its own, so consumers see the same packets.
+    ``stored``: the iterations whose stores are all acknowledged (all ones while idle or
+    without a store stream). With ``chain`` (a launch whose iterations pass data through
+    memory: iteration i's loads read what iteration i-1 stored), both loads start
+    iteration i only once ``stored_min`` (the least ``stored`` of every AGCU) reaches i —
+    so no read of the next iteration queues at a memory channel ahead of this one's last
+    writes.
 
     ``start`` (while not ``busy``) begins the enabled streams; ``busy`` drops once every
     burst is answered (load: delivered; store: acknowledged); ``done`` counts finished
@@ -71,6 +77,7 @@ class Agcu(wiring.Component):
             "config": In(agcu_config_layout(params)),
             "offset": In(agcu_args_layout(params)),
             "stride": In(agcu_args_layout(params)), "iters": In(ITER_BITS),
+            "chain": In(1), "stored_min": In(ITER_BITS), "stored": Out(ITER_BITS),
             "start": In(1), "status": Out(agcu_status_signature()),
             "vout": Out(stream.Signature(vector_packet_layout(params))),
             "vin": In(stream.Signature(vector_packet_layout(params))),
@@ -104,7 +111,8 @@ class Agcu(wiring.Component):
         wiring.connect(m, wiring.flipped(net.resp), reader.resp)
         paths = {name: self._write_path(m, name, begin, bqs, bl) for name in stores(self.params)}
         self._steer(m, paths)
-        write_req, wnext, wtake, wquiet = self._write_arbiter(m, paths, bl)
+        write_req, wnext, wtake, wquiet, wlast = self._write_arbiter(m, paths, bl)
+        self._stored(m, begin, busy, wtake, wlast, reader.acked)
         self._read_turns(m, begin, bqs, reader)
 
         with m.If(write_req):
@@ -153,6 +161,7 @@ class Agcu(wiring.Component):
             split = m.submodules[f"{name}_split"] = BurstSplitter(self.params)
             step = chain.o.payload
             seg = cfg.segments[acc.segment]
+            hold = self._fence(m, begin, chain, name) if name.startswith("load") else 0
             it_off = Signal(signed(32), name=f"{name}_iter_offset")
             with m.If(begin):
                 m.d.sync += it_off.eq(0)
@@ -161,7 +170,7 @@ class Agcu(wiring.Component):
             m.d.comb += [
                 split.seg.base.eq(seg.base + self.offset[name]), split.seg.size.eq(seg.size),
                 split.run.eq(acc.run), split.start.eq(begin),
-                split.i.valid.eq(chain.o.valid), chain.o.ready.eq(split.i.ready),
+                split.i.valid.eq(chain.o.valid & ~hold), chain.o.ready.eq(split.i.ready & ~hold),
                 split.i.payload.offset.eq(it_off + sum(Mux(acc.addr_en[i], step.value[i], 0)
                                                        for i in range(MAX_COUNTERS))),
                 split.i.payload.last.eq(step.last),
@@ -171,6 +180,18 @@ class Agcu(wiring.Component):
             wiring.connect(m, split.o, bq.w_stream)
             parts[name] = (split, chain)
         return bqs, parts
+
+    def _fence(self, m, begin, chain, name):
+        """Whether load stream ``name``'s runs wait: with ``chain``, its iteration i
+        (i >= 1) waits until every AGCU has stored iteration i-1 (``stored_min`` >= i)."""
+        it = Signal(ITER_BITS, name=f"{name}_iteration")
+        with m.If(begin):
+            m.d.sync += it.eq(0)
+        with m.Elif(chain.o.valid & chain.o.ready & chain.o.payload.last):
+            m.d.sync += it.eq(it + 1)
+        hold = Signal(name=f"{name}_fenced")
+        m.d.comb += hold.eq(self.chain & (it != 0) & (self.stored_min < it))
+        return hold
 
     def _write_path(self, m, name, begin, bqs, bl):
         """Store stream ``name``: the unpacker (vector packets -> masked beats per store
@@ -251,7 +272,28 @@ class Agcu(wiring.Component):
             m.d.sync += [wphase.eq(1), wleft.eq(wnext.len), wsel.eq(arb.index)]
         quiet = Signal()
         m.d.comb += quiet.eq(~wphase & Cat(q.level == 0 for q in wqs).all())
-        return write_req, wnext, take, quiet
+        last = Signal(len(wqs))          # the burst taken ends an iteration of stream i
+        m.d.comb += last.eq(Mux(take & wnext.last, arb.grant, 0))
+        return write_req, wnext, take, quiet, last
+
+    def _stored(self, m, begin, busy, take, last, acked):
+        """``stored``: once every write issued is acknowledged, the least number of
+        iteration ends issued by an enabled store stream."""
+        cfg, names = self.config, stores(self.params)
+        w_out = Signal(32)                  # write bursts issued, not yet acknowledged
+        m.d.sync += w_out.eq(w_out + take - acked)
+        ends = [Signal(ITER_BITS, name=f"{n}_ends") for n in names]
+        done = Signal(ITER_BITS)
+        top = (1 << ITER_BITS) - 1
+        low = Const(top, ITER_BITS)
+        for n, e, bit in zip(names, ends, last):
+            m.d.sync += e.eq(e + bit)
+            low = Mux(cfg[n].en & (e < low), e, low)
+        with m.If(begin):
+            m.d.sync += [w_out.eq(0), done.eq(0)] + [e.eq(0) for e in ends]
+        with m.Elif(w_out == 0):
+            m.d.sync += done.eq(low)
+        m.d.comb += self.stored.eq(Mux(busy & Cat(cfg[n].en for n in names).any(), done, top))
 
     def _packer(self, m, reader, begin):
         """Read bursts, in request order, packed into vector packets with the configured

@@ -294,6 +294,8 @@ class GemvLoopArgs(TbArgs):
                          "many as there are AGCUs for)", lo=0)
     packed: bool = arg(False, "BF16 weights stored two per word, each word feeding two PCUs "
                               "(0/1)")
+    chain: bool = arg(False, "each layer's input is the layer before's output (n = k), "
+                             "through HBM: the looped launch is chained (0/1)")
 
 
 @dataclass(frozen=True)
