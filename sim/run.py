@@ -170,11 +170,12 @@ KERNELS = {
         "decode weight streaming: LAYERS GEMV layers y = W x (N x K weights each, their "
         "own input and output), the weights streamed through every AGCU (--packed 1: BF16 "
         "two per word, each word feeding two PCUs), x by AGCU 0's load2 prologue into a "
-        "PMU per PCU, the row results through the store path; run as one looped launch, "
+        "PMU per PCU, the row results through the store path (--chain 1: each layer's input "
+        "the output of the one before, through HBM); run as one looped launch, "
         "as launches with the program resident and as launches that reload it — the same "
         "bits, bit-exact against the reference and within the float64 bound; reports the "
         "three cycle counts and the HBM utilization of the looped run",
-        ("n", "k", "layers", "shares", "packed"), programs=_decode_programs),
+        ("n", "k", "layers", "shares", "packed", "chain"), programs=_decode_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
