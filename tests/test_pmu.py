@@ -49,13 +49,20 @@ def test_bad_pmu_programs(kwargs, message):
         pack_pmu(PmuProgram(**fields), PMU)
 
 
-def run_pmu(program, vin, seed, idle=0.3, backpressure=0.3):
+def run_pmu(program, vin, seed, idle=0.3, backpressure=0.3, iters=1):
+    """``program`` on the RTL PMU over ``vin``, ``iters`` times back to back (kernel
+    looping: ``vin`` holds every iteration's input); the vectors out, the reference of
+    those iterations (``last`` on the final vector only) and the conflict count."""
     dut = Pmu(PMU)
     vec = vector_layout(L)
-    want = pmu_reference(program, PMU, vin)
+    per = np.asarray(vin).reshape(iters, -1, L)
+    refs = [pmu_reference(program, PMU, x) for x in per]
+    want = {key: np.concatenate([r[key] for r in refs]) for key in ("data", "mask", "last")}
+    want["last"][:-1] = 0
     got, state = [], {}
 
     async def bench(ctx):
+        ctx.set(dut.iters, iters)
         await configure(ctx, dut, pack_pmu(program, PMU))
         await drive(ctx, dut.vin, to_ints(pack(vec, {"data": vin, "mask": np.full(len(vin),
                     (1 << L) - 1)})), random.Random(seed), idle)
@@ -69,6 +76,19 @@ def run_pmu(program, vin, seed, idle=0.3, backpressure=0.3):
 
     simulate(dut, bench, sink)
     return unpack(vec, from_ints(got, words_of(vec))), want, state
+
+
+@pytest.mark.parametrize("nbuf,tiles", [(1, 2), (2, 3), (3, 1)])
+def test_kernel_looping_repeats_the_program_without_a_gap(nbuf, tiles):
+    """``iters`` = 3: the PMU runs its program three times back to back; the buffers
+    carry on, so the writer fills the next iteration's tiles while the reader drains this
+    one's — every iteration's vectors as its own run gives them, one ``last`` at the end."""
+    iters = 3
+    nrng = np.random.default_rng(SEED + 10 * nbuf + tiles)
+    data = nrng.integers(0, 1 << 32, (iters * tiles * L, L), dtype=np.uint64).astype(np.uint32)
+    got, want, _ = run_pmu(transpose_program(tiles, nbuf), data, SEED + nbuf, iters=iters)
+    for key in ("data", "mask", "last"):
+        assert np.array_equal(got[key], want[key]), (key, nbuf, tiles)
 
 
 @pytest.mark.parametrize("nbuf", [1, 2, 3])
