@@ -94,3 +94,12 @@ def test_out_of_range_arguments_are_refused_before_any_build(cls, values, messag
         cls(**values)
     with pytest.raises(ValueError, match="AttentionArgs.seq: 0 is below"):
         kernel_args("attention", PRESETS["small"], options={"seq": 0})
+
+
+def test_chained_gemv_layers_need_square_weights():
+    """Refused when the arguments are made (before any model is built): a chained layer's
+    output is the next layer's input."""
+    from tb.lib.args import GemvLoopArgs
+    with pytest.raises(ValueError, match="n must equal k"):
+        GemvLoopArgs(n=64, k=32, chain=True)
+    assert GemvLoopArgs(n=64, k=64, chain=True).chain

@@ -297,6 +297,12 @@ class GemvLoopArgs(TbArgs):
     chain: bool = arg(False, "each layer's input is the layer before's output (n = k), "
                              "through HBM: the looped launch is chained (0/1)")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.chain and self.n != self.k:
+            raise ValueError(f"GemvLoopArgs.chain: each layer's output is the next one's "
+                             f"input, so n must equal k (got n = {self.n}, k = {self.k})")
+
 
 @dataclass(frozen=True)
 class GraphArgs(TbArgs):
