@@ -373,7 +373,7 @@ def _decode(b, params, workdir):
             "hbm_peak_bytes_per_cycle": params.hbm_peak_bytes_per_cycle,
             "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4),
             "useful_bw_utilization": round(o["useful_bw_utilization"], 4),
-            "execute_hbm_bw_utilization": round(o["exec_hbm_bw_utilization"], 4),
+            "execute_useful_bw_utilization": round(o["exec_useful_bw_utilization"], 4),
             "looping": {"speedup_vs_resident": top["speedup_vs_resident"],
                         "speedup_vs_reload": top["speedup_vs_reload"],
                         "resident_cycles": top["resident_cycles"],
