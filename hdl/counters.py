@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["MAX_COUNTERS", "COUNTER_BITS", "ITER_BITS", "CounterConfig", "ChainConfig",
-           "chain_output_layout", "CounterChain"]
+           "chain_output_layout", "runs_after_first", "CounterChain"]
 
 #: Nested counters in a PCU header chain (ARCHITECTURE.md section 4).
 MAX_COUNTERS = 4
@@ -30,6 +30,11 @@ ChainConfig = data.StructLayout({
     "depth": unsigned(3),
     "ctr": data.ArrayLayout(CounterConfig, MAX_COUNTERS),
 })
+
+
+def runs_after_first(repeat):
+    """The runs left once the first has begun, for a ``repeat`` count (0 counts as 1)."""
+    return Mux(repeat == 0, 0, repeat - 1)
 
 
 def chain_output_layout(lanes):
@@ -148,7 +153,7 @@ class CounterChain(wiring.Component):
             nonempty = Cat(*[~active[i] | (cfg.ctr[i].min < cfg.ctr[i].max)
                              for i in range(MAX_COUNTERS)]).all()
             m.d.sync += [running.eq((cfg.depth != 0) & nonempty),
-                         runs_left.eq(Mux(self.repeat == 0, 0, self.repeat - 1))]
+                         runs_left.eq(runs_after_first(self.repeat))]
             for i in range(MAX_COUNTERS):
                 m.d.sync += cur[i].eq(cfg.ctr[i].min)
         return m

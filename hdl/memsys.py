@@ -107,7 +107,7 @@ class MemorySystem(wiring.Component):
                          u.chain.eq(self.chain),
                          u.start.eq(self.agcu_start[k])]
             wiring.connect(m, u.status, wiring.flipped(self.agcu_status[k]))
-        # The least `stored` of all AGCUs, for the chained load2 of each.
+        # The least `stored` of all AGCUs: what a chained launch's loads wait for.
         least = agcus[0].stored
         for u in agcus[1:]:
             least = Mux(u.stored < least, u.stored, least)

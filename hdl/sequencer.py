@@ -139,7 +139,6 @@ class KernelSequencer(wiring.Component):
         rec = data.View(lay, record[:lay.size])
         nrec = Signal(16)
         next_rec = Signal(mm.addr_bits)
-        it = Signal(ITER_BITS)
         args = [(self.agcu_offset[k][name], self.agcu_stride[k][name], rec.args[k][name])
                 for k in range(p.agcus) for name in streams(p)]
         settle = Signal(2)
@@ -174,7 +173,8 @@ class KernelSequencer(wiring.Component):
                         m.d.sync += fetched.eq(0)
                         m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += [it.eq(rec.iterations), agcus.eq(rec.agcus), units.eq(rec.units)]
+                m.d.sync += [self.iters.eq(rec.iterations), self.chain.eq(rec.chained),
+                             agcus.eq(rec.agcus), units.eq(rec.units)]
                 with m.If(rec.beats != 0):
                     m.d.sync += [rd_addr.eq(rec.program),
                                  rd_left.eq((rec.beats + per - 1) // per)]
@@ -192,10 +192,9 @@ class KernelSequencer(wiring.Component):
             with m.State("ARGS"):
                 m.d.sync += [o.eq(arg.offset) for o, _, arg in args]
                 m.d.sync += [st.eq(arg.stride) for _, st, arg in args]
-                m.d.sync += [self.iters.eq(it), self.chain.eq(rec.chained)]
                 m.next = "START"
             with m.State("START"):
-                with m.If(it == 0):
+                with m.If(self.iters == 0):
                     m.d.sync += self.launched.eq(self.launched + 1)
                     m.next = "NEXT_RECORD"
                 with m.Else():
@@ -214,7 +213,7 @@ class KernelSequencer(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif((settle == 0) & ~(self.agcu_busy & agcus).any() &
                             ~self.tile_busy.any()):
-                    m.d.sync += [it.eq(0), self.iterations.eq(self.iterations + it)]
+                    m.d.sync += [self.iters.eq(0), self.iterations.eq(self.iterations + self.iters)]
                     m.next = "START"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

@@ -304,6 +304,14 @@ GEMM_ARRAY = {"small": (256, 256, 256), "plasticine": (512, 512, 512)}
 LOOP_K = (64, 16, 256)
 
 
+def _loop_figures(o):
+    """Cycles of a looped-vs-launches run (``layer_loop``, ``gemv_loop``) in each mode and
+    the looped run's speedups."""
+    return {**{f"{mode}_cycles": o[mode]["cycles"] for mode in ("looped", "resident", "reload")},
+            "speedup_vs_resident": round(o["speedup_vs_resident"], 3),
+            "speedup_vs_reload": round(o["speedup"], 3)}
+
+
 def _kernel_looping(b, params, workdir, layers=8):
     """A decode-style layer loop (``layers`` GEMVs 1 x lanes x k, one weight set each) as
     one pipelined looped launch, as one launch per layer with the program resident, and
@@ -315,12 +323,9 @@ def _kernel_looping(b, params, workdir, layers=8):
                                         k=k, layers=layers, seed=62),
                        test_dir=workdir / f"layer_loop-{k}").outputs
         rows.append({"k": k, "weight_bytes_per_layer": o["weight_bytes"] // layers,
-                     **{f"{mode}_cycles": o[mode]["cycles"]
-                        for mode in ("looped", "resident", "reload")},
                      "looped_exec_cycles": o["looped"]["exec_cycles"],
                      "resident_exec_cycles": o["resident"]["exec_cycles"],
-                     "speedup_vs_resident": round(o["speedup_vs_resident"], 3),
-                     "speedup_vs_reload": round(o["speedup"], 3)})
+                     **_loop_figures(o)})
     top = rows[0]
     return {"what": f"decode-style layer loop: {layers} GEMVs (1 x {params.pcu_lanes} x k), "
                     f"one weight set each: one looped launch (one pipelined run, the AGCUs "
@@ -341,14 +346,9 @@ def _gemv_loop(b, params, workdir, d, layers, chain=False):
                                    packed=True, chain=chain, seed=66),
                    test_dir=workdir / f"gemv_loop-{d}-{layers}{'-chain' if chain else ''}"
                    ).outputs
-    lo = o["looped"]
     return o, {"d": d, "layers": layers, "weight_bytes_per_layer": 2 * d * d,
-               **{f"{mode}_cycles": o[mode]["cycles"] for mode in ("looped", "resident",
-                                                                   "reload")},
-               "hbm_bytes": lo["hbm_bytes"], "compulsory_bytes": o["compulsory_bytes"],
-               "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4),
-               "speedup_vs_resident": round(o["speedup_vs_resident"], 3),
-               "speedup_vs_reload": round(o["speedup"], 3)}
+               "hbm_bytes": o["looped"]["hbm_bytes"], "compulsory_bytes": o["compulsory_bytes"],
+               "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4), **_loop_figures(o)}
 
 
 def _decode(b, params, workdir):

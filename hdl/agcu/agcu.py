@@ -314,29 +314,35 @@ class Agcu(wiring.Component):
         # Packets leave in the order of the read turns: load2's up to its `last`, then
         # load's, and so on; each with its stream's header.
         cfg = self.config
-        second = Signal()
+        second = self._turn(m, begin, self.vout.valid & self.vout.ready &
+                            packer.o.payload.last, "vout_load2")
         m.d.comb += self.vout.payload.hdr.eq(Mux(second, cfg.hdr2, cfg.hdr))
-        with m.If(begin):
-            m.d.sync += second.eq(cfg.load2.en)
-        with m.Elif(self.vout.valid & self.vout.ready & packer.o.payload.last & cfg.load2.en):
-            m.d.sync += second.eq(~second)
         return packer
+
+    def _turn(self, m, begin, turn_end, name):
+        """Whose turn it is, ``load2``'s (1) or ``load``'s (0): ``load2``'s first in every
+        iteration where it is on, then each ``turn_end`` passes the turn on."""
+        on = self.config.load2.en
+        second = Signal(name=name)
+        with m.If(begin):
+            m.d.sync += second.eq(on)
+        with m.Elif(turn_end & on):
+            m.d.sync += second.eq(~second)
+        return second
 
     def _read_turns(self, m, begin, bqs, reader):
         """The read bursts of ``load2`` and ``load`` into the reader, by turns: each
         iteration's whole ``load2`` access (when on), then ``load``'s (a turn ends with the
         burst that carries ``last``)."""
-        bl, cfg = burst_layout(self.params), self.config
-        second = Signal()
+        bl = burst_layout(self.params)
         q1, q2 = bqs["load"], bqs["load2"]
+        taken = reader.bursts.valid & reader.bursts.ready
+        second = Signal()
         head = data.View(bl, Mux(second, q2.r_data, q1.r_data))
+        m.d.comb += second.eq(self._turn(m, begin, taken & head.last, "read_load2"))
         m.d.comb += [
             reader.bursts.valid.eq(Mux(second, q2.r_rdy, q1.r_rdy)),
             reader.bursts.payload.addr.eq(head.addr), reader.bursts.payload.len.eq(head.len),
             reader.bursts.payload.info.eq(head),
             q1.r_en.eq(~second & reader.bursts.ready), q2.r_en.eq(second & reader.bursts.ready),
         ]
-        with m.If(begin):
-            m.d.sync += second.eq(cfg.load2.en)
-        with m.Elif(reader.bursts.valid & reader.bursts.ready & head.last & cfg.load2.en):
-            m.d.sync += second.eq(~second)

@@ -30,7 +30,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.counters import ITER_BITS
+from hdl.counters import ITER_BITS, runs_after_first
 from hdl.numerics.pipeline import Stages
 
 from .alu import Alu
@@ -89,7 +89,7 @@ class Systolic(wiring.Component):
             self.a.ready.eq(fire), self.b.ready.eq(fire & (j == 0)),
         ]
         in_left = Signal(ITER_BITS)           # repeats of the tiles after this one
-        reps = Mux(self.repeat == 0, 0, self.repeat - 1)
+        reps = runs_after_first(self.repeat)
         with m.If(self.start & ~active & ~self.busy):
             m.d.sync += [active.eq(cfg.tiles != 0), k.eq(0), j.eq(0), tile.eq(0),
                          since.eq(self.MIN_PERIOD), in_left.eq(reps)]
