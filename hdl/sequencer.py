@@ -7,6 +7,13 @@ uses (``units``: tile positions, row-major; ``agcus``), the arguments of each AG
 (``args[k].load.offset``: words added to its segment base) and how many times to run it
 (``iterations``: kernel looping).
 
+A *copy record* (``copy`` = 1) runs no kernel: the sequencer hands the DMA engine the
+descriptor ``program`` -> ``dst`` (beat addresses), ``count`` words, and goes on when
+the copy is done (every write acknowledged; counted in ``copy_cycles``) — e.g. an expert's
+weights switched from DDR into an HBM slot before the launch that uses them, without the
+host. The program loaded stays loaded. A refused descriptor stops the sequencer with
+``DMA``.
+
 Kernel looping is one pipelined dataflow, not a loop of launches: the units are started
 once with ``iters`` = the record's iterations, and every unit repeats its program that
 many times back to back (the loop is an outer counter of each unit's chains); each AGCU
@@ -33,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.agcu.config import agcu_args_layout, streams, word_bits
 from hdl.counters import ITER_BITS
-from hdl.memory.config import MAX_BURST, MemoryMap, mem_port_signature
+from hdl.memory.config import MAX_BURST, MemoryMap, dma_desc_layout, mem_port_signature
 from hdl.memory.burst import block_room, cut
 from hdl.memory.reader import BurstReader
 
@@ -46,11 +53,13 @@ class SeqError(enum.Enum, shape=2):
     NONE = 0
     FAULT = 1        # an AGCU raised a segment fault
     TIMEOUT = 2      # a launch ran longer than ``timeout`` cycles
+    DMA = 3          # the DMA engine refused a copy record's descriptor
 
 
 def launch_layout(params):
     mm = MemoryMap(params)
     wb = word_bits(params)
+    dma = dma_desc_layout(mm.addr_bits, mm.words)
     return data.StructLayout({
         "program": unsigned(mm.addr_bits),
         "beats": unsigned(COUNT_BITS),
@@ -61,6 +70,9 @@ def launch_layout(params):
         "args": data.ArrayLayout(data.StructLayout({
             name: data.StructLayout({"offset": unsigned(wb), "stride": unsigned(wb)})
             for name in streams(params)}), params.agcus),
+        "copy": unsigned(1),                 # a copy record: program -> dst, count words
+        "dst": dma["dst"].shape,
+        "count": dma["count"].shape,
     })
 
 
@@ -83,9 +95,11 @@ class KernelSequencer(wiring.Component):
     tile_start, tile_busy : per tile position;  iters, chain : Out   iterations of what
                                starts, and whether they pass data through memory
     agcu_start, agcu_busy, agcu_fault : per AGCU;  agcu_offset, agcu_stride : Out per AGCU.
+    dma : Out(stream(dma_desc_layout))  copy records' descriptors;  dma_done : In(32),
+    dma_error : In(1)                   the engine's finished descriptors and refusal flag.
     launched, iterations : Out(32)      records and iterations finished.
-    load_cycles, exec_cycles, cycles : Out(48)
-        program loading, kernel execution, and everything from ``go`` to idle.
+    load_cycles, exec_cycles, copy_cycles, cycles : Out(48)
+        program loading, kernel execution, copies, and everything from ``go`` to idle.
     """
 
     def __init__(self, params):
@@ -105,8 +119,11 @@ class KernelSequencer(wiring.Component):
             "agcu_offset": Out(agcu_args_layout(params)).array(a),
             "agcu_stride": Out(agcu_args_layout(params)).array(a), "iters": Out(ITER_BITS),
             "chain": Out(1),
+            "dma": Out(stream.Signature(dma_desc_layout(mm.addr_bits, mm.words))),
+            "dma_done": In(32), "dma_error": In(1),
             "launched": Out(32), "iterations": Out(32),
-            "load_cycles": Out(48), "exec_cycles": Out(48), "cycles": Out(48),
+            "load_cycles": Out(48), "exec_cycles": Out(48), "copy_cycles": Out(48),
+            "cycles": Out(48),
         })
 
     def elaborate(self, platform):
@@ -175,13 +192,16 @@ class KernelSequencer(wiring.Component):
             with m.State("DECODE"):
                 m.d.sync += [self.iters.eq(rec.iterations), self.chain.eq(rec.chained),
                              agcus.eq(rec.agcus), units.eq(rec.units)]
-                with m.If(rec.beats != 0):
+                with m.If(rec.copy):
+                    m.next = "COPY"
+                with m.Elif(rec.beats != 0):
                     m.d.sync += [rd_addr.eq(rec.program),
                                  rd_left.eq((rec.beats + per - 1) // per)]
                     m.d.comb += [loader.start.eq(1), loader.count.eq(rec.beats)]
                     m.next = "LOAD"
                 with m.Else():
                     m.next = "ARGS"
+            self._copy_states(m, rec, elapsed)
             with m.State("LOAD"):
                 m.d.sync += self.load_cycles.eq(self.load_cycles + 1)
                 m.d.comb += [loader.beats.payload.eq(reader.o.payload.data),
@@ -217,3 +237,29 @@ class KernelSequencer(wiring.Component):
                     m.next = "START"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
+
+    def _copy_states(self, m, rec, elapsed):
+        """COPY: hand the DMA engine the copy record's descriptor. COPY_WAIT: it is done
+        when the engine's count of finished descriptors moves on from its value at the
+        handshake (the engine takes one descriptor at a time, so a host copy finishes
+        before ours starts)."""
+        d = self.dma
+        copies_done = Signal(32)
+        with m.State("COPY"):
+            m.d.comb += [d.valid.eq(1), d.payload.src.eq(rec.program),
+                         d.payload.dst.eq(rec.dst), d.payload.count.eq(rec.count)]
+            with m.If(d.ready):
+                m.d.sync += [copies_done.eq(self.dma_done), elapsed.eq(0),
+                             self.copy_cycles.eq(self.copy_cycles + 1)]
+                m.next = "COPY_WAIT"
+        with m.State("COPY_WAIT"):
+            m.d.sync += [self.copy_cycles.eq(self.copy_cycles + 1), elapsed.eq(elapsed + 1)]
+            with m.If(self.dma_done != copies_done):
+                m.d.sync += self.launched.eq(self.launched + 1)
+                m.next = "NEXT_RECORD"
+            with m.Elif(self.dma_error):
+                m.d.sync += self.error.eq(SeqError.DMA)
+                m.next = "IDLE"
+            with m.Elif((self.timeout != 0) & (elapsed >= self.timeout)):
+                m.d.sync += self.error.eq(SeqError.TIMEOUT)
+                m.next = "IDLE"

@@ -2,7 +2,7 @@
 link, top-level network), the kernel sequencer with its config controller, and the
 host-visible registers and performance counters."""
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -58,7 +58,7 @@ def counters_layout(params):
         "dma": data.StructLayout({"done": unsigned(32), "cycles": unsigned(32)}),
         "seq": data.StructLayout({"launched": unsigned(32), "iterations": unsigned(32),
                                   "load_cycles": unsigned(48), "exec_cycles": unsigned(48),
-                                  "cycles": unsigned(48)}),
+                                  "copy_cycles": unsigned(48), "cycles": unsigned(48)}),
     }
     for r in mm.regions:
         fields[r.name] = data.ArrayLayout(bytes_, r.channels)
@@ -131,6 +131,14 @@ class Socket(wiring.Component):
             members[r.name] = self.mem.signature.members[r.name]
         super().__init__(members)
 
+    def _dma_descriptors(self, m, seq, mem):
+        """The DMA engine's descriptors: the sequencer's copy records first, else the
+        host's (the engine takes one when idle; whoever is not chosen waits)."""
+        host, own, to = self.dma, seq.dma, mem.dma
+        m.d.comb += [to.valid.eq(own.valid | host.valid),
+                     to.payload.eq(Mux(own.valid, own.payload, host.payload)),
+                     own.ready.eq(to.ready), host.ready.eq(to.ready & ~own.valid)]
+
     def elaborate(self, platform):
         m = Module()
         p = self.params
@@ -142,7 +150,7 @@ class Socket(wiring.Component):
 
         # Host side.
         wiring.connect(m, wiring.flipped(self.host), mem.host)
-        wiring.connect(m, wiring.flipped(self.dma), mem.dma)
+        self._dma_descriptors(m, seq, mem)
         wiring.connect(m, seq.net, mem.seq)
         for r in self.map.regions:
             for c in range(r.channels):
@@ -156,8 +164,10 @@ class Socket(wiring.Component):
             self.dma_busy.eq(mem.dma_busy), self.dma_error.eq(mem.dma_error),
             self.decode_error.eq(mem.decode_error), self.credit_error.eq(tile.credit_error),
             ctr.dma.done.eq(mem.dma_done), ctr.dma.cycles.eq(mem.dma_cycles),
+            seq.dma_done.eq(mem.dma_done), seq.dma_error.eq(mem.dma_error),
         ]
-        for name in ("launched", "iterations", "load_cycles", "exec_cycles", "cycles"):
+        for name in ("launched", "iterations", "load_cycles", "exec_cycles", "copy_cycles",
+                     "cycles"):
             m.d.comb += getattr(ctr.seq, name).eq(getattr(seq, name))
 
         # Config bus: the sequencer's config controller to the tile and the AGCUs.

@@ -171,11 +171,13 @@ KERNELS = {
         "own input and output), the weights streamed through every AGCU (--packed 1: BF16 "
         "two per word, each word feeding two PCUs), x by AGCU 0's load2 prologue into a "
         "PMU per PCU, the row results through the store path (--chain 1: each layer's input "
-        "the output of the one before, through HBM); run as one looped launch, "
+        "the output of the one before, through HBM; --ddr 1: the weights start in DDR "
+        "and the looped run's first record is a copy record, the sequencer's own DMA copy "
+        "into HBM, counted in its cycles); run as one looped launch, "
         "as launches with the program resident and as launches that reload it — the same "
         "bits, bit-exact against the reference and within the float64 bound; reports the "
         "three cycle counts and the HBM utilization of the looped run",
-        ("n", "k", "layers", "shares", "packed", "chain"), programs=_decode_programs),
+        ("n", "k", "layers", "shares", "packed", "chain", "ddr"), programs=_decode_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -261,6 +263,11 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                                 for mode in ("looped", "resident", "reload")},
                              "speedup_vs_resident": o["speedup_vs_resident"],
                              "speedup_vs_reload": o["speedup"]}
+    if o.get("copied_words"):
+        c = o["looped"]["copy_cycles"]
+        report["copy"] = {"words": o["copied_words"], "cycles": c,
+                          "bytes_per_cycle": round(4 * o["copied_words"] / c, 3),
+                          "ddr_peak_bytes_per_cycle": params.ddr_bytes_per_cycle}
     wall = o.get("wall_s") or 0.0
     report["sim"].update(wall_s=round(wall, 4),
                          cycles_per_second=round(o.get("sim_cycles", o["cycles"]) / wall)

@@ -56,8 +56,8 @@ from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
 from tb.lib.args import (
-    AttentionArgs, AttentionHeadsArgs, FaultArgs, GemmArgs, GemvLoopArgs, GraphArgs,
-    LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+    AttentionArgs, AttentionHeadsArgs, DmaRefusedArgs, FaultArgs, GemmArgs, GemvLoopArgs,
+    GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
 from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.memimage import MemoryImage
 
@@ -281,7 +281,7 @@ async def softmax(dut):
 def _seq_delta(before, after):
     """What a run added to the sequencer's counters."""
     return {k: after[k] - before[k] for k in ("cycles", "load_cycles", "exec_cycles",
-                                              "launched")}
+                                              "copy_cycles", "launched")}
 
 
 async def _run_both(dev, params, setup):
@@ -506,8 +506,11 @@ async def gemv_loop(dut):
             bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
         g = compile_gemv(params, n, k, shares=sh.shares, packed=sh.packed, **bufs)
         if mode == "looped":
-            await dev.write(bufs["w"], np.concatenate(
-                [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - sh.w_words)) for w in ws]))
+            wwords = np.concatenate(
+                [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - sh.w_words)) for w in ws])
+            # In DDR: the first run copies them into HBM by a copy record.
+            wsrc = dev.alloc.alloc("ddr", len(wwords), "weights") if args.ddr else bufs["w"]
+            await dev.write(wsrc, wwords)
             xin = _gemv_inputs(params, g, ws, xs, args.chain)
             if not args.chain:
                 await dev.write(bufs["x"], np.concatenate(
@@ -522,7 +525,10 @@ async def gemv_loop(dut):
         base = {key: slot for key in stores} if args.chain else {}
         before = await dev.counters()
         t0 = time.time()
-        after = await dev.run(_loop_launches(prog, mode, layers, step, base, args.chain))
+        launches = _loop_launches(prog, mode, layers, step, base, args.chain)
+        if mode == "looped" and args.ddr:
+            launches.insert(0, dev.copy(wsrc, bufs["w"]))
+        after = await dev.run(launches)
         if mode == "looped":
             wall, counters = time.time() - t0, {key: after[key] for key in (
                 "seq", "agcu", "unit_busy", "hbm", "ddr", "dma")}
@@ -541,7 +547,8 @@ async def gemv_loop(dut):
                   beats=g.program.beats, cycles=lo["cycles"], load_cycles=lo["load_cycles"],
                   hbm_bytes=lo["hbm_bytes"], mismatches=0, max_abs_err=worst,
                   wall_s=wall, sim_cycles=lo["cycles"], counters=counters,
-                  compulsory_bytes=layers * sh.bytes,
+                  compulsory_bytes=layers * sh.bytes, copy_cycles=lo["copy_cycles"],
+                  copied_words=len(wwords) if args.ddr else 0,
                   hbm_bw_utilization=lo["hbm_bytes"] / (lo["cycles"] * peak),
                   # While executing: the compulsory bytes (the run's HBM bytes include its
                   # record and bitstream, read before execution starts).
@@ -707,6 +714,30 @@ async def fault(dut):
     assert "AGCU 1" in msg, msg
     got = await dev.read(y, 2 * n)
     assert (got[n - 1:] == guard[n - 1:]).all(), "memory outside the segment was written"
+
+
+@cocotb.test()
+async def dma_refused(dut):
+    """A copy record whose source runs past the end of memory (packed by hand: firmware
+    refuses it) stops the sequencer with DMA, and nothing is written."""
+    from hdl.memory.config import MemoryMap
+    from hdl.sequencer import launch_layout, record_beats
+    args, params, dev, rng = await _setup(dut, DmaRefusedArgs)
+    mm = MemoryMap(params)
+    dst = dev.alloc.alloc("hbm", args.n, "dst")
+    guard = _floats(rng, args.n)
+    await dev.write(dst, guard)
+    record = launch_layout(params).const({"copy": 1, "program": mm.beats - 1,
+                                          "dst": dst.addr // mm.words, "count": args.n})
+    v, n = record.as_value().value, record_beats(params) * mm.words
+    words = np.array([(v >> (32 * k)) & 0xFFFFFFFF for k in range(n)], np.uint32)
+    try:
+        await dev.run_records(words, 1, kernel_timeout=10000)
+    except DeviceError as e:
+        assert "DMA" in str(e) and "refused" in str(e), e
+    else:
+        raise AssertionError(f"the sequencer ran a refused copy (seed {args.seed})")
+    assert (await dev.read(dst) == guard).all(), f"a refused copy wrote (seed {args.seed})"
 
 
 @cocotb.test()

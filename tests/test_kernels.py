@@ -11,7 +11,7 @@ from firmware.compiler.place import PlacementError
 from firmware.compiler.program import kernel_program
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_limits, share_groups
-from firmware.runtime.launch import Launch, LaunchError, launch_words, pack_launch
+from firmware.runtime.launch import Copy, Launch, LaunchError, launch_words, pack_launch
 from firmware.runtime.memory import Allocator, OutOfMemory
 from hdl.agcu.config import word_bits
 from hdl.configbus import config_beat_layout, config_words
@@ -77,6 +77,40 @@ def test_launch_errors_name_the_field():
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, strides={(0, "read"): 1}))
     with pytest.raises(LaunchError, match="'load', 'load2', 'store', 'store2', 'store3'"):
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, offsets={(0, "store4"): 1}))
+
+
+def test_copy_records_pack_a_dma_descriptor_and_refuse_what_the_engine_would():
+    p = SMALL
+    mm = MemoryMap(p)
+    W, ddr, hbm = mm.words, mm.region("ddr").base * mm.words, 4 * MAX_BURST * mm.words
+    v = launch_layout(p).from_bits(pack_launch(p, Copy(ddr, hbm, 3 * W + 1)))
+    assert (v.copy, v.program, v.dst, v.count) == (1, ddr // W, hbm // W, 3 * W + 1)
+    assert not launch_layout(p).from_bits(pack_launch(p, Launch(0, 1, 1, 1))).copy
+    for bad, match in ((Copy(ddr + 1, hbm, 8), " src: word address .* is not aligned"),
+                       (Copy(ddr, hbm, 0), " count: 0 must be a positive"),
+                       (Copy(hbm, hbm + W, 4 * W), ": source .* overlap"),
+                       (Copy(ddr, mm.beats * W - W, 2 * W), " dst: .* run past the end")):
+        with pytest.raises(LaunchError, match="copy record: DMA" + match):
+            pack_launch(p, bad)
+
+
+def test_reference_device_copy_records_between_launches():
+    """A copy record moves the words, and the program loaded before it stays loaded."""
+    from firmware.runtime.reference import ReferenceDevice
+    n = 40
+
+    async def go():
+        dev = ReferenceDevice(SMALL)
+        src, x, y = (dev.alloc.alloc(r, n) for r in ("ddr", "hbm", "hbm"))
+        xs = np.arange(n, dtype=np.float32).view(np.uint32)
+        await dev.write(src, xs)
+        p = await dev.load(compile_scale_bias(SMALL, n, x=x, y=y, scale=2.0).program)
+        with pytest.raises(ValueError, match="copy of 41 words"):
+            dev.copy(src, x, n + 1)
+        await dev.run([p.launch(), dev.copy(src, x), p.launch(reload=False)])
+        return xs, await dev.read(y)
+    xs, y = _run(go())
+    assert (y.view(np.float32) == 2 * xs.view(np.float32)).all()
 
 
 def test_device_memory_is_block_aligned_and_overflow_names_the_region():

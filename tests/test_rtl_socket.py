@@ -188,6 +188,21 @@ def test_gemv_layers_by_kernel_looping(model, tmp_path, k, n, kk, layers, shares
     assert o["looped"]["hbm_bytes"] >= o["compulsory_bytes"], o
 
 
+def test_gemv_weights_switched_in_from_ddr_by_a_copy_record(model, tmp_path):
+    """The looped run's list starts with a copy record: the sequencer has the DMA engine
+    copy the (packed) weights DDR -> HBM, then launches the kernel that reads them — the
+    test checks every layer bit for bit, so the copy was whole and done first."""
+    p = TEST_SOCKET
+    o = run(model, tmp_path, "gemv_loop", seed=SEED + 98, n=21, k=37, layers=3, packed=1,
+            ddr=1)
+    assert o["looped"]["launched"] == 2 and o["resident"]["launched"] == 3, o
+    # A copy cannot beat DDR: its bytes at the DDR's peak rate, after one read latency.
+    words = o["copied_words"]
+    assert words > 0 and o["looped"]["copy_cycles"] >= (
+        4 * words / p.ddr_bytes_per_cycle + p.ddr_latency), o
+    assert o["resident"]["copy_cycles"] == 0, o
+
+
 @pytest.mark.parametrize("k,m,kk,hidden,n,bias", [(0, 40, 33, 20, 12, True),
                                                    (1, 61, 16, 40, 9, False)])
 def test_mlp_graph_fused_and_op_by_op(model, tmp_path, k, m, kk, hidden, n, bias):
@@ -209,6 +224,10 @@ def test_graph_with_attention_and_softmax_ops(model, tmp_path):
 
 def test_agcu_fault_stops_the_sequencer(model, tmp_path):
     run(model, tmp_path, "fault", seed=SEED + 20, n=50)
+
+
+def test_refused_copy_record_stops_the_sequencer(model, tmp_path):
+    run(model, tmp_path, "dma_refused", seed=SEED + 35, n=40)
 
 
 def test_kernel_timeout_stops_the_sequencer(model, tmp_path):

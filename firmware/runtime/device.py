@@ -12,7 +12,7 @@ import numpy as np
 from hdl.memory.config import MemoryMap
 from hdl.sequencer import record_beats
 
-from .launch import Launch, check_extents
+from .launch import Copy, Launch, check_extents
 from .memory import Allocator
 
 __all__ = ["DeviceError", "LoadedProgram", "Device", "MAX_LAUNCHES"]
@@ -75,6 +75,17 @@ class Device:
         launches = [(await self.load(p)).launch() for p in programs]
         counters = await self.run(launches, **run_args)
         return {name: await self.read(buf) for name, buf in reads.items()}, counters
+
+    @staticmethod
+    def copy(src, dst, words=None):
+        """A copy record (:class:`Copy`): the first ``words`` (default: all of ``src``)
+        of buffer ``src`` into buffer ``dst`` by the DMA engine, issued by the
+        sequencer between the launches of a list."""
+        words = src.words if words is None else words
+        if not 1 <= words <= min(src.words, dst.words):
+            raise ValueError(f"copy of {words} words from {src} to {dst}: 1 .. "
+                             f"{min(src.words, dst.words)}")
+        return Copy(src.addr, dst.addr, words)
 
     async def load(self, program, region="hbm"):
         """Put ``program``'s bitstream in device memory (loading it onto the tile is part

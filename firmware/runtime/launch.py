@@ -10,7 +10,9 @@ from hdl.memory.config import MemoryMap
 from hdl.counters import ITER_BITS
 from hdl.sequencer import launch_layout, record_beats
 
-__all__ = ["LaunchError", "Launch", "check_extents", "pack_launch", "launch_words"]
+from firmware.compiler.memory import MemoryProgramError, dma_descriptor
+
+__all__ = ["LaunchError", "Launch", "Copy", "check_extents", "pack_launch", "launch_words"]
 
 
 class LaunchError(ValueError):
@@ -43,6 +45,17 @@ class Launch:
     chained: bool = False
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A copy record: the sequencer has the DMA engine copy ``count`` words from global
+    word address ``src`` to ``dst`` (both beat aligned, e.g. DDR -> HBM) and goes on to
+    the next record when every word is written — no host involved. The loaded program
+    stays loaded."""
+    src: int
+    dst: int
+    count: int
+
+
 def check_extents(name, extents, launch: Launch):
     """Refuse a launch whose arguments or kernel-looping strides take an AGCU stream of
     kernel ``name`` outside its buffer in any iteration (``extents``: the program's
@@ -61,7 +74,19 @@ def check_extents(name, extents, launch: Launch):
                 f"buffer (kernel looping may not leave the buffer)")
 
 
+def _pack_copy(params, copy: Copy) -> int:
+    try:
+        d = dma_descriptor(params, copy.src, copy.dst, copy.count)
+    except MemoryProgramError as e:
+        raise LaunchError(f"copy record: {e}") from None
+    return launch_layout(params).const({"copy": 1, "program": d["src"], "dst": d["dst"],
+                                        "count": d["count"]}).as_value().value
+
+
 def pack_launch(params, launch: Launch) -> int:
+    """A launch or copy record as an integer in ``launch_layout``."""
+    if isinstance(launch, Copy):
+        return _pack_copy(params, launch)
     mm = MemoryMap(params)
     a = params.agcus
     wmask = (1 << word_bits(params)) - 1

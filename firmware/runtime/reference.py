@@ -14,6 +14,7 @@ import numpy as np
 from hdl.agcu.config import word_bits
 
 from .device import Device, DeviceError
+from .launch import Copy, pack_launch
 
 __all__ = ["ReferenceDevice"]
 
@@ -40,6 +41,11 @@ class ReferenceDevice(Device):
         mask = (1 << word_bits(self.params)) - 1
         current = None
         for i, launch in enumerate(launches):
+            if isinstance(launch, Copy):
+                pack_launch(self.params, launch)          # refuses what the RTL refuses
+                src = self.memory[launch.src:launch.src + launch.count].copy()
+                self.memory[launch.dst:launch.dst + launch.count] = src
+                continue
             if launch.beats:
                 current = self.programs.get(launch.program)
                 if current is None:

@@ -54,10 +54,18 @@ class RtlDevice(Device):
         per-iteration watchdog (a kernel that stalls stops with TIMEOUT);
         ``timeout_cycles`` bounds the whole wait here."""
         self._check_launches(launches)
-        await self.write(self.launch_area, launch_words(self.params, launches))
+        return await self.run_records(launch_words(self.params, launches), len(launches),
+                                      timeout_cycles=timeout_cycles,
+                                      kernel_timeout=kernel_timeout, poll=poll)
+
+    async def run_records(self, words, count, *, timeout_cycles=1 << 24,
+                          kernel_timeout=1 << 20, poll=256):
+        """:meth:`run` on ``count`` records already packed into ``words`` (a test's way
+        to hand the hardware a record firmware would refuse)."""
+        await self.write(self.launch_area, words)
         tb = self.tb
         self._reg("launches").value = self.launch_area.addr // self.map.words
-        self._reg("count").value = len(launches)
+        self._reg("count").value = count
         self._reg("timeout").value = kernel_timeout
         await tb.cycles(2)
         self._reg("go").value = 1
@@ -77,6 +85,8 @@ class RtlDevice(Device):
                 detail = "; " + ", ".join(
                     f"AGCU {k} at segment word {int(self._reg('fault_addr', k).value)}"
                     for k in range(self.params.agcus) if faults >> k & 1)
+            elif err == SeqError.DMA:
+                detail = "; the DMA engine refused a copy record's descriptor"
             else:
                 detail = "; still busy: " + (", ".join(self._busy()) or "nothing")
             raise DeviceError(f"kernel sequencer stopped: {err.name}{detail}")

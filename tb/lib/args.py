@@ -296,6 +296,8 @@ class GemvLoopArgs(TbArgs):
                               "(0/1)")
     chain: bool = arg(False, "each layer's input is the layer before's output (n = k), "
                              "through HBM: the looped launch is chained (0/1)")
+    ddr: bool = arg(False, "the weights start in DDR: the looped run's list begins with a "
+                           "copy record, the sequencer's DMA copy into HBM (0/1)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -333,6 +335,12 @@ class FaultArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class DmaRefusedArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "dma_refused"
+    n: int = arg(40, "words of the refused copy", lo=1)
+
+
+@dataclass(frozen=True)
 class TimeoutArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "timeout"
     n: int = arg(64, "words the writer waits for", lo=1)
@@ -344,7 +352,7 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
     SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, GraphArgs,
     MlpArgs,
-    FaultArgs, TimeoutArgs)}
+    FaultArgs, DmaRefusedArgs, TimeoutArgs)}
 
 
 def args_class(module, testcase=None):
