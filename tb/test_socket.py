@@ -721,7 +721,8 @@ async def dma_refused(dut):
     """A copy record whose source runs past the end of memory (packed by hand: firmware
     refuses it) stops the sequencer with DMA, and nothing is written."""
     from hdl.memory.config import MemoryMap
-    from hdl.sequencer import launch_layout, record_beats
+    from firmware.runtime.launch import record_words
+    from hdl.sequencer import launch_layout
     args, params, dev, rng = await _setup(dut, DmaRefusedArgs)
     mm = MemoryMap(params)
     dst = dev.alloc.alloc("hbm", args.n, "dst")
@@ -729,10 +730,9 @@ async def dma_refused(dut):
     await dev.write(dst, guard)
     record = launch_layout(params).const({"copy": 1, "program": mm.beats - 1,
                                           "dst": dst.addr // mm.words, "count": args.n})
-    v, n = record.as_value().value, record_beats(params) * mm.words
-    words = np.array([(v >> (32 * k)) & 0xFFFFFFFF for k in range(n)], np.uint32)
     try:
-        await dev.run_records(words, 1, kernel_timeout=10000)
+        await dev.run_records(record_words(params, record.as_value().value), 1,
+                              kernel_timeout=10000)
     except DeviceError as e:
         assert "DMA" in str(e) and "refused" in str(e), e
     else:

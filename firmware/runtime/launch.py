@@ -12,7 +12,8 @@ from hdl.sequencer import launch_layout, record_beats
 
 from firmware.compiler.memory import MemoryProgramError, dma_descriptor
 
-__all__ = ["LaunchError", "Launch", "Copy", "check_extents", "pack_launch", "launch_words"]
+__all__ = ["LaunchError", "Launch", "Copy", "check_extents", "pack_launch", "launch_words",
+           "record_words"]
 
 
 class LaunchError(ValueError):
@@ -118,10 +119,14 @@ def pack_launch(params, launch: Launch) -> int:
 
 def launch_words(params, launches) -> np.ndarray:
     """The records as 32-bit words, each padded to ``record_beats`` memory beats."""
-    mm = MemoryMap(params)
-    n = record_beats(params) * mm.words
-    out = np.zeros((len(launches), n), np.uint32)
-    for i, launch in enumerate(launches):
-        v = pack_launch(params, launch)
-        out[i] = [(v >> (32 * k)) & 0xFFFFFFFF for k in range(n)]
-    return out.reshape(-1)
+    if not launches:
+        return np.zeros(0, np.uint32)
+    return np.concatenate([record_words(params, pack_launch(params, launch))
+                           for launch in launches])
+
+
+def record_words(params, value) -> np.ndarray:
+    """One packed record (an integer in ``launch_layout``) as its 32-bit words, padded to
+    ``record_beats`` memory beats."""
+    n = record_beats(params) * MemoryMap(params).words
+    return np.array([(value >> (32 * k)) & 0xFFFFFFFF for k in range(n)], np.uint32)
