@@ -97,7 +97,7 @@ def _print_report(r, params=None):
     if r.get("pcu_utilization") is not None:
         line += f"   PCU MAC utilization: {r['pcu_utilization']:.3f}"
     print(line)
-    if r.get("program_load_cycles") is not None:
+    if r.get("program_load_cycles") is not None and r.get("hbm_bytes") is not None:
         print(f"program load: {r['program_load_cycles']} cycles   HBM: {r['hbm_bytes']} bytes "
               f"= {r['hbm_bw_utilization']:.3f} of peak over the kernel's cycles")
     s = r["sim"]
@@ -119,10 +119,25 @@ def _print_report(r, params=None):
         print(f"one looped launch vs a launch per layer, program resident / reloaded: "
               f"{lp['looped_cycles']} vs {lp['resident_cycles']} / {lp['reload_cycles']} "
               f"cycles = {lp['speedup_vs_resident']:.2f}x / {lp['speedup_vs_reload']:.2f}x")
+    _print_coe(r)
     if r.get("waves"):
         print(f"waves: {r['waves']} ({r['waves_bytes'] / 1e6:.1f} MB)"
               + (f"   GTKWave save file (one group per unit): {r['gtkw']}"
                  if r.get("gtkw") else ""))
+
+
+def _print_coe(r):
+    """A Composition-of-Experts run: a line per request and the expert switch."""
+    if not r.get("requests"):
+        return
+    print("request  expert  slot  hit   switch  decode cycles")
+    for i, q in enumerate(r["requests"]):
+        print(f"{i:7}  {q['expert']:6}  {q['slot']:4}  {'yes' if q['hit'] else 'no ':3}  "
+              f"{q['switch_cycles']:7}  {q['decode_cycles']:13}")
+    s = r["switch"]
+    print(f"expert switch: DMA DDR -> HBM {s['dma_cycles']:.0f} cycles vs host link "
+          f"{s['host_cycles']} cycles = {s['dma_over_host']:.2f}x (configured DDR / host "
+          f"bandwidth {s['configured_ddr_over_host']:.2f}x)")
 
 
 def cmd_verilog(args, _):

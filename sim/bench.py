@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CopyBandwidthArgs, FpuArgs, GemmArgs,
-                         GemvLoopArgs, LayerLoopArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs,
+from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CoeArgs, CopyBandwidthArgs, FpuArgs,
+                         GemmArgs, GemvLoopArgs, LayerLoopArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs,
                          PmuArgs, RdnScenarioArgs)
 
 from .build import build
@@ -432,6 +432,37 @@ def _placement_seconds():
     return out
 
 
+#: Composition of Experts per preset: experts, HBM slots, requests, d, layers.
+COE = {"small": (8, 3, 24, 128, 4), "plasticine": (8, 3, 24, 256, 4)}
+
+
+def _coe(b, params, workdir):
+    """Composition of Experts: requests (experts drawn with weight 1 / (e + 1)) served
+    from HBM slots, misses switched in from DDR by the sequencer's DMA; the same expert
+    written over the host link for the baseline."""
+    experts, slots, requests, d, layers = COE.get(params.name, COE["small"])
+    o = run_cocotb(b, CoeArgs(params=params.to_dict(), experts=experts, slots=slots,
+                              requests=requests, d=d, layers=layers, seed=67),
+                   test_dir=workdir / "coe").outputs
+    reqs = o["requests"]
+    miss = [q for q in reqs if not q["hit"]]
+    hit = [q for q in reqs if q["hit"]]
+    mean = lambda qs, key: round(sum(q[key] for q in qs) / len(qs), 1) if qs else None  # noqa: E731
+    sw = o["switch"]
+    return {"what": f"{requests} requests over {experts} experts ({layers} chained GEMV "
+                    f"layers of {d} x {d} BF16 each, {4 * o['expert_words']} bytes), "
+                    f"{slots} HBM slots (LRU)",
+            "experts": experts, "slots": slots, "requests": requests, "d": d,
+            "layers": layers, "expert_bytes": 4 * o["expert_words"], "hits": len(hit),
+            "misses": len(miss), "cycles": o["cycles"],
+            "mean_hit_decode_cycles": mean(hit, "decode_cycles"),
+            "mean_miss_decode_cycles": mean(miss, "decode_cycles"),
+            "switch": {key: round(v, 3) for key, v in sw.items()},
+            # The same requests with each miss's copy at the host link's measured cycles.
+            "cycles_if_switched_by_host": o["cycles"] + len(miss) * (
+                sw["host_cycles"] - sw["dma_cycles"])}
+
+
 def _socket_section(params, workdir, shape=(112, 32, 256)):
     """The socket end to end: its Verilator build time, a GEMM (program load from HBM,
     AGCU streams, one PCU's systolic array; and the same split over two PCUs) — PCU
@@ -461,6 +492,7 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
         "verilator_build_s": b.built_seconds,
         "kernel_looping": _kernel_looping(b, params, workdir),
         "decode": _decode(b, params, workdir),
+        "coe": _coe(b, params, workdir),
         "gemm_two_pcus": {"m": m, "n": n, "k": k, "cycles": o2["cycles"],
                           "pcu_utilization_array": round(o2["utilization"], 4),
                           "active_pcu_utilization": round(o2["active_pcu_utilization"], 4)},

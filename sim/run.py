@@ -5,6 +5,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware.coe import CoeShape, Experts
 from firmware.graph import compile_graph
 from firmware.graph import mlp as mlp_graph
 from firmware.kernels.attention import (AttentionShape, compile_attention,
@@ -13,10 +14,11 @@ from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus
 from firmware.kernels.gemv import GemvShape, compile_gemv
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Allocator
+from firmware.runtime.reference import ReferenceDevice
 from hdl.params import RduParams
 from hdl.tile import tile_units
-from tb.lib.args import (AttentionArgs, FpuArgs, GemmArgs, GemvLoopArgs, MlpArgs, PcuGemmArgs,
-                         PcuSimdArgs, SoftmaxArgs, options_of)
+from tb.lib.args import (AttentionArgs, CoeArgs, FpuArgs, GemmArgs, GemvLoopArgs, MlpArgs,
+                         PcuGemmArgs, PcuSimdArgs, SoftmaxArgs, options_of)
 
 from . import toolchain
 from .build import wave_format
@@ -80,6 +82,11 @@ def _decode_programs(params, o):
     bufs = _scratch(params, {"w": sh.w_words, "x": sh.kp, "y": sh.y_words})
     return [compile_gemv(params, o["n"], o["k"], shares=sh.shares, packed=sh.packed,
                          **bufs).program]
+
+
+def _coe_programs(params, o):
+    shape = CoeShape(o["experts"], o["slots"], o["d"], o["layers"], bool(o["packed"]))
+    return [Experts(ReferenceDevice(params), shape).gemv.program]
 
 
 def _attention_programs(params, o):
@@ -178,6 +185,17 @@ KERNELS = {
         "bits, bit-exact against the reference and within the float64 bound; reports the "
         "three cycle counts and the HBM utilization of the looped run",
         ("n", "k", "layers", "shares", "packed", "chain", "ddr"), programs=_decode_programs),
+    "coe": Kernel(
+        "coe", "socket", CoeArgs,
+        "Composition of Experts: EXPERTS experts (each LAYERS chained GEMV layers of D x D "
+        "BF16 weights, one looped launch) kept in DDR, SLOTS of them cached in HBM (LRU, in "
+        "firmware); REQUESTS requests each served by one expert: a hit launches at once, a "
+        "miss first copies the expert DDR -> HBM by a copy record (the sequencer's DMA, no "
+        "host); every request's outputs bit-exact against the reference backend and within "
+        "the float64 bound; reports per request its expert, hit, switch and decode cycles, "
+        "and the switch by DMA against one expert written over the host link",
+        ("experts", "slots", "requests", "d", "layers", "packed", "order"),
+        programs=_coe_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -263,6 +281,9 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                                 for mode in ("looped", "resident", "reload")},
                              "speedup_vs_resident": o["speedup_vs_resident"],
                              "speedup_vs_reload": o["speedup"]}
+    for key in ("requests", "switch"):
+        if key in o:
+            report[key] = o[key]
     if o.get("copied_words"):
         c = o["looped"]["copy_cycles"]
         report["copy"] = {"words": o["copied_words"], "cycles": c,

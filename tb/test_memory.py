@@ -28,6 +28,7 @@ from tb.lib.args import (
     AgcuBandwidthArgs, AgcuFaultArgs, AgcuStreamArgs, CopyBandwidthArgs, DmaCopyArgs,
     DmaErrorArgs, HostLinkArgs)
 from tb.lib.harness import TbHarness, write_outputs
+from tb.lib.hostlink import host_write
 from tb.lib.memimage import MemoryImage
 from tb.lib.payload import from_ints, pack, unpack, words_of
 
@@ -213,8 +214,6 @@ async def host_link(dut):
 
 async def _timed_copy(tb, img, params, rng, count, via):
     """Move ``count`` words into HBM from DDR by DMA or from the host over the link."""
-    mm = MemoryMap(params)
-    W = img.words
     dst = word_address(params, "hbm", 0)
     data = _words(rng, count)
     if via == "dma":
@@ -222,15 +221,7 @@ async def _timed_copy(tb, img, params, rng, count, via):
         await img.write(tb, src, data)
         cycles = await _run_dma(tb, params, [(src, dst, count)], timeout=64 * count)
     else:
-        beats = count // W
-        nreq = beats // MAX_BURST
-        tb.load("host__req", pack(req_layout(mm.addr_bits), {
-            "addr": [k * MAX_BURST for k in range(nreq)], "len": [MAX_BURST - 1] * nreq,
-            "write": [1] * nreq, "tag": [k % 64 for k in range(nreq)]}))
-        tb.load("host__wdata", pack(wdata_layout(W), {"data": data.reshape(beats, W),
-                                                      "mask": [(1 << W) - 1] * beats}))
-        tb.expect("host__resp", nreq)
-        cycles, _ = await tb.run(timeout_cycles=64 * count)
+        cycles = await host_write(tb, params, dst, data)
     assert (await img.read(tb, dst, count) == data).all(), f"{via} copy is wrong"
     return cycles
 

@@ -46,6 +46,7 @@ import time
 import cocotb
 import numpy as np
 
+from firmware.coe import CoeShape, Experts
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.program import kernel_program
 from firmware import numerics as N
@@ -56,9 +57,11 @@ from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
 from tb.lib.args import (
-    AttentionArgs, AttentionHeadsArgs, DmaRefusedArgs, FaultArgs, GemmArgs, GemvLoopArgs,
-    GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+    AttentionArgs, AttentionHeadsArgs, CoeArgs, DmaRefusedArgs, FaultArgs, GemmArgs,
+    GemvLoopArgs, GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+from tb.lib.gemv import check_gemv, gemv_inputs
 from tb.lib.harness import TbHarness, write_outputs
+from tb.lib.hostlink import host_write
 from tb.lib.memimage import MemoryImage
 
 
@@ -511,7 +514,7 @@ async def gemv_loop(dut):
             # In DDR: the first run copies them into HBM by a copy record.
             wsrc = dev.alloc.alloc("ddr", len(wwords), "weights") if args.ddr else bufs["w"]
             await dev.write(wsrc, wwords)
-            xin = _gemv_inputs(params, g, ws, xs, args.chain)
+            xin = gemv_inputs(params, g, ws, xs, args.chain)
             if not args.chain:
                 await dev.write(bufs["x"], np.concatenate(
                     [np.pad(x, (0, xsz - sh.kp)) for x in xin]))
@@ -535,7 +538,7 @@ async def gemv_loop(dut):
         words = await dev.read(bufs["y"])
         out = outs[mode] = (words[slot:].reshape(layers, slot) if args.chain else
                             words.reshape(layers, ysz))[:, :n]
-        worst = max(worst, _check_gemv(params, g, ws, xin, out, f"{mode} (seed {args.seed})"))
+        worst = max(worst, check_gemv(params, g, ws, xin, out, f"{mode} (seed {args.seed})"))
         results[mode] = {**_seq_delta(before["seq"], after["seq"]),
                          "hbm_bytes": _hbm_total(after) - _hbm_total(before)}
     for mode in ("resident", "reload"):
@@ -558,39 +561,82 @@ async def gemv_loop(dut):
                   speedup_vs_resident=results["resident"]["cycles"] / lo["cycles"])
 
 
-def _gemv_inputs(params, g, ws, xs, chain):
-    """Each layer's x as the device reads it (packed words): ``xs[i]``, or chained: x0,
-    then each layer's output (its ``y_words``, zeros to the vector end) by the reference."""
-    if not chain:
-        return [g.pack_x(x.view(np.uint32)) for x in xs]
-    sh = g.shape
-    out = [g.pack_x(xs[0].view(np.uint32))]
-    for w in ws[:-1]:
-        y = g.reference(params, g.pack_w(w.view(np.uint32)), out[-1])
-        out.append(np.pad(y, (0, max(0, sh.kp - len(y))))[:sh.kp])
-    return out
+def _expert_order(args, rng):
+    """The requests' experts: ``args.order``, or drawn with weight 1 / (e + 1) (a few
+    experts popular, as a router's traffic is)."""
+    order = args.expert_order()
+    if order is not None:
+        return order
+    p = 1 / np.arange(1, args.experts + 1)
+    return [int(e) for e in rng.choice(args.experts, args.requests, p=p / p.sum())]
 
 
-def _check_gemv(params, g, ws, xin, out, what):
-    """Every layer's outputs against the reference bit for bit and against float64 (of
-    the input it read) within the bound; returns the largest error."""
-    sh, worst = g.shape, 0.0
-    for i, (w, x) in enumerate(zip(ws, xin)):
-        want = g.reference(params, g.pack_w(w.view(np.uint32)), x)[:sh.n]
-        bad = np.nonzero(out[i] != want)[0]
-        assert not len(bad), (f"{what}: layer {i}: {len(bad)} outputs differ from the "
-                              f"reference, first {bad[0]}")
-        xf = x[:sh.k].view(np.float32).astype(np.float64)
-        exact, scale = w.astype(np.float64) @ xf, np.abs(w.astype(np.float64)) @ np.abs(xf)
-        # One rounding per product, per reduction-tree level and per accumulated chunk:
-        # at most m = 1 + log2(lanes) + ceil(k / lanes) roundings, each within 2**-24 of a
-        # partial sum bounded by sum |w x|.
-        m = params.pcu_lanes.bit_length() + -(-sh.k // params.pcu_lanes)
-        err = np.abs(out[i].view(np.float32).astype(np.float64) - exact)
-        assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all(), \
-            f"{what}: layer {i} off float64 beyond the bound"
-        worst = max(worst, float(err.max()))
-    return worst
+async def _serve(dev, ref, experts, e, x, what):
+    """One request of expert ``e`` with input ``x`` on the RTL device and the reference
+    backend (both ``Experts``: the same list, the same addresses): every layer's outputs
+    agree word for word; returns (outputs, slot, hit, the sequencer counter deltas, the
+    RTL run's wall seconds)."""
+    got = []
+    for d, ex in ((dev, experts[0]), (ref, experts[1])):
+        await ex.write_input(x.view(np.uint32))
+        launches, slot, hit = ex.request(e)
+        before = (await d.counters())["seq"] if d is dev else None
+        t0 = time.perf_counter()
+        after = await d.run(launches)
+        got.append((await ex.read_outputs(), slot, hit,
+                    _seq_delta(before, after["seq"]) if d is dev else None,
+                    time.perf_counter() - t0))
+    (ys, slot, hit, delta, wall), (want, *_) = got
+    bad = np.nonzero(ys != want)
+    assert not len(bad[0]), f"{what}: layer {bad[0][0]} differs from the reference backend"
+    return ys, slot, hit, delta, wall
+
+
+@cocotb.test()
+async def coe(dut):
+    args, params, dev, _ = await _setup(dut, CoeArgs)
+    nrng = np.random.default_rng(args.seed)
+    shape = CoeShape(args.experts, args.slots, args.d, args.layers, args.packed)
+    ws = nrng.normal(0, args.d ** -0.5, (args.experts, args.layers, args.d, args.d))
+    ws = ws.astype(np.float32)
+    if args.packed:
+        ws = (ws.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    ref = ReferenceDevice(params)
+    experts = (Experts(dev, shape), Experts(ref, shape))
+    for ex in experts:
+        await ex.store([w.view(np.uint32) for w in ws])
+    requests, worst, wall = [], 0.0, 0.0
+    hbm0 = _hbm_total(await dev.counters())
+    for r, e in enumerate(_expert_order(args, nrng)):
+        x = nrng.normal(0, 1, args.d).astype(np.float32)
+        what = f"request {r}, expert {e} (seed {args.seed})"
+        ys, slot, hit, d, w = await _serve(dev, ref, experts, e, x, what)
+        wall += w
+        g = experts[0].gemv
+        worst = max(worst, check_gemv(params, g, ws[e], gemv_inputs(params, g, ws[e], [x], True),
+                                      ys, what))
+        assert (d["copy_cycles"] == 0) == hit, f"{what}: copy cycles {d['copy_cycles']}"
+        requests.append({"expert": e, "slot": slot, "hit": hit,
+                         "switch_cycles": d["copy_cycles"],
+                         "decode_cycles": d["cycles"] - d["copy_cycles"],
+                         "load_cycles": d["load_cycles"], "cycles": d["cycles"]})
+    hbm = _hbm_total(await dev.counters()) - hbm0
+    # The baseline: one expert's weights written over the host link instead.
+    image = experts[0].expert_image(ws[0].view(np.uint32))
+    scratch = dev.alloc.alloc("hbm", len(image), "host-link copy")
+    host = await host_write(dev.tb, params, scratch.addr, image)
+    assert (await dev.read(scratch) == image).all(), f"host-link copy wrong (seed {args.seed})"
+    misses = [q["switch_cycles"] for q in requests if not q["hit"]]
+    dma = sum(misses) / len(misses)
+    total = sum(q["cycles"] for q in requests)
+    write_outputs(requests=requests, mismatches=0, max_abs_err=worst, cycles=total,
+                  hbm_bytes=hbm,
+                  hbm_bw_utilization=hbm / (total * params.hbm_peak_bytes_per_cycle),
+                  sim_cycles=total, wall_s=wall, expert_words=len(image),
+                  load_cycles=sum(q["load_cycles"] for q in requests),
+                  switch={"dma_cycles": dma, "host_cycles": host, "dma_over_host": host / dma,
+                          "configured_ddr_over_host":
+                              params.ddr_bytes_per_cycle / params.host_bytes_per_cycle})
 
 
 @cocotb.test()

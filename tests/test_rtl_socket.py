@@ -203,6 +203,34 @@ def test_gemv_weights_switched_in_from_ddr_by_a_copy_record(model, tmp_path):
     assert o["resident"]["copy_cycles"] == 0, o
 
 
+@pytest.mark.parametrize("k,order,d,layers,packed", [
+    (0, "0,1,0,2,1,1", 40, 2, 1),     # d not a multiple of the lanes; hits and evictions
+    (1, "", 16, 3, 0),                 # FP32 weights, the order drawn from the seed
+])
+def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, layers, packed):
+    """Composition of Experts: three experts in DDR, two HBM slots (LRU); each request's
+    layer outputs are bit-exact against the reference backend and within float64 (checked
+    in the test); a miss copies the expert by a copy record, a hit does not."""
+    p = TEST_SOCKET
+    requests = len(order.split(",")) if order else 6
+    o = run(model, tmp_path, "coe", seed=SEED + 110 + k, experts=3, slots=2,
+            requests=requests, d=d, layers=layers, packed=packed, order=order)
+    reqs = o["requests"]
+    if order:
+        # LRU over two slots: 0, 1 miss; 0 hits; 2 evicts 1; 1 evicts 0; 1 hits.
+        assert [q["hit"] for q in reqs] == [False, False, True, False, False, True], reqs
+        assert [q["expert"] for q in reqs] == [0, 1, 0, 2, 1, 1], reqs
+    assert not reqs[0]["hit"] and reqs[0]["load_cycles"] > 0, reqs[0]
+    assert all(q["load_cycles"] == 0 for q in reqs[1:]), "the program stays resident"
+    words = o["expert_words"]
+    for q in reqs:
+        # A switch cannot beat DDR's peak (after one read latency); a hit copies nothing.
+        assert (q["switch_cycles"] == 0 if q["hit"] else
+                q["switch_cycles"] >= 4 * words / p.ddr_bytes_per_cycle + p.ddr_latency), q
+    # Nor can the host link beat its own peak.
+    assert o["switch"]["host_cycles"] >= 4 * words / p.host_bytes_per_cycle, o["switch"]
+
+
 @pytest.mark.parametrize("k,m,kk,hidden,n,bias", [(0, 40, 33, 20, 12, True),
                                                    (1, 61, 16, 40, 9, False)])
 def test_mlp_graph_fused_and_op_by_op(model, tmp_path, k, m, kk, hidden, n, bias):

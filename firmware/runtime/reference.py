@@ -24,6 +24,7 @@ class ReferenceDevice(Device):
         super().__init__(params)
         self.memory = np.zeros(self.map.beats * self.map.words, np.uint32)
         self.programs = {}
+        self.current = None              # the program on the tile (it stays between runs)
 
     async def _store(self, addr, words):
         self.memory[addr:addr + len(words)] = words
@@ -39,7 +40,7 @@ class ReferenceDevice(Device):
     async def run(self, launches, **_):
         self._check_launches(launches)
         mask = (1 << word_bits(self.params)) - 1
-        current = None
+        current = self.current
         for i, launch in enumerate(launches):
             if isinstance(launch, Copy):
                 pack_launch(self.params, launch)          # refuses what the RTL refuses
@@ -51,6 +52,7 @@ class ReferenceDevice(Device):
                 if current is None:
                     raise DeviceError(f"launch {i}: no program stored at word "
                                       f"{launch.program:#x}")
+                self.current = current
             if current is None:
                 raise DeviceError(f"launch {i}: no program loaded")
             if current.execute is None:

@@ -16,6 +16,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from firmware.coe import CoeShape
+from firmware.kernels.gemv import GemvShape
 from hdl.pmu.config import MAX_BUFFERS
 
 __all__ = ["TbArgs", "TESTS", "args_class", "tb_args", "options_of", "ENV_ARGS"]
@@ -307,6 +309,39 @@ class GemvLoopArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class CoeArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "coe"
+    experts: int = arg(4, "experts kept in DDR", lo=1)
+    slots: int = arg(2, "expert slots in HBM (an LRU cache of experts)", lo=1)
+    requests: int = arg(8, "requests served, each by one expert", lo=1)
+    d: int = arg(64, "an expert's layer width (d x d weights a layer)", lo=1)
+    layers: int = arg(2, "layers of an expert (one chained looped launch)", lo=1)
+    packed: bool = arg(True, "BF16 weights two per word (0/1)")
+    order: str = arg("", "the requests' experts, comma separated (empty: drawn from the "
+                         "seed, expert e with weight 1 / (e + 1))")
+
+    def __post_init__(self):
+        super().__post_init__()
+        CoeShape(self.experts, self.slots, self.d, self.layers, self.packed)
+        GemvShape.of(self.machine(), self.d, self.d, packed=self.packed)     # fits a PMU
+        order = self.expert_order()
+        if order is not None and (len(order) != self.requests or
+                                  not all(0 <= e < self.experts for e in order)):
+            raise ValueError(f"CoeArgs.order: {self.order!r} must name {self.requests} "
+                             f"experts (the requests), each 0 .. {self.experts - 1}")
+
+    def expert_order(self):
+        """The experts of ``order`` as ints (None: drawn from the seed)."""
+        if not self.order.strip():
+            return None
+        try:
+            return [int(e) for e in self.order.split(",")]
+        except ValueError:
+            raise ValueError(f"CoeArgs.order: {self.order!r} is not a comma-separated list "
+                             f"of expert numbers") from None
+
+
+@dataclass(frozen=True)
 class GraphArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "graph"
     m: int = arg(8, "rows of x", lo=1)
@@ -350,7 +385,7 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
     RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
-    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, GraphArgs,
+    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, CoeArgs, GraphArgs,
     MlpArgs,
     FaultArgs, DmaRefusedArgs, TimeoutArgs)}
 

@@ -1,0 +1,101 @@
+"""Tier 1: Composition of Experts in firmware — the LRU map of experts to HBM slots, the
+launch lists of hits and misses, and a request sequence on the reference backend."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from firmware.coe import CoeShape, ExpertCache, Experts
+from firmware.runtime.launch import Copy, Launch
+from firmware.runtime.reference import ReferenceDevice
+from hdl.params import PRESETS
+
+SMALL = PRESETS["small"]
+
+
+def test_expert_cache_evicts_the_least_recently_used_slot():
+    c = ExpertCache(2)
+    got = [c.lookup(e) for e in (5, 7, 5, 9, 7, 9, 5)]
+    # 5 -> free slot 0, 7 -> free slot 1, 5 hit; 9 evicts 7 (slot 1, least recent);
+    # 7 evicts 5 (slot 0); 9 hit; 5 evicts 7 (slot 0).
+    assert got == [(0, False), (1, False), (0, True), (1, False), (0, False), (1, True),
+                   (0, False)]
+    assert c.owner == [5, 9]
+
+
+def test_expert_cache_and_shape_refuse_bad_sizes():
+    with pytest.raises(ValueError, match="slots"):
+        ExpertCache(0)
+    with pytest.raises(ValueError, match="at most one slot per expert"):
+        CoeShape(experts=2, slots=3, d=16, layers=1)
+    with pytest.raises(ValueError, match="layers"):
+        CoeShape(experts=2, slots=1, d=16, layers=0)
+
+
+def _weights(rng, shape):
+    w = rng.normal(0, shape.d ** -0.5, (shape.experts, shape.layers, shape.d, shape.d))
+    return (w.astype(np.float32).view(np.uint32) & 0xFFFF0000)
+
+
+def test_requests_on_the_reference_backend_copy_misses_and_match_float64():
+    seed = 3
+    rng = np.random.default_rng(seed)
+    shape = CoeShape(experts=3, slots=2, d=40, layers=2)
+    dev = ReferenceDevice(SMALL)
+    ex = Experts(dev, shape)
+    ws = _weights(rng, shape)
+
+    async def go():
+        await ex.store(list(ws))
+        out = []
+        for e in (0, 1, 0, 2, 1):
+            x = rng.normal(0, 1, shape.d).astype(np.float32)
+            await ex.write_input(x.view(np.uint32))
+            launches, slot, hit = ex.request(e)
+            await dev.run(launches)
+            out.append((e, slot, hit, launches, x, await ex.read_outputs()))
+        return out
+    runs = asyncio.run(go())
+    # LRU over two slots: 0 and 1 miss, 0 hits, 2 evicts 1, 1 evicts 0.
+    assert [(slot, hit) for _, slot, hit, *_ in runs] == [
+        (0, False), (1, False), (0, True), (1, False), (0, False)]
+    for e, slot, hit, launches, x, ys in runs:
+        assert [type(r) for r in launches] == [Launch] if hit else [Copy, Launch], seed
+        assert launches[-1].offsets[0, "load"] == slot * ex.expert_words
+        h = x.astype(np.float64)
+        for i in range(shape.layers):
+            w = ws[e, i].view(np.float32).astype(np.float64)
+            got = ys[i].view(np.float32).astype(np.float64)
+            # Each output within k + log2(lanes) + 1 FP32 roundings of sum |w h| (the
+            # bound check_gemv derives), h being the device's own previous output.
+            m = SMALL.pcu_lanes.bit_length() + -(-shape.d // SMALL.pcu_lanes)
+            assert (np.abs(got - w @ h) <= m * 2.0 ** -24 * (np.abs(w) @ np.abs(h)) * 1.000001
+                    ).all(), f"expert {e} layer {i} (seed {seed})"
+            h = got
+    slots = dev.memory[ex.hbm.addr:ex.hbm.addr + ex.hbm.words].reshape(2, -1)
+    assert (slots[0] == ex.expert_image(ws[1])).all() and \
+        (slots[1] == ex.expert_image(ws[2])).all(), "slots after the last copies"
+
+
+def test_a_request_names_a_known_expert_after_the_weights_are_stored():
+    ex = Experts(ReferenceDevice(SMALL), CoeShape(experts=2, slots=1, d=16, layers=1))
+    with pytest.raises(RuntimeError, match="store"):
+        ex.request(0)
+    asyncio.run(ex.store([np.zeros((1, 16, 16), np.uint32)] * 2))
+    with pytest.raises(ValueError, match="expert 2"):
+        ex.request(2)
+    with pytest.raises(ValueError, match="weights of 1 experts"):
+        asyncio.run(ex.store([np.zeros((1, 16, 16), np.uint32)]))
+
+
+def test_coe_arguments_are_refused_before_any_model_is_built():
+    from tb.lib.args import CoeArgs
+    assert CoeArgs(requests=3, order="2, 0,2").expert_order() == [2, 0, 2]
+    for bad, match in (({"order": "0,1"}, "must name 8 experts"),
+                       ({"requests": 2, "order": "0,4"}, r"each 0 \.\. 3"),
+                       ({"requests": 2, "order": "0;1"}, "comma-separated"),
+                       ({"slots": 5}, "at most one slot per expert"),
+                       ({"d": 100000}, "does not fit a PMU")):
+        with pytest.raises(ValueError, match=match):
+            CoeArgs(**bad)
