@@ -1,5 +1,9 @@
 """Composition of Experts on the three-tier memory (ARCHITECTURE.md §9).
 
+A request's input goes through the router first (:mod:`firmware.kernels.router`: a GEMV
+over the experts' router weights and an argmax, on the device); the host reads the
+choice and serves the request with that expert.
+
 ``experts`` experts live in DDR; HBM holds ``slots`` of them. Each expert is a small
 decoder stand-in: ``layers`` GEMV layers of ``d`` x ``d`` weights (BF16, two per word when
 ``packed``), each layer's input the one before's output — one chained kernel-looped
@@ -7,8 +11,8 @@ launch (:mod:`firmware.kernels.gemv`). The firmware keeps an LRU map of experts 
 (:class:`ExpertCache`): a request for a cached expert (a hit) is its launch alone; a miss
 puts a copy record first, the sequencer having the DMA engine copy the expert DDR -> HBM
 into the least recently used slot — no host involved. One program serves every slot: its
-weight streams cover the whole slot area and each launch's offsets pick the slot, so the
-program is loaded once (by the first request) and stays resident.
+weight streams cover the whole slot area and each launch's offsets pick the slot (it is
+loaded again after each routing, whose kernels take the tile in between).
 """
 
 from dataclasses import dataclass
@@ -16,9 +20,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.kernels.gemv import GemvShape, compile_gemv
+from firmware.kernels.router import compile_router, expert_of, router_shape
 from firmware.runtime.memory import Buffer
 
-__all__ = ["ExpertCache", "CoeShape", "Experts"]
+__all__ = ["ExpertCache", "CoeShape", "Experts", "router_weights", "request_input"]
+
+
+def router_weights(rng, experts, d, packed=True):
+    """Router weights (``experts`` x ``d`` FP32 words, BF16 values when ``packed``) whose
+    rows are orthonormal where ``d`` >= ``experts`` (random otherwise): an input near row
+    e (:func:`request_input`) is routed to expert e with a wide margin."""
+    a = rng.normal(0, 1, (d, experts))
+    w = (np.linalg.qr(a)[0].T if d >= experts else a.T / np.sqrt(d)).astype(np.float32)
+    bits = w.view(np.uint32)
+    return bits & np.uint32(0xFFFF0000) if packed else bits
+
+
+def request_input(rng, router, expert, noise=0.1):
+    """An input (``d`` FP32 words) meant for ``expert``: its router row, scaled to the
+    size of a unit-normal input, plus noise."""
+    w = np.asarray(router, np.uint32)[expert].view(np.float32).astype(np.float64)
+    d = len(w)
+    x = w * np.sqrt(d) / max(np.linalg.norm(w), 1e-30) + rng.normal(0, noise, d)
+    return x.astype(np.float32).view(np.uint32)
 
 
 class ExpertCache:
@@ -66,7 +90,8 @@ class CoeShape:
 class Experts:
     """The experts of ``shape`` on device ``dev`` (either backend: the same calls give the
     same addresses): their weights in DDR, the HBM slot area, one activation buffer
-    (x, then each layer's output, a vector slot each) and the compiled program."""
+    (x, then each layer's output, a vector slot each), the router's weights, logits and
+    choice, and the compiled programs."""
 
     def __init__(self, dev, shape: CoeShape):
         self.dev, self.shape = dev, shape
@@ -80,9 +105,20 @@ class Experts:
         self.xy = dev.alloc.alloc("hbm", self.vec * (shape.layers + 1), "activations")
         self.gemv = compile_gemv(params, shape.d, shape.d, w=self.hbm, x=self.xy, y=self.xy,
                                  packed=shape.packed)
+        self._router_buffers(params)
         self.cache = ExpertCache(shape.slots)
-        self.loaded = None
-        self.resident = False                # the program is on the tile (after a request)
+        self.loaded = self.routing = None
+        self.on_tile = None                  # the program our last list left loaded
+
+    def _router_buffers(self, params):
+        e, d, packed = self.shape.experts, self.shape.d, self.shape.packed
+        rs = router_shape(params, e, d, packed)
+        alloc = self.dev.alloc.alloc
+        self.router_w = alloc("hbm", rs.w_words, "router weights")
+        self.logits = alloc("hbm", rs.y_words, "router logits")
+        self.choice = alloc("hbm", 1, "router choice")
+        self.router = compile_router(params, e, d, w=self.router_w, x=self.xy,
+                                     logits=self.logits, choice=self.choice, packed=packed)
 
     def expert_image(self, weights):
         """One expert's ``layers`` weight matrices (FP32 words; BF16 values when packed)
@@ -92,14 +128,28 @@ class Experts:
                                                             self.gemv_shape.w_words))
                                for m in w])
 
-    async def store(self, experts):
-        """Write every expert's weights (``experts[e]``: its layers' matrices) to DDR and
-        the program to HBM."""
+    async def store(self, experts, router):
+        """Write every expert's weights (``experts[e]``: its layers' matrices) to DDR, the
+        router's (``experts`` x ``d``) to HBM and the programs to HBM."""
         if len(experts) != self.shape.experts:
             raise ValueError(f"coe: weights of {len(experts)} experts, expected "
                              f"{self.shape.experts}")
         await self.dev.write(self.ddr, np.concatenate([self.expert_image(w) for w in experts]))
+        await self.dev.write(self.router_w, self.router.gemv.pack_w(router))
         self.loaded = await self.dev.load(self.gemv.program)
+        self.routing = [await self.dev.load(p) for p in self.router.programs]
+
+    def route(self):
+        """The launch list that routes the request whose input is in the activation
+        buffer: the router GEMV (logits), then the argmax (the choice word)."""
+        if self.routing is None:
+            raise RuntimeError("coe: store() the experts before routing")
+        self.on_tile = self.routing[-1].program
+        return [p.launch() for p in self.routing]
+
+    async def chosen(self):
+        """The expert the last routing list chose (its choice word decoded)."""
+        return expert_of((await self.dev.read(self.choice))[0])
 
     def _slot(self, buf, index):
         w = self.expert_words
@@ -120,8 +170,8 @@ class Experts:
         step = {(0, "load2"): vec, **{(s, "load"): self.layer_words for s in range(sh.streams)},
                 **{key: vec for key in stores}}
         launch = self.loaded.launch(iterations=self.shape.layers, offsets=base, strides=step,
-                                    chained=True, reload=not self.resident)
-        self.resident = True
+                                    chained=True, reload=self.on_tile is not self.gemv.program)
+        self.on_tile = self.gemv.program
         copies = [] if hit else [self.dev.copy(self._slot(self.ddr, expert),
                                                self._slot(self.hbm, slot))]
         return copies + [launch], slot, hit

@@ -130,10 +130,11 @@ def _print_coe(r):
     """A Composition-of-Experts run: a line per request and the expert switch."""
     if not r.get("requests"):
         return
-    print("request  expert  slot  hit   switch  decode cycles")
+    print("request  expert (float64)  slot  hit    route   switch   decode  (cycles)")
     for i, q in enumerate(r["requests"]):
-        print(f"{i:7}  {q['expert']:6}  {q['slot']:4}  {'yes' if q['hit'] else 'no ':3}  "
-              f"{q['switch_cycles']:7}  {q['decode_cycles']:13}")
+        print(f"{i:7}  {q['expert']:6} ({q['float64_choice']:7})  {q['slot']:4}  "
+              f"{'yes' if q['hit'] else 'no ':3}  {q['route_cycles']:7}  "
+              f"{q['switch_cycles']:7}  {q['decode_cycles']:7}")
     s = r["switch"]
     print(f"expert switch: DMA DDR -> HBM {s['dma_cycles']:.0f} cycles vs host link "
           f"{s['host_cycles']} cycles = {s['dma_over_host']:.2f}x (configured DDR / host "

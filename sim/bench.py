@@ -455,6 +455,8 @@ def _coe(b, params, workdir):
             "experts": experts, "slots": slots, "requests": requests, "d": d,
             "layers": layers, "expert_bytes": 4 * o["expert_words"], "hits": len(hit),
             "misses": len(miss), "cycles": o["cycles"],
+            "mean_route_cycles": mean(reqs, "route_cycles"),
+            "router_matches_float64": all(q["expert"] == q["float64_choice"] for q in reqs),
             "mean_hit_decode_cycles": mean(hit, "decode_cycles"),
             "mean_miss_decode_cycles": mean(miss, "decode_cycles"),
             "switch": {key: round(v, 3) for key, v in sw.items()},

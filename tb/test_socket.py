@@ -46,7 +46,7 @@ import time
 import cocotb
 import numpy as np
 
-from firmware.coe import CoeShape, Experts
+from firmware.coe import CoeShape, Experts, request_input, router_weights
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.program import kernel_program
 from firmware import numerics as N
@@ -561,6 +561,12 @@ async def gemv_loop(dut):
                   speedup_vs_resident=results["resident"]["cycles"] / lo["cycles"])
 
 
+def _router_f64(rw, x):
+    """The router's choice in float64."""
+    w = np.asarray(rw, np.uint32).view(np.float32).astype(np.float64)
+    return int(np.argmax(w @ x.view(np.float32).astype(np.float64)))
+
+
 def _expert_order(args, rng):
     """The requests' experts: ``args.order``, or drawn with weight 1 / (e + 1) (a few
     experts popular, as a router's traffic is)."""
@@ -571,25 +577,47 @@ def _expert_order(args, rng):
     return [int(e) for e in rng.choice(args.experts, args.requests, p=p / p.sum())]
 
 
-async def _serve(dev, ref, experts, e, x, what):
-    """One request of expert ``e`` with input ``x`` on the RTL device and the reference
-    backend (both ``Experts``: the same list, the same addresses): every layer's outputs
-    agree word for word; returns (outputs, slot, hit, the sequencer counter deltas, the
-    RTL run's wall seconds)."""
+async def _timed(d, launches):
+    """Run ``launches`` on device ``d``: (sequencer counter deltas, wall seconds) on the
+    RTL device, (None, 0) on the reference backend."""
+    rtl = isinstance(d, RtlDevice)
+    before = (await d.counters())["seq"] if rtl else None
+    t0 = time.perf_counter()
+    after = await d.run(launches)
+    return (_seq_delta(before, after["seq"]), time.perf_counter() - t0) if rtl else (None, 0)
+
+
+async def _serve(dev, ref, experts, x, what):
+    """One request with input ``x`` on the RTL device and the reference backend (both
+    ``Experts``: the same lists, the same addresses): routed on the device (router GEMV +
+    argmax), then served by the expert chosen; the logits, the choice and every layer's
+    outputs agree word for word. Returns (expert, slot, hit, outputs, routing and serving
+    counter deltas, wall seconds)."""
     got = []
     for d, ex in ((dev, experts[0]), (ref, experts[1])):
-        await ex.write_input(x.view(np.uint32))
+        await ex.write_input(x)
+        route, w0 = await _timed(d, ex.route())
+        e = await ex.chosen()
         launches, slot, hit = ex.request(e)
-        before = (await d.counters())["seq"] if d is dev else None
-        t0 = time.perf_counter()
-        after = await d.run(launches)
-        got.append((await ex.read_outputs(), slot, hit,
-                    _seq_delta(before, after["seq"]) if d is dev else None,
-                    time.perf_counter() - t0))
-    (ys, slot, hit, delta, wall), (want, *_) = got
+        serve, w1 = await _timed(d, launches)
+        got.append((e, slot, hit, await ex.read_outputs(), await d.read(ex.logits),
+                    route, serve, w0 + w1))
+    (e, slot, hit, ys, logits, route, serve, wall), (e_ref, _, _, want, l_ref, *_) = got
+    assert (logits == l_ref).all(), f"{what}: router logits differ from the reference backend"
+    assert e == e_ref, f"{what}: routed to {e}, the reference backend to {e_ref}"
     bad = np.nonzero(ys != want)
     assert not len(bad[0]), f"{what}: layer {bad[0][0]} differs from the reference backend"
-    return ys, slot, hit, delta, wall
+    return e, slot, hit, ys, route, serve, wall
+
+
+def _coe_weights(args, rng):
+    """The experts' weights (experts, layers, d, d) FP32 (BF16 values when packed) and
+    the router's (experts x d words)."""
+    ws = rng.normal(0, args.d ** -0.5, (args.experts, args.layers, args.d, args.d))
+    ws = ws.astype(np.float32)
+    if args.packed:
+        ws = (ws.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    return ws, router_weights(rng, args.experts, args.d, args.packed)
 
 
 @cocotb.test()
@@ -597,29 +625,29 @@ async def coe(dut):
     args, params, dev, _ = await _setup(dut, CoeArgs)
     nrng = np.random.default_rng(args.seed)
     shape = CoeShape(args.experts, args.slots, args.d, args.layers, args.packed)
-    ws = nrng.normal(0, args.d ** -0.5, (args.experts, args.layers, args.d, args.d))
-    ws = ws.astype(np.float32)
-    if args.packed:
-        ws = (ws.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    ws, rw = _coe_weights(args, nrng)
     ref = ReferenceDevice(params)
     experts = (Experts(dev, shape), Experts(ref, shape))
     for ex in experts:
-        await ex.store([w.view(np.uint32) for w in ws])
+        await ex.store([w.view(np.uint32) for w in ws], rw)
     requests, worst, wall = [], 0.0, 0.0
     hbm0 = _hbm_total(await dev.counters())
-    for r, e in enumerate(_expert_order(args, nrng)):
-        x = nrng.normal(0, 1, args.d).astype(np.float32)
-        what = f"request {r}, expert {e} (seed {args.seed})"
-        ys, slot, hit, d, w = await _serve(dev, ref, experts, e, x, what)
+    for r, meant in enumerate(_expert_order(args, nrng)):
+        x = request_input(nrng, rw, meant)
+        what = f"request {r}, meant for expert {meant} (seed {args.seed})"
+        e, slot, hit, ys, route, d, w = await _serve(dev, ref, experts, x, what)
         wall += w
         g = experts[0].gemv
-        worst = max(worst, check_gemv(params, g, ws[e], gemv_inputs(params, g, ws[e], [x], True),
+        xf = [x.view(np.float32)]
+        worst = max(worst, check_gemv(params, g, ws[e], gemv_inputs(params, g, ws[e], xf, True),
                                       ys, what))
         assert (d["copy_cycles"] == 0) == hit, f"{what}: copy cycles {d['copy_cycles']}"
-        requests.append({"expert": e, "slot": slot, "hit": hit,
+        requests.append({"expert": e, "meant": meant, "float64_choice": _router_f64(rw, x),
+                         "slot": slot, "hit": hit, "route_cycles": route["cycles"],
                          "switch_cycles": d["copy_cycles"],
                          "decode_cycles": d["cycles"] - d["copy_cycles"],
-                         "load_cycles": d["load_cycles"], "cycles": d["cycles"]})
+                         "load_cycles": route["load_cycles"] + d["load_cycles"],
+                         "cycles": route["cycles"] + d["cycles"]})
     hbm = _hbm_total(await dev.counters()) - hbm0
     # The baseline: one expert's weights written over the host link instead.
     image = experts[0].expert_image(ws[0].view(np.uint32))
@@ -629,7 +657,9 @@ async def coe(dut):
     misses = [q["switch_cycles"] for q in requests if not q["hit"]]
     dma = sum(misses) / len(misses)
     total = sum(q["cycles"] for q in requests)
+    ex = experts[0]
     write_outputs(requests=requests, mismatches=0, max_abs_err=worst, cycles=total,
+                  request_beats=ex.gemv.program.beats + sum(p.beats for p in ex.router.programs),
                   hbm_bytes=hbm,
                   hbm_bw_utilization=hbm / (total * params.hbm_peak_bytes_per_cycle),
                   sim_cycles=total, wall_s=wall, expert_words=len(image),

@@ -6,7 +6,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from firmware.coe import CoeShape, ExpertCache, Experts
+from firmware.coe import CoeShape, ExpertCache, Experts, request_input, router_weights
+from firmware.kernels.router import compile_argmax, expert_of
+from firmware.runtime.memory import Allocator
 from firmware.runtime.launch import Copy, Launch
 from firmware.runtime.reference import ReferenceDevice
 from hdl.params import PRESETS
@@ -46,15 +48,20 @@ def test_requests_on_the_reference_backend_copy_misses_and_match_float64():
     ex = Experts(dev, shape)
     ws = _weights(rng, shape)
 
+    rw = router_weights(rng, shape.experts, shape.d)
+
     async def go():
-        await ex.store(list(ws))
+        await ex.store(list(ws), rw)
         out = []
-        for e in (0, 1, 0, 2, 1):
-            x = rng.normal(0, 1, shape.d).astype(np.float32)
-            await ex.write_input(x.view(np.uint32))
+        for want in (0, 1, 0, 2, 1):
+            xw = request_input(rng, rw, want)
+            await ex.write_input(xw)
+            await dev.run(ex.route())
+            e = await ex.chosen()
+            assert e == want, f"routed to {e}, meant for {want} (seed {seed})"
             launches, slot, hit = ex.request(e)
             await dev.run(launches)
-            out.append((e, slot, hit, launches, x, await ex.read_outputs()))
+            out.append((e, slot, hit, launches, xw.view(np.float32), await ex.read_outputs()))
         return out
     runs = asyncio.run(go())
     # LRU over two slots: 0 and 1 miss, 0 hits, 2 evicts 1, 1 evicts 0.
@@ -82,11 +89,34 @@ def test_a_request_names_a_known_expert_after_the_weights_are_stored():
     ex = Experts(ReferenceDevice(SMALL), CoeShape(experts=2, slots=1, d=16, layers=1))
     with pytest.raises(RuntimeError, match="store"):
         ex.request(0)
-    asyncio.run(ex.store([np.zeros((1, 16, 16), np.uint32)] * 2))
+    with pytest.raises(RuntimeError, match="store"):
+        ex.route()
+    rw = np.zeros((2, 16), np.uint32)
+    asyncio.run(ex.store([np.zeros((1, 16, 16), np.uint32)] * 2, rw))
     with pytest.raises(ValueError, match="expert 2"):
         ex.request(2)
     with pytest.raises(ValueError, match="weights of 1 experts"):
-        asyncio.run(ex.store([np.zeros((1, 16, 16), np.uint32)]))
+        asyncio.run(ex.store([np.zeros((1, 16, 16), np.uint32)], rw))
+
+
+def test_argmax_key_picks_the_first_largest_value():
+    seed = 5
+    rng = np.random.default_rng(seed)
+    al = Allocator(SMALL)
+    lanes = SMALL.pcu_lanes
+    for n in (1, 3, lanes):
+        k = compile_argmax(SMALL, n, x=al.alloc("hbm", n), y=al.alloc("hbm", 1))
+        for t in range(50):
+            v = rng.normal(0, 1, n).astype(np.float32)
+            if t % 2:                                  # ties, negative values, zeros
+                v[rng.integers(n)] = v.max()
+                v[rng.integers(n)] = -0.0 if t % 4 == 1 else v[0]
+            got = expert_of(k.reference(SMALL, v.view(np.uint32))[0])
+            assert got == int(np.argmax(v)), f"{v} -> {got} (seed {seed})"
+    with pytest.raises(ValueError, match=f"1 .. {lanes}"):
+        compile_argmax(SMALL, lanes + 1, x=al.alloc("hbm", 16), y=al.alloc("hbm", 1))
+    with pytest.raises(ValueError, match="not an argmax key"):
+        expert_of(0x3F800000)
 
 
 def test_coe_arguments_are_refused_before_any_model_is_built():

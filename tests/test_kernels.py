@@ -536,3 +536,20 @@ def test_rows_out_needs_a_reduction():
     from firmware.compiler.pcu import SimdProgram, pack_simd
     with pytest.raises(PcuProgramError, match="rows_out"):
         pack_simd(SimdProgram(counters=(Counter(0, 8),), stages=(), rows_out=True), SMALL)
+
+
+def test_a_partial_bitstream_writes_only_the_kernels_units_and_switches():
+    from amaranth.lib import data
+    from firmware.kernels.router import compile_argmax
+    al = Allocator(SMALL)
+    k = compile_argmax(SMALL, 4, x=al.alloc("hbm", 4), y=al.alloc("hbm", 1)).program
+    units = {u.id: u for u in socket_config_units(SMALL)}
+    layout = data.Layout.cast(config_beat_layout)
+    written = {int(layout.from_bits(sum(int(w) << (32 * i) for i, w in enumerate(row)))["unit"])
+               for row in k.rows}
+    kinds = sorted({units[u].name for u in written})
+    assert kinds == ["agcu", "pcu", "vec_switch"], kinds
+    assert sum(units[u].name == "pcu" for u in written) == 1
+    assert bin(k.units).count("1") == 1 and k.agcus == 0b11
+    full = sum(config_words(u.layout) for u in units.values())
+    assert k.beats < full, (k.beats, full)

@@ -208,7 +208,9 @@ def test_gemv_weights_switched_in_from_ddr_by_a_copy_record(model, tmp_path):
     (1, "", 16, 3, 0),                 # FP32 weights, the order drawn from the seed
 ])
 def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, layers, packed):
-    """Composition of Experts: three experts in DDR, two HBM slots (LRU); each request's
+    """Composition of Experts: three experts in DDR, two HBM slots (LRU); each request is
+    routed on the device (router GEMV + argmax: logits and choice bit-exact against the
+    reference backend, checked in the test) to the expert its input was made for; its
     layer outputs are bit-exact against the reference backend and within float64 (checked
     in the test); a miss copies the expert by a copy record, a hit does not."""
     p = TEST_SOCKET
@@ -216,12 +218,16 @@ def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, la
     o = run(model, tmp_path, "coe", seed=SEED + 110 + k, experts=3, slots=2,
             requests=requests, d=d, layers=layers, packed=packed, order=order)
     reqs = o["requests"]
+    # The inputs are made for their experts with a wide margin: the device's choice is
+    # the one they were meant for, and float64's.
+    assert all(q["expert"] == q["meant"] == q["float64_choice"] for q in reqs), reqs
     if order:
         # LRU over two slots: 0, 1 miss; 0 hits; 2 evicts 1; 1 evicts 0; 1 hits.
         assert [q["hit"] for q in reqs] == [False, False, True, False, False, True], reqs
         assert [q["expert"] for q in reqs] == [0, 1, 0, 2, 1, 1], reqs
-    assert not reqs[0]["hit"] and reqs[0]["load_cycles"] > 0, reqs[0]
-    assert all(q["load_cycles"] == 0 for q in reqs[1:]), "the program stays resident"
+    # Every request loads the router's two programs and the expert's (the router's take
+    # the tile in between): a config beat a cycle at most.
+    assert all(q["load_cycles"] >= o["request_beats"] for q in reqs), (o["request_beats"], reqs)
     words = o["expert_words"]
     for q in reqs:
         # A switch cannot beat DDR's peak (after one read latency); a hit copies nothing.

@@ -50,10 +50,16 @@ class KernelProgram:
 
 
 def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, sca=None,
-                   ctl=None, execute=None, layout=None):
+                   ctl=None, execute=None, layout=None, partial=False):
     """Bitstream of a kernel. ``pcus`` / ``pmus``: {Coord: config value}; ``agcus``:
     {k: config value}; ``vec``, ``sca``: :class:`FabricRoutes`, ``ctl``:
-    :class:`ControlRoutes` (nothing routed where missing); ``layout`` kept for reports."""
+    :class:`ControlRoutes` (nothing routed where missing); ``layout`` kept for reports.
+
+    A whole bitstream writes every unit (those the kernel does not use get the idle
+    config, 0). ``partial``: only the kernel's own units and the switches it routes
+    through — fewer beats for a small kernel; the other units keep what the last program
+    gave them, which is harmless: a launch starts only the program's units and AGCUs, and
+    no flow of the kernel passes a switch it does not configure."""
     pcus, pmus, agcus = dict(pcus or {}), dict(pmus or {}), dict(agcus or {})
     units = socket_config_units(params)
     by_pos = {}
@@ -88,5 +94,9 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
             if u.name == kind:
                 values[u.id] = config_layout.const(per_switch[u.row * params.cols + u.col]) \
                     .as_value().value
-    rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in units})
+    own = {by_pos[kind, r, c].id for kind, t in (("pcu", pcus), ("pmu", pmus)) for r, c in t}
+    own |= {agcu_ids[k] for k in agcus}
+    keep = [u for u in units if not partial or u.id in own or
+            (u.name.endswith("_switch") and values[u.id])]
+    rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in keep})
     return KernelProgram(name, rows, mask, amask, execute, layout, extents)

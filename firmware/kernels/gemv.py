@@ -170,10 +170,10 @@ def _share(params, sh, p, w_words, x_words):
     return simd_reference(_pcu_program(sh, p), params, vin0=w_words, vin1=xs)["sdata"]
 
 
-def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False):
+def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False, partial=False):
     """``y = W x`` for FP32 inputs and FP32 or (``packed``) BF16 weights, ``W`` laid out by
     :meth:`Gemv.pack_w`; ``w``, ``x``, ``y``: the buffers each iteration's operands start
-    in (kernel looping steps them)."""
+    in (kernel looping steps them); ``partial``: a partial bitstream (``kernel_program``)."""
     sh = GemvShape.of(params, n, k, shares, packed)
     P, S = sh.shares, sh.streams
     kinds = {**{f"pcu{p}": "pcu" for p in range(P)}, **{f"x{p}": "pmu" for p in range(P)}}
@@ -210,4 +210,4 @@ def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False):
             s, store = sh.stream_of(p)
             ws = mem[stream_words(w, args, (s, "load"), w_acc[s])]
             mem[stream_words(y, args, (s, store), y_acc[p])] = _share(params, sh, p, ws, xs)
-    return Gemv(kernel_program(params, "gemv", **parts, execute=execute), sh)
+    return Gemv(kernel_program(params, "gemv", **parts, execute=execute, partial=partial), sh)

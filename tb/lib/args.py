@@ -317,8 +317,10 @@ class CoeArgs(TbArgs):
     d: int = arg(64, "an expert's layer width (d x d weights a layer)", lo=1)
     layers: int = arg(2, "layers of an expert (one chained looped launch)", lo=1)
     packed: bool = arg(True, "BF16 weights two per word (0/1)")
-    order: str = arg("", "the requests' experts, comma separated (empty: drawn from the "
-                         "seed, expert e with weight 1 / (e + 1))")
+    order: str = arg("", "the experts the requests' inputs are meant for (each input near "
+                         "that expert's router row; the router on the device chooses), comma "
+                         "separated (empty: drawn from the seed, expert e with weight "
+                         "1 / (e + 1))")
 
     def __post_init__(self):
         super().__post_init__()
