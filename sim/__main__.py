@@ -120,6 +120,7 @@ def _print_report(r, params=None):
               f"{lp['looped_cycles']} vs {lp['resident_cycles']} / {lp['reload_cycles']} "
               f"cycles = {lp['speedup_vs_resident']:.2f}x / {lp['speedup_vs_reload']:.2f}x")
     _print_coe(r)
+    _print_tokens(r)
     if r.get("waves"):
         print(f"waves: {r['waves']} ({r['waves_bytes'] / 1e6:.1f} MB)"
               + (f"   GTKWave save file (one group per unit): {r['gtkw']}"
@@ -139,6 +140,18 @@ def _print_coe(r):
     print(f"expert switch: DMA DDR -> HBM {s['dma_cycles']:.0f} cycles vs host link "
           f"{s['host_cycles']} cycles = {s['dma_over_host']:.2f}x (configured DDR / host "
           f"bandwidth {s['configured_ddr_over_host']:.2f}x)")
+
+
+def _print_tokens(r):
+    """A decoder run: a line per generated token."""
+    if not r.get("tokens"):
+        return
+    print("position  input  output    cycles  program loads  launches  (cycles)")
+    for q in r["tokens"]:
+        print(f"{q['position']:8}  {q['input']:5}  {q['output']:6}  {q['cycles']:8}  "
+              f"{q['load_cycles']:13}  {q['launched']:8}")
+    print(f"{r['tokens_per_s_at_1ghz']:,.0f} tokens/s at 1 GHz; {r['launches_per_token']} "
+          f"records a token; worst step error {r['bound_fraction']:.2f} of its float64 bound")
 
 
 def cmd_verilog(args, _):

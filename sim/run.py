@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware.coe import CoeShape, Experts
+from firmware.decoder import Decoder, DecoderShape
 from firmware.graph import compile_graph
 from firmware.graph import mlp as mlp_graph
 from firmware.kernels.attention import (AttentionShape, compile_attention,
@@ -17,7 +18,7 @@ from firmware.runtime.memory import Allocator
 from firmware.runtime.reference import ReferenceDevice
 from hdl.params import RduParams
 from hdl.tile import tile_units
-from tb.lib.args import (AttentionArgs, CoeArgs, FpuArgs, GemmArgs, GemvLoopArgs, MlpArgs,
+from tb.lib.args import (AttentionArgs, CoeArgs, DecoderArgs, FpuArgs, GemmArgs, GemvLoopArgs, MlpArgs,
                          PcuGemmArgs, PcuSimdArgs, SoftmaxArgs, options_of)
 
 from . import toolchain
@@ -87,6 +88,14 @@ def _decode_programs(params, o):
 def _coe_programs(params, o):
     shape = CoeShape(o["experts"], o["slots"], o["d"], o["layers"], bool(o["packed"]))
     return [Experts(ReferenceDevice(params), shape).gemv.program]
+
+
+def _decoder_programs(params, o):
+    shape = DecoderShape(o["d_model"], o["hidden"], o["layers"], o["tokens"], o["vocab"],
+                         bool(o["packed"]))
+    dec = Decoder(ReferenceDevice(params), shape)
+    return [p for p in dict.fromkeys(k.program for k, _ in
+                                     [st for t in range(shape.tokens) for st in dec.steps(t)])]
 
 
 def _attention_programs(params, o):
@@ -196,6 +205,17 @@ KERNELS = {
         "and the switch by DMA against one expert written over the host link",
         ("experts", "slots", "requests", "d", "layers", "packed", "order"),
         programs=_coe_programs),
+    "decoder": Kernel(
+        "decoder", "socket", DecoderArgs,
+        "LLM decode: a Llama-style decoder (LAYERS layers of RMSNorm, one attention head of "
+        "D_MODEL over a KV cache in HBM, output projection, residual, RMSNorm, ReLU MLP of "
+        "HIDDEN, residual) generating TOKENS tokens in a row, the next token the argmax of "
+        "the output projection on the device; each token one launch list of a kernel per "
+        "step (not yet one kernel per layer); every step's output bit-exact against the "
+        "reference backend and within its float64 bound; reports cycles per token, "
+        "tokens/s and the HBM utilization",
+        ("d_model", "hidden", "layers", "tokens", "vocab", "first", "packed"),
+        programs=_decoder_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
         "row softmax on one PCU in SIMD mode (max-reduce, exp2 of scaled differences, "
@@ -281,7 +301,8 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                                 for mode in ("looped", "resident", "reload")},
                              "speedup_vs_resident": o["speedup_vs_resident"],
                              "speedup_vs_reload": o["speedup"]}
-    for key in ("requests", "switch"):
+    for key in ("requests", "switch", "tokens", "tokens_per_s_at_1ghz", "launches_per_token",
+                "bound_fraction"):
         if key in o:
             report[key] = o[key]
     if o.get("copied_words"):

@@ -47,6 +47,7 @@ import cocotb
 import numpy as np
 
 from firmware.coe import CoeShape, Experts, request_input, router_weights
+from firmware.decoder import Decoder
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.program import kernel_program
 from firmware import numerics as N
@@ -57,8 +58,9 @@ from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
 from tb.lib.args import (
-    AttentionArgs, AttentionHeadsArgs, CoeArgs, DmaRefusedArgs, FaultArgs, GemmArgs,
+    AttentionArgs, AttentionHeadsArgs, CoeArgs, DecoderArgs, DmaRefusedArgs, FaultArgs, GemmArgs,
     GemvLoopArgs, GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+from tb.lib.decoder import check_token, decoder_weights
 from tb.lib.gemv import check_gemv, gemv_inputs
 from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.hostlink import host_write
@@ -667,6 +669,55 @@ async def coe(dut):
                   switch={"dma_cycles": dma, "host_cycles": host, "dma_over_host": host / dma,
                           "configured_ddr_over_host":
                               params.ddr_bytes_per_cycle / params.host_bytes_per_cycle})
+
+
+async def _decode_token(dev, ref, decs, t, token, what):
+    """The token at position ``t`` (input ``token``) on the RTL device and the reference
+    backend (both ``Decoder``: the same lists, the same addresses): every activation, both
+    caches, the logits and the next token agree word for word. Returns (next token, the
+    device's buffers, counter deltas, wall seconds)."""
+    got = []
+    for d, dec in ((dev, decs[0]), (ref, decs[1])):
+        c, wall = await _timed(d, dec.token(t, token))
+        got.append(([await d.read(b) for b in (dec.act, dec.kc, dec.vt, dec.logits)],
+                    await dec.next_token(), c, wall))
+    (bufs, nxt, c, wall), (want, nxt_ref, _, _) = got
+    for name, a, b in zip(("activations", "K cache", "V^T cache", "logits"), bufs, want):
+        bad = np.nonzero(a != b)[0]
+        assert not len(bad), f"{what}: {name} word {bad[0]} differs from the reference backend"
+    assert nxt == nxt_ref, f"{what}: next token {nxt}, the reference backend's {nxt_ref}"
+    return nxt, bufs, c, wall
+
+
+@cocotb.test()
+async def decoder(dut):
+    args, params, dev, _ = await _setup(dut, DecoderArgs)
+    shape = args.shape()
+    ws, wout, emb = decoder_weights(np.random.default_rng(args.seed), shape)
+    ref = ReferenceDevice(params)
+    decs = (Decoder(dev, shape), Decoder(ref, shape))
+    for dec in decs:
+        await dec.store(ws, wout, emb)
+    hbm0 = _hbm_total(await dev.counters())
+    token, tokens, worst, wall = args.first, [], 0.0, 0.0
+    for t in range(shape.tokens):
+        what = f"token {t} (input {token}, seed {args.seed})"
+        nxt, (act, kc, vt, logits), c, w = await _decode_token(dev, ref, decs, t, token, what)
+        worst = max(worst, check_token(params, decs[0], ws, wout, t, act, kc, vt, logits, nxt,
+                                       what))
+        wall += w
+        tokens.append({"position": t, "input": token, "output": nxt, "cycles": c["cycles"],
+                       "load_cycles": c["load_cycles"], "copy_cycles": c["copy_cycles"],
+                       "launched": c["launched"]})
+        token = nxt
+    hbm = _hbm_total(await dev.counters()) - hbm0
+    cycles = sum(q["cycles"] for q in tokens)
+    write_outputs(passed=True, bit_exact=True, mismatches=0, bound_fraction=worst,
+                  tokens=tokens, cycles=cycles, sim_cycles=cycles, wall_s=wall,
+                  tokens_per_s_at_1ghz=len(tokens) * 1e9 / cycles * params.clock_ghz,
+                  launches_per_token=len(decs[0].token(0, 0)), hbm_bytes=hbm,
+                  weight_bytes=4 * decs[0].weights.words,
+                  hbm_bw_utilization=hbm / (cycles * params.hbm_peak_bytes_per_cycle))
 
 
 @cocotb.test()

@@ -237,6 +237,28 @@ def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, la
     assert o["switch"]["host_cycles"] >= 4 * words / p.host_bytes_per_cycle, o["switch"]
 
 
+@pytest.mark.parametrize("k,d,hidden,layers,tokens,packed", [(0, 20, 24, 1, 3, True),
+                                                             (1, 32, 40, 2, 2, False)])
+def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, layers, tokens,
+                                              packed):
+    """LLM decode under memory jitter on two seeds: every activation, both KV caches, the
+    logits and each next token bit-exact against the reference backend, every step within
+    its float64 bound (checked in the test, token by token)."""
+    o = run(model, tmp_path, "decoder", seed=SEED + 120 + k, d_model=d, hidden=hidden,
+            layers=layers, tokens=tokens, packed=packed)
+    toks = o["tokens"]
+    assert [q["position"] for q in toks] == list(range(tokens))
+    # Each token's input is the one before's output (greedy decoding).
+    assert all(a["output"] == b["input"] for a, b in zip(toks, toks[1:])), toks
+    # Every record of the list ran: the embedding copy, 14 kernels a layer and 3 more.
+    assert all(q["launched"] == 1 + 14 * layers + 3 and q["copy_cycles"] > 0 for q in toks), \
+        toks
+    # The weights are read at least once a token, and HBM cannot beat its peak.
+    cycles = sum(q["cycles"] for q in toks)
+    assert tokens * o["weight_bytes"] <= o["hbm_bytes"] <= cycles * \
+        SMALL.hbm_peak_bytes_per_cycle, o
+
+
 @pytest.mark.parametrize("k,m,kk,hidden,n,bias", [(0, 40, 33, 20, 12, True),
                                                    (1, 61, 16, 40, 9, False)])
 def test_mlp_graph_fused_and_op_by_op(model, tmp_path, k, m, kk, hidden, n, bias):

@@ -15,7 +15,9 @@ from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_refe
 from firmware.compiler.place import VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 
-__all__ = ["ScaleBias", "compile_scale_bias"]
+from .pipelines import agcu_programs
+
+__all__ = ["ScaleBias", "compile_scale_bias", "Add", "compile_add"]
 
 @dataclass(frozen=True)
 class ScaleBias:
@@ -25,6 +27,9 @@ class ScaleBias:
     simd: SimdProgram
     n: int
     parts: dict
+
+    #: The AGCU streams of each operand (the keys of a launch's offsets).
+    streams = {"x": ((0, "load"),), "y": ((1, "store"),)}
 
     def reference(self, params, x):
         """Bit-exact result for input words ``x`` (n,) uint32."""
@@ -68,3 +73,49 @@ def _simd(params, simd, words):
     v = np.zeros(-(-len(words) // L) * L, np.uint32)
     v[:len(words)] = words
     return simd_reference(simd, params, vin0=v.reshape(-1, L))["data"].reshape(-1)[:len(words)]
+
+
+@dataclass(frozen=True)
+class Add:
+    """The compiled ``y = a + b`` kernel: its program and PCU program."""
+    program: object
+    simd: SimdProgram
+    n: int
+
+    #: The AGCU streams of each operand (the keys of a launch's offsets).
+    streams = {"a": ((0, "load"),), "b": ((1, "load"),), "y": ((1, "store"),)}
+
+    def reference(self, params, a, b):
+        """Bit-exact ``a + b`` for ``n`` FP32 words each."""
+        L = params.pcu_lanes
+        v = np.zeros((2, -(-self.n // L) * L), np.uint32)
+        v[0, :self.n], v[1, :self.n] = a, b
+        return simd_reference(self.simd, params, vin0=v[0].reshape(-1, L),
+                              vin1=v[1].reshape(-1, L))["data"].reshape(-1)[:self.n]
+
+
+def compile_add(params, n, *, a, b, y, partial=False):
+    """``y[i] = a[i] + b[i]`` for ``n`` FP32 words (a residual connection): AGCU 0 loads
+    ``a`` into the PCU's ``vin0``, AGCU 1 loads ``b`` into ``vin1`` and stores ``y``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"add: n = {n!r} must be a positive integer")
+    if params.agcus < 2:
+        raise ValueError("the add kernel needs two AGCUs")
+    simd = SimdProgram(counters=(Counter(0, n, 1),), stages=(Stage("ADD", "VIN0", "VIN1"),),
+                       inputs=frozenset({"vin0", "vin1"}))
+    layout = place_and_route(params, "add", {"pcu": "pcu"}, vec=[
+        VFlow("a", agcu(0), (port("pcu", 0),)), VFlow("b", agcu(1), (port("pcu", 1),)),
+        VFlow("y", port("pcu"), (agcu(1),))])
+    access = TensorAccess((n,), (1,))
+    agcus = agcu_programs(params, layout, {0: (access, a, n, "a"), 1: (access, b, n, "b")},
+                          [(1, access, y, n, "y")])
+    parts = {"pcus": layout.configs("pcu", {"pcu": pack_simd(simd, params)}),
+             "agcus": agcus, "vec": layout.vec, "layout": layout}
+    kernel = Add(None, simd, n)
+
+    def execute(mem, args):
+        va = mem[stream_words(a, args, (0, "load"), access)]
+        vb = mem[stream_words(b, args, (1, "load"), access)]
+        mem[stream_words(y, args, (1, "store"), access)] = kernel.reference(params, va, vb)
+    return Add(kernel_program(params, "add", **parts, execute=execute, partial=partial),
+               simd, n)

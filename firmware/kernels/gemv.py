@@ -132,6 +132,14 @@ class Gemv:
     program: object
     shape: GemvShape
 
+    @property
+    def streams(self):
+        """The AGCU streams of each operand (the keys of a launch's offsets): ``w`` every
+        weight stream, ``x`` AGCU 0's prologue, ``y`` every share's store stream."""
+        sh = self.shape
+        return {"w": tuple((s, "load") for s in range(sh.streams)), "x": ((0, "load2"),),
+                "y": tuple(sh.stream_of(p) for p in range(sh.shares))}
+
     def pack_w(self, w):
         """W (n x k FP32 words; packed: BF16 values, low halves zero) in memory order."""
         sh = self.shape
@@ -170,11 +178,23 @@ def _share(params, sh, p, w_words, x_words):
     return simd_reference(_pcu_program(sh, p), params, vin0=w_words, vin1=xs)["sdata"]
 
 
-def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False, partial=False):
+def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False, partial=False,
+                 w_stride=None, y_stride=1):
     """``y = W x`` for FP32 inputs and FP32 or (``packed``) BF16 weights, ``W`` laid out by
     :meth:`Gemv.pack_w`; ``w``, ``x``, ``y``: the buffers each iteration's operands start
-    in (kernel looping steps them); ``partial``: a partial bitstream (``kernel_program``)."""
+    in (kernel looping steps them); ``partial``: a partial bitstream (``kernel_program``).
+    ``w_stride`` (FP32 weights only): words from one row of ``W`` to the next (default the
+    padded row, ``kp``: rows back to back), e.g. the first ``k`` columns of a wider matrix
+    (its columns from ``k`` to the vector end must be zero, or ``x``'s padding must be);
+    ``y_stride``: words between consecutive outputs in ``y`` (e.g. a column of a
+    row-major matrix)."""
     sh = GemvShape.of(params, n, k, shares, packed)
+    w_stride = sh.kp if w_stride is None else w_stride
+    if packed and w_stride != sh.kp:
+        raise ValueError("gemv: a row stride for packed weights (rows pair up in words)")
+    for name, v, lo in (("w_stride", w_stride, sh.kp), ("y_stride", y_stride, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"gemv: {name} = {v!r}; at least {lo}")
     P, S = sh.shares, sh.streams
     kinds = {**{f"pcu{p}": "pcu" for p in range(P)}, **{f"x{p}": "pmu" for p in range(P)}}
     # AGCU 0's port carries x (one row's worth per iteration) beside stream 0's rows.
@@ -191,12 +211,19 @@ def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False, partial=Fa
                       rate=sh.lanes / sh.kp, shares="y")]
     layout = place_and_route(params, "gemv", kinds, vec=vec)
     x_acc = TensorAccess((sh.kp,), (1,))
-    w_acc = {s: TensorAccess((sh.stream_words(s)[1],), (1,), offset=sh.stream_words(s)[0])
-             for s in range(S)}
-    y_acc = {p: TensorAccess((sh.rows(p)[1],), (1,), offset=sh.rows(p)[0]) for p in range(P)}
+    if w_stride == sh.kp:
+        w_acc = {s: TensorAccess((sh.stream_words(s)[1],), (1,),
+                                 offset=sh.stream_words(s)[0]) for s in range(S)}
+    else:
+        w_acc = {s: TensorAccess((sh.rows(s)[1], sh.kp), (w_stride, 1),
+                                 offset=sh.rows(s)[0] * w_stride) for s in range(S)}
+    y_acc = {p: TensorAccess((sh.rows(p)[1],), (y_stride,), offset=sh.rows(p)[0] * y_stride)
+             for p in range(P)}
+    w_need = (sh.y_words - 1) * w_stride + sh.kp if w_stride != sh.kp else sh.w_words
     agcus = agcu_programs(
-        params, layout, {s: (w_acc[s], w, sh.w_words, f"w{s}") for s in range(S)},
-        [(sh.stream_of(p)[0], y_acc[p], y, sh.y_words, f"y{p}") for p in range(P)],
+        params, layout, {s: (w_acc[s], w, w_need, f"w{s}") for s in range(S)},
+        [(sh.stream_of(p)[0], y_acc[p], y, (sh.y_words - 1) * y_stride + 1, f"y{p}")
+         for p in range(P)],
         prologues={0: (x_acc, x, sh.kp, "x")})
     parts = {"pcus": layout.configs("pcu", {f"pcu{p}": pack_simd(_pcu_program(sh, p), params)
                                             for p in range(P)}),

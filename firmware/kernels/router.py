@@ -60,6 +60,9 @@ class Argmax:
     simd: SimdProgram
     n: int
 
+    #: The AGCU streams of each operand (the keys of a launch's offsets).
+    streams = {"x": ((0, "load"),), "y": ((1, "store"),)}
+
     def reference(self, params, words):
         """The key word the kernel stores for ``n`` FP32 words."""
         v = np.zeros(params.pcu_lanes, np.uint32)

@@ -29,8 +29,8 @@ from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.place import VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 
-__all__ = ["SOFTMAX_UNITS", "Softmax", "softmax_programs", "softmax_reference", "softmax_bound",
-           "compile_softmax", "ROW_BUFFERS"]
+__all__ = ["SOFTMAX_UNITS", "Softmax", "softmax_programs", "softmax_reference",
+           "row_kernel_reference", "softmax_bound", "compile_softmax", "ROW_BUFFERS"]
 
 #: Rows each PMU buffers (N-buffering depth): how far the exp pass may trail the max pass.
 ROW_BUFFERS = 4
@@ -91,14 +91,24 @@ class Softmax:
     y_stride: int
     parts: dict
 
+    #: The AGCU streams of each operand (the keys of a launch's offsets).
+    streams = {"x": ((0, "load"),), "y": ((1, "store"),)}
+
     def reference(self, params, x):
         """Bit-exact Y (rows x n) for X (rows x n FP32 words)."""
-        L = params.pcu_lanes
-        xs = -(-self.n // L) * L
-        v = np.zeros((self.rows, xs), np.uint32)
-        v[:, :self.n] = np.asarray(x, np.uint32)
-        y, _ = softmax_reference(params, self.programs, v.reshape(-1, L))
-        return y.reshape(self.rows, xs)[:, :self.n]
+        return row_kernel_reference(params, x, self.rows, self.n, lambda v: softmax_reference(
+            params, self.programs, v)[0])
+
+
+def row_kernel_reference(params, x, rows, n, fn):
+    """``fn`` (a row kernel's reference over vectors) on X (rows x n FP32 words), each row
+    padded to whole vectors as the AGCU loads it; the rows' first ``n`` words of its
+    result."""
+    L = params.pcu_lanes
+    xs = -(-n // L) * L
+    v = np.zeros((rows, xs), np.uint32)
+    v[:, :n] = np.asarray(x, np.uint32).reshape(rows, n)
+    return fn(v.reshape(-1, L)).reshape(rows, xs)[:, :n]
 
 
 def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, store=None,

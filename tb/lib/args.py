@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 
 from firmware.coe import CoeShape
+from firmware.decoder import DecoderShape
 from firmware.kernels.gemv import GemvShape
 from hdl.pmu.config import MAX_BUFFERS
 
@@ -344,6 +345,28 @@ class CoeArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class DecoderArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "decoder"
+    d_model: int = arg(32, "model width (one attention head of d_model)", lo=1)
+    hidden: int = arg(64, "MLP hidden width", lo=1)
+    layers: int = arg(2, "decoder layers", lo=1)
+    tokens: int = arg(4, "tokens generated in a row (the KV cache length)", lo=1)
+    vocab: int = arg(8, "vocabulary (at most the lanes: the argmax is one vector)", lo=2)
+    first: int = arg(0, "the first input token", lo=0)
+    packed: bool = arg(True, "BF16 weights two per word (0/1)")
+
+    def shape(self):
+        return DecoderShape(self.d_model, self.hidden, self.layers, self.tokens, self.vocab,
+                            self.packed)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.shape().check(self.machine())
+        if self.first >= self.vocab:
+            raise ValueError(f"DecoderArgs.first: token {self.first}; 0 .. {self.vocab - 1}")
+
+
+@dataclass(frozen=True)
 class GraphArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "graph"
     m: int = arg(8, "rows of x", lo=1)
@@ -387,7 +410,7 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
     RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
-    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, CoeArgs, GraphArgs,
+    SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, CoeArgs, DecoderArgs, GraphArgs,
     MlpArgs,
     FaultArgs, DmaRefusedArgs, TimeoutArgs)}
 

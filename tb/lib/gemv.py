@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["gemv_inputs", "check_gemv"]
+__all__ = ["gemv_inputs", "check_gemv", "gemv_error"]
 
 
 def gemv_inputs(params, g, ws, xs, chain):
@@ -27,14 +27,21 @@ def check_gemv(params, g, ws, xin, out, what):
         bad = np.nonzero(out[i] != want)[0]
         assert not len(bad), (f"{what}: layer {i}: {len(bad)} outputs differ from the "
                               f"reference, first {bad[0]}")
-        xf = x[:sh.k].view(np.float32).astype(np.float64)
-        exact, scale = w.astype(np.float64) @ xf, np.abs(w.astype(np.float64)) @ np.abs(xf)
-        # One rounding per product, per reduction-tree level and per accumulated chunk:
-        # at most m = 1 + log2(lanes) + ceil(k / lanes) roundings, each within 2**-24 of a
-        # partial sum bounded by sum |w x|.
-        m = params.pcu_lanes.bit_length() + -(-sh.k // params.pcu_lanes)
-        err = np.abs(out[i].view(np.float32).astype(np.float64) - exact)
-        assert (err <= m * 2.0 ** -24 * scale * (1 + 1e-6)).all(), \
-            f"{what}: layer {i} off float64 beyond the bound"
+        err, bound = gemv_error(params, w, x[:sh.k], out[i])
+        assert (err <= bound).all(), f"{what}: layer {i} off float64 beyond the bound"
         worst = max(worst, float(err.max()))
     return worst
+
+
+def gemv_error(params, w, x, y):
+    """(|y - W x| in float64, its bound) per output, for ``W`` (n x k FP32 values or
+    words), the input ``x`` (k FP32 words) the device read and its outputs ``y``
+    (n FP32 words). One rounding per product, per reduction-tree level and per
+    accumulated chunk: at most m = 1 + log2(lanes) + ceil(k / lanes) roundings, each
+    within 2**-24 of a partial sum bounded by sum |w x|."""
+    w = np.asarray(w)
+    w = (w.view(np.float32) if w.dtype == np.uint32 else w).astype(np.float64)
+    xf = np.asarray(x, np.uint32).view(np.float32).astype(np.float64)
+    m = params.pcu_lanes.bit_length() + -(-len(xf) // params.pcu_lanes)
+    err = np.abs(np.asarray(y, np.uint32).view(np.float32).astype(np.float64) - w @ xf)
+    return err, m * 2.0 ** -24 * (np.abs(w) @ np.abs(xf)) * (1 + 1e-6)

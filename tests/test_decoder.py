@@ -1,0 +1,127 @@
+"""Tier 1: the decoder's kernels (RMSNorm, residual add, strided GEMV) and whole tokens of
+LLM decode on the reference backend, each step within its float64 bound."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from firmware.decoder import Decoder, DecoderShape
+from firmware.kernels.elementwise import compile_add
+from firmware.kernels.gemv import compile_gemv
+from firmware.kernels.rmsnorm import compile_rmsnorm, rmsnorm_bound
+from firmware.runtime.memory import Allocator
+from firmware.runtime.launch import Copy
+from firmware.runtime.reference import ReferenceDevice
+from hdl.params import PRESETS
+from tb.lib.decoder import check_token, decoder_weights
+from tb.lib.gemv import gemv_error
+
+SMALL = PRESETS["small"]
+
+
+def _f32(rng, *shape, scale=1.0):
+    return (rng.normal(0, scale, shape)).astype(np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize("seed,rows,n", [(1, 1, 5), (2, 3, 37), (3, 2, 200)])
+def test_rmsnorm_reference_is_within_its_float64_bound(seed, rows, n):
+    rng = np.random.default_rng(seed)
+    al = Allocator(SMALL)
+    k = compile_rmsnorm(SMALL, rows, n, x=al.alloc("hbm", 4096), y=al.alloc("hbm", 4096))
+    x = _f32(rng, rows, n, scale=3.0)
+    got = k.reference(SMALL, x).view(np.float32).astype(np.float64)
+    xf = x.view(np.float32).astype(np.float64)
+    want = xf / np.sqrt(np.mean(xf * xf, axis=1, keepdims=True) + 1e-6)
+    err = np.abs(got - want) / np.abs(want)
+    assert err.max() <= rmsnorm_bound(n, SMALL.pcu_lanes), (seed, err.max())
+    # Not exact either (the bound is not vacuous): rsqrt and the sums round.
+    assert err.max() > 0, seed
+
+
+def test_add_reference_is_the_rounded_sum():
+    rng = np.random.default_rng(4)
+    al = Allocator(SMALL)
+    k = compile_add(SMALL, 45, a=al.alloc("hbm", 64), b=al.alloc("hbm", 64),
+                    y=al.alloc("hbm", 64))
+    a, b = _f32(rng, 45), _f32(rng, 45)
+    want = (a.view(np.float32) + b.view(np.float32)).view(np.uint32)
+    assert (k.reference(SMALL, a, b) == want).all()
+
+
+def test_gemv_with_row_and_output_strides_reads_a_column_window():
+    """``V p`` over the first ``k`` columns of a wider matrix (row stride) into every
+    ``y_stride``-th word (a column of V^T): the reference backend's memory equals W x."""
+    rng = np.random.default_rng(5)
+    dev = ReferenceDevice(SMALL)
+    n, k, wide, ys = 12, 5, 16, 3
+    w = dev.alloc.alloc("hbm", n * wide, "w")
+    x, y = dev.alloc.alloc("hbm", 8, "x"), dev.alloc.alloc("hbm", n * ys, "y")
+    g = compile_gemv(SMALL, n, k, w=w, x=x, y=y, w_stride=wide, y_stride=ys)
+    wm = np.zeros((n, wide), np.uint32)
+    wm[:, :k] = _f32(rng, n, k)
+    xv = _f32(rng, k)
+
+    async def go():
+        await dev.write(w, wm)
+        await dev.write(x, g.pack_x(xv))
+        await dev.run([(await dev.load(g.program)).launch()])
+        return await dev.read(y)
+    out = asyncio.run(go()).reshape(n, ys)
+    assert not out[:, 1:].any(), "words between the strided outputs were written"
+    err, bound = gemv_error(SMALL, wm[:, :k], xv, out[:, 0])
+    assert (err <= bound).all()
+    with pytest.raises(ValueError, match="w_stride"):
+        compile_gemv(SMALL, n, k, w=w, x=x, y=y, w_stride=4)
+
+
+def _generate(shape, seed, first=0, params=SMALL):
+    """Every token of ``shape`` on the reference backend, each step checked."""
+    rng = np.random.default_rng(seed)
+    dev = ReferenceDevice(params)
+    dec = Decoder(dev, shape)
+    ws, wout, emb = decoder_weights(rng, shape)
+
+    async def go():
+        await dec.store(ws, wout, emb)
+        token, out = first, []
+        for t in range(shape.tokens):
+            launches = dec.token(t, token)
+            await dev.run(launches)
+            nxt = await dec.next_token()
+            bufs = [await dev.read(b) for b in (dec.act, dec.kc, dec.vt, dec.logits)]
+            check_token(params, dec, ws, wout, t, *bufs, nxt, f"seed {seed}, token {t}")
+            out.append((launches, nxt))
+            token = nxt
+        return out
+    return dec, asyncio.run(go())
+
+
+@pytest.mark.parametrize("seed,d,hidden,layers,tokens,packed", [
+    (11, 20, 36, 1, 3, True),       # d not a multiple of the lanes
+    (12, 32, 64, 2, 12, True),      # a long cache: 12 tokens, scores over 2 vectors
+    (13, 16, 24, 2, 1, False),      # a cache of one token, FP32 weights
+])
+def test_tokens_on_the_reference_backend_are_within_every_steps_bound(
+        seed, d, hidden, layers, tokens, packed):
+    shape = DecoderShape(d, hidden, layers, tokens, vocab=8, packed=packed)
+    dec, out = _generate(shape, seed)
+    for launches, nxt in out:
+        # A copy record of the embedding, 14 kernels a layer, norm + logits + argmax.
+        assert isinstance(launches[0], Copy)
+        assert len(launches) == 1 + 14 * layers + 3, (seed, len(launches))
+        assert 0 <= nxt < shape.vocab
+
+
+def test_decoder_refuses_what_the_machine_cannot_hold():
+    with pytest.raises(ValueError, match="vocabulary of 9"):
+        DecoderShape(16, 16, 1, 2, vocab=9).check(SMALL)
+    with pytest.raises(ValueError, match="does not fit a PMU"):
+        DecoderShape(16, 5000, 1, 2, vocab=8).check(SMALL)
+    with pytest.raises(ValueError, match="tokens"):
+        DecoderShape(16, 16, 1, 0, vocab=8)
+    dec = Decoder(ReferenceDevice(SMALL), DecoderShape(16, 16, 1, 2, vocab=8))
+    with pytest.raises(RuntimeError, match="store"):
+        dec.token(0, 0)
+    with pytest.raises(ValueError, match="position 2"):
+        dec.steps(2)
