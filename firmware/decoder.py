@@ -53,16 +53,18 @@ LAYER_MATRICES = (("wq", "d", "d"), ("wk", "d", "d"), ("wv", "d", "d"), ("wo", "
 class DecoderShape:
     """``d`` model width (one head), ``hidden`` MLP width, ``layers``, ``tokens`` the
     longest sequence (the KV cache length), ``vocab`` tokens (at most the lanes: the
-    argmax is one vector), ``packed`` BF16 weights two per word."""
+    argmax is one vector), ``packed`` BF16 weights two per word, ``batch`` sequences
+    decoded together."""
     d: int
     hidden: int
     layers: int
     tokens: int
     vocab: int
     packed: bool = True
+    batch: int = 1
 
     def __post_init__(self):
-        for name in ("d", "hidden", "layers", "tokens", "vocab"):
+        for name in ("d", "hidden", "layers", "tokens", "vocab", "batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"decoder: {name} = {v!r} must be a positive integer")
@@ -89,19 +91,24 @@ def _round_up(n, m):
     return -(-n // m) * m
 
 
-def _offsets(kernel, **operands):
-    """A launch's offsets: each operand's word offset on every AGCU stream of it."""
-    return {key: off for name, off in operands.items() for key in kernel.streams[name]}
+def _streams(kernel, operands):
+    """Each operand's value (an offset or a stride) on every AGCU stream of it."""
+    return {key: v for name, v in operands.items() for key in kernel.streams[name]}
 
 
 class Decoder:
     """The decoder of ``shape`` on device ``dev`` (either backend: the same calls give
     the same addresses): its buffers, its programs, and the launch list of each token.
-    ``slot[layer, name]`` is the word offset of an activation in ``act`` (``x0`` the
-    input embedding, ``hf`` the final norm's output, under layer None)."""
+    ``partial``: every kernel's bitstream writes only its own units and switches (a
+    layer's 14 program loads are most of a small token's cycles).
+    ``slot[layer, name]`` is the word offset of an activation in a sequence's part of
+    ``act`` (``x0`` the input embedding, ``hf`` the final norm's output, under layer
+    None). A batch is kernel looping: every kernel runs once per sequence in one launch
+    (iteration ``b`` on sequence ``b``: its activations, caches and logits stepped by the
+    AGCU strides, the weights not), each weight matrix read once per sequence."""
 
-    def __init__(self, dev, shape: DecoderShape):
-        self.dev, self.shape = dev, shape
+    def __init__(self, dev, shape: DecoderShape, *, partial=True):
+        self.dev, self.shape, self.partial = dev, shape, partial
         params, beat = dev.params, dev.map.words
         shape.check(params)
         L = params.pcu_lanes
@@ -110,12 +117,15 @@ class Decoder:
         keys = [(None, "x0")] + [(l, n) for l in range(shape.layers) for n in LAYER_SLOTS] \
             + [(None, "hf")]
         self.slot = {key: i * self.vec for i, key in enumerate(keys)}
-        alloc = dev.alloc.alloc
-        self.act = alloc("hbm", len(keys) * self.vec, "decoder activations")
+        alloc, B = dev.alloc.alloc, shape.batch
         dp = _round_up(shape.d, L)
         self.k_row, self.k_layer, self.v_layer = dp, shape.tokens * dp, dp * self.tp
-        self.kc = alloc("hbm", shape.layers * self.k_layer, "K cache")
-        self.vt = alloc("hbm", shape.layers * self.v_layer, "V^T cache")
+        #: Words of one sequence's part of each per-sequence buffer (the batch stride).
+        self.seq = {"act": len(keys) * self.vec, "kc": shape.layers * self.k_layer,
+                    "vt": shape.layers * self.v_layer}
+        self.act = alloc("hbm", B * self.seq["act"], "decoder activations")
+        self.kc = alloc("hbm", B * self.seq["kc"], "K cache")
+        self.vt = alloc("hbm", B * self.seq["vt"], "V^T cache")
         self.emb = alloc("hbm", shape.vocab * self.vec, "embeddings")
         self.w_offset, words = {}, 0
         for l in range(shape.layers):
@@ -130,22 +140,26 @@ class Decoder:
 
     def _compile(self, params):
         s, act, w, packed = self.shape, self.act, self.weights, self.shape.packed
+        part = self.partial
 
         def gemv(n, k, **kw):
-            return compile_gemv(params, n, k, w=w, x=act, packed=packed, **kw)
+            return compile_gemv(params, n, k, w=w, x=act, packed=packed, partial=part, **kw)
         self.kernels = {
             "dd": gemv(s.d, s.d, y=act), "k": gemv(s.d, s.d, y=self.kc),
             "v": gemv(s.d, s.d, y=self.vt, y_stride=self.tp),
             "w1": gemv(s.hidden, s.d, y=act), "w2": gemv(s.d, s.hidden, y=act),
-            "norm": compile_rmsnorm(params, 1, s.d, x=act, y=act),
-            "add": compile_add(params, s.d, a=act, b=act, y=act),
-            "relu": compile_scale_bias(params, s.hidden, x=act, y=act, relu=True),
+            "norm": compile_rmsnorm(params, 1, s.d, x=act, y=act, partial=part),
+            "add": compile_add(params, s.d, a=act, b=act, y=act, partial=part),
+            "relu": compile_scale_bias(params, s.hidden, x=act, y=act, relu=True,
+                                       partial=part),
         }
         rs = GemvShape.of(params, s.vocab, s.d, packed=packed)
         alloc = self.dev.alloc.alloc
         self.wout = alloc("hbm", rs.w_words, "output projection")
-        self.logits = alloc("hbm", rs.y_words, "logits")
-        self.choice = alloc("hbm", 1, "next token")
+        self.seq["logits"] = _round_up(rs.y_words, self.dev.map.words)
+        self.seq["choice"] = 1
+        self.logits = alloc("hbm", s.batch * self.seq["logits"], "logits")
+        self.choice = alloc("hbm", s.batch, "next tokens")
         self.router = compile_router(params, s.vocab, s.d, w=self.wout, x=act,
                                      logits=self.logits, choice=self.choice, packed=packed)
 
@@ -153,12 +167,13 @@ class Decoder:
         """The kernels of attention over a cache of ``n`` tokens: scores (``K[:n] q``),
         their softmax and ``V[:, :n] p``."""
         if n not in self.per_length:
-            params, act = self.dev.params, self.act
+            params, act, part = self.dev.params, self.act, self.partial
             self.per_length[n] = {
-                "scores": compile_gemv(params, n, self.shape.d, w=self.kc, x=act, y=act),
-                "softmax": compile_softmax(params, 1, n, x=act, y=act),
+                "scores": compile_gemv(params, n, self.shape.d, w=self.kc, x=act, y=act,
+                                       partial=part),
+                "softmax": compile_softmax(params, 1, n, x=act, y=act, partial=part),
                 "pv": compile_gemv(params, self.shape.d, n, w=self.vt, x=act, y=act,
-                                   w_stride=self.tp),
+                                   w_stride=self.tp, partial=part),
             }
         return self.per_length[n]
 
@@ -191,12 +206,14 @@ class Decoder:
                              "w2": "w2"}[name]]
 
     def _layer(self, l, t):
-        """(kernel, offsets) of layer ``l`` at position ``t``, in order."""
+        """(kernel, offsets, strides) of layer ``l`` at position ``t``, in order: every
+        operand in the activations but the weights, and those :meth:`_stride` names."""
         slot = {n: self.slot[l, n] for n in LAYER_SLOTS}
         x = self.slot[l - 1, "x"] if l else self.slot[None, "x0"]
         K, att = self.kernels, self.length_kernels(t + 1)
         wo = {n: self.w_offset[l, n] for n, _, _ in LAYER_MATRICES}
         kc, vt = l * self.k_layer, l * self.v_layer
+        A = self.seq["act"]
         steps = [
             (K["norm"], dict(x=x, y=slot["h"])),
             (K["dd"], dict(w=wo["wq"], x=slot["h"], y=slot["q"])),
@@ -213,7 +230,10 @@ class Decoder:
             (K["w2"], dict(w=wo["w2"], x=slot["g"], y=slot["m"])),
             (K["add"], dict(a=slot["x1"], b=slot["m"], y=slot["x"])),
         ]
-        return steps
+        cache = {id(K["k"]): {"y": self.seq["kc"]}, id(K["v"]): {"y": self.seq["vt"]},
+                 id(att["scores"]): {"w": self.seq["kc"]}, id(att["pv"]): {"w": self.seq["vt"]}}
+        return [(k, ops, {**{n: 0 if n == "w" else A for n in ops}, **cache.get(id(k), {})})
+                for k, ops in steps]
 
     def steps(self, t):
         """Every kernel of the token at position ``t`` with its offsets: the layers, the
@@ -223,35 +243,45 @@ class Decoder:
                              f"KV cache holds {self.shape.tokens} tokens)")
         out = [st for l in range(self.shape.layers) for st in self._layer(l, t)]
         last, hf = self.slot[self.shape.layers - 1, "x"], self.slot[None, "hf"]
-        return out + [(self.kernels["norm"], dict(x=last, y=hf)),
-                      (self.router.gemv, dict(x=hf)), (self.router.argmax, {})]
+        A, lg = self.seq["act"], self.seq["logits"]
+        return out + [(self.kernels["norm"], dict(x=last, y=hf), dict(x=A, y=A)),
+                      (self.router.gemv, dict(x=hf, y=0), dict(x=A, y=lg, w=0)),
+                      (self.router.argmax, dict(x=0, y=0), dict(x=lg, y=1))]
 
-    def token(self, t, token):
-        """The launch list of the token at position ``t`` whose input is ``token``: a copy
-        record of its embedding into ``x0``, then every kernel of :meth:`steps` (a program
-        loaded again only where it differs from the one before)."""
+    def token(self, t, tokens):
+        """The launch list of position ``t`` whose inputs are ``tokens`` (one a sequence):
+        a copy record of each one's embedding into its ``x0``, then every kernel of
+        :meth:`steps`, looped over the batch (a program loaded again only where it differs
+        from the one before)."""
+        s = self.shape
         if not self.loaded:
             raise RuntimeError("decoder: store() the weights before a token")
-        if not 0 <= token < self.shape.vocab:
-            raise ValueError(f"decoder: token {token!r}; 0 .. {self.shape.vocab - 1}")
+        tokens = list(tokens)
+        if len(tokens) != s.batch or not all(0 <= k < s.vocab for k in tokens):
+            raise ValueError(f"decoder: tokens {tokens!r}; {s.batch} of 0 .. {s.vocab - 1} "
+                             f"(one a sequence)")
         v = self.vec
-        src = Buffer("hbm", self.emb.addr + token * v, v, f"embedding {token}")
-        dst = Buffer("hbm", self.act.addr + self.slot[None, "x0"], v, "x0")
-        out, prev = [self.dev.copy(src, dst)], None
-        for kernel, ops in self.steps(t):
+        out, prev = [], None
+        for b, k in enumerate(tokens):
+            src = Buffer("hbm", self.emb.addr + k * v, v, f"embedding {k}")
+            dst = Buffer("hbm", self.act.addr + b * self.seq["act"] + self.slot[None, "x0"],
+                         v, f"x0 of sequence {b}")
+            out.append(self.dev.copy(src, dst))
+        for kernel, ops, strides in self.steps(t):
             p = kernel.program
-            out.append(self.loaded[id(p)].launch(offsets=_offsets(kernel, **ops),
-                                                 reload=p is not prev))
+            out.append(self.loaded[id(p)].launch(
+                iterations=s.batch, offsets=_streams(kernel, ops),
+                strides=_streams(kernel, strides), reload=p is not prev))
             prev = p
         return out
 
-    async def next_token(self):
-        """The token the last list chose (the argmax's key word decoded)."""
-        return expert_of((await self.dev.read(self.choice))[0])
+    async def next_tokens(self):
+        """The tokens the last list chose, one a sequence (the argmax's key words
+        decoded)."""
+        return [expert_of(w) for w in await self.dev.read(self.choice)]
 
-    async def read(self, layer, name, n=None):
-        """Activation ``name`` of ``layer`` (None: ``x0``, ``hf``): its first ``n`` words
-        (default the slot)."""
-        words = await self.dev.read(self.act)
-        off = self.slot[layer, name]
-        return words[off:off + (self.vec if n is None else n)]
+    def part(self, name, words, b):
+        """Sequence ``b``'s part of per-sequence buffer ``name`` (``act``, ``kc``, ``vt``,
+        ``logits``) from its ``words``."""
+        n = self.seq[name]
+        return words[b * n:(b + 1) * n]

@@ -146,12 +146,16 @@ def _print_tokens(r):
     """A decoder run: a line per generated token."""
     if not r.get("tokens"):
         return
-    print("position  input  output    cycles  program loads  launches  (cycles)")
+    width = max(len(",".join(map(str, q["input"]))) for q in r["tokens"])
+    print(f"position  {'inputs':>{width}}  {'outputs':>{width}}    cycles  program loads  "
+          f"records")
     for q in r["tokens"]:
-        print(f"{q['position']:8}  {q['input']:5}  {q['output']:6}  {q['cycles']:8}  "
-              f"{q['load_cycles']:13}  {q['launched']:8}")
-    print(f"{r['tokens_per_s_at_1ghz']:,.0f} tokens/s at 1 GHz; {r['launches_per_token']} "
-          f"records a token; worst step error {r['bound_fraction']:.2f} of its float64 bound")
+        i, o = (",".join(map(str, q[k])) for k in ("input", "output"))
+        print(f"{q['position']:8}  {i:>{width}}  {o:>{width}}  {q['cycles']:8}  "
+              f"{q['load_cycles']:13}  {q['launched']:7}")
+    print(f"{r['tokens_per_s_at_1ghz']:,.0f} tokens/s at 1 GHz (batch {r['batch']}); "
+          f"{r['launches_per_token']} records a position; worst step error "
+          f"{r['bound_fraction']:.3f} of its float64 bound")
 
 
 def cmd_verilog(args, _):

@@ -92,9 +92,9 @@ def _coe_programs(params, o):
 
 def _decoder_programs(params, o):
     shape = DecoderShape(o["d_model"], o["hidden"], o["layers"], o["tokens"], o["vocab"],
-                         bool(o["packed"]))
-    dec = Decoder(ReferenceDevice(params), shape)
-    return [p for p in dict.fromkeys(k.program for k, _ in
+                         bool(o["packed"]), o["batch"])
+    dec = Decoder(ReferenceDevice(params), shape, partial=bool(o["partial"]))
+    return [p for p in dict.fromkeys(k.program for k, *_ in
                                      [st for t in range(shape.tokens) for st in dec.steps(t)])]
 
 
@@ -214,7 +214,8 @@ KERNELS = {
         "step (not yet one kernel per layer); every step's output bit-exact against the "
         "reference backend and within its float64 bound; reports cycles per token, "
         "tokens/s and the HBM utilization",
-        ("d_model", "hidden", "layers", "tokens", "vocab", "first", "packed"),
+        ("d_model", "hidden", "layers", "tokens", "batch", "vocab", "first", "packed",
+         "partial"),
         programs=_decoder_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
@@ -302,7 +303,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                              "speedup_vs_resident": o["speedup_vs_resident"],
                              "speedup_vs_reload": o["speedup"]}
     for key in ("requests", "switch", "tokens", "tokens_per_s_at_1ghz", "launches_per_token",
-                "bound_fraction"):
+                "bound_fraction", "batch"):
         if key in o:
             report[key] = o[key]
     if o.get("copied_words"):

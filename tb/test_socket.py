@@ -60,7 +60,7 @@ from hdl.tile import is_pcu
 from tb.lib.args import (
     AttentionArgs, AttentionHeadsArgs, CoeArgs, DecoderArgs, DmaRefusedArgs, FaultArgs, GemmArgs,
     GemvLoopArgs, GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
-from tb.lib.decoder import check_token, decoder_weights
+from tb.lib.decoder import check_batch, decoder_weights
 from tb.lib.gemv import check_gemv, gemv_inputs
 from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.hostlink import host_write
@@ -671,16 +671,16 @@ async def coe(dut):
                               params.ddr_bytes_per_cycle / params.host_bytes_per_cycle})
 
 
-async def _decode_token(dev, ref, decs, t, token, what):
-    """The token at position ``t`` (input ``token``) on the RTL device and the reference
-    backend (both ``Decoder``: the same lists, the same addresses): every activation, both
-    caches, the logits and the next token agree word for word. Returns (next token, the
-    device's buffers, counter deltas, wall seconds)."""
+async def _decode_token(dev, ref, decs, t, tokens, what):
+    """Position ``t`` of every sequence (inputs ``tokens``) on the RTL device and the
+    reference backend (both ``Decoder``: the same lists, the same addresses): every
+    activation, both caches, the logits and the next tokens agree word for word. Returns
+    (next tokens, the device's buffers, counter deltas, wall seconds)."""
     got = []
     for d, dec in ((dev, decs[0]), (ref, decs[1])):
-        c, wall = await _timed(d, dec.token(t, token))
+        c, wall = await _timed(d, dec.token(t, tokens))
         got.append(([await d.read(b) for b in (dec.act, dec.kc, dec.vt, dec.logits)],
-                    await dec.next_token(), c, wall))
+                    await dec.next_tokens(), c, wall))
     (bufs, nxt, c, wall), (want, nxt_ref, _, _) = got
     for name, a, b in zip(("activations", "K cache", "V^T cache", "logits"), bufs, want):
         bad = np.nonzero(a != b)[0]
@@ -695,16 +695,16 @@ async def decoder(dut):
     shape = args.shape()
     ws, wout, emb = decoder_weights(np.random.default_rng(args.seed), shape)
     ref = ReferenceDevice(params)
-    decs = (Decoder(dev, shape), Decoder(ref, shape))
+    decs = (Decoder(dev, shape, partial=args.partial), Decoder(ref, shape, partial=args.partial))
     for dec in decs:
         await dec.store(ws, wout, emb)
     hbm0 = _hbm_total(await dev.counters())
-    token, tokens, worst, wall = args.first, [], 0.0, 0.0
+    token = [(args.first + b) % shape.vocab for b in range(shape.batch)]
+    tokens, worst, wall = [], 0.0, 0.0
     for t in range(shape.tokens):
-        what = f"token {t} (input {token}, seed {args.seed})"
-        nxt, (act, kc, vt, logits), c, w = await _decode_token(dev, ref, decs, t, token, what)
-        worst = max(worst, check_token(params, decs[0], ws, wout, t, act, kc, vt, logits, nxt,
-                                       what))
+        what = f"position {t} (inputs {token}, seed {args.seed})"
+        nxt, bufs, c, w = await _decode_token(dev, ref, decs, t, token, what)
+        worst = max(worst, check_batch(params, decs[0], ws, wout, t, bufs, nxt, what))
         wall += w
         tokens.append({"position": t, "input": token, "output": nxt, "cycles": c["cycles"],
                        "load_cycles": c["load_cycles"], "copy_cycles": c["copy_cycles"],
@@ -714,8 +714,9 @@ async def decoder(dut):
     cycles = sum(q["cycles"] for q in tokens)
     write_outputs(passed=True, bit_exact=True, mismatches=0, bound_fraction=worst,
                   tokens=tokens, cycles=cycles, sim_cycles=cycles, wall_s=wall,
-                  tokens_per_s_at_1ghz=len(tokens) * 1e9 / cycles * params.clock_ghz,
-                  launches_per_token=len(decs[0].token(0, 0)), hbm_bytes=hbm,
+                  tokens_per_s_at_1ghz=len(tokens) * shape.batch * 1e9 / cycles *
+                  params.clock_ghz, batch=shape.batch,
+                  launches_per_token=len(decs[0].token(0, token)), hbm_bytes=hbm,
                   weight_bytes=4 * decs[0].weights.words,
                   hbm_bw_utilization=hbm / (cycles * params.hbm_peak_bytes_per_cycle))
 

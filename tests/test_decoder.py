@@ -14,7 +14,7 @@ from firmware.runtime.memory import Allocator
 from firmware.runtime.launch import Copy
 from firmware.runtime.reference import ReferenceDevice
 from hdl.params import PRESETS
-from tb.lib.decoder import check_token, decoder_weights
+from tb.lib.decoder import check_batch, decoder_weights
 from tb.lib.gemv import gemv_error
 
 SMALL = PRESETS["small"]
@@ -75,8 +75,9 @@ def test_gemv_with_row_and_output_strides_reads_a_column_window():
         compile_gemv(SMALL, n, k, w=w, x=x, y=y, w_stride=4)
 
 
-def _generate(shape, seed, first=0, params=SMALL):
-    """Every token of ``shape`` on the reference backend, each step checked."""
+def _generate(shape, seed, params=SMALL):
+    """Every token of ``shape`` on the reference backend (sequence b from token b), each
+    step of each sequence checked."""
     rng = np.random.default_rng(seed)
     dev = ReferenceDevice(params)
     dec = Decoder(dev, shape)
@@ -84,33 +85,36 @@ def _generate(shape, seed, first=0, params=SMALL):
 
     async def go():
         await dec.store(ws, wout, emb)
-        token, out = first, []
+        token, out = list(range(shape.batch)), []
         for t in range(shape.tokens):
             launches = dec.token(t, token)
             await dev.run(launches)
-            nxt = await dec.next_token()
+            nxt = await dec.next_tokens()
             bufs = [await dev.read(b) for b in (dec.act, dec.kc, dec.vt, dec.logits)]
-            check_token(params, dec, ws, wout, t, *bufs, nxt, f"seed {seed}, token {t}")
+            check_batch(params, dec, ws, wout, t, bufs, nxt, f"seed {seed}, position {t}")
             out.append((launches, nxt))
             token = nxt
         return out
     return dec, asyncio.run(go())
 
 
-@pytest.mark.parametrize("seed,d,hidden,layers,tokens,packed", [
-    (11, 20, 36, 1, 3, True),       # d not a multiple of the lanes
-    (12, 32, 64, 2, 12, True),      # a long cache: 12 tokens, scores over 2 vectors
-    (13, 16, 24, 2, 1, False),      # a cache of one token, FP32 weights
+@pytest.mark.parametrize("seed,d,hidden,layers,tokens,packed,batch", [
+    (11, 20, 36, 1, 3, True, 1),       # d not a multiple of the lanes
+    (12, 32, 64, 2, 12, True, 1),      # a long cache: 12 tokens, scores over 2 vectors
+    (13, 16, 24, 2, 1, False, 1),      # a cache of one token, FP32 weights
+    (14, 24, 40, 1, 3, True, 5),       # a batch of five sequences
 ])
 def test_tokens_on_the_reference_backend_are_within_every_steps_bound(
-        seed, d, hidden, layers, tokens, packed):
-    shape = DecoderShape(d, hidden, layers, tokens, vocab=8, packed=packed)
+        seed, d, hidden, layers, tokens, packed, batch):
+    shape = DecoderShape(d, hidden, layers, tokens, vocab=8, packed=packed, batch=batch)
     dec, out = _generate(shape, seed)
     for launches, nxt in out:
-        # A copy record of the embedding, 14 kernels a layer, norm + logits + argmax.
-        assert isinstance(launches[0], Copy)
-        assert len(launches) == 1 + 14 * layers + 3, (seed, len(launches))
-        assert 0 <= nxt < shape.vocab
+        # A copy record of each embedding, 14 kernels a layer, norm + logits + argmax,
+        # each kernel looped over the batch.
+        assert all(isinstance(r, Copy) for r in launches[:batch])
+        assert len(launches) == batch + 14 * layers + 3, (seed, len(launches))
+        assert all(r.iterations == batch for r in launches[batch:]), seed
+        assert len(nxt) == batch and all(0 <= k < shape.vocab for k in nxt)
 
 
 def test_decoder_refuses_what_the_machine_cannot_hold():
@@ -122,6 +126,6 @@ def test_decoder_refuses_what_the_machine_cannot_hold():
         DecoderShape(16, 16, 1, 0, vocab=8)
     dec = Decoder(ReferenceDevice(SMALL), DecoderShape(16, 16, 1, 2, vocab=8))
     with pytest.raises(RuntimeError, match="store"):
-        dec.token(0, 0)
+        dec.token(0, [0])
     with pytest.raises(ValueError, match="position 2"):
         dec.steps(2)

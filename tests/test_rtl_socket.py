@@ -237,25 +237,27 @@ def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, la
     assert o["switch"]["host_cycles"] >= 4 * words / p.host_bytes_per_cycle, o["switch"]
 
 
-@pytest.mark.parametrize("k,d,hidden,layers,tokens,packed", [(0, 20, 24, 1, 3, True),
-                                                             (1, 32, 40, 2, 2, False)])
+@pytest.mark.parametrize("k,d,hidden,layers,tokens,packed,batch", [
+    (0, 20, 24, 1, 3, True, 1), (1, 32, 40, 2, 2, False, 3)])
 def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, layers, tokens,
-                                              packed):
-    """LLM decode under memory jitter on two seeds: every activation, both KV caches, the
-    logits and each next token bit-exact against the reference backend, every step within
-    its float64 bound (checked in the test, token by token)."""
+                                              packed, batch):
+    """LLM decode under memory jitter on two seeds, batch 1 and 3 (d not a multiple of the
+    lanes, BF16 and FP32 weights): every activation, both KV caches, the logits and each
+    next token bit-exact against the reference backend, every step of every sequence
+    within its float64 bound (checked in the test, position by position)."""
     o = run(model, tmp_path, "decoder", seed=SEED + 120 + k, d_model=d, hidden=hidden,
-            layers=layers, tokens=tokens, packed=packed)
+            layers=layers, tokens=tokens, packed=packed, batch=batch)
     toks = o["tokens"]
     assert [q["position"] for q in toks] == list(range(tokens))
-    # Each token's input is the one before's output (greedy decoding).
+    # Each position's inputs are the one before's outputs (greedy decoding).
     assert all(a["output"] == b["input"] for a, b in zip(toks, toks[1:])), toks
-    # Every record of the list ran: the embedding copy, 14 kernels a layer and 3 more.
-    assert all(q["launched"] == 1 + 14 * layers + 3 and q["copy_cycles"] > 0 for q in toks), \
-        toks
-    # The weights are read at least once a token, and HBM cannot beat its peak.
+    # Every record ran: an embedding copy a sequence, 14 kernels a layer and 3 more.
+    assert all(q["launched"] == batch + 14 * layers + 3 and q["copy_cycles"] > 0
+               for q in toks), toks
+    # Every sequence reads the weights (a looped kernel's weight stride is 0), and HBM
+    # cannot beat its peak.
     cycles = sum(q["cycles"] for q in toks)
-    assert tokens * o["weight_bytes"] <= o["hbm_bytes"] <= cycles * \
+    assert tokens * batch * o["weight_bytes"] <= o["hbm_bytes"] <= cycles * \
         SMALL.hbm_peak_bytes_per_cycle, o
 
 

@@ -36,9 +36,10 @@ class ScaleBias:
         return _simd(params, self.simd, np.asarray(x, np.uint32))
 
 
-def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False):
+def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, partial=False):
     """``y[i] = relu?(x[i] * scale + bias)`` for ``n`` FP32 words; ``x``, ``y``: the
-    buffers (``firmware.runtime.memory.Buffer``) each iteration's window starts in."""
+    buffers (``firmware.runtime.memory.Buffer``) each iteration's window starts in;
+    ``partial``: a partial bitstream (``kernel_program``)."""
     if params.agcus < 2:
         raise ValueError("the elementwise kernel needs two AGCUs")
     simd = SimdProgram(counters=(Counter(0, n, 1),),
@@ -62,8 +63,8 @@ def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False):
     def execute(mem, args):
         src = mem[stream_words(x, args, (0, "load"), access)]
         mem[stream_words(y, args, (1, "store"), access)] = _simd(params, simd, src)
-    return ScaleBias(kernel_program(params, "scale_bias", **parts, execute=execute), simd, n,
-                     parts)
+    return ScaleBias(kernel_program(params, "scale_bias", **parts, execute=execute,
+                                    partial=partial), simd, n, parts)
 
 
 def _simd(params, simd, words):

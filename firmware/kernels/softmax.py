@@ -112,12 +112,13 @@ def row_kernel_reference(params, x, rows, n, fn):
 
 
 def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, store=None,
-                    scale=1.0):
+                    scale=1.0, partial=False):
     """Softmax of each of ``rows`` rows of ``n`` FP32 values (times ``scale`` > 0) in
     buffer ``x`` (row ``i`` at word ``i * x_stride``; default: ``n`` rounded up to whole
     vectors, the padding ignored) into buffer ``y`` (row stride ``y_stride``, default
     ``n``, only the ``n`` values written; or any ``store`` TensorAccess that visits
-    ``rows`` x ``n`` words, e.g. another kernel's operand layout)."""
+    ``rows`` x ``n`` words, e.g. another kernel's operand layout); ``partial``: a
+    partial bitstream (``kernel_program``)."""
     L = params.pcu_lanes
     for name, v in (("rows", rows), ("n", n)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -178,5 +179,6 @@ def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, stor
         out, _ = softmax_reference(params, programs, v)
         mem[stream_words(y, args, (1, "store"), store)] = out.reshape(rows, xs)[:, :n]\
             .reshape(-1)
-    return Softmax(kernel_program(params, "softmax", **parts, execute=execute), programs,
+    return Softmax(kernel_program(params, "softmax", **parts, execute=execute,
+                                  partial=partial), programs,
                    rows, n, x_stride, y_stride, parts)

@@ -351,13 +351,17 @@ class DecoderArgs(TbArgs):
     hidden: int = arg(64, "MLP hidden width", lo=1)
     layers: int = arg(2, "decoder layers", lo=1)
     tokens: int = arg(4, "tokens generated in a row (the KV cache length)", lo=1)
+    batch: int = arg(1, "sequences decoded together (kernel looping over the batch; "
+                        "sequence b starts from token (first + b) mod vocab)", lo=1, hi=64)
     vocab: int = arg(8, "vocabulary (at most the lanes: the argmax is one vector)", lo=2)
     first: int = arg(0, "the first input token", lo=0)
     packed: bool = arg(True, "BF16 weights two per word (0/1)")
+    partial: bool = arg(True, "partial bitstreams: each kernel's writes only its own units "
+                              "and switches (0: whole bitstreams) (0/1)")
 
     def shape(self):
         return DecoderShape(self.d_model, self.hidden, self.layers, self.tokens, self.vocab,
-                            self.packed)
+                            self.packed, self.batch)
 
     def __post_init__(self):
         super().__post_init__()

@@ -12,7 +12,7 @@ from firmware.kernels.softmax import softmax_bound
 
 from .gemv import gemv_error
 
-__all__ = ["decoder_weights", "check_token"]
+__all__ = ["decoder_weights", "check_token", "check_batch"]
 
 _SCALE = {"wq": 1.0, "wk": 1.0, "wv": 1.0, "wo": 0.5, "w1": 1.0, "w2": 0.5}
 
@@ -84,10 +84,22 @@ class _Checker:
         assert not len(bad), f"{self.what}: {step}: output {bad[0]} is not relu of its input"
 
 
+def check_batch(params, dec, weights, wout, t, bufs, tokens, what):
+    """:func:`check_token` for every sequence of the batch: ``bufs`` the device's whole
+    (act, kc, vt, logits) buffers, ``tokens`` the tokens chosen; returns the largest
+    error as a fraction of its bound."""
+    return max(check_token(params, dec, weights, wout, t,
+                           *(dec.part(n, w, b) for n, w in zip(("act", "kc", "vt", "logits"),
+                                                               bufs)),
+                           tokens[b], f"{what}, sequence {b}")
+               for b in range(dec.shape.batch))
+
+
 def check_token(params, dec, weights, wout, t, act, kc, vt, logits, token, what):
-    """Every step of the token at position ``t`` (the device's ``act``, K cache ``kc``,
-    V^T cache ``vt``, ``logits`` words and chosen ``token``) against float64 of the
-    inputs the step read; returns the largest error as a fraction of its bound."""
+    """Every step of the token at position ``t`` of one sequence (its part of the
+    device's ``act``, K cache ``kc``, V^T cache ``vt`` and ``logits``, and the ``token``
+    chosen) against float64 of the inputs the step read; returns the largest error as a
+    fraction of its bound."""
     s, c = dec.shape, _Checker(params, what)
     d, f, n = s.d, s.hidden, t + 1
 
