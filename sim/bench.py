@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CoeArgs, CopyBandwidthArgs, FpuArgs,
-                         GemmArgs, GemvLoopArgs, LayerLoopArgs, MlpArgs, PcuGemmArgs, PcuSimdArgs,
-                         PmuArgs, RdnScenarioArgs)
+from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CoeArgs, CopyBandwidthArgs,
+                         DecoderArgs, FpuArgs, GemmArgs, GemvLoopArgs, LayerLoopArgs, MlpArgs,
+                         PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs)
 
 from .build import build
 from .cocotb_run import run_cocotb
@@ -465,6 +465,38 @@ def _coe(b, params, workdir):
                 sw["host_cycles"] - sw["dma_cycles"])}
 
 
+#: The decoder bench: (d_model, hidden, layers, tokens, batches) per preset.
+DECODER = {"small": (64, 128, 2, 4, (1, 2, 4, 8)), "plasticine": (128, 256, 2, 4, (1, 8))}
+
+
+def _decoder(b, params, workdir):
+    """LLM decode: tokens generated in a row by the decoder (a launch list a position,
+    a kernel per step, looped over the batch), at each batch size: tokens/s, where the
+    cycles go (program loads vs the kernels), HBM bytes and utilization."""
+    d, hidden, layers, tokens, batches = DECODER.get(params.name, DECODER["small"])
+    rows = []
+    for batch in batches:
+        o = run_cocotb(b, DecoderArgs(params=params.to_dict(), d_model=d, hidden=hidden,
+                                      layers=layers, tokens=tokens, batch=batch, seed=68),
+                       test_dir=workdir / f"decoder-{batch}").outputs
+        loads = sum(q["load_cycles"] for q in o["tokens"])
+        rows.append({"batch": batch, "cycles": o["cycles"],
+                     "cycles_per_position": round(o["cycles"] / tokens, 1),
+                     "tokens_per_s_at_1ghz": round(o["tokens_per_s_at_1ghz"]),
+                     "program_load_fraction": round(loads / o["cycles"], 4),
+                     "hbm_bytes": o["hbm_bytes"],
+                     "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4),
+                     "records_per_position": o["launches_per_token"],
+                     "bound_fraction": round(o["bound_fraction"], 4)})
+    return {"what": f"{tokens} tokens in a row, {layers} layers of d_model {d}, MLP {hidden} "
+                    f"(ReLU), BF16 weights ({o['weight_bytes']} bytes), a kernel per step "
+                    f"(14 a layer), each looped over the batch",
+            "d_model": d, "hidden": hidden, "layers": layers, "tokens": tokens,
+            "weight_bytes": o["weight_bytes"], "batches": rows,
+            "batch_speedup": round(rows[-1]["tokens_per_s_at_1ghz"] /
+                                   rows[0]["tokens_per_s_at_1ghz"], 3)}
+
+
 def _socket_section(params, workdir, shape=(112, 32, 256)):
     """The socket end to end: its Verilator build time, a GEMM (program load from HBM,
     AGCU streams, one PCU's systolic array; and the same split over two PCUs) — PCU
@@ -495,6 +527,7 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
         "kernel_looping": _kernel_looping(b, params, workdir),
         "decode": _decode(b, params, workdir),
         "coe": _coe(b, params, workdir),
+        "decoder": _decoder(b, params, workdir),
         "gemm_two_pcus": {"m": m, "n": n, "k": k, "cycles": o2["cycles"],
                           "pcu_utilization_array": round(o2["utilization"], 4),
                           "active_pcu_utilization": round(o2["active_pcu_utilization"], 4)},
