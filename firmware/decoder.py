@@ -6,17 +6,17 @@ One layer (single head of ``d``; no positional encoding):
     h  = rmsnorm(x)                 q = Wq h     K[t] = Wk h     V[:, t] = Wv h
     s  = K[:t+1] q                  p = softmax(s)               o = V[:, :t+1] p
     x1 = x + Wo o                   h2 = rmsnorm(x1)
-    x' = x1 + W2 relu(W1 h2)
+    x' = x1 + W2 silu(W1 h2)
 
 RMSNorm's gains and the attention scale 1/sqrt(d) fold into the weights that follow
-(``Wq`` is the scaled, gain-folded matrix), as a decoder's firmware does. The MLP uses
-ReLU, not SiLU: SiLU needs exp and a reciprocal in series (two PCU tails) and a multiply
-by the input, a three-PCU kernel not built yet. After the last layer ``logits = Wout
+(``Wq`` is the scaled, gain-folded matrix), as a decoder's firmware does. SiLU needs
+exp and a reciprocal in series (two PCU tails) and a product with the input: three PCUs
+(``compile_silu``); ``act="relu"`` (one PCU) for grids without them. After the last layer ``logits = Wout
 rmsnorm(x)`` and the next token is their argmax, on the device (the router's GEMV +
 argmax); the host reads it and starts the next token's list with a copy record of that
 token's embedding row into the input slot.
 
-Each step is its own kernel (RMSNorm, GEMV, softmax, add, ReLU): a layer is 14 launches,
+Each step is its own kernel (RMSNorm, GEMV, softmax, add, SiLU): a layer is 14 launches,
 not one kernel — the small grid's 4 PCUs do not hold a layer, and the spatial compiler
 that would fuse the steps where they fit is issue 17's. The KV cache is in HBM: per
 layer ``K`` (``tokens`` rows of ``d``, row ``t`` written by the ``Wk`` GEMV) and ``V^T``
@@ -33,17 +33,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware.kernels.elementwise import compile_add, compile_scale_bias
+from firmware.kernels.elementwise import compile_add, compile_scale_bias, compile_silu
 from firmware.kernels.gemv import GemvShape, compile_gemv
 from firmware.kernels.rmsnorm import compile_rmsnorm
 from firmware.kernels.router import compile_router, expert_of
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Buffer
 
-__all__ = ["DecoderShape", "Decoder", "LAYER_SLOTS", "LAYER_MATRICES"]
+__all__ = ["DecoderShape", "Decoder", "LAYER_SLOTS", "LAYER_MATRICES", "ACTIVATIONS"]
 
 #: Activation slots of each layer, in the order the layer writes them (``x``: its output).
 LAYER_SLOTS = ("h", "q", "s", "p", "o", "a", "x1", "h2", "u", "g", "m", "x")
+#: The MLP activations: SiLU (Llama's; three PCUs) or ReLU (one).
+ACTIVATIONS = ("silu", "relu")
 #: Weight matrices of each layer: (name, outputs, inputs), sizes named by DecoderShape.
 LAYER_MATRICES = (("wq", "d", "d"), ("wk", "d", "d"), ("wv", "d", "d"), ("wo", "d", "d"),
                   ("w1", "hidden", "d"), ("w2", "d", "hidden"))
@@ -54,7 +56,8 @@ class DecoderShape:
     """``d`` model width (one head), ``hidden`` MLP width, ``layers``, ``tokens`` the
     longest sequence (the KV cache length), ``vocab`` tokens (at most the lanes: the
     argmax is one vector), ``packed`` BF16 weights two per word, ``batch`` sequences
-    decoded together."""
+    decoded together, ``act`` the MLP's activation (``silu`` on three PCUs, ``relu`` on
+    one for grids without room)."""
     d: int
     hidden: int
     layers: int
@@ -62,12 +65,15 @@ class DecoderShape:
     vocab: int
     packed: bool = True
     batch: int = 1
+    act: str = "silu"
 
     def __post_init__(self):
         for name in ("d", "hidden", "layers", "tokens", "vocab", "batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"decoder: {name} = {v!r} must be a positive integer")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"decoder: activation {self.act!r}; one of {', '.join(ACTIVATIONS)}")
         if self.vocab < 2:
             raise ValueError(f"decoder: a vocabulary of {self.vocab}; at least 2 tokens")
 
@@ -150,8 +156,9 @@ class Decoder:
             "w1": gemv(s.hidden, s.d, y=act), "w2": gemv(s.d, s.hidden, y=act),
             "norm": compile_rmsnorm(params, 1, s.d, x=act, y=act, partial=part),
             "add": compile_add(params, s.d, a=act, b=act, y=act, partial=part),
-            "relu": compile_scale_bias(params, s.hidden, x=act, y=act, relu=True,
-                                       partial=part),
+            "act": compile_silu(params, s.hidden, x=act, y=act, partial=part)
+            if s.act == "silu" else
+            compile_scale_bias(params, s.hidden, x=act, y=act, relu=True, partial=part),
         }
         rs = GemvShape.of(params, s.vocab, s.d, packed=packed)
         alloc = self.dev.alloc.alloc
@@ -226,7 +233,7 @@ class Decoder:
             (K["add"], dict(a=x, b=slot["a"], y=slot["x1"])),
             (K["norm"], dict(x=slot["x1"], y=slot["h2"])),
             (K["w1"], dict(w=wo["w1"], x=slot["h2"], y=slot["u"])),
-            (K["relu"], dict(x=slot["u"], y=slot["g"])),
+            (K["act"], dict(x=slot["u"], y=slot["g"])),
             (K["w2"], dict(w=wo["w2"], x=slot["g"], y=slot["m"])),
             (K["add"], dict(a=slot["x1"], b=slot["m"], y=slot["x"])),
         ]

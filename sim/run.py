@@ -92,7 +92,7 @@ def _coe_programs(params, o):
 
 def _decoder_programs(params, o):
     shape = DecoderShape(o["d_model"], o["hidden"], o["layers"], o["tokens"], o["vocab"],
-                         bool(o["packed"]), o["batch"])
+                         bool(o["packed"]), o["batch"], o["act"])
     dec = Decoder(ReferenceDevice(params), shape, partial=bool(o["partial"]))
     return [p for p in dict.fromkeys(k.program for k, *_ in
                                      [st for t in range(shape.tokens) for st in dec.steps(t)])]
@@ -208,13 +208,13 @@ KERNELS = {
     "decoder": Kernel(
         "decoder", "socket", DecoderArgs,
         "LLM decode: a Llama-style decoder (LAYERS layers of RMSNorm, one attention head of "
-        "D_MODEL over a KV cache in HBM, output projection, residual, RMSNorm, ReLU MLP of "
-        "HIDDEN, residual) generating TOKENS tokens in a row, the next token the argmax of "
+        "D_MODEL over a KV cache in HBM, output projection, residual, RMSNorm, SiLU (or "
+        "--act relu) MLP of HIDDEN, residual) generating TOKENS tokens in a row, the next token the argmax of "
         "the output projection on the device; each token one launch list of a kernel per "
         "step (not yet one kernel per layer); every step's output bit-exact against the "
         "reference backend and within its float64 bound; reports cycles per token, "
         "tokens/s and the HBM utilization",
-        ("d_model", "hidden", "layers", "tokens", "batch", "vocab", "first", "packed",
+        ("d_model", "hidden", "layers", "tokens", "batch", "vocab", "first", "packed", "act",
          "partial"),
         programs=_decoder_programs),
     "pcu-softmax": Kernel(

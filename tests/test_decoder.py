@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from firmware.decoder import Decoder, DecoderShape
-from firmware.kernels.elementwise import compile_add
+from firmware.kernels.elementwise import compile_add, compile_silu, silu_bound
 from firmware.kernels.gemv import compile_gemv
 from firmware.kernels.rmsnorm import compile_rmsnorm, rmsnorm_bound
 from firmware.runtime.memory import Allocator
@@ -37,6 +37,20 @@ def test_rmsnorm_reference_is_within_its_float64_bound(seed, rows, n):
     assert err.max() <= rmsnorm_bound(n, SMALL.pcu_lanes), (seed, err.max())
     # Not exact either (the bound is not vacuous): rsqrt and the sums round.
     assert err.max() > 0, seed
+
+
+def test_silu_reference_is_within_its_float64_bound():
+    rng = np.random.default_rng(6)
+    al = Allocator(SMALL)
+    k = compile_silu(SMALL, 600, x=al.alloc("hbm", 640), y=al.alloc("hbm", 640))
+    x = np.concatenate([rng.normal(0, 4, 590), [0.0, -0.0, 1e-30, 80, -80, 30, -30, 87,
+                                                 -87]]).astype(np.float32)
+    got = k.reference(SMALL, x.view(np.uint32)).view(np.float32).astype(np.float64)
+    xf = x.astype(np.float64)
+    want = xf / (1 + np.exp(-xf))
+    err = np.abs(got - want)
+    assert (err <= silu_bound(xf) * np.abs(want)).all(), np.max(err / silu_bound(xf))
+    assert err.max() > 0      # not exact: the bound is not vacuous
 
 
 def test_add_reference_is_the_rounded_sum():
@@ -98,15 +112,16 @@ def _generate(shape, seed, params=SMALL):
     return dec, asyncio.run(go())
 
 
-@pytest.mark.parametrize("seed,d,hidden,layers,tokens,packed,batch", [
-    (11, 20, 36, 1, 3, True, 1),       # d not a multiple of the lanes
-    (12, 32, 64, 2, 12, True, 1),      # a long cache: 12 tokens, scores over 2 vectors
-    (13, 16, 24, 2, 1, False, 1),      # a cache of one token, FP32 weights
-    (14, 24, 40, 1, 3, True, 5),       # a batch of five sequences
+@pytest.mark.parametrize("seed,d,hidden,layers,tokens,packed,batch,act", [
+    (11, 20, 36, 1, 3, True, 1, "silu"),       # d not a multiple of the lanes
+    (12, 32, 64, 2, 12, True, 1, "silu"),      # a long cache: 12 tokens, scores over 2 vectors
+    (13, 16, 24, 2, 1, False, 1, "relu"),      # a cache of one token, FP32 weights, ReLU
+    (14, 24, 40, 1, 3, True, 5, "silu"),       # a batch of five sequences
 ])
 def test_tokens_on_the_reference_backend_are_within_every_steps_bound(
-        seed, d, hidden, layers, tokens, packed, batch):
-    shape = DecoderShape(d, hidden, layers, tokens, vocab=8, packed=packed, batch=batch)
+        seed, d, hidden, layers, tokens, packed, batch, act):
+    shape = DecoderShape(d, hidden, layers, tokens, vocab=8, packed=packed, batch=batch,
+                         act=act)
     dec, out = _generate(shape, seed)
     for launches, nxt in out:
         # A copy record of each embedding, 14 kernels a layer, norm + logits + argmax,

@@ -237,16 +237,16 @@ def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, la
     assert o["switch"]["host_cycles"] >= 4 * words / p.host_bytes_per_cycle, o["switch"]
 
 
-@pytest.mark.parametrize("k,d,hidden,layers,tokens,packed,batch", [
-    (0, 20, 24, 1, 3, True, 1), (1, 32, 40, 2, 2, False, 3)])
+@pytest.mark.parametrize("k,d,hidden,layers,tokens,packed,batch,act", [
+    (0, 20, 24, 1, 3, True, 1, "silu"), (1, 32, 40, 2, 2, False, 3, "relu")])
 def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, layers, tokens,
-                                              packed, batch):
+                                              packed, batch, act):
     """LLM decode under memory jitter on two seeds, batch 1 and 3 (d not a multiple of the
-    lanes, BF16 and FP32 weights): every activation, both KV caches, the logits and each
-    next token bit-exact against the reference backend, every step of every sequence
-    within its float64 bound (checked in the test, position by position)."""
+    lanes, BF16 and FP32 weights, SiLU and ReLU): every activation, both KV caches, the
+    logits and each next token bit-exact against the reference backend, every step of
+    every sequence within its float64 bound (checked in the test, position by position)."""
     o = run(model, tmp_path, "decoder", seed=SEED + 120 + k, d_model=d, hidden=hidden,
-            layers=layers, tokens=tokens, packed=packed, batch=batch)
+            layers=layers, tokens=tokens, packed=packed, batch=batch, act=act)
     toks = o["tokens"]
     assert [q["position"] for q in toks] == list(range(tokens))
     # Each position's inputs are the one before's outputs (greedy decoding).

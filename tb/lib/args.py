@@ -356,12 +356,14 @@ class DecoderArgs(TbArgs):
     vocab: int = arg(8, "vocabulary (at most the lanes: the argmax is one vector)", lo=2)
     first: int = arg(0, "the first input token", lo=0)
     packed: bool = arg(True, "BF16 weights two per word (0/1)")
+    act: str = arg("silu", "the MLP's activation: silu (three PCUs) or relu (one)",
+                   choices=("silu", "relu"))
     partial: bool = arg(True, "partial bitstreams: each kernel's writes only its own units "
                               "and switches (0: whole bitstreams) (0/1)")
 
     def shape(self):
         return DecoderShape(self.d_model, self.hidden, self.layers, self.tokens, self.vocab,
-                            self.packed, self.batch)
+                            self.packed, self.batch, self.act)
 
     def __post_init__(self):
         super().__post_init__()

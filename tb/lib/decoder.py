@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from firmware.decoder import LAYER_MATRICES
+from firmware.kernels.elementwise import silu_bound
 from firmware.kernels.rmsnorm import rmsnorm_bound
 from firmware.kernels.softmax import softmax_bound
 
@@ -83,6 +84,12 @@ class _Checker:
         bad = np.nonzero(_f(g) != want)[0]
         assert not len(bad), f"{self.what}: {step}: output {bad[0]} is not relu of its input"
 
+    def silu(self, step, u, g):
+        uf = _f(u)
+        want = uf / (1 + np.exp(-uf))
+        # silu_bound, and 2^-126 where a subnormal is flushed.
+        self.within(step, np.abs(_f(g) - want), silu_bound(uf) * np.abs(want) + 2.0 ** -126)
+
 
 def check_batch(params, dec, weights, wout, t, bufs, tokens, what):
     """:func:`check_token` for every sequence of the batch: ``bufs`` the device's whole
@@ -123,7 +130,7 @@ def check_token(params, dec, weights, wout, t, act, kc, vt, logits, token, what)
         c.add(f"layer {l} residual 1", x, at(l, "a", d), at(l, "x1", d))
         c.rmsnorm(f"layer {l} rmsnorm 2", at(l, "x1", d), at(l, "h2", d))
         c.gemv(f"layer {l} w1", w["w1"], at(l, "h2", d), at(l, "u", f))
-        c.relu(f"layer {l} relu", at(l, "u", f), at(l, "g", f))
+        getattr(c, s.act)(f"layer {l} {s.act}", at(l, "u", f), at(l, "g", f))
         c.gemv(f"layer {l} w2", w["w2"], at(l, "g", f), at(l, "m", d))
         c.add(f"layer {l} residual 2", at(l, "x1", d), at(l, "m", d), at(l, "x", d))
     c.rmsnorm("final rmsnorm", at(s.layers - 1, "x", d), at(None, "hf", d))
