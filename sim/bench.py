@@ -489,7 +489,7 @@ def _decoder(b, params, workdir):
                      "records_per_position": o["launches_per_token"],
                      "bound_fraction": round(o["bound_fraction"], 4)})
     return {"what": f"{tokens} tokens in a row, {layers} layers of d_model {d}, MLP {hidden} "
-                    f"(ReLU), BF16 weights ({o['weight_bytes']} bytes), a kernel per step "
+                    f"(SiLU), BF16 weights ({o['weight_bytes']} bytes), a kernel per step "
                     f"(14 a layer), each looped over the batch",
             "d_model": d, "hidden": hidden, "layers": layers, "tokens": tokens,
             "weight_bytes": o["weight_bytes"], "batches": rows,

@@ -82,7 +82,7 @@ def _decode_programs(params, o):
     sh = GemvShape.of(params, o["n"], o["k"], o["shares"] or None, bool(o["packed"]))
     bufs = _scratch(params, {"w": sh.w_words, "x": sh.kp, "y": sh.y_words})
     return [compile_gemv(params, o["n"], o["k"], shares=sh.shares, packed=sh.packed,
-                         **bufs).program]
+                         partial=bool(o["partial"]), **bufs).program]
 
 
 def _coe_programs(params, o):
@@ -193,7 +193,8 @@ KERNELS = {
         "as launches with the program resident and as launches that reload it — the same "
         "bits, bit-exact against the reference and within the float64 bound; reports the "
         "three cycle counts and the HBM utilization of the looped run",
-        ("n", "k", "layers", "shares", "packed", "chain", "ddr"), programs=_decode_programs),
+        ("n", "k", "layers", "shares", "packed", "chain", "ddr", "partial"),
+        programs=_decode_programs),
     "coe": Kernel(
         "coe", "socket", CoeArgs,
         "Composition of Experts: EXPERTS experts (each LAYERS chained GEMV layers of D x D "

@@ -509,7 +509,8 @@ async def gemv_loop(dut):
             bufs["x"] = bufs["y"] = dev.alloc.alloc("hbm", slot * (layers + 1), f"xy {mode}")
         else:
             bufs["y"] = dev.alloc.alloc("hbm", ysz * layers, f"outputs {mode}")
-        g = compile_gemv(params, n, k, shares=sh.shares, packed=sh.packed, **bufs)
+        g = compile_gemv(params, n, k, shares=sh.shares, packed=sh.packed,
+                         partial=args.partial, **bufs)
         if mode == "looped":
             wwords = np.concatenate(
                 [np.pad(g.pack_w(w.view(np.uint32)), (0, wsz - sh.w_words)) for w in ws])

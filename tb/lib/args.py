@@ -301,6 +301,8 @@ class GemvLoopArgs(TbArgs):
                              "through HBM: the looped launch is chained (0/1)")
     ddr: bool = arg(False, "the weights start in DDR: the looped run's list begins with a "
                            "copy record, the sequencer's DMA copy into HBM (0/1)")
+    partial: bool = arg(False, "a partial bitstream: only the kernel's own units and "
+                               "switches (0/1)")
 
     def __post_init__(self):
         super().__post_init__()
