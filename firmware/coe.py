@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware.decoder import Decoder
 from firmware.kernels.gemv import GemvShape, compile_gemv
 from firmware.kernels.router import compile_router, expert_of, router_shape
 from firmware.runtime.memory import Buffer
 
-__all__ = ["ExpertCache", "CoeShape", "Experts", "router_weights", "request_input"]
+__all__ = ["ExpertCache", "CoeShape", "Experts", "DecoderExperts", "router_weights",
+           "request_input"]
 
 
 def router_weights(rng, experts, d, packed=True):
@@ -184,3 +186,80 @@ class Experts:
         """Every layer's output of the last request: (layers, d) FP32 words."""
         words = await self.dev.read(self.xy)
         return words[self.vec:].reshape(self.shape.layers, self.vec)[:, :self.shape.d]
+
+
+class DecoderExperts:
+    """Composition of Experts whose experts are decoders (:mod:`firmware.decoder`): each
+    expert's weights — every layer's matrices and its output projection, one
+    ``Decoder.expert_image`` — in DDR, ``slots`` of them in the decoder's weight slots in
+    HBM (LRU); one set of decoder programs serves every slot (the launch offsets pick it).
+    A request's input vector is the first position's input (its ``x0``); the router reads
+    it there, the chosen expert then generates ``tokens`` tokens from it."""
+
+    def __init__(self, dev, experts, slots, shape):
+        if isinstance(experts, bool) or not isinstance(experts, int) or experts < 1:
+            raise ValueError(f"coe: {experts!r} experts; at least 1")
+        if shape.batch != 1:
+            raise ValueError(f"coe: decoder experts serve one request at a time (batch 1, "
+                             f"not {shape.batch})")
+        if isinstance(slots, int) and slots > experts:
+            raise ValueError(f"coe: {slots} HBM slots for {experts} experts; at most one "
+                             f"slot per expert")
+        self.dev, self.experts, self.shape = dev, experts, shape
+        self.cache = ExpertCache(slots)
+        self.dec = Decoder(dev, shape, slots=slots)
+        params, d = dev.params, shape.d
+        self.ddr = dev.alloc.alloc("ddr", experts * self.dec.expert_words, "experts")
+        rs = router_shape(params, experts, d, shape.packed)
+        alloc = dev.alloc.alloc
+        self.router_w = alloc("hbm", rs.w_words, "router weights")
+        self.logits = alloc("hbm", rs.y_words, "router logits")
+        self.choice = alloc("hbm", 1, "router choice")
+        self.router = compile_router(params, experts, d, w=self.router_w, x=self.dec.act,
+                                     logits=self.logits, choice=self.choice,
+                                     packed=shape.packed)
+        self.routing = None
+
+    async def store(self, experts, router, emb):
+        """Every expert's weights (``experts[e]`` = (layers' weights, output projection),
+        as ``Decoder.expert_image`` takes them) into DDR, the router's (``experts`` x d)
+        and the embeddings into HBM, and the programs."""
+        if len(experts) != self.experts:
+            raise ValueError(f"coe: weights of {len(experts)} experts, expected "
+                             f"{self.experts}")
+        await self.dev.write(self.ddr, np.concatenate(
+            [self.dec.expert_image(w, wout) for w, wout in experts]))
+        await self.dev.write(self.router_w, self.router.gemv.pack_w(router))
+        await self.dec.setup(emb)
+        self.routing = [await self.dev.load(p) for p in self.router.programs]
+
+    async def write_input(self, x):
+        """The request's input vector (d FP32 words) into the first position's input."""
+        await self.dev.write(Buffer("hbm", self.dec.act.addr + self.dec.slot[None, "x0"],
+                                    self.shape.d, "x0"), x)
+
+    def route(self):
+        """The launch list that routes the request whose input is written: the router
+        GEMV over the input, then the argmax."""
+        if self.routing is None:
+            raise RuntimeError("coe: store() the experts before routing")
+        gemv, argmax = self.routing
+        return [
+            gemv.launch(offsets={key: self.dec.slot[None, "x0"]
+                                 for key in self.router.gemv.streams["x"]}),
+            argmax.launch()]
+
+    async def chosen(self):
+        return expert_of((await self.dev.read(self.choice))[0])
+
+    def request(self, expert):
+        """(list, slot, hit) of a request of ``expert``, routed: a miss copies the expert
+        DDR -> its HBM slot by a copy record; then the first position runs from the input
+        in ``x0`` with the slot's weights (the next ones: ``dec.token(t, [token], slot)``)."""
+        if not 0 <= expert < self.experts:
+            raise ValueError(f"coe: expert {expert!r}; 0 .. {self.experts - 1}")
+        slot, hit = self.cache.lookup(expert)
+        w = self.dec.expert_words
+        src = Buffer("ddr", self.ddr.addr + expert * w, w, f"expert {expert}")
+        copies = [] if hit else [self.dev.copy(src, self.dec.slot_buffer(slot))]
+        return copies + self.dec.token(0, None, slot), slot, hit

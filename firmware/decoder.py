@@ -36,7 +36,7 @@ import numpy as np
 from firmware.kernels.elementwise import compile_add, compile_scale_bias, compile_silu
 from firmware.kernels.gemv import GemvShape, compile_gemv
 from firmware.kernels.rmsnorm import compile_rmsnorm
-from firmware.kernels.router import compile_router, expert_of
+from firmware.kernels.router import compile_router, expert_of, router_shape
 from firmware.kernels.softmax import compile_softmax
 from firmware.runtime.memory import Buffer
 
@@ -106,15 +106,19 @@ class Decoder:
     """The decoder of ``shape`` on device ``dev`` (either backend: the same calls give
     the same addresses): its buffers, its programs, and the launch list of each token.
     ``partial``: every kernel's bitstream writes only its own units and switches (a
-    layer's 14 program loads are most of a small token's cycles).
+    layer's 14 program loads are most of a small token's cycles). ``slots``: weight sets
+    (experts) the weight buffer holds, one ``expert_words`` image each (every layer's
+    matrices, then the output projection); a launch list runs one of them.
     ``slot[layer, name]`` is the word offset of an activation in a sequence's part of
     ``act`` (``x0`` the input embedding, ``hf`` the final norm's output, under layer
     None). A batch is kernel looping: every kernel runs once per sequence in one launch
     (iteration ``b`` on sequence ``b``: its activations, caches and logits stepped by the
     AGCU strides, the weights not), each weight matrix read once per sequence."""
 
-    def __init__(self, dev, shape: DecoderShape, *, partial=True):
-        self.dev, self.shape, self.partial = dev, shape, partial
+    def __init__(self, dev, shape: DecoderShape, *, partial=True, slots=1):
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"decoder: {slots!r} weight slots; at least 1")
+        self.dev, self.shape, self.partial, self.slots = dev, shape, partial, slots
         params, beat = dev.params, dev.map.words
         shape.check(params)
         L = params.pcu_lanes
@@ -134,12 +138,15 @@ class Decoder:
         self.vt = alloc("hbm", B * self.seq["vt"], "V^T cache")
         self.emb = alloc("hbm", shape.vocab * self.vec, "embeddings")
         self.w_offset, words = {}, 0
-        for l in range(shape.layers):
-            for name, n, k in LAYER_MATRICES:
-                self.w_offset[l, name] = words
-                gs = GemvShape.of(params, shape.size(n), shape.size(k), packed=shape.packed)
-                words += _round_up(gs.w_words, beat)
-        self.weights = alloc("hbm", words, "decoder weights")
+        for l, name, n, k in [(l, *m) for l in range(shape.layers) for m in LAYER_MATRICES] \
+                + [(None, "wout", "vocab", "d")]:
+            self.w_offset[l, name] = words
+            gs = (router_shape if name == "wout" else GemvShape.of)(
+                params, shape.size(n), shape.size(k), packed=shape.packed)
+            words += _round_up(gs.w_words, beat)
+        # Whole allocation blocks: a slot's copies and host writes are block aligned.
+        self.expert_words = _round_up(words, dev.alloc.align)
+        self.weights = alloc("hbm", slots * self.expert_words, "decoder weights")
         self._compile(params)
         self.per_length = {}                             # cache length -> its kernels
         self.loaded = {}                                 # program name -> LoadedProgram
@@ -160,15 +167,14 @@ class Decoder:
             if s.act == "silu" else
             compile_scale_bias(params, s.hidden, x=act, y=act, relu=True, partial=part),
         }
-        rs = GemvShape.of(params, s.vocab, s.d, packed=packed)
+        rs = router_shape(params, s.vocab, s.d, packed)
         alloc = self.dev.alloc.alloc
-        self.wout = alloc("hbm", rs.w_words, "output projection")
         self.seq["logits"] = _round_up(rs.y_words, self.dev.map.words)
         self.seq["choice"] = 1
         self.logits = alloc("hbm", s.batch * self.seq["logits"], "logits")
         self.choice = alloc("hbm", s.batch, "next tokens")
-        self.router = compile_router(params, s.vocab, s.d, w=self.wout, x=act,
-                                     logits=self.logits, choice=self.choice, packed=packed)
+        self.router = compile_router(params, s.vocab, s.d, w=w, x=act, logits=self.logits,
+                                     choice=self.choice, packed=packed)
 
     def length_kernels(self, n):
         """The kernels of attention over a cache of ``n`` tokens: scores (``K[:n] q``),
@@ -184,20 +190,36 @@ class Decoder:
             }
         return self.per_length[n]
 
+    def expert_image(self, weights, wout):
+        """One weight set's ``expert_words`` words: the layers' matrices (``weights[l]
+        [name]``, FP32 words of the matrices of LAYER_MATRICES; BF16 values when packed),
+        then the output projection (vocab x d)."""
+        if len(weights) != self.shape.layers:
+            raise ValueError(f"decoder: weights of {len(weights)} layers, expected "
+                             f"{self.shape.layers}")
+        image = np.zeros(self.expert_words, np.uint32)
+        mats = [(self.w_offset[l, name], self._matrix_kernel(name), layer[name])
+                for l, layer in enumerate(weights) for name, _, _ in LAYER_MATRICES]
+        for off, kernel, m in mats + [(self.w_offset[None, "wout"], self.router.gemv, wout)]:
+            packed = kernel.pack_w(m)
+            image[off:off + len(packed)] = packed
+        return image
+
+    def slot_buffer(self, slot):
+        """Weight slot ``slot`` of the weight buffer (a copy record's destination)."""
+        if not 0 <= slot < self.slots:
+            raise ValueError(f"decoder: weight slot {slot!r}; 0 .. {self.slots - 1}")
+        w = self.expert_words
+        return Buffer("hbm", self.weights.addr + slot * w, w, f"weight slot {slot}")
+
     async def store(self, weights, wout, emb):
-        """Write the layers' weights (``weights[l][name]``, FP32 words of the matrices of
-        LAYER_MATRICES; BF16 values when packed), the output projection (vocab x d), the
-        embeddings (vocab x d FP32) and the programs."""
+        """Write one weight set into slot 0 (:meth:`expert_image`), then :meth:`setup`."""
+        await self.dev.write(self.slot_buffer(0), self.expert_image(weights, wout))
+        await self.setup(emb)
+
+    async def setup(self, emb):
+        """Write the embeddings (vocab x d FP32) and the programs."""
         s = self.shape
-        if len(weights) != s.layers:
-            raise ValueError(f"decoder: weights of {len(weights)} layers, expected {s.layers}")
-        image = np.zeros(self.weights.words, np.uint32)
-        for l, layer in enumerate(weights):
-            for name, _, _ in LAYER_MATRICES:
-                packed = self._matrix_kernel(name).pack_w(layer[name])
-                image[self.w_offset[l, name]:][:len(packed)] = packed
-        await self.dev.write(self.weights, image)
-        await self.dev.write(self.wout, self.router.gemv.pack_w(wout))
         e = np.zeros((s.vocab, self.vec), np.uint32)
         e[:, :s.d] = np.asarray(emb, np.uint32).reshape(s.vocab, s.d)
         await self.dev.write(self.emb, e)
@@ -212,13 +234,14 @@ class Decoder:
         return self.kernels[{"wq": "dd", "wk": "k", "wv": "v", "wo": "dd", "w1": "w1",
                              "w2": "w2"}[name]]
 
-    def _layer(self, l, t):
-        """(kernel, offsets, strides) of layer ``l`` at position ``t``, in order: every
-        operand in the activations but the weights, and those :meth:`_stride` names."""
+    def _layer(self, l, t, base):
+        """(kernel, offsets, strides) of layer ``l`` at position ``t`` with the weights of
+        the slot at word ``base``, in order: every operand stepped per sequence by its
+        buffer's part, the weights not."""
         slot = {n: self.slot[l, n] for n in LAYER_SLOTS}
         x = self.slot[l - 1, "x"] if l else self.slot[None, "x0"]
         K, att = self.kernels, self.length_kernels(t + 1)
-        wo = {n: self.w_offset[l, n] for n, _, _ in LAYER_MATRICES}
+        wo = {n: base + self.w_offset[l, n] for n, _, _ in LAYER_MATRICES}
         kc, vt = l * self.k_layer, l * self.v_layer
         A = self.seq["act"]
         steps = [
@@ -242,29 +265,32 @@ class Decoder:
         return [(k, ops, {**{n: 0 if n == "w" else A for n in ops}, **cache.get(id(k), {})})
                 for k, ops in steps]
 
-    def steps(self, t):
-        """Every kernel of the token at position ``t`` with its offsets: the layers, the
-        final norm, the output projection and the argmax."""
+    def steps(self, t, slot=0):
+        """Every kernel of position ``t`` with the weights of ``slot``, with its offsets
+        and strides: the layers, the final norm, the output projection and the argmax."""
         if not 0 <= t < self.shape.tokens:
             raise ValueError(f"decoder: position {t!r}; 0 .. {self.shape.tokens - 1} (the "
                              f"KV cache holds {self.shape.tokens} tokens)")
-        out = [st for l in range(self.shape.layers) for st in self._layer(l, t)]
+        base = self.slot_buffer(slot).addr - self.weights.addr
+        out = [st for l in range(self.shape.layers) for st in self._layer(l, t, base)]
         last, hf = self.slot[self.shape.layers - 1, "x"], self.slot[None, "hf"]
         A, lg = self.seq["act"], self.seq["logits"]
+        wout = base + self.w_offset[None, "wout"]
         return out + [(self.kernels["norm"], dict(x=last, y=hf), dict(x=A, y=A)),
-                      (self.router.gemv, dict(x=hf, y=0), dict(x=A, y=lg, w=0)),
+                      (self.router.gemv, dict(x=hf, y=0, w=wout), dict(x=A, y=lg, w=0)),
                       (self.router.argmax, dict(x=0, y=0), dict(x=lg, y=1))]
 
-    def token(self, t, tokens):
-        """The launch list of position ``t`` whose inputs are ``tokens`` (one a sequence):
-        a copy record of each one's embedding into its ``x0``, then every kernel of
-        :meth:`steps`, looped over the batch (a program loaded again only where it differs
-        from the one before)."""
+    def token(self, t, tokens, slot=0):
+        """The launch list of position ``t`` whose inputs are ``tokens`` (one a sequence;
+        None: the inputs already in ``x0``), with the weights of ``slot``: a copy record of
+        each token's embedding into its ``x0``, then every kernel of :meth:`steps`, looped
+        over the batch (a program loaded again only where it differs from the one
+        before)."""
         s = self.shape
         if not self.loaded:
             raise RuntimeError("decoder: store() the weights before a token")
-        tokens = list(tokens)
-        if len(tokens) != s.batch or not all(0 <= k < s.vocab for k in tokens):
+        tokens = [] if tokens is None else list(tokens)
+        if tokens and (len(tokens) != s.batch or not all(0 <= k < s.vocab for k in tokens)):
             raise ValueError(f"decoder: tokens {tokens!r}; {s.batch} of 0 .. {s.vocab - 1} "
                              f"(one a sequence)")
         v = self.vec
@@ -274,7 +300,7 @@ class Decoder:
             dst = Buffer("hbm", self.act.addr + b * self.seq["act"] + self.slot[None, "x0"],
                          v, f"x0 of sequence {b}")
             out.append(self.dev.copy(src, dst))
-        for kernel, ops, strides in self.steps(t):
+        for kernel, ops, strides in self.steps(t, slot):
             p = kernel.program
             out.append(self.loaded[id(p)].launch(
                 iterations=s.batch, offsets=_streams(kernel, ops),

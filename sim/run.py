@@ -86,6 +86,9 @@ def _decode_programs(params, o):
 
 
 def _coe_programs(params, o):
+    if o["decoder"]:
+        return _programs_of(Decoder(ReferenceDevice(params), DecoderShape(
+            o["d"], o["hidden"], o["layers"], o["tokens"], 8, bool(o["packed"]))))
     shape = CoeShape(o["experts"], o["slots"], o["d"], o["layers"], bool(o["packed"]))
     return [Experts(ReferenceDevice(params), shape).gemv.program]
 
@@ -93,9 +96,13 @@ def _coe_programs(params, o):
 def _decoder_programs(params, o):
     shape = DecoderShape(o["d_model"], o["hidden"], o["layers"], o["tokens"], o["vocab"],
                          bool(o["packed"]), o["batch"], o["act"])
-    dec = Decoder(ReferenceDevice(params), shape, partial=bool(o["partial"]))
-    return [p for p in dict.fromkeys(k.program for k, *_ in
-                                     [st for t in range(shape.tokens) for st in dec.steps(t)])]
+    return _programs_of(Decoder(ReferenceDevice(params), shape, partial=bool(o["partial"])))
+
+
+def _programs_of(dec):
+    """Every program a decoder's positions launch, once each."""
+    return list(dict.fromkeys(k.program for t in range(dec.shape.tokens)
+                              for k, *_ in dec.steps(t)))
 
 
 def _attention_programs(params, o):
@@ -204,7 +211,8 @@ KERNELS = {
         "host); every request's outputs bit-exact against the reference backend and within "
         "the float64 bound; reports per request its expert, hit, switch and decode cycles, "
         "and the switch by DMA against one expert written over the host link",
-        ("experts", "slots", "requests", "d", "layers", "packed", "order"),
+        ("experts", "slots", "requests", "d", "layers", "packed", "decoder", "hidden", "tokens",
+         "order"),
         programs=_coe_programs),
     "decoder": Kernel(
         "decoder", "socket", DecoderArgs,

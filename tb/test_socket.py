@@ -46,8 +46,8 @@ import time
 import cocotb
 import numpy as np
 
-from firmware.coe import CoeShape, Experts, request_input, router_weights
-from firmware.decoder import Decoder
+from firmware.coe import CoeShape, DecoderExperts, Experts, request_input, router_weights
+from firmware.decoder import Decoder, DecoderShape
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
 from firmware.compiler.program import kernel_program
 from firmware import numerics as N
@@ -626,6 +626,8 @@ def _coe_weights(args, rng):
 @cocotb.test()
 async def coe(dut):
     args, params, dev, _ = await _setup(dut, CoeArgs)
+    if args.decoder:
+        return await _coe_decoders(args, params, dev)
     nrng = np.random.default_rng(args.seed)
     shape = CoeShape(args.experts, args.slots, args.d, args.layers, args.packed)
     ws, rw = _coe_weights(args, nrng)
@@ -651,35 +653,42 @@ async def coe(dut):
                          "decode_cycles": d["cycles"] - d["copy_cycles"],
                          "load_cycles": route["load_cycles"] + d["load_cycles"],
                          "cycles": route["cycles"] + d["cycles"]})
+    ex = experts[0]
+    await _coe_outputs(dev, args, requests, ex.expert_image(ws[0].view(np.uint32)), hbm0,
+                       wall, max_abs_err=worst, request_beats=ex.gemv.program.beats +
+                       sum(p.beats for p in ex.router.programs))
+
+
+async def _coe_outputs(dev, args, requests, image, hbm0, wall, **more):
+    """A CoE run's outputs: its requests, HBM traffic since ``hbm0``, and the expert
+    switch by DMA (the misses' mean copy cycles) against one expert ``image`` written over
+    the host link (the baseline)."""
+    params = dev.params
     hbm = _hbm_total(await dev.counters()) - hbm0
-    # The baseline: one expert's weights written over the host link instead.
-    image = experts[0].expert_image(ws[0].view(np.uint32))
     scratch = dev.alloc.alloc("hbm", len(image), "host-link copy")
     host = await host_write(dev.tb, params, scratch.addr, image)
     assert (await dev.read(scratch) == image).all(), f"host-link copy wrong (seed {args.seed})"
     misses = [q["switch_cycles"] for q in requests if not q["hit"]]
     dma = sum(misses) / len(misses)
     total = sum(q["cycles"] for q in requests)
-    ex = experts[0]
-    write_outputs(requests=requests, mismatches=0, max_abs_err=worst, cycles=total,
-                  request_beats=ex.gemv.program.beats + sum(p.beats for p in ex.router.programs),
-                  hbm_bytes=hbm,
+    write_outputs(requests=requests, mismatches=0, cycles=total, hbm_bytes=hbm,
                   hbm_bw_utilization=hbm / (total * params.hbm_peak_bytes_per_cycle),
                   sim_cycles=total, wall_s=wall, expert_words=len(image),
                   load_cycles=sum(q["load_cycles"] for q in requests),
                   switch={"dma_cycles": dma, "host_cycles": host, "dma_over_host": host / dma,
                           "configured_ddr_over_host":
-                              params.ddr_bytes_per_cycle / params.host_bytes_per_cycle})
+                              params.ddr_bytes_per_cycle / params.host_bytes_per_cycle},
+                  **more)
 
 
-async def _decode_token(dev, ref, decs, t, tokens, what):
-    """Position ``t`` of every sequence (inputs ``tokens``) on the RTL device and the
-    reference backend (both ``Decoder``: the same lists, the same addresses): every
+async def _decode_token(dev, ref, decs, lists, what):
+    """A position of every sequence — ``lists``, its launch lists on the RTL device and
+    the reference backend (both ``Decoder``: the same lists, the same addresses): every
     activation, both caches, the logits and the next tokens agree word for word. Returns
     (next tokens, the device's buffers, counter deltas, wall seconds)."""
     got = []
-    for d, dec in ((dev, decs[0]), (ref, decs[1])):
-        c, wall = await _timed(d, dec.token(t, tokens))
+    for d, dec, launches in zip((dev, ref), decs, lists):
+        c, wall = await _timed(d, launches)
         got.append(([await d.read(b) for b in (dec.act, dec.kc, dec.vt, dec.logits)],
                     await dec.next_tokens(), c, wall))
     (bufs, nxt, c, wall), (want, nxt_ref, _, _) = got
@@ -704,7 +713,8 @@ async def decoder(dut):
     tokens, worst, wall = [], 0.0, 0.0
     for t in range(shape.tokens):
         what = f"position {t} (inputs {token}, seed {args.seed})"
-        nxt, bufs, c, w = await _decode_token(dev, ref, decs, t, token, what)
+        nxt, bufs, c, w = await _decode_token(dev, ref, decs, [d.token(t, token) for d in decs],
+                                              what)
         worst = max(worst, check_batch(params, decs[0], ws, wout, t, bufs, nxt, what))
         wall += w
         tokens.append({"position": t, "input": token, "output": nxt, "cycles": c["cycles"],
@@ -720,6 +730,69 @@ async def decoder(dut):
                   launches_per_token=len(decs[0].token(0, token)), hbm_bytes=hbm,
                   weight_bytes=4 * decs[0].weights.words,
                   hbm_bw_utilization=hbm / (cycles * params.hbm_peak_bytes_per_cycle))
+
+
+async def _coe_request(dev, ref, exs, weights, x, what):
+    """One request (input ``x``) to decoder experts ``exs`` (RTL, reference) in lockstep:
+    routed on the device, then ``tokens`` positions generated by the chosen expert, every
+    position bit-exact between the backends and each step within its float64 bound.
+    Returns (expert, slot, hit, routing counters, per-position counters, worst, wall)."""
+    route, wall, chosen = [], 0.0, []
+    for d, ex in zip((dev, ref), exs):
+        await ex.write_input(x)
+        c, w = await _timed(d, ex.route())
+        route.append(c)
+        wall += w
+        chosen.append((await ex.chosen(), await d.read(ex.logits)))
+    (e, logits), (e_ref, l_ref) = chosen
+    assert (logits == l_ref).all(), f"{what}: router logits differ from the reference backend"
+    assert e == e_ref, f"{what}: routed to {e}, the reference backend to {e_ref}"
+    served = [ex.request(e) for ex in exs]
+    slot, hit = served[0][1:]
+    lists, positions, worst, ws, wout, _ = [s[0] for s in served], [], 0.0, *weights[e]
+    decs = [ex.dec for ex in exs]
+    for t in range(exs[0].shape.tokens):
+        at = f"{what}, expert {e}, position {t}"
+        nxt, bufs, c, w = await _decode_token(dev, ref, decs, lists, at)
+        worst = max(worst, check_batch(dev.params, decs[0], ws, wout, t, bufs, nxt, at))
+        positions.append({**c, "output": nxt[0]})
+        wall += w
+        if t + 1 < exs[0].shape.tokens:
+            lists = [d.token(t + 1, nxt, slot) for d in decs]
+    return e, slot, hit, route[0], positions, worst, wall
+
+
+async def _coe_decoders(args, params, dev):
+    """The CoE run with decoder experts (``args.decoder``)."""
+    nrng = np.random.default_rng(args.seed)
+    shape = DecoderShape(args.d, args.hidden, args.layers, args.tokens, vocab=8,
+                         packed=args.packed)
+    weights = [decoder_weights(nrng, shape) for _ in range(args.experts)]
+    rw = router_weights(nrng, args.experts, args.d, args.packed)
+    ref = ReferenceDevice(params)
+    exs = (DecoderExperts(dev, args.experts, args.slots, shape),
+           DecoderExperts(ref, args.experts, args.slots, shape))
+    for ex in exs:
+        await ex.store([(w, wout) for w, wout, _ in weights], rw, weights[0][2])
+    requests, worst, wall = [], 0.0, 0.0
+    hbm0 = _hbm_total(await dev.counters())
+    for r, meant in enumerate(_expert_order(args, nrng)):
+        x = request_input(nrng, rw, meant)
+        what = f"request {r}, meant for expert {meant} (seed {args.seed})"
+        e, slot, hit, route, pos, w, wl = await _coe_request(dev, ref, exs, weights, x, what)
+        worst, wall = max(worst, w), wall + wl
+        switch = pos[0]["copy_cycles"]
+        assert (switch == 0) == hit, f"{what}: copy cycles {switch}"
+        cycles = route["cycles"] + sum(p["cycles"] for p in pos)
+        requests.append({"expert": e, "meant": meant, "float64_choice": _router_f64(rw, x),
+                         "slot": slot, "hit": hit, "route_cycles": route["cycles"],
+                         "switch_cycles": switch, "decode_cycles": cycles - switch -
+                         route["cycles"], "tokens": [p["output"] for p in pos],
+                         "load_cycles": route["load_cycles"] +
+                         sum(p["load_cycles"] for p in pos), "cycles": cycles})
+    ex = exs[0]
+    await _coe_outputs(dev, args, requests, ex.dec.expert_image(*weights[0][:2]), hbm0, wall,
+                       bound_fraction=worst)
 
 
 @cocotb.test()

@@ -129,3 +129,45 @@ def test_coe_arguments_are_refused_before_any_model_is_built():
                        ({"d": 100000}, "does not fit a PMU")):
         with pytest.raises(ValueError, match=match):
             CoeArgs(**bad)
+
+
+def test_decoder_experts_switch_slots_and_generate_within_every_bound():
+    """Composition of Experts with decoder experts on the reference backend: each request
+    routed to the expert its input was made for, a miss copied DDR -> HBM first, and every
+    position of its tokens within each step's float64 bound with that expert's weights."""
+    from firmware.coe import DecoderExperts
+    from firmware.decoder import DecoderShape
+    from tb.lib.decoder import check_batch, decoder_weights
+    seed = 7
+    rng = np.random.default_rng(seed)
+    shape = DecoderShape(d=24, hidden=32, layers=1, tokens=3, vocab=8)
+    dev = ReferenceDevice(SMALL)
+    ex = DecoderExperts(dev, 3, 2, shape)
+    weights = [decoder_weights(rng, shape) for _ in range(3)]
+    rw = router_weights(rng, 3, shape.d)
+
+    async def go():
+        await ex.store([(w, wout) for w, wout, _ in weights], rw, weights[0][2])
+        got = []
+        for want in (0, 1, 0, 2, 1):
+            await ex.write_input(request_input(rng, rw, want))
+            await dev.run(ex.route())
+            e = await ex.chosen()
+            assert e == want, f"routed to {e}, meant for {want} (seed {seed})"
+            launches, slot, hit = ex.request(e)
+            got.append((slot, hit, isinstance(launches[0], Copy)))
+            ws, wout, _ = weights[e]
+            for t in range(shape.tokens):
+                await dev.run(launches)
+                nxt = await ex.dec.next_tokens()
+                bufs = [await dev.read(b) for b in (ex.dec.act, ex.dec.kc, ex.dec.vt,
+                                                     ex.dec.logits)]
+                check_batch(SMALL, ex.dec, ws, wout, t, bufs, nxt,
+                            f"seed {seed}, expert {e}, position {t}")
+                if t + 1 < shape.tokens:
+                    launches = ex.dec.token(t + 1, nxt, slot)
+        return got
+    # LRU over two slots: 0, 1 miss; 0 hits; 2 evicts 1; 1 evicts 0 — a miss's list
+    # starts with its copy record.
+    assert asyncio.run(go()) == [(0, False, True), (1, False, True), (0, True, False),
+                                 (1, False, True), (0, False, True)]

@@ -261,6 +261,24 @@ def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, lay
         SMALL.hbm_peak_bytes_per_cycle, o
 
 
+def test_coe_with_decoder_experts(model, tmp_path):
+    """Composition of Experts whose experts are decoders, under memory jitter: each request
+    routed on the device to the expert its input was made for; a miss copies the expert
+    (every layer's matrices and its output projection) DDR -> HBM by one copy record, a hit
+    copies nothing; every position of every request bit-exact against the reference
+    backend and each step within its float64 bound (checked in the test)."""
+    o = run(model, tmp_path, "coe", seed=SEED + 130, decoder=True, experts=3, slots=2, requests=4,
+            order="0,1,0,2", d=20, hidden=24, layers=1, tokens=2)
+    reqs = o["requests"]
+    assert all(q["expert"] == q["meant"] == q["float64_choice"] for q in reqs), reqs
+    assert [q["hit"] for q in reqs] == [False, False, True, False], reqs
+    words, p = o["expert_words"], SMALL
+    assert all(len(q["tokens"]) == 2 for q in reqs), reqs
+    for q in reqs:
+        assert (q["switch_cycles"] == 0 if q["hit"] else
+                q["switch_cycles"] >= 4 * words / p.ddr_bytes_per_cycle + p.ddr_latency), q
+
+
 @pytest.mark.parametrize("k,m,kk,hidden,n,bias", [(0, 40, 33, 20, 12, True),
                                                    (1, 61, 16, 40, 9, False)])
 def test_mlp_graph_fused_and_op_by_op(model, tmp_path, k, m, kk, hidden, n, bias):

@@ -185,7 +185,8 @@ def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False, partial=Fa
     in (kernel looping steps them); ``partial``: a partial bitstream (``kernel_program``).
     ``w_stride`` (FP32 weights only): words from one row of ``W`` to the next (default the
     padded row, ``kp``: rows back to back), e.g. the first ``k`` columns of a wider matrix
-    (its columns from ``k`` to the vector end must be zero, or ``x``'s padding must be);
+    (the columns from ``k`` to the vector end are read but are not valid lanes: the
+    PCU's lane reduction leaves them out, whatever they hold);
     ``y_stride``: words between consecutive outputs in ``y`` (e.g. a column of a
     row-major matrix)."""
     sh = GemvShape.of(params, n, k, shares, packed)

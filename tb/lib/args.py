@@ -320,6 +320,11 @@ class CoeArgs(TbArgs):
     d: int = arg(64, "an expert's layer width (d x d weights a layer)", lo=1)
     layers: int = arg(2, "layers of an expert (one chained looped launch)", lo=1)
     packed: bool = arg(True, "BF16 weights two per word (0/1)")
+    decoder: bool = arg(False, "each expert a decoder (LAYERS layers of width D, MLP HIDDEN, "
+                               "TOKENS tokens generated a request) instead of a GEMV chain "
+                               "(0/1)")
+    hidden: int = arg(64, "a decoder expert's MLP width", lo=1)
+    tokens: int = arg(2, "tokens a decoder expert generates a request", lo=1)
     order: str = arg("", "the experts the requests' inputs are meant for (each input near "
                          "that expert's router row; the router on the device chooses), comma "
                          "separated (empty: drawn from the seed, expert e with weight "
@@ -329,6 +334,9 @@ class CoeArgs(TbArgs):
         super().__post_init__()
         CoeShape(self.experts, self.slots, self.d, self.layers, self.packed)
         GemvShape.of(self.machine(), self.d, self.d, packed=self.packed)     # fits a PMU
+        if self.decoder:
+            DecoderShape(self.d, self.hidden, self.layers, self.tokens, 8,
+                         self.packed).check(self.machine())
         order = self.expert_order()
         if order is not None and (len(order) != self.requests or
                                   not all(0 <= e < self.experts for e in order)):
