@@ -444,16 +444,42 @@ def _coe(b, params, workdir):
     o = run_cocotb(b, CoeArgs(params=params.to_dict(), experts=experts, slots=slots,
                               requests=requests, d=d, layers=layers, seed=67),
                    test_dir=workdir / "coe").outputs
+    return {"what": f"{requests} requests over {experts} experts ({layers} chained GEMV "
+                    f"layers of {d} x {d} BF16 each, {4 * o['expert_words']} bytes), "
+                    f"{slots} HBM slots (LRU)",
+            "experts": experts, "slots": slots, "requests": requests, "d": d,
+            "layers": layers, **_coe_figures(o)}
+
+
+#: CoE with decoder experts: (experts, slots, requests, d_model, hidden, layers, tokens).
+COE_DECODER = {"small": (8, 3, 12, 64, 128, 2, 2), "plasticine": (8, 3, 12, 128, 256, 2, 2)}
+
+
+def _coe_decoder(b, params, workdir):
+    """Composition of Experts whose experts are decoders: each request routed on the
+    device, its expert switched in from DDR on a miss, then its tokens generated."""
+    experts, slots, requests, d, hidden, layers, tokens = COE_DECODER.get(
+        params.name, COE_DECODER["small"])
+    o = run_cocotb(b, CoeArgs(params=params.to_dict(), decoder=True, experts=experts,
+                              slots=slots, requests=requests, d=d, hidden=hidden,
+                              layers=layers, tokens=tokens, seed=69),
+                   test_dir=workdir / "coe-decoder").outputs
+    return {"what": f"{requests} requests over {experts} decoder experts ({layers} layers of "
+                    f"d_model {d}, SiLU MLP {hidden}, BF16, {4 * o['expert_words']} bytes "
+                    f"each), {slots} HBM slots (LRU), {tokens} tokens a request",
+            "experts": experts, "slots": slots, "requests": requests, "d_model": d,
+            "hidden": hidden, "layers": layers, "tokens": tokens, **_coe_figures(o)}
+
+
+def _coe_figures(o):
+    """A CoE run's figures: hits, misses, routing and decode cycles, the expert switch
+    by DMA vs the host link, and the run's cycles had every miss gone over the host link."""
     reqs = o["requests"]
     miss = [q for q in reqs if not q["hit"]]
     hit = [q for q in reqs if q["hit"]]
     mean = lambda qs, key: round(sum(q[key] for q in qs) / len(qs), 1) if qs else None  # noqa: E731
     sw = o["switch"]
-    return {"what": f"{requests} requests over {experts} experts ({layers} chained GEMV "
-                    f"layers of {d} x {d} BF16 each, {4 * o['expert_words']} bytes), "
-                    f"{slots} HBM slots (LRU)",
-            "experts": experts, "slots": slots, "requests": requests, "d": d,
-            "layers": layers, "expert_bytes": 4 * o["expert_words"], "hits": len(hit),
+    return {"expert_bytes": 4 * o["expert_words"], "hits": len(hit),
             "misses": len(miss), "cycles": o["cycles"],
             "mean_route_cycles": mean(reqs, "route_cycles"),
             "router_matches_float64": all(q["expert"] == q["float64_choice"] for q in reqs),
@@ -527,6 +553,7 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
         "kernel_looping": _kernel_looping(b, params, workdir),
         "decode": _decode(b, params, workdir),
         "coe": _coe(b, params, workdir),
+        "coe_decoder": _coe_decoder(b, params, workdir),
         "decoder": _decoder(b, params, workdir),
         "gemm_two_pcus": {"m": m, "n": n, "k": k, "cycles": o2["cycles"],
                           "pcu_utilization_array": round(o2["utilization"], 4),
