@@ -38,12 +38,17 @@ from firmware.kernels.gemv import GemvShape, compile_gemv
 from firmware.kernels.rmsnorm import compile_rmsnorm
 from firmware.kernels.router import compile_router, expert_of, router_shape
 from firmware.kernels.softmax import compile_softmax
+from firmware.runtime.device import MAX_LAUNCHES
 from firmware.runtime.memory import Buffer
 
-__all__ = ["DecoderShape", "Decoder", "LAYER_SLOTS", "LAYER_MATRICES", "ACTIVATIONS"]
+__all__ = ["DecoderShape", "Decoder", "LAYER_SLOTS", "LAYER_MATRICES", "ACTIVATIONS",
+           "LOOP_MODES"]
 
 #: Activation slots of each layer, in the order the layer writes them (``x``: its output).
 LAYER_SLOTS = ("h", "q", "s", "p", "o", "a", "x1", "h2", "u", "g", "m", "x")
+#: How a position's kernels run over the batch: looped, or the launch-per-sequence
+#: baselines (program resident, program reloaded).
+LOOP_MODES = ("looped", "resident", "reload")
 #: The MLP activations: SiLU (Llama's; three PCUs) or ReLU (one).
 ACTIVATIONS = ("silu", "relu")
 #: Weight matrices of each layer: (name, outputs, inputs), sizes named by DecoderShape.
@@ -138,12 +143,15 @@ class Decoder:
         self.vt = alloc("hbm", B * self.seq["vt"], "V^T cache")
         self.emb = alloc("hbm", shape.vocab * self.vec, "embeddings")
         self.w_offset, words = {}, 0
+        #: Words of one weight set the kernels read (each matrix once a position).
+        self.weight_words = 0
         for l, name, n, k in [(l, *m) for l in range(shape.layers) for m in LAYER_MATRICES] \
                 + [(None, "wout", "vocab", "d")]:
             self.w_offset[l, name] = words
             gs = (router_shape if name == "wout" else GemvShape.of)(
                 params, shape.size(n), shape.size(k), packed=shape.packed)
             words += _round_up(gs.w_words, beat)
+            self.weight_words += gs.w_words
         # Whole allocation blocks: a slot's copies and host writes are block aligned.
         self.expert_words = _round_up(words, dev.alloc.align)
         self.weights = alloc("hbm", slots * self.expert_words, "decoder weights")
@@ -280,15 +288,19 @@ class Decoder:
                       (self.router.gemv, dict(x=hf, y=0, w=wout), dict(x=A, y=lg, w=0)),
                       (self.router.argmax, dict(x=0, y=0), dict(x=lg, y=1))]
 
-    def token(self, t, tokens, slot=0):
+    def token(self, t, tokens, slot=0, mode="looped"):
         """The launch list of position ``t`` whose inputs are ``tokens`` (one a sequence;
         None: the inputs already in ``x0``), with the weights of ``slot``: a copy record of
-        each token's embedding into its ``x0``, then every kernel of :meth:`steps`, looped
-        over the batch (a program loaded again only where it differs from the one
-        before)."""
+        each token's embedding into its ``x0``, then every kernel of :meth:`steps` over the
+        batch — ``mode`` ``looped``: one launch of ``batch`` iterations a kernel (a program
+        loaded again only where it differs from the one before); the baselines
+        ``resident``: a launch a sequence, the program loaded by the first only;
+        ``reload``: a launch a sequence, each loading the program. The same results."""
         s = self.shape
         if not self.loaded:
             raise RuntimeError("decoder: store() the weights before a token")
+        if mode not in LOOP_MODES:
+            raise ValueError(f"decoder: mode {mode!r}; one of {', '.join(LOOP_MODES)}")
         tokens = [] if tokens is None else list(tokens)
         if tokens and (len(tokens) != s.batch or not all(0 <= k < s.vocab for k in tokens)):
             raise ValueError(f"decoder: tokens {tokens!r}; {s.batch} of 0 .. {s.vocab - 1} "
@@ -301,11 +313,21 @@ class Decoder:
                          v, f"x0 of sequence {b}")
             out.append(self.dev.copy(src, dst))
         for kernel, ops, strides in self.steps(t, slot):
-            p = kernel.program
-            out.append(self.loaded[id(p)].launch(
-                iterations=s.batch, offsets=_streams(kernel, ops),
-                strides=_streams(kernel, strides), reload=p is not prev))
-            prev = p
+            p = self.loaded[id(kernel.program)]
+            if mode == "looped":
+                out.append(p.launch(iterations=s.batch, offsets=_streams(kernel, ops),
+                                    strides=_streams(kernel, strides),
+                                    reload=kernel.program is not prev))
+            else:
+                out += [p.launch(offsets=_streams(kernel, {n: off + b * strides[n]
+                                                           for n, off in ops.items()}),
+                                 reload=mode == "reload" or (b == 0 and
+                                                             kernel.program is not prev))
+                        for b in range(s.batch)]
+            prev = kernel.program
+        if len(out) > MAX_LAUNCHES:
+            raise ValueError(f"decoder: {len(out)} records for position {t} ({mode}); a list "
+                             f"holds {MAX_LAUNCHES} (fewer layers or a smaller batch)")
         return out
 
     async def next_tokens(self):

@@ -116,7 +116,8 @@ def _print_report(r, params=None):
               f"{f['unfused_cycles']} cycles = {f['speedup']:.2f}x")
     lp = r.get("looping")
     if lp:
-        print(f"one looped launch vs a launch per layer, program resident / reloaded: "
+        what = "sequence" if r.get("tokens") else "layer"
+        print(f"one looped launch vs a launch per {what}, program resident / reloaded: "
               f"{lp['looped_cycles']} vs {lp['resident_cycles']} / {lp['reload_cycles']} "
               f"cycles = {lp['speedup_vs_resident']:.2f}x / {lp['speedup_vs_reload']:.2f}x")
     _print_coe(r)
@@ -156,6 +157,7 @@ def _print_tokens(r):
     print(f"{r['tokens_per_s_at_1ghz']:,.0f} tokens/s at 1 GHz (batch {r['batch']}); "
           f"{r['launches_per_token']} records a position; worst step error "
           f"{r['bound_fraction']:.3f} of its float64 bound")
+
 
 
 def cmd_verilog(args, _):

@@ -224,7 +224,7 @@ KERNELS = {
         "reference backend and within its float64 bound; reports cycles per token, "
         "tokens/s and the HBM utilization",
         ("d_model", "hidden", "layers", "tokens", "batch", "vocab", "first", "packed", "act",
-         "partial"),
+         "partial", "looping"),
         programs=_decoder_programs),
     "pcu-softmax": Kernel(
         "pcu-softmax", "pcu", PcuSimdArgs,
@@ -311,8 +311,10 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                                 for mode in ("looped", "resident", "reload")},
                              "speedup_vs_resident": o["speedup_vs_resident"],
                              "speedup_vs_reload": o["speedup"]}
+    if isinstance(o.get("looping"), dict):
+        report["looping"] = o["looping"]
     for key in ("requests", "switch", "tokens", "tokens_per_s_at_1ghz", "launches_per_token",
-                "bound_fraction", "batch"):
+                "bound_fraction", "batch", "weight_bytes"):
         if key in o:
             report[key] = o[key]
     if o.get("copied_words"):

@@ -723,13 +723,41 @@ async def decoder(dut):
         token = nxt
     hbm = _hbm_total(await dev.counters()) - hbm0
     cycles = sum(q["cycles"] for q in tokens)
+    looping = await _decoder_baselines(dev, decs[0], tokens, args) \
+        if args.looping and shape.batch > 1 else None
     write_outputs(passed=True, bit_exact=True, mismatches=0, bound_fraction=worst,
                   tokens=tokens, cycles=cycles, sim_cycles=cycles, wall_s=wall,
                   tokens_per_s_at_1ghz=len(tokens) * shape.batch * 1e9 / cycles *
                   params.clock_ghz, batch=shape.batch,
                   launches_per_token=len(decs[0].token(0, token)), hbm_bytes=hbm,
-                  weight_bytes=4 * decs[0].weights.words,
+                  weight_bytes=4 * decs[0].weight_words, looping=looping,
                   hbm_bw_utilization=hbm / (cycles * params.hbm_peak_bytes_per_cycle))
+
+
+async def _decoder_baselines(dev, dec, tokens, args):
+    """The same positions (``tokens``: the looped run's inputs and outputs) again as a
+    launch per sequence with the program resident, then with it reloaded: the same next
+    tokens and, at the end, the same activations, caches and logits word for word.
+    Returns the three cycle counts and the speedups of looping."""
+    bufs = (dec.act, dec.kc, dec.vt, dec.logits)
+    want = [await dev.read(b) for b in bufs]
+    cycles = {"looped_cycles": sum(q["cycles"] for q in tokens)}
+    for mode in ("resident", "reload"):
+        total = 0
+        for q in tokens:
+            c, _ = await _timed(dev, dec.token(q["position"], q["input"], mode=mode))
+            total += c["cycles"]
+            got = await dec.next_tokens()
+            assert got == q["output"], (f"{mode}: position {q['position']}: tokens {got}, "
+                                        f"looped {q['output']} (seed {args.seed})")
+        for b, w in zip(bufs, want):
+            bad = np.nonzero(await dev.read(b) != w)[0]
+            assert not len(bad), (f"{mode}: {b.name} word {bad[0]} differs from the looped "
+                                  f"run's (seed {args.seed})")
+        cycles[f"{mode}_cycles"] = total
+    lo = cycles["looped_cycles"]
+    return {**cycles, "speedup_vs_resident": cycles["resident_cycles"] / lo,
+            "speedup_vs_reload": cycles["reload_cycles"] / lo}
 
 
 async def _coe_request(dev, ref, exs, weights, x, what):

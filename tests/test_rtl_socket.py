@@ -238,7 +238,8 @@ def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, la
 
 
 @pytest.mark.parametrize("k,d,hidden,layers,tokens,packed,batch,act", [
-    (0, 20, 24, 1, 3, True, 1, "silu"), (1, 32, 40, 2, 2, False, 3, "relu")])
+    (0, 20, 24, 1, 9, True, 1, "silu"),     # a cache longer than a vector of the lanes
+    (1, 32, 40, 2, 2, False, 3, "relu")])
 def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, layers, tokens,
                                               packed, batch, act):
     """LLM decode under memory jitter on two seeds, batch 1 and 3 (d not a multiple of the
@@ -259,6 +260,14 @@ def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, lay
     cycles = sum(q["cycles"] for q in toks)
     assert tokens * batch * o["weight_bytes"] <= o["hbm_bytes"] <= cycles * \
         SMALL.hbm_peak_bytes_per_cycle, o
+    # A batch also ran as a launch per sequence (program resident, then reloaded), with
+    # the same tokens and final buffers (checked in the test); each baseline has every
+    # launch of the looped run and more, so it cannot be faster.
+    lp = o["looping"]
+    assert (lp is None) == (batch == 1), lp
+    if lp:
+        assert lp["looped_cycles"] == cycles and lp["speedup_vs_resident"] > 1 and \
+            lp["reload_cycles"] > lp["resident_cycles"], lp
 
 
 def test_coe_with_decoder_experts(model, tmp_path):

@@ -370,6 +370,9 @@ class DecoderArgs(TbArgs):
                    choices=("silu", "relu"))
     partial: bool = arg(True, "partial bitstreams: each kernel's writes only its own units "
                               "and switches (0: whole bitstreams) (0/1)")
+    looping: bool = arg(True, "also run the positions as a launch per sequence (program "
+                              "resident, then reloaded): the same bits, and the speedup of "
+                              "looping over the batch; batch > 1 only) (0/1)")
 
     def shape(self):
         return DecoderShape(self.d_model, self.hidden, self.layers, self.tokens, self.vocab,
