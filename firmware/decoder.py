@@ -85,10 +85,22 @@ class DecoderShape:
     def size(self, dim):
         return {"d": self.d, "hidden": self.hidden, "vocab": self.vocab}[dim]
 
-    def check(self, params):
+    def records(self, mode="looped"):
+        """Records of a position's launch list in ``mode`` (LOOP_MODES): an embedding copy
+        a sequence, 14 kernels a layer and 3 more, each looped or once a sequence."""
+        kernels = 14 * self.layers + 3
+        return self.batch + kernels * (1 if mode == "looped" else self.batch)
+
+    def check(self, params, modes=("looped",)):
         """ValueError naming what of the shape the machine ``params`` cannot hold, before
         anything is compiled: the vocabulary (one vector for the argmax), each GEMV's input
-        (a PMU holds two copies of it)."""
+        (a PMU holds two copies of it), a position's list in each of ``modes`` (a launch
+        list's records)."""
+        for mode in modes:
+            if self.records(mode) > MAX_LAUNCHES:
+                raise ValueError(f"decoder: {self.records(mode)} records a position "
+                                 f"({mode}: batch {self.batch}, {self.layers} layers); a "
+                                 f"launch list holds {MAX_LAUNCHES}")
         if self.vocab > params.pcu_lanes:
             raise ValueError(f"decoder: a vocabulary of {self.vocab}; the argmax takes at "
                              f"most {params.pcu_lanes} (one vector of the lanes)")
@@ -325,9 +337,7 @@ class Decoder:
                                                              kernel.program is not prev))
                         for b in range(s.batch)]
             prev = kernel.program
-        if len(out) > MAX_LAUNCHES:
-            raise ValueError(f"decoder: {len(out)} records for position {t} ({mode}); a list "
-                             f"holds {MAX_LAUNCHES} (fewer layers or a smaller batch)")
+        s.check(self.dev.params, (mode,))
         return out
 
     async def next_tokens(self):

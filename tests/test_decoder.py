@@ -6,7 +6,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from firmware.decoder import Decoder, DecoderShape
+from firmware.decoder import LOOP_MODES, Decoder, DecoderShape
 from firmware.kernels.elementwise import compile_add, compile_silu, silu_bound
 from firmware.kernels.gemv import compile_gemv
 from firmware.kernels.rmsnorm import compile_rmsnorm, rmsnorm_bound
@@ -139,8 +139,43 @@ def test_decoder_refuses_what_the_machine_cannot_hold():
         DecoderShape(16, 5000, 1, 2, vocab=8).check(SMALL)
     with pytest.raises(ValueError, match="tokens"):
         DecoderShape(16, 16, 1, 0, vocab=8)
+    # 9 copies + 31 kernels looped fit a list of 256 records; a launch a sequence does not.
+    DecoderShape(16, 16, 2, 2, vocab=8, batch=9).check(SMALL)
+    with pytest.raises(ValueError, match=r"288 records a position \(resident"):
+        DecoderShape(16, 16, 2, 2, vocab=8, batch=9).check(SMALL, ("resident",))
     dec = Decoder(ReferenceDevice(SMALL), DecoderShape(16, 16, 1, 2, vocab=8))
     with pytest.raises(RuntimeError, match="store"):
         dec.token(0, [0])
     with pytest.raises(ValueError, match="position 2"):
         dec.steps(2)
+
+
+def test_a_batch_looped_or_launched_a_sequence_gives_the_same_bits():
+    """Every mode of LOOP_MODES on the reference backend: the same next tokens and the
+    same final buffers; looped lists have one launch a kernel, the others one a sequence,
+    reload lists loading every program."""
+    shape = DecoderShape(16, 24, 2, 3, vocab=8, batch=3)
+    runs = {}
+    for mode in LOOP_MODES:
+        dev = ReferenceDevice(SMALL)
+        dec = Decoder(dev, shape)
+        ws, wout, emb = decoder_weights(np.random.default_rng(15), shape)
+
+        async def go():
+            await dec.store(ws, wout, emb)
+            token, out = [0, 1, 2], []
+            for t in range(shape.tokens):
+                launches = dec.token(t, token, mode=mode)
+                await dev.run(launches)
+                token = await dec.next_tokens()
+                out.append((launches, token))
+            return out, [await dev.read(b) for b in (dec.act, dec.kc, dec.vt, dec.logits)]
+        runs[mode] = asyncio.run(go())
+    (looped, want), kernels = runs["looped"], 14 * shape.layers + 3
+    for mode, (out, bufs) in runs.items():
+        assert [tok for _, tok in out] == [tok for _, tok in looped], mode
+        assert all((a == b).all() for a, b in zip(bufs, want)), mode
+        launches = [r for r in out[0][0] if not isinstance(r, Copy)]
+        assert len(launches) == kernels * (1 if mode == "looped" else shape.batch), mode
+        loads = sum(r.beats > 0 for r in launches)
+        assert loads == (len(launches) if mode == "reload" else kernels), (mode, loads)

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 
 from firmware.coe import CoeShape
-from firmware.decoder import DecoderShape
+from firmware.decoder import LOOP_MODES, DecoderShape
 from firmware.kernels.gemv import GemvShape
 from hdl.pmu.config import MAX_BUFFERS
 
@@ -380,7 +380,8 @@ class DecoderArgs(TbArgs):
 
     def __post_init__(self):
         super().__post_init__()
-        self.shape().check(self.machine())
+        looped = self.looping and self.batch > 1
+        self.shape().check(self.machine(), LOOP_MODES if looped else ("looped",))
         if self.first >= self.vocab:
             raise ValueError(f"DecoderArgs.first: token {self.first}; 0 .. {self.vocab - 1}")
 
