@@ -154,7 +154,7 @@ def test_a_batch_looped_or_launched_a_sequence_gives_the_same_bits():
     """Every mode of LOOP_MODES on the reference backend: the same next tokens and the
     same final buffers; looped lists have one launch a kernel, the others one a sequence,
     reload lists loading every program."""
-    shape = DecoderShape(16, 24, 2, 3, vocab=8, batch=3)
+    shape = DecoderShape(16, 24, 2, 2, vocab=8, batch=3)
     runs = {}
     for mode in LOOP_MODES:
         dev = ReferenceDevice(SMALL)

@@ -239,10 +239,10 @@ def test_coe_requests_hit_and_miss_expert_slots(model, tmp_path, k, order, d, la
 
 @pytest.mark.parametrize("k,d,hidden,layers,tokens,packed,batch,act", [
     (0, 20, 24, 1, 9, True, 1, "silu"),     # a cache longer than a vector of the lanes
-    (1, 32, 40, 2, 2, False, 3, "relu")])
+    (1, 32, 40, 2, 2, False, 2, "relu")])
 def test_decoder_generates_tokens_bit_exactly(model, tmp_path, k, d, hidden, layers, tokens,
                                               packed, batch, act):
-    """LLM decode under memory jitter on two seeds, batch 1 and 3 (d not a multiple of the
+    """LLM decode under memory jitter on two seeds, batch 1 and 2 (d not a multiple of the
     lanes, BF16 and FP32 weights, SiLU and ReLU): every activation, both KV caches, the
     logits and each next token bit-exact against the reference backend, every step of
     every sequence within its float64 bound (checked in the test, position by position)."""
