@@ -19,6 +19,7 @@ from firmware.compiler.place import VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 
 from .pipelines import agcu_programs
+from .softmax import row_kernel_reference
 
 __all__ = ["ScaleBias", "compile_scale_bias", "Add", "compile_add", "Silu", "compile_silu",
            "silu_bound"]
@@ -74,10 +75,8 @@ def compile_scale_bias(params, n, *, x, y, scale=1.0, bias=0.0, relu=False, part
 def _simd(params, simd, words):
     """The SIMD program on ``words`` as the AGCU packs them (LANES per packet, the last
     one partial); the words stored back."""
-    L = params.pcu_lanes
-    v = np.zeros(-(-len(words) // L) * L, np.uint32)
-    v[:len(words)] = words
-    return simd_reference(simd, params, vin0=v.reshape(-1, L))["data"].reshape(-1)[:len(words)]
+    return row_kernel_reference(params, words, 1, len(words), lambda v: simd_reference(
+        simd, params, vin0=v)["data"]).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -174,14 +173,11 @@ class Silu:
 
 
 def _silu(params, programs, words):
-    L = params.pcu_lanes
-    v = np.zeros(-(-len(words) // L) * L, np.uint32)
-    v[:len(words)] = words
-    v = v.reshape(-1, L)
-    e = simd_reference(programs["exp"], params, vin0=v)["data"]
-    s = simd_reference(programs["rcp"], params, vin0=e)["data"]
-    y = simd_reference(programs["mul"], params, vin0=s, vin1=v)["data"]
-    return y.reshape(-1)[:len(words)]
+    def three(v):
+        e = simd_reference(programs["exp"], params, vin0=v)["data"]
+        s = simd_reference(programs["rcp"], params, vin0=e)["data"]
+        return simd_reference(programs["mul"], params, vin0=s, vin1=v)["data"]
+    return row_kernel_reference(params, words, 1, len(words), three).reshape(-1)
 
 
 def compile_silu(params, n, *, x, y, partial=False):

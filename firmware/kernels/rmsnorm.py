@@ -20,18 +20,15 @@ only).
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from firmware import numerics as N
 from firmware.compiler.agcu import TensorAccess
 from firmware.compiler.counters import Counter
 from firmware.compiler.pcu import SimdProgram, Stage, Tail, pack_simd, simd_reference
-from firmware.compiler.pmu import AccessPattern, PmuProgram, pack_pmu
 from firmware.compiler.place import VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 
 from .pipelines import agcu_programs
-from .softmax import ROW_BUFFERS, row_kernel_reference
+from .softmax import row_buffer_pmu, row_kernel_reference, row_words
 
 __all__ = ["RMSNORM_UNITS", "RmsNorm", "rmsnorm_programs", "rmsnorm_bound", "compile_rmsnorm"]
 
@@ -89,22 +86,13 @@ def compile_rmsnorm(params, rows, n, *, x, y, eps=1e-6, partial=False):
     ``i * xs`` (``n`` rounded up to whole vectors, the padding ignored), of ``y`` at word
     ``i * n`` (only the ``n`` values written)."""
     L = params.pcu_lanes
-    for name, v in (("rows", rows), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"rmsnorm: {name} = {v!r} must be a positive integer")
+    xs = row_words(params, "rmsnorm", rows, n)
     if not eps >= 0:
         raise ValueError(f"rmsnorm: eps {eps!r} must be >= 0")
-    xs = -(-n // L) * L
-    cap = params.pmu_banks * params.pmu_bank_words
-    if ROW_BUFFERS * xs > cap:
-        raise ValueError(f"rmsnorm: rows of {n} values ({xs} words padded) do not fit "
-                         f"{ROW_BUFFERS} row buffers of a {cap}-word PMU")
     if params.agcus < 2:
         raise ValueError("the rmsnorm kernel needs two AGCUs")
     programs = rmsnorm_programs(rows, n, eps)
-    row = AccessPattern((Counter(0, rows), Counter(0, n)), repeat=(0,))
-    pmu = pack_pmu(PmuProgram(row, row, nbuf=ROW_BUFFERS, buf_words=xs, w_level=1, r_level=1),
-                   params)
+    pmu = row_buffer_pmu(params, rows, n)
     layout = place_and_route(params, "rmsnorm", RMSNORM_UNITS, vec=[
         VFlow("x", agcu(0), (port("ms"), port("rows_pmu"))),
         VFlow("x_again", port("rows_pmu"), (port("norm"),)),

@@ -30,7 +30,7 @@ from firmware.compiler.place import VFlow, agcu, place_and_route, port
 from firmware.compiler.program import kernel_program, stream_words
 
 __all__ = ["SOFTMAX_UNITS", "Softmax", "softmax_programs", "softmax_reference",
-           "row_kernel_reference", "softmax_bound", "compile_softmax", "ROW_BUFFERS"]
+           "row_kernel_reference", "row_words", "row_buffer_pmu", "softmax_bound", "compile_softmax", "ROW_BUFFERS"]
 
 #: Rows each PMU buffers (N-buffering depth): how far the exp pass may trail the max pass.
 ROW_BUFFERS = 4
@@ -100,6 +100,30 @@ class Softmax:
             params, self.programs, v)[0])
 
 
+def row_words(params, kernel, rows, n):
+    """Words of a row of ``n`` values padded to whole vectors, for a row kernel over
+    ``rows`` rows whose PMUs buffer ROW_BUFFERS rows; ValueError naming ``kernel`` for
+    sizes that are not positive integers or rows too long for a PMU."""
+    for name, v in (("rows", rows), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{kernel}: {name} = {v!r} must be a positive integer")
+    xs = -(-n // params.pcu_lanes) * params.pcu_lanes
+    cap = params.pmu_banks * params.pmu_bank_words
+    if ROW_BUFFERS * xs > cap:
+        raise ValueError(f"{kernel}: rows of {n} values ({xs} words padded) do not fit "
+                         f"{ROW_BUFFERS} row buffers of a {cap}-word PMU")
+    return xs
+
+
+def row_buffer_pmu(params, rows, n):
+    """The packed config of a PMU that buffers one row per window, ROW_BUFFERS windows
+    deep (a row read again after its reduction)."""
+    row = AccessPattern((Counter(0, rows), Counter(0, n)), repeat=(0,))
+    return pack_pmu(PmuProgram(row, row, nbuf=ROW_BUFFERS,
+                               buf_words=row_words(params, "row buffer", rows, n),
+                               w_level=1, r_level=1), params)
+
+
 def row_kernel_reference(params, x, rows, n, fn):
     """``fn`` (a row kernel's reference over vectors) on X (rows x n FP32 words), each row
     padded to whole vectors as the AGCU loads it; the rows' first ``n`` words of its
@@ -120,21 +144,14 @@ def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, stor
     ``rows`` x ``n`` words, e.g. another kernel's operand layout); ``partial``: a
     partial bitstream (``kernel_program``)."""
     L = params.pcu_lanes
-    for name, v in (("rows", rows), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"softmax: {name} = {v!r} must be a positive integer")
+    xs = row_words(params, "softmax", rows, n)
     if not scale > 0:
         raise ValueError(f"softmax: scale {scale!r} must be positive")
-    xs = -(-n // L) * L
     x_stride = xs if x_stride is None else x_stride
     y_stride = n if y_stride is None else y_stride
     if x_stride < n or y_stride < n:
         raise ValueError(f"softmax: row strides ({x_stride}, {y_stride}) shorter than a "
                          f"row of {n}")
-    cap = params.pmu_banks * params.pmu_bank_words
-    if ROW_BUFFERS * xs > cap:
-        raise ValueError(f"softmax: rows of {n} values ({xs} words padded) do not fit "
-                         f"{ROW_BUFFERS} row buffers of a {cap}-word PMU")
     store = TensorAccess((rows, n), (y_stride, 1)) if store is None else store
     if int(np.prod(store.shape)) != rows * n:
         raise ValueError(f"softmax: the store access visits {int(np.prod(store.shape))} "
@@ -147,10 +164,7 @@ def compile_softmax(params, rows, n, *, x, y, x_stride=None, y_stride=None, stor
     if params.agcus < 2:
         raise ValueError("the softmax kernel needs two AGCUs")
     programs = softmax_programs(rows, n, scale)
-    # Each PMU buffers one row per window, ROW_BUFFERS windows deep.
-    row = AccessPattern((Counter(0, rows), Counter(0, n)), repeat=(0,))
-    pmu = pack_pmu(PmuProgram(row, row, nbuf=ROW_BUFFERS, buf_words=xs, w_level=1, r_level=1),
-                   params)
+    pmu = row_buffer_pmu(params, rows, n)
 
     layout = place_and_route(params, "softmax", SOFTMAX_UNITS, vec=[
         VFlow("x", agcu(0), (port("max"), port("rows_pmu"))),
