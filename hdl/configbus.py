@@ -11,11 +11,13 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.params import CONFIG_UNITS
+
 __all__ = ["UNIT_BITS", "INDEX_BITS", "COUNT_BITS", "BEAT_WORDS", "config_beat_layout",
            "config_words", "ConfigTarget", "ConfigLoader"]
 
-#: Config targets addressable on one bus.
-UNIT_BITS = 10
+#: Config targets addressable on one bus (the parameter checks bound the grid by it).
+UNIT_BITS = (CONFIG_UNITS - 1).bit_length()
 #: 32-bit words per config register (up to 2**INDEX_BITS).
 INDEX_BITS = 8
 

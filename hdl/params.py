@@ -10,7 +10,8 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-__all__ = ["RduParams", "ParamError", "PRESETS", "load_params", "BURST_BITS", "MAX_BURST"]
+__all__ = ["RduParams", "ParamError", "PRESETS", "RANGES", "load_params", "BURST_BITS",
+           "MAX_BURST", "CONFIG_UNITS"]
 
 #: Beats per memory request: 1 .. MAX_BURST (a protocol constant of the top-level network;
 #: memories are laid out in blocks of MAX_BURST beats). Here, below every unit, because
@@ -27,8 +28,45 @@ def _is_pow2(n):
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
 
 
-#: Fields where 0 is meaningful.
-_MAY_BE_ZERO = {"mem_jitter"}
+#: Config registers the config bus addresses (``hdl.configbus.UNIT_BITS``; here, below every
+#: unit, because the parameter checks need it): a tile unit and three switches per grid
+#: position, then one per AGCU.
+CONFIG_UNITS = 1 << 10
+
+#: Every integer field's accepted range (inclusive) and what bounds it. The cross-field
+#: rules are in :meth:`RduParams.__post_init__`; the README's table is this one.
+RANGES = {
+    "rows": (1, 16, "grid rows; unit ids: 4 x rows x cols + agcus <= 1024"),
+    "cols": (1, 16, "grid columns; unit ids: 4 x rows x cols + agcus <= 1024"),
+    "pcu_lanes": (2, 64, "power of two; the reduction tree needs at least 2 lanes"),
+    "pcu_stages": (1, 16, "the systolic array is stages x lanes"),
+    "pcu_fifo_depth": (2, 256, "an input FIFO streams at full rate with 2"),
+    "pmu_banks": (2, 64, "power of two, >= pcu_lanes"),
+    "pmu_bank_words": (16, 1 << 16, "power of two; a PMU holds <= 64 x 2**16 words"),
+    "rdn_buffer_depth": (1, 64, "packets per switch input; 3 stream at full rate"),
+    "rdn_flows": (2, 64, "power of two: flow-table entries of a switch input"),
+    "rdn_tracks": (1, 16, "control-token tracks per link"),
+    "agcus": (1, 32, "on the west and east edges: <= 2 x rows"),
+    "agcu_tags": (2, 64, "power of two: 6-bit request tags"),
+    "agcu_segments": (1, 64, "segment-table entries"),
+    "agcu_stores": (1, 4, "store streams per AGCU"),
+    "dma_tags": (2, 64, "power of two: 6-bit request tags"),
+    "hbm_channels": (1, 16, "power of two"),
+    "hbm_bytes_per_cycle": (4, 256, "power of two: one network beat, at least one 32-bit word"),
+    "hbm_latency": (1, 100_000, "cycles"),
+    "hbm_capacity": (1 << 12, 1 << 30, "power of two bytes; the testbench holds it in RAM"),
+    "hbm_outstanding": (1, 256, "requests queued per channel"),
+    "ddr_bytes_per_cycle": (4, 256, "power of two, at least one 32-bit word, "
+                                    "<= hbm_bytes_per_cycle"),
+    "ddr_latency": (1, 100_000, "cycles"),
+    "ddr_capacity": (1 << 12, 1 << 30, "power of two bytes; the testbench holds it in RAM"),
+    "ddr_outstanding": (1, 256, "requests queued"),
+    "host_bytes_per_cycle": (1, 256, "power of two, <= hbm_bytes_per_cycle"),
+    "host_latency": (1, 100_000, "cycles"),
+    "mem_jitter": (0, 1023, "2**k - 1 extra cycles at most"),
+}
+#: ``clock_ghz``'s range (a float: only reports use it).
+CLOCK_RANGE = (1e-3, 100.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,35 +147,33 @@ class RduParams:
     clock_ghz: float = 1.0
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type is int or f.type == "int":
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise ParamError(f"{f.name}: must be an integer, got {value!r}")
-                if value < 0 or (value == 0 and f.name not in _MAY_BE_ZERO):
-                    raise ParamError(f"{f.name}: must be positive, got {value}")
-        if not isinstance(self.clock_ghz, (int, float)) or self.clock_ghz <= 0:
-            raise ParamError(f"clock_ghz: must be a positive number, got {self.clock_ghz!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ParamError(f"name: must be a non-empty string, got {self.name!r}")
+        for name, (lo, hi, why) in RANGES.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParamError(f"{name}: must be an integer, got {value!r}")
+            if not lo <= value <= hi:
+                sign = "must be positive" if value <= 0 < lo else "out of range"
+                raise ParamError(f"{name}: {sign}: {lo} .. {hi} ({why}), got {value}")
+        c = self.clock_ghz
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not \
+                CLOCK_RANGE[0] <= c <= CLOCK_RANGE[1]:      # NaN fails both comparisons
+            raise ParamError(f"clock_ghz: must be a positive number {CLOCK_RANGE[0]} .. "
+                             f"{CLOCK_RANGE[1]}, got {c!r}")
+        units = 4 * self.rows * self.cols + self.agcus
+        if units > CONFIG_UNITS:
+            raise ParamError(f"rows x cols, agcus: 4 x {self.rows} x {self.cols} + {self.agcus} "
+                             f"= {units} config units; the config bus addresses {CONFIG_UNITS}")
         for name in ("pcu_lanes", "pmu_banks", "pmu_bank_words", "hbm_channels",
                      "hbm_bytes_per_cycle", "ddr_bytes_per_cycle", "host_bytes_per_cycle",
                      "hbm_capacity", "ddr_capacity", "rdn_flows", "agcu_tags", "dma_tags"):
             if not _is_pow2(getattr(self, name)):
                 raise ParamError(f"{name}: must be a power of two, got {getattr(self, name)}")
-        if self.pcu_fifo_depth < 2:
-            raise ParamError(f"pcu_fifo_depth: an input FIFO needs at least 2 entries to "
-                             f"stream at full rate, got {self.pcu_fifo_depth}")
-        if self.rdn_flows < 2:
-            raise ParamError(f"rdn_flows: a flow table needs at least 2 entries, got {self.rdn_flows}")
-        if self.pcu_lanes < 2:
-            raise ParamError(f"pcu_lanes: the reduction tree needs at least 2 lanes, got {self.pcu_lanes}")
         if self.pmu_banks < self.pcu_lanes:
             raise ParamError(
                 f"pmu_banks: {self.pmu_banks} banks cannot serve one {self.pcu_lanes}-lane "
                 f"vector per cycle; need pmu_banks >= pcu_lanes")
-        for name in ("hbm_bytes_per_cycle", "ddr_bytes_per_cycle"):
-            if getattr(self, name) < 4:
-                raise ParamError(f"{name}: must carry at least one 32-bit word per cycle, "
-                                 f"got {getattr(self, name)}")
         if self.rows * self.cols < 2:
             raise ParamError(f"rows x cols: the grid needs at least one PCU and one PMU, "
                              f"got {self.rows} x {self.cols}")
@@ -158,13 +194,6 @@ class RduParams:
         if self.mem_jitter & (self.mem_jitter + 1):
             raise ParamError(f"mem_jitter: must be 2**k - 1 (0, 1, 3, 7, ...), got "
                              f"{self.mem_jitter}")
-        if not 1 <= self.agcu_stores <= 4:
-            raise ParamError(f"agcu_stores: must be 1 .. 4 store streams per AGCU, got "
-                             f"{self.agcu_stores}")
-        for name in ("agcu_tags", "dma_tags"):
-            if not 2 <= getattr(self, name) <= 64:
-                raise ParamError(f"{name}: must be 2 .. 64 (6-bit request tags), got "
-                                 f"{getattr(self, name)}")
 
     # Derived sizes -------------------------------------------------------------------
 
@@ -198,6 +227,9 @@ class RduParams:
     def from_mapping(cls, mapping, *, source="mapping"):
         mapping = dict(mapping)
         base_name = mapping.pop("base", None)
+        if base_name is not None and not isinstance(base_name, str):
+            raise ParamError(f"base: must be a preset name (a string: "
+                             f"{', '.join(map(repr, PRESETS))}) in {source}, got {base_name!r}")
         if base_name is not None and base_name not in PRESETS:
             raise ParamError(f"base: unknown preset {base_name!r} in {source}; "
                              f"known: {', '.join(PRESETS)}")
@@ -217,6 +249,13 @@ class RduParams:
                 mapping = tomllib.load(f)
         except FileNotFoundError:
             raise ParamError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ParamError(f"config file {path} is a directory, not a TOML file") from None
+        except OSError as e:
+            raise ParamError(f"config file {path} cannot be read: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ParamError(f"config file {path} is not UTF-8 text (byte {e.start}: "
+                             f"{e.reason}); TOML files are UTF-8") from None
         except tomllib.TOMLDecodeError as e:
             raise ParamError(f"config file {path} is not valid TOML: {e}") from None
         mapping.setdefault("name", path.stem)

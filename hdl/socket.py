@@ -7,23 +7,50 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.memsys import MemorySystem
+from hdl.params import MAX_BURST, ParamError
 
 from .agcu.config import agcu_config_layout
-from .configbus import ConfigTarget
+from .configbus import INDEX_BITS, ConfigTarget
 from .memory.channel import BYTE_COUNTER_BITS
 from .memory.config import MemoryMap, dma_desc_layout, mem_port_signature
 from .rdn.config import COUNTER_BITS, E, W, switch_counters_layout
-from .sequencer import KernelSequencer, SeqError
+from .sequencer import KernelSequencer, SeqError, record_beats
 from .tile import ConfigUnit, Tile, config_units
 
-__all__ = ["agcu_position", "socket_config_units", "counters_layout", "host_registers",
-           "host_port", "Socket"]
+__all__ = ["agcu_position", "check_socket", "socket_config_units", "counters_layout",
+           "host_registers", "host_port", "Socket"]
 
 
 def agcu_position(params, k):
     """(side, row) where AGCU ``k`` attaches: even AGCUs on the west edge, odd ones on the
     east edge, spread over the rows."""
     return (W if k % 2 == 0 else E), k * params.rows // params.agcus
+
+
+#: The fields each config register's size grows with (for :func:`check_socket`'s message).
+_REGISTER_FIELDS = {"pcu": "pcu_lanes, pcu_stages", "pmu": "pmu_banks, pcu_lanes",
+                    "vec_switch": "rdn_flows", "sca_switch": "rdn_flows",
+                    "ctl_switch": "rdn_tracks", "agcu": "agcu_segments, agcu_stores"}
+
+
+def check_socket(params):
+    """The cross-field rules that need the HDL's layouts: every config register within
+    the bus's 2**INDEX_BITS words, a launch record within one burst. Raises ParamError
+    naming the fields (before anything is elaborated)."""
+    seen = set()
+    for u in socket_config_units(params):
+        if u.name in seen:
+            continue
+        seen.add(u.name)
+        words = -(-data.Layout.cast(u.layout).size // 32)
+        if words > 1 << INDEX_BITS:
+            raise ParamError(f"{_REGISTER_FIELDS[u.name]}: a {u.name} config register of "
+                             f"{words} words; the config bus addresses {1 << INDEX_BITS} a unit")
+    rb = record_beats(params)
+    if rb > MAX_BURST:
+        raise ParamError(f"agcus, rows x cols, hbm_bytes_per_cycle: a launch record of {rb} "
+                         f"beats of {params.hbm_bytes_per_cycle} B (the AGCUs' arguments, the "
+                         f"unit mask) does not fit one {MAX_BURST}-beat burst")
 
 
 def socket_config_units(params):
@@ -118,6 +145,7 @@ class Socket(wiring.Component):
     """
 
     def __init__(self, params):
+        check_socket(params)
         self.params = params
         self.mem = MemorySystem(params)
         mm = self.map = MemoryMap(params)

@@ -12,8 +12,11 @@ from hdl.params import ParamError, load_params
 
 
 def _config(value):
+    from hdl.socket import check_socket
     try:
-        return load_params(value)
+        params = load_params(value)
+        check_socket(params)
+        return params
     except ParamError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -28,14 +31,14 @@ def _kernel_parser(k, cmd):
 
 
 def cmd_run(args, extra):
-    from .run import KERNELS, kernel_args, run_kernel, write_report
+    from .run import KERNELS, check_run, run_kernel, write_report
     k = KERNELS.get(args.kernel)
     if k is None:
         sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
     kargs = _kernel_parser(k, "run").parse_args(extra)
     try:
-        kernel_args(k.name, args.config, seed=args.seed, options=vars(kargs))
-    except (TypeError, ValueError) as e:
+        check_run(k.name, args.config, vars(kargs), args.json)
+    except ValueError as e:
         sys.exit(f"error: {e}")
     trace = _wave_request(args, k.name, vars(kargs))
     report = run_kernel(k.name, args.config, seed=args.seed,
@@ -239,9 +242,14 @@ def main(argv=None):
         sp.add_argument("--config", type=_config, default="small",
                         help="preset name (small, plasticine) or TOML file (default small)")
 
+    from .run import KERNELS
+    kernels = ", ".join(KERNELS)
     r = sub.add_parser("run", help="run a kernel and check it; writes build/reports/KERNEL.json",
-                       description="Run KERNEL; kernel options follow (see 'run KERNEL -h').")
-    r.add_argument("kernel", help="kernel name (gemm, fpu, pcu-gemm, pcu-softmax; see -h after it)")
+                       description="Run KERNEL; kernel options follow (see 'run KERNEL -h').",
+                       add_help=False)
+    r.add_argument("-h", "--help", action="store_true",
+                   help="this help, and with a kernel name its options")
+    r.add_argument("kernel", nargs="?", help=f"kernel name: {kernels}")
     common(r)
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--waves", action="store_true",
@@ -273,8 +281,11 @@ def main(argv=None):
     w.set_defaults(func=cmd_waves)
 
     e = sub.add_parser("explain", help="how a socket kernel is partitioned, placed and "
-                                       "routed (no simulation)")
-    e.add_argument("kernel", help="socket kernel (gemm, attention, softmax, mlp)")
+                                       "routed (no simulation)", add_help=False)
+    e.add_argument("-h", "--help", action="store_true",
+                   help="this help, and with a kernel name its options")
+    e.add_argument("kernel", nargs="?", help="socket kernel: " + ", ".join(
+        n for n, k in KERNELS.items() if k.programs is not None))
     common(e)
     e.set_defaults(func=cmd_explain)
     b = sub.add_parser("bench", help="measure build time and simulation speed")
@@ -286,7 +297,24 @@ def main(argv=None):
     args, extra = p.parse_known_args(argv)
     if extra and args.cmd not in ("run", "explain"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.cmd in ("run", "explain") and (args.help or args.kernel is None):
+        _kernel_help(args, sub.choices[args.cmd], KERNELS)
     args.func(args, extra)
+
+
+def _kernel_help(args, parser, kernels):
+    """``run -h`` / ``run KERNEL -h`` (and explain's): the command's help, then the
+    kernel's own options; no kernel: the list of kernels."""
+    if args.kernel is None and not args.help:
+        parser.error(f"a kernel name is needed: {', '.join(kernels)}")
+    parser.print_help()
+    k = kernels.get(args.kernel)
+    if k is None and args.kernel is not None:
+        sys.exit(f"\nunknown kernel {args.kernel!r}; known: {', '.join(kernels)}")
+    if k is not None:
+        print(f"\nkernel {k.name!r}:")
+        print(_kernel_parser(k, args.cmd).format_help())
+    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Run a named job on the simulated hardware and produce its report (ARCHITECTURE.md §7)."""
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from .designs import build_design
 from .tracesel import TraceSelection
 from .waves import natural_key, trace_selection, write_gtkw
 
-__all__ = ["Kernel", "KERNELS", "kernel_args", "run_kernel", "wave_request", "REPORT_DIR"]
+__all__ = ["Kernel", "KERNELS", "check_run", "kernel_args", "run_kernel", "wave_request",
+           "REPORT_DIR"]
 
 REPORT_DIR = Path("build") / "reports"
 RUN_DIR = Path("build") / "runs"
@@ -101,8 +104,9 @@ def _decoder_programs(params, o):
 
 def _programs_of(dec):
     """Every program a decoder's positions launch, once each."""
-    return list(dict.fromkeys(k.program for t in range(dec.shape.tokens)
-                              for k, *_ in dec.steps(t)))
+    progs = {id(k.program): k.program for t in range(dec.shape.tokens)
+             for k, *_ in dec.steps(t)}       # by identity: programs hold numpy arrays
+    return list(progs.values())
 
 
 def _attention_programs(params, o):
@@ -246,6 +250,43 @@ def kernel_args(name, params, *, seed=1, options=None):
     TypeError names an option of the wrong type, before any model is built."""
     k = KERNELS[name]
     return k.args(seed=seed, params=params.to_dict(), **k.fixed, **_options(k, options))
+
+
+def check_run(name, params, options=None, report=None):
+    """Refuse, before any model is built, what cannot run: an unknown kernel, options of
+    the wrong type or range (``kernel_args``), options the kernel's compiler refuses
+    (shapes that do not fit the array or its memories: its programs are compiled here as
+    the testbench will compile them) and a report path that cannot be written. Raises
+    ValueError naming the problem."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
+    k = KERNELS[name]
+    try:
+        kernel_args(name, params, options=options)
+        if k.programs is not None:
+            k.programs(params, _options(k, options))
+    except (TypeError, ValueError, MemoryError) as e:
+        raise ValueError(f"{name}: {e}") from None
+    if report is not None:
+        _check_writable(Path(report))
+
+
+def _check_writable(path):
+    """A file can be created or replaced at ``path``: a probe file is created (and
+    removed) in its nearest existing directory — the run creates the directories between."""
+    if path.is_dir():
+        raise ValueError(f"report path {path} is a directory")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        raise ValueError(f"report path {path} cannot be written: {e}") from None
 
 
 def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, options=None):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hdl.params import PRESETS, ParamError, RduParams, load_params
+from hdl.params import PRESETS, RANGES, ParamError, RduParams, load_params
 
 
 def test_presets_match_architecture_table():
@@ -28,9 +28,11 @@ def test_presets_match_architecture_table():
     ("agcus", 9, "do not fit"),
     ("pmu_banks", 4, "pmu_banks >= pcu_lanes"),
     ("pcu_lanes", 1, "at least 2 lanes"),
+    ("pcu_lanes", 128, "out of range: 2 .. 64"),
+    ("clock_ghz", float("nan"), "positive number"),
     ("ddr_bytes_per_cycle", 2, "32-bit word"),
     ("clock_ghz", 0, "positive"),
-    ("agcu_stores", 5, "1 .. 4 store streams"),
+    ("agcu_stores", 5, "1 .. 4 (store streams"),
 ])
 def test_bad_values_name_the_field(field, value, words):
     with pytest.raises(ParamError) as e:
@@ -65,3 +67,43 @@ def test_params_are_frozen():
     with pytest.raises(Exception):
         PRESETS["small"].rows = 3
     assert RduParams() == PRESETS["small"].replace(name="custom")
+
+
+def _random_params(rng):
+    """A random point of the validator's space: every field in its range (a power of two
+    where a field must be one), and in a third of the cases one field just outside."""
+    out = {}
+    for name, (lo, hi, why) in RANGES.items():
+        if "power of two" in why:
+            out[name] = 1 << rng.randint((lo - 1).bit_length(), hi.bit_length() - 1)
+        else:
+            out[name] = rng.choice([lo, hi, rng.randint(lo, min(hi, 4 * lo + 8))])
+    if rng.random() < 1 / 3:
+        name = rng.choice(sorted(RANGES))
+        lo, hi, _ = RANGES[name]
+        out[name] = rng.choice([lo - 1, hi + 1])
+    return out
+
+
+def test_random_configs_are_accepted_whole_or_refused_by_name():
+    """Seeded random configs (bounded count): either refused with a ParamError that starts
+    with a field name, or accepted — and then every config register fits the bus and a
+    launch record one burst (check_socket), the HDL's own layouts computed."""
+    import random
+
+    from hdl.socket import check_socket
+    fields = set(RANGES) | {"clock_ghz", "name", "base"}
+    seed = 20261203
+    rng = random.Random(seed)
+    accepted = 0
+    for i in range(200):
+        fields_given = _random_params(rng)
+        try:
+            p = PRESETS["small"].replace(**fields_given)
+            check_socket(p)
+            accepted += 1
+        except ParamError as e:
+            first = str(e).split(":")[0].split(",")[0].split(" ")[0]
+            assert first in fields, f"seed {seed} case {i}: {e} names no field"
+    assert accepted >= 10, f"seed {seed}: {accepted} of 200 random configs accepted (the " \
+        f"generator is too wide to test the accepted side)"
