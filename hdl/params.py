@@ -28,16 +28,16 @@ def _is_pow2(n):
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
 
 
-#: Config registers the config bus addresses (``hdl.configbus.UNIT_BITS``; here, below every
-#: unit, because the parameter checks need it): a tile unit and three switches per grid
-#: position, then one per AGCU.
+#: Ids on the config bus (``hdl.configbus.UNIT_BITS``; here, below every unit, because the
+#: parameter checks need it): a tile unit and three switches per grid position, then one
+#: per AGCU; the last id is the program checksum's.
 CONFIG_UNITS = 1 << 10
 
 #: Every integer field's accepted range (inclusive) and what bounds it. The cross-field
 #: rules are in :meth:`RduParams.__post_init__`; the README's table is this one.
 RANGES = {
-    "rows": (1, 16, "grid rows; unit ids: 4 x rows x cols + agcus <= 1024"),
-    "cols": (1, 16, "grid columns; unit ids: 4 x rows x cols + agcus <= 1024"),
+    "rows": (1, 16, "grid rows; unit ids: 4 x rows x cols + agcus <= 1023"),
+    "cols": (1, 16, "grid columns; unit ids: 4 x rows x cols + agcus <= 1023"),
     "pcu_lanes": (2, 64, "power of two; the reduction tree needs at least 2 lanes"),
     "pcu_stages": (1, 16, "the systolic array is stages x lanes"),
     "pcu_fifo_depth": (2, 256, "an input FIFO streams at full rate with 2"),
@@ -162,9 +162,10 @@ class RduParams:
             raise ParamError(f"clock_ghz: must be a positive number {CLOCK_RANGE[0]} .. "
                              f"{CLOCK_RANGE[1]}, got {c!r}")
         units = 4 * self.rows * self.cols + self.agcus
-        if units > CONFIG_UNITS:
+        if units > CONFIG_UNITS - 1:
             raise ParamError(f"rows x cols, agcus: 4 x {self.rows} x {self.cols} + {self.agcus} "
-                             f"= {units} config units; the config bus addresses {CONFIG_UNITS}")
+                             f"= {units} config units; the config bus addresses "
+                             f"{CONFIG_UNITS - 1} (and the program checksum)")
         for name in ("pcu_lanes", "pmu_banks", "pmu_bank_words", "hbm_channels",
                      "hbm_bytes_per_cycle", "ddr_bytes_per_cycle", "host_bytes_per_cycle",
                      "hbm_capacity", "ddr_capacity", "rdn_flows", "agcu_tags", "dma_tags"):

@@ -3,6 +3,7 @@ link, top-level network), the kernel sequencer with its config controller, and t
 host-visible registers and performance counters."""
 
 from amaranth import Module, Mux, Signal, unsigned
+from amaranth.hdl import ResetInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,7 +15,7 @@ from .configbus import INDEX_BITS, ConfigTarget
 from .memory.channel import BYTE_COUNTER_BITS
 from .memory.config import MemoryMap, dma_desc_layout, mem_port_signature
 from .rdn.config import COUNTER_BITS, E, W, switch_counters_layout
-from .sequencer import KernelSequencer, SeqError, record_beats
+from .sequencer import KernelSequencer, SeqError, SeqPhase, record_beats
 from .tile import ConfigUnit, Tile, config_units
 
 __all__ = ["agcu_position", "check_socket", "socket_config_units", "counters_layout",
@@ -108,6 +109,7 @@ def host_registers(params):
         "vec_counters": Out(switch_counters_layout()).array(n),
         "sca_counters": Out(switch_counters_layout()).array(n),
         "decode_error": Out(1), "credit_error": Out(2 * n),
+        "phase": Out(SeqPhase), "decode_addr": Out(mm.addr_bits),
     }
 
 
@@ -141,7 +143,13 @@ class Socket(wiring.Component):
     counters : Out(counters_layout)       performance counters;
     vec_counters[k], sca_counters[k]      and those of the switch ports.
     decode_error, credit_error : Out      broken-address / broken-link flags (never
-                                          expected).
+                                          expected); decode_addr : Out   the address.
+    phase : Out(SeqPhase)                 where an error stopped the sequencer.
+
+    After an error the sequencer's ``clear`` resets the datapath (tile, AGCUs and their
+    configs, memory network, DMA engine; not the memories' contents nor the sequencer's
+    counters); what the host reads of the units' state (busy, faults, error flags) is held
+    as it was when the error struck until the next ``go``.
     """
 
     def __init__(self, params):
@@ -167,13 +175,29 @@ class Socket(wiring.Component):
                      to.payload.eq(Mux(own.valid, own.payload, host.payload)),
                      own.ready.eq(to.ready), host.ready.eq(to.ready & ~own.valid)]
 
+    @staticmethod
+    def _held_status(m, seq):
+        """``held(out, live)``: host register ``out`` shows ``live``, except while the
+        sequencer clears the datapath after an error and until the next ``go``: then what
+        ``live`` was when the error struck."""
+        hold = Signal()
+        m.d.comb += hold.eq(seq.clear | (~seq.busy & (seq.error != SeqError.NONE)))
+
+        def held(out, live):
+            kept = Signal(len(out))
+            with m.If(~hold):
+                m.d.sync += kept.eq(live)
+            m.d.comb += out.eq(Mux(hold, kept, live))
+        return held
+
     def elaborate(self, platform):
         m = Module()
         p = self.params
         n, a = p.rows * p.cols, p.agcus
-        mem = m.submodules.mem = self.mem
-        tile = m.submodules.tile = Tile(p)
+        mem, tile = self.mem, Tile(p)
         seq = m.submodules.seq = KernelSequencer(p)
+        m.submodules.mem = ResetInserter(seq.clear)(mem)
+        m.submodules.tile = ResetInserter(seq.clear)(tile)
         ctr = self.counters
 
         # Host side.
@@ -189,8 +213,9 @@ class Socket(wiring.Component):
         m.d.comb += [
             seq.go.eq(self.go), seq.launches.eq(self.launches), seq.count.eq(self.count),
             seq.timeout.eq(self.timeout), self.busy.eq(seq.busy), self.error.eq(seq.error),
+            self.phase.eq(seq.phase),
             self.dma_busy.eq(mem.dma_busy), self.dma_error.eq(mem.dma_error),
-            self.decode_error.eq(mem.decode_error), self.credit_error.eq(tile.credit_error),
+            seq.net_error.eq(mem.decode_error), seq.link_error.eq(tile.credit_error.any()),
             ctr.dma.done.eq(mem.dma_done), ctr.dma.cycles.eq(mem.dma_cycles),
             seq.dma_done.eq(mem.dma_done), seq.dma_error.eq(mem.dma_error),
         ]
@@ -202,7 +227,8 @@ class Socket(wiring.Component):
         wiring.connect(m, seq.cfg, tile.cfg)
         agcu_units = [u for u in socket_config_units(p) if u.name == "agcu"]
         for k, u in enumerate(agcu_units):
-            t = m.submodules[f"agcu_cfg{k}"] = ConfigTarget(u.layout, u.id)
+            t = ConfigTarget(u.layout, u.id)
+            m.submodules[f"agcu_cfg{k}"] = ResetInserter(seq.clear)(t)
             m.d.comb += [t.bus.payload.eq(seq.cfg.payload),
                          t.bus.valid.eq(seq.cfg.valid & seq.cfg.ready),
                          mem.agcu_config[k].eq(t.config)]
@@ -210,18 +236,22 @@ class Socket(wiring.Component):
         # Kernel control.
         m.d.comb += [tile.start.eq(seq.tile_start), tile.iters.eq(seq.iters),
                      mem.iters.eq(seq.iters), mem.chain.eq(seq.chain),
-                     seq.tile_busy.eq(tile.busy),
-                     self.unit_busy.eq(tile.busy)]
+                     seq.tile_busy.eq(tile.busy)]
+        held = self._held_status(m, seq)
+        held(self.unit_busy, tile.busy)
+        held(self.decode_error, mem.decode_error)
+        held(self.decode_addr, mem.decode_addr)
+        held(self.credit_error, tile.credit_error)
         for k in range(a):
             status = mem.agcu_status[k]
             m.d.comb += [mem.agcu_start[k].eq(seq.agcu_start[k]),
                          mem.agcu_offset[k].eq(seq.agcu_offset[k]),
                          mem.agcu_stride[k].eq(seq.agcu_stride[k]),
                          seq.agcu_busy[k].eq(status.busy),
-                         self.agcu_busy[k].eq(status.busy),
-                         seq.agcu_fault[k].eq(status.fault),
-                         self.fault[k].eq(status.fault),
-                         self.fault_addr[k].eq(status.fault_addr)]
+                         seq.agcu_fault[k].eq(status.fault)]
+            held(self.agcu_busy[k], status.busy)
+            held(self.fault[k], status.fault)
+            held(self.fault_addr[k], status.fault_addr)
             for name in ("done", "bursts", "cycles", "reordered"):
                 m.d.comb += getattr(ctr.agcu[k], name).eq(getattr(status, name))
 

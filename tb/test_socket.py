@@ -49,16 +49,18 @@ import numpy as np
 from firmware.coe import CoeShape, DecoderExperts, Experts, request_input, router_weights
 from firmware.decoder import Decoder, DecoderShape
 from firmware.compiler.agcu import Segment, TensorAccess, pack_agcu
+from firmware.compiler.bitstream import BEAT_WORDS
 from firmware.compiler.program import kernel_program
 from firmware import numerics as N
 from firmware.kernels.elementwise import compile_scale_bias
 from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_pcus
-from firmware.runtime.launch import Launch
+from firmware.runtime.launch import Launch, LaunchError
 from firmware.runtime.reference import ReferenceDevice
 from firmware.runtime.rtl import DeviceError, RtlDevice
 from hdl.tile import is_pcu
 from tb.lib.args import (
-    AttentionArgs, AttentionHeadsArgs, CoeArgs, DecoderArgs, DmaRefusedArgs, FaultArgs, GemmArgs,
+    AttentionArgs, AttentionHeadsArgs, CoeArgs, DecoderArgs, DmaRefusedArgs, FaultArgs, FaultsArgs,
+    GemmArgs,
     GemvLoopArgs, GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
 from tb.lib.decoder import check_batch, decoder_weights
 from tb.lib.gemv import check_gemv, gemv_inputs
@@ -941,9 +943,10 @@ async def fault(dut):
     # may be written.
     y, prog = await _with_writer(dev, params, n, n, n - 1, guard)
     msg = await _expect_error(dev, prog, "FAULT", kernel_timeout=50000)
-    assert "AGCU 1" in msg, msg
+    assert "in the kernel" in msg and "AGCU 1" in msg, msg
     got = await dev.read(y, 2 * n)
     assert (got[n - 1:] == guard[n - 1:]).all(), "memory outside the segment was written"
+    await _recovers(dev, params, rng, f"an AGCU fault (seed {args.seed})")
 
 
 @cocotb.test()
@@ -968,6 +971,7 @@ async def dma_refused(dut):
     else:
         raise AssertionError(f"the sequencer ran a refused copy (seed {args.seed})")
     assert (await dev.read(dst) == guard).all(), f"a refused copy wrote (seed {args.seed})"
+    await _recovers(dev, params, rng, f"a refused copy (seed {args.seed})")
 
 
 @cocotb.test()
@@ -978,4 +982,135 @@ async def timeout(dut):
     _, prog = await _with_writer(dev, params, n, 2 * n, 2 * n)
     msg = await _expect_error(dev, prog, "TIMEOUT", kernel_timeout=5000)
     # The error names who was still working: the writer, not the finished PCU or reader.
-    assert msg.endswith("still busy: AGCU 1"), msg
+    assert "in the kernel" in msg and msg.endswith("still busy: AGCU 1"), msg
+    await _recovers(dev, params, rng, f"a kernel timeout (seed {args.seed})")
+
+
+async def _recovers(dev, params, rng, what):
+    """After an error the datapath was cleared: a launch that loads its program runs
+    bit-exactly (one that counts on a resident program is refused by firmware)."""
+    n = 3 * params.pcu_lanes + 1
+    x, y = (dev.alloc.alloc("hbm", n, f"{v} after") for v in "xy")
+    xs = _floats(rng, n)
+    await dev.write(x, xs)
+    k = compile_scale_bias(params, n, x=x, y=y, scale=1.5, bias=-0.25, relu=True)
+    prog = await dev.load(k.program)
+    try:
+        await dev.run([prog.launch(reload=False)])
+    except DeviceError as e:
+        assert "must load its program" in str(e), e
+    else:
+        raise AssertionError(f"after {what}: a launch without its program was run")
+    await dev.run([prog.launch()], kernel_timeout=20000)
+    _check(await dev.read(y, n), k.reference(params, xs), xs, np.float32(1.5),
+           np.float32(-0.25), f"the launch after {what}")
+
+
+@cocotb.test()
+async def faults(dut):
+    """Each of: a record list outside memory, a program outside memory, a program with one
+    bit flipped, a program load over the watchdog, a looped kernel whose last iteration
+    steps out of its buffer — stops with its named error and phase, writes nothing outside
+    its segments, and the next launch runs bit-exactly."""
+    args, params, dev, rng = await _setup(dut, FaultsArgs)
+    mm, n = dev.map, args.n
+    outside = mm.beats + 3          # a beat address past the end of memory (DDR's)
+    assert outside < 1 << mm.addr_bits, "no beat address outside memory to try"
+    for case in ("record", "program", "checksum", "load_timeout", "loop_bounds"):
+        what = f"{case} (seed {args.seed})"
+        msg = await _FAULTS[case](dev, params, rng, n, outside, what)
+        await _recovers(dev, params, rng, what)
+        dut._log.info(f"{case}: {msg}")
+
+
+async def _error_of(run, code, phase, what):
+    try:
+        await run
+    except DeviceError as e:
+        msg = str(e)
+        assert f"{code} in {phase}" in msg, f"{what}: {msg}"
+        return msg
+    raise AssertionError(f"{what}: the sequencer reported no {code}")
+
+
+async def _fault_record(dev, params, rng, n, outside, what):
+    msg = await _error_of(dev.run_records(None, 1, at=outside, kernel_timeout=10000),
+                          "MEMORY", "the record fetch", what)
+    assert f"at beat {outside:#x}" in msg, f"{what}: {msg}"
+    return msg
+
+
+async def _guarded_kernel(dev, params, rng, n, slices=1):
+    """scale_bias on ``n`` words, its buffers ``slices`` x ``n`` words, its output ``y``
+    followed by a guard buffer of random words: (kernel, y, guard buffer, guard words)."""
+    x = dev.alloc.alloc("hbm", n * slices, "x")
+    y = dev.alloc.alloc("hbm", n * slices, "y")
+    g = dev.alloc.alloc("hbm", 2 * n, "guard")
+    for buf in (x, y):
+        await dev.write(buf, _floats(rng, buf.words))
+    guard = _floats(rng, 2 * n)
+    await dev.write(g, guard)
+    k = compile_scale_bias(params, n, x=x, y=y, scale=2.0, bias=1.0)
+    return k, y, g, guard
+
+
+async def _fault_program(dev, params, rng, n, outside, what):
+    from firmware.runtime.launch import record_words
+    from hdl.sequencer import launch_layout
+    k, y, g, guard = await _guarded_kernel(dev, params, rng, n)
+    before = await dev.read(y)
+    p = k.program
+    record = launch_layout(params).const({"program": outside, "beats": p.beats,
+                                          "iterations": 1, "units": p.units, "agcus": p.agcus})
+    msg = await _error_of(dev.run_records(record_words(params, record.as_value().value), 1,
+                                          kernel_timeout=10000),
+                          "MEMORY", "the program load", what)
+    assert f"at beat {outside:#x}" in msg, f"{what}: {msg}"
+    assert (await dev.read(y) == before).all() and (await dev.read(g) == guard).all(), \
+        f"{what}: a kernel without its program wrote"
+    return msg
+
+
+async def _fault_checksum(dev, params, rng, n, outside, what):
+    k, y, g, guard = await _guarded_kernel(dev, params, rng, n)
+    before = await dev.read(y)
+    prog = await dev.load(k.program)
+    image = (await dev.read(prog.buffer)).copy()
+    r = rng.randrange(k.program.beats)
+    image[r * BEAT_WORDS] ^= np.uint32(1 << rng.randrange(32))      # one data bit
+    await dev.write(prog.buffer, image)
+    msg = await _error_of(dev.run([prog.launch()], kernel_timeout=10000),
+                          "CHECKSUM", "the program load", what)
+    assert (await dev.read(y) == before).all() and (await dev.read(g) == guard).all(), \
+        f"{what}: a program that failed its checksum ran"
+    return msg
+
+
+async def _fault_load_timeout(dev, params, rng, n, outside, what):
+    k, _, _, _ = await _guarded_kernel(dev, params, rng, n)
+    prog = await dev.load(k.program)
+    limit = k.program.beats // 4            # the load takes at least a cycle a beat
+    return await _error_of(dev.run([prog.launch()], kernel_timeout=limit),
+                           "TIMEOUT", "the program load", what)
+
+
+async def _fault_loop_bounds(dev, params, rng, n, outside, what):
+    # Three iterations of n words, stepped by n, over buffers of two slices: the third
+    # steps out of both segments (built by hand: firmware refuses such strides).
+    k, y, g, guard = await _guarded_kernel(dev, params, rng, n, slices=2)
+    prog = await dev.load(k.program)
+    p = prog.program
+    try:
+        prog.launch(iterations=3, strides=_slices(n))
+    except LaunchError as e:
+        assert "outside" in str(e) or "buffer" in str(e), f"{what}: {e}"
+    else:
+        raise AssertionError(f"{what}: firmware let iterations step out of their buffer")
+    launch = Launch(prog.buffer.addr, p.beats, p.units, p.agcus, 3, {}, _slices(n))
+    msg = await _error_of(dev.run([launch], kernel_timeout=50000), "FAULT", "the kernel", what)
+    assert (await dev.read(g) == guard).all(), f"{what}: an iteration wrote past its buffer"
+    return msg
+
+
+_FAULTS = {"record": _fault_record, "program": _fault_program, "checksum": _fault_checksum,
+           "load_timeout": _fault_load_timeout, "loop_bounds": _fault_loop_bounds}

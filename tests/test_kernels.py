@@ -77,6 +77,10 @@ def test_launch_errors_name_the_field():
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, strides={(0, "read"): 1}))
     with pytest.raises(LaunchError, match="'load', 'load2', 'store', 'store2', 'store3'"):
         pack_launch(p, Launch(program=0, beats=1, units=1, agcus=1, offsets={(0, "store4"): 1}))
+    end = MemoryMap(p).beats * MemoryMap(p).words
+    with pytest.raises(LaunchError, match="runs past the end of memory"):
+        pack_launch(p, Launch(program=end - 8, beats=9, units=1, agcus=1))
+    pack_launch(p, Launch(program=end - 8, beats=4, units=1, agcus=1))     # the last beat
 
 
 def test_copy_records_pack_a_dma_descriptor_and_refuse_what_the_engine_would():

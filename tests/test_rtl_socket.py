@@ -317,3 +317,11 @@ def test_refused_copy_record_stops_the_sequencer(model, tmp_path):
 
 def test_kernel_timeout_stops_the_sequencer(model, tmp_path):
     run(model, tmp_path, "timeout", seed=SEED + 30, n=24)
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_faults_are_named_contained_and_cleared(model, tmp_path, k):
+    """Records and programs outside memory, a flipped program bit, a program load over the
+    watchdog, a looped kernel stepping out of its buffer: each its named error, nothing
+    written outside, and the next launch bit-exact."""
+    run(model, tmp_path, "faults", seed=SEED + 70 + k, n=40 + 17 * k)

@@ -3,9 +3,9 @@ packed with ``config_beat_layout`` (what the config controller streams from memo
 
 import numpy as np
 
-from hdl.configbus import BEAT_WORDS, UNIT_BITS, config_beat_layout, config_words
+from hdl.configbus import BEAT_WORDS, CHECK_UNIT, INDEX_BITS, config_beat_layout, config_words
 
-__all__ = ["BitstreamError", "BEAT_WORDS", "config_beats", "bitstream_rows"]
+__all__ = ["BitstreamError", "BEAT_WORDS", "config_beats", "bitstream_rows", "check_beats"]
 
 
 class BitstreamError(ValueError):
@@ -16,8 +16,8 @@ def config_beats(unit, layout, value):
     """(unit, index, data) of every word of ``value`` (an int in ``layout``)."""
     from amaranth.lib import data
     size = data.Layout.cast(layout).size
-    if not 0 <= unit < 1 << UNIT_BITS:
-        raise BitstreamError(f"unit {unit}: outside 0 .. {(1 << UNIT_BITS) - 1}")
+    if not 0 <= unit < CHECK_UNIT:
+        raise BitstreamError(f"unit {unit}: outside 0 .. {CHECK_UNIT - 1}")
     if not 0 <= value < 1 << size:
         raise BitstreamError(f"unit {unit}: config value does not fit its {size}-bit layout")
     try:
@@ -27,12 +27,25 @@ def config_beats(unit, layout, value):
     return [(unit, k, (value >> (32 * k)) & 0xFFFFFFFF) for k in range(n)]
 
 
+def check_beats(beats):
+    """The program's two check beats for config beats ``beats`` [(unit, index, data)]: the
+    sums ``hdl.configbus.ConfigLoader`` forms as the beats go by (s1 += data + (index |
+    unit << INDEX_BITS), s2 += s1, mod 2**32)."""
+    s1 = s2 = 0
+    for unit, index, word in beats:
+        s1 = (s1 + word + (index | unit << INDEX_BITS)) & 0xFFFFFFFF
+        s2 = (s2 + s1) & 0xFFFFFFFF
+    return [(CHECK_UNIT, 0, s1), (CHECK_UNIT, 1, s2)]
+
+
 def bitstream_rows(units):
     """``units``: {unit: (layout, value)} -> (n, BEAT_WORDS) uint32 rows, one config beat
-    each (packed with ``config_beat_layout``), units ascending, words in index order."""
+    each (packed with ``config_beat_layout``), units ascending, words in index order, the
+    two check beats last."""
     beats = [b for u in sorted(units) for b in config_beats(u, *units[u])]
     if not beats:
         raise BitstreamError("empty bitstream: no unit to configure")
+    beats += check_beats(beats)
     rows = np.zeros((len(beats), BEAT_WORDS), dtype=np.uint32)
     for i, (unit, index, word) in enumerate(beats):
         v = config_beat_layout.const({"unit": unit, "index": index,

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdl.agcu.config import streams, word_bits
-from hdl.configbus import COUNT_BITS
+from hdl.configbus import BEAT_WORDS, COUNT_BITS
 from hdl.memory.config import MemoryMap
 from hdl.counters import ITER_BITS
 from hdl.sequencer import launch_layout, record_beats
@@ -96,6 +96,10 @@ def pack_launch(params, launch: Launch) -> int:
                           f"({mm.words} words per beat)")
     if not 0 <= launch.beats < 1 << COUNT_BITS:
         raise LaunchError(f"{launch.beats} config beats: at most {(1 << COUNT_BITS) - 1}")
+    end = launch.program + -(-launch.beats * BEAT_WORDS // mm.words) * mm.words
+    if launch.program < 0 or (launch.beats and end > mm.beats * mm.words):
+        raise LaunchError(f"program at word {launch.program:#x} ({launch.beats} config beats) "
+                          f"runs past the end of memory (word {mm.beats * mm.words:#x})")
     if not 1 <= launch.iterations < 1 << ITER_BITS:
         raise LaunchError(f"{launch.iterations} iterations: 1 .. {(1 << ITER_BITS) - 1}")
     for name in ("offsets", "strides"):

@@ -8,12 +8,12 @@ cycles, read back from the counters.
 """
 
 from hdl.rdn.config import switch_counters_layout
-from hdl.sequencer import SeqError
+from hdl.sequencer import SeqError, SeqPhase
 from hdl.socket import counters_layout, host_port
 from hdl.tile import is_pcu
 
 from .device import Device, DeviceError, LoadedProgram
-from .launch import launch_words
+from .launch import Copy, launch_words
 
 __all__ = ["DeviceError", "LoadedProgram", "RtlDevice", "decode"]
 
@@ -32,10 +32,18 @@ def decode(layout, value):
     return walk(data.Layout.cast(layout).from_bits(value))
 
 
+#: SeqPhase as a message says it.
+_PHASES = {SeqPhase.RECORD: "the record fetch", SeqPhase.PROGRAM: "the program load",
+           SeqPhase.KERNEL: "the kernel", SeqPhase.COPY: "the copy"}
+
+
 class RtlDevice(Device):
     def __init__(self, tb, params, image):
         super().__init__(params)
         self.tb, self.image = tb, image
+        #: An error cleared the datapath (programs included): the next list's first
+        #: launch must load its program.
+        self.cleared = False
 
     def _reg(self, name, index=None):
         """The testbench handle of host register ``name`` (``hdl.socket.host_registers``)."""
@@ -54,17 +62,25 @@ class RtlDevice(Device):
         per-iteration watchdog (a kernel that stalls stops with TIMEOUT);
         ``timeout_cycles`` bounds the whole wait here."""
         self._check_launches(launches)
+        first = next((x for x in launches if not isinstance(x, Copy)), None)
+        if self.cleared and first is not None and first.beats == 0:
+            raise DeviceError("the last error cleared the datapath and its programs: the "
+                              "first launch after it must load its program (reload=True)")
+        self.cleared = False
         return await self.run_records(launch_words(self.params, launches), len(launches),
                                       timeout_cycles=timeout_cycles,
                                       kernel_timeout=kernel_timeout, poll=poll)
 
     async def run_records(self, words, count, *, timeout_cycles=1 << 24,
-                          kernel_timeout=1 << 20, poll=256):
+                          kernel_timeout=1 << 20, poll=256, at=None):
         """:meth:`run` on ``count`` records already packed into ``words`` (a test's way
-        to hand the hardware a record firmware would refuse)."""
-        await self.write(self.launch_area, words)
+        to hand the hardware a record firmware would refuse); ``at``: the beat address the
+        sequencer reads them from instead of the launch area (nothing written then)."""
+        if at is None:
+            await self.write(self.launch_area, words)
+            at = self.launch_area.addr // self.map.words
         tb = self.tb
-        self._reg("launches").value = self.launch_area.addr // self.map.words
+        self._reg("launches").value = at
         self._reg("count").value = count
         self._reg("timeout").value = kernel_timeout
         await tb.cycles(2)
@@ -80,17 +96,35 @@ class RtlDevice(Device):
             waited += poll
         err = SeqError(int(self._reg("error").value))
         if err != SeqError.NONE:
-            if err == SeqError.FAULT:
-                faults = int(self._reg("fault").value)
-                detail = "; " + ", ".join(
-                    f"AGCU {k} at segment word {int(self._reg('fault_addr', k).value)}"
-                    for k in range(self.params.agcus) if faults >> k & 1)
-            elif err == SeqError.DMA:
-                detail = "; the DMA engine refused a copy record's descriptor"
-            else:
-                detail = "; still busy: " + (", ".join(self._busy()) or "nothing")
-            raise DeviceError(f"kernel sequencer stopped: {err.name}{detail}")
+            self.cleared = True
+            raise DeviceError(self._error_message(err))
         return await self.counters()
+
+    def _error_message(self, err):
+        """What stopped the sequencer, where, and the registers that say more."""
+        p = self.params
+        phase = _PHASES[SeqPhase(int(self._reg("phase").value))]
+        if err == SeqError.FAULT:
+            faults = int(self._reg("fault").value)
+            detail = ", ".join(f"AGCU {k} at segment word {int(self._reg('fault_addr', k).value)}"
+                               for k in range(p.agcus) if faults >> k & 1)
+        elif err == SeqError.DMA:
+            detail = "the DMA engine refused a copy record's descriptor"
+        elif err == SeqError.MEMORY:
+            beat = int(self._reg("decode_addr").value)
+            detail = (f"a request outside memory at beat {beat:#x} (word {beat * self.map.words:#x}"
+                      f"; memory ends at beat {self.map.beats:#x})")
+        elif err == SeqError.CHECKSUM:
+            detail = "program checksum: its check beats do not match its beats; nothing started"
+        elif err == SeqError.LINK:
+            bad = int(self._reg("credit_error").value)
+            detail = "a switch input overran its buffer: " + ", ".join(
+                f"{'vector' if k < p.rows * p.cols else 'scalar'} switch "
+                f"{divmod(k % (p.rows * p.cols), p.cols)}" for k in range(2 * p.rows * p.cols)
+                if bad >> k & 1)
+        else:
+            detail = "still busy: " + (", ".join(self._busy()) or "nothing")
+        return f"kernel sequencer stopped: {err.name} in {phase}; {detail}"
 
     def _busy(self):
         """Names of the units and AGCUs busy now."""

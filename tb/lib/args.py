@@ -421,6 +421,12 @@ class DmaRefusedArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class FaultsArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "faults"
+    n: int = arg(40, "words of each faulting kernel's slice", lo=1)
+
+
+@dataclass(frozen=True)
 class TimeoutArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "timeout"
     n: int = arg(64, "words the writer waits for", lo=1)
@@ -430,6 +436,7 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
     RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
+    FaultsArgs,
     SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, CoeArgs, DecoderArgs, GraphArgs,
     MlpArgs,
     FaultArgs, DmaRefusedArgs, TimeoutArgs)}
