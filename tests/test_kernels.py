@@ -5,7 +5,7 @@ error paths (memory overflow, a kernel that does not fit, bad launches)."""
 import numpy as np
 import pytest
 
-from firmware.compiler.bitstream import BitstreamError
+from firmware.compiler.bitstream import BitstreamError, check_beats
 from firmware.compiler.pcu import PcuProgramError
 from firmware.compiler.place import PlacementError
 from firmware.compiler.program import kernel_program
@@ -14,7 +14,7 @@ from firmware.kernels.gemm import GemmShape, compile_gemm, gemm_limits, share_gr
 from firmware.runtime.launch import Copy, Launch, LaunchError, launch_words, pack_launch
 from firmware.runtime.memory import Allocator, OutOfMemory
 from hdl.agcu.config import word_bits
-from hdl.configbus import config_beat_layout, config_words
+from hdl.configbus import CHECK_UNIT, config_beat_layout, config_words
 from hdl.memory.config import MAX_BURST, MemoryMap
 from hdl.params import PRESETS, RduParams
 from hdl.sequencer import launch_layout, record_beats
@@ -36,15 +36,18 @@ def _gemm(params, m, n, k, **kw):
 def test_bitstream_writes_every_config_register_once(name):
     params = PRESETS[name]
     g, _ = _gemm(params, 40, 20, 33)
-    seen = {}
+    seen, beats = {}, []
     for row in g.program.rows:
         b = config_beat_layout.from_bits(int(row[0]) | int(row[1]) << 32)
-        key = (b.unit, b.index)
-        assert key not in seen, f"config word {key} written twice"
-        seen[key] = b.data
+        beats.append((int(b.unit), int(b.index), int(b.data)))
+    # The last two beats are the program's checksum (CHECK_UNIT, index 0 and 1).
+    assert beats[-2:] == check_beats(beats[:-2])
+    for unit, index, word in beats[:-2]:
+        assert (unit, index) not in seen, f"config word {(unit, index)} written twice"
+        seen[unit, index] = word
     units = socket_config_units(params)
     assert sorted(seen) == sorted((u.id, i) for u in units for i in range(config_words(u.layout)))
-    assert g.program.beats == sum(config_words(u.layout) for u in units)
+    assert g.program.beats == sum(config_words(u.layout) for u in units) + 2
     # The PCU at (0, 0) is the only unit started; both AGCUs are.
     assert g.program.units == 1 and g.program.agcus == 0b11
 
@@ -550,10 +553,10 @@ def test_a_partial_bitstream_writes_only_the_kernels_units_and_switches():
     units = {u.id: u for u in socket_config_units(SMALL)}
     layout = data.Layout.cast(config_beat_layout)
     written = {int(layout.from_bits(sum(int(w) << (32 * i) for i, w in enumerate(row)))["unit"])
-               for row in k.rows}
+               for row in k.rows} - {CHECK_UNIT}
     kinds = sorted({units[u].name for u in written})
     assert kinds == ["agcu", "pcu", "vec_switch"], kinds
     assert sum(units[u].name == "pcu" for u in written) == 1
     assert bin(k.units).count("1") == 1 and k.agcus == 0b11
     full = sum(config_words(u.layout) for u in units.values())
-    assert k.beats < full, (k.beats, full)
+    assert k.beats < full + 2, (k.beats, full)
