@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CoeArgs, CopyBandwidthArgs,
                          DecoderArgs, FpuArgs, GemmArgs, GemvLoopArgs, LayerLoopArgs, MlpArgs,
-                         PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs)
+                         PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs, StressArgs)
 
 from .build import build
 from .cocotb_run import run_cocotb
@@ -588,6 +588,38 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
     }
 
 
+def _robustness_section(params, workdir, seeds=(1, 2, 3, 4), runs=6):
+    """The randomized socket regression at scale: every stress kernel (``tb.lib.stress``)
+    ``runs`` times per seed on ``params`` with random memory latency, each run with new
+    inputs, a random start phase and random token buckets on its injection ports; each
+    checked by the test (bit-exact against the reference backend, every link balanced,
+    nothing dropped, the same packet counts every run) and summed here."""
+    from tb.lib.stress import jittered
+    from .designs import build_design
+    p = jittered(params) if not params.mem_jitter else params
+    b = build_design("socket", p)
+    t0 = time.perf_counter()
+    sums = ("runs", "packets", "links_checked", "lost", "duplicated", "dropped",
+            "mismatched_words", "words_checked", "throttled_ports", "reordered_responses")
+    fig = {"config": p.name, "mem_jitter": p.mem_jitter, "seeds": list(seeds),
+           "runs_per_kernel_and_seed": runs, **{k: 0 for k in sums}, "kernels": {}}
+    for seed in seeds:
+        o = run_cocotb(b, StressArgs(params=p.to_dict(), seed=seed, runs=runs),
+                       test_dir=workdir / f"stress-{seed}").outputs
+        for k in sums:
+            fig[k] += o[k]
+        for name, c in o["cases"].items():
+            kc = fig["kernels"].setdefault(name, {"shapes": [], "packets": 0, "cycles": []})
+            kc["shapes"].append(c["shape"])
+            kc["packets"] += c["packets"] * len(c["cycles"])
+            kc["cycles"] += c["cycles"]
+    for kc in fig["kernels"].values():
+        cycles = kc.pop("cycles")
+        kc.update(runs=len(cycles), cycles_min=min(cycles), cycles_max=max(cycles))
+    fig["wall_s"] = round(time.perf_counter() - t0, 1)
+    return fig
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -631,5 +663,8 @@ def run_bench(params, out: Path, quick=False):
     socket = {name: _socket_section(p, workdir / f"socket-{name}")
               for name, p in presets.items()}
     merge_bench(out, "socket", socket)
+    # The small socket only: a jittered plasticine socket would be one more long build.
+    robust = {first: _robustness_section(presets[first], workdir / f"robustness-{first}")}
+    merge_bench(out, "robustness", robust)
     return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn, "memory": memory,
-            "socket": socket}
+            "socket": socket, "robustness": robust}

@@ -104,15 +104,19 @@ def run_cocotb(build: Build, args: TbArgs, *, test_dir, seed=None, waves=False,
                         test_args=trace.main_args() if (waves and trace) else [])
         except SystemExit as e:
             exit_error = f"simulator exited with {e.code}"
+        except RuntimeError as e:       # the runner's "Command failed with return code"
+            exit_error = f"simulator: {e}"
     tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]) \
         if log.exists() else ""
+    # Every failure names the test and its seed (OPENRDU_SEED reruns it).
+    where = f"{module}:{testcase or '*'} (seed {args.seed})"
     if not results.exists():
-        raise SimulationError(f"{module}: no results ({exit_error or 'no results file'}); "
+        raise SimulationError(f"{where}: no results ({exit_error or 'no results file'}); "
                               f"log {log}:\n{tail}")
     n, failed = _failures(results)
     if exit_error or failed or n == 0:
         msgs = "\n".join(f"  {name}: {msg}" for name, msg in failed)
-        raise SimulationError(f"{module}: {len(failed)} of {n} cocotb tests failed"
+        raise SimulationError(f"{where}: {len(failed)} of {n} cocotb tests failed"
                               f"{'; ' + exit_error if exit_error else ''}\n{msgs}\n"
                               f"log {log}:\n{tail}")
     outputs = json.loads(out_file.read_text()) if out_file.exists() else {}

@@ -37,6 +37,10 @@ Arguments (the test's dataclass in :mod:`tb.lib.args`): ``config``/``params``, `
   address; memory outside the segment unchanged.
 * ``timeout``: a kernel whose writer waits for more data than the PCU sends stops with
   TIMEOUT instead of hanging.
+* ``stress``: each of ``cases`` (``tb.lib.stress``) ``runs`` times, each run with new
+  inputs, a random start phase and random token buckets on the kernel's injection ports:
+  bit-exact against the reference backend, no packet dropped, every link's packets sent
+  = received, every port's packet count the same in every run; outputs the figure.
 """
 
 import math
@@ -61,7 +65,8 @@ from hdl.tile import is_pcu
 from tb.lib.args import (
     AttentionArgs, AttentionHeadsArgs, CoeArgs, DecoderArgs, DmaRefusedArgs, FaultArgs, FaultsArgs,
     GemmArgs,
-    GemvLoopArgs, GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, TimeoutArgs)
+    GemvLoopArgs, GraphArgs, LayerLoopArgs, LoopingArgs, MlpArgs, ScaleBiasArgs, SoftmaxArgs, StressArgs,
+    TimeoutArgs)
 from tb.lib.decoder import check_batch, decoder_weights
 from tb.lib.gemv import check_gemv, gemv_inputs
 from tb.lib.harness import TbHarness, write_outputs
@@ -1114,3 +1119,86 @@ async def _fault_loop_bounds(dev, params, rng, n, outside, what):
 
 _FAULTS = {"record": _fault_record, "program": _fault_program, "checksum": _fault_checksum,
            "load_timeout": _fault_load_timeout, "loop_bounds": _fault_loop_bounds}
+
+
+@cocotb.test()
+async def stress(dut):
+    """Kernels under timing variation: memory latency jitter met at a random phase, and
+    units and AGCUs stalled by random token buckets; nothing may change but the timing."""
+    from tb.lib.stress import case_of
+    args, params, dev, rng = await _setup(dut, StressArgs)
+    # packets: every packet counted at each switch input it enters.
+    figure = {"runs": 0, "packets": 0, "links_checked": 0, "lost": 0, "duplicated": 0,
+              "dropped": 0, "mismatched_words": 0, "words_checked": 0, "throttled_ports": 0,
+              "reordered_responses": 0, "cases": {}}
+    for name in args.cases.split(","):
+        case = case_of(name.strip(), rng)
+        runs = [await _stress_run(dev, params, case, rng, args, k, figure)
+                for k in range(args.runs)]
+        what = f"stress {case.name} {case.shape} (seed {args.seed})"
+        counts = {r["counts"] for r in runs}
+        assert len(counts) == 1, f"{what}: the port packet counts differ between runs"
+        timings = {r["timing"] for r in runs}
+        assert args.runs == 1 or len(timings) > 1, \
+            f"{what}: every run had the same timing {timings}: nothing was varied"
+        figure["cases"][case.name] = {"shape": case.shape, "packets": runs[0]["packets"],
+                                      "cycles": [r["timing"][0] for r in runs]}
+    write_outputs(**figure)
+
+
+def _stress_build(params, case, alloc, seed):
+    """``case.build`` with inputs from ``seed``; the output buffers are first filled with
+    words from it too (the memory a run reuses holds an earlier run's words: what the
+    kernel leaves alone must be left alone on both backends)."""
+    nrng = np.random.default_rng(seed)
+    writes, progs, reads = case.build(params, alloc, nrng)
+    fill = [(b, nrng.integers(0, 1 << 32, b.words, dtype=np.uint32)) for b in reads.values()]
+    return fill + writes, progs, reads
+
+
+async def _stress_run(dev, params, case, rng, args, k, figure):
+    """One run of ``case`` (new inputs, phase and token buckets; the reference backend
+    given the same inputs): checks it and adds it to ``figure``."""
+    from firmware.compiler.program import injection_ports, throttled
+    from tb.lib.stress import counter_delta, link_balance, packet_counts
+    seed = rng.randrange(1 << 31)
+    what = f"stress {case.name} {case.shape} run {k} (seed {args.seed}, run seed {seed})"
+    ref = ReferenceDevice(params)
+    writes, progs, reads = _stress_build(params, case, ref.alloc, seed)
+    want, _ = await ref.run_programs(writes, [p for p, _ in progs], reads,
+                                     launch_args=[kw for _, kw in progs])
+    mark = dev.alloc.mark()
+    writes, progs, reads = _stress_build(params, case, dev.alloc, seed)
+    stalled = []
+    for p, _ in progs:
+        ports = [x for x in injection_ports(params, p) if rng.random() < args.throttle]
+        stalled.append(throttled(params, p, {x: (rng.randint(32, 192), rng.randint(1, 4))
+                                             for x in ports}))
+        figure["throttled_ports"] += len(ports)
+    before = await dev.counters()
+    await dev.tb.cycles(rng.randrange(args.phase))
+    got, after = await dev.run_programs(writes, stalled, reads,
+                                        launch_args=[kw for _, kw in progs])
+    dev.alloc.release(mark)
+    for name, words in got.items():
+        bad = np.nonzero(words != want[name])[0]
+        figure["words_checked"] += len(words)
+        assert not len(bad), (f"{what}: {name} differs from the reference backend at word "
+                              f"{bad[0]} of {len(words)}")
+    delta = counter_delta(before, after)
+    checked, unbalanced = link_balance(params, delta)
+    figure["lost"] += sum(max(0, sent - got) for *_, sent, got in unbalanced)
+    figure["duplicated"] += sum(max(0, got - sent) for *_, sent, got in unbalanced)
+    figure["dropped"] += sum(delta["dropped"])
+    assert not unbalanced, f"{what}: links whose packets sent != received: {unbalanced}"
+    assert not any(delta["dropped"]), f"{what}: packets dropped: {delta['dropped']}"
+    counts = packet_counts(delta)
+    cycles = after["seq"]["cycles"] - before["seq"]["cycles"]
+    hops = sum(n for f in ("vec", "sca") for sw in delta[f] for n in sw["inp"])
+    figure["runs"] += 1
+    figure["packets"] += hops
+    figure["links_checked"] += checked
+    figure["reordered_responses"] += sum(a["reordered"] - b["reordered"]
+                                         for b, a in zip(before["agcu"], after["agcu"]))
+    return {"counts": counts, "packets": hops,
+            "timing": (cycles, after["seq"]["exec_cycles"] - before["seq"]["exec_cycles"])}

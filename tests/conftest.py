@@ -9,9 +9,10 @@ import pytest
 
 from hdl.params import PRESETS
 from sim.designs import build_design
+from tb.lib.stress import jittered
 
 #: The socket every tier-3 socket test runs on.
-TEST_SOCKET = PRESETS["small"].replace(name="small-jitter", mem_jitter=15)
+TEST_SOCKET = jittered(PRESETS["small"])
 
 
 @pytest.fixture(scope="session")

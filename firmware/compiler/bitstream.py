@@ -5,7 +5,8 @@ import numpy as np
 
 from hdl.configbus import BEAT_WORDS, CHECK_UNIT, INDEX_BITS, config_beat_layout, config_words
 
-__all__ = ["BitstreamError", "BEAT_WORDS", "config_beats", "bitstream_rows", "check_beats"]
+__all__ = ["BitstreamError", "BEAT_WORDS", "config_beats", "bitstream_rows", "check_beats",
+           "unit_values"]
 
 
 class BitstreamError(ValueError):
@@ -52,3 +53,18 @@ def bitstream_rows(units):
                                       "data": word}).as_value().value
         rows[i] = [(v >> (32 * k)) & 0xFFFFFFFF for k in range(BEAT_WORDS)]
     return rows
+
+
+def unit_values(rows):
+    """The inverse of :func:`bitstream_rows`: {unit: value} (each unit's words put back
+    together) of bitstream ``rows``; BitstreamError if its check beats do not match."""
+    beats = []
+    for row in np.asarray(rows, np.uint32):
+        b = config_beat_layout.from_bits(sum(int(w) << (32 * k) for k, w in enumerate(row)))
+        beats.append((int(b.unit), int(b.index), int(b.data)))
+    if len(beats) < 3 or beats[-2:] != check_beats(beats[:-2]):
+        raise BitstreamError("bitstream: its check beats do not match its config beats")
+    values = {}
+    for unit, index, word in beats[:-2]:
+        values[unit] = values.get(unit, 0) | word << (32 * index)
+    return values

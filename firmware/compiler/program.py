@@ -4,18 +4,19 @@ A program load writes *every* register (units a kernel does not use get zeros an
 not started), so nothing of an earlier kernel's configuration survives into this one.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hdl.rdn.config import control_config_layout, switch_config_layout
-from hdl.socket import socket_config_units
+from hdl.rdn.config import (IN_LOCAL, RATE_ONE, W, control_config_layout, switch_config_layout,
+                            throttle_layout)
+from hdl.socket import agcu_position, socket_config_units
 
 from .agcu import access_words, stream_extents
-from .bitstream import BitstreamError, bitstream_rows
+from .bitstream import BitstreamError, bitstream_rows, unit_values
 from .route import ControlRoutes, FabricRoutes, control_config, fabric_config
 
-__all__ = ["KernelProgram", "kernel_program", "stream_words"]
+__all__ = ["KernelProgram", "kernel_program", "stream_words", "injection_ports", "throttled"]
 
 
 def stream_words(buffer, args, key, access):
@@ -100,3 +101,58 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
             (u.name.endswith("_switch") and values[u.id])]
     rows = bitstream_rows({u.id: (u.layout, values[u.id]) for u in keep})
     return KernelProgram(name, rows, mask, amask, execute, layout, extents)
+
+
+def _switches(params, program):
+    """{(fabric, col, row): (unit, value)} of the switches ``program`` writes."""
+    by_id = {u.id: u for u in socket_config_units(params)}
+    return {(u.name[:3], u.col, u.row): (u, v) for uid, v in unit_values(program.rows).items()
+            for u in [by_id[uid]] if u.name in ("vec_switch", "sca_switch")}
+
+
+def _edge_inputs(params):
+    """{(col, row): input port} of the switch ports the AGCUs inject into."""
+    return {(0 if side == W else params.cols - 1, row): side
+            for side, row in (agcu_position(params, k) for k in range(params.agcus))}
+
+
+def injection_ports(params, program):
+    """(fabric, col, row, port) of every injection port (a unit's output, ``IN_LOCAL``, or an
+    AGCU's edge port) ``program`` routes a flow from: where a token bucket can stall it."""
+    layout, edges = switch_config_layout(params), _edge_inputs(params)
+    ports = []
+    for (fabric, x, y), (_, value) in sorted(_switches(params, program).items()):
+        conf = layout.from_bits(value)
+        for port in (IN_LOCAL, edges.get((x, y))):
+            if port is not None and any(int(conf.table[port][f].out)
+                                        for f in range(params.rdn_flows)):
+                ports.append((fabric, x, y, port))
+    return ports
+
+
+def throttled(params, program, throttles):
+    """``program`` with token buckets on injection ports — a test's random stalls of the
+    units and AGCUs that inject (the results must not change). ``throttles``: {(fabric,
+    col, row, port): (rate, burst)}, ``rate`` in 1/RATE_ONE packets per cycle (a port the
+    kernel already throttles keeps the lower rate)."""
+    size = throttle_layout.size
+    base = switch_config_layout(params)["throttle"].offset
+    units = {u.id: u for u in socket_config_units(params)}
+    values = {uid: v for uid, v in unit_values(program.rows).items()}
+    switches = _switches(params, program)
+    legal = set(injection_ports(params, program))
+    for (fabric, x, y, port), (rate, burst) in throttles.items():
+        if (fabric, x, y, port) not in legal:
+            raise BitstreamError(f"throttle at {fabric} switch ({x},{y}) port {port}: not an "
+                                 f"injection port of kernel {program.name!r}")
+        if not (1 <= rate <= RATE_ONE and 1 <= burst < 1 << 8):
+            raise BitstreamError(f"throttle rate {rate} / burst {burst}: 1 .. {RATE_ONE} / "
+                                 f"1 .. 255")
+        uid, at = switches[fabric, x, y][0].id, base + port * size
+        old = throttle_layout.from_bits(values[uid] >> at & ((1 << size) - 1))
+        if int(old.en):
+            rate = min(rate, int(old.rate))
+        bits = throttle_layout.const({"en": 1, "rate": rate, "burst": burst}).as_value().value
+        values[uid] = values[uid] & ~(((1 << size) - 1) << at) | bits << at
+    return replace(program, rows=bitstream_rows({uid: (units[uid].layout, v)
+                                                 for uid, v in values.items()}))

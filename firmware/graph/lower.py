@@ -127,7 +127,13 @@ class CompiledGraph:
     async def run(self, device, inputs, **run_args):
         """Write ``inputs`` ({tensor: array of its shape}), load every kernel, run them as
         one launch list, return {output tensor: uint32 array}."""
-        params = device.params
+        words, counters = await device.run_programs(
+            self.writes(device.params, inputs), self.programs, self.reads, **run_args)
+        return {name: self.layouts[name].unpack(w) for name, w in words.items()}, counters
+
+    def writes(self, params, inputs):
+        """[(buffer, words)]: ``inputs`` ({tensor: array of its shape}) packed into the
+        input buffers, in their layouts."""
         missing = {t.name for t in self.graph.inputs} - set(inputs)
         if missing:
             raise GraphError(f"no values for input(s) {sorted(missing)}")
@@ -141,10 +147,17 @@ class CompiledGraph:
             joint = [None if j is None else _words(inputs[j], self.graph.tensors[j].shape)
                      for j in lay.joint]
             writes.append((self.buffers[name], lay.pack(params, values, joint)))
-        words, counters = await device.run_programs(
-            writes, [k.program for _, k in self.kernels],
-            {t.name: self.buffers[t.name] for t in self.graph.outputs}, **run_args)
-        return {name: self.layouts[name].unpack(w) for name, w in words.items()}, counters
+        return writes
+
+    @property
+    def programs(self):
+        """The kernels' programs, in launch order."""
+        return [k.program for _, k in self.kernels]
+
+    @property
+    def reads(self):
+        """{output tensor: its buffer}."""
+        return {t.name: self.buffers[t.name] for t in self.graph.outputs}
 
 
 class _Lowering:

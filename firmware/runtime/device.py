@@ -66,13 +66,18 @@ class Device:
         n = buf.words if n is None else n
         return (await self._load(buf.addr, -(-n // self.map.words) * self.map.words))[:n]
 
-    async def run_programs(self, writes, programs, reads, **run_args):
+    async def run_programs(self, writes, programs, reads, *, launch_args=None, **run_args):
         """Write ``writes`` ([(buffer, words)]), load ``programs`` and run them as one
-        launch list, then read ``reads`` ({name: buffer}); returns ({name: words},
-        counters) — a compiled graph's run on this device."""
+        launch list (``launch_args``: one dict of :meth:`LoadedProgram.launch` arguments
+        per program, e.g. ``iterations``), then read ``reads`` ({name: buffer}); returns
+        ({name: words}, counters) — a compiled graph's run on this device."""
         for buf, words in writes:
             await self.write(buf, words)
-        launches = [(await self.load(p)).launch() for p in programs]
+        launch_args = launch_args or [{}] * len(programs)
+        if len(launch_args) != len(programs):
+            raise ValueError(f"{len(launch_args)} launch argument sets for {len(programs)} "
+                             f"programs")
+        launches = [(await self.load(p)).launch(**kw) for p, kw in zip(programs, launch_args)]
         counters = await self.run(launches, **run_args)
         return {name: await self.read(buf) for name, buf in reads.items()}, counters
 

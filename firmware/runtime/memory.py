@@ -29,6 +29,13 @@ class Allocator:
         self.next = {r.name: r.base * mm.words for r in mm.regions}
         self.end = {r.name: r.end * mm.words for r in mm.regions}
 
+    def mark(self):
+        """Where the next buffers go; :meth:`release` frees every buffer allocated since."""
+        return dict(self.next)
+
+    def release(self, mark):
+        self.next = dict(mark)
+
     def alloc(self, region, words, name=""):
         if region not in self.next:
             raise ValueError(f"no memory region {region!r}; known: {', '.join(self.next)}")

@@ -427,6 +427,18 @@ class FaultsArgs(TbArgs):
 
 
 @dataclass(frozen=True)
+class StressArgs(TbArgs):
+    MODULE, TESTCASE = "tb.test_socket", "stress"
+    cases: str = arg("gemm,softmax,attention,mlp,loop", "the kernels, comma separated "
+                     "(gemm, softmax, attention, mlp, loop), each at a shape drawn from the seed")
+    runs: int = arg(3, "runs of each kernel (new inputs, start phase and stalls each)", lo=1)
+    phase: int = arg(4096, "a run starts 0 .. phase - 1 cycles late (the memory latency "
+                     "generators at another point)", lo=1)
+    throttle: float = arg(0.5, "probability that a run puts a random token bucket on each "
+                          "port the kernel injects from", lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
 class TimeoutArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "timeout"
     n: int = arg(64, "words the writer waits for", lo=1)
@@ -436,7 +448,7 @@ TESTS = {(c.MODULE, c.TESTCASE): c for c in (
     FpuArgs, PcuSimdArgs, PcuGemmArgs, PmuArgs, RdnTrafficArgs, RdnControlArgs,
     RdnScenarioArgs, DmaCopyArgs, DmaErrorArgs, HostLinkArgs, CopyBandwidthArgs,
     AgcuStreamArgs, AgcuFaultArgs, AgcuBandwidthArgs, ScaleBiasArgs, LoopingArgs, GemmArgs,
-    FaultsArgs,
+    FaultsArgs, StressArgs,
     SoftmaxArgs, AttentionArgs, AttentionHeadsArgs, LayerLoopArgs, GemvLoopArgs, CoeArgs, DecoderArgs, GraphArgs,
     MlpArgs,
     FaultArgs, DmaRefusedArgs, TimeoutArgs)}
