@@ -1146,49 +1146,47 @@ async def stress(dut):
     write_outputs(**figure)
 
 
-def _stress_build(params, case, alloc, seed):
-    """``case.build`` with inputs from ``seed``; the output buffers are first filled with
-    words from it too (the memory a run reuses holds an earlier run's words: what the
-    kernel leaves alone must be left alone on both backends)."""
-    nrng = np.random.default_rng(seed)
-    writes, progs, reads = case.build(params, alloc, nrng)
-    fill = [(b, nrng.integers(0, 1 << 32, b.words, dtype=np.uint32)) for b in reads.values()]
-    return fill + writes, progs, reads
+def _stalling(dev, params, rng, probability, figure):
+    """``dev.load`` putting random token buckets (rate 1/8 .. 3/4, burst 1 .. 4) on each
+    injection port of a program with ``probability``."""
+    from firmware.compiler.program import injection_ports, throttled
+    load = type(dev).load
+
+    async def stalled_load(program, region="hbm"):
+        ports = [x for x in injection_ports(params, program) if rng.random() < probability]
+        figure["throttled_ports"] += len(ports)
+        buckets = {x: (rng.randint(32, 192), rng.randint(1, 4)) for x in ports}
+        return await load(dev, throttled(params, program, buckets), region)
+    return stalled_load
 
 
 async def _stress_run(dev, params, case, rng, args, k, figure):
     """One run of ``case`` (new inputs, phase and token buckets; the reference backend
     given the same inputs): checks it and adds it to ``figure``."""
-    from firmware.compiler.program import injection_ports, throttled
     from tb.lib.stress import counter_delta, link_balance, packet_counts
     seed = rng.randrange(1 << 31)
     what = f"stress {case.name} {case.shape} run {k} (seed {args.seed}, run seed {seed})"
-    ref = ReferenceDevice(params)
-    writes, progs, reads = _stress_build(params, case, ref.alloc, seed)
-    want, _ = await ref.run_programs(writes, [p for p, _ in progs], reads,
-                                     launch_args=[kw for _, kw in progs])
+    want = await case.run(ReferenceDevice(params), np.random.default_rng(seed))
     mark = dev.alloc.mark()
-    writes, progs, reads = _stress_build(params, case, dev.alloc, seed)
-    stalled = []
-    for p, _ in progs:
-        ports = [x for x in injection_ports(params, p) if rng.random() < args.throttle]
-        stalled.append(throttled(params, p, {x: (rng.randint(32, 192), rng.randint(1, 4))
-                                             for x in ports}))
-        figure["throttled_ports"] += len(ports)
-    before = await dev.counters()
-    await dev.tb.cycles(rng.randrange(args.phase))
-    got, after = await dev.run_programs(writes, stalled, reads,
-                                        launch_args=[kw for _, kw in progs])
-    dev.alloc.release(mark)
+    dev.load = _stalling(dev, params, rng, args.throttle, figure)
+    try:
+        before = await dev.counters()
+        await dev.tb.cycles(rng.randrange(args.phase))
+        got = await case.run(dev, np.random.default_rng(seed))
+        after = await dev.counters()
+    finally:
+        del dev.load
+        dev.alloc.release(mark)
     for name, words in got.items():
         bad = np.nonzero(words != want[name])[0]
         figure["words_checked"] += len(words)
+        figure["mismatched_words"] += len(bad)
         assert not len(bad), (f"{what}: {name} differs from the reference backend at word "
                               f"{bad[0]} of {len(words)}")
     delta = counter_delta(before, after)
     checked, unbalanced = link_balance(params, delta)
-    figure["lost"] += sum(max(0, sent - got) for *_, sent, got in unbalanced)
-    figure["duplicated"] += sum(max(0, got - sent) for *_, sent, got in unbalanced)
+    figure["lost"] += sum(max(0, sent - recv) for *_, sent, recv in unbalanced)
+    figure["duplicated"] += sum(max(0, recv - sent) for *_, sent, recv in unbalanced)
     figure["dropped"] += sum(delta["dropped"])
     assert not unbalanced, f"{what}: links whose packets sent != received: {unbalanced}"
     assert not any(delta["dropped"]), f"{what}: packets dropped: {delta['dropped']}"

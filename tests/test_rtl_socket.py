@@ -329,10 +329,12 @@ def test_faults_are_named_contained_and_cleared(model, tmp_path, k):
 
 @pytest.mark.parametrize("k", [0, 1])
 def test_kernels_under_random_latency_phase_and_stalls(model, tmp_path, k):
-    """GEMM, softmax, attention, MLP and a looped kernel at shapes from the seed, twice
-    each with new inputs, start phase and random token buckets on their injection ports:
-    bit-exact, nothing dropped, every link balanced, the same packet counts each run."""
+    """GEMM, softmax, attention, MLP, a looped kernel and a decoder position at shapes from
+    the seed, twice each with new inputs, start phase and random token buckets on their
+    injection ports: bit-exact, nothing dropped, every link balanced, the same packet
+    counts each run."""
+    from tb.lib.stress import CASES
     out = run(model, tmp_path, "stress", seed=SEED + 80 + k, runs=2)
-    assert out["runs"] == 10 and out["throttled_ports"] > 0, out
+    assert out["runs"] == 2 * len(CASES) and out["throttled_ports"] > 0, out
     assert out["lost"] == out["duplicated"] == out["dropped"] == out["mismatched_words"] == 0
     assert out["words_checked"] > 0 and out["packets"] > 0, out

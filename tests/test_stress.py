@@ -8,7 +8,6 @@ import pytest
 
 from firmware.compiler.bitstream import BitstreamError, bitstream_rows, unit_values
 from firmware.compiler.program import injection_ports, throttled
-from firmware.runtime.memory import Allocator
 from hdl.params import PRESETS
 from hdl.rdn.config import E, IN_LOCAL, N_IN, N_OUT, RATE_ONE, W, switch_config_layout
 from hdl.socket import socket_config_units
@@ -18,15 +17,23 @@ SMALL = PRESETS["small"]
 SEED = 20261204
 
 
-def _programs(params, seed):
-    """The programs of every stress case at shapes from ``seed``."""
+def _programs(params, seed, cases=CASES):
+    """The programs of stress ``cases`` at shapes from ``seed`` (run on the reference
+    backend, its loads recorded)."""
+    import asyncio
+
     import numpy as np
-    rng = random.Random(seed)
-    out = []
-    for name in CASES:
-        _, progs, _ = case_of(name, rng).build(params, Allocator(params),
-                                               np.random.default_rng(seed))
-        out += [p for p, _ in progs]
+    from firmware.runtime.reference import ReferenceDevice
+    rng, out = random.Random(seed), []
+    for name in cases:
+        dev = ReferenceDevice(params)
+        load = dev.load
+
+        async def recorded(program, region="hbm"):
+            out.append(program)
+            return await load(program, region)
+        dev.load = recorded
+        asyncio.run(case_of(name, rng).run(dev, np.random.default_rng(seed)))
     return out
 
 
@@ -47,7 +54,10 @@ def test_unit_values_inverts_bitstream_rows_and_checks_the_check_beats():
 @pytest.mark.parametrize("name", ["small", "plasticine"])
 def test_injection_ports_are_unit_outputs_and_agcu_edges_the_kernel_routes(name):
     params = PRESETS[name]
-    for p in _programs(params, SEED):
+    # The decode case's shapes (d_model < 24) have no placement on plasticine: the GEMV's
+    # x and its replay flows want one link (a placer limit, issue 17); small runs them.
+    cases = CASES if name == "small" else [c for c in CASES if c != "decode"]
+    for p in _programs(params, SEED, cases):
         ports = injection_ports(params, p)
         assert ports, f"{p.name}: no injection port"
         for fabric, x, y, port in ports:

@@ -103,3 +103,11 @@ def test_chained_gemv_layers_need_square_weights():
     with pytest.raises(ValueError, match="n must equal k"):
         GemvLoopArgs(n=64, k=32, chain=True)
     assert GemvLoopArgs(n=64, k=64, chain=True).chain
+
+
+@pytest.mark.parametrize("cases", ["gemm,nope", "gemm,gemm", ""])
+def test_stress_cases_are_checked_before_any_build(cases):
+    from tb.lib.args import StressArgs
+    with pytest.raises(ValueError, match="StressArgs.cases"):
+        StressArgs(config="small", cases=cases)
+    assert StressArgs(config="small", cases="loop, gemm").runs >= 1

@@ -429,13 +429,22 @@ class FaultsArgs(TbArgs):
 @dataclass(frozen=True)
 class StressArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_socket", "stress"
-    cases: str = arg("gemm,softmax,attention,mlp,loop", "the kernels, comma separated "
-                     "(gemm, softmax, attention, mlp, loop), each at a shape drawn from the seed")
+    cases: str = arg("gemm,softmax,attention,mlp,loop,decode", "the kernels, comma separated "
+                     "(gemm, softmax, attention, mlp, loop, decode), each at a shape drawn from the seed")
     runs: int = arg(3, "runs of each kernel (new inputs, start phase and stalls each)", lo=1)
     phase: int = arg(4096, "a run starts 0 .. phase - 1 cycles late (the memory latency "
                      "generators at another point)", lo=1)
     throttle: float = arg(0.5, "probability that a run puts a random token bucket on each "
                           "port the kernel injects from", lo=0.0, hi=1.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tb.lib.stress import CASES
+        names = [c.strip() for c in self.cases.split(",")]
+        bad = [c for c in names if c not in CASES]
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"StressArgs.cases: {self.cases!r}; distinct names of "
+                             f"{', '.join(CASES)}")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The socket stress regression's kernels and its network bookkeeping.
 
-A case is a kernel (or a graph of them) at a shape drawn once from the test's seed; each
-run draws new inputs. :func:`link_balance` and :func:`packet_counts` read the switch
+A case is a kernel (a graph of them, a decoder position) at a shape drawn once from the
+test's seed; each run draws new inputs. :func:`link_balance` and :func:`packet_counts` read the switch
 port counters a run added: what every link's sender sent its receiver must have taken.
 """
 
@@ -9,14 +9,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware.decoder import Decoder, DecoderShape
 from firmware.graph import Graph, compile_graph, mlp
 from firmware.kernels.elementwise import compile_scale_bias
 from hdl.rdn.config import LINKS, N_IN, N_OUT, OPPOSITE, STEP
 
+from .decoder import decoder_weights
+
 __all__ = ["CASES", "JITTER", "Case", "case_of", "jittered", "counter_delta", "link_balance", "packet_counts"]
 
 #: The stress regression's kernels, in the order it runs them.
-CASES = ("gemm", "softmax", "attention", "mlp", "loop")
+CASES = ("gemm", "softmax", "attention", "mlp", "loop", "decode")
 #: Extra latency of every HBM / DDR request of the socket the regression runs on: 0 ..
 #: JITTER cycles, pseudo-random.
 JITTER = 15
@@ -29,17 +32,32 @@ def jittered(params, jitter=JITTER):
 
 @dataclass(frozen=True)
 class Case:
-    """``name`` at ``shape``; :meth:`build` compiles it into ``alloc`` with inputs from
-    ``nrng``: (writes [(buffer, words)], [(program, launch kwargs)], reads {name: buffer})."""
+    """``name`` at ``shape``. :meth:`run` runs it on a device with inputs from ``nrng`` —
+    the output buffers first filled from it too (reused memory holds an earlier run's
+    words: what the kernel leaves alone must be left alone on both backends) — and
+    returns {output: words}."""
     name: str
     shape: dict
 
-    def build(self, params, alloc, nrng):
+    async def run(self, device, nrng):
+        if self.name == "decode":
+            return await _decode(device, nrng, **self.shape)
         if self.name == "loop":
-            return _loop(params, alloc, nrng, **self.shape)
-        g, inputs = _graph(self.name, nrng, **self.shape)
-        cg = compile_graph(params, g, alloc)
-        return cg.writes(params, inputs), [(p, {}) for p in cg.programs], cg.reads
+            writes, progs, reads = _loop(device.params, device.alloc, nrng, **self.shape)
+        else:
+            g, inputs = _graph(self.name, nrng, **self.shape)
+            cg = compile_graph(device.params, g, device.alloc)
+            writes, progs, reads = (cg.writes(device.params, inputs),
+                                    [(p, {}) for p in cg.programs], cg.reads)
+        fill = [(b, _fill(nrng, b)) for b in reads.values()]
+        words, _ = await device.run_programs(fill + writes, [p for p, _ in progs], reads,
+                                             launch_args=[kw for _, kw in progs])
+        return words
+
+
+def _fill(nrng, buf):
+    """Random words for all of ``buf``."""
+    return nrng.integers(0, 1 << 32, buf.words, dtype=np.uint32)
 
 
 def _bf16(nrng, *shape):
@@ -57,6 +75,7 @@ def case_of(name, rng):
         "attention": lambda: {"seq": r(4, 24), "d": rng.choice((8, 16, 32))},
         "mlp": lambda: {"m": r(3, 20), "k": r(4, 32), "hidden": r(4, 32), "n": r(3, 16)},
         "loop": lambda: {"n": r(5, 60), "iterations": r(2, 4)},
+        "decode": lambda: {"d": r(9, 24), "hidden": r(9, 32), "batch": r(1, 2)},
     }
     if name not in shapes:
         raise ValueError(f"stress case {name!r}: one of {', '.join(CASES)}")
@@ -97,6 +116,21 @@ def _loop(params, alloc, nrng, n, iterations):
     k = compile_scale_bias(params, n, x=x, y=y, scale=1.5, bias=-0.25, relu=True)
     step = {(0, "load"): n, (1, "store"): n}
     return [(x, xs)], [(k.program, {"iterations": iterations, "strides": step})], {"y": y}
+
+
+async def _decode(device, nrng, d, hidden, batch):
+    """One position of a one-layer decoder (``batch`` sequences by kernel looping): the
+    activations, both caches, the logits and the next tokens."""
+    shape = DecoderShape(d, hidden, 1, 2, device.params.pcu_lanes, batch=batch)
+    shape.check(device.params)
+    dec = Decoder(device, shape)
+    await dec.store(*decoder_weights(nrng, shape))
+    bufs = (dec.act, dec.kc, dec.vt, dec.logits)
+    for b in bufs:
+        await device.write(b, _fill(nrng, b))
+    await device.run(dec.token(0, [int(t) for t in nrng.integers(0, shape.vocab, batch)]))
+    out = {b.name: await device.read(b) for b in bufs}
+    return {**out, "next tokens": np.array(await dec.next_tokens(), np.uint32)}
 
 
 def counter_delta(before, after):
