@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 __all__ = ["RduParams", "ParamError", "PRESETS", "RANGES", "load_params", "BURST_BITS",
-           "MAX_BURST", "CONFIG_UNITS"]
+           "MAX_BURST", "CONFIG_UNITS", "ranges_table"]
 
 #: Beats per memory request: 1 .. MAX_BURST (a protocol constant of the top-level network;
 #: memories are laid out in blocks of MAX_BURST beats). Here, below every unit, because
@@ -277,6 +277,22 @@ PRESETS = {
         ddr_bytes_per_cycle=16, ddr_latency=200, ddr_capacity=64 << 20,
         host_bytes_per_cycle=4, host_latency=1000),
 }
+
+
+def ranges_table():
+    """The README's table of the config fields: each preset's value, the accepted range
+    and what bounds it (from :data:`RANGES`; the cross-field rules are checked in
+    :meth:`RduParams.__post_init__` and named in its messages)."""
+    names = list(PRESETS)
+    lines = [f"| field | {' | '.join(names)} | range | rule |",
+             f"|---|{'---|' * len(names)}---|---|"]
+    for field, (lo, hi, why) in RANGES.items():
+        vals = " | ".join(str(getattr(PRESETS[n], field)) for n in names)
+        lines.append(f"| `{field}` | {vals} | {lo} .. {hi} | {why} |")
+    vals = " | ".join(str(PRESETS[n].clock_ghz) for n in names)
+    lines.append(f"| `clock_ghz` | {vals} | {CLOCK_RANGE[0]} .. {CLOCK_RANGE[1]} | GHz, a "
+                 f"finite number; reports only |")
+    return "\n".join(lines) + "\n"
 
 
 def load_params(name_or_path="small"):

@@ -3,6 +3,8 @@ Python references, with random idle inputs and back-pressure."""
 
 import random
 
+import pytest
+
 from firmware.compiler.agcu import run_bursts
 from hdl.agcu.config import burst_layout
 from hdl.agcu.pack import Packer, Unpacker, beat_words_layout
@@ -80,8 +82,8 @@ def test_splitter_fault_stops_at_the_first_word_outside():
         len(run_bursts(W, 857, 10))
 
 
-def _beats_of(words, rng):
-    """The word stream cut into beats with random lo/hi windows."""
+def _beats_of(words, rng, W=W):
+    """The word stream cut into beats (of ``W`` words) with random lo/hi windows."""
     beats, k = [], 0
     while k < len(words):
         lo = rng.randrange(W)
@@ -93,12 +95,17 @@ def _beats_of(words, rng):
     return beats
 
 
-def test_packer_packs_words_densely():
-    L = SMALL.pcu_lanes
+#: (beat words, lanes): beats as wide as packets, narrower, and wider (a beat leaves as
+#: several packets; several packets make one beat).
+WIDTHS = [(W, SMALL.pcu_lanes), (8, 4), (16, 8), (8, 2), (2, 8)]
+
+
+@pytest.mark.parametrize("W,L", WIDTHS)
+def test_packer_packs_words_densely(W, L):
     for seed in range(4):
         rng = random.Random(seed)
         words = [rng.getrandbits(32) for _ in range(rng.randrange(1, 200))]
-        beats = [_const(beat_words_layout(W), b) for b in _beats_of(words, rng)]
+        beats = [_const(beat_words_layout(W), b) for b in _beats_of(words, rng, W)]
         n = -(-len(words) // L)
         got = run_stream(Packer(W, L), beats, n, seed=seed)
         vl = vector_layout(L)
@@ -106,14 +113,16 @@ def test_packer_packs_words_densely():
         for k, g in enumerate(got):
             v = vl.from_bits(g)
             cnt = L if k < n - 1 else len(words) - L * (n - 1)
-            assert v.mask == (1 << cnt) - 1 and v.last == int(k == n - 1), f"seed {seed}"
+            assert v.mask == (1 << cnt) - 1 and v.last == int(k == n - 1), \
+                f"seed {seed}, {W}-word beats, {L} lanes: packet {k}"
             flat += [v.data[j] for j in range(cnt)]
-        assert flat == words, f"seed {seed}"
+        assert flat == words, f"seed {seed}, {W}-word beats, {L} lanes"
 
 
-def test_unpacker_places_words_by_burst_and_masks_the_rest():
-    L = SMALL.pcu_lanes
-    bl = burst_layout(SMALL)
+@pytest.mark.parametrize("W,L", WIDTHS)
+def test_unpacker_places_words_by_burst_and_masks_the_rest(W, L):
+    bl = burst_layout(SMALL.replace(hbm_bytes_per_cycle=4 * W, ddr_bytes_per_cycle=4 * W,
+                                    host_bytes_per_cycle=2))
     for seed in range(4):
         rng = random.Random(seed)
         bursts, want = [], []

@@ -107,3 +107,13 @@ def test_random_configs_are_accepted_whole_or_refused_by_name():
             assert first in fields, f"seed {seed} case {i}: {e} names no field"
     assert accepted >= 10, f"seed {seed}: {accepted} of 200 random configs accepted (the " \
         f"generator is too wide to test the accepted side)"
+
+
+def test_readme_table_is_the_validators():
+    from pathlib import Path
+    from hdl.params import ranges_table
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    start = text.index("<!-- params table: ranges_table() -->\n") + len(
+        "<!-- params table: ranges_table() -->\n")
+    assert text[start:text.index("<!-- end params table -->")] == ranges_table(), \
+        "README's params table is out of date: paste hdl.params.ranges_table()"

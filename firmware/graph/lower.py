@@ -206,12 +206,11 @@ class _Matmul(_Lowering):
                 raise GraphError(f"{op.name}: operand {a.name!r} is computed on the device "
                                  f"as {lay.kind}; a matmul takes it only row-major and "
                                  f"without a bias")
-            a_rows, kp = lay.row_stride, -(-a.shape[1] // ctx.params.pcu_lanes) * \
-                ctx.params.pcu_lanes
-            if a_rows < kp:
+            a_rows = lay.row_stride
+            if a_rows < a.shape[1]:
                 raise GraphError(f"{op.name}: operand {a.name!r} is computed on the device "
-                                 f"with rows of {a_rows} words; the matmul reads whole "
-                                 f"vectors of each row ({kp} words)")
+                                 f"with rows of {a_rows} words, shorter than its "
+                                 f"{a.shape[1]} columns")
         elif a.name not in ctx.buffers:
             ctx.buffer(a, s.a_words)
         if b.name not in ctx.buffers:

@@ -319,10 +319,12 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         raise ValueError("the GEMM kernel needs two AGCUs")
     a_words = s.a_words
     if a_rows is not None:
-        kp = s.k_vectors
-        if isinstance(a_rows, bool) or not isinstance(a_rows, int) or a_rows < kp:
-            raise ValueError(f"gemm: a_rows = {a_rows!r}: the row stride must hold {kp} words "
-                             f"(k rounded up to whole vectors)")
+        # Each row is read as whole vectors (k_vectors words): with a stride under that,
+        # the reads overlap the next row, whose words land in lanes >= k, which no
+        # product takes.
+        if isinstance(a_rows, bool) or not isinstance(a_rows, int) or a_rows < k:
+            raise ValueError(f"gemm: a_rows = {a_rows!r}: the row stride must hold a row's "
+                             f"k = {k} words")
         a_words = s.a_row_words(a_rows)
     for name, buf, need in (("a", a, a_words), ("b", b, s.b_words), ("c", c, s.c_words)):
         if buf.words < need:
@@ -344,7 +346,7 @@ def compile_gemm(params, m, n, k, *, a, b, c, bias=False, relu=False, bf16=False
         pmus["a_pmu"] = pack_pmu(a_transpose_pmu(params, s.mt, s.tile_rows, k, s.nt), params)
         a_flows = [VFlow("a", agcu(0), (port("a_pmu"),)),
                    VFlow("a_cols", port("a_pmu"), (port("pcu", 0),))]
-        a_acc = TensorAccess((s.mt * s.tile_rows, kp), (a_rows, 1))
+        a_acc = TensorAccess((s.mt * s.tile_rows, s.k_vectors), (a_rows, 1))
     layout = place_and_route(params, "gemm", units, vec=[
         *a_flows,
         VFlow("b", agcu(1), (port("pcu", 1),), rate=1 / interleave),

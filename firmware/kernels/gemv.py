@@ -206,10 +206,15 @@ def compile_gemv(params, n, k, *, w, x, y, shares=None, packed=False, partial=Fa
         dsts = tuple(port(f"pcu{p}", 0) for p in range(P) if sh.stream_of(p)[0] == s)
         vec.append(VFlow(f"w{s}", agcu(s), dsts, rate=1 - rate_x if s == 0 else 1.0,
                          shares="agcu0" if s == 0 else None))
+    # A PCU's results: a packet a row, a row every kp / lanes cycles — but the PCUs that
+    # share an AGCU share its edge link, so with short rows (kp = lanes: a row a cycle)
+    # the link sets their pace and the weights stream waits for it.
+    per_agcu = max(sum(sh.stream_of(p)[0] == s for p in range(P)) for s in range(S))
+    rate_y = min(sh.lanes / sh.kp, 1 / per_agcu)
     for p in range(P):
         vec += [VFlow(f"xr{p}", port(f"x{p}"), (port(f"pcu{p}", 1),)),
                 VFlow(f"y{p}", port(f"pcu{p}"), (agcu(sh.stream_of(p)[0]),),
-                      rate=sh.lanes / sh.kp, shares="y")]
+                      rate=rate_y, shares="y")]
     layout = place_and_route(params, "gemv", kinds, vec=vec)
     x_acc = TensorAccess((sh.kp,), (1,))
     if w_stride == sh.kp:

@@ -23,22 +23,17 @@ def _prefix_mask(n, width):
     return (Const(1, width + 1) << n) - 1
 
 
-def _check(words, lanes):
-    if words > lanes:
-        raise ValueError(f"a memory beat of {words} words is wider than a {lanes}-lane "
-                         f"vector packet; the AGCU packs at most one packet per beat")
-
-
 class Packer(wiring.Component):
     """Beats in, vector packets out: the transfer's words in order, ``lanes`` per packet,
-    the final packet (``last``) masked to the words left. One beat per cycle.
+    the final packet (``last``) masked to the words left. A beat is taken while less than
+    a packet's words wait; a beat wider than a packet leaves as several packets, one per
+    cycle (beats of ``words`` <= ``lanes``: one beat per cycle).
 
     ``busy``: a packet is waiting to leave (words still short of a packet are not
     counted; a transfer cut short by a fault leaves them behind, ``start`` drops them).
     """
 
     def __init__(self, words, lanes):
-        _check(words, lanes)
         self.words, self.lanes = words, lanes
         super().__init__({"i": In(stream.Signature(beat_words_layout(words))),
                           "o": Out(stream.Signature(vector_layout(lanes))),
@@ -49,10 +44,14 @@ class Packer(wiring.Component):
         W, L = self.words, self.lanes
         acc = Signal(32 * (L + W))
         fill = Signal(range(L + W + 1))
-        flush = Signal()
+        # The transfer's last beat is in ``acc``: what is left there leaves, the last
+        # packet marked, before the next transfer's beats come in.
+        ending = Signal()
         o = self.o
-        can = Signal()
-        m.d.comb += [can.eq(~o.valid | o.ready), self.busy.eq(o.valid | flush)]
+        can, drain = Signal(), Signal()
+        m.d.comb += [can.eq(~o.valid | o.ready),
+                     drain.eq((fill >= L) | (ending & (fill != 0))),
+                     self.busy.eq(o.valid | drain)]
         with m.If(o.valid & o.ready):
             m.d.sync += o.valid.eq(0)
 
@@ -66,20 +65,23 @@ class Packer(wiring.Component):
             placed.eq(_low_words(b.data.as_value() >> _words(b.lo), n, W) << _words(fill)),
             new.eq(acc | placed),
             total.eq(fill + n),
-            self.i.ready.eq(can & ~flush),
+            self.i.ready.eq(can & ~drain),
         ]
-        with m.If(flush):
+        with m.If(drain):
             with m.If(can):
+                tail = fill <= L
                 m.d.sync += [o.valid.eq(1), o.payload.data.eq(acc[:32 * L]),
-                             o.payload.mask.eq(_prefix_mask(fill, L)), o.payload.last.eq(1),
-                             acc.eq(0), fill.eq(0), flush.eq(0)]
+                             o.payload.mask.eq(Mux(tail, _prefix_mask(fill, L), (1 << L) - 1)),
+                             o.payload.last.eq(ending & tail),
+                             acc.eq(acc >> (32 * L)), fill.eq(Mux(tail, 0, fill - L)),
+                             ending.eq(ending & ~tail)]
         with m.Elif(self.i.valid & self.i.ready):
             with m.If(total >= L):
                 m.d.sync += [o.valid.eq(1), o.payload.data.eq(new[:32 * L]),
                              o.payload.mask.eq((1 << L) - 1),
                              o.payload.last.eq(b.last & (total == L)),
                              acc.eq(new >> (32 * L)), fill.eq(total - L),
-                             flush.eq(b.last & (total > L))]
+                             ending.eq(b.last & (total > L))]
             with m.Elif(b.last):
                 m.d.sync += [o.valid.eq(1), o.payload.data.eq(new[:32 * L]),
                              o.payload.mask.eq(_prefix_mask(total, L)), o.payload.last.eq(1),
@@ -87,7 +89,7 @@ class Packer(wiring.Component):
             with m.Else():
                 m.d.sync += [acc.eq(new), fill.eq(total)]
         with m.If(self.start):
-            m.d.sync += [acc.eq(0), fill.eq(0), flush.eq(0)]
+            m.d.sync += [acc.eq(0), fill.eq(0), ending.eq(0)]
         return m
 
 
@@ -105,12 +107,11 @@ class Unpacker(wiring.Component):
     """Vector packets and write bursts in, masked memory beats out: each burst's beats
     take the next words of the packet stream into positions ``lo ..`` of its first beat
     through ``.. hi - 1`` of its last; other words are masked off. A packet's words are
-    its low lanes up to the first clear mask bit. ``done`` (a stream) gives each burst
-    once its last beat has left.
+    its low lanes up to the first clear mask bit (a beat wider than a packet gathers
+    several). ``done`` (a stream) gives each burst once its last beat has left.
     """
 
     def __init__(self, words, lanes, burst_layout):
-        _check(words, lanes)
         self.words, self.lanes = words, lanes
         super().__init__({"i": In(stream.Signature(vector_layout(lanes))),
                           "bursts": In(stream.Signature(burst_layout)),

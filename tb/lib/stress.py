@@ -75,7 +75,7 @@ def case_of(name, rng):
         "attention": lambda: {"seq": r(4, 24), "d": rng.choice((8, 16, 32))},
         "mlp": lambda: {"m": r(3, 20), "k": r(4, 32), "hidden": r(4, 32), "n": r(3, 16)},
         "loop": lambda: {"n": r(5, 60), "iterations": r(2, 4)},
-        "decode": lambda: {"d": r(9, 24), "hidden": r(9, 32), "batch": r(1, 2)},
+        "decode": lambda: {"d": r(4, 24), "hidden": r(4, 32), "batch": r(1, 2)},
     }
     if name not in shapes:
         raise ValueError(f"stress case {name!r}: one of {', '.join(CASES)}")
