@@ -39,7 +39,7 @@ RANGES = {
     "rows": (1, 16, "grid rows; unit ids: 4 x rows x cols + agcus <= 1023"),
     "cols": (1, 16, "grid columns; unit ids: 4 x rows x cols + agcus <= 1023"),
     "pcu_lanes": (2, 64, "power of two; the reduction tree needs at least 2 lanes"),
-    "pcu_stages": (1, 16, "the systolic array is stages x lanes"),
+    "pcu_stages": (1, 16, "the systolic array is stages x lanes; <= pcu_lanes"),
     "pcu_fifo_depth": (2, 256, "an input FIFO streams at full rate with 2"),
     "pmu_banks": (2, 64, "power of two, >= pcu_lanes"),
     "pmu_bank_words": (16, 1 << 16, "power of two; a PMU holds <= 64 x 2**16 words"),
@@ -175,6 +175,11 @@ class RduParams:
             raise ParamError(
                 f"pmu_banks: {self.pmu_banks} banks cannot serve one {self.pcu_lanes}-lane "
                 f"vector per cycle; need pmu_banks >= pcu_lanes")
+        if self.pcu_stages > self.pcu_lanes:
+            raise ParamError(
+                f"pcu_stages: {self.pcu_stages} stages, more than the {self.pcu_lanes} lanes "
+                f"(pcu_lanes): in systolic mode A's vector carries one value per stage; need "
+                f"pcu_stages <= pcu_lanes")
         if self.rows * self.cols < 2:
             raise ParamError(f"rows x cols: the grid needs at least one PCU and one PMU, "
                              f"got {self.rows} x {self.cols}")
