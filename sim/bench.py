@@ -620,6 +620,71 @@ def _robustness_section(params, workdir, seeds=(1, 2, 3, 4), runs=6):
     return fig
 
 
+#: The configuration sweep (issue 20): ``small`` with one knob turned, and the HBM series
+#: (bytes per cycle per channel; small's is 32). Each is a socket build of its own.
+CONFIG_SWEEP = {"lanes4": {"pcu_lanes": 4}, "lanes16": {"pcu_lanes": 16, "pmu_banks": 16},
+                "stages3": {"pcu_stages": 3}, "grid3x4": {"rows": 3, "cols": 4},
+                "agcus4_4x4": {"rows": 4, "cols": 4, "agcus": 4, "hbm_channels": 4}}
+HBM_SERIES = (16, 32, 64, 128)
+#: What each configuration runs (the CLI's kernels and options).
+SWEEP_KERNELS = {"gemm": {"m": 128, "n": 128, "k": 128, "pcus": 0},
+                 "attention": {"seq": 64, "head_dim": 32}}
+
+
+def _sweep_run(params, workdir):
+    """Every sweep kernel on ``params``: its figures, or the reason it was refused (found
+    by compiling it, before the build)."""
+    from .designs import build_design
+    from .run import check_run, kernel_args
+    out, model = {}, None
+    for name, options in SWEEP_KERNELS.items():
+        try:
+            check_run(name, params, options)
+        except ValueError as e:
+            out[name] = {"refused": str(e)}
+            continue
+        model = model or build_design("socket", params)
+        o = run_cocotb(model, kernel_args(name, params, seed=67, options=options),
+                       test_dir=workdir / f"{params.name}-{name}").outputs
+        out[name] = {"cycles": o["cycles"], "program_load_cycles": o["load_cycles"],
+                     "pcu_utilization_array": round(o["utilization"], 4),
+                     "hbm_bytes": o["hbm_bytes"],
+                     "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)}
+        if name == "attention":
+            out[name]["unfused_cycles"] = o["fusion"]["unfused_cycles"]
+    return out
+
+
+def _knee(series):
+    """The HBM width past which doubling it gains a kernel under 10% ({width: cycles})."""
+    widths = sorted(series)
+    for lo, hi in zip(widths, widths[1:]):
+        if series[lo] / series[hi] < 1.1:
+            return lo
+    return None
+
+
+def _config_section(workdir):
+    """Configurations x kernels: cycles, utilization and HBM bandwidth of each, or why it
+    was refused; and the HBM-bandwidth series with each kernel's knee (the width after
+    which it is compute or latency bound)."""
+    from hdl.params import PRESETS
+    small = PRESETS["small"]
+    configs = {f"hbm{w}": {"hbm_bytes_per_cycle": w} for w in HBM_SERIES}
+    configs.update(CONFIG_SWEEP)
+    table = {}
+    for name, knobs in configs.items():
+        same = all(getattr(small, k) == v for k, v in knobs.items())
+        p = small if same else small.replace(name=f"small-{name}", **knobs)
+        table[name] = {"knobs": knobs, **_sweep_run(p, workdir)}
+    series = {}
+    for k in SWEEP_KERNELS:
+        cyc = {w: table[f"hbm{w}"][k]["cycles"] for w in HBM_SERIES
+               if "cycles" in table[f"hbm{w}"][k]}
+        series[k] = {"cycles_by_hbm_bytes_per_cycle": cyc, "knee": _knee(cyc)}
+    return {"kernels": SWEEP_KERNELS, "configs": table, "hbm_series": series}
+
+
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
     harness = harness_for("fpu", params)
@@ -666,5 +731,7 @@ def run_bench(params, out: Path, quick=False):
     # The small socket only: a jittered plasticine socket would be one more long build.
     robust = {first: _robustness_section(presets[first], workdir / f"robustness-{first}")}
     merge_bench(out, "robustness", robust)
+    configs = _config_section(workdir / "configs")
+    merge_bench(out, "configs", configs)
     return {"foundation": results, "pcu": pcu, "pmu": pmu, "rdn": rdn, "memory": memory,
-            "socket": socket, "robustness": robust}
+            "socket": socket, "robustness": robust, "configs": configs}

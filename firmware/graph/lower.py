@@ -211,6 +211,11 @@ class _Matmul(_Lowering):
                 raise GraphError(f"{op.name}: operand {a.name!r} is computed on the device "
                                  f"with rows of {a_rows} words, shorter than its "
                                  f"{a.shape[1]} columns")
+            have, need = ctx.buffers[a.name].words, s.a_row_words(a_rows)
+            if have < need:
+                raise GraphError(f"{op.name}: operand {a.name!r} is computed on the device "
+                                 f"as {lay.kind} into {have} words; the matmul reads it by "
+                                 f"whole row tiles ({need} words): no relayout op yet")
         elif a.name not in ctx.buffers:
             ctx.buffer(a, s.a_words)
         if b.name not in ctx.buffers:
