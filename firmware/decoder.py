@@ -146,7 +146,12 @@ class Decoder:
         self.slot = {key: i * self.vec for i, key in enumerate(keys)}
         alloc, B = dev.alloc.alloc, shape.batch
         dp = _round_up(shape.d, L)
-        self.k_row, self.k_layer, self.v_layer = dp, shape.tokens * dp, dp * self.tp
+        # The K and V GEMVs write their padded rows' results too (zeros): a K row's spill
+        # lands in the next row (rewritten at the next position before it is read) and,
+        # after the last, in the layer's slack; V^T has a row for each.
+        yd = max(dp, GemvShape.of(params, shape.d, shape.d, packed=shape.packed).y_words)
+        self.k_row, self.v_layer = dp, yd * self.tp
+        self.k_layer = (shape.tokens - 1) * dp + yd
         #: Words of one sequence's part of each per-sequence buffer (the batch stride).
         self.seq = {"act": len(keys) * self.vec, "kc": shape.layers * self.k_layer,
                     "vt": shape.layers * self.v_layer}

@@ -329,7 +329,7 @@ def test_faults_are_named_contained_and_cleared(model, tmp_path, k):
     run(model, tmp_path, "faults", seed=SEED + 70 + k, n=40 + 17 * k)
 
 
-@pytest.mark.parametrize("k", [0, 1])
+@pytest.mark.parametrize("k", [0])      # another seed on another machine: test_rtl_grid.py
 def test_kernels_under_random_latency_phase_and_stalls(model, tmp_path, k):
     """GEMM, softmax, attention, MLP, a looped kernel and a decoder position at shapes from
     the seed, twice each with new inputs, start phase and random token buckets on their
