@@ -232,7 +232,7 @@ def _resolve(program: SimdProgram, params: RduParams):
                               "(the iteration count)")
     if len(program.stages) > params.pcu_stages:
         raise PcuProgramError(f"stages: {len(program.stages)} stages, the PCU has "
-                              f"{params.pcu_stages}")
+                              f"{params.pcu_stages} (pcu_stages)")
     needs = {"VIN0": "vin0", "VIN1": "vin1", "SIN0": "sin0", "RED": "vin0"}
     stages = []
     for i, st in enumerate(program.stages):
