@@ -291,7 +291,8 @@ def main(argv=None):
     b = sub.add_parser("bench", help="measure build time and simulation speed")
     common(b)
     b.add_argument("--out", default="build/bench.json")
-    b.add_argument("--quick", action="store_true", help="fewer repetitions")
+    b.add_argument("--quick", action="store_true",
+                   help="fewer repetitions, the given config only, no configuration sweep")
     b.set_defaults(func=cmd_bench)
 
     args, extra = p.parse_known_args(argv)
