@@ -50,6 +50,28 @@ def cmd_run(args, extra):
     sys.exit(0 if report["passed"] and report["bit_exact"] else 1)
 
 
+def cmd_sweep(args, extra):
+    from .run import KERNELS
+    from .sweep import SweepError, run_sweep
+    k = KERNELS.get(args.kernel)
+    if args.help or k is None:
+        if k is None and args.kernel is not None:
+            sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
+        sys.exit("usage: python -m sim sweep KERNEL --param NAME=v1,v2 [--param ...] "
+                 "[--config C] [--jobs N] [--out DIR] [kernel options]")
+    if args.jobs < 1:
+        sys.exit(f"--jobs {args.jobs}: at least 1")
+    fixed = {key: v for key, v in vars(_kernel_parser(k, "sweep").parse_args(extra)).items()
+             if f"--{key.replace('_', '-')}" in extra}
+    try:
+        rows = run_sweep(k.name, args.config, args.param, fixed, out=args.out, jobs=args.jobs,
+                         seed=args.seed)
+    except SweepError as e:
+        sys.exit(f"error: {e}")
+    print(f"results: {args.out}/sweep.csv, {args.out}/sweep.json")
+    sys.exit(0 if all(r["passed"] and r["bit_exact"] for r in rows) else 1)
+
+
 def _wave_request(args, kernel, options):
     """The waveform options, checked before any model is built."""
     from .run import wave_request
@@ -288,6 +310,20 @@ def main(argv=None):
         n for n, k in KERNELS.items() if k.programs is not None))
     common(e)
     e.set_defaults(func=cmd_explain)
+    sw = sub.add_parser("sweep", help="a kernel over config fields and kernel options "
+                                      "(CSV and JSON in --out)", add_help=False,
+                        description="Sweep KERNEL over the product of --param NAME=v1,v2,... "
+                                    "(config fields or kernel options); fixed kernel options "
+                                    "follow (see 'run KERNEL -h').")
+    sw.add_argument("-h", "--help", action="store_true", help="this help")
+    sw.add_argument("kernel", nargs="?", help=f"kernel name: {kernels}")
+    common(sw)
+    sw.add_argument("--param", action="append", default=[], metavar="NAME=v1,v2",
+                    help="a config field or kernel option and its values (repeatable)")
+    sw.add_argument("--jobs", type=int, default=2, help="points run at a time (default 2)")
+    sw.add_argument("--seed", type=int, default=1)
+    sw.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
+    sw.set_defaults(func=cmd_sweep)
     b = sub.add_parser("bench", help="measure build time and simulation speed")
     common(b)
     b.add_argument("--out", default="build/bench.json")
@@ -296,7 +332,7 @@ def main(argv=None):
     b.set_defaults(func=cmd_bench)
 
     args, extra = p.parse_known_args(argv)
-    if extra and args.cmd not in ("run", "explain"):
+    if extra and args.cmd not in ("run", "explain", "sweep"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd in ("run", "explain") and (args.help or args.kernel is None):
         _kernel_help(args, sub.choices[args.cmd], KERNELS)

@@ -307,11 +307,12 @@ def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, op
 
 
 def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print,
-               trace=None):
+               trace=None, run_dir=None):
     """Build (cached), run, check; returns the report dict. Never raises on a failed
     check: the report says ``passed: false`` and carries the error. ``waves``: False,
     True (FST) or a format (``fst``, ``vcd``); ``trace``: what the waveform records (see
-    :func:`wave_request`)."""
+    :func:`wave_request`); ``run_dir``: the simulation's folder (default
+    ``build/runs/KERNEL``; runs at the same time need folders of their own)."""
     if name not in KERNELS:
         raise KeyError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
     k = KERNELS[name]
@@ -334,7 +335,8 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
         "sim": {"flow": b.flow, "build_s": round(b.seconds, 3), "build_cached": b.cached},
     }
     try:
-        run = run_cocotb(b, targs, test_dir=RUN_DIR / name, waves=bool(waves), trace=trace)
+        run = run_cocotb(b, targs, test_dir=run_dir or RUN_DIR / name, waves=bool(waves),
+                         trace=trace)
     except SimulationError as e:
         report["error"] = str(e)
         return report
