@@ -68,7 +68,7 @@ def cmd_sweep(args, extra):
                          seed=args.seed)
     except SweepError as e:
         sys.exit(f"error: {e}")
-    print(f"results: {args.out}/sweep.csv, {args.out}/sweep.json")
+    print(f"results: {args.out}/sweep.csv, sweep.json, sweep.png")
     sys.exit(0 if all(r["passed"] and r["bit_exact"] for r in rows) else 1)
 
 

@@ -2,7 +2,8 @@
 (``python -m sim sweep KERNEL --param NAME=v1,v2 ...``), points in parallel processes,
 each building (or reusing) its own cached model. Every point is checked before anything
 is built; a point that is refused or fails is reported in the results, never dropped.
-Writes ``sweep.csv`` and ``sweep.json``."""
+Writes ``sweep.csv``, ``sweep.json`` and ``sweep.png`` (cycles and PCU utilization
+against the first parameter, a line per value of the others)."""
 
 import csv
 import dataclasses
@@ -141,3 +142,33 @@ def _write(out, kernel, base, params, options, rows):
     (out / "sweep.json").write_text(json.dumps(
         {"kernel": kernel, "config": base.name, "options": options or {},
          "params": {n: vals for n, _, vals in params}, "rows": rows}, indent=1))
+    _plot(out / "sweep.png", kernel, names, rows)
+
+
+def _plot(path, kernel, names, rows):
+    """Cycles and PCU utilization against ``names[0]``, a line per value of the rest;
+    points that did not run are left out (they are in the CSV)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    groups = {}
+    for r in rows:
+        if r["passed"]:
+            key = ", ".join(f"{n}={r[n]}" for n in names[1:]) or kernel
+            groups.setdefault(key, []).append((r[names[0]], r["cycles"], r["pcu_utilization"]))
+    for key, pts in groups.items():
+        xs = [str(x) for x, _, _ in pts]
+        axes[0].plot(xs, [c for _, c, _ in pts], marker="o", label=key)
+        if any(u is not None for _, _, u in pts):
+            axes[1].plot(xs, [u for _, _, u in pts], marker="o", label=key)
+    for ax, what in zip(axes, ("cycles", "PCU utilization (array)")):
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+    if groups:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(f"sweep: {kernel}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -47,6 +47,7 @@ def test_every_point_is_reported_refused_ones_with_their_reason(tmp_path, monkey
     with open(tmp_path / "sweep.csv") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == ["hbm_channels", "m", *FIGURES] and len(table) == 4
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["params"] == {"hbm_channels": [2, 3], "m": [0, 8]} and saved["rows"] == rows
 
