@@ -632,26 +632,26 @@ SWEEP_KERNELS = {"gemm": {"m": 128, "n": 128, "k": 128, "pcus": 0},
 
 
 def _sweep_run(params, workdir):
-    """Every sweep kernel on ``params``: its figures, or the reason it was refused (found
-    by compiling it, before the build)."""
-    from .designs import build_design
-    from .run import check_run, kernel_args
-    out, model = {}, None
+    """Every sweep kernel on ``params`` (``sim.run.run_kernel``: checked bit-exactly): its
+    figures, or the reason it was refused (found by compiling it, before the build)."""
+    from .run import check_run, run_kernel
+    out = {}
     for name, options in SWEEP_KERNELS.items():
         try:
             check_run(name, params, options)
         except ValueError as e:
             out[name] = {"refused": str(e)}
             continue
-        model = model or build_design("socket", params)
-        o = run_cocotb(model, kernel_args(name, params, seed=67, options=options),
-                       test_dir=workdir / f"{params.name}-{name}").outputs
-        out[name] = {"cycles": o["cycles"], "program_load_cycles": o["load_cycles"],
-                     "pcu_utilization_array": round(o["utilization"], 4),
-                     "hbm_bytes": o["hbm_bytes"],
-                     "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)}
-        if name == "attention":
-            out[name]["unfused_cycles"] = o["fusion"]["unfused_cycles"]
+        r = run_kernel(name, params, seed=67, options=options, log=lambda *_: None,
+                       run_dir=workdir / f"{params.name}-{name}")
+        if not (r["passed"] and r["bit_exact"]):
+            raise RuntimeError(f"{name} on {params.name}: {r.get('error', 'not bit-exact')}")
+        out[name] = {"cycles": r["cycles"], "program_load_cycles": r["program_load_cycles"],
+                     "pcu_utilization_array": round(r["pcu_utilization"], 4),
+                     "hbm_bytes": r["hbm_bytes"],
+                     "hbm_bw_utilization": round(r["hbm_bw_utilization"], 4)}
+        if "fusion" in r:
+            out[name]["unfused_cycles"] = r["fusion"]["unfused_cycles"]
     return out
 
 

@@ -110,22 +110,21 @@ def run_sweep(kernel, base, specs, options=None, *, out, jobs=2, seed=1, log=pri
     runnable = [p for p in points if p["refused"] is None]
     log(f"sweep {kernel}: {len(points)} points, {len(points) - len(runnable)} refused, "
         f"{min(jobs, max(1, len(runnable)))} at a time")
-    t0, results = time.perf_counter(), {}
+    t0 = time.perf_counter()
     work = [(kernel, p["params"], p["options"], seed, Path(out).resolve() / f"point{k}")
             for k, p in enumerate(runnable)]
-    if jobs <= 1 or len(work) <= 1:
-        done = map(_run_point, work)
-    else:
-        pool = ProcessPoolExecutor(max_workers=jobs)
-        done = pool.map(_run_point, work)
-    for k, figures in enumerate(done, 1):
-        results[id(runnable[k - 1])] = figures
-        log(f"  [{k}/{len(work)}] {runnable[k - 1]['point']}: cycles {figures['cycles']}"
-            f"{'' if figures['passed'] else ' FAILED: ' + str(figures['error'])} "
-            f"({time.perf_counter() - t0:.0f} s)")
-    if jobs > 1 and len(work) > 1:
-        pool.shutdown()
-    rows = [{**p["point"], **(results.get(id(p)) or
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(work) > 1 else None
+    try:
+        done = pool.map(_run_point, work) if pool else map(_run_point, work)
+        for k, (p, figures) in enumerate(zip(runnable, done), 1):
+            p["figures"] = figures
+            log(f"  [{k}/{len(work)}] {p['point']}: cycles {figures['cycles']}"
+                f"{'' if figures['passed'] else ' FAILED: ' + str(figures['error'])} "
+                f"({time.perf_counter() - t0:.0f} s)")
+    finally:
+        if pool:
+            pool.shutdown()
+    rows = [{**p["point"], **(p.get("figures") or
                               {**{f: None for f in FIGURES}, "passed": False,
                                "error": f"refused: {p['refused']}"})} for p in points]
     _write(Path(out), kernel, base, params, options, rows)

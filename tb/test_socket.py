@@ -1191,7 +1191,7 @@ async def _stress_run(dev, params, case, rng, args, k, figure):
     assert not unbalanced, f"{what}: links whose packets sent != received: {unbalanced}"
     assert not any(delta["dropped"]), f"{what}: packets dropped: {delta['dropped']}"
     counts = packet_counts(delta)
-    cycles = after["seq"]["cycles"] - before["seq"]["cycles"]
+    seq = _seq_delta(before["seq"], after["seq"])
     hops = sum(n for f in ("vec", "sca") for sw in delta[f] for n in sw["inp"])
     figure["runs"] += 1
     figure["packets"] += hops
@@ -1199,4 +1199,4 @@ async def _stress_run(dev, params, case, rng, args, k, figure):
     figure["reordered_responses"] += sum(a["reordered"] - b["reordered"]
                                          for b, a in zip(before["agcu"], after["agcu"]))
     return {"counts": counts, "packets": hops,
-            "timing": (cycles, after["seq"]["exec_cycles"] - before["seq"]["exec_cycles"])}
+            "timing": (seq["cycles"], seq["exec_cycles"])}

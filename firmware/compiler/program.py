@@ -103,11 +103,12 @@ def kernel_program(params, name, *, pcus=None, pmus=None, agcus=None, vec=None, 
     return KernelProgram(name, rows, mask, amask, execute, layout, extents)
 
 
-def _switches(params, program):
-    """{(fabric, col, row): (unit, value)} of the switches ``program`` writes."""
+def _switches(params, values):
+    """{(fabric, col, row): unit id} of the switches among ``values`` ({unit id: config
+    value}, a bitstream read back)."""
     by_id = {u.id: u for u in socket_config_units(params)}
-    return {(u.name[:3], u.col, u.row): (u, v) for uid, v in unit_values(program.rows).items()
-            for u in [by_id[uid]] if u.name in ("vec_switch", "sca_switch")}
+    return {(by_id[uid].name[:3], by_id[uid].col, by_id[uid].row): uid for uid in values
+            if by_id[uid].name in ("vec_switch", "sca_switch")}
 
 
 def _edge_inputs(params):
@@ -116,18 +117,22 @@ def _edge_inputs(params):
             for side, row in (agcu_position(params, k) for k in range(params.agcus))}
 
 
-def injection_ports(params, program):
-    """(fabric, col, row, port) of every injection port (a unit's output, ``IN_LOCAL``, or an
-    AGCU's edge port) ``program`` routes a flow from: where a token bucket can stall it."""
+def _injection_ports(params, values):
     layout, edges = switch_config_layout(params), _edge_inputs(params)
     ports = []
-    for (fabric, x, y), (_, value) in sorted(_switches(params, program).items()):
-        conf = layout.from_bits(value)
+    for (fabric, x, y), uid in sorted(_switches(params, values).items()):
+        conf = layout.from_bits(values[uid])
         for port in (IN_LOCAL, edges.get((x, y))):
             if port is not None and any(int(conf.table[port][f].out)
                                         for f in range(params.rdn_flows)):
                 ports.append((fabric, x, y, port))
     return ports
+
+
+def injection_ports(params, program):
+    """(fabric, col, row, port) of every injection port (a unit's output, ``IN_LOCAL``, or an
+    AGCU's edge port) ``program`` routes a flow from: where a token bucket can stall it."""
+    return _injection_ports(params, unit_values(program.rows))
 
 
 def throttled(params, program, throttles):
@@ -137,10 +142,8 @@ def throttled(params, program, throttles):
     kernel already throttles keeps the lower rate)."""
     size = throttle_layout.size
     base = switch_config_layout(params)["throttle"].offset
-    units = {u.id: u for u in socket_config_units(params)}
-    values = {uid: v for uid, v in unit_values(program.rows).items()}
-    switches = _switches(params, program)
-    legal = set(injection_ports(params, program))
+    values = unit_values(program.rows)
+    switches, legal = _switches(params, values), set(_injection_ports(params, values))
     for (fabric, x, y, port), (rate, burst) in throttles.items():
         if (fabric, x, y, port) not in legal:
             raise BitstreamError(f"throttle at {fabric} switch ({x},{y}) port {port}: not an "
@@ -148,11 +151,12 @@ def throttled(params, program, throttles):
         if not (1 <= rate <= RATE_ONE and 1 <= burst < 1 << 8):
             raise BitstreamError(f"throttle rate {rate} / burst {burst}: 1 .. {RATE_ONE} / "
                                  f"1 .. 255")
-        uid, at = switches[fabric, x, y][0].id, base + port * size
+        uid, at = switches[fabric, x, y], base + port * size
         old = throttle_layout.from_bits(values[uid] >> at & ((1 << size) - 1))
         if int(old.en):
             rate = min(rate, int(old.rate))
         bits = throttle_layout.const({"en": 1, "rate": rate, "burst": burst}).as_value().value
         values[uid] = values[uid] & ~(((1 << size) - 1) << at) | bits << at
-    return replace(program, rows=bitstream_rows({uid: (units[uid].layout, v)
+    layouts = {u.id: u.layout for u in socket_config_units(params)}
+    return replace(program, rows=bitstream_rows({uid: (layouts[uid], v)
                                                  for uid, v in values.items()}))
