@@ -53,7 +53,7 @@ from hdl.memory.reader import BurstReader
 
 from .configbus import BEAT_WORDS, COUNT_BITS, ConfigLoader, config_beat_layout
 
-__all__ = ["SeqError", "SeqPhase", "launch_layout", "record_beats", "KernelSequencer"]
+__all__ = ["SeqActivity", "SeqError", "SeqPhase", "launch_layout", "record_beats", "KernelSequencer"]
 
 
 class SeqError(enum.Enum, shape=3):
@@ -72,6 +72,17 @@ class SeqPhase(enum.Enum, shape=2):
     PROGRAM = 1      # loading a program
     KERNEL = 2       # running a kernel
     COPY = 3         # a copy record's DMA copy
+
+
+class SeqActivity(enum.Enum, shape=3):
+    """What the sequencer is doing now (a status register: a timeline's slices)."""
+    IDLE = 0
+    RECORD = 1       # fetching and decoding a launch record
+    PROGRAM = 2      # loading a program (the cycles of ``load_cycles``)
+    ARGS = 3         # handing the record's arguments to the AGCUs, starting the units
+    KERNEL = 4       # a kernel running (the cycles of ``exec_cycles``)
+    COPY = 5         # a copy record's DMA copy (the cycles of ``copy_cycles``)
+    CLEAR = 6        # clearing the datapath after an error
 
 
 #: Cycles the sequencer holds ``clear`` after an error.
@@ -123,6 +134,7 @@ class KernelSequencer(wiring.Component):
     net_error, link_error : In(1)       the memory network's decode error, any switch's
                                         credit error (sticky: a rise stops the list).
     phase : Out(SeqPhase);  clear : Out(1)   where an error stopped it; the datapath reset.
+    activity : Out(SeqActivity)         what it is doing now.
     load_cycles, exec_cycles, copy_cycles, cycles : Out(48)
         program loading, kernel execution, copies, and everything from ``go`` to idle.
     """
@@ -150,6 +162,7 @@ class KernelSequencer(wiring.Component):
             "load_cycles": Out(48), "exec_cycles": Out(48), "copy_cycles": Out(48),
             "cycles": Out(48),
             "net_error": In(1), "link_error": In(1), "phase": Out(SeqPhase), "clear": Out(1),
+            "activity": Out(SeqActivity),
         })
 
     def elaborate(self, platform):
@@ -240,7 +253,18 @@ class KernelSequencer(wiring.Component):
             self._kernel_states(m, rec, elapsed, stop)
             self._clear_state(m, rd_left, fetched)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        self._activity(m, fsm)
         return m
+
+    def _activity(self, m, fsm):
+        """``activity`` from the FSM's state."""
+        states = {SeqActivity.RECORD: ("NEXT_RECORD", "FETCH", "DECODE"),
+                  SeqActivity.PROGRAM: ("LOAD",), SeqActivity.ARGS: ("ARGS", "START"),
+                  SeqActivity.KERNEL: ("RUN",), SeqActivity.COPY: ("COPY", "COPY_WAIT"),
+                  SeqActivity.CLEAR: ("CLEAR",)}
+        for act, names in states.items():
+            with m.If(Cat(*(fsm.ongoing(n) for n in names)).any()):
+                m.d.comb += self.activity.eq(act)
 
     def _stop_conditions(self, m, elapsed):
         """The error a guarded state stops with (NONE: go on): a request outside memory or

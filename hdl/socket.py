@@ -15,7 +15,7 @@ from .configbus import INDEX_BITS, ConfigTarget
 from .memory.channel import BYTE_COUNTER_BITS
 from .memory.config import MemoryMap, dma_desc_layout, mem_port_signature
 from .rdn.config import COUNTER_BITS, E, W, switch_counters_layout
-from .sequencer import KernelSequencer, SeqError, SeqPhase, record_beats
+from .sequencer import KernelSequencer, SeqActivity, SeqError, SeqPhase, record_beats
 from .tile import ConfigUnit, Tile, config_units
 
 __all__ = ["agcu_position", "check_socket", "socket_config_units", "counters_layout",
@@ -110,6 +110,7 @@ def host_registers(params):
         "sca_counters": Out(switch_counters_layout()).array(n),
         "decode_error": Out(1), "credit_error": Out(2 * n),
         "phase": Out(SeqPhase), "decode_addr": Out(mm.addr_bits),
+        "activity": Out(SeqActivity),
     }
 
 
@@ -145,6 +146,7 @@ class Socket(wiring.Component):
     decode_error, credit_error : Out      broken-address / broken-link flags (never
                                           expected); decode_addr : Out   the address.
     phase : Out(SeqPhase)                 where an error stopped the sequencer.
+    activity : Out(SeqActivity)           what the sequencer is doing now.
 
     After an error the sequencer's ``clear`` resets the datapath (tile, AGCUs and their
     configs, memory network, DMA engine; not the memories' contents nor the sequencer's
@@ -213,7 +215,7 @@ class Socket(wiring.Component):
         m.d.comb += [
             seq.go.eq(self.go), seq.launches.eq(self.launches), seq.count.eq(self.count),
             seq.timeout.eq(self.timeout), self.busy.eq(seq.busy), self.error.eq(seq.error),
-            self.phase.eq(seq.phase),
+            self.phase.eq(seq.phase), self.activity.eq(seq.activity),
             self.dma_busy.eq(mem.dma_busy), self.dma_error.eq(mem.dma_error),
             seq.net_error.eq(mem.decode_error), seq.link_error.eq(tile.credit_error.any()),
             ctr.dma.done.eq(mem.dma_done), ctr.dma.cycles.eq(mem.dma_cycles),

@@ -41,9 +41,10 @@ def cmd_run(args, extra):
     except ValueError as e:
         sys.exit(f"error: {e}")
     trace = _wave_request(args, k.name, vars(kargs))
+    timeline = _timeline_request(args, k.name)
     report = run_kernel(k.name, args.config, seed=args.seed,
                         waves=args.waves_format if args.waves else False,
-                        options=vars(kargs), trace=trace)
+                        options=vars(kargs), trace=trace, timeline=timeline)
     path = write_report(report, args.json, args.config)
     _print_report(report, args.config)
     print(f"report: {path}")
@@ -92,6 +93,21 @@ def _wave_request(args, kernel, options):
                             to_cycle=args.waves_to, options=options)
     except Exception as e:      # a bad selection, or kernel options the compiler refuses
         sys.exit(f"{type(e).__name__}: {e}")
+
+
+def _timeline_request(args, kernel):
+    """``--trace`` / ``--trace-resolution``, checked before any model is built."""
+    from .run import check_timeline
+    if not args.trace:
+        if args.trace_resolution is not None:
+            sys.exit("--trace-resolution needs --trace")
+        return None
+    res = 64 if args.trace_resolution is None else args.trace_resolution
+    try:
+        check_timeline(kernel, res)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    return res
 
 
 def _cycle(text):
@@ -151,6 +167,10 @@ def _print_report(r, params=None):
         print(f"waves: {r['waves']} ({r['waves_bytes'] / 1e6:.1f} MB)"
               + (f"   GTKWave save file (one group per unit): {r['gtkw']}"
                  if r.get("gtkw") else ""))
+    if r.get("trace"):
+        t = r["trace"]
+        print(f"timeline ({t['resolution']}-cycle intervals, {t['lists']} launch lists): "
+              f"{t['json']} (open in https://ui.perfetto.dev), {t['png']}")
 
 
 def _print_coe(r):
@@ -286,6 +306,12 @@ def main(argv=None):
                    help="first clock cycle recorded (default 0)")
     r.add_argument("--waves-to", type=_cycle, metavar="CYCLE",
                    help="last clock cycle recorded (default: the end of the run)")
+    r.add_argument("--trace", action="store_true",
+                   help="record a timeline: build/traces/KERNEL.json (Perfetto / Chrome trace) "
+                        "and KERNEL.png (socket kernels)")
+    r.add_argument("--trace-resolution", type=int, metavar="CYCLES",
+                   help="cycles per sampled interval of the timeline's stall / starve / "
+                        "bandwidth tracks (default 64; busy and sequencer slices are exact)")
     r.add_argument("--json", help="report path (default build/reports/KERNEL.json)")
     r.set_defaults(func=cmd_run)
 

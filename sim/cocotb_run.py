@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from tb.lib.args import ENV_ARGS, TbArgs
+from tb.lib.args import ENV_ARGS, ENV_TIMELINE, TbArgs
 
 from . import toolchain
 from .build import Build
@@ -58,14 +58,16 @@ def _failures(xml_path: Path):
 
 
 def run_cocotb(build: Build, args: TbArgs, *, test_dir, seed=None, waves=False,
-               trace=None) -> TestRun:
+               trace=None, timeline=None) -> TestRun:
     """Run the cocotb test ``args`` is for (its ``MODULE`` and ``TESTCASE``, e.g.
     ``tb.test_socket:gemm``; a module-level class runs every test of the module) on
     ``build``.
 
     ``args`` (a :class:`tb.lib.args.TbArgs`) reach the test by ``Cls.from_env()``. With
     ``waves`` the run writes a waveform; ``trace`` (a :class:`sim.tracesel.TraceSelection`)
-    limits it to scopes and a cycle window. Raises :class:`SimulationError` with the
+    limits it to scopes and a cycle window. ``timeline`` (cycles): the socket testbench
+    records a timeline at that resolution into ``test_dir/timeline.jsonl``
+    (``tb.lib.timeline``). Raises :class:`SimulationError` with the
     failing tests' messages and the log's tail.
     """
     from cocotb_tools.runner import get_runner
@@ -80,7 +82,9 @@ def run_cocotb(build: Build, args: TbArgs, *, test_dir, seed=None, waves=False,
     results = test_dir / "results.xml"
     out_file = test_dir / "outputs.json"
     log = test_dir / "sim.log"
-    for f in (results, out_file, log, test_dir / "dump.fst", test_dir / "dump.vcd"):
+    timeline_file = test_dir / "timeline.jsonl"
+    for f in (results, out_file, log, test_dir / "dump.fst", test_dir / "dump.vcd",
+              timeline_file):
         f.unlink(missing_ok=True)
     libs = str(toolchain.cocotb_libs_dir())
     env = {
@@ -91,6 +95,7 @@ def run_cocotb(build: Build, args: TbArgs, *, test_dir, seed=None, waves=False,
         "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [libs, os.environ.get("LD_LIBRARY_PATH")])),
         # cocotb's runner checks results itself under pytest and exits; we check here.
         "PYTEST_CURRENT_TEST": "",
+        ENV_TIMELINE: f"{int(timeline)}:{timeline_file}" if timeline else "",
     }
     runner = get_runner("verilator")
     exit_error = None

@@ -30,11 +30,12 @@ from .designs import build_design
 from .tracesel import TraceSelection
 from .waves import natural_key, trace_selection, write_gtkw
 
-__all__ = ["Kernel", "KERNELS", "check_run", "kernel_args", "run_kernel", "wave_request",
+__all__ = ["Kernel", "KERNELS", "check_run", "check_timeline", "kernel_args", "run_kernel", "wave_request",
            "REPORT_DIR"]
 
 REPORT_DIR = Path("build") / "reports"
 RUN_DIR = Path("build") / "runs"
+TRACE_DIR = Path("build") / "traces"
 
 
 @dataclass(frozen=True)
@@ -307,17 +308,21 @@ def wave_request(name, params, *, units=None, from_cycle=None, to_cycle=None, op
 
 
 def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, log=print,
-               trace=None, run_dir=None):
+               trace=None, run_dir=None, timeline=None):
     """Build (cached), run, check; returns the report dict. Never raises on a failed
     check: the report says ``passed: false`` and carries the error. ``waves``: False,
     True (FST) or a format (``fst``, ``vcd``); ``trace``: what the waveform records (see
     :func:`wave_request`); ``run_dir``: the simulation's folder (default
-    ``build/runs/KERNEL``; runs at the same time need folders of their own)."""
+    ``build/runs/KERNEL``; runs at the same time need folders of their own);
+    ``timeline``: a socket kernel's timeline at that resolution (cycles) -> a Perfetto
+    trace and a PNG in build/traces/ (:func:`check_timeline` first)."""
     if name not in KERNELS:
         raise KeyError(f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
     k = KERNELS[name]
     opts = _options(k, options)
     targs = kernel_args(name, params, seed=seed, options=options)
+    if timeline is not None:
+        check_timeline(name, timeline)
     if waves and trace is None:
         trace = wave_request(name, params, options=opts)
     if waves and toolchain.fst_shims() and wave_format(waves) == "fst":
@@ -336,7 +341,7 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
     }
     try:
         run = run_cocotb(b, targs, test_dir=run_dir or RUN_DIR / name, waves=bool(waves),
-                         trace=trace)
+                         trace=trace, timeline=timeline)
     except SimulationError as e:
         report["error"] = str(e)
         return report
@@ -371,7 +376,32 @@ def run_kernel(name, params: RduParams, *, seed=1, waves=False, options=None, lo
                          if wall else None)
     if run.waves:
         _keep_waves(report, k, params, run.waves)
+    if timeline:
+        report["trace"] = _write_traces(report, params, run.test_dir / "timeline.jsonl")
     return report
+
+
+def check_timeline(name, resolution):
+    """A timeline is recorded by the socket testbench, at a resolution of >= 1 cycle."""
+    k = KERNELS[name]
+    if k.design != "socket":
+        raise ValueError(f"--trace records a socket run; {name!r} runs on the {k.design!r} "
+                         f"design (use --waves)")
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"--trace-resolution {resolution!r}: a whole number of cycles >= 1")
+
+
+def _write_traces(report, params, recorded):
+    """The timeline the testbench recorded as build/traces/KERNEL.json (Perfetto) and
+    .png; their paths and the resolution for the report."""
+    from .timeline import read_timeline, write_png, write_trace
+    tl = read_timeline(recorded)
+    base = TRACE_DIR / report["kernel"]
+    labels = ["fused (one kernel)", "unfused (three kernels through HBM)"] \
+        if report.get("fusion") else []
+    return {"json": str(write_trace(tl, params, base.with_suffix(".json"), report["kernel"])),
+            "png": str(write_png(tl, params, base.with_suffix(".png"), labels)),
+            "resolution": tl.head["resolution"], "lists": len(tl.lists)}
 
 
 def _keep_waves(report, k, params, dump):

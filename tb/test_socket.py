@@ -72,6 +72,7 @@ from tb.lib.gemv import check_gemv, gemv_inputs
 from tb.lib.harness import TbHarness, write_outputs
 from tb.lib.hostlink import host_write
 from tb.lib.memimage import MemoryImage
+from tb.lib.timeline import start_timeline
 
 
 async def _setup(dut, cls):
@@ -79,6 +80,7 @@ async def _setup(dut, cls):
     params = args.machine()
     tb = TbHarness(dut)
     await tb.reset()
+    start_timeline(tb, params)
     dev = RtlDevice(tb, params, MemoryImage(params))
     return args, params, dev, random.Random(args.seed)
 

@@ -44,10 +44,15 @@ class RtlDevice(Device):
         #: An error cleared the datapath (programs included): the next list's first
         #: launch must load its program.
         self.cleared = False
+        self._handles = {}
 
     def _reg(self, name, index=None):
-        """The testbench handle of host register ``name`` (``hdl.socket.host_registers``)."""
-        return self.tb.port(host_port(self.params, name, index))
+        """The testbench handle of host register ``name`` (``hdl.socket.host_registers``),
+        looked up once (the register map is built per lookup)."""
+        h = self._handles.get((name, index))
+        if h is None:
+            h = self._handles[(name, index)] = self.tb.port(host_port(self.params, name, index))
+        return h
 
     async def _store(self, addr, words):
         await self.image.write(self.tb, addr, words)

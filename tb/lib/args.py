@@ -21,10 +21,12 @@ from firmware.decoder import LOOP_MODES, DecoderShape
 from firmware.kernels.gemv import GemvShape
 from hdl.pmu.config import MAX_BUFFERS
 
-__all__ = ["TbArgs", "TESTS", "args_class", "tb_args", "options_of", "ENV_ARGS"]
+__all__ = ["TbArgs", "TESTS", "args_class", "tb_args", "options_of", "ENV_ARGS", "ENV_TIMELINE"]
 
 #: The environment variable carrying the JSON of a test's arguments.
 ENV_ARGS = "OPENRDU_TB_ARGS"
+#: "RESOLUTION:PATH": the socket testbench records a timeline there (tb.lib.timeline).
+ENV_TIMELINE = "OPENRDU_TIMELINE"
 
 
 def arg(default, help_text="", *, lo=None, hi=None, choices=None):
