@@ -59,14 +59,14 @@ def cmd_sweep(args, extra):
         if k is None and args.kernel is not None:
             sys.exit(f"unknown kernel {args.kernel!r}; known: {', '.join(KERNELS)}")
         sys.exit("usage: python -m sim sweep KERNEL --param NAME=v1,v2 [--param ...] "
-                 "[--config C] [--jobs N] [--out DIR] [kernel options]")
+                 "[--config C] [--jobs N | --scheduler ADDRESS] [--out DIR] [kernel options]")
     if args.jobs < 1:
         sys.exit(f"--jobs {args.jobs}: at least 1")
     fixed = {key: v for key, v in vars(_kernel_parser(k, "sweep").parse_args(extra)).items()
              if f"--{key.replace('_', '-')}" in extra}
     try:
         rows = run_sweep(k.name, args.config, args.param, fixed, out=args.out, jobs=args.jobs,
-                         seed=args.seed)
+                         seed=args.seed, scheduler=args.scheduler)
     except SweepError as e:
         sys.exit(f"error: {e}")
     print(f"results: {args.out}/sweep.csv, sweep.json, sweep.png")
@@ -347,6 +347,9 @@ def main(argv=None):
     sw.add_argument("--param", action="append", default=[], metavar="NAME=v1,v2",
                     help="a config field or kernel option and its values (repeatable)")
     sw.add_argument("--jobs", type=int, default=2, help="points run at a time (default 2)")
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run the points on a Dask distributed cluster (tcp://host:8786); "
+                         "each worker builds or reuses its own cached model")
     sw.add_argument("--seed", type=int, default=1)
     sw.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
     sw.set_defaults(func=cmd_sweep)

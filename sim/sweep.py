@@ -21,7 +21,12 @@ __all__ = ["SweepError", "parse_params", "sweep_points", "run_sweep", "FIGURES"]
 
 #: The figures of a point (report fields), in the CSV's column order.
 FIGURES = ("passed", "bit_exact", "cycles", "program_load_cycles", "pcu_utilization",
-           "hbm_bytes", "hbm_bw_utilization", "error")
+           "hbm_bytes", "hbm_bw_utilization", "macs_per_cycle", "macs_per_hbm_byte",
+           "peak_macs_per_cycle", "peak_hbm_bytes_per_cycle", "error")
+
+
+#: How long a sweep waits for a Dask scheduler to answer.
+CONNECT_TIMEOUT = "20s"
 
 
 class SweepError(ValueError):
@@ -94,36 +99,81 @@ def sweep_points(kernel, base, params, options=None):
 
 
 def _run_point(args):
-    """One point in a worker process (a simulation folder of its own): the report's
-    figures."""
+    """One point in a worker (a process here or a Dask worker; a simulation folder of its
+    own, the worker's own model cache): the report's figures. A point whose build or run
+    raises is a failed point, not a lost one."""
     kernel, params, options, seed, run_dir = args
-    report = run_kernel(kernel, params, seed=seed, options=options, log=lambda *_: None,
-                        run_dir=run_dir)
-    return {f: report.get(f) for f in FIGURES}
+    try:
+        report = run_kernel(kernel, params, seed=seed, options=options, log=lambda *_: None,
+                            run_dir=run_dir)
+    except Exception as e:          # noqa: BLE001 - reported in the point's row
+        report = {"passed": False, "error": f"{type(e).__name__}: {e}"}
+    return {f: report.get(f) for f in FIGURES} | _roofline(params, report)
 
 
-def run_sweep(kernel, base, specs, options=None, *, out, jobs=2, seed=1, log=print):
-    """Run the sweep; write ``out``/sweep.csv and sweep.json; return the rows (swept
-    values and figures, refused points with their reason)."""
+def _roofline(params, report):
+    """The point on its machine's roofline: MACs per cycle (from the array utilization)
+    against MACs per HBM byte, beside the machine's two ceilings."""
+    peak = params.pcus * params.pcu_stages * params.pcu_lanes
+    util, cycles, hbm = (report.get(k) for k in ("pcu_utilization", "cycles", "hbm_bytes"))
+    rate = util * peak if util is not None else None
+    return {"macs_per_cycle": rate,
+            "macs_per_hbm_byte": rate * cycles / hbm if rate and cycles and hbm else None,
+            "peak_macs_per_cycle": peak,
+            "peak_hbm_bytes_per_cycle": params.hbm_channels * params.hbm_bytes_per_cycle}
+
+
+def _local(work, jobs):
+    """The points' figures in order, ``jobs`` processes at a time."""
+    if jobs <= 1 or len(work) <= 1:
+        yield from map(_run_point, work)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(_run_point, work)
+
+
+def _dask(work, scheduler):
+    """The points' figures in order, on a Dask distributed cluster: ``scheduler`` its
+    address (``tcp://host:8786``) or a ``distributed.Client``."""
+    from distributed import Client
+    own = not isinstance(scheduler, Client)
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT) if own else scheduler
+    except OSError as e:
+        raise SweepError(f"--scheduler {scheduler}: no Dask scheduler answers ({e})") from None
+    try:
+        futures = client.map(_run_point, work, pure=False)
+        for f in futures:
+            try:
+                yield f.result()
+            except Exception as e:  # noqa: BLE001 - a worker lost: the point failed
+                yield {**{k: None for k in FIGURES}, "passed": False,
+                       "error": f"dask: {type(e).__name__}: {e}"}
+    finally:
+        if own:
+            client.close()
+
+
+def run_sweep(kernel, base, specs, options=None, *, out, jobs=2, seed=1, log=print,
+              scheduler=None):
+    """Run the sweep (``jobs`` local processes, or on the Dask cluster ``scheduler``);
+    write ``out``/sweep.csv, sweep.json and sweep.png; return the rows (swept values and
+    figures, refused and failed points with their reason)."""
     params = parse_params(kernel, base, specs)
     points = sweep_points(kernel, base, params, options)
     runnable = [p for p in points if p["refused"] is None]
-    log(f"sweep {kernel}: {len(points)} points, {len(points) - len(runnable)} refused, "
-        f"{min(jobs, max(1, len(runnable)))} at a time")
+    where = f"on the Dask cluster {scheduler}" if scheduler is not None else \
+        f"{min(jobs, max(1, len(runnable)))} at a time"
+    log(f"sweep {kernel}: {len(points)} points, {len(points) - len(runnable)} refused, {where}")
     t0 = time.perf_counter()
     work = [(kernel, p["params"], p["options"], seed, Path(out).resolve() / f"point{k}")
             for k, p in enumerate(runnable)]
-    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(work) > 1 else None
-    try:
-        done = pool.map(_run_point, work) if pool else map(_run_point, work)
-        for k, (p, figures) in enumerate(zip(runnable, done), 1):
-            p["figures"] = figures
-            log(f"  [{k}/{len(work)}] {p['point']}: cycles {figures['cycles']}"
-                f"{'' if figures['passed'] else ' FAILED: ' + str(figures['error'])} "
-                f"({time.perf_counter() - t0:.0f} s)")
-    finally:
-        if pool:
-            pool.shutdown()
+    done = _dask(work, scheduler) if scheduler is not None else _local(work, jobs)
+    for k, (p, figures) in enumerate(zip(runnable, done), 1):
+        p["figures"] = figures
+        log(f"  [{k}/{len(work)}] {p['point']}: cycles {figures['cycles']}"
+            f"{'' if figures['passed'] else ' FAILED: ' + str(figures['error'])} "
+            f"({time.perf_counter() - t0:.0f} s)")
     rows = [{**p["point"], **(p.get("figures") or
                               {**{f: None for f in FIGURES}, "passed": False,
                                "error": f"refused: {p['refused']}"})} for p in points]
@@ -150,7 +200,7 @@ def _plot(path, kernel, names, rows):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     groups = {}
     for r in rows:
         if r["passed"]:
@@ -167,7 +217,33 @@ def _plot(path, kernel, names, rows):
         ax.grid(alpha=0.3)
     if groups:
         axes[0].legend(fontsize=7)
+    _roofline_plot(axes[2], names, rows)
     fig.suptitle(f"sweep: {kernel}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _roofline_plot(ax, names, rows):
+    """Each point that ran with MACs: its rate against its intensity, under its
+    machine's roofline (compute peak, HBM bandwidth x intensity)."""
+    import numpy as np
+    pts = [r for r in rows if r["passed"] and r.get("macs_per_hbm_byte")]
+    roofs = {(r["peak_macs_per_cycle"], r["peak_hbm_bytes_per_cycle"]) for r in pts}
+    if pts:
+        xs = [r["macs_per_hbm_byte"] for r in pts]
+        grid = np.geomspace(min(xs) / 4, max(xs) * 4, 64)
+        for peak, bw in sorted(roofs):
+            ax.plot(grid, np.minimum(peak, bw * grid), color="0.6", linewidth=1)
+            ax.text(grid[-1], peak, f" {peak} MAC/cycle", fontsize=6, va="bottom", ha="right")
+        for r in pts:
+            ax.plot(r["macs_per_hbm_byte"], r["macs_per_cycle"], "o")
+            ax.annotate(", ".join(f"{n}={r[n]}" for n in names), (r["macs_per_hbm_byte"],
+                        r["macs_per_cycle"]), fontsize=6, xytext=(3, -8),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_xlabel("MACs per HBM byte")
+    ax.set_ylabel("MACs per cycle")
+    ax.set_title("roofline" + ("" if pts else " (no MACs in these runs)"), fontsize=9)
+    ax.grid(alpha=0.3, which="both")

@@ -59,3 +59,25 @@ def test_a_two_point_sweep_runs_in_two_processes(tmp_path):
     assert all(r["passed"] and r["bit_exact"] for r in rows), rows
     # Each point ran in a folder of its own: its own cycle count (n vectors, one a cycle).
     assert rows[0]["cycles"] < rows[1]["cycles"], rows
+
+
+@pytest.mark.rtl
+def test_a_sweep_runs_on_a_dask_cluster(tmp_path):
+    """The same two points through an in-process Dask LocalCluster (one worker thread:
+    a run patches the process environment)."""
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        rows = run_sweep("fpu", SMALL, ["n=64,100"], out=tmp_path, scheduler=client,
+                         log=lambda *_: None)
+    assert [r["n"] for r in rows] == [64, 100]
+    assert all(r["passed"] and r["bit_exact"] for r in rows), rows
+    assert rows[0]["cycles"] < rows[1]["cycles"], rows
+    assert (tmp_path / "sweep.csv").exists() and (tmp_path / "sweep.png").exists()
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sim.sweep, "CONNECT_TIMEOUT", "1s")
+    with pytest.raises(SweepError, match="no Dask scheduler answers"):
+        run_sweep("fpu", SMALL, ["n=64"], out=tmp_path, scheduler="tcp://127.0.0.1:1",
+                  log=lambda *_: None)
