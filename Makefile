@@ -14,7 +14,7 @@ JOBS     ?= auto
 WAVES_ARGS ?= $(if $(filter attention,$(KERNEL)),--seq 32 --head-dim 32 --unfused 0,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sim test verilog lint waves bench clean extras
+.PHONY: help venv sim test verilog lint waves bench paper clean extras
 
 help:
 	@echo "OpenRDU targets:"
@@ -24,6 +24,7 @@ help:
 	@echo "  make lint     Verilator --lint-only on the generated Verilog (documented waivers only)"
 	@echo "  make waves    a short run of the default job with an FST waveform and a GTKWave save file"
 	@echo "  make bench    measure build time and simulation speed; writes build/bench.json"
+	@echo "  make paper    every effect of the paper on CONFIG: build/paper/report.md + charts"
 	@echo "  make extras   optional (apt): gtkwave and xvfb to view waveforms, iverilog, liblz4-dev and"
 	@echo "                zlib1g-dev for smaller FST files (without them FST blocks are stored raw)"
 	@echo "  make clean    remove build/ (the Verilator cache in ~/.cache/openrdu stays)"
@@ -56,6 +57,9 @@ waves: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m sim bench --config $(CONFIG) --out build/bench.json $(ARGS)
+
+paper: $(STAMP)
+	$(PY) -m sim paper --config $(CONFIG) $(ARGS)
 
 extras:
 	apt-get install -y gtkwave xvfb iverilog liblz4-dev zlib1g-dev

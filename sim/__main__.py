@@ -66,7 +66,7 @@ def cmd_sweep(args, extra):
              if f"--{key.replace('_', '-')}" in extra}
     try:
         rows = run_sweep(k.name, args.config, args.param, fixed, out=args.out, jobs=args.jobs,
-                         seed=args.seed, scheduler=args.scheduler)
+                         seed=args.seed, scheduler=args.scheduler, area=args.area)
     except SweepError as e:
         sys.exit(f"error: {e}")
     print(f"results: {args.out}/sweep.csv, sweep.json, sweep.png")
@@ -274,6 +274,26 @@ def cmd_bench(args, _):
     print(f"written to {args.out}")
 
 
+def cmd_area(args, _):
+    from .area import area_lines, tile_area
+    r = tile_area(args.config, log=print)
+    out = Path(args.out) / f"{args.config.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1) + "\n")
+    print("\n".join(area_lines(r)))
+    print(f"area: {out}")
+
+
+def cmd_paper(args, _):
+    from .paper import run_paper
+    rows = run_paper(args.config, out=Path(args.out))
+    for r in rows:
+        met = {True: "met", False: "MISSED", None: "not measured"}[r["met"]]
+        print(f"  {r['effect']}: {r['model']} (target {r['target']}): {met}")
+    print(f"report: {args.out}/report.md (charts and figures.json beside it; the figures "
+          f"also in build/bench.json)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m sim", description=(
         "OpenRDU: build the Verilator model of a design (cached), run jobs on it, "
@@ -351,8 +371,19 @@ def main(argv=None):
                     help="run the points on a Dask distributed cluster (tcp://host:8786); "
                          "each worker builds or reuses its own cached model")
     sw.add_argument("--seed", type=int, default=1)
+    sw.add_argument("--area", action="store_true",
+                    help="add each point's tile area proxy and MACs/cycle per million cells")
     sw.add_argument("--out", default="build/sweep", help="output folder (default build/sweep)")
     sw.set_defaults(func=cmd_sweep)
+    ar = sub.add_parser("area", help="an area proxy per unit type (built-in Yosys), cached")
+    common(ar)
+    ar.add_argument("--out", default="build/area")
+    ar.set_defaults(func=cmd_area)
+    pa = sub.add_parser("paper", help="every effect of the paper measured on one config: "
+                                      "build/paper/report.md, charts, figures.json")
+    common(pa)
+    pa.add_argument("--out", default="build/paper")
+    pa.set_defaults(func=cmd_paper)
     b = sub.add_parser("bench", help="measure build time and simulation speed")
     common(b)
     b.add_argument("--out", default="build/bench.json")

@@ -21,7 +21,7 @@ from .build import build
 from .cocotb_run import run_cocotb
 from .designs import harness_for
 
-__all__ = ["run_bench", "merge_bench"]
+__all__ = ["run_bench", "merge_bench", "merge_bench_preset"]
 
 FPU_N = 1 << 17
 
@@ -35,6 +35,14 @@ def merge_bench(path: Path, section: str, values: dict) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
     return data
+
+
+def merge_bench_preset(path: Path, section: str, preset: str, values: dict) -> dict:
+    """Replace one preset's figures of ``section`` (``section/preset``), keeping the rest."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    current = data.get(section) if isinstance(data.get(section), dict) else {}
+    return merge_bench(path, section, {**current, preset: values})
 
 
 def _cold_builds(harness):
@@ -277,6 +285,19 @@ def _memory_section(params, workdir):
 
 #: Attention heads measured per preset (seq, head dim); larger grids simulate slower.
 ATTENTION_SHAPES = {"small": ((128, 32), (128, 64), (16, 64)), "plasticine": ((128, 32), (128, 64))}
+
+
+def _trace_cost(b, params, workdir, seq=64, d=32, resolution=64):
+    """What recording a timeline costs (``sim run --trace``): the fused attention run's
+    wall seconds with and without the recorder, best of two each."""
+    args = AttentionArgs(params=params.to_dict(), seq=seq, head_dim=d, unfused=False, seed=63)
+    wall = {}
+    for mode, tl in (("plain", None), ("traced", resolution)):
+        wall[mode] = min(run_cocotb(b, args, test_dir=workdir / f"trace-{mode}",
+                                    timeline=tl).outputs["wall_s"] for _ in range(2))
+    return {"kernel": f"fused attention seq {seq} d {d}", "resolution_cycles": resolution,
+            "wall_s": {k: round(v, 4) for k, v in wall.items()},
+            "slowdown": round(wall["traced"] / wall["plain"], 3)}
 
 
 def _attention(b, params, workdir, seq, d):
@@ -585,6 +606,7 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
         "attention": [_attention(b, params, workdir, seq, d)
                       for seq, d in ATTENTION_SHAPES.get(params.name, ((128, 32),))],
         "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"]),
+        "trace_cost": _trace_cost(b, params, workdir),
     }
 
 
@@ -687,6 +709,11 @@ def _config_section(workdir):
 
 def run_bench(params, out: Path, quick=False):
     repeats = 1 if quick else 5
+    t0 = time.perf_counter()
+
+    def say(what):     # progress: a line per section (long runs, CI logs)
+        print(f"bench: {what} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    say("foundation (FPU builds and speed)")
     harness = harness_for("fpu", params)
     workdir = Path("build") / "bench-runs"
     results = {
@@ -710,28 +737,36 @@ def run_bench(params, out: Path, quick=False):
     from hdl.params import PRESETS
     presets = {"config": params} if quick else {"small": PRESETS["small"],
                                                 "plasticine": PRESETS["plasticine"]}
+    say("pcu")
     pcu = {name: _pcu_section(p, repeats, workdir / f"pcu-{name}") for name, p in presets.items()}
     merge_bench(out, "pcu", pcu)
+    say("pmu")
     pmu = {name: _pmu_section(p, workdir / f"pmu-{name}") for name, p in presets.items()}
     merge_bench(out, "pmu", pmu)
     # The stand-alone RDN top of the plasticine grid does not elaborate: Amaranth allows a
     # top module at most 65536 input bits, and its flat config port plus every unit stream
     # exceed that. It runs once configuration arrives over the config controller's bus.
+    say("rdn")
     rdn = {name: _rdn_section(p, workdir / f"rdn-{name}") for name, p in presets.items()
            if name != "plasticine"}
     merge_bench(out, "rdn", rdn)
+    say("memory")
     memory = {name: _memory_section(p, workdir / f"memory-{name}") for name, p in presets.items()}
     first = next(iter(presets))
     memory[first]["agcu_tag_sweep"] = _agcu_tag_sweep(presets[first],
                                                       workdir / f"memory-{first}-tags")
     merge_bench(out, "memory", memory)
+    say("socket")
     socket = {name: _socket_section(p, workdir / f"socket-{name}")
               for name, p in presets.items()}
     merge_bench(out, "socket", socket)
     # The small socket only: a jittered plasticine socket would be one more long build.
+    say("robustness")
     robust = {first: _robustness_section(presets[first], workdir / f"robustness-{first}")}
     merge_bench(out, "robustness", robust)
     # Nine socket builds: left out of a quick run.
+    if not quick:
+        say("configs")
     configs = None if quick else _config_section(workdir / "configs")
     if configs is not None:
         merge_bench(out, "configs", configs)

