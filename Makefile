@@ -14,7 +14,7 @@ JOBS     ?= auto
 WAVES_ARGS ?= $(if $(filter attention,$(KERNEL)),--seq 32 --head-dim 32 --unfused 0,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sim test verilog lint waves bench paper clean extras
+.PHONY: help venv sim test verilog lint waves bench paper pictures clean extras
 
 help:
 	@echo "OpenRDU targets:"
@@ -25,6 +25,7 @@ help:
 	@echo "  make waves    a short run of the default job with an FST waveform and a GTKWave save file"
 	@echo "  make bench    measure build time and simulation speed; writes build/bench.json"
 	@echo "  make paper    every effect of the paper on CONFIG: build/paper/report.md + charts"
+	@echo "  make pictures regenerate the README's pictures into docs/pictures/"
 	@echo "  make extras   optional (apt): gtkwave and xvfb to view waveforms, iverilog, liblz4-dev and"
 	@echo "                zlib1g-dev for smaller FST files (without them FST blocks are stored raw)"
 	@echo "  make clean    remove build/ (the Verilator cache in ~/.cache/openrdu stays)"
@@ -60,6 +61,13 @@ bench: $(STAMP)
 
 paper: $(STAMP)
 	$(PY) -m sim paper --config $(CONFIG) $(ARGS)
+
+pictures: $(STAMP)
+	$(PY) -m sim run attention --seq 64 --head-dim 32 --trace
+	$(PY) -m sim sweep gemm --param pcu_lanes=4,8 --m 64 --n 64 --k 64
+	mkdir -p docs/pictures
+	cp build/traces/attention.png docs/pictures/attention_timeline.png
+	cp build/reports/attention.svg build/sweep/sweep.png docs/pictures/
 
 extras:
 	apt-get install -y gtkwave xvfb iverilog liblz4-dev zlib1g-dev

@@ -38,11 +38,13 @@ def merge_bench(path: Path, section: str, values: dict) -> dict:
 
 
 def merge_bench_preset(path: Path, section: str, preset: str, values: dict) -> dict:
-    """Replace one preset's figures of ``section`` (``section/preset``), keeping the rest."""
+    """Replace the keys ``values`` has in one preset's figures of ``section``
+    (``section/preset/key``), keeping every other figure."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
     current = data.get(section) if isinstance(data.get(section), dict) else {}
-    return merge_bench(path, section, {**current, preset: values})
+    mine = current.get(preset) if isinstance(current.get(preset), dict) else {}
+    return merge_bench(path, section, {**current, preset: {**mine, **values}})
 
 
 def _cold_builds(harness):
@@ -553,38 +555,13 @@ def _decoder(b, params, workdir):
                                    rows[0]["tokens_per_s_at_1ghz"], 3)}
 
 
-def _socket_section(params, workdir, shape=(112, 32, 256)):
-    """The socket end to end: its Verilator build time, a GEMM (program load from HBM,
-    AGCU streams, one PCU's systolic array; and the same split over two PCUs) — PCU
-    utilization across the array (MACs / (PCUs x STAGES x LANES x cycles)), program-load
-    cycles, HBM traffic —,
-    attention heads fused and unfused (cycles each including its program loads, the
-    fusion speedup), and the simulation speed of the whole socket (cycles from ``go`` to
-    idle per wall second of the GEMM run). Checked bit-exactly by the tests it runs."""
-    from .designs import build_design
-    b = build_design("socket", params)
+def _socket_gemms(b, params, workdir, shape):
+    """The GEMM on one PCU and on two (``shape``), and the socket's simulation speed on it."""
     m, n, k = shape
     gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, pcus=1, seed=61)
     o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
     o2 = run_cocotb(b, dataclasses.replace(gemm, pcus=2), test_dir=workdir / "gemm2").outputs
-    gm, gn, gk = GEMM_ARRAY.get(params.name, GEMM_ARRAY["small"])
-    # C tile by tile: a few long store bursts per tile (row-major C's one-row bursts each
-    # hold an HBM request slot for a whole latency and starve the operand streams).
-    big = GemmArgs(params=params.to_dict(), m=gm, n=gn, k=gk, pcus=0, c_tiles=True, seed=65)
-    # A streamed from HBM in the systolic layout, or row-major and held by a PMU per row
-    # tile (A-stationary, multicast to the PCUs).
-    arr = {lay: run_cocotb(b, dataclasses.replace(big, a_rows=rows),
-                           test_dir=workdir / f"gemm_array-{lay}").outputs
-           for lay, rows in (("systolic_streamed", False), ("row_major_stationary", True))}
-    mlp_args = MlpArgs(params=params.to_dict(), seed=64)       # the CLI's default shape
-    mlp = run_cocotb(b, mlp_args, test_dir=workdir / "mlp").outputs
     return {
-        "verilator_build_s": b.built_seconds,
-        "kernel_looping": _kernel_looping(b, params, workdir),
-        "decode": _decode(b, params, workdir),
-        "coe": _coe(b, params, workdir),
-        "coe_decoder": _coe_decoder(b, params, workdir),
-        "decoder": _decoder(b, params, workdir),
         "gemm_two_pcus": {"m": m, "n": n, "k": k, "cycles": o2["cycles"],
                           "pcu_utilization_array": round(o2["utilization"], 4),
                           "active_pcu_utilization": round(o2["active_pcu_utilization"], 4)},
@@ -594,20 +571,67 @@ def _socket_section(params, workdir, shape=(112, 32, 256)):
                  "program_load_cycles": o["load_cycles"], "config_beats": o["beats"],
                  "hbm_bytes": o["hbm_bytes"],
                  "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)},
-        "gemm_array": _gemm_array(big, arr),
-        "mlp": {"shape": {f: getattr(mlp_args, f) for f in ("m", "k", "hidden", "n", "bias")},
-                "what": "Y = relu(X W1 + b1) W2 as a graph: one fused "
-                                            "kernel vs op by op (two GEMMs, H through HBM)",
-                "fused_cycles": mlp["fused"]["cycles"], "unfused_cycles": mlp["unfused"]["cycles"],
-                "fused_program_load_cycles": mlp["fused"]["load_cycles"],
-                "unfused_program_load_cycles": mlp["unfused"]["load_cycles"],
-                "fusion_speedup": round(mlp["speedup"], 3), "max_abs_err": mlp["max_abs_err"]},
-        "placement_s": _placement_seconds(),
-        "attention": [_attention(b, params, workdir, seq, d)
-                      for seq, d in ATTENTION_SHAPES.get(params.name, ((128, 32),))],
-        "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"]),
-        "trace_cost": _trace_cost(b, params, workdir),
-    }
+        "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"])}
+
+
+def _socket_gemm_array(b, params, workdir):
+    gm, gn, gk = GEMM_ARRAY.get(params.name, GEMM_ARRAY["small"])
+    # C tile by tile: a few long store bursts per tile (row-major C's one-row bursts each
+    # hold an HBM request slot for a whole latency and starve the operand streams).
+    big = GemmArgs(params=params.to_dict(), m=gm, n=gn, k=gk, pcus=0, c_tiles=True, seed=65)
+    # A streamed from HBM in the systolic layout, or row-major and held by a PMU per row
+    # tile (A-stationary, multicast to the PCUs).
+    arr = {lay: run_cocotb(b, dataclasses.replace(big, a_rows=rows),
+                           test_dir=workdir / f"gemm_array-{lay}").outputs
+           for lay, rows in (("systolic_streamed", False), ("row_major_stationary", True))}
+    return _gemm_array(big, arr)
+
+
+def _socket_mlp(b, params, workdir):
+    mlp_args = MlpArgs(params=params.to_dict(), seed=64)       # the CLI's default shape
+    mlp = run_cocotb(b, mlp_args, test_dir=workdir / "mlp").outputs
+    return {"shape": {f: getattr(mlp_args, f) for f in ("m", "k", "hidden", "n", "bias")},
+            "what": "Y = relu(X W1 + b1) W2 as a graph: one fused "
+                    "kernel vs op by op (two GEMMs, H through HBM)",
+            "fused_cycles": mlp["fused"]["cycles"], "unfused_cycles": mlp["unfused"]["cycles"],
+            "fused_program_load_cycles": mlp["fused"]["load_cycles"],
+            "unfused_program_load_cycles": mlp["unfused"]["load_cycles"],
+            "fusion_speedup": round(mlp["speedup"], 3), "max_abs_err": mlp["max_abs_err"]}
+
+
+#: The socket section's parts: name -> (b, params, workdir) -> its figures (a part that
+#: returns several keys is named by a tuple).
+SOCKET_PARTS = {
+    "kernel_looping": _kernel_looping, "decode": _decode, "coe": _coe,
+    "coe_decoder": _coe_decoder, "decoder": _decoder,
+    ("gemm", "gemm_two_pcus", "sim_cycles_per_second"):
+        lambda b, p, w: _socket_gemms(b, p, w, (112, 32, 256)),
+    "gemm_array": _socket_gemm_array, "mlp": _socket_mlp,
+    "placement_s": lambda b, p, w: _placement_seconds(),
+    "attention": lambda b, p, w: [_attention(b, p, w, seq, d) for seq, d in
+                                  ATTENTION_SHAPES.get(p.name, ((128, 32),))],
+    "trace_cost": _trace_cost,
+}
+
+
+def _socket_section(params, workdir, parts=None):
+    """The socket end to end: its Verilator build time, GEMMs (one PCU, two, every PCU
+    over the array: utilization MACs / (PCUs x STAGES x LANES x cycles), program-load
+    cycles, HBM traffic), the fused MLP and attention heads vs unfused (cycles each with
+    its program loads, the fusion speedup), kernel looping, decode weight streaming,
+    Composition of Experts, the decoder, the placer's time, the socket's simulation speed
+    and what a timeline costs. ``parts``: only those (names of ``SOCKET_PARTS``). Each
+    run is checked bit-exactly by the test it runs."""
+    from .designs import build_design
+    b = build_design("socket", params)
+    out = {"verilator_build_s": b.built_seconds}
+    for name, part in SOCKET_PARTS.items():
+        names = name if isinstance(name, tuple) else (name,)
+        if parts is not None and not set(names) & set(parts):
+            continue
+        got = part(b, params, workdir)
+        out.update(got if isinstance(name, tuple) else {name: got})
+    return out
 
 
 def _robustness_section(params, workdir, seeds=(1, 2, 3, 4), runs=6):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .bench import (_pcu_section, _pmu_section, _rdn_section, _socket_section,
                     merge_bench_preset)
+from .area import area_lines, tile_area
 from .progress import progress
 
 __all__ = ["EFFECTS", "run_paper", "effect_rows"]
@@ -167,13 +168,17 @@ def effect_rows(figures):
     return rows
 
 
+#: The socket section's parts the effects need (the rest is ``make bench``'s).
+SOCKET_PARTS = ("attention", "mlp", "decode", "gemm_array", "coe", "trace_cost")
+
+
 def _sections(params, workdir):
     """name -> a function measuring it (RDN: not on plasticine, whose stand-alone RDN top
     does not elaborate; see ``make bench``)."""
     out = {"pcu": lambda: _pcu_section(params, 1, workdir / "pcu"),
            "pmu": lambda: _pmu_section(params, workdir / "pmu"),
            "rdn": lambda: _rdn_section(params, workdir / "rdn"),
-           "socket": lambda: _socket_section(params, workdir / "socket")}
+           "socket": lambda: _socket_section(params, workdir / "socket", SOCKET_PARTS)}
     if params.name == "plasticine":
         del out["rdn"]
     return out
@@ -199,7 +204,7 @@ def _charts(out, figures, rows):
     return paths
 
 
-def _report_md(params, rows, charts, timeline, seconds):
+def _report_md(params, rows, charts, timeline, seconds, area=None):
     mark = {True: "met", False: "**missed**", None: "not measured"}
     lines = [f"# OpenRDU: the paper's effects on `{params.name}`", "",
              f"Measured by `python -m sim paper --config {params.name}` in {seconds:.0f} s; "
@@ -212,6 +217,8 @@ def _report_md(params, rows, charts, timeline, seconds):
     if timeline:
         lines += ["", "## Fused vs unfused attention, unit by unit", "",
                   f"![timeline]({Path(timeline).name})"]
+    if area:
+        lines += ["", "## Area beside performance", "", *area_lines(area)]
     lines += ["", "## Charts", ""]
     lines += [f"![{name}]({p.name})" for name, p in charts.items()]
     return "\n".join(lines) + "\n"
@@ -244,11 +251,13 @@ def run_paper(params, out=Path("build/paper"), bench=Path("build/bench.json"), l
         merge_bench_preset(Path(bench), name, params.name, figures[name])
     log("paper: the attention timeline")
     timeline = _timeline(params, out)
+    log("paper: the area proxy (python -m sim area)")
+    area = tile_area(params)
     rows = effect_rows(figures)
     charts = _charts(out, figures, rows)
     seconds = time.perf_counter() - t0
     (out / "figures.json").write_text(json.dumps(
         {"config": params.name, "seconds": round(seconds, 1), "effects": rows,
-         "sections": figures}, indent=1) + "\n")
-    (out / "report.md").write_text(_report_md(params, rows, charts, timeline, seconds))
+         "area": area, "sections": figures}, indent=1) + "\n")
+    (out / "report.md").write_text(_report_md(params, rows, charts, timeline, seconds, area))
     return rows

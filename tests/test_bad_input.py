@@ -38,6 +38,10 @@ OPTIONS = [
     (["run", "fpu", "--waves-from", "5"], "--waves-from needs --waves"),
     (["run", "gemm", "--waves", "--waves-units", "nosuch"], "nosuch"),
     (["run", "gemm", "--waves-from", "-3", "--waves"], "a cycle number is >= 0"),
+    (["run", "fpu", "--trace"], "--trace records a socket run"),
+    (["run", "gemm", "--trace-resolution", "5"], "--trace-resolution needs --trace"),
+    (["run", "gemm", "--trace", "--trace-resolution", "0"], "a whole number of cycles >= 1"),
+    (["sweep", "gemm", "--param", "m=8", "--jobs", "0"], "--jobs 0: at least 1"),
     (["explain", "fpu"], "'fpu' is not a socket kernel"),
 ]
 
