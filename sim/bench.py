@@ -101,7 +101,7 @@ def _pcu_section(params, repeats, workdir):
     from firmware.compiler.pcu import systolic_tile_rows
     from hdl.pcu.pcu import Pcu
     from .designs import build_design
-    b = build_design("pcu", params)
+    b = build_design("pcu", params, log=print)
     lanes, stages = params.pcu_lanes, params.pcu_stages
     n = 8192
     fma = _best(b, PcuSimdArgs(params=params.to_dict(), case="fma", n=n, seed=21),
@@ -138,7 +138,7 @@ def _pmu_section(params, workdir):
     """PMU figures: streaming write+read through a double buffer (vectors per cycle), and
     bank-conflict cycles of a column walk under default vs chosen bank bits."""
     from .designs import build_design
-    b = build_design("pmu", params)
+    b = build_design("pmu", params, log=print)
     machine = {"params": params.to_dict(), "seed": 41}
     stream = _best(b, PmuArgs(**machine, case="linear", tiles=64, nbuf=2, bank_bits="chosen"),
                    workdir / "stream", 1)
@@ -163,7 +163,7 @@ def _rdn_section(params, workdir):
     hop, and a bursty many-to-one pattern with and without token-bucket throttling."""
     from hdl.rdn.config import IN_LOCAL, OUT_L0
     from .designs import build_design
-    b = build_design("rdn", params)
+    b = build_design("rdn", params, log=print)
     rows, cols = params.rows, params.cols
 
     def scenario(name, flows, **extra):
@@ -263,7 +263,7 @@ def _memory_section(params, workdir):
     in RTL, data checked)."""
     from hdl.memory.config import MemoryMap
     from .designs import build_design
-    b = build_design("memory", params)
+    b = build_design("memory", params, log=print)
     mm = MemoryMap(params)
     count = (1 << 20) // 4
     runs = {via: run_cocotb(b, CopyBandwidthArgs(params=params.to_dict(), count=count, via=via,
@@ -623,7 +623,7 @@ def _socket_section(params, workdir, parts=None):
     and what a timeline costs. ``parts``: only those (names of ``SOCKET_PARTS``). Each
     run is checked bit-exactly by the test it runs."""
     from .designs import build_design
-    b = build_design("socket", params)
+    b = build_design("socket", params, log=print)
     out = {"verilator_build_s": b.built_seconds}
     for name, part in SOCKET_PARTS.items():
         names = name if isinstance(name, tuple) else (name,)
@@ -643,7 +643,7 @@ def _robustness_section(params, workdir, seeds=(1, 2, 3, 4), runs=6):
     from tb.lib.stress import jittered
     from .designs import build_design
     p = jittered(params) if not params.mem_jitter else params
-    b = build_design("socket", p)
+    b = build_design("socket", p, log=print)
     t0 = time.perf_counter()
     sums = ("runs", "packets", "links_checked", "lost", "duplicated", "dropped",
             "mismatched_words", "words_checked", "throttled_ports", "reordered_responses")
