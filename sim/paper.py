@@ -34,14 +34,6 @@ class Effect:
     command: str
 
 
-def _get(d, *path):
-    for k in path:
-        if d is None:
-            return None
-        d = d[k] if isinstance(d, list) else d.get(k)
-    return d
-
-
 def _attention(s):
     rows = s.get("attention") or []
     if not rows:

@@ -397,8 +397,7 @@ def _write_traces(report, params, recorded):
     from .timeline import read_timeline, write_png, write_trace
     tl = read_timeline(recorded)
     base = TRACE_DIR / report["kernel"]
-    labels = ["fused (one kernel)", "unfused (three kernels through HBM)"] \
-        if report.get("fusion") else []
+    labels = ["fused", "unfused"] if report.get("fusion") else []
     return {"json": str(write_trace(tl, params, base.with_suffix(".json"), report["kernel"])),
             "png": str(write_png(tl, params, base.with_suffix(".png"), labels)),
             "resolution": tl.head["resolution"], "lists": len(tl.lists)}

@@ -51,10 +51,20 @@ class Timeline:
         return out
 
     def activity(self):
-        """[(start, end, SeqActivity)] of the sequencer's non-idle stretches."""
+        """[(start, end, name)] of the sequencer's non-idle stretches (``record``,
+        ``program load``, ``args``, ``kernel``, ``copy``, ``clear``)."""
         ch = self.edges.get("activity", [])
-        return [(t, t1, SeqActivity(v)) for (t, v), (t1, _) in
-                zip(ch, ch[1:] + [(self.end, 0)]) if v != SeqActivity.IDLE.value and t1 > t]
+        return [(t, t1, SeqActivity(v).name.lower().replace("program", "program load"))
+                for (t, v), (t1, _) in zip(ch, ch[1:] + [(self.end, 0)])
+                if v != SeqActivity.IDLE.value and t1 > t]
+
+    def launches(self):
+        """Records each launch list ran (the sequencer's ``launched`` counter)."""
+        first, last = {}, {}
+        for _, smp, i in self.samples:
+            first.setdefault(i, smp["seq"]["launched"])
+            last[i] = smp["seq"]["launched"]
+        return [last.get(i, 0) - first.get(i, 0) for i in range(len(self.lists))]
 
     def deltas(self):
         """[(t0, t1, earlier sample, later sample)]: consecutive samples of one list."""
@@ -165,7 +175,7 @@ def trace_events(tl, params, title=""):
     meta(1, 1, "thread_name", "activity", 1)
     meta(1, 2, "thread_name", "launch lists", 0)
     for t0, t1, act in tl.activity():
-        slice_(1, 1, act.name.lower().replace("program", "program load"), t0, t1)
+        slice_(1, 1, act, t0, t1)
     for i, (t0, t1) in enumerate(tl.lists):
         slice_(1, 2, f"launch list {i + 1}", t0, t1)
     meta(2, 0, "process_name", "tile units")
@@ -241,9 +251,12 @@ _COLORS = {"busy": "#3a9a4a", "stall": "#d6453d", "starve": "#f0a030",
 
 
 def _panels(tl, labels):
-    """(title, t0, t1) per panel: a panel per launch list where there are few, else one."""
+    """(title, t0, t1) per panel: a panel per launch list where there are few (titled by
+    ``labels`` and its number of launches), else one."""
     if 1 <= len(tl.lists) <= 4:
-        return [(labels[i] if i < len(labels) else f"launch list {i + 1}", t0, t1)
+        n = tl.launches()
+        return [(f"{labels[i] if i < len(labels) else f'launch list {i + 1}'} "
+                 f"({n[i]} launch{'es' if n[i] != 1 else ''})", t0, t1)
                 for i, (t0, t1) in enumerate(tl.lists)]
     return [("the whole run", tl.lists[0][0] if tl.lists else 0, tl.end)]
 
@@ -257,8 +270,7 @@ def write_png(tl, params, path, labels=()):
     from matplotlib.patches import Patch
 
     names = _names(params)
-    rows = [("sequencer", [(a, b, act.name.lower().replace("program", "program load"))
-                           for a, b, act in tl.activity()])]
+    rows = [("sequencer", tl.activity())]
     rows += [(names[k], unit_states(tl, k)) for k in sorted(names)]
     rows += [(f"agcu{a}", [(s, e, "busy") for s, e in tl.intervals("agcu_busy", a)])
              for a in range(params.agcus)]
