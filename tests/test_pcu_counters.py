@@ -7,14 +7,13 @@ import re
 
 import pytest
 from amaranth import Value
-from amaranth.sim import Simulator
 
 from firmware.compiler.counters import Counter, chain_steps, pack_chain
 from firmware.compiler.pcu import PcuProgramError
 from hdl.counters import MAX_COUNTERS, ChainConfig, chain_output_layout
 from hdl.counters import CounterChain
 from hdl.params import PRESETS
-from tb.lib.pysim import collect
+from tb.lib.pysim import collect, simulator
 
 SMALL = PRESETS["small"]
 SEED = 3
@@ -109,7 +108,7 @@ def run_chain_rtl(lanes, programs, seed, backpressure, repeats=None):
             assert not ctx.get(dut.busy), "busy after the last step"
             results.append([layout.from_bits(w) for w in words])
 
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()

@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 from amaranth import Value
-from amaranth.sim import Simulator
 
 from firmware import numerics as N
 from firmware.compiler.pcu import (Counter, PcuProgramError, SimdProgram, Stage,
@@ -19,6 +18,7 @@ from hdl.params import PRESETS
 from hdl.pcu.pcu import Pcu
 from tb.lib.payload import pack, to_ints
 from tb.lib.pcu_pysim import TINY, run_pcu, simd_job
+from tb.lib.pysim import simulator
 
 SMALL = PRESETS["small"]
 SEED = 11
@@ -233,7 +233,7 @@ def test_control_tokens():
             log["tok_out"] += tok
             log["done"] += done
 
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.add_process(feed)

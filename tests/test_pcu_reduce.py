@@ -9,7 +9,7 @@ from firmware.compiler.pcu import reduce_reference
 from hdl.pcu.reduce import ReduceOp, ReduceTree
 from tb.lib.fpu_vectors import SPECIAL_BITS
 from tb.lib.payload import to_ints
-from tb.lib.pysim import run_pipeline
+from tb.lib.pysim import run_pipeline, simulator
 
 SEED = 13
 
@@ -47,7 +47,6 @@ def test_reduce_tree_matches_reference(lanes):
 def run_accumulator(op, values, ends, seed, stall=0.3, gap=0.3):
     """Feed (value, end) elements with random bubbles and stalls; collect window results."""
     import random
-    from amaranth.sim import Simulator
     from hdl.pcu.accum import Accumulator
     dut = Accumulator()
     rng = random.Random(seed)
@@ -68,7 +67,7 @@ def run_accumulator(op, values, ends, seed, stall=0.3, gap=0.3):
                 out.append(r)
             if en and valid:
                 k += 1
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()

@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from firmware.compiler.counters import Counter
 from firmware.compiler.pmu import AccessPattern, PmuProgramError, access_reference, pack_access
@@ -14,7 +13,7 @@ from hdl.params import PRESETS
 from hdl.pmu.address import AddressGen
 from hdl.pmu.config import address_layout
 from tb.lib.payload import from_ints, unpack, words_of
-from tb.lib.pysim import collect, configure, drive
+from tb.lib.pysim import collect, configure, drive, simulator
 
 SMALL = PRESETS["small"]
 SEED = 9
@@ -68,7 +67,7 @@ def test_address_pipeline_matches_reference():
                       max_cycles=10 * state["n"] + 50, seed=state["seed"], out=state["got"])
         assert not ctx.get(dut.busy)
 
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.add_testbench(sink)

@@ -17,13 +17,15 @@ class Stages:
     """Registers values of a stall-able pipeline.
 
     ``reg(value)`` returns a signal that takes ``value`` on the next clock edge on which
-    ``en`` is high. ``delay(value, n)`` chains ``n`` such registers.
+    ``en`` is high. ``delay(value, n)`` chains ``n`` such registers. The registers are
+    in clock domain ``domain``.
     """
 
-    def __init__(self, m: Module, en: Value, prefix: str = "s"):
+    def __init__(self, m: Module, en: Value, prefix: str = "s", domain: str = "sync"):
         self.m = m
         self.en = en
         self.prefix = prefix
+        self.domain = domain
         self._count = 0
 
     def reg(self, value, name=None):
@@ -33,7 +35,7 @@ class Stages:
         shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
         sig = Signal(shape, name=name)
         with self.m.If(self.en):
-            self.m.d.sync += sig.eq(value)
+            self.m.d[self.domain] += sig.eq(value)
         return sig
 
     def delay(self, value, n, name=None):

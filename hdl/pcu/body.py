@@ -1,15 +1,16 @@
 """PCU body: a ``stages`` x ``lanes`` grid of :class:`~hdl.pcu.alu.Alu` functional units,
 used as a SIMD pipeline or, with operands from :mod:`hdl.pcu.systolic`, as a systolic array."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.clockgate import activity_domain
 from hdl.counters import COUNTER_BITS
 from hdl.numerics.ops import Op
 from hdl.numerics.pipeline import Stages
 
-from .alu import Alu
+from .alu import ALU_PATHS, Alu, path_ops
 from .config import Src, StageConfig, side_layout
 
 __all__ = ["Body"]
@@ -26,7 +27,16 @@ class Body(wiring.Component):
     (:func:`~hdl.pcu.config.side_layout`) in ``o_side``.
 
     Systolic (``sys`` high): every unit computes ``fma(sys_a, sys_b, sys_c)`` of its own
-    grid position; ``fu_r`` exposes every unit's result.
+    grid position; ``fu_r`` exposes every unit's result; ``sys_live`` is high while the
+    array has tiles in flight.
+
+    Each path of a stage's ALUs (:data:`~hdl.pcu.alu.ALU_PATHS`) runs in a gated clock
+    domain that ticks only while an op of the path is in flight in the stage: an enabled
+    cycle whose element is valid (SIMD) or whose array is live (systolic) issues the
+    stage's op, and its path stays clocked for ``Alu.LATENCY`` enabled cycles. An op of
+    another path, a bubble or a stall leaves the path's registers as they are, as a clock
+    enable would. The SIMD operands' delay lines tick while a valid element is in the
+    body.
     """
 
     def __init__(self, lanes, stages):
@@ -37,7 +47,8 @@ class Body(wiring.Component):
         super().__init__({
             "en": In(1),
             "config": In(data.ArrayLayout(StageConfig, stages)),
-            "sys": In(1), "sys_a": In(grid), "sys_b": In(grid), "sys_c": In(grid),
+            "sys": In(1), "sys_live": In(1),
+            "sys_a": In(grid), "sys_b": In(grid), "sys_c": In(grid),
             "fu_r": Out(grid),
             "i_side": In(side_layout(lanes)),
             "vin0": In(vec), "vin1": In(vec), "sin0": In(32), "red": In(32),
@@ -51,15 +62,21 @@ class Body(wiring.Component):
         side = {"vin0": self.vin0, "vin1": self.vin1, "sin0": self.sin0, "ctr": self.ctr,
                 "red": self.red, "side": self.i_side}
         prev = self.vin0
+        # The SIMD operands' delay lines beside the stages tick while an element is in the
+        # body (never in systolic mode).
+        lines = activity_domain(m, "body_side", self.en, ~self.sys & self.i_side.valid,
+                                self.LATENCY)
         for s in range(self.stages):
-            st = Stages(m, self.en, f"st{s}")
+            st = Stages(m, self.en, f"st{s}", domain=lines)
             cfg = self.config[s]
+            domains = self._gates(m, s, Mux(self.sys, Op.FMA, cfg.op),
+                                  Mux(self.sys, self.sys_live, side["side"].valid))
             result = Signal(data.ArrayLayout(32, self.lanes), name=f"stage{s}_r")
             for lane in range(self.lanes):
                 sources = {Src.PREV: prev[lane], Src.VIN0: side["vin0"][lane],
                            Src.VIN1: side["vin1"][lane], Src.SIN0: side["sin0"],
                            Src.CTR: side["ctr"][lane], Src.IMM: cfg.imm, Src.RED: side["red"]}
-                alu = Alu()
+                alu = Alu(domains)
                 m.submodules[f"s{s}_l{lane}"] = alu
                 operands = {}
                 for port in ("a", "b", "c"):
@@ -81,3 +98,13 @@ class Body(wiring.Component):
             prev = result
         m.d.comb += [self.o_side.eq(side["side"]), self.o_data.eq(prev)]
         return m
+
+    def _gates(self, m, s, op, live):
+        """{path: its gated clock domain} for stage ``s`` issuing ``op`` in the enabled
+        cycles with ``live`` high."""
+        domains = {}
+        for path in ALU_PATHS:
+            issue = Signal(name=f"s{s}_{path}_issue")
+            m.d.comb += issue.eq(live & Cat(*(op == o for o in path_ops(path))).any())
+            domains[path] = activity_domain(m, f"s{s}_{path}", self.en, issue, Alu.LATENCY)
+        return domains

@@ -1,10 +1,11 @@
 """The pattern compute unit: header (input FIFOs, counter chain, control tokens, operand
 reduction), body (SIMD pipeline or systolic array), tail, vector and scalar outputs."""
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, DomainRenamer, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.clockgate import activity_domain
 from hdl.counters import ITER_BITS, CounterChain
 from hdl.numerics.pipeline import Stages
 from hdl.packet import scalar_layout, vector_layout
@@ -93,8 +94,12 @@ class Pcu(wiring.Component):
 
         m.submodules.chain = chain = CounterChain(p.pcu_lanes)
         m.submodules.body = body = Body(p.pcu_lanes, p.pcu_stages)
-        m.submodules.systolic = sa = Systolic(p)
-        m.submodules.tail = tail = Tail(p.pcu_lanes)
+        sa, tail = Systolic(p), Tail(p.pcu_lanes)
+        # The systolic array's control and the tail tick only while they have work.
+        m.submodules.systolic = DomainRenamer(activity_domain(
+            m, "systolic", 1, sa.start | sa.busy, 1))(sa)
+        m.submodules.tail = DomainRenamer(activity_domain(
+            m, "tail", tail.en, tail.i_side.valid, tail.LATENCY))(tail)
         m.submodules.acc = acc = Accumulator()
         m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=HRED_ADD_LATENCY)
 
@@ -209,8 +214,8 @@ class Pcu(wiring.Component):
         cfg = self.config
         m.d.comb += [
             body.en.eq(Mux(systolic, sa.array_en, en)), body.config.eq(cfg.stage),
-            body.sys.eq(systolic), body.sys_a.eq(sa.sys_a), body.sys_b.eq(sa.sys_b),
-            body.sys_c.eq(sa.sys_c), sa.fu_r.eq(body.fu_r),
+            body.sys.eq(systolic), body.sys_live.eq(sa.busy), body.sys_a.eq(sa.sys_a),
+            body.sys_b.eq(sa.sys_b), body.sys_c.eq(sa.sys_c), sa.fu_r.eq(body.fu_r),
             body.i_side.eq(late["side"]), body.vin0.eq(late["vin0"]),
             body.vin1.eq(late["vin1"]), body.sin0.eq(late["sin0"]), body.red.eq(hred.r),
             body.ctr.eq(late["ctr"]),

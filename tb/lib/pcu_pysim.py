@@ -4,7 +4,6 @@ on one compiled simulator with seeded idle inputs and back-pressure."""
 import random
 
 from amaranth import Value
-from amaranth.sim import Simulator
 
 from firmware.compiler.pcu import pack_simd, simd_reference
 from hdl.packet import scalar_layout, vector_layout
@@ -12,7 +11,7 @@ from hdl.params import PRESETS
 from hdl.pcu.pcu import Pcu
 
 from .payload import from_ints, pack, to_ints, unpack, words_of
-from .pysim import collect, configure, drive
+from .pysim import collect, configure, drive, simulator
 
 __all__ = ["TINY", "simd_job", "run_pcu"]
 
@@ -85,7 +84,7 @@ def run_pcu(params, jobs, seed, idle=0.3, backpressure=0.3):
                     f"the disabled input {state['idle_input']} was drained"
         return run
 
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     for tb in (control, feeder("vin0"), feeder("vin1"), feeder("sin0"), sink("vout"),
                sink("sout")):

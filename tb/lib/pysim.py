@@ -12,17 +12,26 @@ import random
 from amaranth import Value
 from amaranth.sim import Simulator
 
-__all__ = ["simulate", "configure", "drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
+from hdl.clockgate import ungated
+
+__all__ = ["simulator", "simulate", "configure", "drive", "collect", "run_stream", "run_pipeline", "StreamTimeout"]
 
 
 class StreamTimeout(AssertionError):
     pass
 
 
+def simulator(dut):
+    """An Amaranth ``Simulator`` of ``dut``, elaborated with its clock gates open
+    (``hdl.clockgate``: the Python simulator cannot run a derived clock race-free)."""
+    with ungated():
+        return Simulator(dut)
+
+
 def simulate(dut, *testbenches, background=(), vcd=None):
     """Run ``testbenches`` (async functions of ``ctx``) on ``dut`` with a clock until
     they all return; ``background`` ones (models that never return) run alongside."""
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     for tb in testbenches:
         sim.add_testbench(tb)
@@ -130,7 +139,7 @@ def run_pipeline(unit, inputs, *, seed, stall=0.3, output="r"):
                 if 0 <= k < n:
                     out[k] = ctx.get(getattr(unit, output))
 
-    sim = Simulator(unit)
+    sim = simulator(unit)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
