@@ -25,7 +25,7 @@ register there would sample the next cycle's inputs. Designs elaborated inside
 
 import contextlib
 
-from amaranth import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth import C, Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,10 +77,15 @@ def activity_domain(m, name, en, live, depth):
     """:func:`gated_domain` ``name`` for a pipeline ``depth`` enabled cycles deep that
     advances on ``en``: it ticks in the enabled cycles in which ``live`` (something
     enters) or something entered within the last ``depth`` enabled cycles. While it
-    does not, nothing is in flight and the pipeline's registers may hold."""
+    does not, nothing is in flight and the pipeline's registers may hold.
+
+    Returns (domain, the enable of the pipeline's registers in it): 1 when gated — the
+    gate already holds ``en``, and a register that read ``en`` would make its logic
+    depend on ``sync`` again (Verilator would evaluate it on every ``sync`` edge) —
+    or (``sync``, ``en``) inside :func:`ungated`."""
     if not _GATING[-1]:
-        return "sync"
+        return "sync", en
     flight = Signal(depth, name=f"{name}_flight")
     with m.If(en):
         m.d.sync += flight.eq(Cat(live, flight[:-1]))
-    return gated_domain(m, name, en & (live | flight.any()))
+    return gated_domain(m, name, en & (live | flight.any())), C(1, 1)

@@ -110,8 +110,9 @@ class Alu(wiring.Component):
 
     The paths (:data:`ALU_PATHS`) run in parallel, each aligned to the slowest (fma:
     BF16 rounding of a and b, then the BF16 FMA). ``domains`` maps a path to the clock
-    domain it runs in (default ``sync``): the body clocks a path only while an op of it
-    is in flight (``hdl.clockgate``); the result is selected in ``sync``.
+    domain it runs in and its registers' enable (default: ``sync`` and ``en``): the body
+    clocks a path only while an op of it is in flight (``hdl.clockgate``); the result is
+    selected in ``sync``.
     """
 
     LATENCY = ToBf16.LATENCY + FmaBf16.LATENCY
@@ -132,9 +133,9 @@ class Alu(wiring.Component):
         outs = {}
         for path in ALU_PATHS:
             unit = _Path(path)
-            domain = self.domains.get(path, "sync")
+            domain, en = self.domains.get(path, ("sync", self.en))
             m.submodules[path] = unit if domain == "sync" else DomainRenamer(domain)(unit)
-            m.d.comb += [unit.en.eq(self.en), unit.op.eq(self.op), unit.a.eq(self.a),
+            m.d.comb += [unit.en.eq(en), unit.op.eq(self.op), unit.a.eq(self.a),
                          unit.b.eq(self.b), unit.c.eq(self.c)]
             outs[path] = unit.r
         op_out = Stages(m, self.en, "alu").delay(self.op, self.LATENCY, name="alu_op")

@@ -64,10 +64,10 @@ class Body(wiring.Component):
         prev = self.vin0
         # The SIMD operands' delay lines beside the stages tick while an element is in the
         # body (never in systolic mode).
-        lines = activity_domain(m, "body_side", self.en, ~self.sys & self.i_side.valid,
-                                self.LATENCY)
+        lines, lines_en = activity_domain(m, "body_side", self.en,
+                                          ~self.sys & self.i_side.valid, self.LATENCY)
         for s in range(self.stages):
-            st = Stages(m, self.en, f"st{s}", domain=lines)
+            st = Stages(m, lines_en, f"st{s}", domain=lines)
             cfg = self.config[s]
             domains = self._gates(m, s, Mux(self.sys, Op.FMA, cfg.op),
                                   Mux(self.sys, self.sys_live, side["side"].valid))
@@ -100,8 +100,8 @@ class Body(wiring.Component):
         return m
 
     def _gates(self, m, s, op, live):
-        """{path: its gated clock domain} for stage ``s`` issuing ``op`` in the enabled
-        cycles with ``live`` high."""
+        """{path: (its gated clock domain, its registers' enable)} for stage ``s`` issuing
+        ``op`` in the enabled cycles with ``live`` high."""
         domains = {}
         for path in ALU_PATHS:
             issue = Signal(name=f"s{s}_{path}_issue")

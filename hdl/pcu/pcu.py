@@ -97,13 +97,14 @@ class Pcu(wiring.Component):
         sa, tail = Systolic(p), Tail(p.pcu_lanes)
         # The systolic array's control and the tail tick only while they have work.
         m.submodules.systolic = DomainRenamer(activity_domain(
-            m, "systolic", 1, sa.start | sa.busy, 1))(sa)
-        m.submodules.tail = DomainRenamer(activity_domain(
-            m, "tail", tail.en, tail.i_side.valid, tail.LATENCY))(tail)
+            m, "systolic", 1, sa.start | sa.busy, 1)[0])(sa)
+        en, vout, sout = self._output_fifos(m, vec)
+        tail_domain, tail_en = activity_domain(m, "tail", en, tail.i_side.valid, tail.LATENCY)
+        m.submodules.tail = DomainRenamer(tail_domain)(tail)
+        m.d.comb += tail.en.eq(tail_en)
         m.submodules.acc = acc = Accumulator()
         m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=HRED_ADD_LATENCY)
 
-        en, vout, sout = self._output_fifos(m, vec)
         pops = self._header(m, chain, fifos, en, systolic)
         m.d.comb += [
             sa.a.valid.eq(fifos["vin0"].r_rdy), sa.a.payload.eq(vin0.data),
@@ -274,7 +275,7 @@ class Pcu(wiring.Component):
     def _tail(self, m, tail, sa, body, en, systolic, scale_ok, scalar, sin_simd, vout):
         """The tail after the systolic array or the body, into the vector output."""
         cfg = self.config
-        m.d.comb += [tail.en.eq(en), tail.config.eq(cfg.tail)]
+        m.d.comb += tail.config.eq(cfg.tail)
         with m.If(systolic):
             m.d.comb += [tail.i_side.valid.eq(sa.o_valid & scale_ok), tail.i.eq(sa.o),
                          tail.i_side.mask.eq(sa.o_mask), tail.i_side.last.eq(sa.o_last),
