@@ -268,8 +268,26 @@ def cmd_explain(args, extra):
 
 
 def cmd_bench(args, _):
-    from .bench import run_bench
-    results = run_bench(args.config, Path(args.out), quick=args.quick)
+    from hdl.params import PRESETS
+
+    from .bench import run_bench, run_socket_parts, time_regression
+    if args.socket_parts or args.regression:
+        results = {}
+        if args.socket_parts:
+            names = args.presets.split(",")
+            bad = [n for n in names if n not in PRESETS]
+            if bad:
+                raise SystemExit(f"bench: unknown presets {bad}; known: {', '.join(PRESETS)}")
+            try:
+                results["socket"] = run_socket_parts({n: PRESETS[n] for n in names},
+                                                     args.socket_parts.split(","),
+                                                     Path(args.out))
+            except ValueError as e:
+                raise SystemExit(f"bench: {e}") from None
+        if args.regression:
+            results["regression"] = time_regression(Path(args.out))
+    else:
+        results = run_bench(args.config, Path(args.out), quick=args.quick)
     print(json.dumps(results, indent=1))
     print(f"written to {args.out}")
 
@@ -389,6 +407,14 @@ def main(argv=None):
     b.add_argument("--out", default="build/bench.json")
     b.add_argument("--quick", action="store_true",
                    help="fewer repetitions, the given config only, no configuration sweep")
+    b.add_argument("--socket-parts", metavar="NAMES", default="",
+                   help="only these parts of the socket section, comma-separated (e.g. "
+                        "sim_speed) on the --presets; merged into the bench file")
+    b.add_argument("--presets", default="small,plasticine",
+                   help="presets of --socket-parts (default small,plasticine)")
+    b.add_argument("--regression", action="store_true",
+                   help="time `make test` on a clean clone with an empty model cache "
+                        "(regression/make_test_cold_s)")
     b.set_defaults(func=cmd_bench)
 
     args, extra = p.parse_known_args(argv)

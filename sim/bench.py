@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tb.lib.args import (AgcuBandwidthArgs, AttentionArgs, CoeArgs, CopyBandwidthArgs,
                          DecoderArgs, FpuArgs, GemmArgs, GemvLoopArgs, LayerLoopArgs, MlpArgs,
-                         PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs, StressArgs)
+                         PcuGemmArgs, PcuSimdArgs, PmuArgs, RdnScenarioArgs, SoftmaxArgs,
+                         StressArgs)
 
 from .build import build
 from .cocotb_run import run_cocotb
@@ -555,8 +556,34 @@ def _decoder(b, params, workdir):
                                    rows[0]["tokens_per_s_at_1ghz"], 3)}
 
 
+#: The busy kernel of the socket's simulation speed per preset: a GEMM whose column tiles
+#: cover every PCU of the array.
+SPEED_GEMM = {"small": (128, 128, 256), "plasticine": (256, 256, 256)}
+
+
+def _sim_speed(b, params, workdir, repeats=2):
+    """The socket's simulation speed (simulated cycles, program load included, per wall
+    second of the run; best of ``repeats``) on a busy kernel (a GEMM on every PCU), a
+    mostly idle one (a small softmax: one PCU pipeline) and ``make sim``'s default job
+    (the fused attention head of ``sim run attention``)."""
+    m, n, k = SPEED_GEMM.get(params.name, SPEED_GEMM["small"])
+    p = params.to_dict()
+    runs = {"busy": (f"gemm {m}x{n}x{k} on every PCU",
+                     GemmArgs(params=p, m=m, n=n, k=k, pcus=0, c_tiles=True, seed=66)),
+            "idle": ("softmax 16 x 64", SoftmaxArgs(params=p, rows=16, n=64, seed=66)),
+            "default_job": ("make sim: fused attention 128 x 32", AttentionArgs(params=p))}
+    out = {}
+    for name, (what, args) in runs.items():
+        o = min((run_cocotb(b, args, test_dir=workdir / f"speed-{name}").outputs
+                 for _ in range(repeats)), key=lambda o: o["wall_s"])
+        out[name] = {"kernel": what, "sim_cycles": o["sim_cycles"],
+                     "wall_s": round(o["wall_s"], 4),
+                     "cycles_per_second": round(o["sim_cycles"] / o["wall_s"])}
+    return {"sim_cycles_per_second": out["busy"]["cycles_per_second"], "sim_speed": out}
+
+
 def _socket_gemms(b, params, workdir, shape):
-    """The GEMM on one PCU and on two (``shape``), and the socket's simulation speed on it."""
+    """The GEMM on one PCU and on two (``shape``)."""
     m, n, k = shape
     gemm = GemmArgs(params=params.to_dict(), m=m, n=n, k=k, pcus=1, seed=61)
     o = run_cocotb(b, gemm, test_dir=workdir / "gemm").outputs
@@ -570,8 +597,7 @@ def _socket_gemms(b, params, workdir, shape):
                  "active_pcu_utilization": round(o["active_pcu_utilization"], 4),
                  "program_load_cycles": o["load_cycles"], "config_beats": o["beats"],
                  "hbm_bytes": o["hbm_bytes"],
-                 "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)},
-        "sim_cycles_per_second": round(o["sim_cycles"] / o["wall_s"])}
+                 "hbm_bw_utilization": round(o["hbm_bw_utilization"], 4)}}
 
 
 def _socket_gemm_array(b, params, workdir):
@@ -604,8 +630,8 @@ def _socket_mlp(b, params, workdir):
 SOCKET_PARTS = {
     "kernel_looping": _kernel_looping, "decode": _decode, "coe": _coe,
     "coe_decoder": _coe_decoder, "decoder": _decoder,
-    ("gemm", "gemm_two_pcus", "sim_cycles_per_second"):
-        lambda b, p, w: _socket_gemms(b, p, w, (112, 32, 256)),
+    ("gemm", "gemm_two_pcus"): lambda b, p, w: _socket_gemms(b, p, w, (112, 32, 256)),
+    ("sim_cycles_per_second", "sim_speed"): _sim_speed,
     "gemm_array": _socket_gemm_array, "mlp": _socket_mlp,
     "placement_s": lambda b, p, w: _placement_seconds(),
     "attention": lambda b, p, w: [_attention(b, p, w, seq, d) for seq, d in
@@ -729,6 +755,47 @@ def _config_section(workdir):
                if "cycles" in table[f"hbm{w}"][k]}
         series[k] = {"cycles_by_hbm_bytes_per_cycle": cyc, "knee": _knee(cyc)}
     return {"kernels": SWEEP_KERNELS, "configs": table, "hbm_series": series}
+
+
+def run_socket_parts(presets, parts, out: Path):
+    """Only the socket section's ``parts`` (names of :data:`SOCKET_PARTS`) on each of
+    ``presets`` ({name: params}), merged into ``out`` key by key (its socket build time
+    too); e.g. the simulation speed after a change to the hardware."""
+    known = {n for name in SOCKET_PARTS for n in (name if isinstance(name, tuple) else (name,))}
+    unknown = sorted(set(parts) - known)
+    if unknown:
+        raise ValueError(f"unknown socket bench parts {unknown}; known: {sorted(known)}")
+    figures = {}
+    for name, p in presets.items():
+        figures[name] = _socket_section(p, Path("build") / "bench-runs" / f"socket-{name}",
+                                        parts)
+        merge_bench_preset(out, "socket", name, figures[name])
+    return figures
+
+
+def time_regression(out: Path, repo=Path(".")):
+    """``make test`` on a clean clone of ``repo``'s HEAD with an empty model cache (what
+    ``.ci/run`` does): its wall seconds, in ``out`` under ``regression``."""
+    tmp = Path(tempfile.mkdtemp(prefix="openrdu-regression-"))
+    try:
+        import subprocess
+        clone = tmp / "clone"
+        subprocess.run(["git", "clone", "-q", str(Path(repo).resolve()), str(clone)], check=True)
+        env = {**os.environ, "OPENRDU_CACHE": str(tmp / "cache")}
+        t0 = time.perf_counter()
+        proc = subprocess.run(["make", "test"], cwd=clone, env=env, capture_output=True,
+                              text=True)
+        wall = time.perf_counter() - t0
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone,
+                                capture_output=True, text=True).stdout.strip()
+        tail = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
+        result = {"make_test_cold_s": round(wall, 1), "passed": proc.returncode == 0,
+                  "commit": commit, "cpus": os.cpu_count(), "summary": " ".join(tail),
+                  "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    merge_bench(out, "regression", result)
+    return result
 
 
 def run_bench(params, out: Path, quick=False):

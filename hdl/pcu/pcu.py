@@ -103,7 +103,7 @@ class Pcu(wiring.Component):
         m.submodules.tail = DomainRenamer(tail_domain)(tail)
         m.d.comb += tail.en.eq(tail_en)
         m.submodules.acc = acc = Accumulator()
-        m.submodules.hred = hred = ReduceTree(p.pcu_lanes, add_latency=HRED_ADD_LATENCY)
+        hred = ReduceTree(p.pcu_lanes, add_latency=HRED_ADD_LATENCY)
 
         pops = self._header(m, chain, fifos, en, systolic)
         m.d.comb += [
@@ -199,9 +199,14 @@ class Pcu(wiring.Component):
         """The header's cross-lane reduction of vin0 (Src.RED); the other operands wait
         beside it. Returns the header's stages and the delayed operands."""
         step = chain.o.payload
-        m.d.comb += [hred.en.eq(en), hred.op.eq(self.config.hred), hred.i.eq(vin0.data),
+        # The reduction and the operands' lines beside it (and the SIMD scalar's beside
+        # the body) tick while a SIMD element is in them.
+        hdr, hdr_en = activity_domain(m, "hdr", en, fire,
+                                      hred.LATENCY + self.params.pcu_stages * Alu.LATENCY)
+        m.submodules.hred = DomainRenamer(hdr)(hred)
+        m.d.comb += [hred.en.eq(hdr_en), hred.op.eq(self.config.hred), hred.i.eq(vin0.data),
                      hred.mask.eq(step.mask)]
-        hst = Stages(m, en, "hdr")
+        hst = Stages(m, hdr_en, "hdr", domain=hdr)
         side = Signal(side_layout(self.params.pcu_lanes))
         m.d.comb += [side.valid.eq(fire), side.mask.eq(step.mask), side.last.eq(step.final),
                      side.wrap.eq(step.wrap)]
