@@ -19,6 +19,8 @@ from amaranth import (ClockDomain, ClockSignal, DomainRenamer, Instance, Module,
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .clockgate import gated_domain
+
 __all__ = ["Shared", "Standalone", "unit_module_name", "used_units", "forget_used", "forward"]
 
 _UNITS = {}      # module name -> the one component written as that module (a _Ports)
@@ -89,7 +91,10 @@ class _Ports(wiring.Component):
                 # then clocked logic of the block, not input-combinational logic that
                 # Verilator re-evaluates whenever any input of the block changes. (One
                 # cycle of delay; a configuration is loaded long before the unit starts.)
-                m.d.sync += inner.eq(outer)
+                # The register is clocked only when the configuration changes, so logic
+                # that reads it and a gated block's registers (hdl.clockgate) is not
+                # re-evaluated on every edge of the unit's clock.
+                m.d[gated_domain(m, "config", outer != inner)] += inner.eq(outer)
             elif member.flow == In:
                 m.d.comb += inner.eq(outer)
             else:
