@@ -15,7 +15,7 @@ from .compare import FpCompare, cmp_op_for
 from .convert import FromBf16, ToBf16
 from .fma import FmaBf16
 from .mul import FpMul
-from .ops import FPU_OPS, Op, comparator_map, lane_results
+from .ops import FPU_OPS, Op, comparator_map, lane_results, lane_signature
 from .pipeline import Stages, select_aligned
 from .tail import Exp2, Rcp, Rsqrt
 
@@ -39,12 +39,8 @@ class FpuLane(wiring.Component):
     UNITS = (FpAdd, FpMul, FmaBf16, FpCompare, ToBf16, FromBf16, Exp2, Rcp, Rsqrt)
     LATENCY = max(u.LATENCY for u in UNITS)
 
-    en: In(1)
-    op: In(Op)
-    a: In(32)
-    b: In(32)
-    c: In(32)
-    r: Out(32)
+    def __init__(self):
+        super().__init__(lane_signature())
 
     def elaborate(self, platform):
         m = Module()

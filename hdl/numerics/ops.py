@@ -9,12 +9,13 @@ firmware is above the hardware, so the table of functions lives there, keyed by 
 names; a test checks that both name the same ops).
 """
 
-from amaranth.lib import enum
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
 
 from .compare import CmpOp
 
 __all__ = ["Op", "OP_UNIT", "ALU_OPS", "FPU_OPS", "CMP_OF", "INT", "comparator_map",
-           "lane_results"]
+           "lane_results", "lane_signature"]
 
 
 class Op(enum.Enum, shape=5):
@@ -84,3 +85,9 @@ def lane_results(ops, outs):
     if missing:
         raise ValueError(f"the lane has ops computed by units it lacks: {missing}")
     return {op: outs[OP_UNIT[op]] for op in ops}
+
+
+def lane_signature():
+    """The ports of a one-lane multi-op unit: ``r = op(a, b, c)`` while ``en``."""
+    return wiring.Signature({"en": In(1), "op": In(Op), "a": In(32), "b": In(32),
+                             "c": In(32), "r": Out(32)})

@@ -2,14 +2,13 @@
 
 from amaranth import DomainRenamer, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from hdl.numerics.add import FpAdd
 from hdl.numerics.compare import FpCompare, cmp_op_for
 from hdl.numerics.convert import ToBf16
 from hdl.numerics.fma import FmaBf16
 from hdl.numerics.mul import FpMul
-from hdl.numerics.ops import ALU_OPS, INT, OP_UNIT, Op, comparator_map
+from hdl.numerics.ops import ALU_OPS, INT, OP_UNIT, Op, comparator_map, lane_signature
 from hdl.numerics.pipeline import Stages
 
 __all__ = ["Alu", "ALU_PATHS", "path_ops"]
@@ -33,8 +32,7 @@ class _Path(wiring.Component):
 
     def __init__(self, path):
         self.path = path
-        super().__init__({"en": In(1), "op": In(Op), "a": In(32), "b": In(32), "c": In(32),
-                          "r": Out(32)})
+        super().__init__(lane_signature())
 
     def elaborate(self, platform):
         m = Module()
@@ -117,16 +115,9 @@ class Alu(wiring.Component):
 
     LATENCY = ToBf16.LATENCY + FmaBf16.LATENCY
 
-    en: In(1)
-    op: In(Op)
-    a: In(32)
-    b: In(32)
-    c: In(32)
-    r: Out(32)
-
     def __init__(self, domains=None):
         self.domains = domains or {}
-        super().__init__()
+        super().__init__(lane_signature())
 
     def elaborate(self, platform):
         m = Module()
