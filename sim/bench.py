@@ -570,7 +570,7 @@ def _sim_speed(b, params, workdir, repeats=2):
     p = params.to_dict()
     runs = {"busy": (f"gemm {m}x{n}x{k} on every PCU",
                      GemmArgs(params=p, m=m, n=n, k=k, pcus=0, c_tiles=True, seed=66)),
-            "idle": ("softmax 16 x 64", SoftmaxArgs(params=p, rows=16, n=64, seed=66)),
+            "idle": ("softmax 64 x 100 (one PCU)", SoftmaxArgs(params=p, seed=66)),
             "default_job": ("make sim: fused attention 128 x 32", AttentionArgs(params=p))}
     out = {}
     for name, (what, args) in runs.items():

@@ -80,12 +80,17 @@ class FpAdd(wiring.Component):
 
         # Stage 2: normalize (right by one on carry, left by the leading-zero count).
         carry = s1_sum[27]
-        s_c = Mux(carry, Cat(s1_sum[1] | s1_sum[0], s1_sum[2:28]), s1_sum[:27])
-        lz = Signal(5)
-        for i in range(27):                    # the highest set bit wins
-            with m.If(s_c[i]):
-                m.d.comb += lz.eq(26 - i)
-        s2_sig = r2((s_c << lz)[:27])
+        s_c = wire(Mux(carry, Cat(s1_sum[1] | s1_sum[0], s1_sum[2:28]), s1_sum[:27]))
+        # Leading zeros and the left shift at once, in five levels (16, 8, 4, 2, 1): at
+        # each, a value whose top bits are all zero moves up by that many.
+        v = Cat(C(0, 5), s_c)                  # s_c's top bit at bit 31
+        zeros = []
+        for k in (16, 8, 4, 2, 1):
+            z = wire(v[32 - k:] == 0)
+            v = wire(Mux(z, (v << k)[:32], v))
+            zeros.append(z)
+        lz = wire(Mux(s_c == 0, 0, Cat(*reversed(zeros))))
+        s2_sig = r2(v[5:32])
         s2_exp = r2((s1_ex + carry - lz).as_signed())
         s2_zero = r2(s_c == 0)
         s2_sx, s2_sub, s2_nan = r2(s1_sx), r2(s1_sub), r2(s1_nan)
