@@ -570,7 +570,7 @@ def _sim_speed(b, params, workdir, repeats=2):
     p = params.to_dict()
     runs = {"busy": (f"gemm {m}x{n}x{k} on every PCU",
                      GemmArgs(params=p, m=m, n=n, k=k, pcus=0, c_tiles=True, seed=66)),
-            "idle": ("softmax 64 x 100 (one PCU)", SoftmaxArgs(params=p, seed=66)),
+            "idle": ("softmax 64 x 100 (3 PCUs in SIMD mode)", SoftmaxArgs(params=p, seed=66)),
             "default_job": ("make sim: fused attention 128 x 32", AttentionArgs(params=p))}
     out = {}
     for name, (what, args) in runs.items():
@@ -783,14 +783,18 @@ def time_regression(out: Path, repo=Path(".")):
         subprocess.run(["git", "clone", "-q", str(Path(repo).resolve()), str(clone)], check=True)
         env = {**os.environ, "OPENRDU_CACHE": str(tmp / "cache")}
         t0 = time.perf_counter()
-        proc = subprocess.run(["make", "test"], cwd=clone, env=env, capture_output=True,
-                              text=True)
+        last = ""
+        # make test's own output, line by line (its progress), prefixed.
+        with subprocess.Popen(["make", "test"], cwd=clone, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+            for line in proc.stdout:
+                print(f"  make test: {line.rstrip()}", flush=True)
+                last = line.strip() or last
         wall = time.perf_counter() - t0
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone,
                                 capture_output=True, text=True).stdout.strip()
-        tail = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
         result = {"make_test_cold_s": round(wall, 1), "passed": proc.returncode == 0,
-                  "commit": commit, "cpus": os.cpu_count(), "summary": " ".join(tail),
+                  "commit": commit, "cpus": os.cpu_count(), "summary": last,
                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

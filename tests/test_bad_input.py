@@ -4,6 +4,7 @@ build and the simulation are replaced by a failure here)."""
 
 import pytest
 
+import sim.bench
 import sim.run
 from sim.__main__ import main
 
@@ -43,6 +44,8 @@ OPTIONS = [
     (["run", "gemm", "--trace", "--trace-resolution", "0"], "a whole number of cycles >= 1"),
     (["sweep", "gemm", "--param", "m=8", "--jobs", "0"], "--jobs 0: at least 1"),
     (["explain", "fpu"], "'fpu' is not a socket kernel"),
+    (["bench", "--socket-parts", "sim_speed,nope"], "unknown socket bench parts ['nope']"),
+    (["bench", "--socket-parts", "sim_speed", "--presets", "tiny"], "unknown presets ['tiny']"),
 ]
 
 CONFIGS = [
@@ -77,6 +80,7 @@ def no_build(monkeypatch):
         raise AssertionError("a bad input reached the model build")
     monkeypatch.setattr(sim.run, "build_design", reached)
     monkeypatch.setattr(sim.run, "run_cocotb", reached)
+    monkeypatch.setattr(sim.bench, "_socket_section", reached)
 
 
 def _refused(argv, capsys):
